@@ -1,0 +1,54 @@
+# tombstone — developer entry points. See scripts/*.sh for the env vars each takes.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/tombstone
+
+.PHONY: all build run test bench fuzz lint fmt vet testenv-up testenv-down deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tombstone
+
+# Throwaway PostgreSQL on 127.0.0.1:55433 + the proxy on 127.0.0.1:6432.
+# Extra proxy flags: make run ARGS="--redis 127.0.0.1:6379"
+run:
+	scripts/run.sh $(ARGS)
+
+# deps + throwaway PostgreSQL/Redis + go vet + go test; env always torn down.
+test:
+	scripts/test.sh
+
+# pgbench: direct vs pgbouncer vs proxy. ROUNDS=3 DURATION=10 BENCH_SECTIONS=pgbench
+bench:
+	scripts/bench.sh
+
+# Every FuzzXxx target for FUZZTIME (default 30s) each.
+fuzz:
+	scripts/fuzz.sh
+
+lint:
+	@files="$$(git ls-files -co --exclude-standard '*.go')"; \
+	out="$$([ -z "$$files" ] || gofmt -l $$files)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	@files="$$(git ls-files -co --exclude-standard '*.go')"; [ -z "$$files" ] || gofmt -w $$files
+
+vet:
+	$(GO) vet ./...
+
+deps:
+	scripts/deps.sh
+
+testenv-up:
+	scripts/testenv.sh up
+	@echo 'now: eval "$$(scripts/testenv.sh env)"'
+
+testenv-down:
+	scripts/testenv.sh down
+
+clean:
+	rm -rf bin/ .testenv/
+	$(GO) clean -testcache

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/tombstone-proxy/tombstone/config"
+	"github.com/tombstone-proxy/tombstone/proxy"
+)
+
+// proxyCmd runs the proxy. Flags (and their environment variables) override
+// the configuration file.
+type proxyCmd struct {
+	Config        string `help:"Configuration file (YAML)." type:"existingfile" env:"TOMBSTONE_CONFIG"`
+	Listen        string `help:"Address clients connect to (listen)." env:"TOMBSTONE_LISTEN"`
+	Upstream      string `help:"PostgreSQL server host:port (upstream)." env:"TOMBSTONE_UPSTREAM"`
+	ControlDSN    string `name:"control-dsn" help:"Conninfo without dbname for the proxy's own connections (control_dsn)." env:"TOMBSTONE_CONTROL_DSN"`
+	Redis         string `help:"Redis address for fleet coordination (redis.addr)." env:"TOMBSTONE_REDIS"`
+	MetricsListen string `name:"metrics-listen" help:"Address for /metrics, /healthz, /readyz (metrics.listen)." env:"TOMBSTONE_METRICS_LISTEN"`
+	LogLevel      string `name:"log-level" help:"debug, info, warn or error (log.level)." env:"TOMBSTONE_LOG_LEVEL"`
+	LogFormat     string `name:"log-format" help:"json or console (log.format)." env:"TOMBSTONE_LOG_FORMAT"`
+}
+
+// load reads the configuration file and applies the flags over it.
+func (c *proxyCmd) load() (config.Config, error) {
+	cfg, err := config.Load(c.Config)
+	if err != nil {
+		return cfg, err
+	}
+	for _, o := range []struct {
+		flag string
+		dst  *string
+	}{
+		{c.Listen, &cfg.Listen}, {c.Upstream, &cfg.Upstream}, {c.ControlDSN, &cfg.ControlDSN},
+		{c.Redis, &cfg.Redis.Addr}, {c.MetricsListen, &cfg.Metrics.Listen},
+		{c.LogLevel, &cfg.Log.Level}, {c.LogFormat, &cfg.Log.Format},
+	} {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *proxyCmd) Run() error {
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	level := zap.NewAtomicLevel()
+	log, err := newLogger(cfg.Log, level)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pcfg, err := proxyConfig(cfg, log, proxy.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	srv := proxy.NewServer(pcfg)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	var ready = func() error { return nil }
+	if cfg.Metrics.Listen != "" {
+		ready = func() error { return pingUpstream(cfg.Upstream) }
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		go serveMetrics(mln, reg, ready, log)
+		log.Info("metrics listening", zap.String("addr", mln.Addr().String()))
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				c.reload(log, level)
+				continue
+			}
+			log.Info("shutting down", zap.String("signal", sig.String()), zap.Int("sessions", srv.Sessions()), zap.Duration("timeout", time.Duration(cfg.ShutdownTimeout)))
+			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+			_ = srv.Shutdown(sctx)
+			cancel()
+			stop()
+			return
+		}
+	}()
+
+	log.Info("proxy listening", zap.String("listen", ln.Addr().String()), zap.String("upstream", cfg.Upstream))
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("proxy stopped")
+	return nil
+}
+
+// reload re-reads what can change without a restart (the log level).
+func (c *proxyCmd) reload(log *zap.Logger, level zap.AtomicLevel) {
+	cfg, err := c.load()
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", zap.Error(err))
+		return
+	}
+	if l, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
+		level.SetLevel(l)
+	}
+	log.Info("configuration reloaded", zap.String("log_level", cfg.Log.Level))
+}
+
+// proxyConfig turns the file configuration into the proxy's.
+func proxyConfig(cfg config.Config, log *zap.Logger, m *proxy.Metrics) (proxy.Config, error) {
+	pc := proxy.Config{Upstream: cfg.Upstream, Logger: log, Metrics: m}
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return pc, fmt.Errorf("tls.cert_file: %w", err)
+		}
+		pc.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	switch cfg.TLS.Upstream {
+	case "prefer":
+		pc.UpstreamTLS = proxy.UpstreamTLSPrefer
+	case "require":
+		pc.UpstreamTLS = proxy.UpstreamTLSRequire
+	case "verify-full":
+		pc.UpstreamTLS = proxy.UpstreamTLSRequire
+		pem, err := os.ReadFile(cfg.TLS.UpstreamCAFile)
+		if err != nil {
+			return pc, fmt.Errorf("tls.upstream_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return pc, errors.New("tls.upstream_ca_file: no certificate found")
+		}
+		host, _, _ := net.SplitHostPort(cfg.Upstream)
+		pc.UpstreamTLSConfig = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return pc, nil
+}
+
+func newLogger(lc config.Log, level zap.AtomicLevel) (*zap.Logger, error) {
+	l, err := zapcore.ParseLevel(lc.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	level.SetLevel(l)
+	zc := zap.NewProductionConfig()
+	if lc.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = level
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+// serveMetrics serves /metrics, /healthz (the process is up) and /readyz
+// (the upstream accepts connections).
+func serveMetrics(ln net.Listener, reg *prometheus.Registry, ready func() error, log *zap.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server", zap.Error(err))
+	}
+}
+
+// pingUpstream checks that the upstream accepts TCP connections.
+func pingUpstream(addr string) error {
+	network := "tcp"
+	if len(addr) > 0 && addr[0] == '/' {
+		network = "unix"
+	}
+	conn, err := net.DialTimeout(network, addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}

@@ -1,0 +1,281 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the address clients connect to.
+	Listen string `yaml:"listen"`
+	// Upstream is the PostgreSQL server, host:port (or a Unix socket path).
+	Upstream string `yaml:"upstream"`
+	// ControlDSN is a conninfo without dbname for the proxy's own
+	// connections; empty means the libpq environment (PGUSER, …).
+	ControlDSN string `yaml:"control_dsn"`
+	// ShutdownTimeout bounds how long SIGTERM waits for sessions to end.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	Protect         Protect  `yaml:"protect"`
+	Policies        Policies `yaml:"policies"`
+	Guards          Guards   `yaml:"guards"`
+	Redis           Redis    `yaml:"redis"`
+	Metrics         Metrics  `yaml:"metrics"`
+	Log             Log      `yaml:"log"`
+	TLS             TLS      `yaml:"tls"`
+}
+
+// Protect says which tables are protected and for how long tombstones live.
+type Protect struct {
+	Schemas   []string              `yaml:"schemas"`
+	Exclude   []string              `yaml:"exclude"`
+	Retention Duration              `yaml:"retention"`
+	Tables    map[string]TableRules `yaml:"tables"`
+}
+
+// TableRules overrides the defaults for one table ("schema.table").
+type TableRules struct {
+	// Retention overrides protect.retention.
+	Retention Duration `yaml:"retention"`
+	// Mode is "shadow" (tombstones in a typed shadow table, the default) or
+	// "off" (not protected).
+	Mode string `yaml:"mode"`
+	// Column is the column restores filter on most (a tenant id, say); the
+	// shadow table gets an index on it.
+	Column string `yaml:"column"`
+}
+
+// Policies say what happens to statements that remove whole tables' rows.
+type Policies struct {
+	Truncate string `yaml:"truncate"` // capture | reject | allow
+	Drop     string `yaml:"drop"`     // trash | reject | allow
+}
+
+// Guards refuse dangerous deletes unless confirmed.
+type Guards struct {
+	RequireWhere bool  `yaml:"require_where"`
+	MaxRows      int64 `yaml:"max_rows"` // 0: no limit
+}
+
+// Redis configures fleet coordination; an empty Addr means in-process.
+type Redis struct {
+	Addr string `yaml:"addr"`
+}
+
+// Metrics configures the /metrics, /healthz and /readyz endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | console
+}
+
+// TLS configures TLS towards clients and towards the server.
+type TLS struct {
+	// CertFile and KeyFile enable TLS for clients that ask for it.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Upstream is disable | prefer | require | verify-full.
+	Upstream string `yaml:"upstream"`
+	// UpstreamCAFile verifies the server's certificate (verify-full).
+	UpstreamCAFile string `yaml:"upstream_ca_file"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:6432",
+		Upstream:        "127.0.0.1:5432",
+		ShutdownTimeout: Duration(30 * time.Second),
+		Protect: Protect{
+			Schemas:   []string{"public"},
+			Retention: Duration(7 * 24 * time.Hour),
+		},
+		Policies: Policies{Truncate: "capture", Drop: "trash"},
+		Guards:   Guards{RequireWhere: true},
+		Log:      Log{Level: "info", Format: "json"},
+		TLS:      TLS{Upstream: "disable"},
+	}
+}
+
+// Load reads path over the defaults. An empty path returns the defaults.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := Parse(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML into cfg (which holds the defaults) and validates it.
+// Unknown keys are errors.
+func Parse(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file decodes to io.EOF: it means "all defaults".
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return cfg.Validate()
+}
+
+// Validate checks every value, naming the key of the first bad one.
+func (c *Config) Validate() error {
+	if err := checkAddr("listen", c.Listen, false); err != nil {
+		return err
+	}
+	if err := checkAddr("upstream", c.Upstream, true); err != nil {
+		return err
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("shutdown_timeout: must not be negative")
+	}
+	if len(c.Protect.Schemas) == 0 {
+		return fmt.Errorf("protect.schemas: list at least one schema")
+	}
+	for _, s := range c.Protect.Schemas {
+		if s == "" || s == "tombstone" || strings.HasPrefix(s, "pg_") || s == "information_schema" {
+			return fmt.Errorf("protect.schemas: %q cannot be protected", s)
+		}
+	}
+	for _, t := range c.Protect.Exclude {
+		if !strings.Contains(t, ".") {
+			return fmt.Errorf("protect.exclude: %q: write tables as schema.table", t)
+		}
+	}
+	if c.Protect.Retention <= 0 {
+		return fmt.Errorf("protect.retention: must be positive (e.g. 168h or 7d)")
+	}
+	for name, r := range c.Protect.Tables {
+		key := "protect.tables." + name
+		if !strings.Contains(name, ".") {
+			return fmt.Errorf("%s: write tables as schema.table", key)
+		}
+		if r.Retention < 0 {
+			return fmt.Errorf("%s.retention: must be positive", key)
+		}
+		if r.Mode != "" && r.Mode != "shadow" && r.Mode != "off" {
+			return fmt.Errorf("%s.mode: %q is not one of shadow, off", key, r.Mode)
+		}
+	}
+	if err := oneOf("policies.truncate", c.Policies.Truncate, "capture", "reject", "allow"); err != nil {
+		return err
+	}
+	if err := oneOf("policies.drop", c.Policies.Drop, "trash", "reject", "allow"); err != nil {
+		return err
+	}
+	if c.Guards.MaxRows < 0 {
+		return fmt.Errorf("guards.max_rows: must be 0 (no limit) or positive")
+	}
+	if c.Redis.Addr != "" {
+		if err := checkAddr("redis.addr", c.Redis.Addr, false); err != nil {
+			return err
+		}
+	}
+	if c.Metrics.Listen != "" {
+		if err := checkAddr("metrics.listen", c.Metrics.Listen, false); err != nil {
+			return err
+		}
+	}
+	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	if err := oneOf("log.format", c.Log.Format, "json", "console"); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("tls.cert_file, tls.key_file: give both or neither")
+	}
+	if err := oneOf("tls.upstream", c.TLS.Upstream, "disable", "prefer", "require", "verify-full"); err != nil {
+		return err
+	}
+	if c.TLS.Upstream == "verify-full" && c.TLS.UpstreamCAFile == "" {
+		return fmt.Errorf("tls.upstream_ca_file: required with tls.upstream: verify-full")
+	}
+	return nil
+}
+
+// RetentionFor returns the retention of schema.table.
+func (p Protect) RetentionFor(table string) time.Duration {
+	if r, ok := p.Tables[table]; ok && r.Retention > 0 {
+		return time.Duration(r.Retention)
+	}
+	return time.Duration(p.Retention)
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+}
+
+func checkAddr(key, addr string, allowSocket bool) error {
+	if addr == "" {
+		return fmt.Errorf("%s: must be set (host:port)", key)
+	}
+	if allowSocket && strings.HasPrefix(addr, "/") {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port: %v", key, addr, err)
+	}
+	_ = host
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s: %q has a bad port", key, addr)
+	}
+	return nil
+}
+
+// Duration is a time.Duration that YAML writes as "168h", "30s" or "7d".
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go durations plus a "d" (day) suffix.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses Go durations plus whole days ("7d").
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q (use e.g. 30s, 168h, 7d)", s)
+	}
+	return v, nil
+}
+
+// String formats d like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }

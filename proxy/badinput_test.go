@@ -1,0 +1,263 @@
+package proxy_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/proxy"
+)
+
+// startup opens a raw protocol connection to addr, authenticated.
+func startup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	fe := pgproto3.NewFrontend(conn, conn)
+	u, _ := url.Parse(testenv.PGURL(t))
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
+		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/"),
+	}})
+	require.NoError(t, fe.Flush())
+	for {
+		msg, err := fe.Receive()
+		require.NoError(t, err)
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return conn, fe
+		}
+	}
+}
+
+// expectFatal reads until an ErrorResponse and checks its code, then checks
+// the connection is closed.
+func expectFatal(t *testing.T, conn net.Conn, fe *pgproto3.Frontend, code string) *pgproto3.ErrorResponse {
+	t.Helper()
+	for {
+		msg, err := fe.Receive()
+		require.NoError(t, err, "expected an ErrorResponse %s before the connection closes", code)
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			require.Equal(t, code, e.Code, e.Message)
+			_, err := conn.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "connection must be closed after a FATAL error")
+			return e
+		}
+	}
+}
+
+func TestMalformedMessages(t *testing.T) {
+	px := testenv.StartProxy(t)
+	for _, c := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"length below 4", []byte{'Q', 0, 0, 0, 2}},
+		{"length over 1 GiB", []byte{'Q', 0x7f, 0xff, 0xff, 0xff}},
+		{"negative length", []byte{'P', 0xff, 0xff, 0xff, 0xff}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, fe := startup(t, px.Addr)
+			_, err := conn.Write(c.raw)
+			require.NoError(t, err)
+			e := expectFatal(t, conn, fe, "08P01")
+			require.Equal(t, "FATAL", e.Severity)
+		})
+	}
+	t.Run("bad startup packet", func(t *testing.T) {
+		for _, raw := range [][]byte{
+			{0, 0, 0, 3},                    // length too small
+			{0, 1, 0, 0, 0, 3, 0, 0},        // length 65536: too large
+			{0, 0, 0, 8, 0, 2, 0, 0},        // protocol 2.0
+			{0, 0, 0, 9, 0, 3, 0, 0, 'x'},   // 3.0 without a terminator
+			{0, 0, 0, 10, 0, 3, 0, 0, 0, 0}, // no user
+		} {
+			conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+			_, err = conn.Write(raw)
+			require.NoError(t, err)
+			fe := pgproto3.NewFrontend(conn, conn)
+			msg, err := fe.Receive()
+			require.NoError(t, err, "startup %x", raw)
+			e, ok := msg.(*pgproto3.ErrorResponse)
+			require.True(t, ok, "startup %x: got %T", raw, msg)
+			require.Equal(t, "FATAL", e.Severity)
+			require.Contains(t, []string{"08P01", "0A000", "28000"}, e.Code)
+			conn.Close()
+		}
+	})
+	t.Run("huge statement", func(t *testing.T) {
+		conn := testenv.Connect(t, px.DSN)
+		lit := strings.Repeat("x", 20<<20) // a 20 MB statement
+		var n int
+		require.NoError(t, conn.QueryRow(context.Background(), "SELECT length('"+lit+"')").Scan(&n))
+		require.Equal(t, 20<<20, n)
+		require.NoError(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n))
+	})
+	testenv.WaitFor(t, 5*time.Second, "sessions to end", func() bool { return px.Sessions() == 0 })
+}
+
+func TestUnreachableUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens here now
+	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Upstream = dead })
+	_, err = pgx.Connect(context.Background(), px.DSN)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "08001", pe.Code)
+	require.Contains(t, pe.Hint, dead)
+}
+
+// TestServerGoesAway: the server ends a session (pg_terminate_backend) and a
+// server that drops connections without a word; the client gets an error
+// with a SQLSTATE either way.
+func TestServerGoesAway(t *testing.T) {
+	px := testenv.StartProxy(t)
+	ctx := context.Background()
+	victim := testenv.Connect(t, px.DSN)
+	var pid int
+	require.NoError(t, victim.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	killer := testenv.Connect(t, testenv.PGURL(t))
+	_, err := killer.Exec(ctx, "SELECT pg_terminate_backend($1)", pid)
+	require.NoError(t, err)
+	_, err = victim.Exec(ctx, "SELECT 1")
+	require.Error(t, err)
+
+	// A "server" that accepts and hangs up straight away.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	bad := testenv.StartProxy(t, func(c *proxy.Config) { c.Upstream = ln.Addr().String() })
+	_, err = pgx.Connect(ctx, bad.DSN)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "08006", pe.Code)
+}
+
+// TestClientVanishes: clients that disappear mid-query, mid-message and
+// mid-startup leave no session, goroutine or server backend behind.
+func TestClientVanishes(t *testing.T) {
+	px := testenv.StartProxy(t)
+	before := runtime.NumGoroutine()
+	ctx := context.Background()
+	for range 10 {
+		conn, fe := startup(t, px.Addr)
+		fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.2) /* vanish */"})
+		require.NoError(t, fe.Flush())
+		conn.Close()
+
+		conn, _ = startup(t, px.Addr)
+		_, _ = conn.Write([]byte{'Q', 0, 0, 0, 100, 'S', 'E'}) // half a message
+		conn.Close()
+
+		conn, err := net.Dial("tcp", px.Addr)
+		require.NoError(t, err)
+		_, _ = conn.Write([]byte{0, 0, 0, 40, 0, 3}) // half a startup packet
+		conn.Close()
+	}
+	// Normal sessions, some closed without Terminate.
+	for i := range 10 {
+		c, err := pgx.Connect(ctx, px.DSN)
+		require.NoError(t, err)
+		require.NoError(t, c.Ping(ctx))
+		if i%2 == 0 {
+			c.PgConn().Conn().Close()
+		} else {
+			c.Close(ctx)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, "all sessions to end", func() bool { return px.Sessions() == 0 })
+	testenv.WaitFor(t, 10*time.Second, "goroutines to wind down", func() bool { return runtime.NumGoroutine() <= before+2 })
+	direct := testenv.Connect(t, testenv.PGURL(t))
+	testenv.WaitFor(t, 10*time.Second, "server backends to end", func() bool {
+		var n int
+		require.NoError(t, direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* vanish */%' AND pid <> pg_backend_pid()").Scan(&n))
+		return n == 0
+	})
+}
+
+// TestShutdown: Shutdown waits for sessions until its deadline, then ends
+// them with 57P01 and refuses new connections.
+func TestShutdown(t *testing.T) {
+	px := testenv.StartProxy(t)
+	conn, fe := startup(t, px.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.ErrorIs(t, px.Shutdown(ctx), context.DeadlineExceeded)
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "idle sessions get the grace period")
+	e := expectFatal(t, conn, fe, "57P01")
+	require.Contains(t, e.Message, "shutdown")
+	_, err := net.DialTimeout("tcp", px.Addr, time.Second)
+	require.Error(t, err, "no new connections after shutdown")
+}
+
+// TestCancelRequestForwarded: a raw CancelRequest for a session's backend
+// key reaches the server.
+func TestCancelRequestForwarded(t *testing.T) {
+	px := testenv.StartProxy(t)
+	conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	fe := pgproto3.NewFrontend(conn, conn)
+	u, _ := url.Parse(testenv.PGURL(t))
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
+	require.NoError(t, fe.Flush())
+	var key *pgproto3.BackendKeyData
+	for {
+		msg, err := fe.Receive()
+		require.NoError(t, err)
+		if k, ok := msg.(*pgproto3.BackendKeyData); ok {
+			key = &pgproto3.BackendKeyData{ProcessID: k.ProcessID, SecretKey: append([]byte(nil), k.SecretKey...)}
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	require.NotNil(t, key)
+	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(20)"})
+	require.NoError(t, fe.Flush())
+	time.Sleep(100 * time.Millisecond)
+	cc, err := net.Dial("tcp", px.Addr)
+	require.NoError(t, err)
+	pkt := binary.BigEndian.AppendUint32(nil, uint32(12+len(key.SecretKey)))
+	pkt = binary.BigEndian.AppendUint32(pkt, 80877102)
+	pkt = binary.BigEndian.AppendUint32(pkt, key.ProcessID)
+	pkt = append(pkt, key.SecretKey...)
+	_, err = cc.Write(pkt)
+	require.NoError(t, err)
+	cc.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	for {
+		msg, err := fe.Receive()
+		require.NoError(t, err)
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			require.Equal(t, "57014", e.Code) // query_canceled
+			return
+		}
+	}
+}

@@ -1,0 +1,472 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+)
+
+// Startup-phase request codes (src/include/libpq/pqcomm.h).
+const (
+	codeCancelRequest = 80877102
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+)
+
+// errSessionDone ends a session quietly (cancel requests, client gone).
+var errSessionDone = errors.New("session done")
+
+// Session is one client connection and its one server connection. It relays
+// the startup and authentication exchange, then runs two pumps: client to
+// server and server to client. Messages are framed by their 5-byte header
+// and forwarded as raw bytes; only the few the proxy must look at are
+// decoded.
+type Session struct {
+	ID  uint64
+	srv *Server
+	log *zap.Logger
+
+	client net.Conn
+	server net.Conn
+	cr, sr *frameReader
+	cw, sw *frameWriter
+
+	// Params are the client's startup parameters (user, database, …).
+	Params map[string]string
+	// ClientAddr is the real client's address as the proxy saw it.
+	ClientAddr string
+
+	backendKey []byte // BackendKeyData body, for cancel routing
+	txStatus   atomic.Uint32
+
+	closeOnce   sync.Once
+	killed      atomic.Bool
+	terminating atomic.Bool
+}
+
+// TxStatus returns the last transaction status the server reported in
+// ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' failed transaction, or
+// 0 before the first ReadyForQuery.
+func (s *Session) TxStatus() byte { return byte(s.txStatus.Load()) }
+
+// run drives the session to its end. It never panics on client input; a
+// panic from a bug is contained to this session and logged.
+func (s *Session) run(ctx context.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session panic", zap.Any("panic", r), zap.Stack("stack"))
+		}
+		s.close()
+	}()
+	if err := s.startup(ctx); err != nil {
+		s.fail(err)
+		return
+	}
+	s.log.Info("session ready",
+		zap.String("user", s.Params["user"]),
+		zap.String("database", s.Params["database"]),
+		zap.String("application_name", s.Params["application_name"]))
+	done := make(chan error, 1)
+	go func() {
+		err := s.serverToClient()
+		s.close() // wakes the client pump
+		done <- err
+	}()
+	err := s.clientToServer()
+	s.close()
+	serr := <-done
+	s.log.Info("session closed", zap.NamedError("client_side", quiet(err)), zap.NamedError("server_side", quiet(serr)))
+}
+
+// quiet drops the errors every normal session end produces.
+func quiet(err error) error {
+	if err == nil || errors.Is(err, errSessionDone) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// fail reports err to the client when it is a proxy error, and logs it.
+func (s *Session) fail(err error) {
+	if pe, ok := asError(err); ok {
+		s.log.Warn("session refused", zap.String("sqlstate", pe.Code), zap.String("message", pe.Message), zap.NamedError("cause", pe.Err))
+		_ = s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if s.cw != nil {
+			_ = s.cw.flush()
+		}
+		_, _ = s.client.Write(pe.encode(nil))
+		return
+	}
+	if errors.Is(err, errSessionDone) || errors.Is(err, io.EOF) {
+		return
+	}
+	s.log.Warn("session ended", zap.Error(err))
+}
+
+// close closes both connections once.
+func (s *Session) close() {
+	s.closeOnce.Do(func() {
+		_ = s.client.Close()
+		if s.server != nil {
+			_ = s.server.Close()
+		}
+	})
+}
+
+// kill ends the session on shutdown: the server side is closed, and the
+// server pump tells the client why at the next message boundary.
+func (s *Session) kill() {
+	s.killed.Store(true)
+	if s.server != nil {
+		_ = s.server.Close()
+	} else {
+		_ = s.client.Close()
+	}
+}
+
+// startup handles the startup phase: SSL/GSS negotiation, cancel requests,
+// then the StartupMessage, which it relays to a fresh server connection
+// together with the whole authentication exchange.
+func (s *Session) startup(ctx context.Context) error {
+	_ = s.client.SetReadDeadline(time.Now().Add(s.srv.cfg.StartupTimeout))
+	for {
+		pkt, err := s.cr.readStartup()
+		if err != nil {
+			if errors.Is(err, errMessageLength) {
+				return fatal(CodeProtocolViolation, "invalid length of startup packet", err)
+			}
+			return errSessionDone
+		}
+		code := binary.BigEndian.Uint32(pkt[4:8])
+		switch code {
+		case codeSSLRequest:
+			if err := s.negotiateTLS(); err != nil {
+				return err
+			}
+		case codeGSSENCRequest:
+			// We never do GSS encryption; 'N' lets libpq fall back.
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return errSessionDone
+			}
+		case codeCancelRequest:
+			s.srv.forwardCancel(ctx, pkt)
+			return errSessionDone
+		default:
+			if code>>16 != 3 {
+				return fatal(CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff), nil)
+			}
+			var sm pgproto3.StartupMessage
+			if err := sm.Decode(pkt[4:]); err != nil {
+				return fatal(CodeProtocolViolation, "invalid startup packet layout", err)
+			}
+			if sm.Parameters["user"] == "" {
+				return fatal("28000", "no PostgreSQL user name specified in startup packet", nil)
+			}
+			s.Params = sm.Parameters
+			if s.Params["database"] == "" {
+				s.Params["database"] = s.Params["user"]
+			}
+			if err := s.connectServer(ctx, pkt); err != nil {
+				return err
+			}
+			if err := s.relayAuth(); err != nil {
+				return err
+			}
+			_ = s.client.SetReadDeadline(time.Time{})
+			return nil
+		}
+	}
+}
+
+// negotiateTLS answers an SSLRequest: 'S' and a TLS handshake when a
+// certificate is configured, else 'N'.
+func (s *Session) negotiateTLS() error {
+	if s.cr.buffered() > 0 {
+		// Bytes sent before our answer would be read as if they came over
+		// TLS (CVE-2021-23222); Postgres refuses this too.
+		return fatal(CodeProtocolViolation, "received unencrypted data after SSL request", nil)
+	}
+	if _, ok := s.client.(*tls.Conn); ok || s.srv.cfg.ClientTLS == nil {
+		_, err := s.client.Write([]byte{'N'})
+		if err != nil {
+			return errSessionDone
+		}
+		return nil
+	}
+	if _, err := s.client.Write([]byte{'S'}); err != nil {
+		return errSessionDone
+	}
+	tc := tls.Server(s.client, s.srv.cfg.ClientTLS)
+	if err := tc.Handshake(); err != nil {
+		s.log.Info("client TLS handshake failed", zap.Error(err))
+		return errSessionDone
+	}
+	s.client = tc
+	s.cr = newFrameReader(tc)
+	s.cw = newFrameWriter(tc)
+	return nil
+}
+
+// connectServer dials the upstream, negotiates TLS to it when configured,
+// and sends the client's startup packet unchanged.
+func (s *Session) connectServer(ctx context.Context, startup []byte) error {
+	conn, err := s.srv.dialUpstream(ctx)
+	if err != nil {
+		return err
+	}
+	s.server = conn
+	s.sr = newFrameReader(conn)
+	s.sw = newFrameWriter(conn)
+	if _, err := conn.Write(startup); err != nil {
+		return fatal(CodeConnectionFailure, "could not send startup packet to server", err)
+	}
+	return nil
+}
+
+// relayAuth relays the authentication exchange between client and server
+// until the server's first ReadyForQuery. The proxy never sees a password in
+// clear unless the server asks for one in clear; it never logs it.
+func (s *Session) relayAuth() error {
+	_ = s.server.SetReadDeadline(time.Now().Add(s.srv.cfg.StartupTimeout))
+	defer s.server.SetReadDeadline(time.Time{})
+	for {
+		msg, err := s.sr.next()
+		if err != nil {
+			return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
+		}
+		switch msg[0] {
+		case 'R':
+			if len(msg) < 9 {
+				return fatal(CodeProtocolViolation, "invalid authentication request from server", nil)
+			}
+			code := binary.BigEndian.Uint32(msg[5:9])
+			if code == 10 { // AuthenticationSASL
+				msg = withoutChannelBinding(msg)
+			}
+			if _, err := s.client.Write(msg); err != nil {
+				return errSessionDone
+			}
+			// AuthenticationOk (0) and SASLFinal (12) expect no answer;
+			// every other request does.
+			if code == 0 || code == 12 {
+				continue
+			}
+			resp, err := s.cr.next()
+			if err != nil {
+				return errSessionDone
+			}
+			if resp[0] != 'p' {
+				return fatal(CodeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", resp[0]), nil)
+			}
+			if _, err := s.server.Write(resp); err != nil {
+				return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
+			}
+		case 'K':
+			s.backendKey = append([]byte(nil), msg[5:]...)
+			s.srv.registerCancel(s)
+			if _, err := s.client.Write(msg); err != nil {
+				return errSessionDone
+			}
+		case 'E':
+			_, _ = s.client.Write(msg)
+			return errSessionDone
+		case 'Z':
+			if len(msg) == 6 {
+				s.txStatus.Store(uint32(msg[5]))
+			}
+			if _, err := s.client.Write(msg); err != nil {
+				return errSessionDone
+			}
+			return nil
+		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+			if _, err := s.client.Write(msg); err != nil {
+				return errSessionDone
+			}
+		}
+	}
+}
+
+// withoutChannelBinding removes SCRAM-SHA-256-PLUS from an
+// AuthenticationSASL mechanism list. Channel binding ties the SCRAM exchange
+// to one TLS connection; across the proxy there are two, so a client that
+// picked PLUS could never authenticate.
+func withoutChannelBinding(msg []byte) []byte {
+	body := msg[9:]
+	out := make([]byte, 0, len(msg))
+	out = append(out, msg[:9]...)
+	for len(body) > 0 {
+		i := indexByte(body, 0)
+		if i <= 0 {
+			break
+		}
+		mech := body[:i]
+		body = body[i+1:]
+		if string(mech) == "SCRAM-SHA-256-PLUS" {
+			continue
+		}
+		out = append(out, mech...)
+		out = append(out, 0)
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	return out
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// clientToServer is the client → server pump.
+func (s *Session) clientToServer() error {
+	cr, sw := s.cr, s.sw
+	for {
+		if !cr.hasHeader() {
+			if err := sw.flush(); err != nil {
+				return s.serverGone(err)
+			}
+		}
+		typ, size, err := cr.peekHeader()
+		if err != nil {
+			if errors.Is(err, errMessageLength) {
+				s.protocolViolation(err)
+			}
+			return errSessionDone
+		}
+		if typ == 'X' {
+			// Terminate: pass it on so the server ends cleanly, then stop.
+			s.terminating.Store(true)
+			_ = s.forward(cr, sw, size)
+			_ = sw.flush()
+			return errSessionDone
+		}
+		if err := s.forward(cr, sw, size); err != nil {
+			return err
+		}
+	}
+}
+
+// serverToClient is the server → client pump.
+func (s *Session) serverToClient() error {
+	sr, cw := s.sr, s.cw
+	lastError := false
+	for {
+		if !sr.hasHeader() {
+			if err := cw.flush(); err != nil {
+				return errSessionDone
+			}
+		}
+		typ, size, err := sr.peekHeader()
+		if err != nil {
+			if lastError && errors.Is(err, io.EOF) {
+				// The server said why it hung up (FATAL); nothing to add.
+				_ = cw.flush()
+				return errSessionDone
+			}
+			s.serverClosed(err)
+			return errSessionDone
+		}
+		lastError = typ == 'E'
+		if typ == 'Z' && size == 6 {
+			if err := sr.fill(6); err != nil {
+				s.serverClosed(err)
+				return errSessionDone
+			}
+			s.txStatus.Store(uint32(sr.buf[sr.start+5]))
+		}
+		if err := s.forward(sr, cw, size); err != nil {
+			return errSessionDone
+		}
+	}
+}
+
+// forward copies one frame of the given size from r to w without decoding
+// it, streaming frames larger than the buffer.
+func (s *Session) forward(r *frameReader, w *frameWriter, size int) error {
+	if size <= r.buffered() {
+		return w.write(r.take(size))
+	}
+	if size <= len(r.buf) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if err := r.fill(size); err != nil {
+			return err
+		}
+		return w.write(r.take(size))
+	}
+	// A frame larger than the buffer (a big CopyData or DataRow): stream it.
+	for size > 0 {
+		if r.buffered() == 0 {
+			if err := w.flush(); err != nil {
+				return err
+			}
+			if err := r.fill(1); err != nil {
+				return err
+			}
+		}
+		b := r.take(size)
+		size -= len(b)
+		if err := w.write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// protocolViolation tells the client its message framing was invalid, as
+// Postgres does, and ends the session.
+func (s *Session) protocolViolation(err error) {
+	s.log.Warn("protocol violation from client", zap.Error(err))
+	_ = s.cw.flush()
+	_, _ = s.client.Write(fatal(CodeProtocolViolation, "invalid message length", err).encode(nil))
+}
+
+// serverGone handles a failed write to the server.
+func (s *Session) serverGone(err error) error {
+	return fmt.Errorf("write to server: %w", err)
+}
+
+// serverClosed tells the client why the server side went away, when it went
+// away at a message boundary (the only place an ErrorResponse can go).
+func (s *Session) serverClosed(err error) {
+	var e *Error
+	switch {
+	case s.terminating.Load():
+		return // the client said goodbye; the server closing is expected
+	case s.killed.Load():
+		e = fatal(CodeAdminShutdown, "terminating connection due to proxy shutdown", err)
+	case errors.Is(err, net.ErrClosed):
+		return // we closed it ourselves: the client side ended first
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, os.ErrDeadlineExceeded):
+		e = fatal(CodeConnectionFailure, "server closed the connection unexpectedly", err)
+	case errors.Is(err, errMessageLength):
+		e = fatal(CodeProtocolViolation, "invalid message from server", err)
+	default:
+		if strings.Contains(err.Error(), "use of closed") {
+			return
+		}
+		e = fatal(CodeConnectionFailure, "lost connection to server", err)
+	}
+	e.Hint = "The proxy's connection to the database server ended; reconnect."
+	s.log.Warn("server connection ended", zap.Error(err))
+	_ = s.cw.flush()
+	_, _ = s.client.Write(e.encode(nil))
+}

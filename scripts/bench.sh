@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# `make bench`: tombstone's benchmarks on a throwaway PostgreSQL.
+#
+# Targets (what a benchmark connects to), started lazily as sections need them:
+#   direct     PostgreSQL itself                        127.0.0.1:$BENCH_PG_PORT
+#   pgbouncer  pgbouncer, session mode, in front of it  127.0.0.1:$BENCH_PGBOUNCER_PORT
+#   proxy      bin/tombstone proxy in front of it       127.0.0.1:$BENCH_PROXY_PORT
+#
+# Sections (BENCH_SECTIONS, space separated, run in order):
+#   pgbench    pgbench -S (select-only), simple and prepared protocol, rounds
+#              interleaved across targets, median tps per target and mode.
+# Add a section by defining `section_<name>` below (see the notes above
+# section_pgbench) and naming it in BENCH_SECTIONS.
+#
+# env vars:
+#   BENCH_SECTIONS        sections to run                     (default "pgbench")
+#   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer proxy")
+#   ROUNDS                rounds per target and mode          (default 3)
+#   DURATION              seconds per pgbench run             (default 10)
+#   BENCH_CLIENTS         pgbench -c                          (default 8)
+#   BENCH_JOBS            pgbench -j                          (default 2)
+#   BENCH_SCALE           pgbench -i -s                       (default 10)
+#   BENCH_PG_PORT         PostgreSQL port                     (default 55440)
+#   BENCH_PROXY_PORT      proxy port                          (default 55441)
+#   BENCH_PGBOUNCER_PORT  pgbouncer port                      (default 55442)
+#   BENCH_OUT             markdown results file               (default bench/results.md)
+#   BENCH_NO_BUILD        1 = use the existing bin/tombstone as is
+#   BENCH_PROXY_ARGS      extra flags for `tombstone proxy`, word-split
+#   TOMBSTONE_PGBIN       PostgreSQL bin dir (default: newest installed)
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench}"
+BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer proxy}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+BENCH_CLIENTS="${BENCH_CLIENTS:-8}"
+BENCH_JOBS="${BENCH_JOBS:-2}"
+BENCH_SCALE="${BENCH_SCALE:-10}"
+BENCH_PG_PORT="${BENCH_PG_PORT:-55440}"
+BENCH_PROXY_PORT="${BENCH_PROXY_PORT:-55441}"
+BENCH_PGBOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-55442}"
+BENCH_OUT="${BENCH_OUT:-bench/results.md}"
+BENCH_DB=bench
+export PGSSLMODE=disable PGUSER=postgres PGCONNECT_TIMEOUT=10
+unset PGPASSWORD PGSERVICE PGOPTIONS
+
+for v in ROUNDS DURATION BENCH_CLIENTS BENCH_JOBS BENCH_SCALE BENCH_PG_PORT BENCH_PROXY_PORT BENCH_PGBOUNCER_PORT; do
+	case "${!v}" in '' | *[!0-9]*) die "$v must be a positive integer (got '${!v}')" ;; esac
+	[ "${!v}" -gt 0 ] || die "$v must be > 0"
+done
+for s in $BENCH_SECTIONS; do
+	case "$s" in *[!a-z0-9_]*) die "bad section name '$s'" ;; esac
+done
+for t in $BENCH_TARGETS; do
+	case "$t" in direct | pgbouncer | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, proxy)" ;; esac
+done
+
+# ---------------------------------------------------------------- infrastructure
+
+TMP=""
+PGBIN=""
+PROXY_PID=""
+STARTED="" # targets running, space separated
+MD=""      # markdown body collected from sections
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$PROXY_PID" ]; then
+		kill_pid "$PROXY_PID" 15
+	fi
+	if [ -n "$TMP" ]; then
+		kill_pidfile "$TMP/pgbouncer/pgbouncer.pid" 10
+		[ -n "$PGBIN" ] && pg_stop "$PGBIN" "$TMP/pg" immediate
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+has_target() { case " $BENCH_TARGETS " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
+
+target_port() {
+	case "$1" in
+	direct) echo "$BENCH_PG_PORT" ;;
+	proxy) echo "$BENCH_PROXY_PORT" ;;
+	pgbouncer) echo "$BENCH_PGBOUNCER_PORT" ;;
+	*) die "unknown target $1" ;;
+	esac
+}
+
+# sql [PORT] SQL: run SQL in the bench database (default: directly on PostgreSQL), print -At output.
+sql() {
+	local port="$BENCH_PG_PORT"
+	if [ "$#" -gt 1 ]; then
+		port="$1"
+		shift
+	fi
+	"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -d "$BENCH_DB" -c "$1"
+}
+
+# md LINE...: append lines to the markdown results.
+md() {
+	local l
+	for l in "$@"; do MD+="$l"$'\n'; done
+}
+
+start_pg() {
+	log "starting PostgreSQL on 127.0.0.1:$BENCH_PG_PORT"
+	pg_init "$PGBIN" "$TMP/pg"
+	cat >>"$TMP/pg/postgresql.conf" <<EOF
+
+# ---- tombstone bench ----
+listen_addresses = '127.0.0.1'
+port = $BENCH_PG_PORT
+unix_socket_directories = '$TMP/sock'
+max_connections = 100
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+checkpoint_timeout = 30min
+max_wal_size = 4GB
+EOF
+	pg_start "$PGBIN" "$TMP/pg" "$TMP/pg.log" || die "PostgreSQL failed to start on port $BENCH_PG_PORT"
+	wait_pg "$PGBIN" 127.0.0.1 "$BENCH_PG_PORT" 30 || die "PostgreSQL on 127.0.0.1:$BENCH_PG_PORT does not accept connections"
+	"$PGBIN/createdb" -h 127.0.0.1 -p "$BENCH_PG_PORT" "$BENCH_DB"
+	log "pgbench -i -s $BENCH_SCALE"
+	local out
+	if ! out="$("$PGBIN/pgbench" -i -q -s "$BENCH_SCALE" -h 127.0.0.1 -p "$BENCH_PG_PORT" "$BENCH_DB" 2>&1)"; then
+		printf '%s\n' "$out" >&2
+		die "pgbench -i failed"
+	fi
+	sql "VACUUM ANALYZE" >/dev/null
+}
+
+start_pgbouncer() {
+	local d="$TMP/pgbouncer"
+	log "starting pgbouncer (session mode) on 127.0.0.1:$BENCH_PGBOUNCER_PORT"
+	command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer not installed (scripts/deps.sh --bench)"
+	mkdir -p "$d"
+	printf '"postgres" ""\n' >"$d/userlist.txt"
+	cat >"$d/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$BENCH_PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BENCH_PGBOUNCER_PORT
+unix_socket_dir = $d
+auth_type = trust
+auth_file = $d/userlist.txt
+admin_users = postgres
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits
+logfile = $d/pgbouncer.log
+pidfile = $d/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+	own_pg "$d"
+	if ! as_pg pgbouncer -d "$d/pgbouncer.ini" >"$TMP/pgbouncer.out" 2>&1; then
+		cat "$TMP/pgbouncer.out" >&2
+		tail -n 20 "$d/pgbouncer.log" >&2 2>/dev/null || true
+		die "pgbouncer failed to start"
+	fi
+	if ! wait_pg "$PGBIN" 127.0.0.1 "$BENCH_PGBOUNCER_PORT" 30 postgres "$BENCH_DB"; then
+		tail -n 20 "$d/pgbouncer.log" >&2 2>/dev/null || true
+		die "pgbouncer on 127.0.0.1:$BENCH_PGBOUNCER_PORT does not pass queries through"
+	fi
+}
+
+start_proxy() {
+	log "starting bin/tombstone proxy on 127.0.0.1:$BENCH_PROXY_PORT"
+	[ -x bin/tombstone ] || die "bin/tombstone missing"
+	# shellcheck disable=SC2206 # word splitting is the point
+	local extra=(${BENCH_PROXY_ARGS:-})
+	PGHOST=127.0.0.1 PGPORT="$BENCH_PG_PORT" PGUSER=postgres PGDATABASE="$BENCH_DB" \
+		bin/tombstone proxy --listen "127.0.0.1:$BENCH_PROXY_PORT" \
+		--upstream "127.0.0.1:$BENCH_PG_PORT" ${extra[@]+"${extra[@]}"} >"$TMP/proxy.log" 2>&1 &
+	PROXY_PID=$!
+	local deadline=$((SECONDS + 30))
+	until wait_pg "$PGBIN" 127.0.0.1 "$BENCH_PROXY_PORT" 1 postgres "$BENCH_DB"; do
+		if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+			PROXY_PID=""
+			tail -n 30 "$TMP/proxy.log" >&2 || true
+			die "bin/tombstone proxy exited during startup (log above)"
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			tail -n 30 "$TMP/proxy.log" >&2 || true
+			die "bin/tombstone proxy does not pass queries through on 127.0.0.1:$BENCH_PROXY_PORT after 30s"
+		fi
+	done
+}
+
+# need_target NAME: start the target (and PostgreSQL behind it) if not running yet.
+need_target() {
+	case " $STARTED " in *" $1 "*) return 0 ;; esac
+	case "$1" in
+	direct) start_pg ;;
+	pgbouncer)
+		need_target direct
+		start_pgbouncer
+		;;
+	proxy)
+		need_target direct
+		start_proxy
+		;;
+	*) die "unknown target $1" ;;
+	esac
+	STARTED+=" $1"
+}
+
+# pgbench_tps PORT ARGS...: run pgbench against the bench db on PORT, print its tps
+# (excluding connection time). Dies with pgbench's output on failure.
+pgbench_tps() {
+	local port="$1" out tps
+	shift
+	if ! out="$("$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -n "$@" "$BENCH_DB" 2>&1)"; then
+		printf '%s\n' "$out" | tail -n 20 >&2
+		die "pgbench $* on port $port failed"
+	fi
+	tps="$(printf '%s\n' "$out" | sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\).*/\1/p' | tail -n1)"
+	[ -n "$tps" ] || {
+		printf '%s\n' "$out" | tail -n 20 >&2
+		die "could not find 'tps = N (without initial connection time)' in pgbench output"
+	}
+	printf '%s\n' "$tps"
+}
+
+# median NUM...: median of the arguments (mean of the middle two for an even count).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
+		if (NR == 0) { print ""; exit }
+		if (NR % 2) printf "%.1f\n", a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+# ratio A B: A/B with 2 decimals, "-" when either is missing.
+ratio() {
+	if [ -z "$1" ] || [ -z "$2" ] || [ "$1" = - ] || [ "$2" = - ]; then
+		echo -
+		return
+	fi
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f\n", a / b }'
+}
+
+# rotated N WORD...: the words rotated left by N (to vary who goes first each round).
+rotated() {
+	local n="$1"
+	shift
+	local -a w=("$@")
+	local i k="${#w[@]}"
+	for ((i = 0; i < k; i++)); do printf '%s ' "${w[$(((i + n) % k))]}"; done
+}
+
+# ---------------------------------------------------------------- sections
+# A section is a function section_<name>. It calls need_target for what it uses,
+# measures, prints a human-readable summary to stdout, and appends a markdown
+# snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_tps,
+# median, ratio, rotated, target_port; $TMP is a scratch dir removed on exit.
+# Planned: tombstoned DELETE vs plain DELETE, UNDELETE vs INSERT…SELECT, reaper throughput.
+
+section_pgbench() {
+	local -a targets=()
+	local t
+	for t in direct pgbouncer proxy; do
+		if has_target "$t"; then
+			targets+=("$t")
+			need_target "$t"
+		fi
+	done
+	local -A samples=()
+	local r mode tps
+	for ((r = 0; r < ROUNDS; r++)); do
+		for mode in simple prepared; do
+			for t in $(rotated "$r" "${targets[@]}"); do
+				tps="$(pgbench_tps "$(target_port "$t")" -S -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" -T "$DURATION" -M "$mode")"
+				log "round $((r + 1))/$ROUNDS  $mode  $t: $tps tps"
+				samples["$t/$mode"]+="$tps "
+			done
+		done
+	done
+
+	local title="pgbench -S (select-only): scale $BENCH_SCALE, $BENCH_CLIENTS clients, $BENCH_JOBS threads, ${DURATION}s x $ROUNDS rounds, median tps"
+	printf '\n%s\n' "$title"
+	printf '%-9s %12s %12s %12s %13s %17s %16s\n' mode direct pgbouncer proxy proxy/direct pgbouncer/direct proxy/pgbouncer
+	md "## pgbench select-only" "" "$title." "" \
+		"| mode | direct tps | pgbouncer tps | proxy tps | proxy/direct | pgbouncer/direct | proxy/pgbouncer |" \
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	local d b p s
+	for mode in simple prepared; do
+		d=- b=- p=-
+		# shellcheck disable=SC2086 # samples are space-separated numbers
+		if [ -n "${samples[direct/$mode]:-}" ]; then d="$(median ${samples[direct/$mode]})"; fi
+		# shellcheck disable=SC2086
+		if [ -n "${samples[pgbouncer/$mode]:-}" ]; then b="$(median ${samples[pgbouncer/$mode]})"; fi
+		# shellcheck disable=SC2086
+		if [ -n "${samples[proxy/$mode]:-}" ]; then p="$(median ${samples[proxy/$mode]})"; fi
+		printf '%-9s %12s %12s %12s %13s %17s %16s\n' "$mode" "$d" "$b" "$p" \
+			"$(ratio "$p" "$d")" "$(ratio "$b" "$d")" "$(ratio "$p" "$b")"
+		md "| $mode | $d | $b | $p | $(ratio "$p" "$d") | $(ratio "$b" "$d") | $(ratio "$p" "$b") |"
+	done
+	md "" "Raw samples (tps per round):" ""
+	for t in "${targets[@]}"; do
+		for mode in simple prepared; do
+			s="${samples[$t/$mode]:-}"
+			md "- $t, $mode: ${s% }"
+		done
+	done
+	md ""
+}
+
+# ---------------------------------------------------------------- main
+
+for s in $BENCH_SECTIONS; do
+	declare -F "section_$s" >/dev/null || die "unknown section '$s' (have: $(declare -F | awk '$3 ~ /^section_/ {sub("section_","",$3); printf "%s ", $3}'))"
+done
+
+bash scripts/deps.sh --bench
+PGBIN="$(pg_bindir)" || die "no PostgreSQL server found"
+ports=("$BENCH_PG_PORT")
+has_target proxy && ports+=("$BENCH_PROXY_PORT")
+has_target pgbouncer && ports+=("$BENCH_PGBOUNCER_PORT")
+require_free_ports "${ports[@]}"
+
+if has_target proxy; then
+	if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x bin/tombstone ]; then
+		log "using existing bin/tombstone"
+	else
+		build_tombstone
+	fi
+fi
+
+TMP="$(make_tmpdir tombstone-bench)"
+mkdir -p "$TMP/sock"
+own_pg "$TMP/sock"
+
+for s in $BENCH_SECTIONS; do
+	log "section $s"
+	"section_$s"
+done
+
+mkdir -p "$(dirname "$BENCH_OUT")"
+{
+	echo "# tombstone benchmarks"
+	echo
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
+		git diff --quiet HEAD -- 2>/dev/null || rev+=" (dirty)"
+		echo "- commit: $rev"
+	fi
+	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+	echo "- PostgreSQL: $("$PGBIN/postgres" --version | awk '{print $3}') (fsync=off, shared_buffers=256MB, max_connections=100)"
+	if has_target pgbouncer; then echo "- pgbouncer: $(pgbouncer --version 2>/dev/null | head -n1 | awk '{print $NF}') (session mode, pool 20)"; fi
+	echo "- client, server and proxies share the same machine; numbers compare targets, not absolute capacity"
+	echo
+	printf '%s' "$MD"
+} >"$BENCH_OUT"
+log "wrote $BENCH_OUT"
