@@ -28,7 +28,13 @@ import (
 // TestPgx runs pgx's normal workload through the proxy: extended protocol,
 // SendBatch pipelines, CopyFrom, cancel on context timeout, LISTEN/NOTIFY.
 func TestPgx(t *testing.T) {
-	px := testenv.StartProxy(t)
+	t.Run("plain", func(t *testing.T) { testPgx(t, testenv.StartProxy(t)) })
+	t.Run("tracked", func(t *testing.T) {
+		testPgx(t, testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} }))
+	})
+}
+
+func testPgx(t *testing.T, px *testenv.Proxy) {
 	ctx := context.Background()
 	conn := testenv.Connect(t, px.DSN)
 	_, err := conn.Exec(ctx, `DROP TABLE IF EXISTS pgx_t; CREATE TABLE pgx_t (id int PRIMARY KEY, name text, at timestamptz, data bytea)`)
@@ -252,7 +258,7 @@ SELECT count(*) FROM psql_t;
 // through the proxy: zero failed transactions.
 func TestPgbench(t *testing.T) {
 	pgbench := tool(t, "pgbench")
-	px := testenv.StartProxy(t)
+	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} })
 	u, _ := url.Parse(px.DSN)
 	host, port := u.Hostname(), u.Port()
 	db := strings.TrimPrefix(u.Path, "/")

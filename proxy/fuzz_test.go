@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
 // discardConn is a net.Conn that reads from a fixed input and discards
@@ -40,12 +42,20 @@ func FuzzClientMessages(f *testing.F) {
 	f.Add([]byte{'d', 0x7f, 0xff, 0xff, 0xff, 1, 2, 3})
 	f.Add(append(msg('d', string(make([]byte, 100_000))), msg('c', "")...))
 	f.Add(msg('X', ""))
+	f.Add(msg('Q', "DELETE FROM sites WHERE id = 1 RETURNING *\x00"))
+	f.Add(msg('Q', "SHOW BATCHES LIMIT 3\x00"))
+	f.Add(msg('Q', "DELETE FROM sites WHERE CURRENT OF c\x00"))
+	f.Add(append(append(msg('P', "s\x00DELETE FROM sites WHERE id = $1\x00\x00\x00"), msg('B', "p\x00s\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00")...), msg('E', "p\x00\x00\x00\x00\x00")...))
+	planner := NewPlanner(fixedCatalogs{}, rewrite.NewCache(64))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		srv := NewServer(Config{Upstream: "127.0.0.1:1", Logger: zap.NewNop()})
-		client := discardConn{bytes.NewReader(data)}
-		s := &Session{srv: srv, log: zap.NewNop(), client: client, server: discardConn{bytes.NewReader(nil)},
-			cr: newFrameReader(client), cw: newFrameWriter(io.Discard), sw: newFrameWriter(io.Discard)}
-		_ = s.clientToServer()
+		for _, p := range []Planner{nil, planner} {
+			srv := NewServer(Config{Upstream: "127.0.0.1:1", Logger: zap.NewNop(), Planner: p})
+			client := discardConn{bytes.NewReader(data)}
+			s := &Session{srv: srv, log: zap.NewNop(), client: client, server: discardConn{bytes.NewReader(nil)},
+				cr: newFrameReader(client), cw: newFrameWriter(io.Discard), sw: newFrameWriter(io.Discard),
+				Params: map[string]string{"database": "db"}, ClientAddr: "127.0.0.1:5000"}
+			_ = s.clientToServer(context.Background())
+		}
 	})
 }
 
@@ -85,4 +95,29 @@ func FuzzAuthSASL(f *testing.F) {
 			t.Fatalf("PLUS survived in %q", out)
 		}
 	})
+}
+
+// fixedCatalogs serves one protected table, sites(id, tenant_id, name),
+// with a cascading child, for every database.
+type fixedCatalogs struct{}
+
+type fixedCatalog struct{ sites *rewrite.Table }
+
+func (c fixedCatalog) Lookup(schema, name string) (*rewrite.Table, bool) {
+	if (schema == "" || schema == "public") && name == "sites" {
+		return c.sites, true
+	}
+	return nil, false
+}
+
+func (fixedCatalog) Generation() uint64 { return 1 }
+
+func (fixedCatalogs) Catalog(context.Context, string) (rewrite.GenerationalCatalog, error) {
+	products := &rewrite.Table{OID: 2, Schema: "public", Name: "products", Shadow: "public__products", Retention: time.Hour, Signature: "p",
+		Columns: []rewrite.Column{{Name: "id", Type: "bigint"}, {Name: "site_id", Type: "bigint"}}}
+	sites := &rewrite.Table{OID: 1, Schema: "public", Name: "sites", Shadow: "public__sites", Retention: time.Hour, Signature: "s",
+		Columns: []rewrite.Column{{Name: "id", Type: "bigint"}, {Name: "tenant_id", Type: "integer"}, {Name: "name", Type: "text"}},
+		Referencing: []rewrite.ForeignKey{{Name: "fk", Child: products, ChildSchema: "public", ChildName: "products",
+			ChildColumns: []string{"site_id"}, ParentColumns: []string{"id"}, OnDelete: rewrite.Cascade}}}
+	return fixedCatalog{sites}, nil
 }

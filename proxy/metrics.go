@@ -7,6 +7,8 @@ type Metrics struct {
 	Connections       prometheus.Counter
 	ActiveConnections prometheus.Gauge
 	CancelRequests    prometheus.Counter
+	// StatementsRewritten counts Query and Parse texts the proxy changed.
+	StatementsRewritten prometheus.Counter
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg (nil: not
@@ -25,9 +27,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "tombstone", Subsystem: "proxy", Name: "cancel_requests_total",
 			Help: "Cancel requests forwarded to the server.",
 		}),
+		StatementsRewritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "tombstone", Subsystem: "proxy", Name: "statements_rewritten_total",
+			Help: "Query and Parse texts rewritten to capture deleted rows.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests)
+		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten)
 	}
 	return m
 }

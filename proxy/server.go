@@ -40,6 +40,11 @@ type Config struct {
 	StartupTimeout time.Duration
 	Logger         *zap.Logger
 	Metrics        *Metrics
+	// Planner rewrites statements; nil makes a pure pass-through proxy.
+	Planner Planner
+	// OnCatalogChanged is called when the server reports that a rewrite
+	// was planned with a stale catalog (SQLSTATE TS001).
+	OnCatalogChanged func(database string)
 }
 
 // Server accepts client connections and runs a Session for each.
@@ -54,6 +59,7 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	cancels  sync.Map // backend key → *Session
+	planner  Planner
 }
 
 // NewServer returns a Server for cfg, filling in defaults.
@@ -70,7 +76,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*Session]struct{}{}}
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*Session]struct{}{}, planner: cfg.Planner}
 }
 
 // Serve accepts connections on ln until Shutdown is called or ln fails.
@@ -243,5 +249,12 @@ func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
 		return conn, nil
 	default:
 		return nil, fatal(CodeProtocolViolation, fmt.Sprintf("unexpected answer %q to SSL request from server", b[0]), nil)
+	}
+}
+
+// catalogChanged passes a stale-catalog report on.
+func (s *Server) catalogChanged(sess *Session) {
+	if s.cfg.OnCatalogChanged != nil {
+		s.cfg.OnCatalogChanged(sess.Params["database"])
 	}
 }

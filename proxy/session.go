@@ -52,6 +52,9 @@ type Session struct {
 	backendKey []byte // BackendKeyData body, for cancel routing
 	txStatus   atomic.Uint32
 
+	track    tracker
+	prepared statements
+
 	closeOnce   sync.Once
 	killed      atomic.Bool
 	terminating atomic.Bool
@@ -85,7 +88,7 @@ func (s *Session) run(ctx context.Context) {
 		s.close() // wakes the client pump
 		done <- err
 	}()
-	err := s.clientToServer()
+	err := s.clientToServer(ctx)
 	s.close()
 	serr := <-done
 	s.log.Info("session closed", zap.NamedError("client_side", quiet(err)), zap.NamedError("server_side", quiet(serr)))
@@ -332,69 +335,6 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
-}
-
-// clientToServer is the client → server pump.
-func (s *Session) clientToServer() error {
-	cr, sw := s.cr, s.sw
-	for {
-		if !cr.hasHeader() {
-			if err := sw.flush(); err != nil {
-				return s.serverGone(err)
-			}
-		}
-		typ, size, err := cr.peekHeader()
-		if err != nil {
-			if errors.Is(err, errMessageLength) {
-				s.protocolViolation(err)
-			}
-			return errSessionDone
-		}
-		if typ == 'X' {
-			// Terminate: pass it on so the server ends cleanly, then stop.
-			s.terminating.Store(true)
-			_ = s.forward(cr, sw, size)
-			_ = sw.flush()
-			return errSessionDone
-		}
-		if err := s.forward(cr, sw, size); err != nil {
-			return err
-		}
-	}
-}
-
-// serverToClient is the server → client pump.
-func (s *Session) serverToClient() error {
-	sr, cw := s.sr, s.cw
-	lastError := false
-	for {
-		if !sr.hasHeader() {
-			if err := cw.flush(); err != nil {
-				return errSessionDone
-			}
-		}
-		typ, size, err := sr.peekHeader()
-		if err != nil {
-			if lastError && errors.Is(err, io.EOF) {
-				// The server said why it hung up (FATAL); nothing to add.
-				_ = cw.flush()
-				return errSessionDone
-			}
-			s.serverClosed(err)
-			return errSessionDone
-		}
-		lastError = typ == 'E'
-		if typ == 'Z' && size == 6 {
-			if err := sr.fill(6); err != nil {
-				s.serverClosed(err)
-				return errSessionDone
-			}
-			s.txStatus.Store(uint32(sr.buf[sr.start+5]))
-		}
-		if err := s.forward(sr, cw, size); err != nil {
-			return errSessionDone
-		}
-	}
 }
 
 // forward copies one frame of the given size from r to w without decoding

@@ -1,0 +1,118 @@
+package console
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestIs(t *testing.T) {
+	for text, want := range map[string]bool{
+		"SHOW BATCHES":                true,
+		"  show batches limit 3":      true,
+		"show batch 4":                true,
+		"SHOW search_path":            false,
+		"SHOW ALL":                    false,
+		"undelete batch 1":            true,
+		"UNDROP TABLE t":              true,
+		"release batch 3":             true,
+		"RELEASE SAVEPOINT a":         false,
+		"RESET BREAKER":               true,
+		"RESET search_path":           false,
+		"SELECT 1":                    false,
+		"DELETE FROM t":               false,
+		"TOMBSTONE HELP":              true,
+		"":                            false,
+		"freeze deletes":              true,
+		"hold batch 1":                true,
+		"SHOW TOMBSTONE STATUS":       true,
+		"PAUSE REAPER":                true,
+		"purge batch 9":               true,
+		"SHOWBATCHES":                 false,
+		"\n\tundelete from t":         true,
+		"resume reaper":               true,
+		"thaw deletes":                true,
+		"UNDELETEX":                   false,
+		"SHOW TOMBSTONES sites":       true,
+		"release 1":                   false,
+		"reset breaker 'app'":         true,
+		"WITH x AS (SELECT 1) SELECT": false,
+	} {
+		require.Equal(t, want, Is([]byte(text)), text)
+	}
+}
+
+func TestParse(t *testing.T) {
+	for text, want := range map[string]string{
+		"SHOW BATCHES": "SELECT * FROM tombstone.show_batches()",
+		"show batches for sites since '2026-01-01' limit 5":                                 `SELECT * FROM tombstone.show_batches(p_table => '"sites"'::regclass, p_since => '2026-01-01'::timestamptz, p_limit => 5)`,
+		`SHOW BATCHES FOR app."Sites";`:                                                     `SELECT * FROM tombstone.show_batches(p_table => '"app"."Sites"'::regclass)`,
+		"SHOW BATCH 42":                                                                     "SELECT * FROM tombstone.show_batch(42)",
+		"UNDELETE BATCH 42":                                                                 "SELECT * FROM tombstone.undelete_batch(p_batch => 42)",
+		"undelete batch 42 dry run on conflict skip":                                        "SELECT * FROM tombstone.undelete_batch(p_batch => 42, p_dry_run => true, p_on_conflict => 'skip')",
+		"UNDELETE TRANSACTION 777 ON CONFLICT OVERWRITE":                                    "SELECT * FROM tombstone.undelete_transaction(p_xid => '777'::xid8, p_on_conflict => 'overwrite')",
+		"UNDELETE FROM sites WHERE tenant_id IN (7, 9) BATCH 42 DRY RUN":                    `SELECT * FROM tombstone.undelete_rows(p_table => '"sites"'::regclass, p_where => 'tenant_id IN (7, 9)', p_batch => 42, p_dry_run => true)`,
+		"UNDELETE FROM sites WHERE name = 'it''s on' SINCE '2026-01-01' UNTIL '2026-02-01'": `SELECT * FROM tombstone.undelete_rows(p_table => '"sites"'::regclass, p_where => 'name = ''it''''s on''', p_since => '2026-01-01'::timestamptz, p_until => '2026-02-01'::timestamptz)`,
+		"SHOW TOMBSTONES sites WHERE id > 3 LIMIT 10":                                       `SELECT * FROM tombstone.show_tombstones('"sites"'::regclass, p_where => 'id > 3', p_limit => 10)`,
+		"UNDROP TABLE public.sites":                                                         `SELECT * FROM tombstone.undrop_table('"public"."sites"')`,
+		"PURGE BATCH 3":                                                                     "SELECT * FROM tombstone.purge_batch(3)",
+		"HOLD BATCH 3":                                                                      "SELECT * FROM tombstone.hold_batch(3, true)",
+		"RELEASE BATCH 3":                                                                   "SELECT * FROM tombstone.hold_batch(3, false)",
+		"PAUSE REAPER":                                                                      "SELECT * FROM tombstone.set_reaper_paused(true)",
+		"SHOW TOMBSTONE STATUS":                                                             "SELECT * FROM tombstone.status()",
+	} {
+		c, err := Parse(text)
+		require.NoError(t, err, text)
+		require.Equal(t, want, c.SQL, text)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for text, want := range map[string]string{
+		"UNDELETE BATCH":                          "expects batch id",
+		"UNDELETE BATCH x":                        "not a valid batch id",
+		"UNDELETE BATCH -1":                       "not a valid batch id",
+		"UNDELETE BATCH 1 ON CONFLICT MAYBE":      "FAIL, SKIP or OVERWRITE",
+		"UNDELETE BATCH 1 NOW":                    `unexpected "NOW"`,
+		"UNDELETE SOMETHING":                      "unknown command",
+		"SHOW BATCHES SINCE yesterday":            "quoted string",
+		"UNDELETE FROM t WHERE 1=1; DROP TABLE x": "bad WHERE condition",
+		"UNDELETE FROM t WHERE true) OR (1=1":     "bad WHERE condition",
+		"UNDELETE FROM t WHERE id = 1 ORDER BY 1": "bad WHERE condition",
+		"UNDELETE FROM t WHERE":                   "needs a condition",
+		"SHOW TOMBSTONES":                         "expects a table name",
+		"HOLD BATCH 1 2":                          "unexpected",
+		"TOMBSTONE HELP ME":                       "unexpected",
+		"UNDELETE FROM a.b.c":                     "schema.table at most",
+	} {
+		_, err := Parse(text)
+		var ce *Error
+		require.True(t, errors.As(err, &ce), text)
+		require.Equal(t, "42601", ce.Code, text)
+		require.Contains(t, ce.Message, want, text)
+		require.NotEmpty(t, ce.Hint, text)
+	}
+	_, err := Parse("UNDELETE BATCH")
+	require.Contains(t, err.(*Error).Hint, "UNDELETE BATCH <id>", "the hint is the command's usage")
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	c, err := Parse("TOMBSTONE HELP")
+	require.NoError(t, err)
+	for _, u := range Usage {
+		require.Contains(t, c.SQL, lit(u.Syntax))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"SHOW BATCHES FOR t", "UNDELETE FROM t WHERE a = 'x' BATCH 1 DRY RUN", "UNDELETE BATCH 1 ON CONFLICT SKIP", "RESET BREAKER 'x'"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse(s)
+		if err == nil && c.SQL == "" {
+			t.Fatal("empty SQL without error")
+		}
+	})
+}

@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// Planner decides what the proxy does with the statement text of a Query or
+// Parse message: pass it through, rewrite it, refuse it, or answer it as a
+// console command.
+type Planner interface {
+	// Wants is a cheap pre-check on the raw text: false means the text
+	// certainly passes through untouched and Plan is not called.
+	Wants(sql []byte) bool
+	// Plan returns the plan for sql in session s; nil means unchanged. An
+	// error refuses the statement: it reaches the client as an
+	// ErrorResponse (an *Error or *rewrite.Error keeps its SQLSTATE).
+	Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error)
+}
+
+// Plan is how one statement text runs.
+type Plan struct {
+	// Result is the rewrite: statements, output repairs, refusals.
+	Result *rewrite.Result
+	// Admin marks a console command, Result.SQL being what runs instead.
+	Admin bool
+}
+
+// refusedParse is sent in place of a refused Parse: the server fails it at
+// parse time, entering the same error state Postgres would be in, and the
+// proxy replaces the syntax error with the refusal.
+const refusedParse = "TOMBSTONE REFUSED"
+
+// statements is the per-session registry of prepared statements and
+// portals whose answers need repair (only rewritten ones are kept).
+type statements struct {
+	stmts   map[string]rewrite.Output
+	portals map[string]rewrite.Output
+	// sqlPrepared are SQL-level PREPAREd statements that were rewritten.
+	sqlPrepared map[string]rewrite.Output
+}
+
+func (st *statements) empty() bool { return len(st.stmts) == 0 && len(st.portals) == 0 }
+
+// clientToServer is the client → server pump. Messages are forwarded as
+// raw frames; with a Planner, Query and Parse texts are planned and every
+// message the server answers is recorded in the tracker.
+func (s *Session) clientToServer(ctx context.Context) error {
+	cr, sw := s.cr, s.sw
+	tracking := s.srv.planner != nil
+	for {
+		if !cr.hasHeader() {
+			if err := sw.flush(); err != nil {
+				return s.serverGone(err)
+			}
+		}
+		typ, size, err := cr.peekHeader()
+		if err != nil {
+			if errors.Is(err, errMessageLength) {
+				s.protocolViolation(err)
+			}
+			return errSessionDone
+		}
+		if typ == 'X' {
+			// Terminate: pass it on so the server ends cleanly, then stop.
+			s.terminating.Store(true)
+			_ = s.forward(cr, sw, size)
+			_ = sw.flush()
+			return errSessionDone
+		}
+		if tracking {
+			handled, err := s.intercept(ctx, typ, size)
+			if err != nil {
+				return err
+			}
+			if handled {
+				continue
+			}
+		}
+		if err := s.forward(cr, sw, size); err != nil {
+			return err
+		}
+	}
+}
+
+// intercept records what the server will answer to the next message and
+// plans Query and Parse texts. handled means the message was consumed
+// (and whatever replaces it queued); otherwise the caller forwards it.
+func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bool, err error) {
+	cr := s.cr
+	switch typ {
+	case 'Q', 'P':
+		if size > cr.buffered() {
+			if err := s.sw.flush(); err != nil {
+				return false, s.serverGone(err)
+			}
+		}
+		frame, err := cr.next()
+		if err != nil {
+			return false, errSessionDone
+		}
+		if typ == 'Q' {
+			return true, s.query(ctx, frame)
+		}
+		return true, s.parse(ctx, frame)
+	case 'B', 'D', 'E', 'C':
+		p := pending{kind: typ}
+		if !s.prepared.empty() || typ == 'C' {
+			if err := cr.fill(min(size, 5+2*64+4)); err != nil {
+				return false, errSessionDone
+			}
+			s.track_(&p, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+		}
+		s.track.push(p)
+	case 'S', 'F':
+		s.track.push(pending{kind: typ})
+	}
+	return false, nil
+}
+
+// cstring returns the NUL-terminated string at the start of b and the rest.
+func cstring(b []byte) (string, []byte, bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return "", nil, false
+	}
+	return string(b[:i]), b[i+1:], true
+}
+
+// track_ fills in a Bind, Describe, Execute or Close entry from the start of
+// its body and keeps the statement/portal registry current.
+func (s *Session) track_(p *pending, body []byte) {
+	st := &s.prepared
+	switch p.kind {
+	case 'B':
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return
+		}
+		stmt, _, ok := cstring(rest)
+		if !ok {
+			return
+		}
+		if out, ok := st.stmts[stmt]; ok {
+			st.portals[portal] = out
+		} else {
+			delete(st.portals, portal)
+		}
+	case 'D':
+		if len(body) < 1 {
+			return
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return
+		}
+		p.describe = body[0]
+		if body[0] == 'S' {
+			p.out = st.stmts[name]
+		} else {
+			p.out = st.portals[name]
+		}
+	case 'E':
+		portal, _, ok := cstring(body)
+		if ok {
+			p.out = st.portals[portal]
+		}
+	case 'C':
+		if len(body) < 1 {
+			return
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return
+		}
+		if body[0] == 'S' {
+			delete(st.stmts, name)
+		} else {
+			delete(st.portals, name)
+		}
+	}
+}
+
+// query handles a Query message.
+func (s *Session) query(ctx context.Context, frame []byte) error {
+	text := frame[5:]
+	if len(text) == 0 || text[len(text)-1] != 0 || !s.srv.planner.Wants(text[:len(text)-1]) {
+		s.track.push(pending{kind: 'Q'})
+		return s.sw.write(frame)
+	}
+	sql := string(text[:len(text)-1])
+	plan, err := s.srv.planner.Plan(ctx, s, sql, false)
+	if err != nil {
+		// Refuse the whole text: the server runs a statement that raises
+		// the error, so transaction state ends up exactly as Postgres
+		// leaves it after a failed statement.
+		r := refusalOf(err)
+		s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
+		s.track.push(pending{kind: 'Q', refusal: r})
+		return s.writeQuery(raiseStatement(r))
+	}
+	if plan == nil || plan.Result == nil || !plan.Result.Changed && plan.Result.Refusal() == nil {
+		s.track.push(pending{kind: 'Q'})
+		return s.sw.write(frame)
+	}
+	res := plan.Result
+	p := pending{kind: 'Q', res: res, admin: plan.Admin}
+	out := res.SQL
+	for i := range res.Statements {
+		st := &res.Statements[i]
+		if st.PreparedName != "" && st.Rewritten {
+			if s.prepared.sqlPrepared == nil {
+				s.prepared.sqlPrepared = map[string]rewrite.Output{}
+			}
+			s.prepared.sqlPrepared[st.PreparedName] = st.Output
+		}
+		if st.Refusal != nil {
+			// Statements before it run as usual; it raises the refusal
+			// and the server stops there, as it would on any error.
+			s.log.Info("statement refused", zap.String("sqlstate", st.Refusal.Code), zap.String("reason", st.Refusal.Message))
+			out = out[:st.Span.Start] + raiseStatement(st.Refusal) + out[st.Span.End:]
+			break
+		}
+	}
+	if !plan.Admin {
+		s.srv.cfg.Metrics.StatementsRewritten.Inc()
+	}
+	s.track.push(p)
+	return s.writeQuery(out)
+}
+
+// parse handles a Parse message.
+func (s *Session) parse(ctx context.Context, frame []byte) error {
+	body := frame[5:]
+	name, rest, ok := cstring(body)
+	if !ok {
+		s.track.push(pending{kind: 'P'})
+		return s.sw.write(frame)
+	}
+	query, _, ok := cstring(rest)
+	if !ok || !s.srv.planner.Wants([]byte(query)) {
+		s.forgetStatement(name)
+		s.track.push(pending{kind: 'P'})
+		return s.sw.write(frame)
+	}
+	var msg pgproto3.Parse
+	if err := msg.Decode(body); err != nil {
+		s.track.push(pending{kind: 'P'})
+		return s.sw.write(frame)
+	}
+	plan, err := s.srv.planner.Plan(ctx, s, query, true)
+	var refusal *rewrite.Error
+	switch {
+	case err != nil:
+		refusal = refusalOf(err)
+	case plan != nil && plan.Result != nil && plan.Result.Refusal() != nil:
+		refusal = plan.Result.Refusal()
+	case plan != nil && plan.Admin:
+		refusal = &rewrite.Error{Code: CodeFeatureNotSupported, Message: "tombstone console commands need the simple query protocol",
+			Hint: "Send the command as a plain query, e.g. with psql or Exec in simple protocol mode."}
+	}
+	if refusal != nil {
+		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))
+		s.forgetStatement(name)
+		s.track.push(pending{kind: 'P', refusal: refusal})
+		msg.Query = refusedParse
+		return s.writeMsg(&msg)
+	}
+	if plan == nil || plan.Result == nil || !plan.Result.Changed {
+		s.forgetStatement(name)
+		s.track.push(pending{kind: 'P'})
+		return s.sw.write(frame)
+	}
+	res := plan.Result
+	if len(res.Statements) == 1 {
+		if s.prepared.stmts == nil {
+			s.prepared.stmts, s.prepared.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+		}
+		s.prepared.stmts[name] = res.Statements[0].Output
+	}
+	s.srv.cfg.Metrics.StatementsRewritten.Inc()
+	s.track.push(pending{kind: 'P', res: res})
+	msg.Query = res.SQL
+	return s.writeMsg(&msg)
+}
+
+func (s *Session) forgetStatement(name string) {
+	if s.prepared.stmts != nil {
+		delete(s.prepared.stmts, name)
+	}
+}
+
+func (s *Session) writeQuery(sql string) error {
+	return s.writeMsg(&pgproto3.Query{String: sql})
+}
+
+func (s *Session) writeMsg(m pgproto3.FrontendMessage) error {
+	b, err := m.Encode(nil)
+	if err != nil {
+		return fatal(CodeProgramLimitExceeded, "rewritten statement too large", err)
+	}
+	return s.sw.write(b)
+}
+
+// refusalOf turns a planning error into the error the client sees.
+func refusalOf(err error) *rewrite.Error {
+	var re *rewrite.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	if pe, ok := asError(err); ok {
+		return &rewrite.Error{Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+	}
+	return &rewrite.Error{Code: CodeInternalError, Message: "tombstone: " + err.Error(),
+		Hint: "The statement was not run because its deleted rows could not be captured safely."}
+}
+
+// raiseStatement returns a DO statement that raises e on the server. The
+// message goes in as escaped string literals inside a dollar-quoted body
+// whose tag does not occur in it.
+func raiseStatement(e *rewrite.Error) string {
+	lit := func(s string) string {
+		return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	}
+	code := e.Code
+	if len(code) != 5 {
+		code = CodeInternalError
+	}
+	body := fmt.Sprintf("BEGIN RAISE EXCEPTION USING ERRCODE = %s, MESSAGE = %s, DETAIL = %s, HINT = %s; END",
+		lit(code), lit(e.Message), lit(e.Detail), lit(e.Hint))
+	tag := "$ts$"
+	for i := 0; strings.Contains(body, tag); i++ {
+		tag = fmt.Sprintf("$ts%d$", i)
+	}
+	return "DO " + tag + body + tag
+}

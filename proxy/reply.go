@@ -1,0 +1,231 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// serverToClient is the server → client pump. Answers are forwarded as
+// raw bytes; only answers to statements the proxy rewrote are decoded and
+// repaired so the client sees what plain Postgres sends: the command tag
+// DELETE n, RowDescription and DataRows without the hidden capture column,
+// error positions in the client's own text, refusals. Without a Planner
+// nothing is tracked at all.
+func (s *Session) serverToClient() error {
+	sr, cw := s.sr, s.cw
+	tracking := s.srv.planner != nil
+	var cur pending
+	have, skipping, lastError := false, false, false
+	for {
+		if !sr.hasHeader() {
+			if err := cw.flush(); err != nil {
+				return errSessionDone
+			}
+		}
+		typ, size, err := sr.peekHeader()
+		if err != nil {
+			if lastError && errors.Is(err, io.EOF) {
+				_ = cw.flush()
+				return errSessionDone
+			}
+			s.serverClosed(err)
+			return errSessionDone
+		}
+		lastError = typ == 'E'
+		if async(typ) {
+			if err := s.forward(sr, cw, size); err != nil {
+				return errSessionDone
+			}
+			continue
+		}
+		if !have && tracking {
+			cur, have = s.track.pop()
+			// After an error in an extended-protocol message the server
+			// skips everything up to Sync: so do we.
+			for have && skipping && cur.kind != 'S' {
+				cur, have = s.track.pop()
+			}
+			skipping = false
+		}
+		if !have && tracking {
+			s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
+		}
+		if typ == 'Z' {
+			if err := sr.fill(6); err != nil {
+				s.serverClosed(err)
+				return errSessionDone
+			}
+			if size == 6 {
+				s.txStatus.Store(uint32(sr.buf[sr.start+5]))
+			}
+		}
+		if !have || cur.plain() || !needsRepair(&cur, typ) {
+			if err := s.forward(sr, cw, size); err != nil {
+				return errSessionDone
+			}
+		} else {
+			if err := cw.flush(); err != nil {
+				return errSessionDone
+			}
+			frame, err := sr.next()
+			if err != nil {
+				s.serverClosed(err)
+				return errSessionDone
+			}
+			if err := cw.write(s.repair(&cur, frame)); err != nil {
+				return errSessionDone
+			}
+		}
+		if !have {
+			continue
+		}
+		if cur.kind == 'Q' && (typ == 'C' || typ == 'I') {
+			cur.stmt++
+		}
+		if completes(&cur, typ) {
+			have = false
+			if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
+				skipping = true
+			}
+		}
+	}
+}
+
+// needsRepair reports whether server message typ, answering p, must be
+// decoded and changed.
+func needsRepair(p *pending, typ byte) bool {
+	switch typ {
+	case 'E':
+		return true
+	case 'C', 'T', 'D':
+		return outputOf(p).TagFrom != "" || outputOf(p).HiddenColumns > 0
+	}
+	return false
+}
+
+// outputOf returns the output repair for the statement p is answering now.
+func outputOf(p *pending) rewrite.Output {
+	if p.res != nil {
+		if p.stmt < len(p.res.Statements) {
+			return p.res.Statements[p.stmt].Output
+		}
+		return rewrite.Output{}
+	}
+	return p.out
+}
+
+// repair rewrites one server frame answering p.
+func (s *Session) repair(p *pending, frame []byte) []byte {
+	switch frame[0] {
+	case 'C':
+		tag := string(frame[5 : len(frame)-1])
+		fixed := outputOf(p).CommandTag(tag)
+		if fixed == tag {
+			return frame
+		}
+		out, err := (&pgproto3.CommandComplete{CommandTag: []byte(fixed)}).Encode(nil)
+		if err != nil {
+			return frame
+		}
+		return out
+	case 'T':
+		return stripRowDescription(frame, outputOf(p).HiddenColumns)
+	case 'D':
+		return stripDataRow(frame, outputOf(p).HiddenColumns)
+	case 'E':
+		return s.repairError(p, frame)
+	}
+	return frame
+}
+
+// repairError maps an error's position back into the client's text, or
+// replaces it with the refusal it stands for.
+func (s *Session) repairError(p *pending, frame []byte) []byte {
+	var e pgproto3.ErrorResponse
+	if err := e.Decode(frame[5:]); err != nil {
+		return frame
+	}
+	switch {
+	case p.refusal != nil:
+		r := p.refusal
+		e = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized,
+			Code: r.Code, Message: r.Message, Detail: r.Detail, Hint: r.Hint, Position: int32(r.Position)}
+	case p.admin:
+		e.Position = 0
+		e.Where = ""
+	case p.res != nil && p.res.Changed:
+		if p.stmt < len(p.res.Statements) && p.res.Statements[p.stmt].Refusal != nil {
+			r := p.res.Statements[p.stmt].Refusal
+			e = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized,
+				Code: r.Code, Message: r.Message, Detail: r.Detail, Hint: r.Hint, Position: int32(r.Position)}
+			break
+		}
+		if e.Position > 0 {
+			e.Position = int32(p.res.OriginalPosition(int(e.Position)))
+		}
+		if e.Code == CodeCatalogChanged {
+			s.srv.catalogChanged(s)
+		}
+	default:
+		return frame
+	}
+	out, err := e.Encode(nil)
+	if err != nil {
+		return frame
+	}
+	return out
+}
+
+// CodeCatalogChanged is raised by tombstone.check_catalog when the catalog a
+// rewrite was planned with no longer matches the database.
+const CodeCatalogChanged = "TS001"
+
+// stripRowDescription removes the last n fields of a RowDescription frame.
+func stripRowDescription(frame []byte, n int) []byte {
+	var rd pgproto3.RowDescription
+	if n <= 0 || rd.Decode(frame[5:]) != nil || len(rd.Fields) < n {
+		return frame
+	}
+	rd.Fields = rd.Fields[:len(rd.Fields)-n]
+	out, err := rd.Encode(nil)
+	if err != nil {
+		return frame
+	}
+	return out
+}
+
+// stripDataRow removes the last n values of a DataRow frame in place.
+func stripDataRow(frame []byte, n int) []byte {
+	if n <= 0 || len(frame) < 7 {
+		return frame
+	}
+	count := int(binary.BigEndian.Uint16(frame[5:7]))
+	if count < n {
+		return frame
+	}
+	keep := count - n
+	off := 7
+	for range keep {
+		if off+4 > len(frame) {
+			return frame
+		}
+		l := int(int32(binary.BigEndian.Uint32(frame[off:])))
+		off += 4
+		if l > 0 {
+			off += l
+		}
+		if off > len(frame) {
+			return frame
+		}
+	}
+	frame = frame[:off]
+	binary.BigEndian.PutUint16(frame[5:7], uint16(keep))
+	binary.BigEndian.PutUint32(frame[1:5], uint32(off-1))
+	return frame
+}

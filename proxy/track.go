@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"sync"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// pending is what the server pump expects back for one client message that
+// the server answers. The client pump appends one per such message, in
+// order; the server pump takes them off as the answers complete. This is
+// how a reply is matched to the statement the proxy changed, pipelines
+// included.
+type pending struct {
+	kind byte // client message type: Q P B D E C S F
+	// describe is 'S' or 'P' for a Describe.
+	describe byte
+	// res is the rewrite of a Query or Parse text (nil: untouched).
+	res *rewrite.Result
+	// out repairs the answer to a Describe or Execute of a rewritten
+	// prepared statement.
+	out rewrite.Output
+	// stmt counts the statements of a Query answered so far.
+	stmt int
+	// refusal: the server's error for this message is replaced by it.
+	refusal *rewrite.Error
+	// admin: a console command; its errors carry no position.
+	admin bool
+}
+
+// plain reports whether the answer needs no repair.
+func (p *pending) plain() bool {
+	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin
+}
+
+// tracker is the FIFO of pending answers shared by the two pumps.
+type tracker struct {
+	mu sync.Mutex
+	q  []pending
+	hd int
+}
+
+func (t *tracker) push(p pending) {
+	t.mu.Lock()
+	t.q = append(t.q, p)
+	t.mu.Unlock()
+}
+
+// pop removes and returns the oldest entry.
+func (t *tracker) pop() (pending, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.hd == len(t.q) {
+		return pending{}, false
+	}
+	p := t.q[t.hd]
+	t.q[t.hd] = pending{}
+	t.hd++
+	if t.hd == len(t.q) {
+		t.q, t.hd = t.q[:0], 0
+	} else if t.hd > 1024 && t.hd*2 > len(t.q) {
+		t.q = append(t.q[:0], t.q[t.hd:]...)
+		t.hd = 0
+	}
+	return p, true
+}
+
+// completes reports whether server message typ finishes the answer to a
+// client message of the given kind (an ErrorResponse finishes everything
+// but a Query, Sync or FunctionCall, which end with ReadyForQuery).
+func completes(p *pending, typ byte) bool {
+	switch p.kind {
+	case 'Q', 'S', 'F':
+		return typ == 'Z'
+	case 'P':
+		return typ == '1' || typ == 'E'
+	case 'B':
+		return typ == '2' || typ == 'E'
+	case 'D':
+		return typ == 'T' || typ == 'n' || typ == 'E'
+	case 'E':
+		return typ == 'C' || typ == 'I' || typ == 's' || typ == 'E'
+	case 'C':
+		return typ == '3' || typ == 'E'
+	}
+	return true
+}
+
+// async reports server messages that can arrive at any time and answer no
+// client message: NoticeResponse, NotificationResponse, ParameterStatus.
+func async(typ byte) bool { return typ == 'N' || typ == 'A' || typ == 'S' }

@@ -1,0 +1,109 @@
+package rewrite
+
+import "time"
+
+// Catalog is what rewrite knows about protected tables. The tombstone
+// package loads it from the database; rewrite only reads it.
+type Catalog interface {
+	// Lookup resolves a table as written in SQL. schema == "" means the
+	// name was unqualified and is resolved through the protected schemas
+	// in search order. ok is false when the table is not protected.
+	Lookup(schema, name string) (t *Table, ok bool)
+}
+
+// GenerationalCatalog is a Catalog that can say when it changed. Cache
+// keys its entries on the generation, so a catalog reload invalidates
+// every cached rewrite at once.
+type GenerationalCatalog interface {
+	Catalog
+	// Generation returns a number that changes whenever the catalog's
+	// contents change.
+	Generation() uint64
+}
+
+// Table describes one protected table.
+type Table struct {
+	OID    uint32
+	Schema string
+	Name   string
+	// Shadow is the shadow table's name inside schema "tombstone".
+	Shadow string
+	// Columns are the live columns in attnum order.
+	Columns []Column
+	// Retention is how long tombstones of this table are kept.
+	Retention time.Duration
+	// Signature is opaque to rewrite; it is passed to
+	// tombstone.check_catalog so that a stale catalog raises an error
+	// instead of losing rows.
+	Signature string
+	// Referencing lists the foreign keys of other tables (or of this
+	// table itself) that reference this table.
+	Referencing []ForeignKey
+}
+
+// QualifiedName returns "schema.name" as used in batch records.
+func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
+
+// Column is one live column of a protected table.
+type Column struct {
+	Name string
+	Type string
+}
+
+// ForeignKey is a foreign key that references a protected table.
+type ForeignKey struct {
+	Name string
+	// Child is the referencing table, or nil when it is not protected.
+	Child         *Table
+	ChildSchema   string
+	ChildName     string
+	ChildColumns  []string
+	ParentColumns []string
+	OnDelete      FKAction
+}
+
+// FKAction is a foreign key's ON DELETE action.
+type FKAction int
+
+// The ON DELETE actions of a foreign key, as in pg_constraint.confdeltype.
+const (
+	NoAction FKAction = iota
+	Restrict
+	Cascade
+	SetNull
+	SetDefault
+)
+
+// String returns the SQL spelling of the action.
+func (a FKAction) String() string {
+	switch a {
+	case NoAction:
+		return "NO ACTION"
+	case Restrict:
+		return "RESTRICT"
+	case Cascade:
+		return "CASCADE"
+	case SetNull:
+		return "SET NULL"
+	case SetDefault:
+		return "SET DEFAULT"
+	}
+	return "FKAction(?)"
+}
+
+// Options are the per-session inputs of a rewrite.
+type Options struct {
+	// ClientAddr is the real client's address as the proxy saw it; it is
+	// recorded in the batch row.
+	ClientAddr string
+	// MaxCascadeCTEs bounds the number of capture CTEs a single statement
+	// may need for foreign-key cascades. Zero means 64.
+	MaxCascadeCTEs int
+}
+
+func (o Options) maxCascade() int {
+	if o.MaxCascadeCTEs <= 0 {
+		return 64
+	}
+	return o.MaxCascadeCTEs
+}

@@ -1,0 +1,562 @@
+package rewrite
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+)
+
+// Names of generated objects. User CTEs starting with the prefix are
+// refused so that they can never collide.
+const (
+	genPrefix  = "_ts_"
+	rowCol     = "_ts_row"
+	bidCTE     = "_ts_bid"
+	batchCTE   = "_ts_b"
+	tsSchema   = "tombstone"
+	defaultTTL = 7 * 24 * time.Hour
+)
+
+// stmtRewriter rewrites one top-level statement.
+type stmtRewriter struct {
+	cat  Catalog
+	opt  Options
+	full string // the whole original text (locations are relative to it)
+	span Span   // this statement's range in full
+	text string // this statement's text, recorded in the batch row
+
+	version int32 // pg_query parse tree version, needed by Deparse
+
+	n        int        // counter for generated names
+	gen      []*pg.Node // generated CTEs that follow the user's CTEs
+	captures []capture  // what goes into which shadow table
+	roots    []string   // CTEs of the statement's own DELETEs
+	guards   []guard
+	cascades int
+	setNulls []setNull
+	subtrees []subtree // for the position map
+}
+
+type capture struct {
+	t     *Table
+	cte   string
+	cause string
+}
+
+type guard struct {
+	regclass  string
+	signature string
+}
+
+// statement rewrites one classified top-level statement. It returns nil
+// when nothing needs to change.
+func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Node, error) {
+	switch kind {
+	case KindDelete:
+		return sr.deleteStmt(n.GetDeleteStmt(), st)
+	case KindWithDelete, KindMerge:
+		return sr.withDelete(n, st)
+	case KindPrepare:
+		p := n.GetPrepareStmt()
+		inner, err := sr.statement(p.GetQuery(), Classify(p.GetQuery()), st)
+		if inner == nil || err != nil {
+			return nil, err
+		}
+		st.PreparedName = p.GetName()
+		np := proto.Clone(p).(*pg.PrepareStmt)
+		np.Query = inner
+		return &pg.Node{Node: &pg.Node_PrepareStmt{PrepareStmt: np}}, nil
+	case KindExplainAnalyze:
+		e := n.GetExplainStmt()
+		inner, err := sr.statement(e.GetQuery(), Classify(e.GetQuery()), st)
+		if inner == nil || err != nil {
+			return nil, err
+		}
+		// EXPLAIN answers with a plan and the tag "EXPLAIN".
+		st.Output = Output{}
+		ne := proto.Clone(e).(*pg.ExplainStmt)
+		ne.Query = inner
+		return &pg.Node{Node: &pg.Node_ExplainStmt{ExplainStmt: ne}}, nil
+	case KindEmbedded:
+		if t, loc := sr.findProtectedDelete(n); t != nil {
+			return nil, sr.errorAt(refuse(
+				"tombstone: a DELETE from protected table "+t.QualifiedName()+" inside COPY, CREATE TABLE AS or DECLARE is not supported",
+				"Run the DELETE … RETURNING as a statement of its own."), loc)
+		}
+	}
+	return nil, nil
+}
+
+// lookup resolves a RangeVar against the catalog.
+func (sr *stmtRewriter) lookup(rv *pg.RangeVar) (*Table, bool) {
+	if rv == nil || sr.cat == nil {
+		return nil, false
+	}
+	return sr.cat.Lookup(rv.GetSchemaname(), rv.GetRelname())
+}
+
+// deleteStmt rewrites a top-level DELETE (and DELETEs in its WITH).
+func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node, error) {
+	t, protected := sr.lookup(del.GetRelation())
+	ctes, changed, err := sr.userCTEs(del.GetWithClause())
+	if err != nil {
+		return nil, err
+	}
+	if !protected && !changed {
+		return nil, nil
+	}
+	if !protected {
+		nd := proto.Clone(del).(*pg.DeleteStmt)
+		sr.subtrees = append(sr.subtrees, subtree{cte: ""})
+		return sr.assemble(ctes, deleteNode(nd), nd.GetWithClause())
+	}
+	d := proto.Clone(del).(*pg.DeleteStmt)
+	d.WithClause = nil
+	mainIdx := len(sr.captures)
+	name, err := sr.captureDelete(d, t, del.GetReturningList())
+	if err != nil {
+		return nil, err
+	}
+	sr.subtrees = append(sr.subtrees, subtree{orig: deleteNode(del), cte: name})
+	ctes = append(ctes, cte(name, deleteNode(d)))
+	if len(del.GetReturningList()) == 0 {
+		// The shadow insert of the target's rows is the final statement:
+		// its "INSERT 0 n" counts exactly the rows the DELETE removed.
+		st.Output = Output{TagFrom: "INSERT"}
+		final := sr.shadowInsert(sr.captures[mainIdx])
+		return sr.assembleWith(ctes, final, del.GetWithClause(), mainIdx)
+	}
+	st.Output = Output{TagFrom: "SELECT", HiddenColumns: 1}
+	final := selectNode(selectStmt(
+		[]*pg.Node{resTarget("", &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
+			Fields: []*pg.Node{{Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}}, Location: -1}}})},
+		[]*pg.Node{rangeVarNode("", name, "")}, nil))
+	return sr.assembleWith(ctes, final, del.GetWithClause(), -1)
+}
+
+// withDelete rewrites a SELECT/INSERT/UPDATE/MERGE whose WITH deletes.
+func (sr *stmtRewriter) withDelete(n *pg.Node, st *Statement) (*pg.Node, error) {
+	if m := n.GetMergeStmt(); m != nil && mergeDeletes(m) {
+		if t, ok := sr.lookup(m.GetRelation()); ok {
+			return nil, sr.errorAt(refuse(
+				"tombstone: MERGE … WHEN MATCHED THEN DELETE on protected table "+t.QualifiedName()+" is not supported",
+				"Rewrite it as DELETE … USING for the rows to remove, followed by the MERGE without the DELETE action."),
+				m.GetRelation().GetLocation())
+		}
+	}
+	nn := proto.Clone(n).(*pg.Node)
+	w := withOf(nn)
+	ctes, changed, err := sr.userCTEs(w)
+	if err != nil || !changed {
+		return nil, err
+	}
+	sr.subtrees = append(sr.subtrees, subtree{cte: ""})
+	return sr.assemble(ctes, nn, w)
+}
+
+// userCTEs rewrites the DELETEs in a user WITH clause: each becomes a
+// "_ts_dN" CTE followed by a SELECT CTE with the user's name and columns.
+func (sr *stmtRewriter) userCTEs(w *pg.WithClause) ([]*pg.Node, bool, error) {
+	var out []*pg.Node
+	changed := false
+	for _, c := range w.GetCtes() {
+		ce := c.GetCommonTableExpr()
+		if ce == nil {
+			out = append(out, c)
+			continue
+		}
+		if strings.HasPrefix(ce.GetCtename(), genPrefix) {
+			return nil, false, sr.errorAt(refuse(
+				"tombstone: WITH query names starting with \""+genPrefix+"\" are reserved",
+				"Rename the WITH query."), ce.GetLocation())
+		}
+		q := ce.GetCtequery()
+		if m := q.GetMergeStmt(); m != nil && mergeDeletes(m) {
+			if t, ok := sr.lookup(m.GetRelation()); ok {
+				return nil, false, sr.errorAt(refuse(
+					"tombstone: MERGE … WHEN MATCHED THEN DELETE on protected table "+t.QualifiedName()+" is not supported",
+					"Rewrite it as DELETE … USING for the rows to remove, followed by the MERGE without the DELETE action."),
+					m.GetRelation().GetLocation())
+			}
+		}
+		del := q.GetDeleteStmt()
+		if del == nil {
+			sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: ce.GetCtename()})
+			out = append(out, c)
+			continue
+		}
+		t, ok := sr.lookup(del.GetRelation())
+		if !ok {
+			sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: ce.GetCtename()})
+			out = append(out, c)
+			continue
+		}
+		if del.GetWithClause() != nil {
+			return nil, false, sr.errorAt(refuse(
+				"tombstone: a WITH clause inside a deleting WITH query is not supported",
+				"Move the inner WITH queries to the top-level WITH."), ce.GetLocation())
+		}
+		changed = true
+		items, names, err := sr.returningItems(del, t)
+		if err != nil {
+			return nil, false, err
+		}
+		d := proto.Clone(del).(*pg.DeleteStmt)
+		// Give every returned value a private name; the user's CTE
+		// re-exposes them under the names Postgres would have used.
+		ret := make([]*pg.Node, len(items))
+		sel := make([]*pg.Node, len(items))
+		for i, it := range items {
+			col := sprintName("_ts_c", i+1)
+			ret[i] = resTarget(col, it)
+			sel[i] = resTarget("", colRef(col))
+		}
+		d.ReturningList = ret
+		name, err := sr.captureDelete(d, t, ret)
+		if err != nil {
+			return nil, false, err
+		}
+		sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: name})
+		out = append(out, cte(name, deleteNode(d)))
+		if len(items) == 0 {
+			// A DELETE without RETURNING cannot be read from; referencing
+			// it stays an error.
+			continue
+		}
+		for i, a := range ce.GetAliascolnames() {
+			if i < len(names) {
+				names[i] = a.GetString_().GetSval()
+			}
+		}
+		uc := cte(ce.GetCtename(), selectNode(selectStmt(sel, []*pg.Node{rangeVarNode("", name, "")}, nil)), names...)
+		out = append(out, uc)
+	}
+	return out, changed, nil
+}
+
+// returningItems expands a WITH-DELETE's RETURNING list into expressions
+// and the output column names Postgres would give them.
+func (sr *stmtRewriter) returningItems(del *pg.DeleteStmt, t *Table) ([]*pg.Node, []string, error) {
+	var items []*pg.Node
+	var names []string
+	target := del.GetRelation()
+	targetRef := target.GetRelname()
+	if a := target.GetAlias(); a != nil {
+		targetRef = a.GetAliasname()
+	}
+	for _, rn := range del.GetReturningList() {
+		rt := rn.GetResTarget()
+		if rt == nil {
+			return nil, nil, internalErr("unexpected RETURNING item")
+		}
+		if cr := rt.GetVal().GetColumnRef(); cr != nil && len(cr.GetFields()) > 0 && cr.GetFields()[len(cr.GetFields())-1].GetAStar() != nil {
+			quals := cr.GetFields()[:len(cr.GetFields())-1]
+			var rels []relCols
+			var err error
+			if len(quals) == 0 {
+				rels, err = sr.starRels(del, t, targetRef, cr.GetLocation())
+			} else {
+				var rc relCols
+				rc, err = sr.qualifiedStar(del, t, targetRef, quals, cr.GetLocation())
+				rels = []relCols{rc}
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, r := range rels {
+				for _, c := range r.cols {
+					items = append(items, colRef(r.ref, c.Name))
+					names = append(names, c.Name)
+				}
+			}
+			continue
+		}
+		items = append(items, rt.GetVal())
+		if rt.GetName() != "" {
+			names = append(names, rt.GetName())
+		} else {
+			names = append(names, figureColname(rt.GetVal()))
+		}
+	}
+	return items, names, nil
+}
+
+type relCols struct {
+	ref  string
+	cols []Column
+}
+
+// starRels expands RETURNING * : the target's columns, then those of each
+// USING item, which must all be protected tables the catalog describes.
+func (sr *stmtRewriter) starRels(del *pg.DeleteStmt, t *Table, targetRef string, loc int32) ([]relCols, error) {
+	rels := []relCols{{targetRef, t.Columns}}
+	for _, u := range del.GetUsingClause() {
+		rv := u.GetRangeVar()
+		ut, ok := sr.lookup(rv)
+		if rv == nil || !ok || len(rv.GetAlias().GetColnames()) > 0 {
+			return nil, sr.errorAt(refuse(
+				"tombstone: RETURNING * in a WITH query cannot be expanded for a USING item that is not a protected table",
+				"List the returned columns explicitly, or qualify the star with the target table (RETURNING t.*)."), loc)
+		}
+		ref := rv.GetRelname()
+		if a := rv.GetAlias(); a != nil {
+			ref = a.GetAliasname()
+		}
+		rels = append(rels, relCols{ref, ut.Columns})
+	}
+	return rels, nil
+}
+
+// qualifiedStar expands RETURNING x.* .
+func (sr *stmtRewriter) qualifiedStar(del *pg.DeleteStmt, t *Table, targetRef string, quals []*pg.Node, loc int32) (relCols, error) {
+	parts := make([]string, len(quals))
+	for i, q := range quals {
+		parts[i] = q.GetString_().GetSval()
+	}
+	last := parts[len(parts)-1]
+	target := del.GetRelation()
+	if last == targetRef && (len(parts) == 1 || (target.GetAlias() == nil && parts[len(parts)-2] == target.GetSchemaname())) {
+		return relCols{targetRef, t.Columns}, nil
+	}
+	if len(parts) == 1 {
+		for _, u := range del.GetUsingClause() {
+			rv := u.GetRangeVar()
+			if rv == nil {
+				continue
+			}
+			ref := rv.GetRelname()
+			if a := rv.GetAlias(); a != nil {
+				ref = a.GetAliasname()
+			}
+			if ref != last {
+				continue
+			}
+			if ut, ok := sr.lookup(rv); ok && len(rv.GetAlias().GetColnames()) == 0 {
+				return relCols{ref, ut.Columns}, nil
+			}
+		}
+	}
+	return relCols{}, sr.errorAt(refuse(
+		"tombstone: RETURNING "+strings.Join(parts, ".")+".* in a WITH query cannot be expanded: it is not a protected table",
+		"List the returned columns explicitly."), loc)
+}
+
+// captureDelete turns d (a clone the caller owns) into a capturing DELETE:
+// it appends the whole-row entry to RETURNING, names the CTE, registers
+// the capture, the catalog guard and the foreign-key cascades.
+func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*pg.Node) (string, error) {
+	rel := d.GetRelation()
+	if err := validTable(t); err != nil {
+		return "", err
+	}
+	if d.GetWhereClause().GetCurrentOfExpr() != nil {
+		return "", sr.errorAt(refuse(
+			"tombstone: DELETE … WHERE CURRENT OF on protected table "+t.QualifiedName()+" is not supported",
+			"Delete the row by its key instead (DELETE … WHERE id = …)."), rel.GetLocation())
+	}
+	ref := rel.GetRelname()
+	if a := rel.GetAlias(); a != nil {
+		ref = a.GetAliasname()
+	}
+	name := sprintName("_ts_d", sr.next())
+	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
+	sr.captures = append(sr.captures, capture{t, name, "delete"})
+	sr.roots = append(sr.roots, name)
+	// The guard names the table exactly as the user wrote it, so that
+	// the session's search_path resolves it as it resolves the DELETE.
+	written := quoteIdent(rel.GetRelname())
+	if s := rel.GetSchemaname(); s != "" {
+		written = quoteIdent(s) + "." + written
+		if c := rel.GetCatalogname(); c != "" {
+			written = quoteIdent(c) + "." + written
+		}
+	}
+	sr.addGuard(written, t.Signature)
+	if err := sr.cascade(t, name, []*Table{t}, false, rel.GetLocation()); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (sr *stmtRewriter) next() int {
+	n := sr.n
+	sr.n++
+	return n
+}
+
+func (sr *stmtRewriter) addGuard(regclass, sig string) {
+	for _, g := range sr.guards {
+		if g.regclass == regclass {
+			return
+		}
+	}
+	sr.guards = append(sr.guards, guard{regclass, sig})
+}
+
+// assemble puts a user statement (whose WITH had DELETEs) back together.
+func (sr *stmtRewriter) assemble(userCTEs []*pg.Node, body *pg.Node, orig *pg.WithClause) (*pg.Node, error) {
+	return sr.assembleWith(userCTEs, body, orig, -1)
+}
+
+// assembleWith builds the final statement: the user's CTEs (DELETEs
+// replaced), the generated cascade CTEs, the batch CTEs, the shadow
+// inserts (all but capture index keepFinal, which is the final statement
+// body when >= 0), then body.
+func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *pg.WithClause, keepFinal int) (*pg.Node, error) {
+	if len(sr.captures) == 0 {
+		return nil, internalErr("nothing captured")
+	}
+	sr.excludeCascaded()
+	ctes := append([]*pg.Node(nil), userCTEs...)
+	ctes = append(ctes, sr.gen...)
+	ctes = append(ctes, sr.batchCTEs()...)
+	for i, c := range sr.captures {
+		if i == keepFinal {
+			continue
+		}
+		ctes = append(ctes, cte(sprintName("_ts_i", i), sr.shadowInsert(c)))
+	}
+	w := &pg.WithClause{Ctes: ctes, Recursive: orig.GetRecursive(), Location: -1}
+	switch v := body.GetNode().(type) {
+	case *pg.Node_SelectStmt:
+		v.SelectStmt.WithClause = w
+	case *pg.Node_InsertStmt:
+		v.InsertStmt.WithClause = w
+	case *pg.Node_UpdateStmt:
+		v.UpdateStmt.WithClause = w
+	case *pg.Node_DeleteStmt:
+		v.DeleteStmt.WithClause = w
+	case *pg.Node_MergeStmt:
+		v.MergeStmt.WithClause = w
+	default:
+		return nil, internalErr("unexpected statement body %T", body.GetNode())
+	}
+	return body, nil
+}
+
+// batchCTEs are "_ts_bid" (the batch id, taken once) and "_ts_b" (the
+// batch row, written only when rows were removed and the catalog guard
+// agrees).
+func (sr *stmtRewriter) batchCTEs() []*pg.Node {
+	bid := selectStmt([]*pg.Node{resTarget("id", funcCall([]string{"pg_catalog", "nextval"},
+		typeCast(constStr("tombstone.batches_id_seq"), "pg_catalog", "regclass")))}, nil, nil)
+
+	// Row counts per table, in first-capture order.
+	var order []*Table
+	counts := map[*Table]*pg.Node{}
+	ttl := time.Duration(0)
+	for _, c := range sr.captures {
+		cnt := subLink(pg.SubLinkType_EXPR_SUBLINK, nil,
+			selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", c.cte, "")}, nil))
+		if prev, ok := counts[c.t]; ok {
+			counts[c.t] = opExpr2([]string{"pg_catalog", "+"}, prev, cnt)
+		} else {
+			order = append(order, c.t)
+			counts[c.t] = cnt
+		}
+		r := c.t.Retention
+		if r <= 0 {
+			r = defaultTTL
+		}
+		ttl = max(ttl, r)
+	}
+	// jsonb_build_object takes at most 100 arguments; join chunks with ||.
+	var tables *pg.Node
+	for i := 0; i < len(order); i += 50 {
+		var args []*pg.Node
+		for _, t := range order[i:min(i+50, len(order))] {
+			args = append(args, constStr(t.QualifiedName()), counts[t])
+		}
+		obj := funcCall([]string{"pg_catalog", "jsonb_build_object"}, args...)
+		if tables == nil {
+			tables = obj
+		} else {
+			tables = opExpr2([]string{"pg_catalog", "||"}, tables, obj)
+		}
+	}
+	var exists []*pg.Node
+	for _, r := range sr.roots {
+		exists = append(exists, subLink(pg.SubLinkType_EXISTS_SUBLINK, nil,
+			selectStmt([]*pg.Node{resTarget("", pg.MakeAConstIntNode(1, -1))}, []*pg.Node{rangeVarNode("", r, "")}, nil)))
+	}
+	cond := []*pg.Node{boolExpr(pg.BoolExprType_OR_EXPR, exists...)}
+	for _, g := range sr.guards {
+		cond = append(cond, funcCall([]string{tsSchema, "check_catalog"},
+			typeCast(constStr(g.regclass), "pg_catalog", "regclass"), constStr(g.signature)))
+	}
+	addr := constStr(sr.opt.ClientAddr)
+	if sr.opt.ClientAddr == "" {
+		addr = &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Isnull: true, Location: -1}}}
+	}
+	row := selectStmt([]*pg.Node{
+		resTarget("", scalarFrom("id", bidCTE)),
+		resTarget("", addr),
+		resTarget("", constStr(sr.text)),
+		resTarget("", tables),
+		resTarget("", opExpr2([]string{"pg_catalog", "+"},
+			funcCall([]string{"pg_catalog", "statement_timestamp"}),
+			typeCast(constStr(intervalText(ttl)), "pg_catalog", "interval"))),
+	}, nil, boolExpr(pg.BoolExprType_AND_EXPR, cond...))
+	return []*pg.Node{
+		cte(bidCTE, selectNode(bid)),
+		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after"}, row)),
+	}
+}
+
+// intervalText renders a duration as interval input.
+func intervalText(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + " seconds"
+	}
+	return strconv.FormatInt(int64(d/time.Microsecond), 10) + " microseconds"
+}
+
+// shadowInsert copies a capture CTE's rows into the table's shadow.
+func (sr *stmtRewriter) shadowInsert(c capture) *pg.Node {
+	cols := []string{"_ts_batch", "_ts_cause"}
+	vals := []*pg.Node{resTarget("", scalarFrom("id", bidCTE)), resTarget("", constStr(c.cause))}
+	for _, col := range c.t.Columns {
+		cols = append(cols, col.Name)
+		vals = append(vals, resTarget("", field(colRef(rowCol), col.Name)))
+	}
+	return insertNode(tsSchema, c.t.Shadow, cols, selectStmt(vals, []*pg.Node{rangeVarNode("", c.cte, "")}, nil))
+}
+
+// opExpr2 is an operator with a schema-qualified name,
+// "l OPERATOR(pg_catalog.+) r", immune to the session's search_path.
+func opExpr2(name []string, l, r *pg.Node) *pg.Node {
+	return &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
+		Kind:     pg.A_Expr_Kind_AEXPR_OP,
+		Name:     strNodes(name...),
+		Lexpr:    l,
+		Rexpr:    r,
+		Location: -1,
+	}}}
+}
+
+// validTable rejects catalog entries that would produce a malformed tree:
+// pg_query hands empty strings to the C deparser as NULL pointers, which
+// it dereferences. A catalog loaded from the database never has them, but
+// the rewrite must not crash the proxy if one slips through.
+func validTable(t *Table) error {
+	bad := func(s string) bool { return s == "" || strings.IndexByte(s, 0) >= 0 }
+	if t == nil || bad(t.Schema) || bad(t.Name) || bad(t.Shadow) {
+		return internalErr("invalid catalog entry for a protected table (empty name)")
+	}
+	for _, c := range t.Columns {
+		if bad(c.Name) {
+			return internalErr("invalid catalog entry for %s (empty column name)", t.QualifiedName())
+		}
+	}
+	for _, fk := range t.Referencing {
+		for _, c := range append(append([]string(nil), fk.ChildColumns...), fk.ParentColumns...) {
+			if bad(c) {
+				return internalErr("invalid foreign key %q on %s (empty column name)", fk.Name, t.QualifiedName())
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+package rewrite
+
+import (
+	"errors"
+	"fmt"
+)
+
+// SQLSTATE codes used by refusals.
+const (
+	CodeFeatureNotSupported = "0A000"
+	CodeInternalError       = "XX000"
+)
+
+// Error is a refusal or failure that can be sent to the client as an
+// ErrorResponse: it always carries a SQLSTATE, a message and, where
+// useful, a hint.
+type Error struct {
+	// Code is the SQLSTATE.
+	Code    string
+	Message string
+	Detail  string
+	Hint    string
+	// Position is a 1-based character offset into the original SQL text,
+	// or 0 when the error has no position.
+	Position int
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%s (SQLSTATE %s)", e.Message, e.Code)
+	if e.Hint != "" {
+		s += " hint: " + e.Hint
+	}
+	return s
+}
+
+// IsRefusal reports whether err is (or wraps) an *Error.
+func IsRefusal(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+func refuse(msg, hint string) *Error {
+	return &Error{Code: CodeFeatureNotSupported, Message: msg, Hint: hint}
+}
+
+func internalErr(format string, args ...any) *Error {
+	return &Error{
+		Code:    CodeInternalError,
+		Message: "tombstone: " + fmt.Sprintf(format, args...),
+		Hint:    "The statement was not executed because its deleted rows could not be captured safely.",
+	}
+}

@@ -1,0 +1,222 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// cascade adds capture CTEs for the rows Postgres's referential actions
+// will touch when the rows of parentCTE leave parent:
+//
+//   - ON DELETE CASCADE: the children are deleted by a DELETE CTE first
+//     (so the RI trigger finds nothing left to do) and captured with cause
+//     'cascade', recursively.
+//   - ON DELETE SET NULL / SET DEFAULT: the children are read by a SELECT
+//     CTE (the statement snapshot still shows their old values) and
+//     captured with cause 'set_null'; Postgres then updates them.
+//   - Self-referencing CASCADE: the whole subtree is found with a
+//     recursive query over the key values and deleted by one DELETE CTE.
+//
+// Children that are not protected are left to Postgres, uncaptured.
+// RESTRICT and NO ACTION need nothing: Postgres raises as usual.
+func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, skipSelf bool, loc int32) error {
+	var self []ForeignKey
+	for _, fk := range parent.Referencing {
+		child := fk.Child
+		if child == nil {
+			continue
+		}
+		if len(fk.ChildColumns) == 0 || len(fk.ChildColumns) != len(fk.ParentColumns) {
+			if fk.OnDelete == Cascade || fk.OnDelete == SetNull || fk.OnDelete == SetDefault {
+				return internalErr("invalid foreign key %q on %s (column lists)", fk.Name, parent.QualifiedName())
+			}
+			continue
+		}
+		if err := validTable(child); err != nil {
+			return err
+		}
+		switch fk.OnDelete {
+		case Cascade:
+			if sameTable(child, parent) {
+				if !skipSelf {
+					self = append(self, fk)
+				}
+				continue
+			}
+			for _, p := range path {
+				if sameTable(p, child) {
+					return sr.errorAt(refuse(
+						"tombstone: cannot capture the ON DELETE CASCADE cycle through "+child.QualifiedName()+" (foreign key "+fk.Name+")",
+						"Delete from the tables of the cycle one statement at a time, children first."), loc)
+				}
+			}
+			if err := sr.bumpCascade(loc); err != nil {
+				return err
+			}
+			k := sr.next()
+			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
+			d := &pg.DeleteStmt{
+				Relation:      rangeVar(child.Schema, child.Name, alias),
+				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)),
+				ReturningList: cascadeReturning(alias),
+			}
+			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
+			sr.captures = append(sr.captures, capture{child, name, "cascade"})
+			sr.addGuard(quoteIdent(child.Schema)+"."+quoteIdent(child.Name), child.Signature)
+			next := append(append([]*Table(nil), path...), child)
+			if err := sr.cascade(child, name, next, false, loc); err != nil {
+				return err
+			}
+		case SetNull, SetDefault:
+			if err := sr.bumpCascade(loc); err != nil {
+				return err
+			}
+			k := sr.next()
+			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
+			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
+				[]*pg.Node{rangeVarNode(child.Schema, child.Name, alias)},
+				inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)))
+			sr.gen = append(sr.gen, cte(name, selectNode(s)))
+			sr.captures = append(sr.captures, capture{child, name, "set_null"})
+			sr.setNulls = append(sr.setNulls, setNull{child, alias, s})
+			sr.addGuard(quoteIdent(child.Schema)+"."+quoteIdent(child.Name), child.Signature)
+		}
+	}
+	if len(self) == 0 {
+		return nil
+	}
+	if len(self) > 1 {
+		return sr.errorAt(refuse(
+			"tombstone: cannot capture a table with several self-referencing ON DELETE CASCADE foreign keys ("+parent.QualifiedName()+")",
+			"Delete the dependent rows first."), loc)
+	}
+	if err := sr.bumpCascade(loc); err != nil {
+		return err
+	}
+	fk := self[0]
+	k := sr.next()
+	name, alias, rec := sprintName("_ts_d", k), sprintName("_ts_c", k), sprintName("_ts_r", k)
+	inner := sprintName("_ts_t", k)
+	// WITH RECURSIVE r(keys) AS (
+	//     SELECT (_ts_row).keys FROM parentCTE
+	//   UNION
+	//     SELECT c.keys FROM parent c, r WHERE c.fk = r.key …)
+	// SELECT keys FROM r
+	// UNION (not ALL) over the referenced key — which is unique and so
+	// has equality — ends the recursion on cycles such as a row that
+	// references itself.
+	var join []*pg.Node
+	for i := range fk.ChildColumns {
+		join = append(join, opExpr("=", colRef(inner, fk.ChildColumns[i]), colRef(rec, fk.ParentColumns[i])))
+	}
+	var recTargets, outTargets []*pg.Node
+	for _, c := range fk.ParentColumns {
+		recTargets = append(recTargets, resTarget("", colRef(inner, c)))
+		outTargets = append(outTargets, resTarget("", colRef(c)))
+	}
+	step := selectStmt(recTargets,
+		[]*pg.Node{rangeVarNode(parent.Schema, parent.Name, inner), rangeVarNode("", rec, "")},
+		boolExpr(pg.BoolExprType_AND_EXPR, join...))
+	union := &pg.SelectStmt{
+		Op:          pg.SetOperation_SETOP_UNION,
+		Larg:        keysOf(parentCTE, fk.ParentColumns),
+		Rarg:        step,
+		LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT,
+	}
+	closure := selectStmt(outTargets, []*pg.Node{rangeVarNode("", rec, "")}, nil)
+	closure.WithClause = &pg.WithClause{
+		Ctes:      []*pg.Node{cte(rec, selectNode(union), fk.ParentColumns...)},
+		Recursive: true,
+		Location:  -1,
+	}
+	d := &pg.DeleteStmt{
+		Relation:      rangeVar(parent.Schema, parent.Name, alias),
+		WhereClause:   inSelect(qualified(alias, fk.ChildColumns), closure),
+		ReturningList: cascadeReturning(alias),
+	}
+	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
+	sr.captures = append(sr.captures, capture{parent, name, "cascade"})
+	// The subtree's rows have their own non-self children.
+	return sr.cascade(parent, name, path, true, loc)
+}
+
+func (sr *stmtRewriter) bumpCascade(loc int32) error {
+	sr.cascades++
+	if sr.cascades > sr.opt.maxCascade() {
+		return sr.errorAt(refuse(
+			"tombstone: the foreign-key cascade of this DELETE needs more capture steps than allowed",
+			"Delete the dependent rows in separate statements first, or raise the cascade limit."), loc)
+	}
+	return nil
+}
+
+func sameTable(a, b *Table) bool {
+	if a == b {
+		return true
+	}
+	if a.OID != 0 && a.OID == b.OID {
+		return true
+	}
+	return a.OID == 0 && b.OID == 0 && a.Schema == b.Schema && a.Name == b.Name
+}
+
+// qualified is "alias.col" for each column.
+func qualified(alias string, cols []string) []*pg.Node {
+	out := make([]*pg.Node, len(cols))
+	for i, c := range cols {
+		out[i] = colRef(alias, c)
+	}
+	return out
+}
+
+// keysOf is "SELECT (_ts_row).k1, … FROM cte".
+func keysOf(cteName string, cols []string) *pg.SelectStmt {
+	t := make([]*pg.Node, len(cols))
+	for i, c := range cols {
+		t[i] = resTarget("", field(colRef(rowCol), c))
+	}
+	return selectStmt(t, []*pg.Node{rangeVarNode("", cteName, "")}, nil)
+}
+
+// Cascade DELETE CTEs also return the row's physical identity so that a
+// SET NULL capture of the same row (reached through another foreign key)
+// can leave it out: the row is deleted, and Postgres's SET NULL then finds
+// nothing to update.
+const (
+	toidCol = "_ts_toid"
+	tidCol  = "_ts_tid"
+)
+
+func cascadeReturning(alias string) []*pg.Node {
+	return []*pg.Node{
+		resTarget(rowCol, wholeRow(alias)),
+		resTarget(toidCol, colRef(alias, "tableoid")),
+		resTarget(tidCol, colRef(alias, "ctid")),
+	}
+}
+
+// setNull is a SET NULL capture whose WHERE clause may still need to
+// exclude rows that a cascade DELETE of this statement removes.
+type setNull struct {
+	t     *Table
+	alias string
+	sel   *pg.SelectStmt
+}
+
+// excludeCascaded adds "AND (tableoid, ctid) NOT IN (SELECT … FROM dK)"
+// to every SET NULL capture, for each cascade DELETE of the same table.
+func (sr *stmtRewriter) excludeCascaded() {
+	for _, sn := range sr.setNulls {
+		conds := []*pg.Node{sn.sel.WhereClause}
+		for _, c := range sr.captures {
+			if c.cause != "cascade" || !sameTable(c.t, sn.t) {
+				continue
+			}
+			sub := selectStmt([]*pg.Node{resTarget("", colRef(toidCol)), resTarget("", colRef(tidCol))},
+				[]*pg.Node{rangeVarNode("", c.cte, "")}, nil)
+			in := inSelect([]*pg.Node{colRef(sn.alias, "tableoid"), colRef(sn.alias, "ctid")}, sub)
+			conds = append(conds, &pg.Node{Node: &pg.Node_BoolExpr{BoolExpr: &pg.BoolExpr{
+				Boolop: pg.BoolExprType_NOT_EXPR, Args: []*pg.Node{in}, Location: -1}}})
+		}
+		sn.sel.WhereClause = boolExpr(pg.BoolExprType_AND_EXPR, conds...)
+	}
+}

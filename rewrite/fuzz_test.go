@@ -1,0 +1,102 @@
+package rewrite
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+var fuzzSeeds = []string{
+	"DELETE FROM t WHERE id = 1",
+	"DELETE FROM t",
+	"delete from t returning *",
+	"DELETE FROM ONLY t AS x USING logs l, sites s WHERE x.id = l.id RETURNING x.*, l.*, 1, x",
+	"DELETE FROM sites WHERE tenant_id = $1 RETURNING id",
+	"DELETE FROM tree WHERE id = 1",
+	"DELETE FROM cyc_a",
+	"DELETE FROM pair WHERE (a, b) = (1, 2)",
+	"WITH a AS (DELETE FROM t RETURNING *), b AS (DELETE FROM sites RETURNING id) SELECT * FROM a, b",
+	"WITH RECURSIVE r AS (SELECT 1 UNION SELECT 1 FROM r), d AS (DELETE FROM t RETURNING id) SELECT * FROM r, d",
+	"WITH d(a, b, c) AS (DELETE FROM t RETURNING id, name) UPDATE logs SET msg = d.b FROM d",
+	"WITH d AS (DELETE FROM t) DELETE FROM t RETURNING (SELECT 1), t",
+	"WITH d AS (DELETE FROM t RETURNING *) INSERT INTO logs SELECT * FROM d ON CONFLICT DO NOTHING",
+	"MERGE INTO t USING logs ON t.id = logs.id WHEN MATCHED THEN DELETE",
+	"WITH m AS (MERGE INTO t USING logs ON true WHEN MATCHED THEN DELETE RETURNING *) SELECT 1",
+	"DELETE FROM t WHERE CURRENT OF cur",
+	"PREPARE p(int, text) AS DELETE FROM t WHERE id = $1 AND name = $2",
+	"EXPLAIN (ANALYZE, BUFFERS) WITH d AS (DELETE FROM t RETURNING 1) SELECT * FROM d",
+	"COPY (DELETE FROM t RETURNING *) TO STDOUT",
+	"CREATE TABLE x AS WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+	"SELECT 1; DELETE FROM t; SELECT 'é'; DELETE FROM app.\"Mixed Case\"",
+	"DELETE FROM wide RETURNING wide, wide.*",
+	"WITH _ts_d0 AS (SELECT 1) DELETE FROM t",
+	"DELETE FROM public.t * WHERE id = 1",
+	"DELETE FROM mydb.public.t",
+	"DELETE FROM t WHERE id IN (WITH x AS (SELECT 1) SELECT * FROM x) RETURNING row(t.*), t.name COLLATE \"C\", case when true then 1 end",
+	"TRUNCATE t; DROP TABLE t; EXECUTE p",
+	"DELETE FROM",
+	"",
+	";;",
+	"DELETE FROM t WHERE id = 1 RETURNING *, (SELECT * FROM t LIMIT 1), xmlelement(name x), greatest(1,2), current_user",
+}
+
+// FuzzRewrite: Rewrite must never panic or crash on any input; when it
+// rewrites, every rewritten statement must parse, and the spliced text
+// must parse to the same number of statements.
+func FuzzRewrite(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	files, _ := filepath.Glob("testdata/*.txtar")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		if _, rest, ok := strings.Cut(string(data), "-- input.sql --\n"); ok {
+			in, _, _ := strings.Cut(rest, "-- want --")
+			f.Add(strings.TrimSuffix(in, "\n"))
+		}
+	}
+	cat := newTestCatalog()
+	f.Fuzz(func(t *testing.T, sql string) {
+		MayRemoveRows(sql)
+		res, err := Rewrite(sql, cat, Options{ClientAddr: "fuzz"})
+		if err != nil {
+			if !IsRefusal(err) {
+				t.Fatalf("error is not an *Error: %v", err)
+			}
+			return
+		}
+		if !res.Changed {
+			if res.SQL != sql {
+				t.Fatalf("unchanged result altered the text")
+			}
+			return
+		}
+		orig, err := pg.Parse(sql)
+		if err != nil {
+			t.Fatalf("rewrote text that does not parse")
+		}
+		tree, err := pg.Parse(res.SQL)
+		if err != nil {
+			t.Fatalf("rewritten text does not parse: %v\n%s", err, res.SQL)
+		}
+		if len(tree.GetStmts()) != len(orig.GetStmts()) {
+			t.Fatalf("statement count changed: %d -> %d\n%s", len(orig.GetStmts()), len(tree.GetStmts()), res.SQL)
+		}
+		for _, st := range res.Statements {
+			if st.Rewritten && !MayRemoveRows(sql[st.Original.Start:st.Original.End]) {
+				t.Fatalf("pre-check misses a rewritten statement: %q", sql)
+			}
+		}
+		for p := 0; p <= len([]rune(res.SQL))+1; p += 7 {
+			if op := res.OriginalPosition(p); op < 0 || op > len([]rune(sql))+1 {
+				t.Fatalf("position %d mapped outside the original: %d", p, op)
+			}
+		}
+	})
+}

@@ -1,0 +1,126 @@
+package rewrite
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// A golden file is a tiny txtar: "-- input.sql --" then "-- want --".
+// Lines before the first section are comments.
+type golden struct {
+	comment, input, want string
+}
+
+func readGolden(t *testing.T, path string) golden {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	sections := map[string]*string{"input.sql": &g.input, "want": &g.want}
+	cur := &g.comment
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if strings.HasPrefix(line, "-- ") && strings.HasSuffix(strings.TrimSpace(line), " --") {
+			name := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), "-- "), " --")
+			if p, ok := sections[name]; ok {
+				cur = p
+				continue
+			}
+		}
+		*cur += line
+	}
+	return g
+}
+
+func (g golden) format() string {
+	return g.comment + "-- input.sql --\n" + g.input + "-- want --\n" + g.want
+}
+
+// describe renders a Result for review: metadata, then the rewritten SQL
+// with one generated CTE per line.
+func describe(res *Result, err error) string {
+	if err != nil {
+		return fmt.Sprintf("error: %v\n", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "changed: %v\n", res.Changed)
+	for i, st := range res.Statements {
+		fmt.Fprintf(&b, "stmt %d: kind=%s rewritten=%v", i+1, st.Kind, st.Rewritten)
+		if st.Output.TagFrom != "" {
+			fmt.Fprintf(&b, " tag=%s->DELETE", st.Output.TagFrom)
+		}
+		if st.Output.HiddenColumns != 0 {
+			fmt.Fprintf(&b, " hidden=%d", st.Output.HiddenColumns)
+		}
+		if st.PreparedName != "" {
+			fmt.Fprintf(&b, " prepared=%s", st.PreparedName)
+		}
+		b.WriteString("\n")
+		if r := st.Refusal; r != nil {
+			fmt.Fprintf(&b, "  refused %s: %s\n  hint: %s\n  position: %d\n", r.Code, r.Message, r.Hint, r.Position)
+		}
+	}
+	if res.Changed {
+		b.WriteString("sql:\n")
+		b.WriteString(pretty(res.SQL))
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// pretty breaks the one-line deparser output before each generated CTE
+// and before the final statement body. Display only.
+func pretty(sql string) string {
+	return cteStart.ReplaceAllString(sql, "$1\n  $2")
+}
+
+var cteStart = regexp.MustCompile(`((?:^|[^'])WITH(?: RECURSIVE)?|\),) ((?:_ts_[a-z]+\d*|[a-z_][a-z_0-9]*(?:\([^()]*\))?) AS \()`)
+
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	cat := newTestCatalog()
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txtar"), func(t *testing.T) {
+			g := readGolden(t, f)
+			sql := strings.TrimSuffix(g.input, "\n")
+			res, err := Rewrite(sql, cat, Options{ClientAddr: "10.0.0.7:51234"})
+			got := describe(res, err)
+			if *update {
+				g.want = got
+				if err := os.WriteFile(f, []byte(g.format()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got != g.want {
+				t.Errorf("mismatch (run go test -update and review the diff)\n--- got ---\n%s--- want ---\n%s", got, g.want)
+			}
+			if err == nil && res.Changed {
+				for _, st := range res.Statements {
+					if !st.Rewritten {
+						continue
+					}
+					if _, perr := pg.Parse(res.SQL[st.Span.Start:st.Span.End]); perr != nil {
+						t.Errorf("rewritten statement does not parse: %v", perr)
+					}
+				}
+			}
+		})
+	}
+}

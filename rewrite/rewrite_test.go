@@ -1,0 +1,162 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMayRemoveRows(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"DELETE FROM t":                      true,
+		"delete from t":                      true,
+		"with x as (DeLeTe from t) select 1": true,
+		"select 1;truncate t":                true,
+		"DROP TABLE t":                       true,
+		"MERGE INTO t USING u ON true WHEN MATCHED THEN DO NOTHING": true,
+		"EXECUTE p(1)":                      true,
+		"prepare p as select 1":             true,
+		"/*x*/delete from t":                true,
+		"(delete":                           true,
+		"delete":                            true,
+		"SELECT deleted_at FROM t":          false,
+		"SELECT * FROM undeleted":           false,
+		"UPDATE t SET dropped = true":       false,
+		"SELECT merged, executed FROM t":    false,
+		"SELECT 1":                          false,
+		"INSERT INTO t VALUES (1)":          false,
+		"":                                  false,
+		"SELECT xdelete, delete_me, é_drop": false,
+		"SELECT 'héllo' ; Delete FROM t":    true,
+	} {
+		assert.Equal(t, want, MayRemoveRows(sql), sql)
+	}
+}
+
+// Every statement Rewrite changes contains one of the keywords, so the
+// pre-check never hides a rewrite.
+func TestMayRemoveRowsCoversGoldens(t *testing.T) {
+	cat := newTestCatalog()
+	for _, sql := range fuzzSeeds {
+		res, err := Rewrite(sql, cat, Options{})
+		if err == nil && !res.Changed && res.Refusal() == nil {
+			continue
+		}
+		assert.True(t, MayRemoveRows(sql), sql)
+	}
+}
+
+func TestCommandTag(t *testing.T) {
+	assert.Equal(t, "DELETE 5", Output{TagFrom: "INSERT"}.CommandTag("INSERT 0 5"))
+	assert.Equal(t, "DELETE 0", Output{TagFrom: "SELECT", HiddenColumns: 1}.CommandTag("SELECT 0"))
+	assert.Equal(t, "EXPLAIN", Output{}.CommandTag("EXPLAIN"))
+	assert.Equal(t, "UPDATE 1", Output{TagFrom: "INSERT"}.CommandTag("UPDATE 1"))
+}
+
+func TestClassify(t *testing.T) {
+	for sql, want := range map[string]Kind{
+		"DELETE FROM t": KindDelete,
+		"WITH x AS (DELETE FROM t RETURNING 1) SELECT * FROM x":           KindWithDelete,
+		"WITH x AS (SELECT 1) SELECT * FROM x":                            KindOther,
+		"MERGE INTO t USING u ON true WHEN MATCHED THEN DELETE":           KindMerge,
+		"MERGE INTO t USING u ON true WHEN MATCHED THEN UPDATE SET a = 1": KindOther,
+		"TRUNCATE t":                                 KindTruncate,
+		"DROP TABLE t":                               KindDropTable,
+		"DROP VIEW v":                                KindOther,
+		"PREPARE p AS DELETE FROM t":                 KindPrepare,
+		"PREPARE p AS SELECT 1":                      KindOther,
+		"EXPLAIN ANALYZE DELETE FROM t":              KindExplainAnalyze,
+		"EXPLAIN (ANALYZE off) DELETE FROM t":        KindOther,
+		"EXPLAIN DELETE FROM t":                      KindOther,
+		"EXECUTE p":                                  KindExecute,
+		"COPY (DELETE FROM t RETURNING *) TO STDOUT": KindEmbedded,
+	} {
+		tree, err := pg.Parse(sql)
+		require.NoError(t, err, sql)
+		assert.Equal(t, want, Classify(tree.GetStmts()[0].GetStmt()), sql)
+	}
+}
+
+func TestOriginalPosition(t *testing.T) {
+	cat := newTestCatalog()
+	// "é" is two bytes: positions are characters on both sides.
+	sql := "SELECT 'é';  DELETE FROM t WHERE nosuch = 1; SELECT 'ü', broken"
+	res, err := Rewrite(sql, cat, Options{})
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	charPos := func(s, sub string) int { return len([]rune(s[:strings.Index(s, sub)])) + 1 }
+	// A token of the user's DELETE.
+	assert.Equal(t, charPos(sql, "nosuch"), res.OriginalPosition(charPos(res.SQL, "nosuch")))
+	assert.Equal(t, charPos(sql, "t WHERE"), res.OriginalPosition(charPos(res.SQL, "t WHERE")))
+	// Text after the rewritten statement keeps its place.
+	assert.Equal(t, charPos(sql, "broken"), res.OriginalPosition(charPos(res.SQL, "broken")))
+	// Text before it is unchanged.
+	assert.Equal(t, 3, res.OriginalPosition(3))
+	// Generated text maps to the start of the statement.
+	assert.Equal(t, charPos(sql, "DELETE"), res.OriginalPosition(charPos(res.SQL, "tombstone.batches")))
+}
+
+func TestPassThroughKeepsBytes(t *testing.T) {
+	cat := newTestCatalog()
+	for _, sql := range []string{"SELECT 1", "DELETE FROM logs", "DELETE FROM WHERE", "  select * from t -- delete"} {
+		res, err := Rewrite(sql, cat, Options{})
+		require.NoError(t, err)
+		assert.False(t, res.Changed, sql)
+		assert.Equal(t, sql, res.SQL)
+	}
+}
+
+func TestMaxCascadeCTEs(t *testing.T) {
+	cat := newTestCatalog()
+	res, err := Rewrite("DELETE FROM sites", cat, Options{MaxCascadeCTEs: 3})
+	require.NoError(t, err)
+	require.NotNil(t, res.Refusal())
+	assert.Equal(t, CodeFeatureNotSupported, res.Refusal().Code)
+	res, err = Rewrite("DELETE FROM sites", cat, Options{MaxCascadeCTEs: 4})
+	require.NoError(t, err)
+	assert.Nil(t, res.Refusal())
+}
+
+// A statement's batch text is exactly its own text, even in a
+// multi-statement query.
+func TestBatchTextIsStatementText(t *testing.T) {
+	res, err := Rewrite("SELECT 1; DELETE FROM t WHERE id = 1 ; SELECT 2", newTestCatalog(), Options{})
+	require.NoError(t, err)
+	assert.Contains(t, res.SQL, "'DELETE FROM t WHERE id = 1'")
+	assert.True(t, strings.HasPrefix(res.SQL, "SELECT 1; WITH "))
+	assert.True(t, strings.HasSuffix(res.SQL, " ; SELECT 2"))
+}
+
+func TestCache(t *testing.T) {
+	cat := newTestCatalog()
+	c := NewCache(2)
+	r1, err := c.Rewrite("DELETE FROM t", cat, Options{})
+	require.NoError(t, err)
+	r2, _ := c.Rewrite("DELETE FROM t", cat, Options{})
+	assert.Same(t, r1, r2)
+	r3, _ := c.Rewrite("DELETE FROM t", cat, Options{ClientAddr: "x"})
+	assert.NotSame(t, r1, r3)
+	cat.gen++
+	r4, _ := c.Rewrite("DELETE FROM t", cat, Options{})
+	assert.NotSame(t, r1, r4)
+	assert.Equal(t, 2, c.Len())
+
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				_, err := c.Rewrite(fmt.Sprintf("DELETE FROM t WHERE id = %d", j%5), cat, Options{})
+				assert.NoError(t, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, c.Len(), 2)
+}
