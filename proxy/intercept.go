@@ -207,7 +207,7 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 		s.track.push(pending{kind: 'Q', refusal: r})
 		return s.writeQuery(raiseStatement(r))
 	}
-	if plan == nil || plan.Result == nil || !plan.Result.Changed && plan.Result.Refusal() == nil {
+	if plan == nil || plan.Result == nil {
 		s.track.push(pending{kind: 'Q'})
 		return s.sw.write(frame)
 	}
@@ -216,11 +216,19 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	out := res.SQL
 	for i := range res.Statements {
 		st := &res.Statements[i]
-		if st.PreparedName != "" && st.Rewritten {
+		switch {
+		case st.PreparedName != "" && st.Rewritten:
 			if s.prepared.sqlPrepared == nil {
 				s.prepared.sqlPrepared = map[string]rewrite.Output{}
 			}
 			s.prepared.sqlPrepared[st.PreparedName] = st.Output
+		case st.ExecuteName != "":
+			if o, ok := s.prepared.sqlPrepared[st.ExecuteName]; ok {
+				if p.execOut == nil {
+					p.execOut = map[int]rewrite.Output{}
+				}
+				p.execOut[i] = o
+			}
 		}
 		if st.Refusal != nil {
 			// Statements before it run as usual; it raises the refusal
@@ -229,6 +237,13 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 			out = out[:st.Span.Start] + raiseStatement(st.Refusal) + out[st.Span.End:]
 			break
 		}
+	}
+	if !res.Changed && res.Refusal() == nil {
+		if p.execOut == nil {
+			p.res = nil
+		}
+		s.track.push(p)
+		return s.sw.write(frame)
 	}
 	if !plan.Admin {
 		s.srv.cfg.Metrics.StatementsRewritten.Inc()
@@ -276,20 +291,30 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 	}
 	if plan == nil || plan.Result == nil || !plan.Result.Changed {
 		s.forgetStatement(name)
+		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
+			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
+			if o, ok := s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]; ok {
+				s.rememberStatement(name, o)
+			}
+		}
 		s.track.push(pending{kind: 'P'})
 		return s.sw.write(frame)
 	}
 	res := plan.Result
 	if len(res.Statements) == 1 {
-		if s.prepared.stmts == nil {
-			s.prepared.stmts, s.prepared.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-		}
-		s.prepared.stmts[name] = res.Statements[0].Output
+		s.rememberStatement(name, res.Statements[0].Output)
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
 	s.track.push(pending{kind: 'P', res: res})
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
+}
+
+func (s *Session) rememberStatement(name string, out rewrite.Output) {
+	if s.prepared.stmts == nil {
+		s.prepared.stmts, s.prepared.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+	}
+	s.prepared.stmts[name] = out
 }
 
 func (s *Session) forgetStatement(name string) {

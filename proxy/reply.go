@@ -104,13 +104,17 @@ func needsRepair(p *pending, typ byte) bool {
 	case 'E':
 		return true
 	case 'C', 'T', 'D':
-		return outputOf(p).TagFrom != "" || outputOf(p).HiddenColumns > 0
+		o := outputOf(p)
+		return o.TagFrom != "" || o.Tag != "" || o.HiddenColumns > 0
 	}
 	return false
 }
 
 // outputOf returns the output repair for the statement p is answering now.
 func outputOf(p *pending) rewrite.Output {
+	if out, ok := p.execOut[p.stmt]; ok {
+		return out
+	}
 	if p.res != nil {
 		if p.stmt < len(p.res.Statements) {
 			return p.res.Statements[p.stmt].Output

@@ -22,6 +22,9 @@ type pending struct {
 	out rewrite.Output
 	// stmt counts the statements of a Query answered so far.
 	stmt int
+	// execOut repairs answers to SQL-level EXECUTEs of rewritten PREPAREs,
+	// by statement index (Results are shared and never modified).
+	execOut map[int]rewrite.Output
 	// refusal: the server's error for this message is replaced by it.
 	refusal *rewrite.Error
 	// admin: a console command; its errors carry no position.
@@ -30,7 +33,7 @@ type pending struct {
 
 // plain reports whether the answer needs no repair.
 func (p *pending) plain() bool {
-	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin
+	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil
 }
 
 // tracker is the FIFO of pending answers shared by the two pumps.

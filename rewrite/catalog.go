@@ -99,6 +99,12 @@ type Options struct {
 	// MaxCascadeCTEs bounds the number of capture CTEs a single statement
 	// may need for foreign-key cascades. Zero means 64.
 	MaxCascadeCTEs int
+	// Truncate is the TRUNCATE policy: PolicyCapture (default),
+	// PolicyReject or PolicyAllow.
+	Truncate string
+	// Drop is the DROP TABLE policy: PolicyTrash (default), PolicyReject
+	// or PolicyAllow.
+	Drop string
 }
 
 func (o Options) maxCascade() int {

@@ -59,6 +59,10 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 		return sr.deleteStmt(n.GetDeleteStmt(), st)
 	case KindWithDelete, KindMerge:
 		return sr.withDelete(n, st)
+	case KindTruncate:
+		return sr.truncateStmt(n.GetTruncateStmt(), st)
+	case KindDropTable:
+		return sr.dropStmt(n.GetDropStmt(), st)
 	case KindPrepare:
 		p := n.GetPrepareStmt()
 		inner, err := sr.statement(p.GetQuery(), Classify(p.GetQuery()), st)

@@ -59,6 +59,9 @@ func describe(res *Result, err error) string {
 		if st.Output.TagFrom != "" {
 			fmt.Fprintf(&b, " tag=%s->DELETE", st.Output.TagFrom)
 		}
+		if st.Output.Tag != "" {
+			fmt.Fprintf(&b, " tag=%s", st.Output.Tag)
+		}
 		if st.Output.HiddenColumns != 0 {
 			fmt.Fprintf(&b, " hidden=%d", st.Output.HiddenColumns)
 		}
@@ -99,7 +102,20 @@ func TestGolden(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txtar"), func(t *testing.T) {
 			g := readGolden(t, f)
 			sql := strings.TrimSuffix(g.input, "\n")
-			res, err := Rewrite(sql, cat, Options{ClientAddr: "10.0.0.7:51234"})
+			opt := Options{ClientAddr: "10.0.0.7:51234"}
+			// "# policy truncate=reject" / "# policy drop=allow" comment lines.
+			for _, line := range strings.Split(g.comment, "\n") {
+				if rest, ok := strings.CutPrefix(line, "# policy "); ok {
+					k, v, _ := strings.Cut(rest, "=")
+					switch k {
+					case "truncate":
+						opt.Truncate = v
+					case "drop":
+						opt.Drop = v
+					}
+				}
+			}
+			res, err := Rewrite(sql, cat, opt)
 			got := describe(res, err)
 			if *update {
 				g.want = got

@@ -39,11 +39,17 @@ type Output struct {
 	// HiddenColumns is the number of trailing columns to strip from
 	// RowDescription and every DataRow.
 	HiddenColumns int
+	// Tag, when set, replaces the server's command tag entirely (a
+	// TRUNCATE or DROP TABLE run through a CALL answers "CALL").
+	Tag string
 }
 
 // CommandTag returns the tag the client must see for the server's tag:
 // "INSERT 0 5" or "SELECT 5" become "DELETE 5" when o says so.
 func (o Output) CommandTag(tag string) string {
+	if o.Tag != "" {
+		return o.Tag
+	}
 	if o.TagFrom == "" {
 		return tag
 	}
@@ -72,6 +78,9 @@ type Statement struct {
 	// that prepared statement instead (PREPARE itself answers "PREPARE").
 	Output       Output
 	PreparedName string
+	// ExecuteName is the prepared statement an EXECUTE runs; the proxy
+	// applies the Output it remembered for that PREPARE.
+	ExecuteName string
 	// Refusal is set when the statement would remove rows from a
 	// protected table in a way that cannot be captured. The proxy must
 	// not forward the message and sends Refusal to the client instead.
@@ -121,7 +130,10 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		st := Statement{Original: stmtSpan(sql, raw)}
 		st.Kind = Classify(raw.GetStmt())
 		st.Span = st.Original
-		if st.Kind == KindOther || st.Kind == KindExecute || st.Kind == KindTruncate || st.Kind == KindDropTable {
+		if st.Kind == KindExecute {
+			st.ExecuteName = raw.GetStmt().GetExecuteStmt().GetName()
+		}
+		if st.Kind == KindOther || st.Kind == KindExecute {
 			res.Statements = append(res.Statements, st)
 			continue
 		}

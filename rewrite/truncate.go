@@ -1,0 +1,150 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Policies for statements that remove a whole table's rows (config keys
+// policies.truncate and policies.drop).
+const (
+	PolicyCapture = "capture" // TRUNCATE: tombstone the rows first (default)
+	PolicyTrash   = "trash"   // DROP TABLE: move the table to the trash (default)
+	PolicyReject  = "reject"  // refuse the statement
+	PolicyAllow   = "allow"   // pass it through uncaptured
+)
+
+// truncateStmt turns a TRUNCATE that involves protected tables into a call
+// of tombstone.capture_truncate, which captures every protected table's
+// rows (those reached through CASCADE too) into one batch and then runs
+// the TRUNCATE itself, in the same transaction. The client sees the tag
+// "TRUNCATE TABLE".
+func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Node, error) {
+	policy := sr.opt.Truncate
+	if policy == "" {
+		policy = PolicyCapture
+	}
+	if policy == PolicyAllow {
+		return nil, nil
+	}
+	cascade := t.GetBehavior() == pg.DropBehavior_DROP_CASCADE
+	var names, only []*pg.Node
+	var protected *Table
+	var loc int32 = -1
+	for _, r := range t.GetRelations() {
+		rv := r.GetRangeVar()
+		if rv == nil {
+			return nil, internalErr("TRUNCATE relation is not a RangeVar")
+		}
+		if tb, ok := sr.lookup(rv); ok && protected == nil {
+			protected, loc = tb, rv.GetLocation()
+		}
+		names = append(names, constStr(regclassText(rv.GetSchemaname(), rv.GetRelname())))
+		only = append(only, boolConst(!rv.GetInh()))
+	}
+	// Without CASCADE only the listed tables lose rows; with it, tables
+	// referencing them do too, which only the database can enumerate.
+	if protected == nil && !cascade {
+		return nil, nil
+	}
+	if protected != nil && policy == PolicyReject {
+		return nil, sr.errorAt(&Error{Code: CodeFeatureNotSupported,
+			Message: "tombstone: TRUNCATE of protected table " + protected.QualifiedName() + " is refused (policies.truncate: reject)",
+			Hint:    "Use DELETE, whose rows can be restored, or ask an administrator to change the policy."}, loc)
+	}
+	st.Output = Output{Tag: "TRUNCATE TABLE"}
+	return callNode([]string{"tombstone", "capture_truncate"},
+		arrayCast(names, "text"),
+		arrayCast(only, "bool"),
+		boolConst(cascade),
+		boolConst(t.GetRestartSeqs()),
+		constStr(sr.opt.ClientAddr),
+		constStr(sr.text),
+		constStr(policy),
+	), nil
+}
+
+// dropStmt turns a DROP TABLE that involves protected tables into a call
+// of tombstone.trash_tables, which moves protected tables to the trash
+// schema (recoverable with UNDROP TABLE until the reaper drops them) and
+// drops the others as usual. The client sees the tag "DROP TABLE".
+func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error) {
+	policy := sr.opt.Drop
+	if policy == "" {
+		policy = PolicyTrash
+	}
+	if policy == PolicyAllow {
+		return nil, nil
+	}
+	var names []*pg.Node
+	var protected *Table
+	for _, o := range d.GetObjects() {
+		items := o.GetList().GetItems()
+		var schema, name string
+		switch len(items) {
+		case 1:
+			name = items[0].GetString_().GetSval()
+		case 2:
+			schema, name = items[0].GetString_().GetSval(), items[1].GetString_().GetSval()
+		default:
+			// catalog.schema.table: let Postgres judge the database name.
+			if len(items) != 3 {
+				return nil, internalErr("DROP TABLE name with %d parts", len(items))
+			}
+			schema, name = items[1].GetString_().GetSval(), items[2].GetString_().GetSval()
+		}
+		if name == "" {
+			return nil, internalErr("DROP TABLE without a table name")
+		}
+		if tb, ok := sr.cat.Lookup(schema, name); ok && protected == nil {
+			protected = tb
+		}
+		names = append(names, constStr(regclassText(schema, name)))
+	}
+	if protected == nil {
+		return nil, nil
+	}
+	if policy == PolicyReject {
+		return nil, &Error{Code: CodeFeatureNotSupported,
+			Message: "tombstone: DROP TABLE of protected table " + protected.QualifiedName() + " is refused (policies.drop: reject)",
+			Hint:    "Ask an administrator to change the policy, or exclude the table from protection first."}
+	}
+	st.Output = Output{Tag: "DROP TABLE"}
+	return callNode([]string{"tombstone", "trash_tables"},
+		arrayCast(names, "text"),
+		boolConst(d.GetMissingOk()),
+		boolConst(d.GetBehavior() == pg.DropBehavior_DROP_CASCADE),
+		constStr(sr.opt.ClientAddr),
+		constStr(sr.text),
+	), nil
+}
+
+// regclassText is a table name in regclass input form, quoted, qualified
+// only if the user qualified it (so the session's search_path resolves it
+// exactly as Postgres would have).
+func regclassText(schema, name string) string {
+	if schema == "" {
+		return quoteIdent(name)
+	}
+	return quoteIdent(schema) + "." + quoteIdent(name)
+}
+
+func boolConst(b bool) *pg.Node {
+	return &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Val: &pg.A_Const_Boolval{Boolval: &pg.Boolean{Boolval: b}}, Location: -1}}}
+}
+
+// arrayCast is ARRAY[elems]::typ[].
+func arrayCast(elems []*pg.Node, typ string) *pg.Node {
+	arr := &pg.Node{Node: &pg.Node_AArrayExpr{AArrayExpr: &pg.A_ArrayExpr{Elements: elems, Location: -1}}}
+	return &pg.Node{Node: &pg.Node_TypeCast{TypeCast: &pg.TypeCast{
+		Arg: arr,
+		TypeName: &pg.TypeName{Names: strNodes("pg_catalog", typ), Typemod: -1, Location: -1,
+			ArrayBounds: []*pg.Node{pg.MakeIntNode(-1)}},
+		Location: -1,
+	}}}
+}
+
+// callNode is CALL name(args…).
+func callNode(name []string, args ...*pg.Node) *pg.Node {
+	fc := funcCall(name, args...).GetFuncCall()
+	return &pg.Node{Node: &pg.Node_CallStmt{CallStmt: &pg.CallStmt{Funccall: fc}}}
+}
