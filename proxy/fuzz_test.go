@@ -46,7 +46,7 @@ func FuzzClientMessages(f *testing.F) {
 	f.Add(msg('Q', "SHOW BATCHES LIMIT 3\x00"))
 	f.Add(msg('Q', "DELETE FROM sites WHERE CURRENT OF c\x00"))
 	f.Add(append(append(msg('P', "s\x00DELETE FROM sites WHERE id = $1\x00\x00\x00"), msg('B', "p\x00s\x00\x00\x00\x00\x01\x00\x00\x00\x011\x00\x00")...), msg('E', "p\x00\x00\x00\x00\x00")...))
-	planner := NewPlanner(fixedCatalogs{}, rewrite.NewCache(64))
+	planner := NewPlanner(fixedCatalogs{}, rewrite.NewCache(64), Policies{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, p := range []Planner{nil, planner} {
 			srv := NewServer(Config{Upstream: "127.0.0.1:1", Logger: zap.NewNop(), Planner: p})

@@ -18,16 +18,23 @@ type Catalogs interface {
 	Catalog(ctx context.Context, database string) (rewrite.GenerationalCatalog, error)
 }
 
+// Policies are the TRUNCATE and DROP TABLE policies (rewrite.Policy…).
+type Policies struct {
+	Truncate string
+	Drop     string
+}
+
 // NewPlanner returns the standard Planner: console commands first, then
 // the rewrite of statements that may remove rows from protected tables.
 // cache may be shared by many proxies' sessions.
-func NewPlanner(cats Catalogs, cache *rewrite.Cache) Planner {
-	return &planner{cats: cats, cache: cache}
+func NewPlanner(cats Catalogs, cache *rewrite.Cache, pol Policies) Planner {
+	return &planner{cats: cats, cache: cache, pol: pol}
 }
 
 type planner struct {
 	cats  Catalogs
 	cache *rewrite.Cache
+	pol   Policies
 }
 
 // Wants implements Planner.
@@ -42,7 +49,7 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 	if console.Is([]byte(sql)) {
 		return consolePlan(sql)
 	}
-	opt := rewrite.Options{ClientAddr: clientHost(s.ClientAddr)}
+	opt := rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop}
 	cat, err := p.cats.Catalog(ctx, s.Params["database"])
 	if err != nil {
 		// Without a catalog nothing can be called protected or not: parse

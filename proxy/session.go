@@ -233,6 +233,7 @@ func (s *Session) connectServer(ctx context.Context, startup []byte) error {
 	s.server = conn
 	s.sr = newFrameReader(conn)
 	s.sw = newFrameWriter(conn)
+	s.sw.beforeWrite = s.track.publish
 	if _, err := conn.Write(startup); err != nil {
 		return fatal(CodeConnectionFailure, "could not send startup packet to server", err)
 	}

@@ -36,35 +36,51 @@ func (p *pending) plain() bool {
 	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil
 }
 
-// tracker is the FIFO of pending answers shared by the two pumps.
+// tracker is the FIFO of pending answers shared by the two pumps. Each side
+// batches: the client pump collects entries locally and publishes them in
+// one step right before its bytes reach the server (the server cannot
+// answer what it has not received), and the server pump takes everything
+// published in one step when its local queue runs dry. So a round trip
+// costs two lock operations, not one per message.
 type tracker struct {
-	mu sync.Mutex
-	q  []pending
-	hd int
+	mu     sync.Mutex
+	shared []pending
+
+	out []pending // client pump only: not yet published
+
+	in   []pending // server pump only: taken, not yet answered
+	inHd int
 }
 
-func (t *tracker) push(p pending) {
+// push records an entry (client pump).
+func (t *tracker) push(p pending) { t.out = append(t.out, p) }
+
+// publish hands the recorded entries to the server pump (client pump).
+func (t *tracker) publish() {
+	if len(t.out) == 0 {
+		return
+	}
 	t.mu.Lock()
-	t.q = append(t.q, p)
+	t.shared = append(t.shared, t.out...)
 	t.mu.Unlock()
+	clear(t.out)
+	t.out = t.out[:0]
 }
 
-// pop removes and returns the oldest entry.
+// pop removes and returns the oldest published entry (server pump).
 func (t *tracker) pop() (pending, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.hd == len(t.q) {
-		return pending{}, false
+	if t.inHd == len(t.in) {
+		clear(t.in)
+		t.mu.Lock()
+		t.in, t.shared = t.shared, t.in[:0]
+		t.mu.Unlock()
+		t.inHd = 0
+		if len(t.in) == 0 {
+			return pending{}, false
+		}
 	}
-	p := t.q[t.hd]
-	t.q[t.hd] = pending{}
-	t.hd++
-	if t.hd == len(t.q) {
-		t.q, t.hd = t.q[:0], 0
-	} else if t.hd > 1024 && t.hd*2 > len(t.q) {
-		t.q = append(t.q[:0], t.q[t.hd:]...)
-		t.hd = 0
-	}
+	p := t.in[t.inHd]
+	t.inHd++
 	return p, true
 }
 

@@ -9,6 +9,8 @@ import "io"
 type frameWriter struct {
 	w   io.Writer
 	buf []byte
+	// beforeWrite, when set, runs before any byte goes out.
+	beforeWrite func()
 }
 
 func newFrameWriter(w io.Writer) *frameWriter {
@@ -23,6 +25,9 @@ func (w *frameWriter) write(b []byte) error {
 			return err
 		}
 		if len(b) >= cap(w.buf) {
+			if w.beforeWrite != nil {
+				w.beforeWrite()
+			}
 			_, err := w.w.Write(b)
 			return err
 		}
@@ -35,6 +40,9 @@ func (w *frameWriter) write(b []byte) error {
 func (w *frameWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
+	}
+	if w.beforeWrite != nil {
+		w.beforeWrite()
 	}
 	_, err := w.w.Write(w.buf)
 	w.buf = w.buf[:0]
