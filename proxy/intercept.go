@@ -117,7 +117,11 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bo
 			if err := cr.fill(min(size, 5+2*64+4)); err != nil {
 				return false, errSessionDone
 			}
-			s.track_(&p, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+			hidden := s.track_(&p, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+			if typ == 'B' && hidden > 0 {
+				s.track.push(p)
+				return true, s.bindHidden(size, hidden)
+			}
 		}
 		s.track.push(p)
 	case 'S', 'F':
@@ -136,31 +140,32 @@ func cstring(b []byte) (string, []byte, bool) {
 }
 
 // track_ fills in a Bind, Describe, Execute or Close entry from the start of
-// its body and keeps the statement/portal registry current.
-func (s *Session) track_(p *pending, body []byte) {
+// its body and keeps the statement/portal registry current. For a Bind of
+// a statement with hidden columns it returns how many.
+func (s *Session) track_(p *pending, body []byte) (hidden int) {
 	st := &s.prepared
 	switch p.kind {
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
-			return
+			return 0
 		}
 		stmt, _, ok := cstring(rest)
 		if !ok {
-			return
+			return 0
 		}
 		if out, ok := st.stmts[stmt]; ok {
 			st.portals[portal] = out
-		} else {
-			delete(st.portals, portal)
+			return out.HiddenColumns
 		}
+		delete(st.portals, portal)
 	case 'D':
 		if len(body) < 1 {
-			return
+			return 0
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return
+			return 0
 		}
 		p.describe = body[0]
 		if body[0] == 'S' {
@@ -175,11 +180,11 @@ func (s *Session) track_(p *pending, body []byte) {
 		}
 	case 'C':
 		if len(body) < 1 {
-			return
+			return 0
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return
+			return 0
 		}
 		if body[0] == 'S' {
 			delete(st.stmts, name)
@@ -187,6 +192,28 @@ func (s *Session) track_(p *pending, body []byte) {
 			delete(st.portals, name)
 		}
 	}
+	return 0
+}
+
+// bindHidden forwards a Bind of a statement whose rewrite returns hidden
+// columns: a client that gives one result format per column gives one too
+// few, so the hidden columns get text format.
+func (s *Session) bindHidden(size, hidden int) error {
+	if size > s.cr.buffered() {
+		if err := s.sw.flush(); err != nil {
+			return s.serverGone(err)
+		}
+	}
+	frame, err := s.cr.next()
+	if err != nil {
+		return errSessionDone
+	}
+	var b pgproto3.Bind
+	if err := b.Decode(frame[5:]); err != nil || len(b.ResultFormatCodes) <= 1 {
+		return s.sw.write(frame)
+	}
+	b.ResultFormatCodes = append(b.ResultFormatCodes, make([]int16, hidden)...)
+	return s.writeMsg(&b)
 }
 
 // query handles a Query message.

@@ -9,11 +9,13 @@
 # Sections (BENCH_SECTIONS, space separated, run in order):
 #   pgbench    pgbench -S (select-only), simple and prepared protocol, rounds
 #              interleaved across targets, median tps per target and mode.
+#   deletes    a DELETE of 50k of 200k rows: plain (direct) vs tombstoned
+#              (through the proxy), rounds interleaved (bench/deletes).
 # Add a section by defining `section_<name>` below (see the notes above
 # section_pgbench) and naming it in BENCH_SECTIONS.
 #
 # env vars:
-#   BENCH_SECTIONS        sections to run                     (default "pgbench")
+#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes")
 #   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer proxy")
 #   ROUNDS                rounds per target and mode          (default 3)
 #   DURATION              seconds per pgbench run             (default 10)
@@ -32,7 +34,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench}"
+BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes}"
 BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer proxy}"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
@@ -266,6 +268,17 @@ rotated() {
 # snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_tps,
 # median, ratio, rotated, target_port; $TMP is a scratch dir removed on exit.
 # Planned: tombstoned DELETE vs plain DELETE, UNDELETE vs INSERT…SELECT, reaper throughput.
+
+section_deletes() {
+	need_target proxy
+	log "building bench/deletes"
+	go build -o "$TMP/deletes" ./bench/deletes
+	local base="postgres://postgres@127.0.0.1"
+	"$TMP/deletes" -rounds "$ROUNDS" -md "$TMP/deletes.md" \
+		-direct "$base:$BENCH_PG_PORT/$BENCH_DB?sslmode=disable" \
+		-proxy "$base:$BENCH_PROXY_PORT/$BENCH_DB?sslmode=disable"
+	MD+="$(cat "$TMP/deletes.md")"$'\n\n'
+}
 
 section_pgbench() {
 	local -a targets=()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/tombstone-proxy/tombstone/config"
 	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/rewrite"
+	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
 // proxyCmd runs the proxy. Flags (and their environment variables) override
@@ -75,6 +78,10 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	cats := tombstone.NewCatalogs(cfg.ControlDSN, tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
+	defer cats.Close()
+	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop})
+	pcfg.OnCatalogChanged = cats.Invalidate
 	srv := proxy.NewServer(pcfg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -134,6 +141,16 @@ func (c *proxyCmd) reload(log *zap.Logger, level zap.AtomicLevel) {
 	log.Info("configuration reloaded", zap.String("log_level", cfg.Log.Level))
 }
 
+// protection turns the protect: section into the store's terms.
+func protection(p config.Protect) *tombstone.Protection {
+	out := &tombstone.Protection{Schemas: p.Schemas, Exclude: p.Exclude, Retention: time.Duration(p.Retention),
+		Tables: map[string]tombstone.TableProtection{}}
+	for name, r := range p.Tables {
+		out.Tables[name] = tombstone.TableProtection{Retention: time.Duration(r.Retention), Mode: r.Mode, Column: r.Column}
+	}
+	return out
+}
+
 // proxyConfig turns the file configuration into the proxy's.
 func proxyConfig(cfg config.Config, log *zap.Logger, m *proxy.Metrics) (proxy.Config, error) {
 	pc := proxy.Config{Upstream: cfg.Upstream, Logger: log, Metrics: m}
@@ -185,6 +202,10 @@ func newLogger(lc config.Log, level zap.AtomicLevel) (*zap.Logger, error) {
 func serveMetrics(ln net.Listener, reg *prometheus.Registry, ready func() error, log *zap.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Profiles for diagnosing the proxy in place (same listener: keep it
+	// on a private address).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {

@@ -1,0 +1,255 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/rewrite"
+	"github.com/tombstone-proxy/tombstone/tombstone"
+)
+
+// env is one test database with a proxy in front of it.
+type env struct {
+	t      *testing.T
+	direct string // URL straight to the test database
+	proxy  string // URL through the proxy
+	px     *testenv.Proxy
+	cats   *tombstone.Catalogs
+}
+
+// newEnv creates a fresh database with schema, and a proxy with the real
+// planner in front of the server.
+func newEnv(t *testing.T, schema string) *env {
+	t.Helper()
+	ctx := context.Background()
+	base := testenv.PGURL(t)
+	db := fmt.Sprintf("ts_e2e_%d", rand.Uint32())
+	admin := testenv.Connect(t, base)
+	_, err := admin.Exec(ctx, "CREATE DATABASE "+db)
+	require.NoError(t, err)
+	u, _ := url.Parse(base)
+	u.Path = "/" + db
+	direct := u.String()
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	if schema != "" {
+		testenv.Exec(t, "SELECT 1") // server reachable
+		c := testenv.Connect(t, direct)
+		_, err := c.Exec(ctx, schema)
+		require.NoError(t, err, "schema")
+	}
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	cats := tombstone.NewCatalogs(direct, tombstone.InstallOptions{Protection: &tombstone.Protection{
+		Schemas: []string{"public"}, Retention: 7 * 24 * time.Hour}, Logger: log}, log)
+	t.Cleanup(cats.Close)
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(cats, rewrite.NewCache(256), proxy.Policies{})
+		c.OnCatalogChanged = cats.Invalidate
+		c.Logger = log
+	})
+	pu, _ := url.Parse(px.DSN)
+	pu.Path = "/" + db
+	return &env{t: t, direct: direct, proxy: pu.String(), px: px, cats: cats}
+}
+
+// snapshot renders every given table, ordered, as text.
+func (e *env) snapshot(tables ...string) string {
+	e.t.Helper()
+	c := testenv.Connect(e.t, e.direct)
+	var b strings.Builder
+	for _, tb := range tables {
+		rows, err := c.Query(context.Background(), fmt.Sprintf("SELECT t::text FROM %s t ORDER BY 1", tb))
+		require.NoError(e.t, err)
+		fmt.Fprintf(&b, "== %s\n", tb)
+		for rows.Next() {
+			var s string
+			require.NoError(e.t, rows.Scan(&s))
+			b.WriteString(s + "\n")
+		}
+		require.NoError(e.t, rows.Err())
+	}
+	return b.String()
+}
+
+func (e *env) count(sql string) int {
+	e.t.Helper()
+	c := testenv.Connect(e.t, e.direct)
+	var n int
+	require.NoError(e.t, c.QueryRow(context.Background(), sql).Scan(&n))
+	return n
+}
+
+// simple runs sql through the proxy with the simple protocol and returns
+// the rows as text.
+func simple(t *testing.T, c *pgx.Conn, sql string) ([][]string, pgconn.CommandTag) {
+	t.Helper()
+	res := c.PgConn().Exec(context.Background(), sql)
+	all, err := res.ReadAll()
+	require.NoError(t, err, sql)
+	var out [][]string
+	last := all[len(all)-1]
+	for _, r := range last.Rows {
+		var row []string
+		for _, v := range r {
+			row = append(row, string(v))
+		}
+		out = append(out, row)
+	}
+	return out, last.CommandTag
+}
+
+const shopSchema = `
+CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE sites (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id int NOT NULL REFERENCES tenants ON DELETE CASCADE,
+  name text NOT NULL, slug text GENERATED ALWAYS AS (lower(name)) STORED, meta jsonb);
+CREATE TABLE products (id bigint PRIMARY KEY, site_id bigint NOT NULL REFERENCES sites ON DELETE CASCADE, name text, price numeric(10,2));
+CREATE TABLE product_users (product_id bigint REFERENCES products ON DELETE CASCADE, user_name text, PRIMARY KEY (product_id, user_name));
+CREATE TABLE links (id bigint PRIMARY KEY, product_id bigint REFERENCES products ON DELETE SET NULL, url text);
+CREATE TABLE nodes (id int PRIMARY KEY, parent_id int REFERENCES nodes ON DELETE CASCADE, site_id bigint REFERENCES sites ON DELETE CASCADE, label text);
+INSERT INTO tenants SELECT i, 'tenant ' || i FROM generate_series(1, 10) i;
+INSERT INTO sites (tenant_id, name, meta) SELECT (i % 10) + 1, 'Site ' || i, jsonb_build_object('n', i) FROM generate_series(1, 40) i;
+INSERT INTO products SELECT i, (i % 40) + 1, 'product ' || i, i * 1.5 FROM generate_series(1, 200) i;
+INSERT INTO product_users SELECT (i % 200) + 1, 'user ' || i FROM generate_series(1, 400) i;
+INSERT INTO links SELECT i, (i % 200) + 1, 'https://x/' || i FROM generate_series(1, 300) i;
+INSERT INTO nodes SELECT i, NULL, (i % 40) + 1, 'root ' || i FROM generate_series(1, 20) i;
+INSERT INTO nodes SELECT i, i - 20, NULL, 'child ' || i FROM generate_series(21, 60) i;
+INSERT INTO nodes SELECT i, i - 40, NULL, 'grandchild ' || i FROM generate_series(61, 100) i;
+`
+
+var shopTables = []string{"tenants", "sites", "products", "product_users", "links", "nodes"}
+
+// TestDeleteUndeleteRoundTrip: a delete through the proxy with 3-level
+// cascades, a self-referencing tree and SET NULL links is captured in one
+// batch; UNDELETE BATCH brings the database back byte-identical.
+func TestDeleteUndeleteRoundTrip(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	before := e.snapshot(shopTables...)
+	ctx := context.Background()
+	c := testenv.Connect(t, e.proxy)
+
+	tag, err := c.Exec(ctx, "DELETE FROM tenants WHERE id IN (3, 7)")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 2", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM sites WHERE tenant_id IN (3, 7)"), "cascade removed the sites")
+	require.Positive(t, e.count("SELECT count(*) FROM links WHERE product_id IS NULL"), "SET NULL applied")
+	require.NotEqual(t, before, e.snapshot(shopTables...))
+
+	rows, _ := simple(t, c, "SHOW BATCHES")
+	require.Len(t, rows, 1)
+	batch := rows[0][0]
+	require.Contains(t, strings.Join(rows[0], "|"), "DELETE FROM tenants")
+
+	undo, tag2 := simple(t, c, "UNDELETE BATCH "+batch)
+	require.NotEmpty(t, undo)
+	t.Logf("UNDELETE BATCH %s: %v (%s)", batch, undo, tag2)
+	require.Equal(t, before, e.snapshot(shopTables...), "restore is byte-identical")
+}
+
+// TestDeleteLooksLikePostgres: tags, RETURNING columns and values, errors
+// and positions are what plain Postgres sends, in the simple and extended
+// protocols; rollback leaves no batch; each execution is its own batch.
+func TestDeleteLooksLikePostgres(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	d := testenv.Connect(t, e.direct)
+	p := testenv.Connect(t, e.proxy)
+	batches := func() int { return e.count("SELECT count(*) FROM tombstone.batches") }
+
+	// RETURNING: same fields, same values; rolled back both times.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		get := func(c *pgx.Conn) (string, []pgconn.FieldDescription, string) {
+			tx, err := c.Begin(ctx)
+			require.NoError(t, err)
+			defer tx.Rollback(ctx)
+			rows, err := tx.Query(ctx, "DELETE FROM products p USING sites s WHERE p.site_id = s.id AND s.tenant_id = $1 RETURNING p.*, s.name AS site, p.price * 2", mode, 4)
+			require.NoError(t, err)
+			var out []string
+			for rows.Next() {
+				vals, err := rows.Values()
+				require.NoError(t, err)
+				out = append(out, fmt.Sprint(vals))
+			}
+			require.NoError(t, rows.Err())
+			return strings.Join(out, "\n"), rows.FieldDescriptions(), rows.CommandTag().String()
+		}
+		dv, df, dtag := get(d)
+		pv, pf, ptag := get(p)
+		require.Equal(t, dv, pv, "mode %v", mode)
+		require.Equal(t, df, pf, "mode %v: RowDescription", mode)
+		require.Equal(t, dtag, ptag, "mode %v", mode)
+		require.NotEmpty(t, dv)
+	}
+	require.Zero(t, batches(), "rolled back deletes leave no batch")
+
+	// A prepared DELETE executed three times: three batches.
+	for i := 1; i <= 3; i++ {
+		tag, err := p.Exec(ctx, "DELETE FROM links WHERE id = $1", i)
+		require.NoError(t, err)
+		require.Equal(t, "DELETE 1", tag.String())
+	}
+	require.Equal(t, 3, batches())
+	tag, err := p.Exec(ctx, "DELETE FROM links WHERE id = $1", 1)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 0", tag.String())
+	require.Equal(t, 3, batches(), "a delete of nothing writes no batch")
+
+	// Errors: same SQLSTATE and position as plain Postgres.
+	for _, sql := range []string{
+		"DELETE FROM sites WHERE nosuch = 1",
+		"DELETE FROM sites WHERE id = 'x'",
+		"SELECT 1; DELETE FROM sites WHERE tenant_id = 1 AND nosuch_col > 0",
+		"DELETE FROM tenants WHERE id = 1 RETURNING nosuch",
+	} {
+		_, derr := d.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		_, perr := p.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		var de, pe *pgconn.PgError
+		require.ErrorAs(t, derr, &de, sql)
+		require.ErrorAs(t, perr, &pe, sql)
+		require.Equal(t, de.Code, pe.Code, sql)
+		require.Equal(t, de.Message, pe.Message, sql)
+		require.Equal(t, de.Position, pe.Position, sql)
+	}
+
+	// Multi-statement, simple protocol.
+	res, err := p.PgConn().Exec(ctx, "DELETE FROM links WHERE id = 10; SELECT 1; DELETE FROM links WHERE id IN (11, 12) RETURNING id").ReadAll()
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", res[0].CommandTag.String())
+	require.Equal(t, "SELECT 1", res[1].CommandTag.String())
+	require.Equal(t, "DELETE 2", res[2].CommandTag.String())
+	require.Len(t, res[2].FieldDescriptions, 1)
+	require.Len(t, res[2].Rows, 2)
+
+	// Refused: WHERE CURRENT OF; the session stays usable.
+	tx, err := p.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DECLARE c CURSOR FOR SELECT * FROM links FOR UPDATE")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "FETCH 1 FROM c")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DELETE FROM links WHERE CURRENT OF c", pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code)
+	require.NotEmpty(t, pe.Hint)
+	require.NoError(t, tx.Rollback(ctx))
+	var one int
+	require.NoError(t, p.QueryRow(ctx, "SELECT 1").Scan(&one))
+}

@@ -1,0 +1,259 @@
+package tombstone
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// generations hands out catalog generations: every LoadCatalog gets a new,
+// larger one, so a rewrite cache keyed on it drops everything on reload.
+var generations atomic.Uint64
+
+// CatalogOptions configure LoadCatalog.
+type CatalogOptions struct {
+	// Sync runs tombstone.sync_all() first (in the same transaction), so
+	// that every protected table has an up-to-date shadow table.
+	Sync bool
+}
+
+// Catalog is the set of protected tables of one database, with their
+// columns, shadow tables, foreign-key graph and signatures, as rewrite
+// needs it. It implements rewrite.GenerationalCatalog. A Catalog is
+// immutable once loaded and safe for concurrent use; reload it (with
+// LoadCatalog) when NotifyChannel fires or a statement fails with
+// SQLSTATE TS001.
+//
+// Partitions are not tables of their own here: a partition resolves to
+// the root of its partition tree, so a DELETE naming a partition directly
+// is captured into the root's shadow table, checked against the root's
+// signature (catalog_signature maps a partition to its root) and
+// recorded in the batch under the root's name.
+type Catalog struct {
+	byName  map[[2]string]*rewrite.Table
+	tables  []*rewrite.Table
+	schemas []string
+	gen     uint64
+}
+
+var _ rewrite.GenerationalCatalog = (*Catalog)(nil)
+
+// Lookup resolves a table as Postgres stores its name (already
+// case-folded). schema == "" resolves through the protected schemas in
+// order (see Schemas), like a search_path.
+func (c *Catalog) Lookup(schema, name string) (*rewrite.Table, bool) {
+	if schema != "" {
+		t, ok := c.byName[[2]string{schema, name}]
+		return t, ok
+	}
+	for _, s := range c.schemas {
+		if t, ok := c.byName[[2]string{s, name}]; ok {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+// Generation changes (increases) with every load.
+func (c *Catalog) Generation() uint64 { return c.gen }
+
+// Tables returns the protected tables (partition roots, not partitions),
+// ordered by schema and name.
+func (c *Catalog) Tables() []*rewrite.Table { return c.tables }
+
+// Schemas returns the schemas unqualified names are resolved through:
+// the protected schemas in configured order, then any other schema that
+// holds an explicitly protected table.
+func (c *Catalog) Schemas() []string { return c.schemas }
+
+// LoadCatalog reads the protected tables, their live columns, shadow
+// tables, retention, signatures and the foreign keys that reference them,
+// in one repeatable-read snapshot. A protected table whose shadow table
+// does not exist yet gets the name Sync would give it, so a DELETE on it
+// fails cleanly until Sync has run (or use opts.Sync).
+func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Catalog, error) {
+	cat := &Catalog{byName: map[[2]string]*rewrite.Table{}}
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if err := checkInstalled(ctx, tx); err != nil {
+			return err
+		}
+		// format_type qualifies the types it prints relative to the
+		// search_path: pg_catalog alone makes every other type qualified.
+		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', 'pg_catalog', true)"); err != nil {
+			return err
+		}
+		if opts.Sync {
+			if _, err := tx.Exec(ctx, "SELECT tombstone.sync_all()"); err != nil {
+				return fmt.Errorf("tombstone: sync shadow tables: %w", err)
+			}
+		}
+		return cat.load(ctx, tx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tombstone: load catalog: %w", err)
+	}
+	cat.gen = generations.Add(1)
+	return cat, nil
+}
+
+func (c *Catalog) load(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `
+SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
+       (extract(epoch FROM p.retention) * 1000000)::bigint,
+       coalesce(s.shadow_name, tombstone._shadow_name(p.schema_name, p.table_name, p.relid))::text,
+       tombstone.catalog_signature(p.relid::regclass),
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+              WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+  FROM tombstone.protected_tables() p
+  LEFT JOIN tombstone.shadows s ON s.source = p.relid
+ ORDER BY p.schema_name, p.table_name`)
+	if err != nil {
+		return err
+	}
+	byOID := map[uint32]*rewrite.Table{}
+	schemaPos := map[string]int{}
+	for rows.Next() {
+		var (
+			t            rewrite.Table
+			pos          int
+			retentionUS  int64
+			names, types []string
+		)
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Signature, &names, &types); err != nil {
+			rows.Close()
+			return err
+		}
+		t.Retention = time.Duration(retentionUS) * time.Microsecond
+		for i := range names {
+			t.Columns = append(t.Columns, rewrite.Column{Name: names[i], Type: types[i]})
+		}
+		tp := &t
+		c.tables = append(c.tables, tp)
+		byOID[t.OID] = tp
+		c.byName[[2]string{t.Schema, t.Name}] = tp
+		if old, ok := schemaPos[t.Schema]; !ok || pos < old {
+			schemaPos[t.Schema] = pos
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for s := range schemaPos {
+		c.schemas = append(c.schemas, s)
+	}
+	sort.Slice(c.schemas, func(i, j int) bool {
+		a, b := c.schemas[i], c.schemas[j]
+		if schemaPos[a] != schemaPos[b] {
+			return schemaPos[a] < schemaPos[b]
+		}
+		return a < b
+	})
+
+	// Partitions resolve to their root.
+	partOf := map[uint32]*rewrite.Table{}
+	rows, err = tx.Query(ctx, `
+SELECT t.relid::oid, n.nspname::text, c.relname::text, p.relid
+  FROM tombstone.protected_tables() p
+  JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'p'
+  CROSS JOIN LATERAL pg_partition_tree(p.relid::regclass) t
+  JOIN pg_class c ON c.oid = t.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.relid <> p.relid`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var oid, root uint32
+		var schema, name string
+		if err := rows.Scan(&oid, &schema, &name, &root); err != nil {
+			rows.Close()
+			return err
+		}
+		if rt := byOID[root]; rt != nil {
+			partOf[oid] = rt
+			if _, taken := c.byName[[2]string{schema, name}]; !taken {
+				c.byName[[2]string{schema, name}] = rt
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+
+	// Foreign keys referencing protected tables. Partition clones
+	// (conparentid <> 0) are left out: the parent constraint covers them.
+	rows, err = tx.Query(ctx, `
+SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::text, c.confdeltype::text,
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+  FROM pg_constraint c
+  JOIN pg_class cc ON cc.oid = c.conrelid
+  JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+ WHERE c.contype = 'f' AND c.conparentid = 0
+   AND c.confrelid IN (SELECT relid FROM tombstone.protected_tables())
+ ORDER BY c.confrelid, c.conname, c.oid`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type partChild struct{ part, root *rewrite.Table }
+	var parts []partChild
+	for rows.Next() {
+		var (
+			fk             rewrite.ForeignKey
+			parent, child  uint32
+			action         string
+			childC, parenC []string
+		)
+		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &childC, &parenC); err != nil {
+			return err
+		}
+		fk.ChildColumns, fk.ParentColumns = childC, parenC
+		fk.OnDelete = fkAction(action)
+		if t := byOID[child]; t != nil {
+			fk.Child = t
+		} else if rt := partOf[child]; rt != nil {
+			// A foreign key declared on one partition only: capture what
+			// Postgres cascades into that partition (not its siblings)
+			// into the root's shadow.
+			part := *rt
+			part.Schema, part.Name, part.OID, part.Referencing = fk.ChildSchema, fk.ChildName, child, nil
+			fk.Child = &part
+			parts = append(parts, partChild{&part, rt})
+		}
+		pt := byOID[parent]
+		pt.Referencing = append(pt.Referencing, fk)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// Rows of a partition reference-cascade like rows of its root.
+	for _, p := range parts {
+		p.part.Referencing = p.root.Referencing
+	}
+	return nil
+}
+
+func fkAction(confdeltype string) rewrite.FKAction {
+	switch confdeltype {
+	case "r":
+		return rewrite.Restrict
+	case "c":
+		return rewrite.Cascade
+	case "n":
+		return rewrite.SetNull
+	case "d":
+		return rewrite.SetDefault
+	}
+	return rewrite.NoAction
+}

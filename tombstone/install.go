@@ -1,0 +1,419 @@
+package tombstone
+
+import (
+	"context"
+	"crypto/md5"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+//go:embed sql/*.sql
+var sqlFiles embed.FS
+
+// SchemaVersion is the version of the tombstone schema this package
+// installs: the number of the last migration in sql/.
+var SchemaVersion = len(migrations())
+
+// NotifyChannel is the channel on which the store announces catalog
+// changes (DDL on tables, shadow syncs). Proxies LISTEN on it and reload
+// their catalog.
+const NotifyChannel = "tombstone_catalog"
+
+// AdminRole is the role whose members may read, restore and purge
+// tombstones.
+const AdminRole = "tombstone_admin"
+
+// installLockKey is the pg_advisory_xact_lock key that serializes
+// Install and Sync within a database ("tombstone" in ASCII).
+const installLockKey int64 = 0x746f6d6273746f6e
+
+// ErrNotInstalled is returned by Sync and LoadCatalog when the database
+// has no tombstone schema, or an older one than this package needs.
+var ErrNotInstalled = errors.New("tombstone: the tombstone schema is not installed or out of date (run `tombstone init`)")
+
+// Protection says which tables are protected. It mirrors the protect.*
+// configuration keys and is stored in the database (tombstone.protected,
+// tombstone.settings) so that the SQL side — the DDL event trigger,
+// sync_all, the catalog loader — works from the same rules as the proxy.
+type Protection struct {
+	// Schemas are protected in this order, which is also the order in
+	// which unqualified table names are resolved (protect.schemas).
+	Schemas []string
+	// Exclude lists "schema.table" names that are never protected
+	// (protect.exclude).
+	Exclude []string
+	// Retention is how long tombstones are kept unless a table says
+	// otherwise (protect.retention). Zero means 7 days.
+	Retention time.Duration
+	// Tables holds per-table rules keyed by "schema.table"
+	// (protect.tables.<schema.table>). A table listed here with mode
+	// "shadow" is protected even outside Schemas.
+	Tables map[string]TableProtection
+}
+
+// TableProtection overrides the defaults for one table.
+type TableProtection struct {
+	// Retention overrides Protection.Retention when positive.
+	Retention time.Duration
+	// Mode is "shadow" (the default) or "off".
+	Mode string
+	// Column is the column restores filter on most (a tenant id, say);
+	// the shadow table gets an index on it.
+	Column string
+}
+
+// InstallOptions configure Install and Sync.
+type InstallOptions struct {
+	// Protection, when non-nil, replaces the protection rules stored in
+	// the database. Nil keeps what is stored.
+	Protection *Protection
+	// Logger receives warnings (e.g. no event trigger without superuser).
+	// Nil means no logging.
+	Logger *zap.Logger
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations are the numbered files sql/NNN_*.sql in order.
+func migrations() []migration {
+	entries, err := fs.Glob(sqlFiles, "sql/[0-9][0-9][0-9]_*.sql")
+	if err != nil {
+		panic(err)
+	}
+	sort.Strings(entries)
+	var out []migration
+	for i, e := range entries {
+		b, err := sqlFiles.ReadFile(e)
+		if err != nil {
+			panic(err)
+		}
+		base := strings.TrimPrefix(e, "sql/")
+		v, err := strconv.Atoi(base[:3])
+		if err != nil || v != i+1 {
+			panic("tombstone: migrations must be numbered 001, 002, … without gaps: " + e)
+		}
+		out = append(out, migration{version: v, name: base, sql: string(b)})
+	}
+	return out
+}
+
+func functionsSQL() string {
+	b, err := sqlFiles.ReadFile("sql/functions.sql")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// Install creates or upgrades the tombstone schema in the database conn is
+// connected to: the tombstone_admin role, the tables (versioned
+// migrations), the functions, the DDL event triggers (superuser only;
+// without superuser Install logs a warning and the proxy relies on Sync),
+// the protection rules from opts, and a shadow table for every protected
+// table. It runs in one transaction under an advisory lock, so proxies
+// starting together do not race, and re-running it changes nothing.
+func Install(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", installLockKey); err != nil {
+			return fmt.Errorf("tombstone: install lock: %w", err)
+		}
+		// The role is cluster-wide; installs into two databases may race
+		// on it, hence the exception handler.
+		if _, err := tx.Exec(ctx, `DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tombstone_admin') THEN
+        BEGIN
+            CREATE ROLE tombstone_admin NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END IF;
+END
+$$`); err != nil {
+			return fmt.Errorf("tombstone: create role %s: %w", AdminRole, err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS tombstone"); err != nil {
+			return fmt.Errorf("tombstone: create schema: %w", err)
+		}
+		version, fnMD5, err := installedVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if version > SchemaVersion {
+			return fmt.Errorf("tombstone: the database has schema version %d, newer than this binary's %d", version, SchemaVersion)
+		}
+		for _, m := range migrations() {
+			if m.version <= version {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("tombstone: migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO tombstone.schema_version (version) VALUES ($1)
+				ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, installed_at = statement_timestamp()`, m.version); err != nil {
+				return fmt.Errorf("tombstone: record version %d: %w", m.version, err)
+			}
+		}
+		fn := functionsSQL()
+		sum := md5.Sum([]byte(fn))
+		if want := hex.EncodeToString(sum[:]); want != fnMD5 {
+			if _, err := tx.Exec(ctx, fn); err != nil {
+				return fmt.Errorf("tombstone: functions.sql: %w", err)
+			}
+			if _, err := tx.Exec(ctx, "UPDATE tombstone.schema_version SET functions_md5 = $1", want); err != nil {
+				return fmt.Errorf("tombstone: record functions: %w", err)
+			}
+		}
+		if err := installEventTriggers(ctx, tx, log); err != nil {
+			return err
+		}
+		if opts.Protection != nil {
+			if err := storeProtection(ctx, tx, *opts.Protection); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, "SELECT tombstone.sync_all()"); err != nil {
+			return fmt.Errorf("tombstone: sync shadow tables: %w", err)
+		}
+		return nil
+	})
+	return err
+}
+
+func installedVersion(ctx context.Context, tx pgx.Tx) (version int, fnMD5 string, err error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('tombstone.schema_version') IS NOT NULL").Scan(&exists); err != nil {
+		return 0, "", fmt.Errorf("tombstone: read schema version: %w", err)
+	}
+	if !exists {
+		return 0, "", nil
+	}
+	var md *string
+	err = tx.QueryRow(ctx, "SELECT version, functions_md5 FROM tombstone.schema_version").Scan(&version, &md)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("tombstone: read schema version: %w", err)
+	}
+	if md != nil {
+		fnMD5 = *md
+	}
+	return version, fnMD5, nil
+}
+
+// installEventTriggers creates the DDL event triggers when the current
+// role is a superuser (Postgres requires it) and warns otherwise.
+func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error {
+	var super bool
+	if err := tx.QueryRow(ctx, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+		return fmt.Errorf("tombstone: check superuser: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname IN ('tombstone_ddl', 'tombstone_drop')").Scan(&have); err != nil {
+		return fmt.Errorf("tombstone: read event triggers: %w", err)
+	}
+	if have == 2 {
+		return nil
+	}
+	if !super {
+		log.Warn("tombstone: not a superuser, so no DDL event trigger: shadow tables follow ALTER TABLE only when Sync runs (the proxy runs it before use)")
+		return nil
+	}
+	for _, stmt := range []string{
+		`DROP EVENT TRIGGER IF EXISTS tombstone_ddl`,
+		`DROP EVENT TRIGGER IF EXISTS tombstone_drop`,
+		`CREATE EVENT TRIGGER tombstone_ddl ON ddl_command_end
+			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER SCHEMA')
+			EXECUTE FUNCTION tombstone._on_ddl()`,
+		`CREATE EVENT TRIGGER tombstone_drop ON sql_drop
+			WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE')
+			EXECUTE FUNCTION tombstone._on_drop()`,
+	} {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("tombstone: event trigger: %w", err)
+		}
+	}
+	return nil
+}
+
+// splitTable splits "schema.table" at its first dot.
+func splitTable(qualified string) (schema, table string, err error) {
+	s, t, ok := strings.Cut(qualified, ".")
+	if !ok || s == "" || t == "" {
+		return "", "", fmt.Errorf("tombstone: %q: write tables as schema.table", qualified)
+	}
+	return s, t, nil
+}
+
+// intervalText renders a duration as interval input; zero is NULL.
+func intervalText(d time.Duration) *string {
+	if d <= 0 {
+		return nil
+	}
+	s := strconv.FormatInt(d.Microseconds(), 10) + " microseconds"
+	return &s
+}
+
+// storeProtection replaces the stored protection rules with p and bumps
+// protect.generation (which every catalog signature includes) when they
+// changed.
+func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
+	const snapshot = `SELECT coalesce((SELECT string_agg(x::text, ';' ORDER BY x.kind, x.schema_name, x.table_name)
+		FROM tombstone.protected x), '') || '|' ||
+		coalesce((SELECT value::text FROM tombstone.settings WHERE key = 'protect.retention'), '')`
+	var before, after string
+	if err := tx.QueryRow(ctx, snapshot).Scan(&before); err != nil {
+		return fmt.Errorf("tombstone: read protection: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM tombstone.protected"); err != nil {
+		return fmt.Errorf("tombstone: store protection: %w", err)
+	}
+	for i, s := range p.Schemas {
+		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.protected (kind, schema_name, position) VALUES ('schema', $1, $2)
+			ON CONFLICT DO NOTHING`, s, i+1); err != nil {
+			return fmt.Errorf("tombstone: store protect.schemas: %w", err)
+		}
+	}
+	type rule struct {
+		mode      string
+		retention *string
+		column    *string
+	}
+	rules := map[[2]string]rule{}
+	for name, t := range p.Tables {
+		s, tb, err := splitTable(name)
+		if err != nil {
+			return err
+		}
+		r := rule{mode: t.Mode, retention: intervalText(t.Retention)}
+		if r.mode == "" {
+			r.mode = "shadow"
+		}
+		if r.mode != "shadow" && r.mode != "off" {
+			return fmt.Errorf("tombstone: protect.tables.%s.mode: %q is not one of shadow, off", name, t.Mode)
+		}
+		if t.Column != "" {
+			c := t.Column
+			r.column = &c
+		}
+		rules[[2]string{s, tb}] = r
+	}
+	for _, name := range p.Exclude {
+		s, tb, err := splitTable(name)
+		if err != nil {
+			return err
+		}
+		r := rules[[2]string{s, tb}]
+		r.mode = "off"
+		rules[[2]string{s, tb}] = r
+	}
+	for k, r := range rules {
+		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.protected (kind, schema_name, table_name, mode, retention, filter_column)
+			VALUES ('table', $1, $2, $3, $4::interval, $5)`, k[0], k[1], r.mode, r.retention, r.column); err != nil {
+			return fmt.Errorf("tombstone: store protect.tables.%s.%s: %w", k[0], k[1], err)
+		}
+	}
+	ret := p.Retention
+	if ret <= 0 {
+		ret = 7 * 24 * time.Hour
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ('protect.retention', to_jsonb($1::interval::text))
+		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
+		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, *intervalText(ret)); err != nil {
+		return fmt.Errorf("tombstone: store protect.retention: %w", err)
+	}
+	if err := tx.QueryRow(ctx, snapshot).Scan(&after); err != nil {
+		return fmt.Errorf("tombstone: read protection: %w", err)
+	}
+	if before != after {
+		if _, err := tx.Exec(ctx, `UPDATE tombstone.settings SET value = to_jsonb(value::text::bigint + 1), updated_at = statement_timestamp()
+			WHERE key = 'protect.generation'`); err != nil {
+			return fmt.Errorf("tombstone: bump protect.generation: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'protection')", NotifyChannel); err != nil {
+			return fmt.Errorf("tombstone: notify: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sync stores opts.Protection (when non-nil) and creates or aligns the
+// shadow table of every protected table. It is idempotent and needs no
+// superuser: the proxy calls it before use so that shadow tables follow
+// ALTER TABLE even where the DDL event trigger could not be installed.
+// It returns ErrNotInstalled when Install has not run (or an older
+// version did).
+func Sync(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := checkInstalled(ctx, tx); err != nil {
+			return err
+		}
+		if opts.Protection != nil {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", installLockKey); err != nil {
+				return fmt.Errorf("tombstone: install lock: %w", err)
+			}
+			if err := storeProtection(ctx, tx, *opts.Protection); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, "SELECT tombstone.sync_all()"); err != nil {
+			return fmt.Errorf("tombstone: sync shadow tables: %w", err)
+		}
+		return nil
+	})
+}
+
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func checkInstalled(ctx context.Context, q queryRower) error {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass('tombstone.schema_version') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("tombstone: read schema version: %w", err)
+	}
+	if !exists {
+		return ErrNotInstalled
+	}
+	var v int
+	err := q.QueryRow(ctx, "SELECT version FROM tombstone.schema_version").Scan(&v)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("tombstone: read schema version: %w", err)
+	}
+	if v < SchemaVersion {
+		return ErrNotInstalled
+	}
+	return nil
+}
+
+// EnsureShadow creates the shadow table of schema.table, or aligns it with
+// the table's current columns, and returns its name inside schema
+// tombstone. The table need not be protected. It needs EXECUTE on
+// tombstone.sync_shadow (tombstone_admin members and superusers).
+func EnsureShadow(ctx context.Context, conn *pgx.Conn, schema, table string) (string, error) {
+	var name string
+	err := conn.QueryRow(ctx, "SELECT tombstone.sync_shadow(format('%I.%I', $1::text, $2::text)::regclass)", schema, table).Scan(&name)
+	if err != nil {
+		return "", fmt.Errorf("tombstone: shadow of %s.%s: %w", schema, table, err)
+	}
+	return name, nil
+}

@@ -1,0 +1,66 @@
+package tombstone_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/tombstone"
+)
+
+func TestInstallIdempotent(t *testing.T) {
+	c, _ := setup(t, false)
+	ctx := context.Background()
+	require.Equal(t, int64(tombstone.SchemaVersion), queryInt(t, c, "SELECT version FROM tombstone.schema_version"))
+	shadows := queryInt(t, c, "SELECT count(*) FROM tombstone.shadows")
+	require.Equal(t, int64(8), shadows, "one shadow per protected table (audit_log excluded, partitions via root)")
+	gen := queryString(t, c, "SELECT value::text FROM tombstone.settings WHERE key = 'protect.generation'")
+	objects := `SELECT string_agg(c.relname || ':' || c.relkind::text, ',' ORDER BY c.relname) FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tombstone'`
+	before := queryString(t, c, objects)
+	xmin := queryString(t, c, "SELECT xmin::text FROM tombstone.schema_version")
+
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: protection()}))
+	require.Equal(t, before, queryString(t, c, objects))
+	require.Equal(t, xmin, queryString(t, c, "SELECT xmin::text FROM tombstone.schema_version"), "second install rewrote schema_version")
+	require.Equal(t, gen, queryString(t, c, "SELECT value::text FROM tombstone.settings WHERE key = 'protect.generation'"))
+	require.Equal(t, int64(2), queryInt(t, c, "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'tombstone_%'"))
+	require.NoError(t, tombstone.Sync(ctx, c, tombstone.InstallOptions{}))
+	require.Equal(t, before, queryString(t, c, objects))
+}
+
+func TestInstallConcurrent(t *testing.T) {
+	dsn := newDB(t)
+	c := testenv.Connect(t, dsn)
+	exec(t, c, fixture)
+	const n = 4
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = testenv.Connect(t, dsn)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range conns {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = tombstone.Install(context.Background(), conns[i], tombstone.InstallOptions{Protection: protection()})
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(8), queryInt(t, c, "SELECT count(*) FROM tombstone.shadows"))
+}
+
+func TestSyncNotInstalled(t *testing.T) {
+	c := testenv.Connect(t, newDB(t))
+	require.ErrorIs(t, tombstone.Sync(context.Background(), c, tombstone.InstallOptions{}), tombstone.ErrNotInstalled)
+	_, err := tombstone.LoadCatalog(context.Background(), c, tombstone.CatalogOptions{})
+	require.ErrorIs(t, err, tombstone.ErrNotInstalled)
+}

@@ -1,0 +1,123 @@
+package tombstone_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/tombstone"
+)
+
+// newRole creates a LOGIN role for the test (roles are cluster-wide) and
+// drops it when the test ends.
+func newRole(t *testing.T, dsn, prefix string) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + "_" + hex.EncodeToString(b[:])
+	c := testenv.Connect(t, dsn)
+	exec(t, c, "CREATE ROLE "+name+" LOGIN")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = c.Exec(ctx, "DROP OWNED BY "+name)
+		_, _ = c.Exec(ctx, "DROP ROLE "+name)
+	})
+	return name
+}
+
+// handWritten is the tombstone form of "DELETE FROM users u WHERE u.id =
+// 11" as rewrite produces it: users' SET NULL child links is captured too.
+const handWritten = `WITH "_ts_d0" AS (DELETE FROM users u WHERE u.id = 11 RETURNING u AS "_ts_row"),
+ "_ts_s1" AS (SELECT "_ts_c1" AS "_ts_row" FROM public.links "_ts_c1" WHERE (user_id) IN (SELECT ("_ts_row").id FROM "_ts_d0")),
+ "_ts_bid" AS (SELECT pg_catalog.nextval('tombstone.batches_id_seq'::regclass) AS id),
+ "_ts_b" AS (INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after)
+    SELECT (SELECT id FROM "_ts_bid"), '192.0.2.1:5432', 'DELETE FROM users u WHERE u.id = 11',
+        pg_catalog.jsonb_build_object('public.users', (SELECT count(*) FROM "_ts_d0"), 'public.links', (SELECT count(*) FROM "_ts_s1")),
+        pg_catalog.statement_timestamp() + '604800 seconds'::interval
+    WHERE EXISTS (SELECT 1 FROM "_ts_d0") AND tombstone.check_catalog('users'::regclass, 'SIG_USERS')
+        AND tombstone.check_catalog('public.links'::regclass, 'SIG_LINKS')),
+ "_ts_i1" AS (INSERT INTO tombstone.public__links (_ts_batch, _ts_cause, id, site_id, user_id, url)
+    SELECT (SELECT id FROM "_ts_bid"), 'set_null', ("_ts_row").id, ("_ts_row").site_id, ("_ts_row").user_id, ("_ts_row").url FROM "_ts_s1")
+INSERT INTO tombstone.public__users (_ts_batch, _ts_cause, id, tenant_id, email)
+    SELECT (SELECT id FROM "_ts_bid"), 'delete', ("_ts_row").id, ("_ts_row").tenant_id, ("_ts_row").email FROM "_ts_d0"`
+
+func TestPrivileges(t *testing.T) {
+	su, dsn := setup(t, true)
+	ctx := context.Background()
+	before := dump(t, su)
+	app := newRole(t, dsn, "ts_app")
+	adm := newRole(t, dsn, "ts_adm")
+	exec(t, su, "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "+app+", "+adm)
+	exec(t, su, "GRANT tombstone_admin TO "+adm)
+
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	stmt := strings.NewReplacer(
+		"SIG_USERS", queryString(t, su, "SELECT tombstone.catalog_signature('users')"),
+		"SIG_LINKS", queryString(t, su, "SELECT tombstone.catalog_signature('links')"),
+	).Replace(handWritten)
+	tag, err := appConn.Exec(ctx, stmt)
+	require.NoError(t, err)
+	require.Equal(t, "INSERT 0 1", tag.String())
+	require.Equal(t, app, queryString(t, su, "SELECT role::text FROM tombstone.batches"))
+	require.Equal(t, int64(3), queryInt(t, su, "SELECT count(*) FROM tombstone.public__links"))
+
+	// And the form rewrite generates, with cascades.
+	cat := loadCatalog(t, su)
+	runRewritten(t, appConn, cat, "DELETE FROM tenants WHERE id = 3")
+
+	// The application role cannot read tombstones, nor run the admin
+	// functions, nor sync shadows by hand.
+	for _, q := range []string{
+		"SELECT * FROM tombstone.batches",
+		"SELECT * FROM tombstone.public__users",
+		"SELECT count(*) FROM tombstone.public__products",
+		"SELECT * FROM tombstone.shadows",
+		"SELECT tombstone.sync_shadow('users')",
+		"UPDATE tombstone.batches SET held = true",
+		"DELETE FROM tombstone.public__users",
+	} {
+		_, err := appConn.Exec(ctx, q)
+		require.Equal(t, "42501", pgErr(t, err).Code, q)
+	}
+	for _, q := range []string{
+		"SELECT * FROM tombstone.show_batches()",
+		"SELECT * FROM tombstone.show_batch(1)",
+		"SELECT * FROM tombstone.undelete_batch(1)",
+		"SELECT * FROM tombstone.undelete_rows('users', 'id = 11')",
+		"SELECT * FROM tombstone.purge_batch(1)",
+		"SELECT tombstone.hold_batch(1)",
+	} {
+		_, err := appConn.Exec(ctx, q)
+		pe := pgErr(t, err)
+		require.Equal(t, "42501", pe.Code, q)
+		require.Equal(t, "GRANT tombstone_admin TO "+app, pe.Hint, q)
+	}
+	_, err = appConn.Exec(ctx, "SELECT tombstone.sync_all()")
+	require.NoError(t, err, "any role may align the shadow tables")
+
+	// DDL by a table owner without any tombstone privilege still keeps
+	// the shadow in step (the event trigger syncs as the installer).
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
+	exec(t, appConn, "CREATE TABLE app_owned (id int PRIMARY KEY)")
+	exec(t, appConn, "ALTER TABLE app_owned ADD COLUMN note text")
+	require.Equal(t, "_ts_batch,_ts_cause,_ts_deleted_at,id,note", queryString(t, su, `SELECT string_agg(attname, ',' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = 'tombstone.public__app_owned'::regclass AND attnum > 0`))
+
+	// A tombstone_admin member reads and restores.
+	admConn := testenv.Connect(t, withUser(t, dsn, adm))
+	require.Equal(t, int64(2), queryInt(t, admConn, "SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, int64(1), queryInt(t, admConn, "SELECT count(*) FROM tombstone.public__users WHERE id = 11"))
+	bs, err := tombstone.ShowBatches(ctx, admConn, tombstone.BatchFilter{})
+	require.NoError(t, err)
+	require.Len(t, bs, 2)
+	for _, b := range bs {
+		_, err := tombstone.UndeleteBatch(ctx, admConn, b.ID, tombstone.UndeleteOptions{})
+		require.NoError(t, err)
+	}
+	require.Equal(t, before, dump(t, su))
+}

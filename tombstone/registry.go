@@ -1,0 +1,216 @@
+package tombstone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// Catalogs keeps the catalog of every database the proxy's clients use.
+// The first request for a database connects to it with the control DSN,
+// installs or upgrades the tombstone schema when the role may (Install is
+// idempotent), syncs the shadow tables and loads the Catalog. From then on
+// the catalog is served from memory and reloaded when:
+//   - the database says so (NOTIFY tombstone_catalog, sent by the DDL event
+//     trigger in the same transaction as the DDL),
+//   - a rewritten statement failed with TS001 (Invalidate),
+//   - a lookup misses a table, at most once per MissReload: the table may
+//     have been created a moment ago by a role without the event trigger.
+//
+// A Catalogs is safe for concurrent use.
+type Catalogs struct {
+	controlDSN string
+	install    InstallOptions
+	log        *zap.Logger
+	// MissReload bounds how often a lookup miss reloads a catalog.
+	MissReload time.Duration
+
+	mu     sync.Mutex
+	dbs    map[string]*dbCatalog
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type dbCatalog struct {
+	name    string
+	load    sync.Mutex // one load at a time
+	cur     atomic.Pointer[Catalog]
+	stale   atomic.Bool
+	loaded  atomic.Int64 // unix nanos of the last load
+	listens atomic.Bool
+}
+
+// NewCatalogs returns a registry that connects with controlDSN (a conninfo
+// or URL without dbname; empty means the libpq environment).
+func NewCatalogs(controlDSN string, install InstallOptions, log *zap.Logger) *Catalogs {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Catalogs{controlDSN: controlDSN, install: install, log: log, MissReload: time.Second,
+		dbs: map[string]*dbCatalog{}, ctx: ctx, cancel: cancel}
+}
+
+// Close stops the listeners.
+func (c *Catalogs) Close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// Connect opens a control connection to database.
+func (c *Catalogs) Connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(c.controlDSN)
+	if err != nil {
+		return nil, fmt.Errorf("control_dsn: %w", err)
+	}
+	cfg.Database = database
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = "tombstone proxy"
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+func (c *Catalogs) db(name string) *dbCatalog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.dbs[name]
+	if !ok {
+		d = &dbCatalog{name: name}
+		c.dbs[name] = d
+	}
+	return d
+}
+
+// Invalidate marks database's catalog stale: the next use reloads it.
+func (c *Catalogs) Invalidate(database string) {
+	c.db(database).stale.Store(true)
+}
+
+// Catalog returns the current catalog of database, loading it if needed.
+func (c *Catalogs) Catalog(ctx context.Context, database string) (rewrite.GenerationalCatalog, error) {
+	d := c.db(database)
+	cat := d.cur.Load()
+	if cat != nil && !d.stale.Load() {
+		return &missAware{Catalog: cat, c: c, d: d}, nil
+	}
+	cat, err := c.reload(ctx, d, cat)
+	if err != nil {
+		return nil, err
+	}
+	return &missAware{Catalog: cat, c: c, d: d}, nil
+}
+
+// reload loads d's catalog unless another goroutine already replaced old.
+func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Catalog, error) {
+	d.load.Lock()
+	defer d.load.Unlock()
+	if cur := d.cur.Load(); cur != nil && cur != old && !d.stale.Load() {
+		return cur, nil
+	}
+	d.stale.Store(false)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := c.Connect(ctx, d.name)
+	if err != nil {
+		d.stale.Store(true)
+		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
+	}
+	defer conn.Close(context.Background())
+	if old == nil {
+		if err := Install(ctx, conn, c.install); err != nil {
+			// A role that may not install can still use an installed schema.
+			c.log.Warn("tombstone schema install/upgrade failed; using what is installed", zap.String("database", d.name), zap.Error(err))
+		}
+	}
+	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
+	if err != nil && old == nil {
+		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
+	}
+	if err != nil {
+		d.stale.Store(true)
+		return nil, err
+	}
+	d.cur.Store(cat)
+	d.loaded.Store(time.Now().UnixNano())
+	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())), zap.Uint64("generation", cat.Generation()))
+	if d.listens.CompareAndSwap(false, true) {
+		c.wg.Add(1)
+		go c.listen(d)
+	}
+	return cat, nil
+}
+
+// listen marks d stale whenever the database notifies a catalog change,
+// and whenever the listening connection had to be re-established (a
+// notification may have been missed meanwhile).
+func (c *Catalogs) listen(d *dbCatalog) {
+	defer c.wg.Done()
+	backoff := 100 * time.Millisecond
+	for c.ctx.Err() == nil {
+		conn, err := c.Connect(c.ctx, d.name)
+		if err == nil {
+			_, err = conn.Exec(c.ctx, "LISTEN "+NotifyChannel)
+		}
+		if err == nil {
+			d.stale.Store(true) // anything may have changed while not listening
+			backoff = 100 * time.Millisecond
+			for {
+				_, err = conn.WaitForNotification(c.ctx)
+				if err != nil {
+					break
+				}
+				d.stale.Store(true)
+			}
+		}
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+		if c.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		c.log.Warn("catalog listener lost its connection; retrying", zap.String("database", d.name), zap.Error(err))
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// missAware is a Catalog whose lookup misses can trigger a reload.
+type missAware struct {
+	*Catalog
+	c *Catalogs
+	d *dbCatalog
+}
+
+// Lookup implements rewrite.Catalog. A miss on a catalog older than
+// MissReload reloads it once: a table created a moment ago without the
+// event trigger's notification must not have its rows deleted uncaptured.
+func (m *missAware) Lookup(schema, name string) (*rewrite.Table, bool) {
+	if t, ok := m.Catalog.Lookup(schema, name); ok {
+		return t, true
+	}
+	age := time.Duration(time.Now().UnixNano() - m.d.loaded.Load())
+	if age < m.c.MissReload {
+		return nil, false
+	}
+	cat, err := m.c.reload(m.c.ctx, m.d, m.Catalog)
+	if err != nil {
+		m.c.log.Warn("catalog reload after a miss failed", zap.String("database", m.d.name), zap.Error(err))
+		return nil, false
+	}
+	m.Catalog = cat
+	return cat.Lookup(schema, name)
+}

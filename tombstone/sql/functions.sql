@@ -1,0 +1,1179 @@
+-- functions.sql: every function of the tombstone schema, and the grants
+-- that go with them. Install re-applies this file (in its migration
+-- transaction) whenever its text changes, so each statement here must be
+-- re-runnable: CREATE OR REPLACE, GRANT, REVOKE.
+--
+-- Privilege model (see doc.go):
+--   * PUBLIC (every application role) may write tombstones — INSERT on
+--     batches and every shadow table, USAGE on the batch sequence,
+--     EXECUTE on check_catalog — and read nothing but the settings.
+--   * tombstone_admin may read, restore and purge. The admin functions
+--     are SECURITY INVOKER: they check membership first (SQLSTATE 42501
+--     with a GRANT hint), then run with the caller's own privileges, so a
+--     restore also needs INSERT/UPDATE on the restored tables.
+--   * sync_shadow/sync_all are SECURITY DEFINER (owned by the installer),
+--     because the event trigger runs them on behalf of whoever altered a
+--     protected table, and shadow tables belong to the installer.
+
+-- protected_tables lists the protected tables: ordinary and partitioned
+-- tables (not partitions: those are reached through their root) of the
+-- protected schemas, minus tables whose mode is 'off', plus tables listed
+-- with mode 'shadow' in other schemas. search_pos orders the schemas for
+-- unqualified lookups.
+CREATE OR REPLACE FUNCTION tombstone.protected_tables()
+RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
+               retention interval, filter_column name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid, n.nspname, c.relname,
+           coalesce(s.position, 2147483647),
+           coalesce(t.retention,
+                    (SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
+                    interval '7 days'),
+           t.filter_column
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN tombstone.protected s ON s.kind = 'schema' AND s.schema_name = n.nspname AND s.table_name = ''
+      LEFT JOIN tombstone.protected t ON t.kind = 'table' AND t.schema_name = n.nspname AND t.table_name = c.relname
+     WHERE c.relkind IN ('r', 'p')
+       AND NOT c.relispartition
+       AND n.nspname <> 'tombstone' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+       AND (s.kind IS NOT NULL OR t.mode = 'shadow')
+       AND coalesce(t.mode, 'shadow') = 'shadow'
+$$;
+
+-- _root maps a partition to the root of its partition tree: a DELETE
+-- naming a partition is protected as its root (same shadow, same
+-- signature).
+CREATE OR REPLACE FUNCTION tombstone._root(rel oid) RETURNS oid
+LANGUAGE sql STABLE
+AS $$ SELECT coalesce(pg_catalog.pg_partition_root(rel)::oid, rel) $$;
+
+-- catalog_signature fingerprints what the proxy's rewrite of a DELETE on
+-- rel depends on: the live columns of rel (its partition root) and of
+-- every table reached from it through ON DELETE CASCADE, the referencing
+-- CASCADE / SET NULL / SET DEFAULT constraints of those tables, and the
+-- protection settings' generation. Type oids, not format_type text,
+-- so the result does not depend on the session's search_path.
+--
+-- It runs on every captured DELETE (through check_catalog), so it walks
+-- pg_depend, which is indexed by referenced object, instead of
+-- pg_constraint.confrelid, which is not.
+CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    root oid := tombstone._root(rel::oid);
+    rels oid[] := ARRAY[root];
+    frontier oid[] := ARRAY[root];
+    children oid[];
+    cascaded oid[];
+    fks text[] := '{}';
+    more text[];
+    cols text;
+    gen text;
+BEGIN
+    -- Walk the cascade graph breadth first; SET NULL / SET DEFAULT
+    -- children are included but not walked further.
+    WHILE cardinality(frontier) > 0 LOOP
+        SELECT pg_catalog.array_agg(DISTINCT c.conrelid),
+               pg_catalog.array_agg(DISTINCT c.conrelid) FILTER (WHERE c.confdeltype = 'c'),
+               pg_catalog.array_agg(DISTINCT c.oid::text || ':' || c.conrelid::text || ':' || c.confrelid::text || ':'
+                                    || c.confdeltype::text || ':' || c.conkey::text || ':' || c.confkey::text)
+          INTO children, cascaded, more
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY (frontier)
+           AND d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+           AND c.contype = 'f' AND c.confrelid = d.refobjid AND c.confdeltype IN ('c', 'n', 'd')
+           AND c.conparentid = 0;
+        EXIT WHEN children IS NULL;
+        fks := fks || more;
+        SELECT pg_catalog.array_agg(x) INTO frontier
+          FROM pg_catalog.unnest(cascaded) x
+         WHERE NOT (x = ANY (rels));
+        rels := rels || children;
+        frontier := coalesce(frontier, '{}');
+    END LOOP;
+    SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.attname::text || ':'
+                                 || a.atttypid::text || ':' || a.atttypmod::text, ',' ORDER BY a.attrelid, a.attnum)
+      INTO cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT s.value::text INTO gen FROM tombstone.settings s WHERE s.key = 'protect.generation';
+    RETURN pg_catalog.md5(coalesce(cols, '') || '|'
+                          || coalesce((SELECT pg_catalog.string_agg(f, ',' ORDER BY f) FROM pg_catalog.unnest(fks) f), '')
+                          || '|' || coalesce(gen, ''));
+END
+$$;
+
+-- check_catalog is the guard of every rewritten DELETE: it raises TS001
+-- when the proxy planned the statement with a catalog that has changed
+-- since, so that a stale catalog fails the statement instead of losing
+-- the rows of a cascade it did not know about.
+CREATE OR REPLACE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF tombstone.catalog_signature(rel) IS DISTINCT FROM sig THEN
+        RAISE EXCEPTION USING ERRCODE = 'TS001',
+            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+            DETAIL = pg_catalog.format('table %s', rel),
+            HINT = 'the proxy reloads its catalog; retry the statement';
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- _require_admin raises 42501 unless the current role is a superuser or
+-- a member of tombstone_admin.
+CREATE OR REPLACE FUNCTION tombstone._require_admin() RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT (pg_catalog.pg_has_role(current_user, 'tombstone_admin', 'MEMBER')
+            OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('tombstone: role %s may not read or restore tombstones', current_user),
+            HINT = pg_catalog.format('GRANT tombstone_admin TO %I', current_user);
+    END IF;
+END
+$$;
+
+-- _shadow_name picks the shadow table name for a source table:
+-- "<schema>__<table>", cut to fit 63 bytes with an 8-hex hash suffix,
+-- and made unique against the shadows of other source tables.
+CREATE OR REPLACE FUNCTION tombstone._shadow_name(p_schema name, p_table name, p_source oid) RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := p_schema || '__' || p_table;
+    cand text := base;
+    suffix text;
+    n int;
+BEGIN
+    IF octet_length(base) > 63 THEN
+        suffix := '_' || left(md5(base), 8);
+        n := char_length(base);
+        WHILE octet_length(left(base, n) || suffix) > 63 LOOP n := n - 1; END LOOP;
+        cand := left(base, n) || suffix;
+    END IF;
+    IF EXISTS (SELECT 1 FROM tombstone.shadows WHERE shadow_name = cand AND source <> p_source)
+       OR (to_regclass(format('tombstone.%I', cand)) IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM tombstone.shadows WHERE shadow_name = cand)) THEN
+        suffix := '_' || left(md5(p_source::text), 8);
+        n := char_length(cand);
+        WHILE octet_length(left(cand, n) || suffix) > 63 LOOP n := n - 1; END LOOP;
+        cand := left(cand, n) || suffix;
+    END IF;
+    RETURN cand::name;
+END
+$$;
+
+-- _set_aside renames the shadow column called p_name (if there is one) to
+-- a free "<name>__old_N", so that the name can be given to another
+-- source column. The registry follows.
+CREATE OR REPLACE FUNCTION tombstone._set_aside(p_source oid, p_shadow name, p_name name) RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
+    aside text;
+    n int := 1;
+BEGIN
+    IF p_name IN ('_ts_batch', '_ts_cause', '_ts_deleted_at') THEN
+        RAISE EXCEPTION USING ERRCODE = '42701',
+            MESSAGE = format('tombstone: column name %s is reserved for tombstone metadata', p_name),
+            HINT = 'Rename the column, or exclude the table from protection (protect.exclude).';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel AND attname = p_name AND NOT attisdropped) THEN
+        RETURN NULL;
+    END IF;
+    LOOP
+        aside := left(p_name, 50) || '__old_' || n;
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel AND attname = aside AND NOT attisdropped);
+        n := n + 1;
+    END LOOP;
+    EXECUTE format('ALTER TABLE tombstone.%I RENAME COLUMN %I TO %I', p_shadow, p_name, aside);
+    UPDATE tombstone.shadow_columns SET shadow_column = aside WHERE source = p_source AND shadow_column = p_name;
+    RETURN aside::name;
+END
+$$;
+
+-- _ensure_index creates an index on the shadow table over cols unless one
+-- with exactly these leading columns exists.
+CREATE OR REPLACE FUNCTION tombstone._ensure_index(p_shadow name, cols name[]) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
+BEGIN
+    IF cols IS NULL OR cardinality(cols) = 0 OR EXISTS (
+        SELECT 1 FROM pg_index i
+         WHERE i.indrelid = rel
+           AND (SELECT array_agg(a.attname ORDER BY k.ord)
+                  FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                  JOIN pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum
+                 WHERE k.ord <= cardinality(cols)) = cols) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE INDEX ON tombstone.%I (%s)', p_shadow,
+                   (SELECT string_agg(quote_ident(c), ', ' ORDER BY o) FROM unnest(cols) WITH ORDINALITY u(c, o)));
+    RETURN true;
+END
+$$;
+
+-- _key returns the attnums of rel's primary key, else of its first
+-- unique, non-partial, column-only index; NULL when it has none.
+CREATE OR REPLACE FUNCTION tombstone._key(rel oid) RETURNS int2[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT i.indkey::int2[]
+      FROM pg_catalog.pg_index i
+     WHERE i.indrelid = rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND NOT (0 = ANY (i.indkey::int2[]))
+     ORDER BY i.indisprimary DESC, i.indexrelid
+     LIMIT 1
+$$;
+
+-- _shadow_cols maps source attnums to their shadow columns.
+CREATE OR REPLACE FUNCTION tombstone._shadow_cols(rel oid, attnums int2[]) RETURNS name[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT array_agg(sc.shadow_column ORDER BY k.ord)
+      FROM unnest(attnums) WITH ORDINALITY k(attnum, ord)
+      JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = k.attnum
+$$;
+
+-- _source_cols maps attnums to the source's column names.
+CREATE OR REPLACE FUNCTION tombstone._source_cols(rel oid, attnums int2[]) RETURNS name[]
+LANGUAGE sql STABLE
+AS $$
+    SELECT array_agg(a.attname ORDER BY k.ord)
+      FROM unnest(attnums) WITH ORDINALITY k(attnum, ord)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum
+$$;
+
+-- sync_shadow creates the shadow table of rel (a partition means its
+-- root) or brings it in line with the source, keeping every tombstone:
+--   added column    -> added to the shadow
+--   dropped column  -> kept (old values stay readable), detached
+--   renamed column  -> renamed (columns are tracked by attnum)
+--   retyped column  -> retyped in place when every stored value survives
+--                      the round trip; otherwise the old column is set
+--                      aside as "<col>__old_N" and a new one added.
+-- It returns the shadow table's name (inside schema tombstone).
+CREATE OR REPLACE FUNCTION tombstone.sync_shadow(rel regclass) RETURNS name
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    src oid := tombstone._root(rel::oid);
+    c record;
+    sc tombstone.shadow_columns;
+    reg tombstone.shadows;
+    p record;
+    shadow name;
+    kind "char";
+    nsp name;
+    relname name;
+    lossless boolean;
+    aside name;
+    changed boolean := false;
+    created boolean := false;
+BEGIN
+    SELECT cl.relkind, n.nspname, cl.relname INTO kind, nsp, relname
+      FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = src;
+    IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = '42809',
+            MESSAGE = format('tombstone: %s is not a table', rel);
+    END IF;
+    -- Serialize syncs of one table (two proxies, or the event trigger and
+    -- a proxy).
+    PERFORM pg_advisory_xact_lock(hashtext('tombstone.sync_shadow'), src::int4);
+    SELECT * INTO p FROM tombstone.protected_tables() pt WHERE pt.relid = src;
+
+    SELECT * INTO reg FROM tombstone.shadows WHERE source = src;
+    IF NOT FOUND THEN
+        shadow := tombstone._shadow_name(nsp, relname, src);
+        EXECUTE format('CREATE TABLE tombstone.%I (_ts_batch bigint NOT NULL, _ts_cause text NOT NULL, '
+                       '_ts_deleted_at timestamptz NOT NULL DEFAULT statement_timestamp())', shadow);
+        EXECUTE format('COMMENT ON TABLE tombstone.%I IS %L', shadow,
+                       format('tombstones of %I.%I (oid %s)', nsp, relname, src));
+        EXECUTE format('CREATE INDEX ON tombstone.%I (_ts_batch)', shadow);
+        EXECUTE format('REVOKE ALL ON tombstone.%I FROM PUBLIC', shadow);
+        EXECUTE format('GRANT INSERT ON tombstone.%I TO PUBLIC', shadow);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON tombstone.%I TO tombstone_admin', shadow);
+        INSERT INTO tombstone.shadows (source, source_schema, source_name, shadow_name, retention, filter_column)
+        VALUES (src, nsp, relname, shadow, p.retention, p.filter_column)
+        RETURNING * INTO reg;
+        changed := true;
+        created := true;
+    ELSE
+        shadow := reg.shadow_name;
+        IF (reg.source_schema, reg.source_name, reg.retention, reg.filter_column)
+           IS DISTINCT FROM (nsp, relname, p.retention, p.filter_column) THEN
+            UPDATE tombstone.shadows
+               SET source_schema = nsp, source_name = relname, retention = p.retention, filter_column = p.filter_column
+             WHERE source = src;
+            changed := true;
+        END IF;
+    END IF;
+
+    -- Columns that left the source: keep them, detached.
+    UPDATE tombstone.shadow_columns s
+       SET attnum = NULL, detached_at = statement_timestamp()
+     WHERE s.source = src AND s.attnum IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = src AND a.attnum = s.attnum AND NOT a.attisdropped);
+    IF FOUND THEN changed := true; END IF;
+
+    FOR c IN SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS typ
+               FROM pg_attribute a
+              WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum
+    LOOP
+        SELECT * INTO sc FROM tombstone.shadow_columns s WHERE s.source = src AND s.attnum = c.attnum;
+        IF NOT FOUND THEN
+            PERFORM tombstone._set_aside(src, shadow, c.attname);
+            EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.attname, c.typ);
+            INSERT INTO tombstone.shadow_columns (source, shadow_column, attnum, type, added_at)
+            VALUES (src, c.attname, c.attnum, c.typ, CASE WHEN created THEN NULL ELSE statement_timestamp() END);
+            changed := true;
+            CONTINUE;
+        END IF;
+        IF sc.shadow_column <> c.attname THEN
+            PERFORM tombstone._set_aside(src, shadow, c.attname);
+            EXECUTE format('ALTER TABLE tombstone.%I RENAME COLUMN %I TO %I', shadow, sc.shadow_column, c.attname);
+            UPDATE tombstone.shadow_columns s SET shadow_column = c.attname
+             WHERE s.source = src AND s.shadow_column = sc.shadow_column;
+            changed := true;
+        END IF;
+        IF sc.type <> c.typ THEN
+            -- Retype in place only if no stored value changes on the way
+            -- there and back; a lossy cast would destroy tombstones.
+            BEGIN
+                EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM tombstone.%1$I WHERE %2$I IS NOT NULL '
+                               'AND (%2$I::%3$s)::%4$s IS DISTINCT FROM %2$I)', shadow, c.attname, c.typ, sc.type)
+                   INTO lossless;
+                IF lossless THEN
+                    EXECUTE format('ALTER TABLE tombstone.%1$I ALTER COLUMN %2$I TYPE %3$s USING %2$I::%3$s',
+                                   shadow, c.attname, c.typ);
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                lossless := false;
+            END;
+            IF lossless THEN
+                UPDATE tombstone.shadow_columns s SET type = c.typ WHERE s.source = src AND s.attnum = c.attnum;
+            ELSE
+                aside := tombstone._set_aside(src, shadow, c.attname);
+                UPDATE tombstone.shadow_columns s SET attnum = NULL, detached_at = statement_timestamp()
+                 WHERE s.source = src AND s.shadow_column = aside;
+                EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.attname, c.typ);
+                INSERT INTO tombstone.shadow_columns (source, shadow_column, attnum, type, added_at)
+                VALUES (src, c.attname, c.attnum, c.typ, statement_timestamp());
+            END IF;
+            changed := true;
+        END IF;
+    END LOOP;
+
+    -- Indexes restores filter on: the key, the filter column, and the
+    -- columns of foreign keys whose deletes cascade or set null (to find
+    -- cascade descendants of selected rows).
+    IF tombstone._ensure_index(shadow, tombstone._shadow_cols(src, tombstone._key(src))) THEN changed := true; END IF;
+    IF p.filter_column IS NOT NULL AND EXISTS (
+        SELECT 1 FROM tombstone.shadow_columns s WHERE s.source = src AND s.shadow_column = p.filter_column) THEN
+        IF tombstone._ensure_index(shadow, ARRAY[p.filter_column]) THEN changed := true; END IF;
+    END IF;
+    FOR c IN SELECT con.conkey FROM pg_constraint con
+              WHERE con.conrelid = src AND con.contype = 'f' AND con.conparentid = 0
+                AND con.confdeltype IN ('c', 'n', 'd')
+    LOOP
+        IF tombstone._ensure_index(shadow, tombstone._shadow_cols(src, c.conkey)) THEN changed := true; END IF;
+    END LOOP;
+
+    IF changed THEN
+        PERFORM set_config('tombstone.changed', 'on', true);
+    END IF;
+    RETURN shadow;
+END
+$$;
+
+-- sync_all creates or aligns the shadow table of every protected table
+-- and returns how many it looked at. It NOTIFYs tombstone_catalog when
+-- anything changed.
+CREATE OR REPLACE FUNCTION tombstone.sync_all() RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n int := 0;
+BEGIN
+    FOR r IN SELECT relid FROM tombstone.protected_tables() ORDER BY relid LOOP
+        PERFORM tombstone.sync_shadow(r.relid::regclass);
+        n := n + 1;
+    END LOOP;
+    IF current_setting('tombstone.changed', true) = 'on' THEN
+        PERFORM pg_notify('tombstone_catalog', 'sync');
+        PERFORM set_config('tombstone.changed', 'off', true);
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- _on_ddl is the ddl_command_end event trigger: it keeps the shadow
+-- tables of protected tables in step with ALTER TABLE / CREATE TABLE in
+-- the same transaction, and tells the proxies to reload their catalog.
+-- SET tombstone.ddl_sync = off skips the shadow sync (Sync catches up).
+CREATE OR REPLACE FUNCTION tombstone._on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    IF coalesce(current_setting('tombstone.ddl_sync', true), '') <> 'off' THEN
+        FOR r IN SELECT DISTINCT tombstone._root(d.objid) AS relid
+                   FROM pg_event_trigger_ddl_commands() d
+                  WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'table'
+        LOOP
+            IF EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = r.relid) THEN
+                PERFORM tombstone.sync_shadow(r.relid::regclass);
+            END IF;
+        END LOOP;
+    END IF;
+    PERFORM pg_notify('tombstone_catalog', tg_tag);
+END
+$$;
+
+-- _on_drop is the sql_drop event trigger: it only tells the proxies to
+-- reload (a dropped table's shadow and tombstones stay).
+CREATE OR REPLACE FUNCTION tombstone._on_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_notify('tombstone_catalog', tg_tag);
+END
+$$;
+
+-- shadow_name returns the shadow table (inside schema tombstone) of a
+-- protected table, or NULL when it has none.
+CREATE OR REPLACE FUNCTION tombstone.shadow_name(rel regclass) RETURNS name
+LANGUAGE sql STABLE
+AS $$ SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = tombstone._root(rel::oid) $$;
+
+-- _state is a batch's state as shown to people.
+CREATE OR REPLACE FUNCTION tombstone._state(b tombstone.batches) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN b.purged_at IS NOT NULL THEN 'purged'
+                WHEN b.restored_at IS NOT NULL THEN 'restored'
+                WHEN b.held THEN 'held'
+                ELSE 'active' END
+$$;
+
+-- show_batches lists batches newest first, optionally only those that
+-- removed rows from p_table, or since p_since.
+CREATE OR REPLACE FUNCTION tombstone.show_batches(
+    p_table regclass DEFAULT NULL, p_since timestamptz DEFAULT NULL, p_limit integer DEFAULT 50)
+RETURNS TABLE (batch bigint, stmt_time timestamptz, role name, application_name text, client_addr text,
+               xid xid8, tables text, rows bigint, state text, purge_after timestamptz, sql text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    tname text;
+BEGIN
+    PERFORM tombstone._require_admin();
+    IF p_table IS NOT NULL THEN
+        SELECT n.nspname || '.' || c.relname INTO tname
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = tombstone._root(p_table::oid);
+    END IF;
+    RETURN QUERY
+    SELECT b.id, b.stmt_time, b.role, b.application_name, b.client_addr, b.xid,
+           (SELECT pg_catalog.string_agg(e.key || '=' || e.value, ', ' ORDER BY e.key)
+              FROM pg_catalog.jsonb_each_text(b.tables) e),
+           (SELECT coalesce(sum(e.value::bigint), 0)::bigint FROM pg_catalog.jsonb_each_text(b.tables) e),
+           tombstone._state(b), b.purge_after,
+           CASE WHEN pg_catalog.length(b.sql) > 80 THEN pg_catalog.left(b.sql, 77) || '...' ELSE b.sql END
+      FROM tombstone.batches b
+     WHERE (tname IS NULL OR b.tables ? tname)
+       AND (p_since IS NULL OR b.stmt_time >= p_since)
+     ORDER BY b.id DESC
+     LIMIT coalesce(p_limit, 50);
+END
+$$;
+
+-- show_batch describes one batch, one row per table: the rows it
+-- removed (from the batch record), the tombstones still stored and their
+-- causes, and the batch's fields.
+CREATE OR REPLACE FUNCTION tombstone.show_batch(p_batch bigint)
+RETURNS TABLE (batch bigint, table_name text, rows bigint, stored bigint, causes text,
+               stmt_time timestamptz, role name, application_name text, client_addr text,
+               xid xid8, state text, purge_after timestamptz, sql text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    b tombstone.batches;
+    s record;
+    cnt bigint;
+    causes_text text;
+    info jsonb := '{}';
+BEGIN
+    PERFORM tombstone._require_admin();
+    SELECT * INTO b FROM tombstone.batches x WHERE x.id = p_batch;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', p_batch);
+    END IF;
+    FOR s IN SELECT sh.* FROM tombstone.shadows sh LOOP
+        EXECUTE pg_catalog.format(
+            'SELECT sum(n)::bigint, pg_catalog.string_agg(c || ''='' || n, '', '' ORDER BY c) '
+            'FROM (SELECT _ts_cause AS c, count(*) AS n FROM tombstone.%I WHERE _ts_batch = $1 GROUP BY 1) x',
+            s.shadow_name)
+          INTO cnt, causes_text USING p_batch;
+        CONTINUE WHEN cnt IS NULL;
+        info := info || pg_catalog.jsonb_build_object(s.source_schema || '.' || s.source_name,
+                                                      pg_catalog.jsonb_build_object('stored', cnt, 'causes', causes_text));
+    END LOOP;
+    RETURN QUERY
+    SELECT b.id, k.t, (b.tables ->> k.t)::bigint, coalesce((info -> k.t ->> 'stored')::bigint, 0),
+           coalesce(info -> k.t ->> 'causes', ''),
+           b.stmt_time, b.role, b.application_name, b.client_addr,
+           b.xid, tombstone._state(b), b.purge_after, b.sql
+      FROM (SELECT pg_catalog.jsonb_object_keys(b.tables) AS t
+            UNION SELECT pg_catalog.jsonb_object_keys(info)) k
+     ORDER BY k.t;
+END
+$$;
+
+-- _topo_order orders tables parents first over the current foreign keys
+-- among them (self-references ignored: all rows of a table are restored
+-- in one INSERT, and a NOT DEFERRABLE foreign key is checked at the end
+-- of the statement). A cycle between different tables is broken at its
+-- lowest oid; restoring it then needs DEFERRABLE constraints.
+CREATE OR REPLACE FUNCTION tombstone._topo_order(rels oid[]) RETURNS oid[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    remaining oid[] := rels;
+    ready oid[];
+    result oid[] := '{}';
+BEGIN
+    WHILE cardinality(remaining) > 0 LOOP
+        SELECT pg_catalog.array_agg(r ORDER BY r) INTO ready
+          FROM unnest(remaining) r
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                            WHERE c.conrelid = r AND c.contype = 'f' AND c.conparentid = 0
+                              AND c.confrelid <> r AND c.confrelid = ANY (remaining));
+        IF ready IS NULL THEN
+            ready := ARRAY[(SELECT min(r) FROM unnest(remaining) r)];
+        END IF;
+        result := result || ready;
+        remaining := ARRAY(SELECT r FROM unnest(remaining) r WHERE r <> ALL (ready));
+    END LOOP;
+    RETURN result;
+END
+$$;
+
+-- _restore is the core of every undelete. p_preds maps source table oids
+-- (as text) to a SQL predicate over the table's shadow rows, aliased s:
+-- those rows are restored. Rows with cause 'delete'/'cascade' are
+-- re-inserted (tables parents first); rows with cause 'set_null' re-link
+-- their foreign keys to restored parents where those are still NULL (or
+-- still the default, for SET DEFAULT). Restored tombstones are deleted in
+-- the same transaction. Callers build the predicates; user text in them
+-- must already be validated.
+CREATE OR REPLACE FUNCTION tombstone._restore(p_preds jsonb, p_dry_run boolean, p_on_conflict text)
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rels oid[];
+    ordered oid[];
+    o oid;
+    i int;
+    names text[] := '{}';
+    done bigint[] := '{}';
+    conf bigint[] := '{}';
+    shadow name;
+    pred text;
+    target text;
+    cols text;
+    scols text;
+    overriding text;
+    keynums int2[];
+    keycols name[];
+    skeycols name[];
+    keyjoin text;
+    sets text;
+    total bigint;
+    n bigint;
+    nconf bigint;
+    sample text;
+    fk record;
+    setnums int2[];
+    cond text;
+    assign text;
+    relinked bigint;
+    tids tid[];
+    skipped jsonb := '{}';
+    relinkable oid[] := '{}';
+BEGIN
+    p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
+    IF p_on_conflict NOT IN ('fail', 'skip', 'overwrite') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: ON CONFLICT %s is not one of FAIL, SKIP, OVERWRITE', p_on_conflict);
+    END IF;
+    rels := ARRAY(SELECT k::oid FROM pg_catalog.jsonb_object_keys(p_preds) k);
+    FOREACH o IN ARRAY rels LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = o) THEN
+            RAISE EXCEPTION USING ERRCODE = '42P01',
+                MESSAGE = pg_catalog.format('tombstone: table %s (shadow tombstone.%s) no longer exists',
+                    (SELECT sh.source_schema || '.' || sh.source_name FROM tombstone.shadows sh WHERE sh.source = o),
+                    (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o)),
+                HINT = 'Recreate or UNDROP the table first.';
+        END IF;
+        IF NOT p_dry_run THEN
+            PERFORM tombstone.sync_shadow(o::regclass);
+        END IF;
+    END LOOP;
+    ordered := tombstone._topo_order(rels);
+
+    -- Phase 1: re-insert deleted and cascaded rows, parents first.
+    FOR i IN 1 .. cardinality(ordered) LOOP
+        o := ordered[i];
+        shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
+        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause IN (''delete'', ''cascade'')';
+        target := o::regclass::text;
+        names := names || (SELECT n2.nspname || '.' || c2.relname FROM pg_catalog.pg_class c2
+                             JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid = o);
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum),
+               -- A column added after a tombstone was written takes its
+               -- default for that tombstone.
+               pg_catalog.string_agg(CASE WHEN sc.added_at IS NULL THEN 's.' || pg_catalog.quote_ident(sc.shadow_column)
+                   ELSE pg_catalog.format('CASE WHEN s._ts_deleted_at < %L::timestamptz THEN %s ELSE s.%I END',
+                            sc.added_at,
+                            coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+                                     CASE WHEN a.attidentity <> '' THEN pg_catalog.format('pg_catalog.nextval(%L::regclass)',
+                                         pg_catalog.pg_get_serial_sequence(o::regclass::text, a.attname)) END,
+                                     'NULL'),
+                            sc.shadow_column) END, ', ' ORDER BY a.attnum),
+               CASE WHEN bool_or(a.attidentity = 'a') THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+               pg_catalog.string_agg(pg_catalog.format('%1$I = EXCLUDED.%1$I', a.attname), ', ' ORDER BY a.attnum)
+                 FILTER (WHERE a.attidentity <> 'a' AND NOT (a.attnum = ANY (coalesce(tombstone._key(o), '{}'))))
+          INTO cols, scols, overriding, sets
+          FROM pg_catalog.pg_attribute a
+          JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = a.attnum
+          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = o AND d.adnum = a.attnum
+         WHERE a.attrelid = o AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+        keynums := tombstone._key(o);
+        keycols := tombstone._source_cols(o, keynums);
+        skeycols := tombstone._shadow_cols(o, keynums);
+        IF keycols IS NOT NULL AND cardinality(keycols) = cardinality(keynums)
+           AND cardinality(skeycols) = cardinality(keynums) THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = s.%I', keycols[j], skeycols[j]), ' AND ')
+              INTO keyjoin FROM generate_series(1, cardinality(keycols)) j;
+        ELSE
+            keyjoin := NULL;
+        END IF;
+
+        -- conflict_sql counts (or lists) the selected rows whose key is
+        -- taken by a row written since the delete.
+        nconf := 0;
+        IF p_dry_run OR p_on_conflict <> 'fail' THEN
+            EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE %s', shadow, pred) INTO total;
+            IF keyjoin IS NOT NULL AND total > 0 THEN
+                EXECUTE pg_catalog.format(
+                    'SELECT count(*) FROM tombstone.%I s WHERE %s AND EXISTS (SELECT 1 FROM %s t WHERE %s)',
+                    shadow, pred, target, keyjoin) INTO nconf;
+            END IF;
+        END IF;
+
+        IF p_dry_run THEN
+            done := done || CASE WHEN p_on_conflict = 'overwrite' THEN total ELSE total - nconf END;
+            conf := conf || nconf;
+            CONTINUE;
+        END IF;
+
+        IF p_on_conflict = 'fail' OR keyjoin IS NULL THEN
+            -- The common case pays for no conflict check: the INSERT
+            -- raises, and only then are the conflicting keys looked up.
+            BEGIN
+                EXECUTE pg_catalog.format('INSERT INTO %s (%s)%s SELECT %s FROM tombstone.%I s WHERE %s',
+                                          target, cols, overriding, scols, shadow, pred);
+                GET DIAGNOSTICS n = ROW_COUNT;
+            EXCEPTION WHEN unique_violation THEN
+                IF keyjoin IS NULL THEN
+                    RAISE;
+                END IF;
+                EXECUTE pg_catalog.format(
+                    'SELECT count(*), pg_catalog.string_agg(k, '', '' ORDER BY k) FILTER (WHERE rn <= 10) FROM ('
+                    'SELECT ''('' || concat_ws('', '', %s) || '')'' AS k, row_number() OVER () AS rn '
+                    'FROM tombstone.%I s WHERE %s AND EXISTS (SELECT 1 FROM %s t WHERE %s)) x',
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I', c), ', ') FROM unnest(skeycols) c),
+                    shadow, pred, target, keyjoin) INTO nconf, sample;
+                IF nconf = 0 THEN
+                    RAISE;  -- another unique constraint: Postgres's own error says which
+                END IF;
+                RAISE EXCEPTION USING ERRCODE = '23505',
+                    MESSAGE = pg_catalog.format('tombstone: %s row(s) to restore into %s conflict with rows written since the delete',
+                                                nconf, target),
+                    DETAIL = pg_catalog.format('Key (%s)=%s%s already exist in %s.',
+                                               pg_catalog.array_to_string(keycols, ', '), sample,
+                                               CASE WHEN nconf > 10 THEN ', …' ELSE '' END, target),
+                    HINT = 'Use ON CONFLICT SKIP to keep the newer rows, or ON CONFLICT OVERWRITE to replace them.',
+                    TABLE = target;
+            END;
+            done := done || n;
+            conf := conf || 0::bigint;
+        ELSIF p_on_conflict = 'skip' THEN
+            -- Remember the skipped rows: they stay tombstones.
+            EXECUTE pg_catalog.format(
+                'WITH src AS (SELECT s.ctid AS _ts_ctid, s.* FROM tombstone.%1$I s WHERE %2$s), '
+                'ins AS (INSERT INTO %3$s AS t (%4$s)%5$s SELECT %6$s FROM src s ON CONFLICT DO NOTHING RETURNING %7$s) '
+                'SELECT (SELECT count(*) FROM ins), '
+                '       (SELECT pg_catalog.array_agg(s._ts_ctid) FROM src s WHERE NOT EXISTS (SELECT 1 FROM ins t WHERE %8$s))',
+                shadow, pred, target, cols, overriding, scols,
+                (SELECT pg_catalog.string_agg(pg_catalog.format('%I', c), ', ') FROM unnest(keycols) c),
+                keyjoin) INTO n, tids;
+            done := done || n;
+            conf := conf || (total - n);
+            IF tids IS NOT NULL THEN
+                skipped := skipped || pg_catalog.jsonb_build_object(o::text, tids::text);
+            END IF;
+        ELSE
+            EXECUTE pg_catalog.format(
+                'WITH ins AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM tombstone.%I s WHERE %s '
+                'ON CONFLICT (%s) DO %s RETURNING 1) SELECT count(*) FROM ins',
+                target, cols, overriding, scols, shadow, pred,
+                (SELECT pg_catalog.string_agg(pg_catalog.format('%I', c), ', ') FROM unnest(keycols) c),
+                CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END) INTO n;
+            done := done || n;
+            conf := conf || nconf;
+        END IF;
+    END LOOP;
+
+    -- Phase 2: re-link SET NULL / SET DEFAULT children to restored parents.
+    FOR i IN 1 .. cardinality(ordered) LOOP
+        o := ordered[i];
+        shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
+        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause = ''set_null''';
+        target := o::regclass::text;
+        -- Nothing to re-link without a SET NULL / SET DEFAULT key to a
+        -- restored table (the common case: skip the scan).
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                        WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
+                          AND c.confdeltype IN ('n', 'd') AND c.confrelid = ANY (rels)) THEN
+            relinkable := relinkable || o;
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE %s', shadow, pred) INTO total;
+        IF total = 0 THEN
+            relinkable := relinkable || o;
+            CONTINUE;
+        END IF;
+        keynums := tombstone._key(o);
+        keycols := tombstone._source_cols(o, keynums);
+        skeycols := tombstone._shadow_cols(o, keynums);
+        IF keycols IS NULL OR cardinality(skeycols) IS DISTINCT FROM cardinality(keynums) THEN
+            RAISE NOTICE 'tombstone: % has no primary key; % SET NULL link(s) not re-linked', target, total;
+            CONTINUE;
+        END IF;
+        SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = s.%I', keycols[j], skeycols[j]), ' AND ')
+          INTO keyjoin FROM generate_series(1, cardinality(keycols)) j;
+        relinked := 0;
+        FOR fk IN SELECT c.conkey, c.confkey, c.confrelid, c.confdeltype, c.confdelsetcols
+                    FROM pg_catalog.pg_constraint c
+                   WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
+                     AND c.confdeltype IN ('n', 'd') AND c.confrelid = ANY (rels)
+        LOOP
+            setnums := CASE WHEN cardinality(fk.confdelsetcols) > 0 THEN fk.confdelsetcols ELSE fk.conkey END;
+            IF cardinality(tombstone._shadow_cols(o, fk.conkey)) IS DISTINCT FROM cardinality(fk.conkey) THEN
+                CONTINUE;
+            END IF;
+            -- still NULL (SET NULL) or still the default (SET DEFAULT)
+            SELECT pg_catalog.string_agg(
+                       CASE WHEN fk.confdeltype = 'n' THEN pg_catalog.format('t.%I IS NULL', a.attname)
+                            ELSE pg_catalog.format('t.%I IS NOT DISTINCT FROM (%s)', a.attname,
+                                     coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'NULL')) END, ' AND '),
+                   pg_catalog.string_agg(pg_catalog.format('%I = s.%I', a.attname, sc.shadow_column), ', ')
+              INTO cond, assign
+              FROM unnest(setnums) k(attnum)
+              JOIN pg_catalog.pg_attribute a ON a.attrelid = o AND a.attnum = k.attnum
+              JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.attnum
+              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = o AND d.adnum = k.attnum;
+            -- and the parent the old value pointed to is there again
+            cond := cond || ' AND EXISTS (SELECT 1 FROM ' || fk.confrelid::regclass::text || ' p WHERE '
+                    || (SELECT pg_catalog.string_agg(pg_catalog.format('p.%I = s.%I', pa.attname, sc.shadow_column), ' AND ')
+                          FROM unnest(fk.conkey, fk.confkey) k(ca, pa_num)
+                          JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.ca
+                          JOIN pg_catalog.pg_attribute pa ON pa.attrelid = fk.confrelid AND pa.attnum = k.pa_num)
+                    || ')';
+            IF p_dry_run THEN
+                EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s JOIN %s t ON %s WHERE %s AND %s',
+                                          shadow, target, keyjoin, pred,
+                                          split_part(cond, ' AND EXISTS (SELECT 1 FROM ', 1)) INTO n;
+            ELSE
+                EXECUTE pg_catalog.format('UPDATE %s t SET %s FROM tombstone.%I s WHERE %s AND %s AND %s',
+                                          target, assign, shadow, pred, keyjoin, cond);
+                GET DIAGNOSTICS n = ROW_COUNT;
+            END IF;
+            relinked := relinked + n;
+        END LOOP;
+        done[i] := done[i] + relinked;
+        relinkable := relinkable || o;
+    END LOOP;
+
+    -- Phase 3: the restored tombstones leave the store, children first
+    -- (their predicates may read their parents' shadow rows).
+    IF NOT p_dry_run THEN
+        FOR i IN REVERSE cardinality(ordered) .. 1 LOOP
+            o := ordered[i];
+            shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
+            pred := '(' || (p_preds ->> o::text) || ')';
+            IF NOT (o = ANY (relinkable)) THEN
+                pred := pred || ' AND s._ts_cause <> ''set_null''';
+            END IF;
+            EXECUTE pg_catalog.format('DELETE FROM tombstone.%I s WHERE %s AND NOT (s.ctid = ANY ($1))', shadow, pred)
+              USING coalesce((skipped ->> o::text)::tid[], '{}');
+        END LOOP;
+    END IF;
+
+    RETURN QUERY SELECT x.nm, x.d, x.c FROM unnest(names, done, conf) x(nm, d, c);
+END
+$$;
+
+-- _batch_preds maps the source oid of every shadow holding tombstones of
+-- the given batches to the predicate selecting them.
+CREATE OR REPLACE FUNCTION tombstone._batch_preds(p_batches bigint[]) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    s record;
+    found_rows boolean;
+    preds jsonb := '{}';
+    pred text := pg_catalog.format('s._ts_batch = ANY (%L::bigint[])', p_batches);
+BEGIN
+    IF cardinality(p_batches) = 1 THEN
+        pred := pg_catalog.format('s._ts_batch = %s', p_batches[1]);
+    END IF;
+    FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh LOOP
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM tombstone.%I s WHERE %s)', s.shadow_name, pred)
+           INTO found_rows;
+        IF found_rows THEN
+            preds := preds || pg_catalog.jsonb_build_object(s.source::text, pred);
+        END IF;
+    END LOOP;
+    RETURN preds;
+END
+$$;
+
+-- _lock_batches locks the batch rows for a restore and checks that they
+-- can be restored.
+CREATE OR REPLACE FUNCTION tombstone._lock_batches(p_batches bigint[], p_dry_run boolean) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    b tombstone.batches;
+    v_id bigint;
+BEGIN
+    FOREACH v_id IN ARRAY p_batches LOOP
+        IF p_dry_run THEN
+            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id;
+        ELSE
+            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id FOR UPDATE;
+        END IF;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', v_id);
+        END IF;
+        IF b.purged_at IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: batch %s was purged at %s', v_id, b.purged_at);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- undelete_batch restores every row of one batch: deleted and cascaded
+-- rows re-inserted parents first, SET NULL links re-linked, tombstones
+-- removed, the batch marked restored. One row per table.
+CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
+    p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    preds jsonb;
+BEGIN
+    PERFORM tombstone._require_admin();
+    PERFORM tombstone._lock_batches(ARRAY[p_batch], p_dry_run);
+    preds := tombstone._batch_preds(ARRAY[p_batch]);
+    IF preds = '{}' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: batch %s has no tombstones left to restore', p_batch),
+            HINT = 'SHOW BATCH shows its state; it may have been restored already.';
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+    IF NOT p_dry_run THEN
+        UPDATE tombstone.batches SET restored_at = now() WHERE id = p_batch;
+    END IF;
+END
+$$;
+
+-- undelete_transaction restores every batch of one transaction (the
+-- batches' xid).
+CREATE OR REPLACE FUNCTION tombstone.undelete_transaction(
+    p_xid xid8, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ids bigint[];
+    preds jsonb;
+BEGIN
+    PERFORM tombstone._require_admin();
+    ids := ARRAY(SELECT b.id FROM tombstone.batches b WHERE b.xid = p_xid AND b.purged_at IS NULL ORDER BY b.id);
+    IF cardinality(ids) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = pg_catalog.format('tombstone: transaction %s has no batches', p_xid);
+    END IF;
+    PERFORM tombstone._lock_batches(ids, p_dry_run);
+    preds := tombstone._batch_preds(ids);
+    IF preds = '{}' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: transaction %s has no tombstones left to restore', p_xid);
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+    IF NOT p_dry_run THEN
+        UPDATE tombstone.batches SET restored_at = now() WHERE id = ANY (ids);
+    END IF;
+END
+$$;
+
+-- undelete_rows restores selected rows of one table and everything the
+-- same batches removed because of them: cascade descendants (any depth,
+-- self-referencing trees included) and SET NULL links. p_where is a SQL
+-- expression over the table's columns, validated by the caller (the
+-- proxy parses it with pg_query); it is embedded in dynamic SQL as is.
+-- p_batch, p_since and p_until (on the tombstones' deletion time) narrow
+-- the selection; all NULL means every stored tombstone of the table.
+CREATE OR REPLACE FUNCTION tombstone.undelete_rows(
+    p_table regclass, p_where text DEFAULT NULL, p_batch bigint DEFAULT NULL,
+    p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL,
+    p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    root oid := tombstone._root(p_table::oid);
+    preds jsonb;
+    reach oid[];
+    ordered oid[];
+    o oid;
+    fk record;
+    ppred text;
+    cpred text;
+    pshadow name;
+    cshadow name;
+    ckeys name[];
+    pkeys name[];
+    sel text;
+    batches bigint[];
+    b bigint;
+    left_over boolean;
+BEGIN
+    PERFORM tombstone._require_admin();
+    IF tombstone.shadow_name(root::regclass) IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42P01',
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones (it is not protected)', p_table);
+    END IF;
+    IF p_batch IS NOT NULL THEN
+        PERFORM tombstone._lock_batches(ARRAY[p_batch], p_dry_run);
+    END IF;
+    IF NOT p_dry_run THEN
+        PERFORM tombstone.sync_shadow(root::regclass);
+    END IF;
+    sel := 's._ts_cause IN (''delete'', ''cascade'')';
+    IF p_batch IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch); END IF;
+    IF p_since IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at >= %L::timestamptz', p_since); END IF;
+    IF p_until IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at < %L::timestamptz', p_until); END IF;
+    IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN sel := sel || ' AND (' || p_where || ')'; END IF;
+    preds := pg_catalog.jsonb_build_object(root::text, sel);
+
+    -- Tables reachable through cascading / set-null foreign keys.
+    WITH RECURSIVE g(relid) AS (
+        SELECT root
+        UNION
+        SELECT c.conrelid FROM g JOIN pg_catalog.pg_constraint c
+            ON c.confrelid = g.relid AND c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+    )
+    SELECT pg_catalog.array_agg(relid) INTO reach FROM g;
+    ordered := tombstone._topo_order(reach);
+
+    FOREACH o IN ARRAY ordered LOOP
+        ppred := preds ->> o::text;
+        CONTINUE WHEN ppred IS NULL;
+        pshadow := tombstone.shadow_name(o::regclass);
+        CONTINUE WHEN pshadow IS NULL;
+        -- Self-references first, so the children below see the subtree.
+        FOR fk IN SELECT c.conkey, c.confkey FROM pg_catalog.pg_constraint c
+                   WHERE c.conrelid = o AND c.confrelid = o AND c.contype = 'f' AND c.conparentid = 0
+                     AND c.confdeltype = 'c'
+        LOOP
+            ckeys := tombstone._shadow_cols(o, fk.conkey);
+            pkeys := tombstone._shadow_cols(o, fk.confkey);
+            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
+                       OR cardinality(pkeys) IS DISTINCT FROM cardinality(fk.confkey);
+            ppred := pg_catalog.format(
+                '(%1$s) OR (s._ts_cause = ''cascade'' AND (s._ts_batch, %2$s) IN ('
+                'WITH RECURSIVE r AS (SELECT s._ts_batch AS b, %3$s FROM tombstone.%4$I s WHERE %1$s '
+                'UNION SELECT c._ts_batch, %5$s FROM tombstone.%4$I c JOIN r ON c._ts_batch = r.b AND %6$s '
+                'WHERE c._ts_cause = ''cascade'') SELECT * FROM r))',
+                ppred,
+                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                (SELECT pg_catalog.string_agg(pg_catalog.format('s.%1$I AS k%2$s', x, o2), ', ')
+                   FROM unnest(pkeys) WITH ORDINALITY u(x, o2)),
+                pshadow,
+                (SELECT pg_catalog.string_agg('c.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
+                (SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = r.k%s', x, o2), ' AND ')
+                   FROM unnest(ckeys) WITH ORDINALITY u(x, o2)));
+            preds := preds || pg_catalog.jsonb_build_object(o::text, ppred);
+        END LOOP;
+        FOR fk IN SELECT c.conrelid, c.conkey, c.confkey, c.confdeltype FROM pg_catalog.pg_constraint c
+                   WHERE c.confrelid = o AND c.conrelid <> o AND c.contype = 'f' AND c.conparentid = 0
+                     AND c.confdeltype IN ('c', 'n', 'd')
+                   ORDER BY c.oid
+        LOOP
+            cshadow := tombstone.shadow_name(fk.conrelid::regclass);
+            CONTINUE WHEN cshadow IS NULL;
+            ckeys := tombstone._shadow_cols(fk.conrelid, fk.conkey);
+            pkeys := tombstone._shadow_cols(o, fk.confkey);
+            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
+                       OR cardinality(pkeys) IS DISTINCT FROM cardinality(fk.confkey);
+            cpred := pg_catalog.format(
+                's._ts_cause = %L AND (s._ts_batch, %s) IN (SELECT s._ts_batch, %s FROM tombstone.%I s WHERE %s)',
+                CASE WHEN fk.confdeltype = 'c' THEN 'cascade' ELSE 'set_null' END,
+                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
+                pshadow, ppred);
+            IF preds ? fk.conrelid::text THEN
+                cpred := '(' || (preds ->> fk.conrelid::text) || ') OR (' || cpred || ')';
+            END IF;
+            preds := preds || pg_catalog.jsonb_build_object(fk.conrelid::text, cpred);
+        END LOOP;
+    END LOOP;
+
+    -- The batches involved, to mark those left without tombstones.
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(DISTINCT s._ts_batch) FROM tombstone.%I s WHERE %s',
+                              tombstone.shadow_name(root::regclass), preds ->> root::text) INTO batches;
+    IF batches IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = pg_catalog.format('tombstone: no tombstones of %s match', p_table);
+    END IF;
+    IF p_batch IS NULL AND NOT p_dry_run THEN
+        PERFORM tombstone._lock_batches(batches, p_dry_run);
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+    IF NOT p_dry_run THEN
+        FOREACH b IN ARRAY batches LOOP
+            left_over := tombstone._batch_preds(ARRAY[b]) <> '{}';
+            IF NOT left_over THEN
+                UPDATE tombstone.batches SET restored_at = now() WHERE id = b;
+            END IF;
+        END LOOP;
+    END IF;
+END
+$$;
+
+-- purge_batch hard-deletes the tombstones of one batch now and marks it
+-- purged. Held batches are refused.
+CREATE OR REPLACE FUNCTION tombstone.purge_batch(p_batch bigint)
+RETURNS TABLE (table_name text, purged bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    b tombstone.batches;
+    s record;
+    n bigint;
+BEGIN
+    PERFORM tombstone._require_admin();
+    SELECT * INTO b FROM tombstone.batches x WHERE x.id = p_batch FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', p_batch);
+    END IF;
+    IF b.held THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: batch %s is held', p_batch),
+            HINT = pg_catalog.format('RELEASE BATCH %s first.', p_batch);
+    END IF;
+    FOR s IN SELECT sh.* FROM tombstone.shadows sh ORDER BY sh.source_schema, sh.source_name LOOP
+        EXECUTE pg_catalog.format('DELETE FROM tombstone.%I WHERE _ts_batch = $1', s.shadow_name) USING p_batch;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            table_name := s.source_schema || '.' || s.source_name;
+            purged := n;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    UPDATE tombstone.batches SET purged_at = coalesce(purged_at, now()) WHERE id = p_batch;
+END
+$$;
+
+-- hold_batch keeps a batch from the reaper (and from purge_batch) until
+-- released; release_batch undoes it. Both return the new held flag.
+CREATE OR REPLACE FUNCTION tombstone.hold_batch(p_batch bigint, p_hold boolean DEFAULT true) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM tombstone._require_admin();
+    UPDATE tombstone.batches SET held = p_hold WHERE id = p_batch;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', p_batch);
+    END IF;
+    RETURN p_hold;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tombstone.release_batch(p_batch bigint) RETURNS boolean
+LANGUAGE sql
+AS $$ SELECT tombstone.hold_batch(p_batch, false) $$;
+
+-- Grants. Functions are executable by PUBLIC by default; the internal
+-- and SECURITY DEFINER ones are narrowed here.
+REVOKE ALL ON FUNCTION tombstone.sync_shadow(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.sync_shadow(regclass) TO tombstone_admin;
+REVOKE ALL ON FUNCTION tombstone._on_ddl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.sync_all() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
+
+-- Table privileges: application roles write tombstones and read nothing
+-- but the settings; tombstone_admin reads, restores and purges.
+GRANT USAGE ON SCHEMA tombstone TO PUBLIC;
+GRANT INSERT ON tombstone.batches TO PUBLIC;
+GRANT USAGE ON SEQUENCE tombstone.batches_id_seq TO PUBLIC;
+GRANT SELECT ON tombstone.settings TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;
+DO $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT shadow_name FROM tombstone.shadows LOOP
+        IF to_regclass(format('tombstone.%I', s.shadow_name)) IS NOT NULL THEN
+            EXECUTE format('GRANT INSERT ON tombstone.%I TO PUBLIC', s.shadow_name);
+        END IF;
+    END LOOP;
+END
+$$;
