@@ -112,11 +112,23 @@ func migrations() []migration {
 }
 
 func functionsSQL() string {
-	b, err := sqlFiles.ReadFile("sql/functions.sql")
+	// functions.sql first, then functions_*.sql in name order: one file
+	// per subject (console, trash, reaper), applied as one text.
+	names, err := fs.Glob(sqlFiles, "sql/functions_*.sql")
 	if err != nil {
 		panic(err)
 	}
-	return string(b)
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range append([]string{"sql/functions.sql"}, names...) {
+		text, err := sqlFiles.ReadFile(n)
+		if err != nil {
+			panic(err)
+		}
+		b.Write(text)
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // Install creates or upgrades the tombstone schema in the database conn is
