@@ -61,7 +61,8 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
 			sr.captures = append(sr.captures, capture{child, name, "cascade"})
-			sr.addGuard(quoteIdent(child.Schema)+"."+quoteIdent(child.Name), child.Signature)
+			// No guard of its own: the target's signature covers every
+			// table its cascades reach (tombstone.catalog_signature).
 			next := append(append([]*Table(nil), path...), child)
 			if err := sr.cascade(child, name, next, false, loc); err != nil {
 				return err
@@ -78,7 +79,6 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, s})
-			sr.addGuard(quoteIdent(child.Schema)+"."+quoteIdent(child.Name), child.Signature)
 		}
 	}
 	if len(self) == 0 {
