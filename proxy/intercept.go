@@ -274,6 +274,9 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	}
 	if !plan.Admin {
 		s.srv.cfg.Metrics.StatementsRewritten.Inc()
+		if len(res.Statements) == 1 && res.Statements[0].Rewritten && s.TxStatus() == 'I' {
+			p.retry = &retry{sql: sql}
+		}
 	}
 	s.track.push(p)
 	return s.writeQuery(out)

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -55,6 +57,43 @@ func (s *Session) serverToClient() error {
 		}
 		if !have && tracking {
 			s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
+		}
+		if have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
+			if err := cw.flush(); err != nil {
+				return errSessionDone
+			}
+			frame, err := sr.next()
+			if err != nil {
+				s.serverClosed(err)
+				return errSessionDone
+			}
+			if typ == 'E' {
+				out := s.repair(&cur, frame)
+				if !cur.retry.done && errorCode(frame) == CodeCatalogChanged {
+					// Hold the error back: if the statement can run again
+					// with a fresh catalog, the client never sees it.
+					cur.retry.savedErr = append([]byte(nil), out...)
+					continue
+				}
+				if err := cw.write(out); err != nil {
+					return errSessionDone
+				}
+				continue
+			}
+			// ReadyForQuery after a held-back TS001.
+			if len(frame) == 6 && frame[5] == 'I' && s.resend(&cur) {
+				continue
+			}
+			saved := cur.retry.savedErr
+			cur.retry.savedErr = nil
+			if err := cw.write(saved); err != nil {
+				return errSessionDone
+			}
+			if err := cw.write(frame); err != nil {
+				return errSessionDone
+			}
+			have = false
+			continue
 		}
 		if typ == 'Z' {
 			if err := sr.fill(6); err != nil {
@@ -232,4 +271,43 @@ func stripDataRow(frame []byte, n int) []byte {
 	binary.BigEndian.PutUint16(frame[5:7], uint16(keep))
 	binary.BigEndian.PutUint32(frame[1:5], uint32(off-1))
 	return frame
+}
+
+// errorCode returns the SQLSTATE of an ErrorResponse frame.
+func errorCode(frame []byte) string {
+	var e pgproto3.ErrorResponse
+	if e.Decode(frame[5:]) != nil {
+		return ""
+	}
+	return e.Code
+}
+
+// resend plans a Query again after TS001 (the catalog was reloaded) and
+// sends it, if nothing else is in flight; the answer then goes to the
+// client as if the first attempt never happened.
+func (s *Session) resend(cur *pending) bool {
+	cur.retry.done = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plan, err := s.srv.planner.Plan(ctx, s, cur.retry.sql, false)
+	if err != nil || plan == nil || plan.Result == nil || !plan.Result.Changed || plan.Result.Refusal() != nil {
+		return false
+	}
+	frame, err := (&pgproto3.Query{String: plan.Result.SQL}).Encode(nil)
+	if err != nil {
+		return false
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.track.idle() {
+		return false
+	}
+	if _, err := s.server.Write(frame); err != nil {
+		return false
+	}
+	s.log.Info("statement planned against a stale catalog: re-planned and re-sent")
+	cur.res = plan.Result
+	cur.stmt = 0
+	cur.retry.savedErr = nil
+	return true
 }

@@ -53,6 +53,7 @@ type Session struct {
 	txStatus   atomic.Uint32
 
 	track    tracker
+	wmu      sync.Mutex // serializes writes to the server (client pump, retries)
 	prepared statements
 
 	closeOnce   sync.Once
@@ -232,7 +233,7 @@ func (s *Session) connectServer(ctx context.Context, startup []byte) error {
 	}
 	s.server = conn
 	s.sr = newFrameReader(conn)
-	s.sw = newFrameWriter(conn)
+	s.sw = newFrameWriter(lockedWriter{&s.wmu, conn})
 	s.sw.beforeWrite = s.track.publish
 	if _, err := conn.Write(startup); err != nil {
 		return fatal(CodeConnectionFailure, "could not send startup packet to server", err)
@@ -410,4 +411,17 @@ func (s *Session) serverClosed(err error) {
 	s.log.Warn("server connection ended", zap.Error(err))
 	_ = s.cw.flush()
 	_, _ = s.client.Write(e.encode(nil))
+}
+
+// lockedWriter serializes writes to the server connection: the client
+// pump's flushes and the server pump's rare re-sends.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

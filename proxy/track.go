@@ -29,11 +29,23 @@ type pending struct {
 	refusal *rewrite.Error
 	// admin: a console command; its errors carry no position.
 	admin bool
+	// retry is set on a Query that may be planned and sent again if the
+	// server reports a stale catalog (TS001).
+	retry *retry
+}
+
+// retry is the state of a Query that can be re-sent once after TS001: a
+// single rewritten statement sent outside a transaction block, so the
+// failed attempt left nothing behind.
+type retry struct {
+	sql      string
+	done     bool
+	savedErr []byte // the error to forward if the retry does not happen
 }
 
 // plain reports whether the answer needs no repair.
 func (p *pending) plain() bool {
-	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil
+	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil && p.retry == nil
 }
 
 // tracker is the FIFO of pending answers shared by the two pumps. Each side
@@ -82,6 +94,17 @@ func (t *tracker) pop() (pending, bool) {
 	p := t.in[t.inHd]
 	t.inHd++
 	return p, true
+}
+
+// idle reports whether no answer is outstanding besides the current one
+// (server pump).
+func (t *tracker) idle() bool {
+	if t.inHd != len(t.in) {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.shared) == 0
 }
 
 // completes reports whether server message typ finishes the answer to a

@@ -32,7 +32,7 @@ type env struct {
 
 // newEnv creates a fresh database with schema, and a proxy with the real
 // planner in front of the server.
-func newEnv(t *testing.T, schema string) *env {
+func newEnv(t *testing.T, schema string, mod ...func(*proxy.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	base := testenv.PGURL(t)
@@ -64,6 +64,9 @@ func newEnv(t *testing.T, schema string) *env {
 		c.Planner = proxy.NewPlanner(cats, rewrite.NewCache(256), proxy.Policies{})
 		c.OnCatalogChanged = cats.Invalidate
 		c.Logger = log
+		for _, m := range mod {
+			m(c)
+		}
 	})
 	pu, _ := url.Parse(px.DSN)
 	pu.Path = "/" + db
@@ -252,4 +255,19 @@ func TestDeleteLooksLikePostgres(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx))
 	var one int
 	require.NoError(t, p.QueryRow(ctx, "SELECT 1").Scan(&one))
+}
+
+// dbName returns the database of a postgres:// URL.
+func dbName(t *testing.T, dsn string) string {
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+// withDB returns dsn pointed at database db.
+func withDB(t *testing.T, dsn, db string) string {
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	u.Path = "/" + db
+	return u.String()
 }

@@ -54,8 +54,11 @@ func run(directDSN, proxyDSN string, rows, del, rounds int, mdPath string) error
 	reset := func() error {
 		_, err := d.Exec(ctx, fmt.Sprintf(`TRUNCATE bench_items;
 			INSERT INTO bench_items (id, tenant, name, payload)
-			SELECT i, i %% 1000, 'item ' || i, jsonb_build_object('i', i, 'tag', 'x') FROM generate_series(1, %d) i;
-			VACUUM ANALYZE bench_items`, rows))
+			SELECT i, i %% 1000, 'item ' || i, jsonb_build_object('i', i, 'tag', 'x') FROM generate_series(1, %d) i`, rows))
+		if err != nil {
+			return err
+		}
+		_, err = d.Exec(ctx, "VACUUM ANALYZE bench_items")
 		return err
 	}
 	timed := func(c *pgx.Conn, sql string) (time.Duration, int64, error) {

@@ -1,0 +1,93 @@
+package test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/rewrite"
+	"github.com/tombstone-proxy/tombstone/tombstone"
+)
+
+// frozenCatalogs serves a catalog snapshot taken earlier until the proxy
+// reports it stale — the window a real proxy has between another
+// connection's DDL and the notification reaching it.
+type frozenCatalogs struct {
+	inner *tombstone.Catalogs
+	mu    sync.Mutex
+	old   rewrite.GenerationalCatalog
+}
+
+func (f *frozenCatalogs) Catalog(ctx context.Context, db string) (rewrite.GenerationalCatalog, error) {
+	f.mu.Lock()
+	old := f.old
+	f.mu.Unlock()
+	if old != nil {
+		return old, nil
+	}
+	return f.inner.Catalog(ctx, db)
+}
+
+func (f *frozenCatalogs) invalidate(db string) {
+	f.mu.Lock()
+	f.old = nil
+	f.mu.Unlock()
+	f.inner.Invalidate(db)
+}
+
+// TestStaleCatalogNeverLosesRows: a cascade added by another connection a
+// moment ago is not in the proxy's catalog. The rewritten DELETE's guard
+// fails it (TS001) before anything is deleted; outside a transaction block
+// the proxy re-plans with a fresh catalog and runs it again, so the client
+// just sees DELETE 1 and the new cascade is captured. Inside a transaction
+// block the error reaches the client, with nothing deleted.
+func TestStaleCatalogNeverLosesRows(t *testing.T) {
+	frozen := &frozenCatalogs{}
+	e := newEnv(t, shopSchema, func(c *proxy.Config) {
+		c.OnCatalogChanged = frozen.invalidate
+	})
+	frozen.inner = e.cats
+	ctx := context.Background()
+	old, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	require.NoError(t, err)
+	frozen.old = old
+	// A second proxy whose planner reads the frozen catalog.
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = frozen.invalidate
+	})
+	through := withDB(t, px.DSN, dbName(t, e.direct))
+
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, `CREATE TABLE reviews (id int PRIMARY KEY, product_id bigint REFERENCES products ON DELETE CASCADE, body text);
+		INSERT INTO reviews SELECT i, (i % 200) + 1, 'review ' || i FROM generate_series(1, 50) i`)
+	require.NoError(t, err)
+
+	p := testenv.Connect(t, through)
+	// In a transaction block: refused cleanly, nothing deleted.
+	tx, err := p.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DELETE FROM products WHERE id = 7", pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "TS001", pe.Code)
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM products WHERE id = 7"))
+
+	// Autocommit: re-planned and re-sent; the new cascade is captured.
+	frozen.mu.Lock()
+	frozen.old = old
+	frozen.mu.Unlock()
+	tag, err := p.Exec(ctx, "DELETE FROM products WHERE id = 8", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM reviews WHERE product_id = 8"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, 1, e.count(`SELECT (tables->>'public.reviews')::int FROM tombstone.batches`), "the new cascade child was captured")
+}
