@@ -271,3 +271,47 @@ func withDB(t *testing.T, dsn, db string) string {
 	u.Path = "/" + db
 	return u.String()
 }
+
+// TestDeleteForms: savepoints, SQL-level PREPARE/EXECUTE, a DELETE inside
+// WITH feeding an INSERT, EXPLAIN ANALYZE — through the proxy, with the
+// tags and batches plain Postgres semantics call for.
+func TestDeleteForms(t *testing.T) {
+	e := newEnv(t, shopSchema+`CREATE TABLE links_archive (LIKE links);`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	batches := func() int { return e.count("SELECT count(*) FROM tombstone.batches") }
+	exec := func(sql string) string {
+		t.Helper()
+		res, err := p.PgConn().Exec(ctx, sql).ReadAll()
+		require.NoError(t, err, sql)
+		return res[len(res)-1].CommandTag.String()
+	}
+
+	// Savepoints: the rolled-back part leaves no batch.
+	exec("BEGIN")
+	exec("SAVEPOINT a")
+	require.Equal(t, "DELETE 1", exec("DELETE FROM links WHERE id = 1"))
+	exec("ROLLBACK TO SAVEPOINT a")
+	require.Equal(t, "DELETE 1", exec("DELETE FROM links WHERE id = 2"))
+	exec("COMMIT")
+	require.Equal(t, 1, batches())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE id = 1"))
+
+	// PREPARE / EXECUTE: each execution is its own batch, tag DELETE n.
+	require.Equal(t, "PREPARE", exec("PREPARE del(bigint) AS DELETE FROM links WHERE id = $1"))
+	require.Equal(t, "DELETE 1", exec("EXECUTE del(20)"))
+	require.Equal(t, "DELETE 1", exec("EXECUTE del(21)"))
+	require.Equal(t, 3, batches())
+	exec("DEALLOCATE del")
+
+	// DELETE inside WITH feeding an INSERT: the INSERT's tag, one batch.
+	require.Equal(t, "INSERT 0 4", exec("WITH d AS (DELETE FROM links WHERE id BETWEEN 30 AND 33 RETURNING *) INSERT INTO links_archive SELECT * FROM d"))
+	require.Equal(t, 4, e.count("SELECT count(*) FROM links_archive"))
+	require.Equal(t, 4, batches())
+
+	// EXPLAIN ANALYZE really deletes: captured too.
+	exec("EXPLAIN ANALYZE DELETE FROM links WHERE id = 40")
+	require.Zero(t, e.count("SELECT count(*) FROM links WHERE id = 40"))
+	require.Equal(t, 5, batches())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__links WHERE id = 40"))
+}
