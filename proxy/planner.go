@@ -18,10 +18,13 @@ type Catalogs interface {
 	Catalog(ctx context.Context, database string) (rewrite.GenerationalCatalog, error)
 }
 
-// Policies are the TRUNCATE and DROP TABLE policies (rewrite.Policy…).
+// Policies are the TRUNCATE and DROP TABLE policies (rewrite.Policy…) and
+// the delete guards.
 type Policies struct {
-	Truncate string
-	Drop     string
+	Truncate     string
+	Drop         string
+	RequireWhere bool  // refuse DELETE without WHERE unless confirmed
+	MaxRows      int64 // abort larger DELETEs unless confirmed; 0: no limit
 }
 
 // NewPlanner returns the standard Planner: console commands first, then
@@ -49,7 +52,8 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 	if console.Is([]byte(sql)) {
 		return consolePlan(sql)
 	}
-	opt := rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop}
+	opt := rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
+		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows}
 	cat, err := p.cats.Catalog(ctx, s.Params["database"])
 	if err != nil {
 		// Without a catalog nothing can be called protected or not: parse

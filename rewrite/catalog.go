@@ -105,6 +105,12 @@ type Options struct {
 	// Drop is the DROP TABLE policy: PolicyTrash (default), PolicyReject
 	// or PolicyAllow.
 	Drop string
+	// RequireWhere refuses a DELETE without WHERE on a protected table
+	// unless confirmed (guards.require_where).
+	RequireWhere bool
+	// MaxRows aborts a DELETE removing more rows than this unless
+	// confirmed; 0 means no limit (guards.max_rows).
+	MaxRows int64
 }
 
 func (o Options) maxCascade() int {

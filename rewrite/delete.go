@@ -35,9 +35,12 @@ type stmtRewriter struct {
 	captures []capture  // what goes into which shadow table
 	roots    []string   // CTEs of the statement's own DELETEs
 	guards   []guard
-	cascades int
-	setNulls []setNull
-	subtrees []subtree // for the position map
+	// unbounded lists tables deleted from without WHERE (guard
+	// require_where), checked at run time so a session can confirm.
+	unbounded []string
+	cascades  int
+	setNulls  []setNull
+	subtrees  []subtree // for the position map
 }
 
 type capture struct {
@@ -379,6 +382,9 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		}
 	}
 	sr.addGuard(written, t.Signature)
+	if sr.opt.RequireWhere && d.GetWhereClause() == nil && !sr.confirmed() {
+		sr.unbounded = append(sr.unbounded, t.QualifiedName())
+	}
 	if err := sr.cascade(t, name, []*Table{t}, false, rel.GetLocation()); err != nil {
 		return "", err
 	}
@@ -490,6 +496,24 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 	for _, g := range sr.guards {
 		cond = append(cond, funcCall([]string{tsSchema, "check_catalog"},
 			typeCast(constStr(g.regclass), "pg_catalog", "regclass"), constStr(g.signature)))
+	}
+	for _, t := range sr.unbounded {
+		cond = append(cond, funcCall([]string{tsSchema, "guard_where"}, constStr(t)))
+	}
+	if sr.opt.MaxRows > 0 && !sr.confirmed() {
+		// The statement's own rows (cascades not counted), all its DELETEs.
+		var rows *pg.Node
+		for _, r := range sr.roots {
+			cnt := subLink(pg.SubLinkType_EXPR_SUBLINK, nil,
+				selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", r, "")}, nil))
+			if rows == nil {
+				rows = cnt
+			} else {
+				rows = opExpr2([]string{"pg_catalog", "+"}, rows, cnt)
+			}
+		}
+		cond = append(cond, funcCall([]string{tsSchema, "guard_rows"}, rows,
+			typeCast(pg.MakeAConstIntNode(sr.opt.MaxRows, -1), "pg_catalog", "int8"), constStr(sr.captures[0].t.QualifiedName())))
 	}
 	addr := constStr(sr.opt.ClientAddr)
 	if sr.opt.ClientAddr == "" {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -112,6 +113,11 @@ func TestGolden(t *testing.T) {
 						opt.Truncate = v
 					case "drop":
 						opt.Drop = v
+					case "require_where":
+						opt.RequireWhere = v == "true"
+					case "max_rows":
+						n, _ := strconv.ParseInt(v, 10, 64)
+						opt.MaxRows = n
 					}
 				}
 			}

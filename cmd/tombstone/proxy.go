@@ -80,7 +80,10 @@ func (c *proxyCmd) Run() error {
 	}
 	cats := tombstone.NewCatalogs(cfg.ControlDSN, tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
 	defer cats.Close()
-	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop})
+	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
+		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
+		RequireWhere: cfg.Guards.RequireWhere, MaxRows: cfg.Guards.MaxRows,
+	})
 	pcfg.OnCatalogChanged = cats.Invalidate
 	srv := proxy.NewServer(pcfg)
 
