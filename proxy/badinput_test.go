@@ -261,3 +261,31 @@ func TestCancelRequestForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestGSSENCRequestRefused: GSS encryption is answered 'N' and the client
+// goes on with a normal startup on the same connection.
+func TestGSSENCRequestRefused(t *testing.T) {
+	px := testenv.StartProxy(t)
+	conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30})
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(conn, b)
+	require.NoError(t, err)
+	require.Equal(t, byte('N'), b[0])
+	fe := pgproto3.NewFrontend(conn, conn)
+	u, _ := url.Parse(testenv.PGURL(t))
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
+		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
+	require.NoError(t, fe.Flush())
+	for {
+		msg, err := fe.Receive()
+		require.NoError(t, err)
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return
+		}
+	}
+}

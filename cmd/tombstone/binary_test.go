@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+// buildBinary builds cmd/tombstone once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tombstone")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestProxyBinary runs `tombstone proxy` as users do: the metrics
+// endpoints answer, a client works through it, SIGHUP reloads, and SIGTERM
+// ends open sessions with 57P01 after shutdown_timeout and exits 0.
+func TestProxyBinary(t *testing.T) {
+	upstream := testenv.PGAddr(t)
+	bin := buildBinary(t)
+	listen, metrics := freeAddr(t), freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "tombstone.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("shutdown_timeout: 1s\nlog:\n  level: warn\n"), 0o600))
+	u, _ := url.Parse(testenv.PGURL(t))
+	cmd := exec.Command(bin, "proxy", "--config", cfg, "--listen", listen, "--upstream", upstream, "--metrics-listen", metrics)
+	cmd.Env = append(os.Environ(), "PGUSER="+u.User.Username(), "PGHOST="+u.Hostname(), "PGPORT="+u.Port(), "PGSSLMODE=disable")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("proxy output:\n%s", logs.String())
+		}
+	})
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metrics + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	testenv.WaitFor(t, 10*time.Second, "/healthz", func() bool { c, _ := get("/healthz"); return c == 200 })
+	code, _ := get("/readyz")
+	require.Equal(t, 200, code, "upstream reachable: ready")
+
+	dsn := testenv.WithHostPort(t, testenv.PGURL(t), listen, nil)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT 41 + 1").Scan(&n))
+	require.Equal(t, 42, n)
+	_, body := get("/metrics")
+	require.Contains(t, body, "tombstone_proxy_connections_active 1")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n), "still serving after SIGHUP")
+
+	start := time.Now()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status after SIGTERM")
+	case <-time.After(15 * time.Second):
+		t.Fatal("proxy did not exit after SIGTERM")
+	}
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "open sessions get shutdown_timeout")
+	require.Error(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n), "session ended by shutdown")
+}
+
+// TestProxyBinaryRefusesBadConfig: a bad key stops the start, naming it.
+func TestProxyBinaryRefusesBadConfig(t *testing.T) {
+	bin := buildBinary(t)
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("guards:\n  max_rowz: 5\n"), 0o600))
+	out, err := exec.Command(bin, "proxy", "--config", cfg).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "max_rowz")
+}
