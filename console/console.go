@@ -46,9 +46,9 @@ var Usage = []struct{ Syntax, Help string }{
 	{"RELEASE BATCH <id>", "let the reaper purge a held batch again"},
 	{"PAUSE REAPER", "stop every reaper until RESUME REAPER"},
 	{"RESUME REAPER", "let reapers work again"},
-	{"FREEZE DELETES", "refuse every DELETE through every proxy"},
-	{"THAW DELETES", "allow deletes again"},
-	{"RESET BREAKER [<role or application>]", "re-arm a tripped delete-rate breaker"},
+	{"FREEZE DELETES", "refuse every DELETE through every proxy (not available yet)"},
+	{"THAW DELETES", "allow deletes again (not available yet)"},
+	{"RESET BREAKER [<role or application>]", "re-arm a tripped delete-rate breaker (not available yet)"},
 	{"SHOW TOMBSTONE STATUS", "schema version, tables, tombstones, reaper state"},
 	{"TOMBSTONE HELP", "this list"},
 }
