@@ -309,8 +309,12 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 	case plan != nil && plan.Result != nil && plan.Result.Refusal() != nil:
 		refusal = plan.Result.Refusal()
 	case plan != nil && plan.Admin:
-		refusal = &rewrite.Error{Code: CodeFeatureNotSupported, Message: "tombstone console commands need the simple query protocol",
-			Hint: "Send the command as a plain query, e.g. with psql or Exec in simple protocol mode."}
+		// A console command prepared like any statement: it runs as the
+		// SQL it stands for; errors carry no position into that SQL.
+		s.forgetStatement(name)
+		s.track.push(pending{kind: 'P', admin: true})
+		msg.Query = plan.Result.SQL
+		return s.writeMsg(&msg)
 	}
 	if refusal != nil {
 		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))

@@ -315,3 +315,28 @@ func TestDeleteForms(t *testing.T) {
 	require.Equal(t, 5, batches())
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__links WHERE id = 40"))
 }
+
+// TestConsoleExtendedProtocol: console commands also work when a driver
+// prepares them (pgx's default), and a console syntax error is a clean
+// 42601 in either protocol.
+func TestConsoleExtendedProtocol(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "DELETE FROM links WHERE id < 5")
+	require.NoError(t, err)
+	var batch int64
+	require.NoError(t, p.QueryRow(ctx, "SHOW BATCHES LIMIT 1").Scan(&batch, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil))
+	require.Positive(t, batch)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		_, err = p.Exec(ctx, "UNDELETE BATCH", mode)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "42601", pe.Code)
+		require.Contains(t, pe.Hint, "UNDELETE BATCH <id>")
+		require.Zero(t, pe.Position)
+	}
+	_, err = p.Exec(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.NoError(t, err)
+	require.Equal(t, 300, e.count("SELECT count(*) FROM links"))
+}
