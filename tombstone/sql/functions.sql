@@ -443,7 +443,7 @@ BEGIN
     IF coalesce(current_setting('tombstone.ddl_sync', true), '') <> 'off' THEN
         FOR r IN SELECT DISTINCT tombstone._root(d.objid) AS relid
                    FROM pg_event_trigger_ddl_commands() d
-                  WHERE d.classid = 'pg_class'::regclass AND d.object_type = 'table'
+                  WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
         LOOP
             IF EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = r.relid) THEN
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
@@ -587,7 +587,7 @@ $$;
 
 -- _restore is the core of every undelete. p_preds maps source table oids
 -- (as text) to a SQL predicate over the table's shadow rows, aliased s:
--- those rows are restored. Rows with cause 'delete'/'cascade' are
+-- those rows are restored. Rows with cause 'delete'/'cascade'/'truncate' are
 -- re-inserted (tables parents first); rows with cause 'set_null' re-link
 -- their foreign keys to restored parents where those are still NULL (or
 -- still the default, for SET DEFAULT). Restored tombstones are deleted in
@@ -653,7 +653,7 @@ BEGIN
     FOR i IN 1 .. cardinality(ordered) LOOP
         o := ordered[i];
         shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
-        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause IN (''delete'', ''cascade'')';
+        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause IN (''delete'', ''cascade'', ''truncate'')';
         target := o::regclass::text;
         names := names || (SELECT n2.nspname || '.' || c2.relname FROM pg_catalog.pg_class c2
                              JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid = o);
@@ -820,9 +820,13 @@ BEGIN
                           JOIN pg_catalog.pg_attribute pa ON pa.attrelid = fk.confrelid AND pa.attnum = k.pa_num)
                     || ')';
             IF p_dry_run THEN
-                EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s JOIN %s t ON %s WHERE %s AND %s',
+                -- The parent is not back yet: count the links whose
+                -- old value pointed somewhere.
+                EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s JOIN %s t ON %s WHERE %s AND %s AND %s',
                                           shadow, target, keyjoin, pred,
-                                          split_part(cond, ' AND EXISTS (SELECT 1 FROM ', 1)) INTO n;
+                                          split_part(cond, ' AND EXISTS (SELECT 1 FROM ', 1),
+                                          (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I IS NOT NULL', c), ' AND ')
+                                             FROM unnest(tombstone._shadow_cols(o, fk.conkey)) c)) INTO n;
             ELSE
                 EXECUTE pg_catalog.format('UPDATE %s t SET %s FROM tombstone.%I s WHERE %s AND %s AND %s',
                                           target, assign, shadow, pred, keyjoin, cond);
@@ -1003,7 +1007,7 @@ BEGIN
     IF NOT p_dry_run THEN
         PERFORM tombstone.sync_shadow(root::regclass);
     END IF;
-    sel := 's._ts_cause IN (''delete'', ''cascade'')';
+    sel := 's._ts_cause IN (''delete'', ''cascade'', ''truncate'')';
     IF p_batch IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch); END IF;
     IF p_since IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at >= %L::timestamptz', p_since); END IF;
     IF p_until IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at < %L::timestamptz', p_until); END IF;

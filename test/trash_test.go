@@ -1,0 +1,106 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+// TestTruncateUndelete: TRUNCATE … CASCADE through the proxy answers like
+// Postgres, leaves a batch that SHOW BATCHES lists, and UNDELETE BATCH
+// brings every row back byte-identical.
+func TestTruncateUndelete(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	before := e.snapshot(shopTables...)
+	ctx := context.Background()
+	c := testenv.Connect(t, e.proxy)
+
+	tag, err := c.Exec(ctx, "TRUNCATE tenants CASCADE")
+	require.NoError(t, err)
+	require.Equal(t, "TRUNCATE TABLE", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM products"))
+
+	rows, _ := simple(t, c, "SHOW BATCHES")
+	require.Len(t, rows, 1)
+	require.Contains(t, strings.Join(rows[0], "|"), "TRUNCATE tenants CASCADE")
+	_, _ = simple(t, c, "UNDELETE BATCH "+rows[0][0])
+	require.Equal(t, before, e.snapshot(shopTables...), "restore is byte-identical")
+
+	// In a transaction that rolls back, nothing is left.
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "TRUNCATE links")
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, before, e.snapshot(shopTables...))
+}
+
+// TestDropUndrop: DROP TABLE through the proxy moves the table to the
+// trash; UNDROP TABLE brings it back with its rows.
+func TestDropUndrop(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	before := e.snapshot(shopTables...)
+	ctx := context.Background()
+	c := testenv.Connect(t, e.proxy)
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		tag, err := c.Exec(ctx, "DROP TABLE IF EXISTS links", mode)
+		require.NoError(t, err)
+		require.Equal(t, "DROP TABLE", tag.String())
+		require.Zero(t, e.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'links'"))
+		require.Equal(t, 1, e.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'tombstone_trash'"))
+		_, err = c.Exec(ctx, "SELECT * FROM links", mode)
+		require.Equal(t, "42P01", pgErrCode(err))
+
+		rows, _ := simple(t, c, "UNDROP TABLE links")
+		require.Len(t, rows, 1)
+		require.Equal(t, "public.links", rows[0][0])
+		require.Equal(t, before, e.snapshot(shopTables...))
+	}
+
+	// The restored table is protected again: a DELETE is captured.
+	tag, err := c.Exec(ctx, "DELETE FROM links WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__links WHERE id = 1"))
+}
+
+func pgErrCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestTruncateDropRejected: under policy reject both statements are
+// refused with 0A000 and change nothing.
+func TestTruncateDropRejected(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	before := e.snapshot(shopTables...)
+	px := testenv.StartProxy(t, func(cfg *proxy.Config) {
+		cfg.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(256), proxy.Policies{Truncate: "reject", Drop: "reject"})
+		cfg.OnCatalogChanged = e.cats.Invalidate
+	})
+	pu, _ := url.Parse(px.DSN)
+	pu.Path = "/" + dbName(t, e.direct)
+	c := testenv.Connect(t, pu.String())
+	ctx := context.Background()
+	for _, sql := range []string{"TRUNCATE products CASCADE", "DROP TABLE links", "TRUNCATE product_users"} {
+		_, err := c.Exec(ctx, sql)
+		require.Equal(t, "0A000", pgErrCode(err), sql)
+	}
+	require.Equal(t, before, e.snapshot(shopTables...))
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.batches"))
+}

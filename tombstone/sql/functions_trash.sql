@@ -1,0 +1,675 @@
+-- functions_trash.sql: TRUNCATE and DROP TABLE of protected tables, and
+-- UNDROP TABLE. The proxy rewrites
+--   TRUNCATE …        into CALL tombstone.capture_truncate(…)
+--   DROP TABLE …      into CALL tombstone.trash_tables(…)
+--   UNDROP TABLE t    into SELECT * FROM tombstone.undrop_table('t')
+-- (see rewrite/truncate.go and console/). Re-runnable, like functions.sql.
+--
+-- Privileges. capture_truncate and trash_tables are SECURITY INVOKER: the
+-- TRUNCATE, the reads of the captured rows and the DDL run with the
+-- caller's own privileges, so they succeed and fail exactly when the
+-- plain statement would. What the caller may not do itself — read the
+-- protection rules and the shadow registry, write tombstone.trash — goes
+-- through small SECURITY DEFINER helpers (fixed search_path) that return
+-- registry facts only (shadow names, column lists, retention), never
+-- tombstones. Rows are written into batches and shadow tables with the
+-- INSERT privilege PUBLIC already has for DELETE's rewrite.
+--
+-- Reaper (implemented elsewhere; what it must do with the trash): for
+-- every tombstone.trash row with purged_at IS NULL, restored_at IS NULL,
+-- NOT held and purge_after < now() (database clock), lock the row (FOR
+-- UPDATE SKIP LOCKED), check that tombstone_trash.<trash_name> still is
+-- the table with oid = source (an UNDROP may have won the race; a table
+-- that is gone only needs purged_at), DROP TABLE tombstone_trash.<trash_name>
+-- CASCADE (its partitions, also in the trash and listed in renames, go
+-- with it; CASCADE because a foreign key of a restored table may still
+-- point at it, which the original DROP would also have removed) and set
+-- purged_at = now(), each table in its own short transaction with
+-- lock_timeout. The table's shadow and tombstones are not the trash's
+-- business: they follow the batches' own purge_after.
+
+-- _protected_roots returns, for each given relation whose partition root
+-- is a protected table, the root, its name as batches record it
+-- ("schema.table") and its retention.
+CREATE OR REPLACE FUNCTION tombstone._protected_roots(p_rels oid[])
+RETURNS TABLE (relid oid, root oid, table_name text, retention interval)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.rel, pt.relid, pt.schema_name || '.' || pt.table_name, pt.retention
+      FROM (SELECT DISTINCT r AS rel FROM unnest(p_rels) r) x
+      JOIN tombstone.protected_tables() pt ON pt.relid = tombstone._root(x.rel)
+$$;
+
+-- _capture_targets is _protected_roots plus what a capture needs: the
+-- shadow table of each root, created or brought in line with the source
+-- first (sync_shadow, as the DDL event trigger would), and the column
+-- lists: shadow columns that hold live source columns (tracked by attnum
+-- in shadow_columns) and the source's names for them. After the sync
+-- these are exactly the source's live columns, the list the rewriter
+-- uses for DELETE (Table.Columns from LoadCatalog).
+CREATE OR REPLACE FUNCTION tombstone._capture_targets(p_rels oid[])
+RETURNS TABLE (relid oid, root oid, table_name text, retention interval, shadow name,
+               shadow_cols name[], source_cols name[])
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    sh name;
+    synced oid[] := '{}';
+BEGIN
+    FOR r IN SELECT p.relid AS rel, p.root AS rt, p.table_name AS tn, p.retention AS ret
+               FROM tombstone._protected_roots(p_rels) p ORDER BY p.root, p.relid
+    LOOP
+        IF NOT (r.rt = ANY (synced)) THEN
+            PERFORM tombstone.sync_shadow(r.rt::regclass);
+            synced := synced || r.rt;
+        END IF;
+        SELECT s.shadow_name INTO sh FROM tombstone.shadows s WHERE s.source = r.rt;
+        RETURN QUERY
+        SELECT r.rel, r.rt, r.tn, r.ret, sh,
+               coalesce(array_agg(sc.shadow_column ORDER BY sc.attnum), '{}'),
+               coalesce(array_agg(a.attname ORDER BY sc.attnum), '{}')
+          FROM tombstone.shadow_columns sc
+          JOIN pg_attribute a ON a.attrelid = r.rt AND a.attnum = sc.attnum AND NOT a.attisdropped
+         WHERE sc.source = r.rt AND sc.attnum IS NOT NULL;
+    END LOOP;
+END
+$$;
+
+-- capture_truncate is what the proxy runs for a TRUNCATE that may remove
+-- rows of protected tables. It works out every table the TRUNCATE
+-- empties, as ExecuteTruncate does (src/backend/commands/tablecmds.c):
+-- the listed tables, their inheritance children and partitions unless
+-- ONLY, and with CASCADE every table referencing those through a foreign
+-- key, to a fixpoint (heap_truncate_find_FKs, including its climb from a
+-- partition's constraint to the partitioned table's). Each is locked
+-- ACCESS EXCLUSIVE as soon as it is found, as TRUNCATE would, so no row
+-- can arrive between the capture and the truncate and no foreign key can
+-- be added meanwhile. The rows of every protected table among them go
+-- into its shadow table with cause 'truncate', all in one new batch; then
+-- the TRUNCATE itself runs with the caller's privileges. Policy 'reject'
+-- refuses the statement instead when a protected table is reached;
+-- 'allow' truncates without capturing.
+CREATE OR REPLACE PROCEDURE tombstone.capture_truncate(
+    p_tables text[], p_only boolean[], p_cascade boolean, p_restart boolean,
+    p_client_addr text, p_sql text, p_policy text DEFAULT 'capture')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rels oid[] := '{}';
+    listed text[] := '{}';
+    targets oid[] := '{}';
+    referenced oid[];
+    found_rels oid[];
+    found_refs oid[];
+    rel oid;
+    kind "char";
+    i int;
+    t record;
+    batch bigint;
+    counts jsonb := '{}';
+    n bigint;
+    total bigint := 0;
+    keep interval;
+BEGIN
+    IF p_policy IS NULL OR p_policy NOT IN ('capture', 'reject', 'allow') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: unknown TRUNCATE policy %L', p_policy),
+            HINT = 'Use capture, reject or allow.';
+    END IF;
+    IF pg_catalog.cardinality(p_tables) IS DISTINCT FROM pg_catalog.cardinality(p_only) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'tombstone: capture_truncate needs one ONLY flag per table';
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(p_tables) LOOP
+        -- The caller's search_path resolves the name, with Postgres's own
+        -- error for a missing table (42P01).
+        rel := p_tables[i]::regclass;
+        rels := rels || rel;
+        listed := listed || ((CASE WHEN p_only[i] THEN 'ONLY ' ELSE '' END) || rel::regclass::text);
+        SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = rel;
+        -- Anything but a table is left to the TRUNCATE below, which fails
+        -- with Postgres's own message.
+        CONTINUE WHEN kind NOT IN ('r', 'p');
+        EXECUTE pg_catalog.format('LOCK TABLE %s%s IN ACCESS EXCLUSIVE MODE',
+                                  CASE WHEN p_only[i] THEN 'ONLY ' ELSE '' END, rel::regclass);
+        targets := targets || rel;
+        IF NOT p_only[i] THEN
+            targets := targets || ARRAY(
+                WITH RECURSIVE d(oid) AS (
+                    SELECT h.inhrelid FROM pg_catalog.pg_inherits h WHERE h.inhparent = rel
+                    UNION
+                    SELECT h.inhrelid FROM pg_catalog.pg_inherits h JOIN d ON h.inhparent = d.oid)
+                SELECT d.oid FROM d);
+        END IF;
+    END LOOP;
+
+    IF p_cascade THEN
+        referenced := targets;
+        LOOP
+            SELECT pg_catalog.array_agg(DISTINCT c.conrelid) FILTER (WHERE NOT (c.conrelid = ANY (targets)))
+              INTO found_rels
+              FROM pg_catalog.pg_constraint c
+             WHERE c.contype = 'f' AND c.confrelid = ANY (referenced);
+            -- A constraint cloned onto a partition points at the top of
+            -- the other side through its ancestors: whatever references
+            -- that top table references the truncated partitions too.
+            WITH RECURSIVE up(oid, parent, confrelid) AS (
+                SELECT c.oid, c.conparentid, c.confrelid FROM pg_catalog.pg_constraint c
+                 WHERE c.contype = 'f' AND c.confrelid = ANY (referenced) AND c.conparentid <> 0
+                UNION
+                SELECT p.oid, p.conparentid, p.confrelid FROM pg_catalog.pg_constraint p JOIN up ON p.oid = up.parent)
+            SELECT pg_catalog.array_agg(DISTINCT up.confrelid) FILTER (WHERE NOT (up.confrelid = ANY (referenced)))
+              INTO found_refs
+              FROM up WHERE up.parent = 0;
+            EXIT WHEN found_rels IS NULL AND found_refs IS NULL;
+            IF found_rels IS NOT NULL THEN
+                FOREACH rel IN ARRAY found_rels LOOP
+                    EXECUTE pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', rel::regclass);
+                END LOOP;
+                targets := targets || found_rels;
+                referenced := referenced || found_rels;
+            END IF;
+            IF found_refs IS NOT NULL THEN
+                referenced := referenced || found_refs;
+            END IF;
+        END LOOP;
+    END IF;
+
+    IF p_policy <> 'allow' THEN
+        FOR t IN SELECT x.* FROM tombstone._capture_targets(targets) x
+                   JOIN pg_catalog.pg_class c ON c.oid = x.relid
+                  ORDER BY x.table_name, c.relkind DESC, x.relid
+        LOOP
+            IF p_policy = 'reject' THEN
+                RAISE EXCEPTION USING ERRCODE = '0A000',
+                    MESSAGE = pg_catalog.format('tombstone: TRUNCATE of protected table %s is refused (policies.truncate: reject)',
+                                                t.table_name),
+                    HINT = 'Use DELETE, whose rows can be restored, or ask an administrator to change the policy.';
+            END IF;
+            IF batch IS NULL THEN
+                batch := pg_catalog.nextval('tombstone.batches_id_seq');
+            END IF;
+            -- Partitioned tables hold no rows of their own (their
+            -- partitions are targets too); record them with what their
+            -- partitions add.
+            n := 0;
+            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r' THEN
+                EXECUTE pg_catalog.format('INSERT INTO tombstone.%I (_ts_batch, _ts_cause%s) SELECT $1, ''truncate''%s FROM ONLY %s',
+                    t.shadow,
+                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
+                       FROM pg_catalog.unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
+                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
+                       FROM pg_catalog.unnest(t.source_cols) WITH ORDINALITY u(s, o)),
+                    t.relid::regclass)
+                  USING batch;
+                GET DIAGNOSTICS n = ROW_COUNT;
+            END IF;
+            counts := counts || pg_catalog.jsonb_build_object(t.table_name,
+                                    coalesce((counts ->> t.table_name)::bigint, 0) + n);
+            total := total + n;
+            keep := GREATEST(keep, t.retention);
+        END LOOP;
+        -- Like a DELETE of nothing, a TRUNCATE of empty tables leaves no
+        -- batch.
+        IF total > 0 THEN
+            INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after)
+            VALUES (batch, p_client_addr, p_sql, counts, pg_catalog.statement_timestamp() + keep);
+        END IF;
+    END IF;
+
+    EXECUTE pg_catalog.format('TRUNCATE %s%s%s',
+        pg_catalog.array_to_string(listed, ', '),
+        CASE WHEN p_restart THEN ' RESTART IDENTITY' ELSE '' END,
+        CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END);
+END
+$$;
+
+-- _trash_ident is p_base cut (at a character boundary) so that
+-- p_base || p_suffix fits an identifier's 63 bytes.
+CREATE OR REPLACE FUNCTION tombstone._trash_ident(p_base text, p_suffix text) RETURNS name
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    n int := pg_catalog.char_length(p_base);
+BEGIN
+    WHILE pg_catalog.octet_length(pg_catalog.left(p_base, n) || p_suffix) > 63 LOOP
+        n := n - 1;
+    END LOOP;
+    RETURN (pg_catalog.left(p_base, n) || p_suffix)::name;
+END
+$$;
+
+-- _trash_free_name picks a name from p_base/p_suffix that no relation in
+-- the given schemas has yet.
+CREATE OR REPLACE FUNCTION tombstone._trash_free_name(p_base text, p_suffix text, p_nsps oid[]) RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cand name := tombstone._trash_ident(p_base, p_suffix);
+    k int := 1;
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = cand AND c.relnamespace = ANY (p_nsps)) LOOP
+        k := k + 1;
+        cand := tombstone._trash_ident(p_base, p_suffix || '_' || k);
+    END LOOP;
+    RETURN cand;
+END
+$$;
+
+-- _trash_register records that the protected table p_rel is about to be
+-- moved to the trash and plans the move: the trash names of the table,
+-- its partitions, their indexes and owned sequences (every one of them
+-- moves into tombstone_trash, where the names of earlier trashed tables
+-- must not collide), and the foreign keys of other tables (not in
+-- p_keep, which lists the tables dropped by the same statement) that
+-- reference it. It returns the plan; trash_tables carries it out with
+-- the caller's privileges, so a caller that may not drop the table fails
+-- there and this row rolls back with the statement.
+--
+-- It is SECURITY DEFINER because application roles cannot write
+-- tombstone.trash. Everything it records comes from the catalogs, never
+-- from the caller (except the claimed role, kept only when the session
+-- user may be that role), so a direct call can at worst add an entry for
+-- a table that never reaches the trash: undrop_table and the reaper
+-- only act on an entry whose trash table exists with the recorded oid,
+-- which only the table's owner can bring about.
+CREATE OR REPLACE FUNCTION tombstone._trash_register(
+    p_rel oid, p_keep oid[], p_role name, p_client_addr text, p_sql text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    v_id bigint;
+    members oid[];
+    m record;
+    trash_nsp oid := 'tombstone_trash'::regnamespace::oid;
+    renames jsonb := '[]';
+    fks jsonb;
+    k int := 0;
+    trash_name name;
+    who name := session_user;
+BEGIN
+    SELECT pt.* INTO p FROM tombstone.protected_tables() pt WHERE pt.relid = p_rel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: %s is not a protected table', p_rel::regclass);
+    END IF;
+    members := ARRAY[p_rel] || ARRAY(SELECT t.relid FROM pg_partition_tree(p_rel) t WHERE t.relid <> p_rel ORDER BY t.level, t.relid);
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = ANY (members) AND c.relkind NOT IN ('r', 'p')) THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: cannot move %s to the trash: it has foreign-table partitions', p_rel::regclass),
+            HINT = 'Detach them first, or set policies.drop to allow.';
+    END IF;
+    v_id := pg_catalog.nextval('tombstone.trash_id_seq');
+
+    FOR m IN SELECT c.oid, c.relname, c.relnamespace, n.nspname, o.ord
+               FROM unnest(members) WITH ORDINALITY o(rel, ord)
+               JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+              ORDER BY o.ord
+    LOOP
+        trash_name := tombstone._trash_free_name(m.relname,
+            '__' || v_id || CASE WHEN m.ord > 1 THEN '_p' || (m.ord - 1) ELSE '' END,
+            ARRAY[trash_nsp, m.relnamespace]);
+        renames := renames || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'kind', 'table', 'oid', m.oid, 'schema', m.nspname, 'name', m.relname, 'trash', trash_name));
+    END LOOP;
+    -- Indexes (partitioned ones too) and sequences owned by a column
+    -- (serial, identity) move with their table.
+    FOR m IN SELECT c.oid, c.relname, c.relnamespace, n.nspname,
+                    CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'index' END AS kind
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = ANY (members)
+                              UNION
+                              SELECT d.objid FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                                 AND d.refobjid = ANY (members) AND d.deptype IN ('a', 'i'))
+                AND c.relkind IN ('i', 'I', 'S')
+              ORDER BY c.oid
+    LOOP
+        k := k + 1;
+        trash_name := tombstone._trash_free_name('t' || v_id || '_' || left(m.kind, 1) || k, '', ARRAY[trash_nsp, m.relnamespace]);
+        renames := renames || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'kind', m.kind, 'oid', m.oid, 'schema', m.nspname, 'name', m.relname, 'trash', trash_name));
+    END LOOP;
+
+    -- With search_path = pg_catalog, pg_get_constraintdef qualifies the
+    -- referenced table, so the definition is valid wherever it runs.
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'oid', c.oid, 'table_oid', c.conrelid, 'table', pg_catalog.format('%I.%I', n.nspname, cl.relname),
+               'name', c.conname, 'def', pg_catalog.pg_get_constraintdef(c.oid)) ORDER BY c.oid), '[]')
+      INTO fks
+      FROM pg_constraint c
+      JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confrelid = ANY (members)
+       AND NOT (c.conrelid = ANY (members || coalesce(p_keep, '{}')));
+
+    IF p_role IS NOT NULL AND pg_has_role(session_user, p_role, 'MEMBER') THEN
+        who := p_role;
+    END IF;
+    INSERT INTO tombstone.trash (id, source, original_schema, original_name, trash_schema, trash_name, role,
+                                 purge_after, renames, foreign_keys, client_addr, sql)
+    VALUES (v_id, p_rel, p.schema_name, p.table_name, 'tombstone_trash', renames -> 0 ->> 'trash', who,
+            statement_timestamp() + p.retention, renames, fks, p_client_addr, p_sql);
+    RETURN pg_catalog.jsonb_build_object('id', v_id, 'renames', renames, 'foreign_keys', fks);
+END
+$$;
+
+-- trash_tables is what the proxy runs for a DROP TABLE that names a
+-- protected table. Unprotected tables are dropped as usual; protected
+-- ones (with their partitions) are renamed and moved to schema
+-- tombstone_trash, recorded in tombstone.trash, and can be brought back
+-- with undrop_table until the reaper drops them after their retention.
+-- Their shadow tables and tombstones stay where they are.
+--
+-- DROP semantics are Postgres's own: a name that is missing or not a
+-- table is handed to DROP TABLE [IF EXISTS] itself (its NOTICE or error),
+-- and a RESTRICT DROP TABLE of every listed table is tried first in a
+-- subtransaction that is always rolled back, so ownership (42501) and
+-- dependency errors (2BP01, with Postgres's DETAIL and HINT) come out
+-- exactly as for the plain statement. With CASCADE, foreign keys of other
+-- tables that reference a trashed table are dropped (and recorded, for
+-- UNDROP) and dependent views are dropped, as Postgres would; anything
+-- else that still depends on it (inheritance children, functions using
+-- its row type, …) refuses the statement (0A000) rather than destroying
+-- what UNDROP could not give back. Naming a partition alone is refused
+-- too: DETACH it first (it is then a protected table of its own).
+--
+-- The DDL event trigger (tombstone._on_ddl) fires on these ALTERs; with
+-- tombstone.ddl_sync off for the duration it only notifies the proxies,
+-- so the shadow registry keeps the table's original name while it is in
+-- the trash (a table in tombstone_trash is not protected, so nothing
+-- else touches it).
+CREATE OR REPLACE PROCEDURE tombstone.trash_tables(
+    p_tables text[], p_missing_ok boolean, p_cascade boolean, p_client_addr text, p_sql text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    nm text;
+    q text;
+    rel oid;
+    cls record;
+    rels oid[] := '{}';
+    prot oid[] := '{}';
+    plain oid[] := '{}';
+    members oid[] := '{}';
+    plan jsonb;
+    plans jsonb[] := '{}';
+    x jsonb;
+    r record;
+    has_deps boolean := false;
+    sync_before text := pg_catalog.current_setting('tombstone.ddl_sync', true);
+    err_detail text;
+BEGIN
+    FOREACH nm IN ARRAY p_tables LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p), '.' ORDER BY o) INTO q
+          FROM pg_catalog.unnest(pg_catalog.parse_ident(nm)) WITH ORDINALITY u(p, o);
+        rel := pg_catalog.to_regclass(q);
+        SELECT c.relkind, c.relispartition INTO cls FROM pg_catalog.pg_class c WHERE c.oid = rel;
+        IF rel IS NULL OR cls.relkind NOT IN ('r', 'p') THEN
+            EXECUTE 'DROP TABLE ' || CASE WHEN p_missing_ok THEN 'IF EXISTS ' ELSE '' END || q;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN rel = ANY (rels);
+        rels := rels || rel;
+    END LOOP;
+    IF pg_catalog.cardinality(rels) = 0 THEN
+        RETURN;
+    END IF;
+
+    FOR r IN SELECT p.relid, p.root, p.table_name FROM tombstone._protected_roots(rels) p LOOP
+        IF r.relid <> r.root THEN
+            RAISE EXCEPTION USING ERRCODE = '0A000',
+                MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported',
+                                            r.relid::regclass, r.table_name),
+                HINT = pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s first; the detached table is then protected on its own.',
+                                         r.root::regclass, r.relid::regclass);
+        END IF;
+        prot := prot || r.relid;
+    END LOOP;
+    plain := ARRAY(SELECT u FROM pg_catalog.unnest(rels) u WHERE NOT (u = ANY (prot)));
+    members := prot || ARRAY(SELECT t.relid FROM pg_catalog.unnest(prot) p, pg_catalog.pg_partition_tree(p) t WHERE t.relid <> p);
+
+    -- Postgres's own checks, on the whole list at once (tables of the
+    -- list may depend on each other, as for DROP TABLE a, b).
+    BEGIN
+        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(rels) u);
+        RAISE EXCEPTION USING ERRCODE = 'TS0D1';
+    EXCEPTION
+        WHEN SQLSTATE 'TS0D1' THEN
+            NULL;
+        WHEN dependent_objects_still_exist THEN
+            IF NOT p_cascade THEN
+                RAISE;
+            END IF;
+            has_deps := true;
+    END;
+
+    IF pg_catalog.cardinality(prot) = 0 THEN
+        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(plain) u)
+                || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END;
+        RETURN;
+    END IF;
+
+    -- Record and plan every protected table before anything changes, so
+    -- the recorded foreign keys are the ones that exist now.
+    FOREACH rel IN ARRAY prot LOOP
+        plans := plans || tombstone._trash_register(rel, rels, current_user, p_client_addr, p_sql);
+    END LOOP;
+
+    -- Foreign keys of trashed tables that reference tables dropped for
+    -- real in the same statement go with those tables (as in Postgres);
+    -- drop them while the trashed tables can still be named.
+    FOR r IN SELECT c.conrelid, c.conname FROM pg_catalog.pg_constraint c
+              WHERE c.contype = 'f' AND c.conparentid = 0 AND c.conrelid = ANY (members) AND c.confrelid = ANY (plain)
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', r.conrelid::regclass, r.conname);
+    END LOOP;
+
+    IF has_deps THEN
+        -- CASCADE: other tables' foreign keys and views that depend on a
+        -- trashed table. Postgres reports each with a NOTICE; so do we.
+        FOR r IN SELECT c.conrelid, c.conname FROM pg_catalog.pg_constraint c
+                  WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confrelid = ANY (members)
+                    AND NOT (c.conrelid = ANY (members))
+                  ORDER BY c.oid
+        LOOP
+            RAISE NOTICE 'drop cascades to constraint % on table %', r.conname, r.conrelid::regclass;
+            EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', r.conrelid::regclass, r.conname);
+        END LOOP;
+        FOR r IN SELECT DISTINCT rw.ev_class AS v, c.relkind
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
+                   JOIN pg_catalog.pg_class c ON c.oid = rw.ev_class
+                  WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.refobjid = ANY (members) AND d.deptype = 'n'
+                    AND NOT (rw.ev_class = ANY (members)) AND c.relkind IN ('v', 'm')
+        LOOP
+            -- An earlier view's CASCADE may have taken this one already.
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.v);
+            RAISE NOTICE 'drop cascades to % %', CASE WHEN r.relkind = 'm' THEN 'materialized view' ELSE 'view' END, r.v::regclass;
+            EXECUTE pg_catalog.format('DROP %s %s CASCADE',
+                                      CASE WHEN r.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, r.v::regclass);
+        END LOOP;
+        -- Anything left is something the trash cannot keep.
+        BEGIN
+            EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(prot) u);
+            RAISE EXCEPTION USING ERRCODE = 'TS0D1';
+        EXCEPTION
+            WHEN SQLSTATE 'TS0D1' THEN
+                NULL;
+            WHEN dependent_objects_still_exist THEN
+                GET STACKED DIAGNOSTICS err_detail = PG_EXCEPTION_DETAIL;
+                RAISE EXCEPTION USING ERRCODE = '0A000',
+                    MESSAGE = pg_catalog.format('tombstone: cannot move %s to the trash: other objects depend on it',
+                        (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(prot) u)),
+                    DETAIL = err_detail,
+                    HINT = 'Drop the dependent objects first, or set policies.drop to allow.';
+        END;
+    END IF;
+
+    -- The move. Renames first (in the original schemas, where the caller
+    -- can name the objects), then SET SCHEMA, which takes indexes and
+    -- owned sequences along; each partition moves on its own.
+    PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
+    FOREACH plan IN ARRAY plans LOOP
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'renames') e
+                  ORDER BY (e ->> 'kind') = 'table', (e ->> 'oid')::oid
+        LOOP
+            EXECUTE pg_catalog.format('ALTER %s %I.%I RENAME TO %I',
+                CASE x ->> 'kind' WHEN 'table' THEN 'TABLE' WHEN 'index' THEN 'INDEX' ELSE 'SEQUENCE' END,
+                x ->> 'schema', x ->> 'name', x ->> 'trash');
+        END LOOP;
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'renames') e WHERE e ->> 'kind' = 'table' LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA tombstone_trash', x ->> 'schema', x ->> 'trash');
+        END LOOP;
+    END LOOP;
+    PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
+
+    IF pg_catalog.cardinality(plain) > 0 THEN
+        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(plain) u)
+                || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END;
+    END IF;
+END
+$$;
+
+-- undrop_table brings back the newest dropped table called p_name
+-- (regclass input form; unqualified names are looked up in the protected
+-- schemas in their configured order) that is still in the trash: it
+-- moves the table (and its partitions) back, gives every object its old
+-- name, re-creates the recorded foreign keys of other tables that still
+-- exist (NOT VALID, with a NOTICE, when rows written since violate them;
+-- skipped with a WARNING when the admin may not alter that table) and
+-- marks the entry restored. Admin only; it runs with the caller's
+-- privileges, so moving the table back needs its owner's rights
+-- (superuser, or membership in the owning role).
+CREATE OR REPLACE FUNCTION tombstone.undrop_table(p_name text)
+RETURNS TABLE (table_name text, restored_from text, dropped_at timestamptz)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    parts text[];
+    e tombstone.trash;
+    x jsonb;
+    sync_before text;
+    fk jsonb;
+    msg text;
+BEGIN
+    PERFORM tombstone._require_admin();
+    parts := pg_catalog.parse_ident(p_name);
+    IF pg_catalog.cardinality(parts) NOT IN (1, 2) THEN
+        RAISE EXCEPTION USING ERRCODE = '42601',
+            MESSAGE = pg_catalog.format('tombstone: improper table name %s', p_name);
+    END IF;
+    SELECT t.* INTO e
+      FROM tombstone.trash t
+      JOIN pg_catalog.pg_class c ON c.oid = t.source AND c.relname = t.trash_name
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = t.trash_schema
+      LEFT JOIN tombstone.protected s ON s.kind = 'schema' AND s.schema_name = t.original_schema AND s.table_name = ''
+     WHERE t.restored_at IS NULL AND t.purged_at IS NULL
+       AND t.original_name = parts[pg_catalog.cardinality(parts)]
+       AND (CASE WHEN pg_catalog.cardinality(parts) = 2 THEN t.original_schema = parts[1] ELSE s.kind IS NOT NULL END)
+     ORDER BY s.position, t.dropped_at DESC, t.id DESC
+     LIMIT 1
+       FOR UPDATE OF t;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42P01',
+            MESSAGE = pg_catalog.format('tombstone: no dropped table %s in the trash', p_name),
+            HINT = 'SELECT * FROM tombstone.trash lists what was dropped; purged tables cannot be restored.';
+    END IF;
+    IF pg_catalog.to_regnamespace(pg_catalog.quote_ident(e.original_schema)) IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '3F000',
+            MESSAGE = pg_catalog.format('tombstone: cannot UNDROP TABLE %I.%I: schema %I does not exist',
+                                        e.original_schema, e.original_name, e.original_schema),
+            HINT = 'Create the schema first.';
+    END IF;
+    FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' = 'table' LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = x ->> 'schema' AND c.relname = x ->> 'name') THEN
+            RAISE EXCEPTION USING ERRCODE = '42P07',
+                MESSAGE = pg_catalog.format('tombstone: cannot UNDROP TABLE %I.%I: relation %I.%I exists again',
+                                            e.original_schema, e.original_name, x ->> 'schema', x ->> 'name'),
+                HINT = 'Rename or drop the new relation first, then UNDROP TABLE again.';
+        END IF;
+    END LOOP;
+
+    sync_before := pg_catalog.current_setting('tombstone.ddl_sync', true);
+    PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
+    FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' = 'table' LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE tombstone_trash.%I SET SCHEMA %I', x ->> 'trash', x ->> 'schema');
+        EXECUTE pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', x ->> 'schema', x ->> 'trash', x ->> 'name');
+    END LOOP;
+    FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' <> 'table' LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = x ->> 'schema' AND c.relname = x ->> 'name') THEN
+            RAISE NOTICE 'tombstone: % %.% keeps the name % (its old name % is taken)',
+                x ->> 'kind', x ->> 'schema', x ->> 'trash', x ->> 'trash', x ->> 'name';
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('ALTER %s %I.%I RENAME TO %I',
+            CASE x ->> 'kind' WHEN 'index' THEN 'INDEX' ELSE 'SEQUENCE' END, x ->> 'schema', x ->> 'trash', x ->> 'name');
+    END LOOP;
+    PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
+    IF EXISTS (SELECT 1 FROM tombstone.shadows s WHERE s.source = e.source) THEN
+        PERFORM tombstone.sync_shadow(e.source::regclass);
+    END IF;
+
+    FOR fk IN SELECT v FROM pg_catalog.jsonb_array_elements(e.foreign_keys) v LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid) THEN
+            RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table no longer exists',
+                fk ->> 'name', fk ->> 'table';
+            CONTINUE;
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                    WHERE c.conrelid = (fk ->> 'table_oid')::oid AND c.conname = fk ->> 'name') THEN
+            RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table has a constraint of that name',
+                fk ->> 'name', (fk ->> 'table_oid')::oid::regclass;
+            CONTINUE;
+        END IF;
+        BEGIN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s',
+                (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+        EXCEPTION
+            WHEN foreign_key_violation THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID',
+                    (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+                RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: rows written since the drop violate it',
+                    fk ->> 'name', (fk ->> 'table_oid')::oid::regclass
+                    USING HINT = pg_catalog.format('Fix those rows, then ALTER TABLE %s VALIDATE CONSTRAINT %I.',
+                                                   (fk ->> 'table_oid')::oid::regclass, fk ->> 'name');
+            WHEN insufficient_privilege THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+                RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name',
+                    (fk ->> 'table_oid')::oid::regclass, msg
+                    USING HINT = pg_catalog.format('As the table''s owner: ALTER TABLE %s ADD CONSTRAINT %I %s',
+                                                   (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+        END;
+    END LOOP;
+
+    UPDATE tombstone.trash t SET restored_at = pg_catalog.now() WHERE t.id = e.id;
+    table_name := e.original_schema || '.' || e.original_name;
+    restored_from := e.trash_schema || '.' || e.trash_name;
+    dropped_at := e.dropped_at;
+    RETURN NEXT;
+END
+$$;
+
+-- Grants: the procedures and the registry helpers are for everyone
+-- (PUBLIC has EXECUTE by default; said here so that it is on purpose);
+-- undrop_table checks tombstone_admin membership itself.
+GRANT EXECUTE ON FUNCTION tombstone._protected_roots(oid[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._capture_targets(oid[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text) TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;
