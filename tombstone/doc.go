@@ -22,7 +22,7 @@
 // Each protected table has a typed shadow table tombstone.<schema>__<table>
 // (cut to 63 bytes with a hash suffix when needed): the source's columns,
 // all nullable and without constraints, plus _ts_batch, _ts_cause
-// ('delete', 'cascade', 'set_null') and _ts_deleted_at. The rewritten
+// ('delete', 'cascade', 'set_null', 'truncate') and _ts_deleted_at. The rewritten
 // DELETE (package rewrite) writes the batch row and the shadow rows in the
 // same statement as the delete. Shadow columns are tracked by the source
 // column's attnum (tombstone.shadow_columns), so that tombstone.sync_shadow
