@@ -11,6 +11,15 @@ type Catalog interface {
 	Lookup(schema, name string) (t *Table, ok bool)
 }
 
+// SchemaCatalog is a Catalog that can tell whether a schema holds protected
+// tables (for DROP SCHEMA). Catalogs without it are asked table by table
+// only, so DROP SCHEMA passes them.
+type SchemaCatalog interface {
+	Catalog
+	// HoldsProtected reports whether schema contains a protected table.
+	HoldsProtected(schema string) bool
+}
+
 // GenerationalCatalog is a Catalog that can say when it changed. Cache
 // keys its entries on the generation, so a catalog reload invalidates
 // every cached rewrite at once.

@@ -66,6 +66,8 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 		return sr.truncateStmt(n.GetTruncateStmt(), st)
 	case KindDropTable:
 		return sr.dropStmt(n.GetDropStmt(), st)
+	case KindDropSchema:
+		return nil, sr.dropSchema(n.GetDropStmt())
 	case KindPrepare:
 		p := n.GetPrepareStmt()
 		inner, err := sr.statement(p.GetQuery(), Classify(p.GetQuery()), st)

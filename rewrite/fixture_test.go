@@ -97,3 +97,13 @@ func newTestCatalog() *testCatalog {
 	}
 	return c
 }
+
+// HoldsProtected implements SchemaCatalog.
+func (c *testCatalog) HoldsProtected(schema string) bool {
+	for _, t := range c.tables {
+		if t.Schema == schema {
+			return true
+		}
+	}
+	return false
+}

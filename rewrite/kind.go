@@ -35,12 +35,14 @@ const (
 	// KindExecute is an EXECUTE of a prepared statement; the proxy knows
 	// what the prepared statement was.
 	KindExecute
+	// KindDropSchema is a DROP SCHEMA, which takes its tables with it.
+	KindDropSchema
 	// KindEmbedded is a COPY (query) TO, CREATE TABLE AS or DECLARE
 	// CURSOR whose query deletes rows; such deletes cannot be captured.
 	KindEmbedded
 )
 
-var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "embedded"}
+var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "drop-schema", "embedded"}
 
 // String returns a short lower-case name of the kind.
 func (k Kind) String() string {
@@ -77,8 +79,11 @@ func Classify(stmt *pg.Node) Kind {
 	case *pg.Node_TruncateStmt:
 		return KindTruncate
 	case *pg.Node_DropStmt:
-		if n.DropStmt.GetRemoveType() == pg.ObjectType_OBJECT_TABLE {
+		switch n.DropStmt.GetRemoveType() {
+		case pg.ObjectType_OBJECT_TABLE:
 			return KindDropTable
+		case pg.ObjectType_OBJECT_SCHEMA:
+			return KindDropSchema
 		}
 	case *pg.Node_PrepareStmt:
 		if k := Classify(n.PrepareStmt.GetQuery()); k != KindOther {

@@ -148,3 +148,24 @@ func callNode(name []string, args ...*pg.Node) *pg.Node {
 	fc := funcCall(name, args...).GetFuncCall()
 	return &pg.Node{Node: &pg.Node_CallStmt{CallStmt: &pg.CallStmt{Funccall: fc}}}
 }
+
+// dropSchema refuses a DROP SCHEMA that would take protected tables with
+// it (unless policies.drop is allow): their rows could not be recovered.
+func (sr *stmtRewriter) dropSchema(d *pg.DropStmt) error {
+	if sr.opt.Drop == PolicyAllow {
+		return nil
+	}
+	sc, ok := sr.cat.(SchemaCatalog)
+	if !ok {
+		return nil
+	}
+	for _, o := range d.GetObjects() {
+		name := o.GetString_().GetSval()
+		if name != "" && sc.HoldsProtected(name) {
+			return &Error{Code: CodeFeatureNotSupported,
+				Message: "tombstone: DROP SCHEMA " + name + " would drop protected tables, whose rows could not be restored",
+				Hint:    "DROP TABLE them first (they go to the trash and can be brought back with UNDROP TABLE), or ask an administrator to set policies.drop: allow."}
+		}
+	}
+	return nil
+}

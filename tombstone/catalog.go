@@ -60,6 +60,17 @@ func (c *Catalog) Lookup(schema, name string) (*rewrite.Table, bool) {
 	return nil, false
 }
 
+// HoldsProtected reports whether schema contains a protected table
+// (rewrite.SchemaCatalog, for DROP SCHEMA).
+func (c *Catalog) HoldsProtected(schema string) bool {
+	for _, t := range c.tables {
+		if t.Schema == schema {
+			return true
+		}
+	}
+	return false
+}
+
 // Generation changes (increases) with every load.
 func (c *Catalog) Generation() uint64 { return c.gen }
 
