@@ -10,7 +10,10 @@
 #   pgbench    pgbench -S (select-only), simple and prepared protocol, rounds
 #              interleaved across targets, median tps per target and mode.
 #   deletes    a DELETE of 50k of 200k rows: plain (direct) vs tombstoned
-#              (through the proxy), rounds interleaved (bench/deletes).
+#              (through the proxy); UNDELETE BATCH of those rows (console,
+#              through the proxy) vs INSERT … SELECT from a copy; and a
+#              selective restore of 3 tenants out of one batch of 1M
+#              tombstoned rows. Rounds interleaved (bench/deletes).
 # Add a section by defining `section_<name>` below (see the notes above
 # section_pgbench) and naming it in BENCH_SECTIONS.
 #
@@ -267,7 +270,7 @@ rotated() {
 # measures, prints a human-readable summary to stdout, and appends a markdown
 # snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_tps,
 # median, ratio, rotated, target_port; $TMP is a scratch dir removed on exit.
-# Planned: tombstoned DELETE vs plain DELETE, UNDELETE vs INSERT…SELECT, reaper throughput.
+# Planned: reaper throughput.
 
 section_deletes() {
 	need_target proxy

@@ -24,10 +24,22 @@ func main() {
 	del := flag.Int("delete", 50_000, "rows deleted")
 	rounds := flag.Int("rounds", 3, "rounds")
 	md := flag.String("md", "", "append a markdown table to this file")
+	bigRows := flag.Int("big-rows", 1_000_000, "rows in the one batch the selective restore picks 3 tenants from (0 skips it)")
+	tenants := flag.Int("tenants", 1000, "tenants in that table")
 	flag.Parse()
 	if err := run(*direct, *proxied, *rows, *del, *rounds, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "deletes:", err)
 		os.Exit(1)
+	}
+	if err := runUndelete(*direct, *proxied, *rows, *del, *rounds, *md); err != nil {
+		fmt.Fprintln(os.Stderr, "deletes: undelete:", err)
+		os.Exit(1)
+	}
+	if *bigRows > 0 {
+		if err := runSelective(*direct, *proxied, *bigRows, *tenants, *rounds, *md); err != nil {
+			fmt.Fprintln(os.Stderr, "deletes: selective restore:", err)
+			os.Exit(1)
+		}
 	}
 }
 

@@ -6,7 +6,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/alecthomas/kong"
@@ -19,6 +21,18 @@ var version = "dev"
 type cli struct {
 	Proxy   proxyCmd   `cmd:"" help:"Run the wire-protocol proxy."`
 	Version versionCmd `cmd:"" help:"Print the version."`
+
+	// Admin commands (admin.go): straight to the database, no proxy.
+	Init       initCmd       `cmd:"" help:"Install or upgrade the tombstone schema in a database."`
+	Batches    batchesCmd    `cmd:"" help:"List captured deletes (batches), newest first."`
+	Batch      batchCmd      `cmd:"" help:"Show one batch: tables, rows, causes, who, when, SQL, state."`
+	Undelete   undeleteCmd   `cmd:"" help:"Restore a batch, a transaction, or selected rows of a table."`
+	Purge      purgeCmd      `cmd:"" help:"Hard-delete a batch's tombstones now."`
+	Hold       holdCmd       `cmd:"" help:"Keep a batch from the reaper and from purge."`
+	Release    releaseCmd    `cmd:"" help:"Let the reaper purge a held batch again."`
+	Undrop     undropCmd     `cmd:"" help:"Bring back a dropped table from the trash."`
+	Tombstones tombstonesCmd `cmd:"" help:"Show the deleted rows of a table."`
+	Status     statusCmd     `cmd:"" help:"Schema version, protected tables, tombstones, batches, reaper state."`
 }
 
 type versionCmd struct{}
@@ -29,24 +43,63 @@ func (versionCmd) Run() error {
 }
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitRequest is how kong's exit hook (after --help, or a parse error)
+// unwinds to run.
+type exitRequest int
+
+// run parses args, runs the command and returns the exit code: 0 ok, 1 an
+// operational error, 2 a usage error, or whatever code the command's
+// error carries (exitCoder).
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	var c cli
-	ctx := kong.Parse(&c,
+	parser, err := kong.New(&c,
 		kong.Name("tombstone"),
 		kong.Description("An undo button for PostgreSQL deletes."),
 		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitRequest(code)) }),
 	)
-	if err := ctx.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "tombstone:", err)
-		os.Exit(exitCode(err))
+	if err != nil {
+		fmt.Fprintln(stderr, "tombstone:", err)
+		return exitError
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			ec, ok := r.(exitRequest)
+			if !ok {
+				panic(r)
+			}
+			code = int(ec)
+		}
+	}()
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(stderr, "tombstone:", err)
+		help := "tombstone --help"
+		var pe *kong.ParseError
+		if errors.As(err, &pe) && pe.Context != nil && pe.Context.Command() != "" {
+			help = "tombstone " + pe.Context.Command() + " --help"
+		}
+		fmt.Fprintf(stderr, "Run %q for usage.\n", help)
+		return exitUsage
+	}
+	if err := ctx.Run(&stdio{Out: stdout, Err: stderr}); err != nil {
+		fmt.Fprintln(stderr, "tombstone:", describeError(err))
+		return exitCode(err)
+	}
+	return exitOK
 }
 
 // exitCoder is an error that picks the process exit code.
 type exitCoder interface{ ExitCode() int }
 
 func exitCode(err error) int {
-	if ec, ok := err.(exitCoder); ok {
+	var ec exitCoder
+	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
-	return 1
+	return exitError
 }
