@@ -385,29 +385,21 @@ func (p *parser) restoreOption(args *[]string) (bool, error) {
 }
 
 func (p *parser) undeleteBatch() (string, error) {
-	id, err := p.int64("batch id")
-	if err != nil {
-		return "", err
-	}
-	args := []string{fmt.Sprintf("p_batch => %d", id)}
-	for !p.done() {
-		ok, err := p.restoreOption(&args)
-		if err != nil {
-			return "", err
-		}
-		if !ok {
-			return "", p.expectEnd()
-		}
-	}
-	return "SELECT * FROM tombstone.undelete_batch(" + strings.Join(args, ", ") + ")", nil
+	return p.undeleteByID("batch id", "p_batch => %d", "undelete_batch")
 }
 
 func (p *parser) undeleteTransaction() (string, error) {
-	xid, err := p.int64("transaction id")
+	return p.undeleteByID("transaction id", "p_xid => '%d'::xid8", "undelete_transaction")
+}
+
+// undeleteByID reads "<id> [restore options]" and calls fn with the id as
+// the named argument format gives.
+func (p *parser) undeleteByID(what, format, fn string) (string, error) {
+	id, err := p.int64(what)
 	if err != nil {
 		return "", err
 	}
-	args := []string{fmt.Sprintf("p_xid => '%d'::xid8", xid)}
+	args := []string{fmt.Sprintf(format, id)}
 	for !p.done() {
 		ok, err := p.restoreOption(&args)
 		if err != nil {
@@ -417,7 +409,7 @@ func (p *parser) undeleteTransaction() (string, error) {
 			return "", p.expectEnd()
 		}
 	}
-	return "SELECT * FROM tombstone.undelete_transaction(" + strings.Join(args, ", ") + ")", nil
+	return "SELECT * FROM tombstone." + fn + "(" + strings.Join(args, ", ") + ")", nil
 }
 
 func (p *parser) undeleteFrom() (string, error) {

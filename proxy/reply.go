@@ -59,13 +59,9 @@ func (s *Session) serverToClient() error {
 			s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
 		}
 		if have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
-			if err := cw.flush(); err != nil {
-				return errSessionDone
-			}
-			frame, err := sr.next()
+			frame, err := s.wholeFrame()
 			if err != nil {
-				s.serverClosed(err)
-				return errSessionDone
+				return err
 			}
 			if typ == 'E' {
 				out := s.repair(&cur, frame)
@@ -109,13 +105,9 @@ func (s *Session) serverToClient() error {
 				return errSessionDone
 			}
 		} else {
-			if err := cw.flush(); err != nil {
-				return errSessionDone
-			}
-			frame, err := sr.next()
+			frame, err := s.wholeFrame()
 			if err != nil {
-				s.serverClosed(err)
-				return errSessionDone
+				return err
 			}
 			if err := cw.write(s.repair(&cur, frame)); err != nil {
 				return errSessionDone
@@ -310,4 +302,18 @@ func (s *Session) resend(cur *pending) bool {
 	cur.stmt = 0
 	cur.retry.savedErr = nil
 	return true
+}
+
+// wholeFrame reads the next server frame whole, to be decoded: what is
+// queued for the client goes out first (the frame may take a while).
+func (s *Session) wholeFrame() ([]byte, error) {
+	if err := s.cw.flush(); err != nil {
+		return nil, errSessionDone
+	}
+	frame, err := s.sr.next()
+	if err != nil {
+		s.serverClosed(err)
+		return nil, errSessionDone
+	}
+	return frame, nil
 }
