@@ -14,11 +14,14 @@
 #              through the proxy) vs INSERT … SELECT from a copy; and a
 #              selective restore of 3 tenants out of one batch of 1M
 #              tombstoned rows. Rounds interleaved (bench/deletes).
+#   reaper     1M expired tombstones purged by `tombstone reaper --once`
+#              while pgbench (read-write) runs: rows/s, worst pgbench latency.
 # Add a section by defining `section_<name>` below (see the notes above
 # section_pgbench) and naming it in BENCH_SECTIONS.
 #
 # env vars:
-#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes")
+#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper")
+#   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
 #   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer proxy")
 #   ROUNDS                rounds per target and mode          (default 3)
 #   DURATION              seconds per pgbench run             (default 10)
@@ -37,7 +40,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes}"
+BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper}"
 BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer proxy}"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
@@ -270,7 +273,63 @@ rotated() {
 # measures, prints a human-readable summary to stdout, and appends a markdown
 # snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_tps,
 # median, ratio, rotated, target_port; $TMP is a scratch dir removed on exit.
-# Planned: reaper throughput.
+
+# section_reaper: 1M expired tombstones (1000 batches x 1000 rows, written
+# straight into a shadow table as postgres), purged by `bin/tombstone reaper
+# --once` while pgbench (TPC-B-like, read-write, -c BENCH_CLIENTS) runs
+# against the same database; reports purge rows/s and pgbench's worst
+# transaction latency while the reaper ran (from pgbench -l) next to its
+# worst before it started.
+section_reaper() {
+	need_target direct
+	if [ "${BENCH_NO_BUILD:-0}" != 1 ] || [ ! -x bin/tombstone ]; then build_tombstone; fi
+	local dsn="postgres://postgres@127.0.0.1:$BENCH_PG_PORT/$BENCH_DB?sslmode=disable"
+	local rows=1000000 batches=1000 chunk="${BENCH_REAPER_CHUNK:-50000}"
+	sql "DROP TABLE IF EXISTS reaper_items; CREATE TABLE reaper_items (id bigint PRIMARY KEY, tenant_id int, name text, payload text, at timestamptz)"
+	bin/tombstone init --dsn "$dsn" >/dev/null
+	log "reaper: writing $rows expired tombstones in $batches batches"
+	sql "INSERT INTO tombstone.batches (id, sql, tables, purge_after)
+		SELECT 900000000 + g, 'DELETE FROM reaper_items', jsonb_build_object('public.reaper_items', $rows / $batches), now() - interval '1 hour'
+		FROM generate_series(1, $batches) g;
+		INSERT INTO tombstone.public__reaper_items (_ts_batch, _ts_cause, _ts_deleted_at, id, tenant_id, name, payload, at)
+		SELECT 900000001 + g / ($rows / $batches), 'delete', now(), g, g % 1000, 'name ' || g, repeat('x', 60), now()
+		FROM generate_series(0, $rows - 1) g"
+	sql "VACUUM ANALYZE tombstone.public__reaper_items"
+	sql "VACUUM ANALYZE tombstone.batches"
+	sql "CHECKPOINT"
+
+	local secs=$((DURATION > 15 ? DURATION : 15))
+	log "reaper: pgbench -c $BENCH_CLIENTS -j $BENCH_JOBS -T $secs (read-write), reaper --once --chunk $chunk after 3 s"
+	mkdir -p "$TMP/pgbench-log"
+	(cd "$TMP/pgbench-log" && "$PGBIN/pgbench" -h 127.0.0.1 -p "$BENCH_PG_PORT" -n -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" \
+		-T "$secs" -l --log-prefix=pgb "$BENCH_DB" >"$TMP/pgbench-reaper.out" 2>&1) &
+	local pgb=$!
+	sleep 3
+	local t0 t1
+	t0="$(date +%s%N)"
+	bin/tombstone reaper --dsn "$dsn" --once --json --chunk "$chunk" --log-level warn >"$TMP/reaper.json" \
+		|| die "reaper --once failed: $(cat "$TMP/reaper.json")"
+	t1="$(date +%s%N)"
+	wait "$pgb" || die "pgbench failed: $(cat "$TMP/pgbench-reaper.out")"
+	local purged ns rps
+	purged="$(sed -n 's/.*"rows_purged": *\([0-9]*\).*/\1/p' "$TMP/reaper.json")"
+	ns="$(sed -n 's/.*"duration_ns": *\([0-9]*\).*/\1/p' "$TMP/reaper.json")"
+	rps="$(awk -v r="$purged" -v n="$ns" 'BEGIN { printf "%.0f", r / (n / 1e9) }')"
+	# pgbench -l lines: client xact latency_us script epoch_s epoch_us.
+	local during before tps
+	during="$(cat "$TMP"/pgbench-log/pgb.* | awk -v a="$t0" -v b="$t1" '{ end = ($5 * 1e6 + $6) * 1000; start = end - $3 * 1000;
+		if (end >= a && start <= b && $3 > m) m = $3 } END { printf "%.1f", m / 1000 }')"
+	before="$(cat "$TMP"/pgbench-log/pgb.* | awk -v a="$t0" '{ end = ($5 * 1e6 + $6) * 1000; if (end < a && $3 > m) m = $3 } END { printf "%.1f", m / 1000 }')"
+	tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/pgbench-reaper.out" | head -n1)"
+	printf '\nreaper: purged %s tombstones in %.2f s = %s rows/s (chunk %s); pgbench %s tps, worst latency %s ms while reaping (%s ms before)\n' \
+		"$purged" "$(awk -v n="$ns" 'BEGIN { print n / 1e9 }')" "$rps" "$chunk" "${tps%.*}" "$during" "$before"
+	md "## reaper throughput" "" \
+		"\`bin/tombstone reaper --once --chunk $chunk\` over $purged expired tombstones ($batches batches), while \`pgbench -c $BENCH_CLIENTS -j $BENCH_JOBS\` (TPC-B-like, read-write, scale $BENCH_SCALE) ran on the same database." "" \
+		"| rows purged | seconds | rows/s | pgbench tps | worst pgbench latency while reaping | worst before |" \
+		"| ---: | ---: | ---: | ---: | ---: | ---: |" \
+		"| $purged | $(awk -v n="$ns" 'BEGIN { printf "%.2f", n / 1e9 }') | $rps | ${tps%.*} | $during ms | $before ms |" ""
+	sql "DROP TABLE reaper_items"
+}
 
 section_deletes() {
 	need_target proxy

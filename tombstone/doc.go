@@ -78,4 +78,17 @@
 // same report and changes nothing. Application triggers on the restored
 // tables fire as for any INSERT/UPDATE; a DBA who does not want them can
 // restore with session_replication_role = replica (superuser).
+//
+// # Reaper
+//
+// Reap purges what is due by the database clock, chunk by chunk, each
+// chunk one short transaction with lock_timeout and statement_timeout
+// (sql/functions_reaper.sql: reap_chunk, reap_trash, reaper_due). Held
+// batches are skipped, the pause flag is read FOR SHARE before every
+// chunk, batch rows are locked FOR UPDATE SKIP LOCKED, and a batch is
+// marked purged only by the transaction that deletes its last tombstone,
+// so a reaper killed at any point leaves a consistent store. A Fence
+// (package coord's Redis lease or advisory lock) is checked before each
+// chunk; a Redis lease's token is also checked by the database
+// (settings 'reaper.fence', SQLSTATE TS010).
 package tombstone

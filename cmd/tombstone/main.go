@@ -20,6 +20,7 @@ var version = "dev"
 // cli is the command line: one struct per subcommand.
 type cli struct {
 	Proxy   proxyCmd   `cmd:"" help:"Run the wire-protocol proxy."`
+	Reaper  reaperCmd  `cmd:"" help:"Purge tombstones and trash past their grace period (--once for cron, else a daemon)."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 
 	// Admin commands (admin.go): straight to the database, no proxy.
