@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -215,7 +214,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 // TestPsql runs psql scripts (COPY FROM STDIN, cursors, \; multi-statements,
 // errors) directly and through the proxy; the outputs must be identical.
 func TestPsql(t *testing.T) {
-	psql := tool(t, "psql")
+	psql := testenv.Tool(t, "psql")
 	px := testenv.StartProxy(t)
 	script := `\set ON_ERROR_STOP 0
 SET client_min_messages = warning;
@@ -257,7 +256,7 @@ SELECT count(*) FROM psql_t;
 // TestPgbench runs a short pgbench in simple, extended and prepared mode
 // through the proxy: zero failed transactions.
 func TestPgbench(t *testing.T) {
-	pgbench := tool(t, "pgbench")
+	pgbench := testenv.Tool(t, "pgbench")
 	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} })
 	u, _ := url.Parse(px.DSN)
 	host, port := u.Hostname(), u.Port()
@@ -272,21 +271,4 @@ func TestPgbench(t *testing.T) {
 			require.Regexp(t, `number of transactions actually processed: [1-9]`, string(out))
 		})
 	}
-}
-
-// tool finds a PostgreSQL client program (PATH or TOMBSTONE_TEST_PGBIN).
-func tool(t *testing.T, name string) string {
-	if dir := os.Getenv("TOMBSTONE_TEST_PGBIN"); dir != "" {
-		if _, err := os.Stat(dir + "/" + name); err == nil {
-			return dir + "/" + name
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found", name)
-		}
-		t.Skipf("%s not found; run make test", name)
-	}
-	return p
 }

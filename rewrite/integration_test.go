@@ -86,6 +86,9 @@ var itCases = []itCase{
 func TestIntegration(t *testing.T) {
 	base := os.Getenv("TOMBSTONE_TEST_PG")
 	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TOMBSTONE_TEST_PG is not set: CI must run integration tests (use `make test`)")
+		}
 		t.Skip("TOMBSTONE_TEST_PG not set: skipping tests against a real Postgres (set it to a postgres:// URL of a role that may CREATE DATABASE)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -19,10 +19,7 @@ import (
 // -c, as a DBA would type them) and returns its combined output.
 func psql(t *testing.T, dsn string, cmds ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("psql")
-	if err != nil {
-		t.Skip("psql is not installed")
-	}
+	bin := testenv.Tool(t, "psql")
 	args := []string{"-X", "--no-psqlrc", "-d", dsn}
 	for _, c := range cmds {
 		args = append(args, "-c", c)

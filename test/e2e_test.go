@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -35,21 +34,8 @@ type env struct {
 func newEnv(t *testing.T, schema string, mod ...func(*proxy.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	base := testenv.PGURL(t)
-	db := fmt.Sprintf("ts_e2e_%d", rand.Uint32())
-	admin := testenv.Connect(t, base)
-	_, err := admin.Exec(ctx, "CREATE DATABASE "+db)
-	require.NoError(t, err)
-	u, _ := url.Parse(base)
-	u.Path = "/" + db
-	direct := u.String()
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
+	direct := testenv.FreshDB(t, "ts_e2e")
+	db := dbName(t, direct)
 	if schema != "" {
 		testenv.Exec(t, "SELECT 1") // server reachable
 		c := testenv.Connect(t, direct)

@@ -2,8 +2,6 @@ package tombstone_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
@@ -22,29 +20,7 @@ import (
 // returns the database's URL.
 func newDB(t *testing.T) string {
 	t.Helper()
-	base := testenv.PGURL(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "ts_store_" + hex.EncodeToString(b[:])
-	admin := testenv.Connect(t, base)
-	ctx := context.Background()
-	_, err := admin.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Logf("drop %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	return u.String()
+	return testenv.FreshDB(t, "ts_store")
 }
 
 // withUser returns dsn with user replaced (no password: the test server

@@ -34,24 +34,11 @@ INSERT INTO notes VALUES (1, 'keep');
 func cliDB(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	base := testenv.PGURL(t)
-	db := fmt.Sprintf("ts_cli_%d", rand.Uint32())
-	admin := testenv.Connect(t, base)
-	_, err := admin.Exec(ctx, "CREATE DATABASE "+db)
+	dsn := testenv.FreshDB(t, "ts_cli")
+	c := testenv.Connect(t, dsn)
+	_, err := c.Exec(ctx, cliSchema)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + db
-	c := testenv.Connect(t, u.String())
-	_, err = c.Exec(ctx, cliSchema)
-	require.NoError(t, err)
-	return u.String()
+	return dsn
 }
 
 // tomb runs the CLI in-process and returns its exit code, stdout and stderr.
@@ -89,7 +76,7 @@ func TestCLIAdmin(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfgFile, []byte("protect:\n  exclude: [public.notes]\n  retention: 3d\n"), 0o600))
 	code, out, stderr := tomb(t, "init", "--dsn", dsn, "--config", cfgFile)
 	require.Equal(t, 0, code, stderr)
-	require.Regexp(t, `tombstone schema version \d+ installed in database ts_cli_\d+: 2 protected table\(s\)`, out)
+	require.Regexp(t, `tombstone schema version \d+ installed in database ts_cli_[0-9a-f]+: 2 protected table\(s\)`, out)
 	code, out, _ = tomb(t, "init", "--dsn", dsn, "--config", cfgFile, "--json")
 	require.Equal(t, 0, code)
 	var ini map[string]any

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -29,25 +28,9 @@ import (
 func reaperDB(t *testing.T, batches, perBatch int) (string, *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
-	base := testenv.PGURL(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	db := "ts_reaper_" + hex.EncodeToString(b[:])
-	admin := testenv.Connect(t, base)
-	_, err := admin.Exec(ctx, "CREATE DATABASE "+db)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + db
-	dsn := u.String()
+	dsn := testenv.FreshDB(t, "ts_reaper")
 	c := testenv.Connect(t, dsn)
-	_, err = c.Exec(ctx, "CREATE TABLE items (id bigint PRIMARY KEY, v text)")
+	_, err := c.Exec(ctx, "CREATE TABLE items (id bigint PRIMARY KEY, v text)")
 	require.NoError(t, err)
 	code, _, stderr := tomb(t, "init", "--dsn", dsn)
 	require.Equal(t, 0, code, stderr)

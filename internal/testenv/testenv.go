@@ -8,9 +8,13 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -134,4 +138,56 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// FreshDB creates a database of its own for one test (tests of several
+// packages share the server concurrently), drops it when the test ends,
+// and returns its URL. prefix names it, e.g. "ts_e2e".
+func FreshDB(t testing.TB, prefix string) string {
+	t.Helper()
+	base := PGURL(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + "_" + hex.EncodeToString(b[:])
+	admin := Connect(t, base)
+	if _, err := admin.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Logf("drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TOMBSTONE_TEST_PG: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Tool finds a PostgreSQL client program (psql, pgbench) in
+// TOMBSTONE_TEST_PGBIN or on PATH. Missing, it skips the test — or fails
+// it under CI, where `make test` installs the clients.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if dir := os.Getenv("TOMBSTONE_TEST_PGBIN"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found: CI must run the client tests (use `make test`)", name)
+		}
+		t.Skipf("%s not found; run `make test`", name)
+	}
+	return p
 }
