@@ -247,8 +247,8 @@ func TestConsoleConflicts(t *testing.T) {
 	// FAIL (the default): refused, keys listed, nothing changed.
 	pe := pgErrOf(t, p.PgConn().Exec(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch)).Close())
 	require.Equal(t, "23505", pe.Code)
-	require.Contains(t, pe.Message, "2 row(s) to restore into tenants conflict")
-	require.Equal(t, "Key (id)=(3), (6) already exist in tenants.", pe.Detail)
+	require.Contains(t, pe.Message, "2 row(s) to restore into public.tenants conflict")
+	require.Equal(t, "Key (id)=(3), (6) already exist in public.tenants.", pe.Detail)
 	require.Contains(t, pe.Hint, "ON CONFLICT SKIP")
 	require.Equal(t, mid, e.snapshot(saasTables...))
 

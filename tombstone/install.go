@@ -165,6 +165,11 @@ $$`); err != nil {
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS tombstone"); err != nil {
 			return fmt.Errorf("tombstone: create schema: %w", err)
 		}
+		// A schema someone else created first would let its owner replace
+		// our functions (run later as the installer): refuse to use it.
+		if err := checkSchemaOwner(ctx, tx, "tombstone"); err != nil {
+			return err
+		}
 		version, fnMD5, err := installedVersion(ctx, tx)
 		if err != nil {
 			return err
@@ -183,6 +188,9 @@ $$`); err != nil {
 				ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, installed_at = statement_timestamp()`, m.version); err != nil {
 				return fmt.Errorf("tombstone: record version %d: %w", m.version, err)
 			}
+		}
+		if err := checkSchemaOwner(ctx, tx, "tombstone_trash"); err != nil {
+			return err
 		}
 		fn := functionsSQL()
 		sum := md5.Sum([]byte(fn))
@@ -428,4 +436,23 @@ func EnsureShadow(ctx context.Context, conn *pgx.Conn, schema, table string) (st
 		return "", fmt.Errorf("tombstone: shadow of %s.%s: %w", schema, table, err)
 	}
 	return name, nil
+}
+
+// checkSchemaOwner fails unless schema is owned by the installing role or
+// by a superuser (schemas that do not exist yet pass).
+func checkSchemaOwner(ctx context.Context, tx pgx.Tx, schema string) error {
+	var owner string
+	var ok bool
+	err := tx.QueryRow(ctx, `SELECT r.rolname, (r.rolname = current_user OR r.rolsuper)
+		FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner WHERE n.nspname = $1`, schema).Scan(&owner, &ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tombstone: check owner of schema %s: %w", schema, err)
+	}
+	if !ok {
+		return fmt.Errorf("tombstone: schema %s is owned by %s, not by the installing role or a superuser; refusing to install into it (drop it, or install as its owner)", schema, owner)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -120,4 +121,39 @@ func TestPrivileges(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, before, dump(t, su))
+}
+
+// TestNoEscalationThroughShadowSync: a table owner's domain (whose CHECK
+// calls its own function) or a cast of its own must never run with the
+// installer's rights when the event trigger syncs the shadow table, and a
+// role's overload of a built-in in public must not capture our functions.
+func TestNoEscalationThroughShadowSync(t *testing.T) {
+	dsn := newDB(t)
+	su := testenv.Connect(t, dsn)
+	require.NoError(t, tombstone.Install(context.Background(), su, tombstone.InstallOptions{
+		Protection: &tombstone.Protection{Schemas: []string{"public"}, Retention: time.Hour}}))
+	app := newRole(t, dsn, "ts_evil")
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	exec(t, appConn, "CREATE TABLE evil_t (id int PRIMARY KEY)")
+	exec(t, appConn, `CREATE FUNCTION evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN EXECUTE 'ALTER ROLE `+app+` SUPERUSER'; RETURN true; EXCEPTION WHEN OTHERS THEN RETURN true; END $$`)
+	exec(t, appConn, "CREATE DOMAIN evil_d AS int CHECK (evil(VALUE))")
+	exec(t, appConn, "INSERT INTO tombstone.public__evil_t (_ts_batch, _ts_cause, id) VALUES (1, 'delete', 1)")
+	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN y evil_d")
+	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN z evil_d[]")
+	exec(t, appConn, `CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
+		BEGIN EXECUTE 'ALTER ROLE `+app+` SUPERUSER'; RETURN; EXCEPTION WHEN OTHERS THEN RETURN; END $$`)
+	var rows [][]any
+	r, err := su.Query(context.Background(), "SELECT * FROM tombstone.status()")
+	require.NoError(t, err)
+	for r.Next() {
+		v, _ := r.Values()
+		rows = append(rows, v)
+	}
+	require.NoError(t, r.Err())
+	require.NotEmpty(t, rows)
+	require.Equal(t, "false", queryString(t, su, "SELECT rolsuper::text FROM pg_roles WHERE rolname = '"+app+"'"), "no escalation")
+	require.Equal(t, "integer,integer[]", queryString(t, su, `SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = 'tombstone.public__evil_t'::regclass AND attname IN ('y', 'z')`), "shadow stores the domain's base type")
 }

@@ -138,8 +138,8 @@ func TestUndeleteConflicts(t *testing.T) {
 	_, err := tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
 	pe := pgErr(t, err)
 	require.Equal(t, "23505", pe.Code)
-	require.Contains(t, pe.Message, "2 row(s) to restore into products conflict")
-	require.Equal(t, "Key (id)=(11), (12) already exist in products.", pe.Detail)
+	require.Contains(t, pe.Message, "2 row(s) to restore into public.products conflict")
+	require.Equal(t, "Key (id)=(11), (12) already exist in public.products.", pe.Detail)
 	require.Equal(t, "products", pe.TableName)
 	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM sites WHERE id = 1"), "failed undelete is atomic")
 

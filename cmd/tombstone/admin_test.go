@@ -175,7 +175,7 @@ func TestCLIAdmin(t *testing.T) {
 	require.Equal(t, 3, code, "FAIL-mode conflict")
 	require.Empty(t, out)
 	require.Contains(t, stderr, "conflict with rows written since the delete (SQLSTATE 23505)")
-	require.Contains(t, stderr, "DETAIL:  Key (id)=(2) already exist in tenants.")
+	require.Contains(t, stderr, "DETAIL:  Key (id)=(2) already exist in public.tenants.")
 	require.Contains(t, stderr, "HINT:  Use ON CONFLICT SKIP")
 	require.Equal(t, before, snapshot(t, c))
 

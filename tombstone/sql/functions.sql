@@ -20,6 +20,53 @@
 -- protected schemas, minus tables whose mode is 'off', plus tables listed
 -- with mode 'shadow' in other schemas. search_pos orders the schemas for
 -- unqualified lookups.
+-- _storage_type is the type a shadow column stores a source column in:
+-- the column's own type, or for a domain (also an array of one) its base
+-- type, so that no domain constraint runs when a shadow table changes.
+CREATE OR REPLACE FUNCTION tombstone._storage_type(p_type oid, p_typmod integer) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t record;
+    elem oid;
+BEGIN
+    SELECT typtype, typbasetype, typtypmod, typelem, typcategory INTO t FROM pg_catalog.pg_type WHERE oid = p_type;
+    IF t.typtype = 'd' THEN
+        RETURN tombstone._storage_type(t.typbasetype, t.typtypmod);
+    END IF;
+    IF t.typcategory = 'A' AND t.typelem <> 0
+       AND (SELECT typtype FROM pg_catalog.pg_type WHERE oid = t.typelem) = 'd' THEN
+        elem := t.typelem;
+        WHILE (SELECT typtype FROM pg_catalog.pg_type WHERE oid = elem) = 'd' LOOP
+            elem := (SELECT typbasetype FROM pg_catalog.pg_type WHERE oid = elem);
+        END LOOP;
+        RETURN pg_catalog.format_type(elem, NULL) || '[]';
+    END IF;
+    RETURN pg_catalog.format_type(p_type, p_typmod);
+END
+$$;
+
+-- _builtin_casts reports whether converting between two types (as
+-- format_type spells them) uses only casts defined by Postgres itself.
+CREATE OR REPLACE FUNCTION tombstone._builtin_casts(p_from text, p_to text) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    a oid;
+    b oid;
+BEGIN
+    a := pg_catalog.to_regtype(p_from);
+    b := pg_catalog.to_regtype(p_to);
+    IF a IS NULL OR b IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_cast c
+         WHERE ((c.castsource = a AND c.casttarget = b) OR (c.castsource = b AND c.casttarget = a))
+           AND c.oid >= 16384)
+       AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid IN (a, b) AND t.oid >= 16384 AND t.typtype NOT IN ('e'));
+END
+$$;
+
 CREATE OR REPLACE FUNCTION tombstone.protected_tables()
 RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
                retention interval, filter_column name)
@@ -333,7 +380,11 @@ BEGIN
                         WHERE a.attrelid = src AND a.attnum = s.attnum AND NOT a.attisdropped);
     IF FOUND THEN changed := true; END IF;
 
-    FOR c IN SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS typ
+    -- Shadow columns take a domain's base type: adding a column of a
+    -- domain type checks the domain's constraints on every stored row,
+    -- which would run code of the table owner's choosing as the owner of
+    -- this SECURITY DEFINER function.
+    FOR c IN SELECT a.attnum, a.attname, tombstone._storage_type(a.atttypid, a.atttypmod) AS typ
                FROM pg_attribute a
               WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum
@@ -357,6 +408,11 @@ BEGIN
         IF sc.type <> c.typ THEN
             -- Retype in place only if no stored value changes on the way
             -- there and back; a lossy cast would destroy tombstones.
+            -- Only casts Postgres itself provides: a cast function of a
+            -- user's would run as the owner of this SECURITY DEFINER
+            -- function. Anything else is set aside below.
+            lossless := tombstone._builtin_casts(sc.type, c.typ);
+            IF lossless THEN
             BEGIN
                 EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM tombstone.%1$I WHERE %2$I IS NOT NULL '
                                'AND (%2$I::%3$s)::%4$s IS DISTINCT FROM %2$I)', shadow, c.attname, c.typ, sc.type)
@@ -368,6 +424,7 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN
                 lossless := false;
             END;
+            END IF;
             IF lossless THEN
                 UPDATE tombstone.shadow_columns s SET type = c.typ WHERE s.source = src AND s.attnum = c.attnum;
             ELSE
@@ -732,7 +789,8 @@ BEGIN
                                                pg_catalog.array_to_string(keycols, ', '), sample,
                                                CASE WHEN nconf > 10 THEN ', …' ELSE '' END, target),
                     HINT = 'Use ON CONFLICT SKIP to keep the newer rows, or ON CONFLICT OVERWRITE to replace them.',
-                    TABLE = target;
+                    SCHEMA = (SELECT n.nspname FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = o),
+                    TABLE = (SELECT r.relname FROM pg_catalog.pg_class r WHERE r.oid = o);
             END;
             done := done || n;
             conf := conf || 0::bigint;
@@ -928,7 +986,8 @@ BEGIN
             HINT = 'SHOW BATCH shows its state; it may have been restored already.';
     END IF;
     RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
-    IF NOT p_dry_run THEN
+    -- Restored only when nothing is left (ON CONFLICT SKIP leaves rows).
+    IF NOT p_dry_run AND tombstone._batch_preds(ARRAY[p_batch]) = '{}' THEN
         UPDATE tombstone.batches SET restored_at = now() WHERE id = p_batch;
     END IF;
 END
@@ -959,7 +1018,8 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
     IF NOT p_dry_run THEN
-        UPDATE tombstone.batches SET restored_at = now() WHERE id = ANY (ids);
+        UPDATE tombstone.batches SET restored_at = now()
+         WHERE id = ANY (ids) AND tombstone._batch_preds(ARRAY[id]) = '{}';
     END IF;
 END
 $$;
@@ -1165,7 +1225,10 @@ GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
 -- Table privileges: application roles write tombstones and read nothing
 -- but the settings; tombstone_admin reads, restores and purges.
 GRANT USAGE ON SCHEMA tombstone TO PUBLIC;
-GRANT INSERT ON tombstone.batches TO PUBLIC;
+-- Only the columns a rewritten statement writes: xid, time and role come
+-- from the session that deleted and cannot be forged.
+REVOKE INSERT ON tombstone.batches FROM PUBLIC;
+GRANT INSERT (id, client_addr, sql, tables, purge_after) ON tombstone.batches TO PUBLIC;
 GRANT USAGE ON SEQUENCE tombstone.batches_id_seq TO PUBLIC;
 GRANT SELECT ON tombstone.settings TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
