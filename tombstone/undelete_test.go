@@ -281,3 +281,19 @@ func TestPurgeAndHold(t *testing.T) {
 	_, err = tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
 	require.Equal(t, "55000", pgErr(t, err).Code)
 }
+
+// TestUndeleteRowsRefusesVolatileConditions: a condition evaluated twice
+// must give the same answer twice, or rows would be lost.
+func TestUndeleteRowsRefusesVolatileConditions(t *testing.T) {
+	c, _ := setup(t, true)
+	ctx := context.Background()
+	exec(t, c, "INSERT INTO tenants VALUES (900, 'v')")
+	deleteVia(t, c, loadCatalog(t, c), "DELETE FROM tenants WHERE id = 900")
+	_, err := tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "tenants", Where: "random() < 0.5"}, tombstone.UndeleteOptions{})
+	pe := pgErr(t, err)
+	require.Equal(t, "22023", pe.Code)
+	require.Contains(t, pe.Message, "random")
+	rs, err := tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "tenants", Where: "lower(name) = 'v'"}, tombstone.UndeleteOptions{})
+	require.NoError(t, err, "stable functions are fine")
+	require.Equal(t, int64(1), restoredMap(rs)["public.tenants"][0])
+}

@@ -686,6 +686,17 @@ DECLARE
     skipped jsonb := '{}';
     relinkable oid[] := '{}';
 BEGIN
+    -- The rows to restore are chosen twice (the INSERT into the source,
+    -- the DELETE of the tombstones): no new tombstone may land in between,
+    -- or it would be removed without being restored.
+    IF NOT p_dry_run THEN
+        FOR shadow IN SELECT sh.shadow_name FROM tombstone.shadows sh
+                       WHERE sh.source::text IN (SELECT pg_catalog.jsonb_object_keys(p_preds))
+                       ORDER BY sh.shadow_name
+        LOOP
+            EXECUTE pg_catalog.format('LOCK TABLE tombstone.%I IN EXCLUSIVE MODE', shadow);
+        END LOOP;
+    END IF;
     p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
     IF p_on_conflict NOT IN ('fail', 'skip', 'overwrite') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -1024,6 +1035,35 @@ BEGIN
 END
 $$;
 
+
+-- _require_stable refuses a WHERE condition that calls a volatile function
+-- (random(), nextval(), …): a restore evaluates it more than once, and a
+-- condition that changes its mind would restore one set of rows and drop
+-- the tombstones of another.
+CREATE OR REPLACE FUNCTION tombstone._require_stable(p_root oid, p_where text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v name := 'tombstone_where_check_' || pg_catalog.pg_backend_pid();
+    bad text;
+BEGIN
+    EXECUTE pg_catalog.format('CREATE TEMP VIEW %I AS SELECT (%s) AS p FROM tombstone.%I s',
+                              v, p_where, tombstone.shadow_name(p_root::regclass));
+    -- Every function the condition calls, built-ins included (pg_depend
+    -- does not record those), is named in the view's stored parse tree.
+    SELECT pg_catalog.string_agg(DISTINCT f.proname, ', ') INTO bad
+      FROM pg_catalog.pg_rewrite r,
+           LATERAL pg_catalog.regexp_matches(r.ev_action::text, ':(?:op)?funcid (\d+)', 'g') m
+      JOIN pg_catalog.pg_proc f ON f.oid = m[1]::oid
+     WHERE r.ev_class = pg_catalog.to_regclass('pg_temp.' || pg_catalog.quote_ident(v)) AND f.provolatile = 'v';
+    EXECUTE pg_catalog.format('DROP VIEW pg_temp.%I', v);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: the WHERE condition calls volatile function(s) %s', bad),
+            HINT = 'A restore evaluates the condition more than once; use a condition whose result does not change.';
+    END IF;
+END
+$$;
+
 -- undelete_rows restores selected rows of one table and everything the
 -- same batches removed because of them: cascade descendants (any depth,
 -- self-referencing trees included) and SET NULL links. p_where is a SQL
@@ -1071,7 +1111,10 @@ BEGIN
     IF p_batch IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch); END IF;
     IF p_since IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at >= %L::timestamptz', p_since); END IF;
     IF p_until IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at < %L::timestamptz', p_until); END IF;
-    IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN sel := sel || ' AND (' || p_where || ')'; END IF;
+    IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN
+        PERFORM tombstone._require_stable(root, p_where);
+        sel := sel || ' AND (' || p_where || ')';
+    END IF;
     preds := pg_catalog.jsonb_build_object(root::text, sel);
 
     -- Tables reachable through cascading / set-null foreign keys.
