@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -44,11 +46,48 @@ const refusedParse = "TOMBSTONE REFUSED"
 type statements struct {
 	stmts   map[string]rewrite.Output
 	portals map[string]rewrite.Output
-	// sqlPrepared are SQL-level PREPAREd statements that were rewritten.
+	// sqlPrepared are SQL-level PREPAREd statements that were rewritten;
+	// sqlNames every SQL-level prepared statement name in use.
 	sqlPrepared map[string]rewrite.Output
+	sqlNames    map[string]bool
+	// names are the named protocol-level statements in use; redefining
+	// says the Parse being handled reuses one (and will fail).
+	names      map[string]bool
+	redefining bool
+	// undo restores the registry if the Parse being handled fails.
+	undo *parseUndo
+	// mu guards names and stmts, which the server pump rolls back when a
+	// Parse fails.
+	mu sync.Mutex
 }
 
-func (st *statements) empty() bool { return len(st.stmts) == 0 && len(st.portals) == 0 }
+func (st *statements) empty() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.stmts) == 0 && len(st.portals) == 0
+}
+
+// parseUndo is how to take back what a Parse of a new named statement
+// registered, should the server refuse it.
+type parseUndo struct {
+	name    string
+	prev    rewrite.Output
+	hadPrev bool
+}
+
+// undoParse rolls the registry back after the server failed a Parse
+// (server pump).
+func (s *Session) undoParse(u *parseUndo) {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.names, u.name)
+	if u.hadPrev {
+		st.stmts[u.name] = u.prev
+	} else {
+		delete(st.stmts, u.name)
+	}
+}
 
 // clientToServer is the client → server pump. Messages are forwarded as
 // raw frames; with a Planner, Query and Parse texts are planned and every
@@ -114,7 +153,7 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bo
 	case 'B', 'D', 'E', 'C':
 		p := pending{kind: typ}
 		if !s.prepared.empty() || typ == 'C' {
-			if err := cr.fill(min(size, 5+2*64+4)); err != nil {
+			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
 			}
 			hidden := s.track_(&p, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
@@ -126,17 +165,34 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bo
 		s.track.push(p)
 	case 'S', 'F':
 		s.track.push(pending{kind: typ})
+	case 'c', 'f':
+		s.track.push(pending{kind: copyEnd})
 	}
 	return false, nil
 }
 
-// cstring returns the NUL-terminated string at the start of b and the rest.
+// cstring returns the NUL-terminated name at the start of b, cut as
+// Postgres cuts identifiers, and the rest.
 func cstring(b []byte) (string, []byte, bool) {
 	i := bytes.IndexByte(b, 0)
 	if i < 0 {
 		return "", nil, false
 	}
-	return string(b[:i]), b[i+1:], true
+	return pgName(b[:i]), b[i+1:], true
+}
+
+// pgName cuts a statement or portal name to NAMEDATALEN-1 (63) bytes at a
+// character boundary, as Postgres does, so that two names Postgres treats
+// as one are one here too.
+func pgName(b []byte) string {
+	if len(b) <= 63 {
+		return string(b)
+	}
+	n := 63
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n])
 }
 
 // track_ fills in a Bind, Describe, Execute or Close entry from the start of
@@ -144,6 +200,8 @@ func cstring(b []byte) (string, []byte, bool) {
 // a statement with hidden columns it returns how many.
 func (s *Session) track_(p *pending, body []byte) (hidden int) {
 	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	switch p.kind {
 	case 'B':
 		portal, rest, ok := cstring(body)
@@ -188,6 +246,7 @@ func (s *Session) track_(p *pending, body []byte) (hidden int) {
 		}
 		if body[0] == 'S' {
 			delete(st.stmts, name)
+			delete(st.names, name)
 		} else {
 			delete(st.portals, name)
 		}
@@ -219,7 +278,8 @@ func (s *Session) bindHidden(size, hidden int) error {
 // query handles a Query message.
 func (s *Session) query(ctx context.Context, frame []byte) error {
 	text := frame[5:]
-	if len(text) == 0 || text[len(text)-1] != 0 || !s.srv.planner.Wants(text[:len(text)-1]) {
+	if len(text) == 0 || text[len(text)-1] != 0 || !s.srv.planner.Wants(text[:len(text)-1]) &&
+		!(len(s.prepared.sqlNames) > 0 && containsFold(text, "deallocate")) {
 		s.track.push(pending{kind: 'Q'})
 		return s.sw.write(frame)
 	}
@@ -244,11 +304,10 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	for i := range res.Statements {
 		st := &res.Statements[i]
 		switch {
-		case st.PreparedName != "" && st.Rewritten:
-			if s.prepared.sqlPrepared == nil {
-				s.prepared.sqlPrepared = map[string]rewrite.Output{}
-			}
-			s.prepared.sqlPrepared[st.PreparedName] = st.Output
+		case st.Prepares != "":
+			s.sqlPrepare(st)
+		case st.Deallocates != "" || st.DeallocateAll:
+			s.sqlDeallocate(st)
 		case st.ExecuteName != "":
 			if o, ok := s.prepared.sqlPrepared[st.ExecuteName]; ok {
 				if p.execOut == nil {
@@ -282,6 +341,33 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	return s.writeQuery(out)
 }
 
+// sqlPrepare records a SQL-level PREPARE. A name already in use makes the
+// server fail the PREPARE, so the registry keeps what it had.
+func (s *Session) sqlPrepare(st *rewrite.Statement) {
+	st2 := &s.prepared
+	if st2.sqlNames[st.Prepares] {
+		return
+	}
+	if st2.sqlNames == nil {
+		st2.sqlNames = map[string]bool{}
+		st2.sqlPrepared = map[string]rewrite.Output{}
+	}
+	st2.sqlNames[st.Prepares] = true
+	if st.Rewritten && st.PreparedName != "" {
+		st2.sqlPrepared[st.Prepares] = st.Output
+	}
+}
+
+// sqlDeallocate forgets SQL-level prepared statements.
+func (s *Session) sqlDeallocate(st *rewrite.Statement) {
+	if st.DeallocateAll {
+		s.prepared.sqlNames, s.prepared.sqlPrepared = nil, nil
+		return
+	}
+	delete(s.prepared.sqlNames, st.Deallocates)
+	delete(s.prepared.sqlPrepared, st.Deallocates)
+}
+
 // parse handles a Parse message.
 func (s *Session) parse(ctx context.Context, frame []byte) error {
 	body := frame[5:]
@@ -290,15 +376,36 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 		s.track.push(pending{kind: 'P'})
 		return s.sw.write(frame)
 	}
-	query, _, ok := cstring(rest)
+	// The server refuses to redefine a named statement (42P05): for a
+	// name in use the registry keeps what it says about the one that
+	// stays, whatever this Parse holds.
+	st := &s.prepared
+	st.mu.Lock()
+	st.redefining = name != "" && st.names[name]
+	st.undo = nil
+	if name != "" && !st.redefining {
+		if st.names == nil {
+			st.names = map[string]bool{}
+		}
+		st.names[name] = true
+		prev, had := st.stmts[name]
+		st.undo = &parseUndo{name: name, prev: prev, hadPrev: had}
+	}
+	st.mu.Unlock()
+	i := bytes.IndexByte(rest, 0)
+	ok = i >= 0
+	var query string
+	if ok {
+		query = string(rest[:i])
+	}
 	if !ok || !s.srv.planner.Wants([]byte(query)) {
 		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P'})
+		s.track.push(pending{kind: 'P', undo: st.undo})
 		return s.sw.write(frame)
 	}
 	var msg pgproto3.Parse
 	if err := msg.Decode(body); err != nil {
-		s.track.push(pending{kind: 'P'})
+		s.track.push(pending{kind: 'P', undo: st.undo})
 		return s.sw.write(frame)
 	}
 	plan, err := s.srv.planner.Plan(ctx, s, query, true)
@@ -312,14 +419,14 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 		// A console command prepared like any statement: it runs as the
 		// SQL it stands for; errors carry no position into that SQL.
 		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P', admin: true})
+		s.track.push(pending{kind: 'P', admin: true, undo: st.undo})
 		msg.Query = plan.Result.SQL
 		return s.writeMsg(&msg)
 	}
 	if refusal != nil {
 		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))
 		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P', refusal: refusal})
+		s.track.push(pending{kind: 'P', refusal: refusal, undo: st.undo})
 		msg.Query = refusedParse
 		return s.writeMsg(&msg)
 	}
@@ -331,7 +438,7 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 				s.rememberStatement(name, o)
 			}
 		}
-		s.track.push(pending{kind: 'P'})
+		s.track.push(pending{kind: 'P', undo: st.undo})
 		return s.sw.write(frame)
 	}
 	res := plan.Result
@@ -339,12 +446,17 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 		s.rememberStatement(name, res.Statements[0].Output)
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
-	s.track.push(pending{kind: 'P', res: res})
+	s.track.push(pending{kind: 'P', res: res, undo: st.undo})
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
 }
 
 func (s *Session) rememberStatement(name string, out rewrite.Output) {
+	s.prepared.mu.Lock()
+	defer s.prepared.mu.Unlock()
+	if s.prepared.redefining {
+		return
+	}
 	if s.prepared.stmts == nil {
 		s.prepared.stmts, s.prepared.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
 	}
@@ -352,6 +464,11 @@ func (s *Session) rememberStatement(name string, out rewrite.Output) {
 }
 
 func (s *Session) forgetStatement(name string) {
+	s.prepared.mu.Lock()
+	defer s.prepared.mu.Unlock()
+	if s.prepared.redefining {
+		return
+	}
 	if s.prepared.stmts != nil {
 		delete(s.prepared.stmts, name)
 	}
@@ -400,4 +517,10 @@ func raiseStatement(e *rewrite.Error) string {
 		tag = fmt.Sprintf("$ts%d$", i)
 	}
 	return "DO " + tag + body + tag
+}
+
+// containsFold reports whether b contains the lower-case ASCII word w in
+// any case.
+func containsFold(b []byte, w string) bool {
+	return bytes.Contains(bytes.ToLower(b), []byte(w))
 }

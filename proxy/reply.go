@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,7 +24,7 @@ func (s *Session) serverToClient() error {
 	sr, cw := s.sr, s.cw
 	tracking := s.srv.planner != nil
 	var cur pending
-	have, skipping, lastError := false, false, false
+	have, skipping, lastError, copyIn := false, false, false, false
 	for {
 		if !sr.hasHeader() {
 			if err := cw.flush(); err != nil {
@@ -49,11 +50,19 @@ func (s *Session) serverToClient() error {
 		if !have && tracking {
 			cur, have = s.track.pop()
 			// After an error in an extended-protocol message the server
-			// skips everything up to Sync: so do we.
-			for have && skipping && cur.kind != 'S' {
+			// skips everything up to Sync: so do we. In COPY-in mode it
+			// ignores Syncs (libpq sends one right after the Execute), up
+			// to the client's CopyDone or CopyFail (marker entries).
+			for have && (cur.kind == copyEnd || skipping && cur.kind != 'S' || copyIn && cur.kind == 'S') {
+				if cur.kind == copyEnd {
+					copyIn = false
+				}
 				cur, have = s.track.pop()
 			}
 			skipping = false
+		}
+		if typ == 'G' {
+			copyIn = true
 		}
 		if !have && tracking {
 			s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
@@ -65,7 +74,8 @@ func (s *Session) serverToClient() error {
 			}
 			if typ == 'E' {
 				out := s.repair(&cur, frame)
-				if !cur.retry.done && errorCode(frame) == CodeCatalogChanged {
+				if !cur.retry.done && staleCatalog(frame) {
+					s.srv.catalogChanged(s)
 					// Hold the error back: if the statement can run again
 					// with a fresh catalog, the client never sees it.
 					cur.retry.savedErr = append([]byte(nil), out...)
@@ -77,6 +87,9 @@ func (s *Session) serverToClient() error {
 				continue
 			}
 			// ReadyForQuery after a held-back TS001.
+			if len(frame) == 6 {
+				s.txStatus.Store(uint32(frame[5]))
+			}
 			if len(frame) == 6 && frame[5] == 'I' && s.resend(&cur) {
 				continue
 			}
@@ -99,6 +112,9 @@ func (s *Session) serverToClient() error {
 			if size == 6 {
 				s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 			}
+		}
+		if have && cur.kind == 'P' && typ == 'E' && cur.undo != nil {
+			s.undoParse(cur.undo)
 		}
 		if !have || cur.plain() || !needsRepair(&cur, typ) {
 			if err := s.forward(sr, cw, size); err != nil {
@@ -265,13 +281,17 @@ func stripDataRow(frame []byte, n int) []byte {
 	return frame
 }
 
-// errorCode returns the SQLSTATE of an ErrorResponse frame.
-func errorCode(frame []byte) string {
+// staleCatalog reports whether an ErrorResponse to a rewritten statement
+// means the catalog it was planned with is out of date: TS001 from the
+// signature guard, or — when a column was dropped a moment ago, before the
+// guard could run — the capture's reference to it ("column … not found in
+// data type …").
+func staleCatalog(frame []byte) bool {
 	var e pgproto3.ErrorResponse
 	if e.Decode(frame[5:]) != nil {
-		return ""
+		return false
 	}
-	return e.Code
+	return e.Code == CodeCatalogChanged || e.Code == "42703" && strings.Contains(e.Message, "not found in data type")
 }
 
 // resend plans a Query again after TS001 (the catalog was reloaded) and

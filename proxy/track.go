@@ -29,6 +29,8 @@ type pending struct {
 	refusal *rewrite.Error
 	// admin: a console command; its errors carry no position.
 	admin bool
+	// undo takes back what a Parse registered if the server fails it.
+	undo *parseUndo
 	// retry is set on a Query that may be planned and sent again if the
 	// server reports a stale catalog (TS001).
 	retry *retry
@@ -43,9 +45,13 @@ type retry struct {
 	savedErr []byte // the error to forward if the retry does not happen
 }
 
+// copyEnd marks where a client's CopyDone or CopyFail went: Syncs sent
+// before it, during COPY-in mode, get no answer.
+const copyEnd = 'c'
+
 // plain reports whether the answer needs no repair.
 func (p *pending) plain() bool {
-	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil && p.retry == nil
+	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil && p.retry == nil && p.undo == nil
 }
 
 // tracker is the FIFO of pending answers shared by the two pumps. Each side

@@ -81,6 +81,12 @@ type Statement struct {
 	// ExecuteName is the prepared statement an EXECUTE runs; the proxy
 	// applies the Output it remembered for that PREPARE.
 	ExecuteName string
+	// Prepares names the statement any PREPARE creates (rewritten or
+	// not), Deallocates the one a DEALLOCATE drops ("" with
+	// DeallocateAll): the proxy keeps its registry in step.
+	Prepares      string
+	Deallocates   string
+	DeallocateAll bool
 	// Refusal is set when the statement would remove rows from a
 	// protected table in a way that cannot be captured. The proxy must
 	// not forward the message and sends Refusal to the client instead.
@@ -132,6 +138,12 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		st.Span = st.Original
 		if st.Kind == KindExecute {
 			st.ExecuteName = raw.GetStmt().GetExecuteStmt().GetName()
+		}
+		if p := raw.GetStmt().GetPrepareStmt(); p != nil {
+			st.Prepares = p.GetName()
+		}
+		if d := raw.GetStmt().GetDeallocateStmt(); d != nil {
+			st.Deallocates, st.DeallocateAll = d.GetName(), d.GetIsall()
 		}
 		if st.Kind == KindOther || st.Kind == KindExecute {
 			res.Statements = append(res.Statements, st)

@@ -91,3 +91,29 @@ func TestStaleCatalogNeverLosesRows(t *testing.T) {
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
 	require.Equal(t, 1, e.count(`SELECT (tables->>'public.reviews')::int FROM tombstone.batches`), "the new cascade child was captured")
 }
+
+// TestStaleCatalogDroppedColumn: a column dropped a moment ago makes the
+// stale capture fail before its guard runs (42703 on the capture's
+// reference); the proxy treats it as a stale catalog too and re-sends.
+func TestStaleCatalogDroppedColumn(t *testing.T) {
+	frozen := &frozenCatalogs{}
+	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
+		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
+	frozen.inner = e.cats
+	ctx := context.Background()
+	old, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	require.NoError(t, err)
+	frozen.old = old
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = frozen.invalidate
+	})
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
+	require.NoError(t, err)
+	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+	tag, err := p.Exec(ctx, "DELETE FROM notes WHERE id = 2", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 2"))
+}

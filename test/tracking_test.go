@@ -1,0 +1,153 @@
+package test
+
+import (
+	"encoding/json"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+// converse sends the messages of each step to addr and reads until the
+// step's ReadyForQuery count, returning the transcript.
+func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
+		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
+	require.NoError(t, fe.Flush())
+	for {
+		m, err := fe.Receive()
+		require.NoError(t, err)
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	var out strings.Builder
+	for _, step := range steps {
+		want := 0
+		for _, m := range step {
+			fe.Send(m)
+			switch m.(type) {
+			case *pgproto3.Query:
+				want++
+			case *pgproto3.Sync:
+				want++
+			}
+		}
+		require.NoError(t, fe.Flush())
+		// COPY-in mode ignores the Syncs sent before CopyDone: the step
+		// ends with one ReadyForQuery.
+		for _, m := range step {
+			if _, ok := m.(*pgproto3.CopyDone); ok {
+				want = 1
+			}
+		}
+		for want > 0 {
+			m, err := fe.Receive()
+			require.NoError(t, err)
+			switch v := m.(type) {
+			case *pgproto3.ReadyForQuery:
+				want--
+			case *pgproto3.ErrorResponse:
+				v.File, v.Line, v.Routine = "", 0, ""
+			case *pgproto3.RowDescription:
+				for i := range v.Fields {
+					v.Fields[i].TableOID = 0
+				}
+			case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse:
+				continue
+			}
+			b, _ := json.Marshal(m)
+			out.Write(b)
+			out.WriteByte('\n')
+		}
+	}
+	return out.String()
+}
+
+// TestTrackingStaysInStep replays message sequences that once put the
+// reply tracker out of step (found in review) directly and through the
+// proxy: the answers must be the same, hidden columns never leak.
+func TestTrackingStaysInStep(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE plain_u (id int, v text);`)
+	del := "DELETE FROM t WHERE id = $1 RETURNING *"
+	long := strings.Repeat("a", 63)
+	bind := func(portal, stmt string, params ...string) *pgproto3.Bind {
+		var ps [][]byte
+		for _, p := range params {
+			ps = append(ps, []byte(p))
+		}
+		return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt, Parameters: ps}
+	}
+	q := func(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
+	type msgs = []pgproto3.FrontendMessage
+	cases := map[string][]msgs{
+		"copy in extended protocol with two Syncs": {
+			{&pgproto3.Parse{Query: "COPY plain_u FROM STDIN"}, bind("", ""), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
+				&pgproto3.CopyData{Data: []byte("1\tx\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}},
+			{q("BEGIN; DELETE FROM t WHERE id = 5 RETURNING id; ROLLBACK")},
+		},
+		"failed redefinition keeps the rewritten statement": {
+			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{bind("", "s1", "3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"failed redefinition keeps the plain statement": {
+			{&pgproto3.Parse{Name: "s2", Query: "SELECT id, v FROM t WHERE id = $1::int"}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "s2", Query: del}, &pgproto3.Sync{}},
+			{bind("", "s2", "3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		},
+		"failed new name, then the same name again": {
+			{&pgproto3.Parse{Name: "s3", Query: "DELET FROM t"}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: "s3", Query: del}, bind("", "s3", "4"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"names longer than 63 bytes": {
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: long + "X", Query: del}, &pgproto3.Sync{}},
+			{bind("", long+"Y", "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"SQL PREPARE over an existing name, DEALLOCATE": {
+			{q("PREPARE x AS SELECT id, v FROM t WHERE id = 3")},
+			{q("PREPARE x AS DELETE FROM t WHERE id = 3 RETURNING *")},
+			{q("EXECUTE x")},
+			{q("DEALLOCATE x; PREPARE x AS DELETE FROM t WHERE id = 7 RETURNING *")},
+			{q("BEGIN; EXECUTE x; ROLLBACK")},
+			{q("DEALLOCATE ALL; PREPARE x AS SELECT id FROM t WHERE id = 8")},
+			{q("EXECUTE x")},
+		},
+	}
+	reset := "TRUNCATE t, plain_u; INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g"
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			testenv.Exec(t, "SELECT 1")
+			d := testenv.Connect(t, e.direct)
+			_, err := d.Exec(t.Context(), reset)
+			require.NoError(t, err)
+			want := converse(t, e.direct, steps)
+			_, err = d.Exec(t.Context(), reset)
+			require.NoError(t, err)
+			got := converse(t, e.proxy, steps)
+			require.Equal(t, want, got)
+			require.NotContains(t, got, "_ts_")
+			require.Contains(t, got, "ReadyForQuery")
+		})
+	}
+}
