@@ -157,3 +157,25 @@ func TestNoEscalationThroughShadowSync(t *testing.T) {
 	require.Equal(t, "integer,integer[]", queryString(t, su, `SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)
 		FROM pg_attribute WHERE attrelid = 'tombstone.public__evil_t'::regclass AND attname IN ('y', 'z')`), "shadow stores the domain's base type")
 }
+
+// TestPlantedTombstonesDoNotComeBack: a role without rights on a table
+// that writes a batch and "tombstones" of its own cannot get an admin's
+// UNDELETE to write them into that table; nor can it forge the batch's
+// session columns.
+func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
+	su, dsn := setup(t, true)
+	ctx := context.Background()
+	app := newRole(t, dsn, "ts_plant")
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	_, err := appConn.Exec(ctx, "INSERT INTO tombstone.batches (id, sql, purge_after, role) VALUES (777, 'x', now() + interval '1 day', 'postgres')")
+	require.Equal(t, "42501", pgErr(t, err).Code, "the session columns cannot be written")
+	exec(t, appConn, "INSERT INTO tombstone.batches (id, sql, purge_after) VALUES (777, 'DELETE FROM tenants', now() + interval '1 day')")
+	exec(t, appConn, "INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (777, 'delete', 4242, 'planted')")
+	rs, err := tombstone.UndeleteBatch(ctx, su, 777, tombstone.UndeleteOptions{})
+	if err == nil {
+		for _, r := range rs {
+			require.Zero(t, r.Restored, r.Table)
+		}
+	}
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 4242"), "planted row not restored")
+}

@@ -703,6 +703,20 @@ BEGIN
             MESSAGE = pg_catalog.format('tombstone: ON CONFLICT %s is not one of FAIL, SKIP, OVERWRITE', p_on_conflict);
     END IF;
     rels := ARRAY(SELECT k::oid FROM pg_catalog.jsonb_object_keys(p_preds) k);
+    -- Provenance: application roles may INSERT into shadow tables (that
+    -- is how the rewritten DELETE writes them), so a tombstone only comes
+    -- back if its batch exists and the batch's role — the deleting
+    -- session's, which nobody can forge — may remove rows from the table:
+    -- a role cannot use a batch of its own to write into a table it could
+    -- not touch. (Rows planted under another role's batch id are a known
+    -- gap: see README, Security.)
+    FOREACH o IN ARRAY rels LOOP
+        p_preds := p_preds || pg_catalog.jsonb_build_object(o::text,
+            '(' || (p_preds ->> o::text) || pg_catalog.format(') AND EXISTS (SELECT 1 FROM tombstone.batches b'
+            || ' WHERE b.id = s._ts_batch AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = b.role'
+            || ' AND (pg_catalog.has_table_privilege(r.oid, %s::oid, ''DELETE'') OR pg_catalog.has_table_privilege(r.oid, %s::oid, ''TRUNCATE''))))',
+            o, o));
+    END LOOP;
     FOREACH o IN ARRAY rels LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = o) THEN
             RAISE EXCEPTION USING ERRCODE = '42P01',
