@@ -453,8 +453,15 @@ func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *p
 // batch row, written only when rows were removed and the catalog guard
 // agrees).
 func (sr *stmtRewriter) batchCTEs() []*pg.Node {
-	bid := selectStmt([]*pg.Node{resTarget("id", funcCall([]string{"pg_catalog", "nextval"},
-		typeCast(constStr("tombstone.batches_id_seq"), "pg_catalog", "regclass")))}, nil, nil)
+	// The batch id, and the batch's secret token: written into the batch
+	// row and every tombstone, so rows an application role plants in a
+	// shadow table (it may INSERT there, never read batches) cannot pass
+	// for a batch's tombstones at restore time.
+	bid := selectStmt([]*pg.Node{
+		resTarget("id", funcCall([]string{"pg_catalog", "nextval"},
+			typeCast(constStr("tombstone.batches_id_seq"), "pg_catalog", "regclass"))),
+		resTarget("token", funcCall([]string{"pg_catalog", "gen_random_uuid"})),
+	}, nil, nil)
 
 	// Row counts per table, in first-capture order.
 	var order []*Table
@@ -529,10 +536,11 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		resTarget("", opExpr2([]string{"pg_catalog", "+"},
 			funcCall([]string{"pg_catalog", "statement_timestamp"}),
 			typeCast(constStr(intervalText(ttl)), "pg_catalog", "interval"))),
+		resTarget("", scalarFrom("token", bidCTE)),
 	}, nil, boolExpr(pg.BoolExprType_AND_EXPR, cond...))
 	return []*pg.Node{
 		cte(bidCTE, selectNode(bid)),
-		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after"}, row)),
+		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after", "token"}, row)),
 	}
 }
 
@@ -546,8 +554,8 @@ func intervalText(d time.Duration) string {
 
 // shadowInsert copies a capture CTE's rows into the table's shadow.
 func (sr *stmtRewriter) shadowInsert(c capture) *pg.Node {
-	cols := []string{"_ts_batch", "_ts_cause"}
-	vals := []*pg.Node{resTarget("", scalarFrom("id", bidCTE)), resTarget("", constStr(c.cause))}
+	cols := []string{"_ts_batch", "_ts_token", "_ts_cause"}
+	vals := []*pg.Node{resTarget("", scalarFrom("id", bidCTE)), resTarget("", scalarFrom("token", bidCTE)), resTarget("", constStr(c.cause))}
 	for _, col := range c.t.Columns {
 		cols = append(cols, col.Name)
 		vals = append(vals, resTarget("", field(colRef(rowCol), col.Name)))

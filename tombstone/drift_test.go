@@ -22,7 +22,7 @@ func TestShadowFollowsAlterTable(t *testing.T) {
 				return queryString(t, c, `SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attname)
 					FROM pg_attribute WHERE attrelid = 'tombstone.public__products'::regclass AND attnum > 0 AND NOT attisdropped`)
 			}
-			require.Equal(t, "_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamp with time zone, id bigint, name text, "+
+			require.Equal(t, "_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamp with time zone, _ts_token uuid, id bigint, name text, "+
 				"price numeric(10,2), site_id bigint, tags text[]", cols())
 			cat := loadCatalog(t, c)
 			batch := deleteVia(t, c, cat, "DELETE FROM products WHERE site_id = 1")
@@ -44,7 +44,7 @@ func TestShadowFollowsAlterTable(t *testing.T) {
 			// Renamed; retyped in place where every stored value survives
 			// the round trip (text[] → text); set aside where not (1.25
 			// does not survive numeric → integer); dropped and re-added.
-			require.Equal(t, "_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamp with time zone, id bigint, "+
+			require.Equal(t, "_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamp with time zone, _ts_token uuid, id bigint, "+
 				"price integer, price__old_1 numeric(10,2), site_id integer, site_id__old_1 bigint, sku text, tags text, title text", cols())
 			require.Equal(t, old, queryString(t, c,
 				"SELECT string_agg(format('%s|%s|%s|%s', id, title, price__old_1, tags), ';' ORDER BY id) FROM tombstone.public__products"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func TestPrivileges(t *testing.T) {
 	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
 	exec(t, appConn, "CREATE TABLE app_owned (id int PRIMARY KEY)")
 	exec(t, appConn, "ALTER TABLE app_owned ADD COLUMN note text")
-	require.Equal(t, "_ts_batch,_ts_cause,_ts_deleted_at,id,note", queryString(t, su, `SELECT string_agg(attname, ',' ORDER BY attnum)
+	require.Equal(t, "_ts_batch,_ts_cause,_ts_deleted_at,_ts_token,id,note", queryString(t, su, `SELECT string_agg(attname, ',' ORDER BY attnum)
 		FROM pg_attribute WHERE attrelid = 'tombstone.public__app_owned'::regclass AND attnum > 0`))
 
 	// A tombstone_admin member reads and restores.
@@ -178,4 +179,20 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 		}
 	}
 	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 4242"), "planted row not restored")
+}
+
+// TestPlantedUnderAnotherBatch: rows planted in a shadow table under a
+// real batch's id do not carry its secret token and are not restored.
+func TestPlantedUnderAnotherBatch(t *testing.T) {
+	su, dsn := setup(t, true)
+	ctx := context.Background()
+	cat := loadCatalog(t, su)
+	batch := deleteVia(t, su, cat, "DELETE FROM tenants WHERE id = 3")
+	app := newRole(t, dsn, "ts_plant2")
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	exec(t, appConn, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (%d, 'delete', 4343, 'planted')", batch))
+	_, err := tombstone.UndeleteBatch(ctx, su, batch, tombstone.UndeleteOptions{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 3"), "the real tombstone came back")
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 4343"), "the planted one did not")
 }

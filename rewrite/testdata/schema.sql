@@ -17,7 +17,8 @@ CREATE TABLE tombstone.batches (
   purge_after timestamptz NOT NULL,
   held bool NOT NULL DEFAULT false,
   restored_at timestamptz,
-  purged_at timestamptz);
+  purged_at timestamptz,
+  token uuid);
 CREATE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 DECLARE cur text;
@@ -52,17 +53,17 @@ CREATE TABLE wide (id int PRIMARY KEY, wide text);
 CREATE TABLE logs (id int, msg text);
 
 -- Shadow tables: metadata columns, then the source columns.
-CREATE TABLE tombstone.public_t (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, name text);
-CREATE TABLE tombstone.public_sites (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id bigint, tenant_id int, name text);
-CREATE TABLE tombstone.public_products (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id bigint, site_id bigint, name text);
-CREATE TABLE tombstone.public_users (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id bigint, site_id bigint, email text);
-CREATE TABLE tombstone.public_links (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id bigint, product_id bigint, user_id bigint);
-CREATE TABLE tombstone.public_tree (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, parent_id int, label text);
-CREATE TABLE tombstone.public_measurements (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, ts timestamptz, v float8);
-CREATE TABLE tombstone.public_cyc_a (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, b_id int);
-CREATE TABLE tombstone.public_cyc_b (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, a_id int);
-CREATE TABLE tombstone.public_pair (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), a int, b int, v text);
-CREATE TABLE tombstone.public_pair_child (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, pa int, pb int);
-CREATE TABLE tombstone.app_orders (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, note text);
-CREATE TABLE tombstone."app_Mixed Case" (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, "Weird ""col" text);
-CREATE TABLE tombstone.public_wide (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), id int, wide text);
+CREATE TABLE tombstone.public_t (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, name text);
+CREATE TABLE tombstone.public_sites (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id bigint, tenant_id int, name text);
+CREATE TABLE tombstone.public_products (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id bigint, site_id bigint, name text);
+CREATE TABLE tombstone.public_users (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id bigint, site_id bigint, email text);
+CREATE TABLE tombstone.public_links (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id bigint, product_id bigint, user_id bigint);
+CREATE TABLE tombstone.public_tree (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, parent_id int, label text);
+CREATE TABLE tombstone.public_measurements (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, ts timestamptz, v float8);
+CREATE TABLE tombstone.public_cyc_a (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, b_id int);
+CREATE TABLE tombstone.public_cyc_b (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, a_id int);
+CREATE TABLE tombstone.public_pair (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, a int, b int, v text);
+CREATE TABLE tombstone.public_pair_child (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, pa int, pb int);
+CREATE TABLE tombstone.app_orders (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, note text);
+CREATE TABLE tombstone."app_Mixed Case" (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, "Weird ""col" text);
+CREATE TABLE tombstone.public_wide (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, wide text);

@@ -349,7 +349,7 @@ BEGIN
     IF NOT FOUND THEN
         shadow := tombstone._shadow_name(nsp, relname, src);
         EXECUTE format('CREATE TABLE tombstone.%I (_ts_batch bigint NOT NULL, _ts_cause text NOT NULL, '
-                       '_ts_deleted_at timestamptz NOT NULL DEFAULT statement_timestamp())', shadow);
+                       '_ts_deleted_at timestamptz NOT NULL DEFAULT statement_timestamp(), _ts_token uuid)', shadow);
         EXECUTE format('COMMENT ON TABLE tombstone.%I IS %L', shadow,
                        format('tombstones of %I.%I (oid %s)', nsp, relname, src));
         EXECUTE format('CREATE INDEX ON tombstone.%I (_ts_batch)', shadow);
@@ -379,6 +379,9 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM pg_attribute a
                         WHERE a.attrelid = src AND a.attnum = s.attnum AND NOT a.attisdropped);
     IF FOUND THEN changed := true; END IF;
+
+    -- Shadows created before batch tokens existed get the column.
+    EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN IF NOT EXISTS _ts_token uuid', shadow);
 
     -- Shadow columns take a domain's base type: adding a column of a
     -- domain type checks the domain's constraints on every stored row,
@@ -708,12 +711,14 @@ BEGIN
     -- back if its batch exists and the batch's role — the deleting
     -- session's, which nobody can forge — may remove rows from the table:
     -- a role cannot use a batch of its own to write into a table it could
-    -- not touch. (Rows planted under another role's batch id are a known
-    -- gap: see README, Security.)
+    -- not touch. And the tombstone carries its batch's secret token, which
+    -- application roles cannot read, so rows planted under another
+    -- role's batch id do not pass either.
     FOREACH o IN ARRAY rels LOOP
         p_preds := p_preds || pg_catalog.jsonb_build_object(o::text,
             '(' || (p_preds ->> o::text) || pg_catalog.format(') AND EXISTS (SELECT 1 FROM tombstone.batches b'
-            || ' WHERE b.id = s._ts_batch AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = b.role'
+            || ' WHERE b.id = s._ts_batch AND b.token IS NOT DISTINCT FROM s._ts_token'
+            || ' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = b.role'
             || ' AND (pg_catalog.has_table_privilege(r.oid, %s::oid, ''DELETE'') OR pg_catalog.has_table_privilege(r.oid, %s::oid, ''TRUNCATE''))))',
             o, o));
     END LOOP;
@@ -1285,7 +1290,7 @@ GRANT USAGE ON SCHEMA tombstone TO PUBLIC;
 -- Only the columns a rewritten statement writes: xid, time and role come
 -- from the session that deleted and cannot be forged.
 REVOKE INSERT ON tombstone.batches FROM PUBLIC;
-GRANT INSERT (id, client_addr, sql, tables, purge_after) ON tombstone.batches TO PUBLIC;
+GRANT INSERT (id, client_addr, sql, tables, purge_after, token) ON tombstone.batches TO PUBLIC;
 GRANT USAGE ON SEQUENCE tombstone.batches_id_seq TO PUBLIC;
 GRANT SELECT ON tombstone.settings TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;

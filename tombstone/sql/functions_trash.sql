@@ -112,6 +112,7 @@ DECLARE
     i int;
     t record;
     batch bigint;
+    token uuid;
     counts jsonb := '{}';
     n bigint;
     total bigint := 0;
@@ -194,20 +195,21 @@ BEGIN
             END IF;
             IF batch IS NULL THEN
                 batch := pg_catalog.nextval('tombstone.batches_id_seq');
+                token := pg_catalog.gen_random_uuid();
             END IF;
             -- Partitioned tables hold no rows of their own (their
             -- partitions are targets too); record them with what their
             -- partitions add.
             n := 0;
             IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r' THEN
-                EXECUTE pg_catalog.format('INSERT INTO tombstone.%I (_ts_batch, _ts_cause%s) SELECT $1, ''truncate''%s FROM ONLY %s',
+                EXECUTE pg_catalog.format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
                     t.shadow,
                     (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
                        FROM pg_catalog.unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
                     (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
                        FROM pg_catalog.unnest(t.source_cols) WITH ORDINALITY u(s, o)),
                     t.relid::regclass)
-                  USING batch;
+                  USING batch, token;
                 GET DIAGNOSTICS n = ROW_COUNT;
             END IF;
             counts := counts || pg_catalog.jsonb_build_object(t.table_name,
@@ -218,8 +220,8 @@ BEGIN
         -- Like a DELETE of nothing, a TRUNCATE of empty tables leaves no
         -- batch.
         IF total > 0 THEN
-            INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after)
-            VALUES (batch, p_client_addr, p_sql, counts, pg_catalog.statement_timestamp() + keep);
+            INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after, token)
+            VALUES (batch, p_client_addr, p_sql, counts, pg_catalog.statement_timestamp() + keep, token);
         END IF;
     END IF;
 
