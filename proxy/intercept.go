@@ -37,9 +37,11 @@ type Plan struct {
 }
 
 // refusedParse is sent in place of a refused Parse: the server fails it at
-// parse time, entering the same error state Postgres would be in, and the
-// proxy replaces the syntax error with the refusal.
-const refusedParse = "TOMBSTONE REFUSED"
+// parse time (no such function — and nobody can create one in pg_catalog),
+// entering the same error state Postgres would be in, and the proxy
+// replaces that error with the refusal. Inside a failed transaction the
+// server answers 25P02 first, as it would have for the original.
+const refusedParse = "SELECT pg_catalog.tombstone_refused()"
 
 // statements is the per-session registry of prepared statements and
 // portals whose answers need repair (only rewritten ones are kept).

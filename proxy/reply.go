@@ -175,6 +175,9 @@ func outputOf(p *pending) rewrite.Output {
 func (s *Session) repair(p *pending, frame []byte) []byte {
 	switch frame[0] {
 	case 'C':
+		if len(frame) < 6 {
+			return frame
+		}
 		tag := string(frame[5 : len(frame)-1])
 		fixed := outputOf(p).CommandTag(tag)
 		if fixed == tag {
@@ -203,6 +206,10 @@ func (s *Session) repairError(p *pending, frame []byte) []byte {
 		return frame
 	}
 	switch {
+	case e.Code == "25P02":
+		// In a failed transaction the server refuses everything first;
+		// that is what Postgres would have said, refusal or not.
+		return frame
 	case p.refusal != nil:
 		r := p.refusal
 		e = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized,
@@ -311,7 +318,7 @@ func (s *Session) resend(cur *pending) bool {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if !s.track.idle() {
+	if !s.track.idle() || s.midFrame.Load() {
 		return false
 	}
 	if _, err := s.server.Write(frame); err != nil {

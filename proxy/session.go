@@ -58,6 +58,7 @@ type Session struct {
 
 	closeOnce   sync.Once
 	killed      atomic.Bool
+	midFrame    atomic.Bool // the client pump is streaming a frame to the server
 	terminating atomic.Bool
 }
 
@@ -355,6 +356,11 @@ func (s *Session) forward(r *frameReader, w *frameWriter, size int) error {
 		return w.write(r.take(size))
 	}
 	// A frame larger than the buffer (a big CopyData or DataRow): stream it.
+	// Towards the server, a re-sent statement must not land inside it.
+	if w == s.sw {
+		s.midFrame.Store(true)
+		defer s.midFrame.Store(false)
+	}
 	for size > 0 {
 		if r.buffered() == 0 {
 			if err := w.flush(); err != nil {

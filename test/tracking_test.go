@@ -124,6 +124,12 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{bind("", long+"Y", "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		"refused Parse inside a failed transaction": {
+			{q("BEGIN")},
+			{q("SELECT 1/0")},
+			{&pgproto3.Parse{Name: "r", Query: "DELETE FROM t WHERE CURRENT OF c"}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"SQL PREPARE over an existing name, DEALLOCATE": {
 			{q("PREPARE x AS SELECT id, v FROM t WHERE id = 3")},
 			{q("PREPARE x AS DELETE FROM t WHERE id = 3 RETURNING *")},
