@@ -201,6 +201,29 @@ BEGIN
 END
 $$;
 
+-- _drop_trashed drops one expired trash table with the installer's rights
+-- (the reaper, a tombstone_admin member, does not own applications'
+-- tables). It drops only what the trash registry says is expired, not
+-- held, not restored, and still the very table that was trashed, inside
+-- tombstone_trash. EXECUTE is granted to tombstone_admin only.
+CREATE OR REPLACE FUNCTION tombstone._drop_trashed(p_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    t tombstone.trash;
+BEGIN
+    SELECT * INTO t FROM tombstone.trash x
+     WHERE x.id = p_id AND x.purged_at IS NULL AND x.restored_at IS NULL AND NOT x.held
+       AND x.purge_after <= now() AND x.trash_schema = 'tombstone_trash';
+    IF NOT FOUND OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.trash_schema, t.trash_name)) IS DISTINCT FROM t.source THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: trash entry %s is not an expired trash table', p_id);
+    END IF;
+    EXECUTE pg_catalog.format('DROP TABLE %I.%I CASCADE', t.trash_schema, t.trash_name);
+END
+$$;
+REVOKE ALL ON FUNCTION tombstone._drop_trashed(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._drop_trashed(bigint) TO tombstone_admin;
+
 -- reap_trash drops at most one expired trash table (DROP TABLE …
 -- CASCADE: its partitions, also in the trash, go with it) and marks it
 -- purged. The trash row is locked FOR UPDATE SKIP LOCKED and re-checked,
@@ -239,7 +262,7 @@ BEGIN
     trash_name := t.trash_schema || '.' || t.trash_name;
     rel := pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.trash_schema, t.trash_name));
     IF rel IS NOT NULL AND rel = t.source THEN
-        EXECUTE pg_catalog.format('DROP TABLE %I.%I CASCADE', t.trash_schema, t.trash_name);
+        PERFORM tombstone._drop_trashed(t.id);
         dropped := true;
     END IF;
     UPDATE tombstone.trash x SET purged_at = now() WHERE x.id = t.id;
