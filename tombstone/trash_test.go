@@ -346,3 +346,28 @@ func TestTrashAppRole(t *testing.T) {
 	require.Equal(t, "3:c", queryString(t, appConn, "SELECT string_agg(id || ':' || secret, ',') FROM mine"))
 	require.Equal(t, app, queryString(t, su, "SELECT tableowner::text FROM pg_tables WHERE tablename = 'mine'"))
 }
+
+// TestReaperAdminDropsOthersTrash: a reaper running as a tombstone_admin
+// member that owns nothing drops an application's expired trash table.
+func TestReaperAdminDropsOthersTrash(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	app := newRole(t, dsn, "ts_owner")
+	adm := newRole(t, dsn, "ts_reaper")
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
+	exec(t, su, "GRANT tombstone_admin TO "+adm)
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	exec(t, appConn, "CREATE TABLE gone (id int PRIMARY KEY)")
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	exec(t, appConn, `CALL tombstone.trash_tables(ARRAY['"gone"'], false, false, '', 'DROP TABLE gone')`)
+	exec(t, su, "UPDATE tombstone.trash SET purge_after = now() - interval '1 minute'")
+	trashName := queryString(t, su, "SELECT trash_name::text FROM tombstone.trash")
+
+	admConn := testenv.Connect(t, withUser(t, dsn, adm))
+	_, err := tombstone.Reap(ctx, admConn, tombstone.ReaperOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "", queryString(t, su, "SELECT coalesce(to_regclass('tombstone_trash."+trashName+"')::text, '')"), "dropped")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.trash WHERE purged_at IS NOT NULL"))
+	_, err = admConn.Exec(ctx, "SELECT tombstone._drop_trashed(1)")
+	require.Error(t, err, "only expired, unpurged trash entries can be dropped")
+}
