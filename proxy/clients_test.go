@@ -260,7 +260,8 @@ func TestPgbench(t *testing.T) {
 	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} })
 	u, _ := url.Parse(px.DSN)
 	host, port := u.Hostname(), u.Port()
-	db := strings.TrimPrefix(u.Path, "/")
+	fresh, _ := url.Parse(testenv.FreshDB(t, "ts_pgbench"))
+	db := strings.TrimPrefix(fresh.Path, "/")
 	out, err := exec.Command(pgbench, "-i", "-q", "-s", "1", "-h", host, "-p", port, "-U", "postgres", db).CombinedOutput()
 	require.NoError(t, err, string(out))
 	for _, mode := range []string{"simple", "extended", "prepared"} {

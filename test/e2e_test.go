@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -325,4 +326,26 @@ func TestConsoleExtendedProtocol(t *testing.T) {
 	_, err = p.Exec(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch))
 	require.NoError(t, err)
 	require.Equal(t, 300, e.count("SELECT count(*) FROM links"))
+}
+
+// TestPgbenchProtected runs pgbench — initialization (DROP TABLE, CREATE,
+// COPY, VACUUM) and its TPC-B-like workload — through the proxy with the
+// real planner, every pgbench table protected: zero failed transactions.
+func TestPgbenchProtected(t *testing.T) {
+	pgbench := testenv.Tool(t, "pgbench")
+	e := newEnv(t, "")
+	u, _ := url.Parse(e.proxy)
+	host, port, db := u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/")
+	for _, args := range [][]string{
+		{"-i", "-q", "-s", "1"},
+		{"-i", "-q", "-s", "1"}, // again: the old tables go to the trash
+		{"-c", "4", "-j", "2", "-T", "2", "-M", "prepared"},
+	} {
+		out, err := exec.Command(pgbench, append(args, "-h", host, "-p", port, "-U", "postgres", db)...).CombinedOutput()
+		require.NoError(t, err, string(out))
+		if args[0] == "-c" {
+			require.Contains(t, string(out), "number of failed transactions: 0 (0.000%)")
+		}
+	}
+	require.Positive(t, e.count("SELECT count(*) FROM tombstone.trash"), "re-initialization trashed the old tables")
 }
