@@ -64,7 +64,12 @@ func FuzzRewrite(f *testing.F) {
 	cat := newTestCatalog()
 	f.Fuzz(func(t *testing.T, sql string) {
 		MayRemoveRows(sql)
-		res, err := Rewrite(sql, cat, Options{ClientAddr: "fuzz"})
+		// The guards' code paths too, on every other input.
+		opt := Options{ClientAddr: "fuzz"}
+		if len(sql)%2 == 1 {
+			opt = Options{ClientAddr: "fuzz", RequireWhere: true, MaxRows: 10, Truncate: PolicyReject, Drop: PolicyReject}
+		}
+		res, err := Rewrite(sql, cat, opt)
 		if err != nil {
 			if !IsRefusal(err) {
 				t.Fatalf("error is not an *Error: %v", err)
