@@ -227,6 +227,11 @@ func (s *Session) repairError(p *pending, frame []byte) []byte {
 		if e.Position > 0 {
 			e.Position = int32(p.res.OriginalPosition(int(e.Position)))
 		}
+		if strings.HasPrefix(e.Code, "TS") {
+			// Our own guards: where in our PL/pgSQL they were raised is
+			// noise to the client.
+			e.Where = ""
+		}
 		if e.Code == CodeCatalogChanged {
 			s.srv.catalogChanged(s)
 		}

@@ -57,3 +57,17 @@ func TestGuards(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 	require.Equal(t, 3, e.count("SELECT count(*) FROM tombstone.batches"))
 }
+
+// TestGuardErrorsAreClean: a guard's error carries no PL/pgSQL context.
+func TestGuardErrorsAreClean(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{RequireWhere: true})
+	})
+	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+	_, err := p.Exec(context.Background(), "DELETE FROM links")
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "TS002", pe.Code)
+	require.Empty(t, pe.Where)
+}
