@@ -70,21 +70,34 @@ func (st *statements) empty() bool {
 }
 
 // parseUndo is how to take back what a Parse of a new named statement
-// registered, should the server refuse it.
+// registered, or what a Close of one removed, should the server fail or
+// skip the message.
 type parseUndo struct {
 	name    string
 	prev    rewrite.Output
 	hadPrev bool
+	// closed: the undo of a Close, which puts the statement back.
+	closed bool
 }
 
-// undoParse rolls the registry back after the server failed a Parse
-// (server pump).
+// undoParse rolls the registry back after the server failed or skipped a
+// Parse or Close (server pump).
 func (s *Session) undoParse(u *parseUndo) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	delete(st.names, u.name)
+	if u.closed {
+		if st.names == nil {
+			st.names = map[string]bool{}
+		}
+		st.names[u.name] = true
+	} else {
+		delete(st.names, u.name)
+	}
 	if u.hadPrev {
+		if st.stmts == nil {
+			st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+		}
 		st.stmts[u.name] = u.prev
 	} else {
 		delete(st.stmts, u.name)
@@ -247,6 +260,10 @@ func (s *Session) track_(p *pending, body []byte) (hidden int) {
 			return 0
 		}
 		if body[0] == 'S' {
+			if st.names[name] {
+				prev, had := st.stmts[name]
+				p.undo = &parseUndo{name: name, prev: prev, hadPrev: had, closed: true}
+			}
 			delete(st.stmts, name)
 			delete(st.names, name)
 		} else {

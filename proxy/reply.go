@@ -57,6 +57,10 @@ func (s *Session) serverToClient() error {
 				if cur.kind == copyEnd {
 					copyIn = false
 				}
+				if skipping && cur.undo != nil {
+					// A Parse or Close the server skipped changed nothing.
+					s.undoParse(cur.undo)
+				}
 				cur, have = s.track.pop()
 			}
 			skipping = false
@@ -113,7 +117,7 @@ func (s *Session) serverToClient() error {
 				s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 			}
 		}
-		if have && cur.kind == 'P' && typ == 'E' && cur.undo != nil {
+		if have && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo != nil {
 			s.undoParse(cur.undo)
 		}
 		if !have || cur.plain() || !needsRepair(&cur, typ) {

@@ -124,6 +124,18 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{bind("", long+"Y", "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		"Parse skipped after an error": {
+			{&pgproto3.Parse{Query: "SELEC"}, &pgproto3.Parse{Name: "s5", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "s5", Query: "SELECT id, v FROM t WHERE id = $1::int"}, &pgproto3.Sync{}},
+			{bind("", "s5", "3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		},
+		"Close skipped after an error": {
+			{&pgproto3.Parse{Name: "s6", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Query: "SELEC"}, &pgproto3.Close{ObjectType: 'S', Name: "s6"}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{bind("", "s6", "4"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"refused Parse inside a failed transaction": {
 			{q("BEGIN")},
 			{q("SELECT 1/0")},
