@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -52,21 +53,15 @@ type statements struct {
 	// sqlNames every SQL-level prepared statement name in use.
 	sqlPrepared map[string]rewrite.Output
 	sqlNames    map[string]bool
-	// names are the named protocol-level statements in use; redefining
-	// says the Parse being handled reuses one (and will fail).
-	names      map[string]bool
-	redefining bool
-	// undo restores the registry if the Parse being handled fails.
-	undo *parseUndo
+	// names are the named protocol-level statements in use.
+	names map[string]bool
 	// mu guards names and stmts, which the server pump rolls back when a
-	// Parse fails.
+	// Parse or Close fails or is skipped.
 	mu sync.Mutex
-}
-
-func (st *statements) empty() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.stmts) == 0 && len(st.portals) == 0
+	// rewritten turns true with the session's first rewritten prepared
+	// statement. Until then Bind, Describe and Execute need no look-up —
+	// the per-message path of ordinary traffic takes no lock.
+	rewritten atomic.Bool
 }
 
 // parseUndo is how to take back what a Parse of a new named statement
@@ -167,7 +162,7 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bo
 		return true, s.parse(ctx, frame)
 	case 'B', 'D', 'E', 'C':
 		p := pending{kind: typ}
-		if !s.prepared.empty() || typ == 'C' {
+		if s.prepared.rewritten.Load() || typ == 'C' {
 			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
 			}
@@ -298,7 +293,7 @@ func (s *Session) bindHidden(size, hidden int) error {
 func (s *Session) query(ctx context.Context, frame []byte) error {
 	text := frame[5:]
 	if len(text) == 0 || text[len(text)-1] != 0 || !s.srv.planner.Wants(text[:len(text)-1]) &&
-		!(len(s.prepared.sqlNames) > 0 && containsFold(text, "deallocate")) {
+		!(len(s.prepared.sqlNames) > 0 && containsFold(text[:len(text)-1], "deallocate")) {
 		s.track.push(pending{kind: 'Q'})
 		return s.sw.write(frame)
 	}
@@ -391,106 +386,108 @@ func (s *Session) sqlDeallocate(st *rewrite.Statement) {
 func (s *Session) parse(ctx context.Context, frame []byte) error {
 	body := frame[5:]
 	name, rest, ok := cstring(body)
-	if !ok {
+	end := bytes.IndexByte(rest, 0)
+	if !ok || end < 0 {
 		s.track.push(pending{kind: 'P'})
 		return s.sw.write(frame)
 	}
-	// The server refuses to redefine a named statement (42P05): for a
-	// name in use the registry keeps what it says about the one that
-	// stays, whatever this Parse holds.
-	st := &s.prepared
-	st.mu.Lock()
-	st.redefining = name != "" && st.names[name]
-	st.undo = nil
-	if name != "" && !st.redefining {
-		if st.names == nil {
-			st.names = map[string]bool{}
+	undo, redefining := s.noteParse(name)
+	p := pending{kind: 'P', undo: undo}
+	// What the registry will say about the statement: its output repair,
+	// or nothing (keep false).
+	var out rewrite.Output
+	keep := false
+	defer func() {
+		// The server refuses to redefine a named statement (42P05): the
+		// registry keeps what it says about the one that stays.
+		if !redefining {
+			s.setStatement(name, out, keep)
 		}
-		st.names[name] = true
-		prev, had := st.stmts[name]
-		st.undo = &parseUndo{name: name, prev: prev, hadPrev: had}
-	}
-	st.mu.Unlock()
-	i := bytes.IndexByte(rest, 0)
-	ok = i >= 0
-	var query string
-	if ok {
-		query = string(rest[:i])
-	}
-	if !ok || !s.srv.planner.Wants([]byte(query)) {
-		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P', undo: st.undo})
+	}()
+	if !s.srv.planner.Wants(rest[:end]) {
+		s.track.push(p)
 		return s.sw.write(frame)
 	}
 	var msg pgproto3.Parse
 	if err := msg.Decode(body); err != nil {
-		s.track.push(pending{kind: 'P', undo: st.undo})
+		s.track.push(p)
 		return s.sw.write(frame)
 	}
-	plan, err := s.srv.planner.Plan(ctx, s, query, true)
-	var refusal *rewrite.Error
+	plan, err := s.srv.planner.Plan(ctx, s, msg.Query, true)
 	switch {
 	case err != nil:
-		refusal = refusalOf(err)
+		p.refusal = refusalOf(err)
 	case plan != nil && plan.Result != nil && plan.Result.Refusal() != nil:
-		refusal = plan.Result.Refusal()
+		p.refusal = plan.Result.Refusal()
 	case plan != nil && plan.Admin:
 		// A console command prepared like any statement: it runs as the
 		// SQL it stands for; errors carry no position into that SQL.
-		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P', admin: true, undo: st.undo})
+		p.admin = true
+		s.track.push(p)
 		msg.Query = plan.Result.SQL
 		return s.writeMsg(&msg)
 	}
-	if refusal != nil {
-		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))
-		s.forgetStatement(name)
-		s.track.push(pending{kind: 'P', refusal: refusal, undo: st.undo})
+	if p.refusal != nil {
+		s.log.Info("statement refused", zap.String("sqlstate", p.refusal.Code), zap.String("reason", p.refusal.Message))
+		s.track.push(p)
 		msg.Query = refusedParse
 		return s.writeMsg(&msg)
 	}
 	if plan == nil || plan.Result == nil || !plan.Result.Changed {
-		s.forgetStatement(name)
 		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
 			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
-			if o, ok := s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]; ok {
-				s.rememberStatement(name, o)
-			}
+			out, keep = s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]
 		}
-		s.track.push(pending{kind: 'P', undo: st.undo})
+		s.track.push(p)
 		return s.sw.write(frame)
 	}
 	res := plan.Result
 	if len(res.Statements) == 1 {
-		s.rememberStatement(name, res.Statements[0].Output)
+		out, keep = res.Statements[0].Output, true
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
-	s.track.push(pending{kind: 'P', res: res, undo: st.undo})
+	p.res = res
+	s.track.push(p)
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
 }
 
-func (s *Session) rememberStatement(name string, out rewrite.Output) {
-	s.prepared.mu.Lock()
-	defer s.prepared.mu.Unlock()
-	if s.prepared.redefining {
-		return
+// noteParse records a Parse of name. A Parse of a named statement that
+// exists fails on the server (redefining); a new one is remembered, with
+// how to take it back should the server fail or skip the Parse.
+func (s *Session) noteParse(name string) (undo *parseUndo, redefining bool) {
+	if name == "" {
+		return nil, false
 	}
-	if s.prepared.stmts == nil {
-		s.prepared.stmts, s.prepared.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.names[name] {
+		return nil, true
 	}
-	s.prepared.stmts[name] = out
+	if st.names == nil {
+		st.names = map[string]bool{}
+	}
+	st.names[name] = true
+	prev, had := st.stmts[name]
+	return &parseUndo{name: name, prev: prev, hadPrev: had}, false
 }
 
-func (s *Session) forgetStatement(name string) {
-	s.prepared.mu.Lock()
-	defer s.prepared.mu.Unlock()
-	if s.prepared.redefining {
+// setStatement records what the answers to statement name need: out when
+// keep, nothing otherwise.
+func (s *Session) setStatement(name string, out rewrite.Output, keep bool) {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !keep {
+		delete(st.stmts, name)
 		return
 	}
-	if s.prepared.stmts != nil {
-		delete(s.prepared.stmts, name)
+	if st.stmts == nil {
+		st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
 	}
+	st.stmts[name] = out
+	st.rewritten.Store(true)
 }
 
 func (s *Session) writeQuery(sql string) error {
@@ -539,7 +536,17 @@ func raiseStatement(e *rewrite.Error) string {
 }
 
 // containsFold reports whether b contains the lower-case ASCII word w in
-// any case.
+// any case, without copying b (it runs on every Query of a session that
+// has SQL-level prepared statements).
 func containsFold(b []byte, w string) bool {
-	return bytes.Contains(bytes.ToLower(b), []byte(w))
+	for i := 0; i+len(w) <= len(b); i++ {
+		j := 0
+		for j < len(w) && b[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
 }
