@@ -78,7 +78,7 @@ func (s *Session) serverToClient() error {
 			}
 			if typ == 'E' {
 				out := s.repair(&cur, frame)
-				if !cur.retry.done && staleCatalog(frame) {
+				if !cur.retry.done && staleCatalog(&cur, frame) {
 					s.srv.catalogChanged(s)
 					// Hold the error back: if the statement can run again
 					// with a fresh catalog, the client never sees it.
@@ -300,14 +300,15 @@ func stripDataRow(frame []byte, n int) []byte {
 // staleCatalog reports whether an ErrorResponse to a rewritten statement
 // means the catalog it was planned with is out of date: TS001 from the
 // signature guard, or — when a column was dropped a moment ago, before the
-// guard could run — the capture's reference to it ("column … not found in
-// data type …").
-func staleCatalog(frame []byte) bool {
+// guard could run — an undefined column in the capture the proxy
+// generated (judged by where the error points, not by its wording, which
+// follows the server's lc_messages).
+func staleCatalog(p *pending, frame []byte) bool {
 	var e pgproto3.ErrorResponse
 	if e.Decode(frame[5:]) != nil {
 		return false
 	}
-	return e.Code == CodeCatalogChanged || e.Code == "42703" && strings.Contains(e.Message, "not found in data type")
+	return e.Code == CodeCatalogChanged || e.Code == "42703" && p.res.Generated(int(e.Position))
 }
 
 // resend plans a Query again after TS001 (the catalog was reloaded) and

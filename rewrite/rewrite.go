@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"sort"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -264,6 +265,28 @@ func (r *Result) OriginalPosition(pos int) int {
 	}
 	ob = max(0, min(ob, len(r.orig)))
 	return byteToChar(r.orig, ob) + 1
+}
+
+// Generated reports whether an error position reported by the server for
+// Result.SQL (1-based characters) lies in text the rewrite generated — the
+// capture around the client's statement — rather than in the client's own
+// text. An undefined column there means the catalog the rewrite was
+// planned with is out of date.
+func (r *Result) Generated(pos int) bool {
+	if r == nil || !r.Changed || pos <= 0 {
+		return false
+	}
+	b := charToByte(r.SQL, pos-1)
+	for i := range r.Statements {
+		st := &r.Statements[i]
+		if !st.Rewritten || b < st.Span.Start || b >= st.Span.End {
+			continue
+		}
+		rel := b - st.Span.Start
+		j := sort.Search(len(st.pairs), func(k int) bool { return st.pairs[k].rew > rel }) - 1
+		return j < 0 || st.pairs[j].exact
+	}
+	return false
 }
 
 func firstNonSpace(s string, sp Span) int {

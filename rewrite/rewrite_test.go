@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/stretchr/testify/assert"
@@ -159,4 +160,22 @@ func TestCache(t *testing.T) {
 	}
 	wg.Wait()
 	assert.LessOrEqual(t, c.Len(), 2)
+}
+
+// TestGenerated tells the client's own text from the generated capture.
+func TestGenerated(t *testing.T) {
+	res, err := Rewrite("DELETE FROM sites WHERE nosuch = 1", newTestCatalog(), Options{})
+	if err != nil || !res.Changed {
+		t.Fatalf("not rewritten: %v", err)
+	}
+	pos := func(sub string) int { return utf8.RuneCountInString(res.SQL[:strings.Index(res.SQL, sub)]) + 1 }
+	if res.Generated(pos("nosuch")) {
+		t.Error("the client's column counts as generated")
+	}
+	if !res.Generated(pos("(_ts_row).id")) {
+		t.Error("the capture's column reference does not count as generated")
+	}
+	if res.Generated(0) {
+		t.Error("no position is not generated")
+	}
 }
