@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -65,15 +66,13 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	level := zap.NewAtomicLevel()
-	log, err := newLogger(cfg.Log, level)
+	log, level, err := newLogger(cfg.Log.Level, cfg.Log.Format, os.Stderr)
 	if err != nil {
-		return err
+		return fmt.Errorf("log.level: %w", err)
 	}
 	defer log.Sync() //nolint:errcheck
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	pcfg, err := proxyConfig(cfg, log, proxy.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -94,15 +93,8 @@ func (c *proxyCmd) Run() error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 
-	var ready = func() error { return nil }
-	if cfg.Metrics.Listen != "" {
-		ready = func() error { return pingUpstream(cfg.Upstream) }
-		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
-		if err != nil {
-			return fmt.Errorf("metrics listen: %w", err)
-		}
-		go serveMetrics(mln, reg, ready, log)
-		log.Info("metrics listening", zap.String("addr", mln.Addr().String()))
+	if err := startMetrics(cfg.Metrics.Listen, reg, func() error { return pingUpstream(cfg.Upstream) }, log); err != nil {
+		return err
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -185,19 +177,41 @@ func proxyConfig(cfg config.Config, log *zap.Logger, m *proxy.Metrics) (proxy.Co
 	return pc, nil
 }
 
-func newLogger(lc config.Log, level zap.AtomicLevel) (*zap.Logger, error) {
-	l, err := zapcore.ParseLevel(lc.Level)
+// newLogger builds a command's logger: JSON (or console text) to w at the
+// given level, which the returned AtomicLevel can change later (SIGHUP).
+func newLogger(levelName, format string, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	l, err := zapcore.ParseLevel(levelName)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, zap.AtomicLevel{}, err
 	}
-	level.SetLevel(l)
-	zc := zap.NewProductionConfig()
-	if lc.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
+	level := zap.NewAtomicLevelAt(l)
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	if format == "console" {
+		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
 	}
-	zc.Level = level
-	zc.Sampling = nil
-	return zc.Build()
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level), zap.AddCaller()), level, nil
+}
+
+// newRegistry is a Prometheus registry with the Go runtime and process
+// collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// startMetrics serves reg on addr (nothing when addr is empty).
+func startMetrics(addr string, reg *prometheus.Registry, ready func() error, log *zap.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	go serveMetrics(ln, reg, ready, log)
+	log.Info("metrics listening", zap.String("addr", ln.Addr().String()))
+	return nil
 }
 
 // serveMetrics serves /metrics, /healthz (the process is up) and /readyz

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -13,10 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/tombstone-proxy/tombstone/coord"
 	"github.com/tombstone-proxy/tombstone/tombstone"
@@ -86,22 +82,16 @@ func (c *reaperCmd) Run(std *stdio) error {
 	if !c.Once && !c.DryRun && c.Interval <= 0 {
 		return usageErrorf("--interval must be positive")
 	}
-	log, err := reaperLogger(c.LogLevel, c.LogFormat, std.Err)
+	log, _, err := newLogger(c.LogLevel, c.LogFormat, std.Err)
 	if err != nil {
-		return usageErrorf("%w", err)
+		return usageErrorf("--log-level: %w", err)
 	}
 	defer log.Sync() //nolint:errcheck
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	m := newReaperMetrics(reg)
-	if c.MetricsListen != "" {
-		ln, err := net.Listen("tcp", c.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("metrics listen: %w", err)
-		}
-		go serveMetrics(ln, reg, func() error { return nil }, log)
-		log.Info("metrics listening", zap.String("addr", ln.Addr().String()))
+	if err := startMetrics(c.MetricsListen, reg, func() error { return nil }, log); err != nil {
+		return err
 	}
 
 	var rdb *redis.Client
@@ -132,20 +122,6 @@ func (c *reaperCmd) Run(std *stdio) error {
 		case <-time.After(c.Interval):
 		}
 	}
-}
-
-// reaperLogger logs to w (stderr, or a test's buffer): JSON by default,
-// console text with format "console".
-func reaperLogger(level, format string, w io.Writer) (*zap.Logger, error) {
-	l, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	if format == "console" {
-		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), l), zap.AddCaller()), nil
 }
 
 // runOnce is one run: connect, take the lease (or stand by), reap,
