@@ -349,3 +349,26 @@ func TestPgbenchProtected(t *testing.T) {
 	}
 	require.Positive(t, e.count("SELECT count(*) FROM tombstone.trash"), "re-initialization trashed the old tables")
 }
+
+// TestRefusalExtendedProtocol: a refused statement prepared by a driver
+// fails at Parse with 0A000, aborts the transaction exactly as a failed
+// statement would, and leaves the session usable after ROLLBACK.
+func TestRefusalExtendedProtocol(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	tx, err := p.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "MERGE INTO links l USING (SELECT $1::bigint AS id) s ON l.id = s.id WHEN MATCHED THEN DELETE", 5)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code)
+	require.NotEmpty(t, pe.Hint)
+	_, err = tx.Exec(ctx, "SELECT 1")
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "25P02", pe.Code, "the transaction is aborted, as after any failed statement")
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE id = 5"), "nothing deleted")
+	var one int
+	require.NoError(t, p.QueryRow(ctx, "SELECT 1").Scan(&one))
+}

@@ -41,6 +41,21 @@ func (f *frozenCatalogs) invalidate(db string) {
 	f.inner.Invalidate(db)
 }
 
+// frozenProxy starts, in front of e's database, a second proxy whose
+// planner reads a catalog snapshot taken now, until it reports it stale.
+// It returns the snapshot holder and the proxy's DSN.
+func frozenProxy(t *testing.T, e *env) (*frozenCatalogs, string) {
+	t.Helper()
+	old, err := e.cats.Catalog(context.Background(), dbName(t, e.direct))
+	require.NoError(t, err)
+	frozen := &frozenCatalogs{inner: e.cats, old: old}
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = frozen.invalidate
+	})
+	return frozen, withDB(t, px.DSN, dbName(t, e.direct))
+}
+
 // TestStaleCatalogNeverLosesRows: a cascade added by another connection a
 // moment ago is not in the proxy's catalog. The rewritten DELETE's guard
 // fails it (TS001) before anything is deleted; outside a transaction block
@@ -48,24 +63,13 @@ func (f *frozenCatalogs) invalidate(db string) {
 // just sees DELETE 1 and the new cascade is captured. Inside a transaction
 // block the error reaches the client, with nothing deleted.
 func TestStaleCatalogNeverLosesRows(t *testing.T) {
-	frozen := &frozenCatalogs{}
-	e := newEnv(t, shopSchema, func(c *proxy.Config) {
-		c.OnCatalogChanged = frozen.invalidate
-	})
-	frozen.inner = e.cats
+	e := newEnv(t, shopSchema)
 	ctx := context.Background()
-	old, err := e.cats.Catalog(ctx, dbName(t, e.direct))
-	require.NoError(t, err)
-	frozen.old = old
-	// A second proxy whose planner reads the frozen catalog.
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
-		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
-		c.OnCatalogChanged = frozen.invalidate
-	})
-	through := withDB(t, px.DSN, dbName(t, e.direct))
+	frozen, through := frozenProxy(t, e)
+	old := frozen.old
 
 	d := testenv.Connect(t, e.direct)
-	_, err = d.Exec(ctx, `CREATE TABLE reviews (id int PRIMARY KEY, product_id bigint REFERENCES products ON DELETE CASCADE, body text);
+	_, err := d.Exec(ctx, `CREATE TABLE reviews (id int PRIMARY KEY, product_id bigint REFERENCES products ON DELETE CASCADE, body text);
 		INSERT INTO reviews SELECT i, (i % 200) + 1, 'review ' || i FROM generate_series(1, 50) i`)
 	require.NoError(t, err)
 
@@ -96,22 +100,14 @@ func TestStaleCatalogNeverLosesRows(t *testing.T) {
 // stale capture fail before its guard runs (42703 on the capture's
 // reference); the proxy treats it as a stale catalog too and re-sends.
 func TestStaleCatalogDroppedColumn(t *testing.T) {
-	frozen := &frozenCatalogs{}
 	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
 		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
-	frozen.inner = e.cats
 	ctx := context.Background()
-	old, err := e.cats.Catalog(ctx, dbName(t, e.direct))
-	require.NoError(t, err)
-	frozen.old = old
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
-		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
-		c.OnCatalogChanged = frozen.invalidate
-	})
+	_, through := frozenProxy(t, e)
 	d := testenv.Connect(t, e.direct)
-	_, err = d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
+	_, err := d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
 	require.NoError(t, err)
-	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+	p := testenv.Connect(t, through)
 	tag, err := p.Exec(ctx, "DELETE FROM notes WHERE id = 2", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
 	require.Equal(t, "DELETE 1", tag.String())
