@@ -1,8 +1,8 @@
 package rewrite
 
 import (
-	"sort"
 	"fmt"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
