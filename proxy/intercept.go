@@ -367,7 +367,7 @@ func (s *Session) sqlPrepare(st *rewrite.Statement) {
 		st2.sqlPrepared = map[string]rewrite.Output{}
 	}
 	st2.sqlNames[st.Prepares] = true
-	if st.Rewritten && st.PreparedName != "" {
+	if st.Rewritten {
 		st2.sqlPrepared[st.Prepares] = st.Output
 	}
 }

@@ -74,7 +74,6 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 		if inner == nil || err != nil {
 			return nil, err
 		}
-		st.PreparedName = p.GetName()
 		np := proto.Clone(p).(*pg.PrepareStmt)
 		np.Query = inner
 		return &pg.Node{Node: &pg.Node_PrepareStmt{PrepareStmt: np}}, nil

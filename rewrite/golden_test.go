@@ -66,8 +66,8 @@ func describe(res *Result, err error) string {
 		if st.Output.HiddenColumns != 0 {
 			fmt.Fprintf(&b, " hidden=%d", st.Output.HiddenColumns)
 		}
-		if st.PreparedName != "" {
-			fmt.Fprintf(&b, " prepared=%s", st.PreparedName)
+		if st.Prepares != "" && st.Rewritten {
+			fmt.Fprintf(&b, " prepared=%s", st.Prepares)
 		}
 		b.WriteString("\n")
 		if r := st.Refusal; r != nil {

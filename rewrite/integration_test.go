@@ -215,8 +215,8 @@ func run(t *testing.T, c *pgconn.PgConn, cat Catalog, tc itCase, rewrite bool) (
 			}
 			send = res.SQL
 			for _, st := range res.Statements {
-				if st.PreparedName != "" {
-					prepared[st.PreparedName] = st.Output
+				if st.Prepares != "" && st.Rewritten {
+					prepared[st.Prepares] = st.Output
 				}
 			}
 		}
@@ -225,7 +225,7 @@ func run(t *testing.T, c *pgconn.PgConn, cat Catalog, tc itCase, rewrite bool) (
 				return Output{}
 			}
 			st := res.Statements[i]
-			if st.PreparedName != "" {
+			if st.Prepares != "" && st.Rewritten {
 				return Output{}
 			}
 			if st.Kind == KindExecute {

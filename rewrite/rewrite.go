@@ -75,10 +75,10 @@ type Statement struct {
 	Original Span
 	Span     Span
 	// Output describes how to fix the server's answer to this statement.
-	// When PreparedName is set, Output applies to every later EXECUTE of
-	// that prepared statement instead (PREPARE itself answers "PREPARE").
-	Output       Output
-	PreparedName string
+	// For a rewritten PREPARE (Prepares set), Output applies to every
+	// later EXECUTE of that prepared statement instead (PREPARE itself
+	// answers "PREPARE").
+	Output Output
 	// ExecuteName is the prepared statement an EXECUTE runs; the proxy
 	// applies the Output it remembered for that PREPARE.
 	ExecuteName string
