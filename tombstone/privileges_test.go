@@ -155,6 +155,9 @@ func TestNoEscalationThroughShadowSync(t *testing.T) {
 	require.NoError(t, r.Err())
 	require.NotEmpty(t, rows)
 	require.Equal(t, "false", queryString(t, su, "SELECT rolsuper::text FROM pg_roles WHERE rolname = '"+app+"'"), "no escalation")
+	require.Equal(t, "", queryString(t, su, `SELECT coalesce(string_agg(proname, ', '), '') FROM pg_proc
+		WHERE pronamespace = 'tombstone'::regnamespace AND proname NOT IN ('capture_truncate', 'trash_tables')
+		  AND NOT coalesce('search_path=pg_catalog, tombstone, pg_temp' = ANY (proconfig), false)`), "functions without the fixed search_path")
 	require.Equal(t, "integer,integer[]", queryString(t, su, `SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)
 		FROM pg_attribute WHERE attrelid = 'tombstone.public__evil_t'::regclass AND attname IN ('y', 'z')`), "shadow stores the domain's base type")
 }

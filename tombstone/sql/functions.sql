@@ -71,7 +71,6 @@ CREATE OR REPLACE FUNCTION tombstone.protected_tables()
 RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
                retention interval, filter_column name)
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.oid, n.nspname, c.relname,
            coalesce(s.position, 2147483647),
@@ -193,7 +192,6 @@ $$;
 -- and made unique against the shadows of other source tables.
 CREATE OR REPLACE FUNCTION tombstone._shadow_name(p_schema name, p_table name, p_source oid) RETURNS name
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     base text := p_schema || '__' || p_table;
@@ -224,7 +222,6 @@ $$;
 -- source column. The registry follows.
 CREATE OR REPLACE FUNCTION tombstone._set_aside(p_source oid, p_shadow name, p_name name) RETURNS name
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
@@ -254,7 +251,6 @@ $$;
 -- with exactly these leading columns exists.
 CREATE OR REPLACE FUNCTION tombstone._ensure_index(p_shadow name, cols name[]) RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
@@ -317,7 +313,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.sync_shadow(rel regclass) RETURNS name
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     src oid := tombstone._root(rel::oid);
@@ -470,7 +465,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.sync_all() RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
@@ -495,7 +489,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
@@ -519,7 +512,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pg_notify('tombstone_catalog', tg_tag);

@@ -35,7 +35,6 @@ CREATE OR REPLACE FUNCTION tombstone._protected_roots(p_rels oid[])
 RETURNS TABLE (relid oid, root oid, table_name text, retention interval)
 LANGUAGE sql STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT x.rel, pt.relid, pt.schema_name || '.' || pt.table_name, pt.retention
       FROM (SELECT DISTINCT r AS rel FROM unnest(p_rels) r) x
@@ -54,7 +53,6 @@ RETURNS TABLE (relid oid, root oid, table_name text, retention interval, shadow 
                shadow_cols name[], source_cols name[])
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -251,7 +249,6 @@ $$;
 -- the given schemas has yet.
 CREATE OR REPLACE FUNCTION tombstone._trash_free_name(p_base text, p_suffix text, p_nsps oid[]) RETURNS name
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cand name := tombstone._trash_ident(p_base, p_suffix);
@@ -287,7 +284,6 @@ CREATE OR REPLACE FUNCTION tombstone._trash_register(
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p record;

@@ -1,5 +1,5 @@
--- Applied last: every function of the tombstone schema runs with a fixed
--- search_path, so that no object a role creates in a schema on the
+-- Applied last, and the one place that sets it: every function of the
+-- tombstone schema runs with a fixed search_path, so that no object a role creates in a schema on the
 -- caller's path (a public.unnest(text[]) overload, say) can stand in for a
 -- built-in while an administrator or the installer runs our code.
 -- capture_truncate and trash_tables are the exception: they must resolve
