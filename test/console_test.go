@@ -29,15 +29,22 @@ func psql(t *testing.T, dsn string, cmds ...string) string {
 	return string(out)
 }
 
+// tenantsDeleted is a fresh saas database where tenants 3 and 4 were
+// deleted through the proxy: the env, a connection through the proxy and
+// the batch.
+func tenantsDeleted(t *testing.T) (*env, *pgx.Conn, int) {
+	t.Helper()
+	e := newEnv(t, saasSchema)
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "DELETE FROM tenants WHERE id IN (3, 4)")
+	require.NoError(t, err)
+	return e, p, e.count("SELECT max(id) FROM tombstone.batches")
+}
+
 // TestConsoleWithPsql runs the console's read and dry-run commands with
 // the real psql through the proxy and checks what it prints.
 func TestConsoleWithPsql(t *testing.T) {
-	e := newEnv(t, saasSchema)
-	ctx := context.Background()
-	p := testenv.Connect(t, e.proxy)
-	_, err := p.Exec(ctx, "DELETE FROM tenants WHERE id IN (3, 4)")
-	require.NoError(t, err)
-	batch := e.count("SELECT max(id) FROM tombstone.batches")
+	e, _, batch := tenantsDeleted(t)
 
 	out := psql(t, e.proxy, "SHOW BATCHES", fmt.Sprintf("SHOW BATCH %d", batch),
 		"SHOW TOMBSTONES tenants WHERE id = 3", "SHOW TOMBSTONES public.sites WHERE tenant_id = 4 AND name LIKE '%2' LIMIT 5",
@@ -98,12 +105,8 @@ func queryText(t *testing.T, dsn, sql string) string {
 // leave the session usable, predicates cannot smuggle in SQL, and purge,
 // hold and release work through the proxy.
 func TestConsoleSession(t *testing.T) {
-	e := newEnv(t, saasSchema)
+	e, p, batch := tenantsDeleted(t)
 	ctx := context.Background()
-	p := testenv.Connect(t, e.proxy)
-	_, err := p.Exec(ctx, "DELETE FROM tenants WHERE id IN (3, 4)")
-	require.NoError(t, err)
-	batch := e.count("SELECT max(id) FROM tombstone.batches")
 	after := e.snapshot(saasTables...)
 	stored := e.count("SELECT count(*) FROM tombstone.public__products")
 
