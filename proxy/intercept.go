@@ -104,7 +104,6 @@ func (s *Session) undoParse(u *parseUndo) {
 // message the server answers is recorded in the tracker.
 func (s *Session) clientToServer(ctx context.Context) error {
 	cr, sw := s.cr, s.sw
-	tracking := s.srv.planner != nil
 	for {
 		if !cr.hasHeader() {
 			if err := sw.flush(); err != nil {
@@ -118,26 +117,47 @@ func (s *Session) clientToServer(ctx context.Context) error {
 			}
 			return errSessionDone
 		}
-		if typ == 'X' {
-			// Terminate: pass it on so the server ends cleanly, then stop.
-			s.terminating.Store(true)
-			_ = s.forward(cr, sw, size)
-			_ = sw.flush()
-			return errSessionDone
-		}
-		if tracking {
-			handled, err := s.intercept(ctx, typ, size)
-			if err != nil {
-				return err
-			}
-			if handled {
-				continue
-			}
-		}
-		if err := s.forward(cr, sw, size); err != nil {
+		if err := s.clientMessage(ctx, typ, size); err != nil {
 			return err
 		}
 	}
+}
+
+// clientMessage handles the client message whose header is at the front of
+// s.cr: forwarded as is, or planned and replaced. It reads more of the
+// client's bytes only for a frame that is not buffered whole.
+func (s *Session) clientMessage(ctx context.Context, typ byte, size int) error {
+	if typ == 'X' {
+		// Terminate: pass it on so the server ends cleanly, then stop.
+		s.terminating.Store(true)
+		_ = s.forward(s.cr, s.sw, size)
+		_ = s.sw.flush()
+		return errSessionDone
+	}
+	if s.srv.planner != nil {
+		handled, err := s.intercept(ctx, typ, size)
+		if err != nil || handled {
+			return err
+		}
+	}
+	return s.forward(s.cr, s.sw, size)
+}
+
+// plans reports whether a whole Query or Parse frame goes to the planner,
+// which may take a while (it can load a catalog from the database); every
+// other frame passes through at once.
+func (s *Session) plans(frame []byte) bool {
+	body := frame[5:]
+	if frame[0] == 'P' {
+		_, rest, ok := cstring(body)
+		end := bytes.IndexByte(rest, 0)
+		return ok && end >= 0 && s.srv.planner.Wants(rest[:end])
+	}
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return false
+	}
+	text := body[:len(body)-1]
+	return s.srv.planner.Wants(text) || len(s.prepared.sqlNames) > 0 && containsFold(text, "deallocate")
 }
 
 // intercept records what the server will answer to the next message and
@@ -291,13 +311,11 @@ func (s *Session) bindHidden(size, hidden int) error {
 
 // query handles a Query message.
 func (s *Session) query(ctx context.Context, frame []byte) error {
-	text := frame[5:]
-	if len(text) == 0 || text[len(text)-1] != 0 || !s.srv.planner.Wants(text[:len(text)-1]) &&
-		!(len(s.prepared.sqlNames) > 0 && containsFold(text[:len(text)-1], "deallocate")) {
+	if !s.plans(frame) {
 		s.track.push(pending{kind: 'Q'})
 		return s.sw.write(frame)
 	}
-	sql := string(text[:len(text)-1])
+	sql := string(frame[5 : len(frame)-1])
 	plan, err := s.srv.planner.Plan(ctx, s, sql, false)
 	if err != nil {
 		// Refuse the whole text: the server runs a statement that raises
@@ -404,7 +422,7 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 			s.setStatement(name, out, keep)
 		}
 	}()
-	if !s.srv.planner.Wants(rest[:end]) {
+	if !s.plans(frame) {
 		s.track.push(p)
 		return s.sw.write(frame)
 	}

@@ -22,9 +22,6 @@ import (
 // nothing is tracked at all.
 func (s *Session) serverToClient() error {
 	sr, cw := s.sr, s.cw
-	tracking := s.srv.planner != nil
-	var cur pending
-	have, skipping, lastError, copyIn := false, false, false, false
 	for {
 		if !sr.hasHeader() {
 			if err := cw.flush(); err != nil {
@@ -33,119 +30,152 @@ func (s *Session) serverToClient() error {
 		}
 		typ, size, err := sr.peekHeader()
 		if err != nil {
-			if lastError && errors.Is(err, io.EOF) {
+			if s.reply.lastError && errors.Is(err, io.EOF) {
 				_ = cw.flush()
 				return errSessionDone
 			}
 			s.serverClosed(err)
 			return errSessionDone
 		}
-		lastError = typ == 'E'
-		if async(typ) {
-			if err := s.forward(sr, cw, size); err != nil {
-				return errSessionDone
-			}
-			continue
-		}
-		if !have && tracking {
-			cur, have = s.track.pop()
-			// After an error in an extended-protocol message the server
-			// skips everything up to Sync: so do we. In COPY-in mode it
-			// ignores Syncs (libpq sends one right after the Execute), up
-			// to the client's CopyDone or CopyFail (marker entries).
-			for have && (cur.kind == copyEnd || skipping && cur.kind != 'S' || copyIn && cur.kind == 'S') {
-				if cur.kind == copyEnd {
-					copyIn = false
-				}
-				if skipping && cur.undo != nil {
-					// A Parse or Close the server skipped changed nothing.
-					s.undoParse(cur.undo)
-				}
-				cur, have = s.track.pop()
-			}
-			skipping = false
-		}
-		if typ == 'G' {
-			copyIn = true
-		}
-		if !have && tracking {
-			s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
-		}
-		if have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
-			frame, err := s.wholeFrame()
-			if err != nil {
-				return err
-			}
-			if typ == 'E' {
-				out := s.repair(&cur, frame)
-				if !cur.retry.done && staleCatalog(&cur, frame) {
-					s.srv.catalogChanged(s)
-					// Hold the error back: if the statement can run again
-					// with a fresh catalog, the client never sees it.
-					cur.retry.savedErr = append([]byte(nil), out...)
-					continue
-				}
-				if err := cw.write(out); err != nil {
-					return errSessionDone
-				}
-				continue
-			}
-			// ReadyForQuery after a held-back TS001.
-			if len(frame) == 6 {
-				s.txStatus.Store(uint32(frame[5]))
-			}
-			if len(frame) == 6 && frame[5] == 'I' && s.resend(&cur) {
-				continue
-			}
-			saved := cur.retry.savedErr
-			cur.retry.savedErr = nil
-			if err := cw.write(saved); err != nil {
-				return errSessionDone
-			}
-			if err := cw.write(frame); err != nil {
-				return errSessionDone
-			}
-			have = false
-			continue
-		}
-		if typ == 'Z' {
-			if err := sr.fill(6); err != nil {
-				s.serverClosed(err)
-				return errSessionDone
-			}
-			if size == 6 {
-				s.txStatus.Store(uint32(sr.buf[sr.start+5]))
-			}
-		}
-		if have && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo != nil {
-			s.undoParse(cur.undo)
-		}
-		if !have || cur.plain() || !needsRepair(&cur, typ) {
-			if err := s.forward(sr, cw, size); err != nil {
-				return errSessionDone
-			}
-		} else {
-			frame, err := s.wholeFrame()
-			if err != nil {
-				return err
-			}
-			if err := cw.write(s.repair(&cur, frame)); err != nil {
-				return errSessionDone
-			}
-		}
-		if !have {
-			continue
-		}
-		if cur.kind == 'Q' && (typ == 'C' || typ == 'I') {
-			cur.stmt++
-		}
-		if completes(&cur, typ) {
-			have = false
-			if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
-				skipping = true
-			}
+		if err := s.serverMessage(typ, size); err != nil {
+			return err
 		}
 	}
+}
+
+// replyState is where the server → client pump stands in the answers.
+type replyState struct {
+	cur  pending // the client message being answered
+	have bool    // cur is set
+	// skipping: an extended-protocol message failed; the server skips to
+	// the next Sync.
+	skipping bool
+	// lastError: the last message was an ErrorResponse.
+	lastError bool
+	// copyIn: the server is in COPY-in mode.
+	copyIn bool
+}
+
+// serverMessage handles the server message whose header is at the front of
+// s.sr: forwarded as is, or repaired. It reads more of the server's bytes
+// only for a frame that is not buffered whole.
+func (s *Session) serverMessage(typ byte, size int) error {
+	sr, cw, st := s.sr, s.cw, &s.reply
+	tracking := s.srv.planner != nil
+	st.lastError = typ == 'E'
+	if async(typ) {
+		if err := s.forward(sr, cw, size); err != nil {
+			return errSessionDone
+		}
+		return nil
+	}
+	if !st.have && tracking {
+		st.cur, st.have = s.track.pop()
+		// After an error in an extended-protocol message the server skips
+		// everything up to Sync: so do we. In COPY-in mode it ignores
+		// Syncs (libpq sends one right after the Execute), up to the
+		// client's CopyDone or CopyFail (marker entries).
+		for st.have && (st.cur.kind == copyEnd || st.skipping && st.cur.kind != 'S' || st.copyIn && st.cur.kind == 'S') {
+			if st.cur.kind == copyEnd {
+				st.copyIn = false
+			}
+			if st.skipping && st.cur.undo != nil {
+				// A Parse or Close the server skipped changed nothing.
+				s.undoParse(st.cur.undo)
+			}
+			st.cur, st.have = s.track.pop()
+		}
+		st.skipping = false
+	}
+	if typ == 'G' {
+		st.copyIn = true
+	}
+	if !st.have && tracking {
+		s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
+	}
+	cur := &st.cur
+	if st.have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
+		return s.retryAnswer(typ)
+	}
+	if typ == 'Z' {
+		if err := sr.fill(6); err != nil {
+			s.serverClosed(err)
+			return errSessionDone
+		}
+		if size == 6 {
+			s.txStatus.Store(uint32(sr.buf[sr.start+5]))
+		}
+	}
+	if st.have && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo != nil {
+		s.undoParse(cur.undo)
+	}
+	if !st.have || cur.plain() || !needsRepair(cur, typ) {
+		if err := s.forward(sr, cw, size); err != nil {
+			return errSessionDone
+		}
+	} else {
+		frame, err := s.wholeFrame()
+		if err != nil {
+			return err
+		}
+		if err := cw.write(s.repair(cur, frame)); err != nil {
+			return errSessionDone
+		}
+	}
+	if !st.have {
+		return nil
+	}
+	if cur.kind == 'Q' && (typ == 'C' || typ == 'I') {
+		cur.stmt++
+	}
+	if completes(cur, typ) {
+		st.have = false
+		if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
+			st.skipping = true
+		}
+	}
+	return nil
+}
+
+// retryAnswer handles an ErrorResponse to a Query that may be re-sent after
+// a stale catalog, and the ReadyForQuery after a held-back one.
+func (s *Session) retryAnswer(typ byte) error {
+	cur, cw := &s.reply.cur, s.cw
+	frame, err := s.wholeFrame()
+	if err != nil {
+		return err
+	}
+	if typ == 'E' {
+		out := s.repair(cur, frame)
+		if !cur.retry.done && staleCatalog(cur, frame) {
+			s.srv.catalogChanged(s)
+			// Hold the error back: if the statement can run again with a
+			// fresh catalog, the client never sees it.
+			cur.retry.savedErr = append([]byte(nil), out...)
+			return nil
+		}
+		if err := cw.write(out); err != nil {
+			return errSessionDone
+		}
+		return nil
+	}
+	// ReadyForQuery after a held-back TS001.
+	if len(frame) == 6 {
+		s.txStatus.Store(uint32(frame[5]))
+	}
+	if len(frame) == 6 && frame[5] == 'I' && s.resend(cur) {
+		return nil
+	}
+	saved := cur.retry.savedErr
+	cur.retry.savedErr = nil
+	if err := cw.write(saved); err != nil {
+		return errSessionDone
+	}
+	if err := cw.write(frame); err != nil {
+		return errSessionDone
+	}
+	s.reply.have = false
+	return nil
 }
 
 // needsRepair reports whether server message typ, answering p, must be

@@ -53,6 +53,7 @@ type Session struct {
 	txStatus   atomic.Uint32
 
 	track    tracker
+	reply    replyState // server → client pump only
 	wmu      sync.Mutex // serializes writes to the server (client pump, retries)
 	prepared statements
 
