@@ -26,13 +26,16 @@ type Config struct {
 	ControlDSN string `yaml:"control_dsn"`
 	// ShutdownTimeout bounds how long SIGTERM waits for sessions to end.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	Protect         Protect  `yaml:"protect"`
-	Policies        Policies `yaml:"policies"`
-	Guards          Guards   `yaml:"guards"`
-	Redis           Redis    `yaml:"redis"`
-	Metrics         Metrics  `yaml:"metrics"`
-	Log             Log      `yaml:"log"`
-	TLS             TLS      `yaml:"tls"`
+	// EventLoops is how many epoll event loops carry sessions' ordinary
+	// traffic (Linux); 0 runs every session on goroutine pumps.
+	EventLoops int      `yaml:"event_loops"`
+	Protect    Protect  `yaml:"protect"`
+	Policies   Policies `yaml:"policies"`
+	Guards     Guards   `yaml:"guards"`
+	Redis      Redis    `yaml:"redis"`
+	Metrics    Metrics  `yaml:"metrics"`
+	Log        Log      `yaml:"log"`
+	TLS        TLS      `yaml:"tls"`
 }
 
 // Protect says which tables are protected and for how long tombstones live.
@@ -100,6 +103,7 @@ func Default() Config {
 		Listen:          "127.0.0.1:6432",
 		Upstream:        "127.0.0.1:5432",
 		ShutdownTimeout: Duration(30 * time.Second),
+		EventLoops:      1,
 		Protect: Protect{
 			Schemas:   []string{"public"},
 			Retention: Duration(7 * 24 * time.Hour),
@@ -149,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return fmt.Errorf("shutdown_timeout: must not be negative")
+	}
+	if c.EventLoops < 0 || c.EventLoops > 64 {
+		return fmt.Errorf("event_loops: must be between 0 and 64, got %d", c.EventLoops)
 	}
 	if len(c.Protect.Schemas) == 0 {
 		return fmt.Errorf("protect.schemas: list at least one schema")

@@ -20,6 +20,9 @@ const (
 	bufSize = 64 * 1024
 )
 
+// errWouldBlock is returned by a non-blocking reader that has nothing yet.
+var errWouldBlock = errors.New("no data yet")
+
 // errMessageLength is returned when a frame header announces a length the
 // protocol does not allow.
 var errMessageLength = errors.New("invalid message length")
@@ -90,6 +93,21 @@ func (f *frameReader) fill(n int) error {
 		}
 	}
 	return nil
+}
+
+// readSome reads once, whatever the reader has (the event loop's read:
+// the socket is known to be readable). The buffer is compacted first when
+// it is full.
+func (f *frameReader) readSome() error {
+	if f.start == f.end {
+		f.start, f.end = 0, 0
+	} else if f.end == len(f.buf) {
+		f.end = copy(f.buf, f.buf[f.start:f.end])
+		f.start = 0
+	}
+	n, err := f.r.Read(f.buf[f.end:])
+	f.end += n
+	return err
 }
 
 // next returns the whole next frame (header included), buffering it

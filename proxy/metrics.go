@@ -9,6 +9,11 @@ type Metrics struct {
 	CancelRequests    prometheus.Counter
 	// StatementsRewritten counts Query and Parse texts the proxy changed.
 	StatementsRewritten prometheus.Counter
+	// LoopSessions counts sessions that joined an event loop after
+	// authentication; LoopHandBacks those it handed to goroutine pumps
+	// (a planned statement, a big frame, the session's end, …).
+	LoopSessions  prometheus.Counter
+	LoopHandBacks prometheus.Counter
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg (nil: not
@@ -31,9 +36,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "tombstone", Subsystem: "proxy", Name: "statements_rewritten_total",
 			Help: "Query and Parse texts rewritten to capture deleted rows.",
 		}),
+		LoopSessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_sessions_total",
+			Help: "Sessions that joined an event loop after authentication.",
+		}),
+		LoopHandBacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_handbacks_total",
+			Help: "Sessions an event loop handed to goroutine pumps (a planned statement, a frame larger than the buffer, the end of the session).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten)
+		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks)
 	}
 	return m
 }

@@ -42,6 +42,9 @@ type Config struct {
 	Metrics        *Metrics
 	// Planner rewrites statements; nil makes a pure pass-through proxy.
 	Planner Planner
+	// Loops, when set, carry sessions' ordinary traffic on event loops
+	// (Linux; see Loops). Nil: every session runs on goroutine pumps.
+	Loops *Loops
 	// OnCatalogChanged is called when the server reports that a rewrite
 	// was planned with a stale catalog (SQLSTATE TS001).
 	OnCatalogChanged func(database string)
@@ -147,6 +150,9 @@ func (s *Server) unregister(sess *Session) {
 	s.mu.Unlock()
 	s.cancels.Delete(string(sess.backendKey))
 }
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.cfg.Metrics }
 
 // Sessions returns how many sessions are open.
 func (s *Server) Sessions() int {

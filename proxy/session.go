@@ -57,6 +57,14 @@ type Session struct {
 	wmu      sync.Mutex // serializes writes to the server (client pump, retries)
 	prepared statements
 
+	// modeMu guards the switch between the event loop and the goroutine
+	// pumps: client, server, lc and closing.
+	modeMu sync.Mutex
+	// lc is set while an event loop carries the session.
+	lc *loopConn
+	// closing: close was asked for while in the loop.
+	closing bool
+
 	closeOnce   sync.Once
 	killed      atomic.Bool
 	midFrame    atomic.Bool // the client pump is streaming a frame to the server
@@ -85,6 +93,22 @@ func (s *Session) run(ctx context.Context) {
 		zap.String("user", s.Params["user"]),
 		zap.String("database", s.Params["database"]),
 		zap.String("application_name", s.Params["application_name"]))
+	s.relay(ctx)
+}
+
+// relay carries the session's messages until one side ends it: on an
+// event loop for as long as it can, then on goroutine pumps.
+func (s *Session) relay(ctx context.Context) {
+	if s.srv.cfg.Loops.adopt(ctx, s) {
+		s.srv.cfg.Metrics.LoopSessions.Inc()
+		lc := s.lc
+		<-lc.back
+		if err := s.resume(lc); err != nil {
+			s.log.Warn("session ended", zap.Error(err))
+			return
+		}
+		s.srv.cfg.Metrics.LoopHandBacks.Inc()
+	}
 	done := make(chan error, 1)
 	go func() {
 		err := s.serverToClient()
@@ -124,8 +148,17 @@ func (s *Session) fail(err error) {
 
 // close closes both connections once.
 func (s *Session) close() {
+	s.modeMu.Lock()
+	defer s.modeMu.Unlock()
+	if s.lc != nil {
+		s.closing = true
+		s.lc.release()
+		return
+	}
 	s.closeOnce.Do(func() {
-		_ = s.client.Close()
+		if s.client != nil {
+			_ = s.client.Close()
+		}
 		if s.server != nil {
 			_ = s.server.Close()
 		}
@@ -136,6 +169,12 @@ func (s *Session) close() {
 // server pump tells the client why at the next message boundary.
 func (s *Session) kill() {
 	s.killed.Store(true)
+	s.modeMu.Lock()
+	defer s.modeMu.Unlock()
+	if s.lc != nil {
+		s.lc.release() // the session's goroutine closes the server side
+		return
+	}
 	if s.server != nil {
 		_ = s.server.Close()
 	} else {

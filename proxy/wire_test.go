@@ -38,11 +38,19 @@ var update = flag.Bool("update", false, "rewrite golden transcripts in testdata/
 //	sleep <duration>
 func TestWireScripts(t *testing.T) {
 	direct := testenv.PGAddr(t)
-	plain := testenv.StartProxy(t)
-	// The tracked pumps (used when statements may be rewritten) must be
-	// just as transparent: a planner that looks at everything and changes
-	// nothing drives every message through them.
-	tracked := testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} })
+	proxies := []*testenv.Proxy{
+		// Goroutine pumps, plain and tracked (used when statements may be
+		// rewritten): a planner that looks at everything and changes
+		// nothing drives every message through the tracking code.
+		testenv.StartProxy(t, testenv.Pumps),
+		testenv.StartProxy(t, testenv.Pumps, func(c *proxy.Config) { c.Planner = lookAtEverything{} }),
+		// The event loop: plain; tracking every message itself (a planner
+		// that wants nothing); and handing the session back to the pumps
+		// at the first Query or Parse (a planner that wants everything).
+		testenv.StartProxy(t),
+		testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtNothing{} }),
+		testenv.StartProxy(t, func(c *proxy.Config) { c.Planner = lookAtEverything{} }),
+	}
 	scripts, err := filepath.Glob("testdata/wire/*.script")
 	require.NoError(t, err)
 	require.NotEmpty(t, scripts)
@@ -53,7 +61,7 @@ func TestWireScripts(t *testing.T) {
 			require.NoError(t, err)
 			setup(t, name)
 			want := runScript(t, direct, string(src))
-			for _, px := range []*testenv.Proxy{plain, tracked} {
+			for _, px := range proxies {
 				setup(t, name)
 				got := runScript(t, px.Addr, string(src))
 				require.Equal(t, want, got, "transcript through the proxy differs from direct")
@@ -77,6 +85,12 @@ func (lookAtEverything) Wants([]byte) bool { return true }
 func (lookAtEverything) Plan(context.Context, *proxy.Session, string, bool) (*proxy.Plan, error) {
 	return nil, nil
 }
+
+// lookAtNothing plans nothing: the proxy tracks every message but passes
+// every statement through unread.
+type lookAtNothing struct{ lookAtEverything }
+
+func (lookAtNothing) Wants([]byte) bool { return false }
 
 // setup gives each script an empty table wire_<name>.
 func setup(t *testing.T, name string) {

@@ -38,6 +38,7 @@ type proxyCmd struct {
 	MetricsListen string `name:"metrics-listen" help:"Address for /metrics, /healthz, /readyz (metrics.listen)." env:"TOMBSTONE_METRICS_LISTEN"`
 	LogLevel      string `name:"log-level" help:"debug, info, warn or error (log.level)." env:"TOMBSTONE_LOG_LEVEL"`
 	LogFormat     string `name:"log-format" help:"json or console (log.format)." env:"TOMBSTONE_LOG_FORMAT"`
+	EventLoops    *int   `name:"event-loops" help:"Event loops carrying ordinary traffic; 0: goroutine pumps only (event_loops)." env:"TOMBSTONE_EVENT_LOOPS"`
 }
 
 // load reads the configuration file and applies the flags over it.
@@ -57,6 +58,9 @@ func (c *proxyCmd) load() (config.Config, error) {
 		if o.flag != "" {
 			*o.dst = o.flag
 		}
+	}
+	if c.EventLoops != nil {
+		cfg.EventLoops = *c.EventLoops
 	}
 	return cfg, cfg.Validate()
 }
@@ -84,6 +88,15 @@ func (c *proxyCmd) Run() error {
 		RequireWhere: cfg.Guards.RequireWhere, MaxRows: cfg.Guards.MaxRows,
 	})
 	pcfg.OnCatalogChanged = cats.Invalidate
+	if cfg.EventLoops > 0 {
+		loops, err := proxy.NewLoops(cfg.EventLoops)
+		if err != nil {
+			log.Warn("event loops unavailable: every session runs on goroutine pumps", zap.Error(err))
+		} else {
+			defer loops.Close()
+			pcfg.Loops = loops
+		}
+	}
 	srv := proxy.NewServer(pcfg)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,11 +82,34 @@ type Proxy struct {
 	DSN  string // the test database URL, through the proxy
 }
 
+var (
+	loopsOnce sync.Once
+	loops     *proxy.Loops
+)
+
+// Loops returns the event loop the test proxies share (started once per
+// test binary, as the proxy binary starts its own once).
+func Loops(t testing.TB) *proxy.Loops {
+	t.Helper()
+	loopsOnce.Do(func() {
+		var err error
+		if loops, err = proxy.NewLoops(1); err != nil {
+			t.Logf("no event loops: %v", err)
+		}
+	})
+	return loops
+}
+
+// Pumps makes a proxy run every session on goroutine pumps, without the
+// event loop.
+func Pumps(c *proxy.Config) { c.Loops = nil }
+
 // StartProxy starts a proxy on a free loopback port in front of the test
-// database and stops it when the test ends.
+// database and stops it when the test ends. Like the binary's, its
+// sessions run on the event loop (Pumps turns that off).
 func StartProxy(t testing.TB, mod ...func(*proxy.Config)) *Proxy {
 	t.Helper()
-	cfg := proxy.Config{Upstream: PGAddr(t), Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+	cfg := proxy.Config{Upstream: PGAddr(t), Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Loops: Loops(t)}
 	for _, m := range mod {
 		m(&cfg)
 	}

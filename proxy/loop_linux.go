@@ -1,0 +1,572 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"go.uber.org/zap"
+)
+
+// Loops are event loops that carry sessions' ordinary traffic, the way
+// PgBouncer does: one OS thread per loop waits in epoll_wait on the sockets
+// of many sessions and, when some are readable, reads, frames and writes
+// their bytes with plain non-blocking system calls.
+//
+// The goroutine pumps cost a read that finds nothing after every burst
+// (Go's netpoller reads before it waits), and a thread wake-up per
+// goroutine that becomes runnable; for the small messages of an OLTP
+// workload that is most of the proxy's CPU. A loop waits first and reads
+// only what is there, for all its sessions in one wait.
+//
+// A session joins a loop after authentication when both of its connections
+// are plain sockets (no TLS). The loop handles every message that passes
+// through or is only tracked; whatever needs more — a statement for the
+// planner, a frame larger than the buffer, Terminate, an error or the end
+// of a connection, shutdown — hands the session back to its goroutine
+// pumps for good, with its buffers and its place in the protocol, before
+// that message is touched.
+//
+// The loop thread blocks in epoll_wait without telling the Go scheduler
+// (a raw system call), so it keeps its P: NewLoops adds one to GOMAXPROCS
+// per loop. The garbage collector's preemption signals interrupt the wait.
+type Loops struct {
+	loops []*eventLoop
+	mu    sync.Mutex
+	next  int
+}
+
+// NewLoops starts n event loops.
+func NewLoops(n int) (*Loops, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("event loops: need at least one, got %d", n)
+	}
+	ls := &Loops{}
+	for range n {
+		l, err := newEventLoop()
+		if err != nil {
+			ls.Close()
+			return nil, err
+		}
+		ls.loops = append(ls.loops, l)
+	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
+	for _, l := range ls.loops {
+		go l.run()
+	}
+	return ls, nil
+}
+
+// Close stops the loops; sessions still in them go back to their
+// goroutine pumps.
+func (ls *Loops) Close() {
+	if ls == nil {
+		return
+	}
+	started := 0
+	for _, l := range ls.loops {
+		if l.started {
+			started++
+			l.request(loopCmd{stop: true})
+			<-l.done
+		}
+		_ = syscall.Close(l.ep)
+		_ = syscall.Close(l.wake)
+	}
+	if started > 0 {
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-started))
+	}
+	ls.loops = nil
+}
+
+// adopt moves the session's connections into a loop. false: they stay with
+// the goroutine pumps (TLS, a socket the proxy cannot take over).
+func (ls *Loops) adopt(ctx context.Context, s *Session) bool {
+	if ls == nil || len(ls.loops) == 0 {
+		return false
+	}
+	cfd, err := takeFD(s.client)
+	if err != nil {
+		return false
+	}
+	sfd, err := takeFD(s.server)
+	if err != nil {
+		_ = syscall.Close(cfd)
+		return false
+	}
+	ls.mu.Lock()
+	l := ls.loops[ls.next%len(ls.loops)]
+	ls.next++
+	ls.mu.Unlock()
+	lc := &loopConn{s: s, l: l, ctx: ctx, cfd: cfd, sfd: sfd,
+		cw: &fdWriter{fd: cfd}, sw: &fdWriter{fd: sfd}, back: make(chan struct{})}
+	s.modeMu.Lock()
+	// The sockets now live in cfd and sfd only: closing the net.Conns
+	// takes them out of Go's netpoller, which would otherwise wake a
+	// thread for every event the loop handles.
+	_ = s.client.Close()
+	_ = s.server.Close()
+	s.client, s.server = nil, nil
+	s.cr.r, s.sr.r = fdReader{cfd}, fdReader{sfd}
+	s.cw.w, s.sw.w = lc.cw, lockedWriter{&s.wmu, lc.sw}
+	s.lc = lc
+	s.modeMu.Unlock()
+	l.request(loopCmd{lc: lc, add: true})
+	return true
+}
+
+// takeFD returns a close-on-exec duplicate of a plain socket's descriptor.
+func takeFD(c any) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a plain socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) {
+		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if e != 0 {
+			dupErr = e
+			return
+		}
+		fd = int(r)
+	}); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// loopCmd is a request to a loop from another goroutine.
+type loopCmd struct {
+	lc   *loopConn
+	add  bool // take lc in; otherwise hand it back
+	stop bool
+}
+
+// eventLoop is one loop thread and the sessions it carries.
+type eventLoop struct {
+	ep, wake int // epoll and eventfd descriptors
+	started  bool
+	done     chan struct{}
+
+	mu    sync.Mutex
+	queue []loopCmd
+
+	// loop thread only
+	conns map[int32]*loopConn
+	evs   []syscall.EpollEvent
+}
+
+func newEventLoop() (*eventLoop, error) {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
+	}
+	r, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		_ = syscall.Close(ep)
+		return nil, fmt.Errorf("event loop: eventfd: %w", e)
+	}
+	l := &eventLoop{ep: ep, wake: int(r), done: make(chan struct{}),
+		conns: map[int32]*loopConn{}, evs: make([]syscall.EpollEvent, 256)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake)}
+	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
+		_ = syscall.Close(ep)
+		_ = syscall.Close(l.wake)
+		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
+	}
+	l.started = true
+	return l, nil
+}
+
+// request queues a command for the loop and wakes it.
+func (l *eventLoop) request(c loopCmd) {
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	one := uint64(1)
+	_, _, _ = syscall.Syscall(syscall.SYS_WRITE, uintptr(l.wake), uintptr(unsafe.Pointer(&one)), 8)
+}
+
+// run is the loop thread.
+func (l *eventLoop) run() {
+	runtime.LockOSThread()
+	defer close(l.done)
+	for {
+		// A raw system call: the scheduler is not told, so no other
+		// thread is woken to take over this one's P while it waits.
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
+			uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 1000, 0, 0)
+		if e != 0 {
+			// EINTR: most likely the runtime's preemption signal (a stop
+			// of the world, a stack scan). The raw call cannot be
+			// preempted, nor can this loop between two of them: yield.
+			runtime.Gosched()
+			continue
+		}
+		for i := range int(n) {
+			ev := &l.evs[i]
+			if ev.Fd == int32(l.wake) {
+				if l.commands() {
+					return
+				}
+				continue
+			}
+			lc := l.conns[ev.Fd]
+			if lc == nil || lc.gone {
+				continue
+			}
+			lc.safely(func() { lc.event(int(ev.Fd), ev.Events) })
+		}
+	}
+}
+
+// commands runs the queued requests; true means stop.
+func (l *eventLoop) commands() bool {
+	var b [8]byte
+	_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(l.wake), uintptr(unsafe.Pointer(&b[0])), 8)
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, c := range q {
+		switch {
+		case c.stop:
+			for _, lc := range l.conns {
+				lc.handBack()
+			}
+			return true
+		case c.add:
+			c.lc.safely(func() { l.add(c.lc) })
+		default:
+			c.lc.handBack()
+		}
+	}
+	return false
+}
+
+// add takes a session in and passes on what its buffers already hold.
+func (l *eventLoop) add(lc *loopConn) {
+	for _, fd := range []int{lc.cfd, lc.sfd} {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			lc.handBack()
+			return
+		}
+		l.conns[int32(fd)] = lc
+	}
+	lc.cmask, lc.smask = syscall.EPOLLIN, syscall.EPOLLIN
+	lc.clientFrames()
+	if !lc.gone {
+		lc.serverFrames()
+	}
+}
+
+// loopConn is a session while a loop carries it. Only the loop thread
+// touches it (and the session) until back is closed.
+type loopConn struct {
+	s        *Session
+	l        *eventLoop
+	ctx      context.Context
+	cfd, sfd int
+	cw, sw   *fdWriter // under s.cw and s.sw
+	// cmask and smask are the events asked for now on each socket.
+	cmask, smask uint32
+	gone         bool
+	back         chan struct{} // closed when the session is handed back
+}
+
+// safely runs f for the session; a panic (a bug) ends this session, as it
+// would on goroutine pumps, and not the loop.
+func (lc *loopConn) safely(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			lc.s.log.Error("session panic in event loop", zap.Any("panic", r), zap.Stack("stack"))
+			lc.s.modeMu.Lock()
+			lc.s.closing = true
+			lc.s.modeMu.Unlock()
+			lc.handBack()
+		}
+	}()
+	f()
+}
+
+// event handles readiness of one of the session's sockets.
+func (lc *loopConn) event(fd int, ev uint32) {
+	if ev&(syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+		// The goroutine pumps read what is left and report the end.
+		lc.handBack()
+		return
+	}
+	client := fd == lc.cfd
+	if ev&syscall.EPOLLOUT != 0 {
+		w := lc.sw
+		if client {
+			w = lc.cw
+		}
+		if err := w.drain(); err != nil {
+			lc.handBack()
+			return
+		}
+	}
+	if ev&syscall.EPOLLIN != 0 {
+		r := lc.s.sr
+		if client {
+			r = lc.s.cr
+		}
+		if err := r.readSome(); err != nil && !errors.Is(err, errWouldBlock) {
+			lc.handBack()
+			return
+		}
+		if client {
+			lc.clientFrames()
+		} else {
+			lc.serverFrames()
+		}
+		return
+	}
+	lc.interest()
+}
+
+// clientFrames passes on every whole client frame in the buffer; a
+// statement for the planner or a Terminate goes to the pumps.
+func (lc *loopConn) clientFrames() {
+	s := lc.s
+	lc.frames(s.cr, s.sw, func(typ byte, size int) bool {
+		if typ == 'X' || s.srv.planner != nil && (typ == 'Q' || typ == 'P') && s.plans(s.cr.buf[s.cr.start:s.cr.start+size]) {
+			return false
+		}
+		return s.clientMessage(lc.ctx, typ, size) == nil
+	})
+}
+
+// serverFrames passes on every whole server frame in the buffer.
+func (lc *loopConn) serverFrames() {
+	lc.frames(lc.s.sr, lc.s.cw, func(typ byte, size int) bool {
+		return lc.s.serverMessage(typ, size) == nil
+	})
+}
+
+// frames hands every whole frame buffered in r to pass, then writes what
+// they queued on w. A frame larger than the buffer (streamed by the pumps)
+// or one pass refuses hands the session back before it is touched.
+func (lc *loopConn) frames(r *frameReader, w *frameWriter, pass func(typ byte, size int) bool) {
+	for r.hasHeader() {
+		typ, size, err := r.peekHeader()
+		if err != nil || size > len(r.buf) {
+			lc.handBack()
+			return
+		}
+		if size > r.buffered() {
+			break
+		}
+		if !pass(typ, size) {
+			lc.handBack()
+			return
+		}
+	}
+	if err := w.flush(); err != nil {
+		lc.handBack()
+		return
+	}
+	lc.interest()
+}
+
+// interest asks epoll for what each socket waits for: reading stops while
+// the other side has bytes it could not take yet; writing is watched while
+// there are such bytes.
+func (lc *loopConn) interest() {
+	cmask, smask := uint32(0), uint32(0)
+	if len(lc.sw.pending) == 0 {
+		cmask |= syscall.EPOLLIN
+	} else {
+		smask |= syscall.EPOLLOUT
+	}
+	if len(lc.cw.pending) == 0 {
+		smask |= syscall.EPOLLIN
+	} else {
+		cmask |= syscall.EPOLLOUT
+	}
+	if cmask != lc.cmask && !lc.modify(lc.cfd, cmask) || smask != lc.smask && !lc.modify(lc.sfd, smask) {
+		lc.handBack()
+		return
+	}
+	lc.cmask, lc.smask = cmask, smask
+}
+
+func (lc *loopConn) modify(fd int, mask uint32) bool {
+	ev := syscall.EpollEvent{Events: mask, Fd: int32(fd)}
+	return syscall.EpollCtl(lc.l.ep, syscall.EPOLL_CTL_MOD, fd, &ev) == nil
+}
+
+// handBack gives the session back to its goroutine, which turns the
+// sockets into net.Conns again and runs the pumps from where the loop
+// stopped.
+func (lc *loopConn) handBack() {
+	if lc.gone {
+		return
+	}
+	lc.gone = true
+	for _, fd := range []int{lc.cfd, lc.sfd} {
+		if lc.l.conns[int32(fd)] == lc {
+			_ = syscall.EpollCtl(lc.l.ep, syscall.EPOLL_CTL_DEL, fd, nil)
+			delete(lc.l.conns, int32(fd))
+		}
+	}
+	close(lc.back)
+}
+
+// release asks the loop to hand the session back (any goroutine).
+func (lc *loopConn) release() { lc.l.request(loopCmd{lc: lc}) }
+
+// resume turns a handed-back session's sockets into net.Conns and sends
+// what the loop could not write yet (session goroutine, after back).
+func (s *Session) resume(lc *loopConn) error {
+	client, cerr := fdConn(lc.cfd, "client")
+	server, serr := fdConn(lc.sfd, "server")
+	if cerr != nil || serr != nil {
+		for _, c := range []io.Closer{client, server} {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		s.modeMu.Lock()
+		s.lc = nil
+		s.modeMu.Unlock()
+		return fmt.Errorf("leaving the event loop: %w", errors.Join(cerr, serr))
+	}
+	if len(lc.cw.pending) > 0 && lc.cw.err == nil {
+		_, _ = client.Write(lc.cw.pending)
+	}
+	if len(lc.sw.pending) > 0 && lc.sw.err == nil {
+		_, _ = server.Write(lc.sw.pending)
+	}
+	s.modeMu.Lock()
+	s.client, s.server, s.lc = client, server, nil
+	s.cr.r, s.sr.r = client, server
+	s.cw.w, s.sw.w = client, lockedWriter{&s.wmu, server}
+	closing := s.closing
+	s.modeMu.Unlock()
+	if s.killed.Load() {
+		_ = server.Close()
+	}
+	if closing {
+		s.close()
+	}
+	return nil
+}
+
+// fdReader reads a non-blocking socket; errWouldBlock when it has nothing.
+type fdReader struct{ fd int }
+
+func (r fdReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case e != 0:
+			return 0, e
+		case n == 0:
+			return 0, io.EOF
+		}
+		return int(n), nil
+	}
+}
+
+// fdWriter writes a non-blocking socket. What the socket does not take at
+// once is kept (pending) and written when it can take more; meanwhile the
+// loop stops reading the side these bytes come from, which bounds pending.
+type fdWriter struct {
+	fd      int
+	pending []byte
+	err     error
+}
+
+func (w *fdWriter) Write(b []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := len(b)
+	if len(w.pending) == 0 {
+		m, err := send(w.fd, b)
+		if err != nil {
+			w.err = err
+			return 0, err
+		}
+		b = b[m:]
+	}
+	w.pending = append(w.pending, b...)
+	return n, nil
+}
+
+// drain writes what is pending.
+func (w *fdWriter) drain() error {
+	if w.err != nil {
+		return w.err
+	}
+	m, err := send(w.fd, w.pending)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.pending = w.pending[:copy(w.pending, w.pending[m:])]
+	if len(w.pending) == 0 && cap(w.pending) > 4*bufSize {
+		w.pending = nil
+	}
+	return nil
+}
+
+// send writes what the socket takes now (MSG_NOSIGNAL: a closed peer is an
+// EPIPE error, not a signal).
+func send(fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, nil
+		default:
+			return 0, e
+		}
+	}
+}
+
+// fdConn turns a socket descriptor back into a net.Conn (on Go's
+// netpoller), closing fd.
+func fdConn(fd int, name string) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	return net.FileConn(f)
+}
