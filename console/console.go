@@ -81,12 +81,18 @@ func Is(text []byte) bool {
 	if len(w1) < 4 || len(w1) > 9 {
 		return false
 	}
-	u1 := strings.ToUpper(string(w1))
+	// Upper-cased in buffers on the stack: Is runs on every statement the
+	// proxy sees, and must not allocate.
+	var b1, b2 [16]byte
+	u1 := string(upperASCII(b1[:0], w1))
 	if verbs[u1] {
 		return true
 	}
 	w2, _ := word(rest)
-	u2 := strings.ToUpper(string(w2))
+	if len(w2) > len(b2) {
+		return false
+	}
+	u2 := string(upperASCII(b2[:0], w2))
 	switch u1 {
 	case "SHOW":
 		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE"
@@ -99,6 +105,17 @@ func Is(text []byte) bool {
 }
 
 // word returns the first word of b (ASCII letters) after blanks.
+// upperASCII appends w upper-cased to dst (w holds ASCII letters and _).
+func upperASCII(dst, w []byte) []byte {
+	for _, c := range w {
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
 func word(b []byte) ([]byte, []byte) {
 	i := 0
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {

@@ -116,3 +116,17 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestIsDoesNotAllocate: Is runs on every statement through the proxy.
+func TestIsDoesNotAllocate(t *testing.T) {
+	texts := [][]byte{[]byte("SELECT abalance FROM pgbench_accounts WHERE aid = $1"), []byte("show batches"),
+		[]byte("undelete batch 7"), []byte("RESET BREAKER"), []byte("update x set y = 1")}
+	allocs := testing.AllocsPerRun(100, func() {
+		for _, b := range texts {
+			Is(b)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("console.Is allocates %.1f times per call set", allocs)
+	}
+}

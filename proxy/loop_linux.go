@@ -36,9 +36,10 @@ import (
 // pumps for good, with its buffers and its place in the protocol, before
 // that message is touched.
 //
-// The loop thread blocks in epoll_wait without telling the Go scheduler
-// (a raw system call), so it keeps its P: NewLoops adds one to GOMAXPROCS
-// per loop. The garbage collector's preemption signals interrupt the wait.
+// The loop blocks in epoll_wait without telling the Go scheduler (a raw
+// system call), so its thread keeps its P: NewLoops adds one to GOMAXPROCS
+// per loop. The runtime's preemption signals (a stop of the world, a stack
+// scan, sysmon every 10 ms) interrupt the wait, and the loop yields.
 type Loops struct {
 	loops []*eventLoop
 	mu    sync.Mutex
@@ -209,7 +210,8 @@ func (l *eventLoop) request(c loopCmd) {
 
 // run is the loop thread.
 func (l *eventLoop) run() {
-	runtime.LockOSThread()
+	// Not locked to its thread: when it yields (below), the goroutine
+	// goes on any thread, without the hand-off a locked one needs.
 	defer close(l.done)
 	for {
 		// A raw system call: the scheduler is not told, so no other
@@ -483,7 +485,8 @@ func (r fdReader) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		// recvfrom rather than read: the socket call skips the VFS layer.
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
 		switch {
 		case e == syscall.EINTR:
 			continue
