@@ -51,6 +51,8 @@ func TestRefused(t *testing.T) {
 		{"log:\n  format: xml", "log.format"},
 		{"tls:\n  cert_file: a.pem", "tls.cert_file"},
 		{"tls:\n  upstream: always", "tls.upstream"},
+		{"event_loops: -1", "event_loops"},
+		{"event_loops: 1000", "event_loops"},
 		{"- just\n- a list", "cannot unmarshal"},
 	} {
 		cfg := config.Default()

@@ -19,6 +19,13 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	require.Equal(t, "127.0.0.1:7002", cfg.Redis.Addr)
 	require.Equal(t, "debug", cfg.Log.Level)
 
+	require.Equal(t, 1, cfg.EventLoops, "one event loop by default")
+	zero := 0
+	c = proxyCmd{Config: path, EventLoops: &zero}
+	cfg, err = c.load()
+	require.NoError(t, err)
+	require.Equal(t, 0, cfg.EventLoops, "--event-loops 0 wins over the default")
+
 	c = proxyCmd{Config: path, LogLevel: "chatty"}
 	_, err = c.load()
 	require.ErrorContains(t, err, "log.level")
