@@ -105,13 +105,21 @@ func (s *Session) undoParse(u *parseUndo) {
 func (s *Session) clientToServer(ctx context.Context) error {
 	cr, sw := s.cr, s.sw
 	for {
-		if !cr.hasHeader() {
+		if !cr.hasHeader() || s.rejoin.Load() {
 			if err := sw.flush(); err != nil {
 				return s.serverGone(err)
 			}
 		}
+		if s.rejoin.Load() {
+			return errRejoin
+		}
+		s.clientBetween = true
 		typ, size, err := cr.peekHeader()
+		s.clientBetween = false
 		if err != nil {
+			if errors.Is(err, errRejoin) {
+				return errRejoin
+			}
 			if errors.Is(err, errMessageLength) {
 				s.protocolViolation(err)
 			}

@@ -104,6 +104,7 @@ func (ls *Loops) adopt(ctx context.Context, s *Session) bool {
 		_ = syscall.Close(cfd)
 		return false
 	}
+	s.loopable = true
 	ls.mu.Lock()
 	l := ls.loops[ls.next%len(ls.loops)]
 	ls.next++
@@ -464,7 +465,8 @@ func (s *Session) resume(lc *loopConn) error {
 	}
 	s.modeMu.Lock()
 	s.client, s.server, s.lc = client, server, nil
-	s.cr.r, s.sr.r = client, server
+	s.cr.r = pumpReader{c: client, stop: &s.rejoin, between: &s.clientBetween}
+	s.sr.r = pumpReader{c: server, stop: &s.clientStopped, between: &s.serverBetween}
 	s.cw.w, s.sw.w = client, lockedWriter{&s.wmu, server}
 	closing := s.closing
 	s.modeMu.Unlock()

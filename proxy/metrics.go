@@ -9,9 +9,10 @@ type Metrics struct {
 	CancelRequests    prometheus.Counter
 	// StatementsRewritten counts Query and Parse texts the proxy changed.
 	StatementsRewritten prometheus.Counter
-	// LoopSessions counts sessions that joined an event loop after
-	// authentication; LoopHandBacks those it handed to goroutine pumps
-	// (a planned statement, a big frame, the session's end, …).
+	// LoopSessions counts joins of an event loop (after authentication,
+	// and rejoins once a handed-back session has everything answered);
+	// LoopHandBacks hand-backs to goroutine pumps (a planned statement, a
+	// big frame, the session's end, …).
 	LoopSessions  prometheus.Counter
 	LoopHandBacks prometheus.Counter
 }
@@ -38,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		LoopSessions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_sessions_total",
-			Help: "Sessions that joined an event loop after authentication.",
+			Help: "Times a session joined an event loop: after authentication, and again whenever a session handed back has everything answered.",
 		}),
 		LoopHandBacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_handbacks_total",

@@ -28,8 +28,22 @@ func (s *Session) serverToClient() error {
 				return errSessionDone
 			}
 		}
+		if s.clientStopped.Load() {
+			if err := cw.flush(); err != nil {
+				return errSessionDone
+			}
+			return errRejoin
+		}
+		s.serverBetween = true
 		typ, size, err := sr.peekHeader()
+		s.serverBetween = false
 		if err != nil {
+			if errors.Is(err, errRejoin) {
+				if err := cw.flush(); err != nil {
+					return errSessionDone
+				}
+				return errRejoin
+			}
 			if s.reply.lastError && errors.Is(err, io.EOF) {
 				_ = cw.flush()
 				return errSessionDone
@@ -39,6 +53,13 @@ func (s *Session) serverToClient() error {
 		}
 		if err := s.serverMessage(typ, size); err != nil {
 			return err
+		}
+		if typ == 'Z' && s.mayRejoin() {
+			// Everything is answered: the client pump stops at its next
+			// message boundary (a deadline in the past wakes it if it
+			// waits for the client), then this pump at its next one.
+			s.rejoin.Store(true)
+			_ = s.client.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
 }

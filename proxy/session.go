@@ -65,9 +65,20 @@ type Session struct {
 	// closing: close was asked for while in the loop.
 	closing bool
 
-	closeOnce   sync.Once
-	killed      atomic.Bool
-	midFrame    atomic.Bool // the client pump is streaming a frame to the server
+	closeOnce sync.Once
+	killed    atomic.Bool
+	midFrame  atomic.Bool // the client pump is streaming a frame to the server
+	// rejoin: the server pump offered the session back to its event loop;
+	// the client pump stops at its next message boundary.
+	rejoin atomic.Bool
+	// clientStopped: the client pump stopped for the rejoin; the server
+	// pump stops at its next message boundary.
+	clientStopped atomic.Bool
+	// clientBetween and serverBetween: the pump waits for the next message
+	// (each pump's own).
+	clientBetween, serverBetween bool
+	// loopable: the session's sockets can be carried by an event loop.
+	loopable    bool
 	terminating atomic.Bool
 }
 
@@ -97,28 +108,109 @@ func (s *Session) run(ctx context.Context) {
 }
 
 // relay carries the session's messages until one side ends it: on an
-// event loop for as long as it can, then on goroutine pumps.
+// event loop while it can, on goroutine pumps while it must. A session the
+// loop handed back (for a statement the planner wanted, say) rejoins it
+// once everything it sent has been answered.
 func (s *Session) relay(ctx context.Context) {
-	if s.srv.cfg.Loops.adopt(ctx, s) {
-		s.srv.cfg.Metrics.LoopSessions.Inc()
-		lc := s.lc
-		<-lc.back
-		if err := s.resume(lc); err != nil {
-			s.log.Warn("session ended", zap.Error(err))
-			return
+	loop := true
+	for {
+		if loop && s.srv.cfg.Loops.adopt(ctx, s) {
+			s.srv.cfg.Metrics.LoopSessions.Inc()
+			lc := s.lc
+			<-lc.back
+			if err := s.resume(lc); err != nil {
+				s.log.Warn("session ended", zap.Error(err))
+				return
+			}
+			s.srv.cfg.Metrics.LoopHandBacks.Inc()
 		}
-		s.srv.cfg.Metrics.LoopHandBacks.Inc()
+		err, serr := s.pumps(ctx)
+		if errors.Is(err, errRejoin) && errors.Is(serr, errRejoin) {
+			// Both pumps stopped at a message boundary: back to the
+			// loop if nothing is in flight, else on with the pumps.
+			s.rejoin.Store(false)
+			s.clientStopped.Store(false)
+			_ = s.client.SetReadDeadline(time.Time{})
+			_ = s.server.SetReadDeadline(time.Time{})
+			loop = s.quiet()
+			continue
+		}
+		s.log.Info("session closed", zap.NamedError("client_side", quiet(err)), zap.NamedError("server_side", quiet(serr)))
+		return
 	}
+}
+
+// pumps runs the two goroutine pumps until both stop. To rejoin the loop,
+// the client pump stops first (at a message boundary), then the server
+// pump at its next boundary: it keeps reading the server until then, so
+// the server is never left blocked on a full socket.
+func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 	done := make(chan error, 1)
 	go func() {
 		err := s.serverToClient()
-		s.close() // wakes the client pump
+		if !errors.Is(err, errRejoin) {
+			s.close() // wakes the client pump
+		}
 		done <- err
 	}()
 	err := s.clientToServer(ctx)
-	s.close()
-	serr := <-done
-	s.log.Info("session closed", zap.NamedError("client_side", quiet(err)), zap.NamedError("server_side", quiet(serr)))
+	if errors.Is(err, errRejoin) {
+		s.clientStopped.Store(true)
+		_ = s.server.SetReadDeadline(time.Unix(1, 0))
+	} else {
+		s.close()
+	}
+	return err, <-done
+}
+
+// errRejoin stops a pump at a message boundary so that the session can
+// go back to its event loop.
+var errRejoin = errors.New("rejoining the event loop")
+
+// mayRejoin reports whether the server pump, having just passed on a
+// ReadyForQuery, should offer the session back to the event loop: it came
+// from one, and every message the client sent has been answered (server
+// pump).
+func (s *Session) mayRejoin() bool {
+	return s.loopable && !s.rejoin.Load() && !s.reply.have && !s.reply.skipping && !s.reply.copyIn &&
+		s.track.idle() && !s.killed.Load() && !s.terminating.Load()
+}
+
+// quiet reports whether nothing is in flight, so that an event loop can
+// take the session over (both pumps stopped).
+func (s *Session) quiet() bool {
+	t := &s.track
+	return len(t.out) == 0 && len(t.shared) == 0 && t.inHd == len(t.in) &&
+		!s.reply.have && !s.reply.skipping && !s.reply.copyIn &&
+		len(s.cw.buf) == 0 && len(s.sw.buf) == 0 && !s.killed.Load() && !s.terminating.Load()
+}
+
+// pumpReader reads one of the session's connections for its pump. When
+// the session is to rejoin its event loop, a read deadline in the past
+// interrupts the pump's wait: between messages that stops the pump
+// (errRejoin); inside a message the read simply goes on.
+type pumpReader struct {
+	c net.Conn
+	// stop reports whether the pump is asked to stop; between whether it
+	// waits for the next message.
+	stop    *atomic.Bool
+	between *bool
+}
+
+func (r pumpReader) Read(b []byte) (int, error) {
+	for {
+		n, err := r.c.Read(b)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !r.stop.Load() {
+			return n, err
+		}
+		if *r.between {
+			return n, errRejoin
+		}
+		_ = r.c.SetReadDeadline(time.Time{})
+		if n > 0 {
+			return n, nil
+		}
+	}
 }
 
 // quiet drops the errors every normal session end produces.
