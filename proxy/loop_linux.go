@@ -112,6 +112,13 @@ func (ls *Loops) adopt(ctx context.Context, s *Session) bool {
 	lc := &loopConn{s: s, l: l, ctx: ctx, cfd: cfd, sfd: sfd,
 		cw: &fdWriter{fd: cfd}, sw: &fdWriter{fd: sfd}, back: make(chan struct{})}
 	s.modeMu.Lock()
+	if s.closed || s.killed.Load() {
+		// Closed or killed (shutdown) while the descriptors were taken.
+		s.modeMu.Unlock()
+		_ = syscall.Close(cfd)
+		_ = syscall.Close(sfd)
+		return false
+	}
 	// The sockets now live in cfd and sfd only: closing the net.Conns
 	// takes them out of Go's netpoller, which would otherwise wake a
 	// thread for every event the loop handles.

@@ -62,8 +62,9 @@ type Session struct {
 	modeMu sync.Mutex
 	// lc is set while an event loop carries the session.
 	lc *loopConn
-	// closing: close was asked for while in the loop.
-	closing bool
+	// closing: close was asked for while in the loop; closed: the
+	// connections were closed.
+	closing, closed bool
 
 	closeOnce sync.Once
 	killed    atomic.Bool
@@ -248,6 +249,7 @@ func (s *Session) close() {
 		return
 	}
 	s.closeOnce.Do(func() {
+		s.closed = true
 		if s.client != nil {
 			_ = s.client.Close()
 		}
