@@ -225,11 +225,14 @@ func (l *eventLoop) run() {
 		// A raw system call: the scheduler is not told, so no other
 		// thread is woken to take over this one's P while it waits.
 		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
-			uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 1000, 0, 0)
-		if e != 0 {
+			uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 100, 0, 0)
+		if e != 0 || n == 0 {
 			// EINTR: most likely the runtime's preemption signal (a stop
 			// of the world, a stack scan). The raw call cannot be
 			// preempted, nor can this loop between two of them: yield.
+			// Also after 100 ms without events, so that a runtime
+			// without preemption signals (GODEBUG=asyncpreemptoff=1)
+			// waits at most that long to stop the world.
 			runtime.Gosched()
 			continue
 		}
