@@ -41,9 +41,10 @@ import (
 // per loop. The runtime's preemption signals (a stop of the world, a stack
 // scan, sysmon every 10 ms) interrupt the wait, and the loop yields.
 type Loops struct {
-	loops []*eventLoop
-	mu    sync.Mutex
-	next  int
+	loops  []*eventLoop
+	mu     sync.Mutex
+	next   int
+	closed bool
 }
 
 // NewLoops starts n event loops.
@@ -62,17 +63,25 @@ func NewLoops(n int) (*Loops, error) {
 	}
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
 	for _, l := range ls.loops {
+		l.started = true
 		go l.run()
 	}
 	return ls, nil
 }
 
-// Close stops the loops; sessions still in them go back to their
-// goroutine pumps.
+// Close stops the loops; sessions still in them, and sessions that ask to
+// join later, stay on goroutine pumps.
 func (ls *Loops) Close() {
 	if ls == nil {
 		return
 	}
+	ls.mu.Lock()
+	if ls.closed {
+		ls.mu.Unlock()
+		return
+	}
+	ls.closed = true
+	ls.mu.Unlock()
 	started := 0
 	for _, l := range ls.loops {
 		if l.started {
@@ -80,19 +89,27 @@ func (ls *Loops) Close() {
 			l.request(loopCmd{stop: true})
 			<-l.done
 		}
+		l.mu.Lock()
+		l.stopped = true
 		_ = syscall.Close(l.ep)
 		_ = syscall.Close(l.wake)
+		l.mu.Unlock()
 	}
 	if started > 0 {
 		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-started))
 	}
-	ls.loops = nil
 }
 
 // adopt moves the session's connections into a loop. false: they stay with
 // the goroutine pumps (TLS, a socket the proxy cannot take over).
 func (ls *Loops) adopt(ctx context.Context, s *Session) bool {
-	if ls == nil || len(ls.loops) == 0 {
+	if ls == nil {
+		return false
+	}
+	ls.mu.Lock()
+	closed := ls.closed
+	ls.mu.Unlock()
+	if closed {
 		return false
 	}
 	cfd, err := takeFD(s.client)
@@ -179,6 +196,9 @@ type eventLoop struct {
 
 	mu    sync.Mutex
 	queue []loopCmd
+	// stopped: the loop thread has ended; requests are answered by the
+	// caller (a session to add or release is handed back at once).
+	stopped bool
 
 	// loop thread only
 	conns map[int32]*loopConn
@@ -203,15 +223,20 @@ func newEventLoop() (*eventLoop, error) {
 		_ = syscall.Close(l.wake)
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	l.started = true
 	return l, nil
 }
 
 // request queues a command for the loop and wakes it.
 func (l *eventLoop) request(c loopCmd) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		if c.lc != nil {
+			c.lc.handBack() // no loop thread any more: this is the only hand
+		}
+		return
+	}
 	l.queue = append(l.queue, c)
-	l.mu.Unlock()
 	one := uint64(1)
 	_, _, _ = syscall.Syscall(syscall.SYS_WRITE, uintptr(l.wake), uintptr(unsafe.Pointer(&one)), 8)
 }
@@ -267,6 +292,18 @@ func (l *eventLoop) commands() bool {
 			for _, lc := range l.conns {
 				lc.handBack()
 			}
+			// Whatever is queued behind the stop, or comes later, is
+			// handed back too (request does it once stopped is set).
+			l.mu.Lock()
+			l.stopped = true
+			rest := l.queue
+			l.queue = nil
+			l.mu.Unlock()
+			for _, c := range append(q, rest...) {
+				if c.lc != nil {
+					c.lc.handBack()
+				}
+			}
 			return true
 		case c.add:
 			c.lc.safely(func() { l.add(c.lc) })
@@ -279,6 +316,11 @@ func (l *eventLoop) commands() bool {
 
 // add takes a session in and passes on what its buffers already hold.
 func (l *eventLoop) add(lc *loopConn) {
+	if lc.gone {
+		// Released (kill, close) before it was added: the session's
+		// goroutine owns it again.
+		return
+	}
 	for _, fd := range []int{lc.cfd, lc.sfd} {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
 		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
@@ -467,11 +509,14 @@ func (s *Session) resume(lc *loopConn) error {
 		s.modeMu.Unlock()
 		return fmt.Errorf("leaving the event loop: %w", errors.Join(cerr, serr))
 	}
+	// What the loop could not write yet goes out first, by the pumps: a
+	// blocking write here could wait for ever on a server that is itself
+	// blocked writing to us, with no pump reading it.
 	if len(lc.cw.pending) > 0 && lc.cw.err == nil {
-		_, _ = client.Write(lc.cw.pending)
+		s.cw.buf = append(lc.cw.pending, s.cw.buf...)
 	}
 	if len(lc.sw.pending) > 0 && lc.sw.err == nil {
-		_, _ = server.Write(lc.sw.pending)
+		s.sw.buf = append(lc.sw.pending, s.sw.buf...)
 	}
 	s.modeMu.Lock()
 	s.client, s.server, s.lc = client, server, nil

@@ -188,3 +188,59 @@ func countInOrder(t *testing.T, rows pgx.Rows, first, width int) int {
 	require.NoError(t, rows.Err())
 	return n
 }
+
+// TestLoopHandBackWithBytesInFlight: a 15 MB pipeline whose answers carry
+// rows larger than the loop's buffer, so the session is handed back in the
+// middle of it, with bytes still coming from both sides; every answer
+// arrives whole and in order. (Bytes the loop could not write yet at that
+// moment are sent by the pumps, which read the server meanwhile; a
+// blocking write there could deadlock against a server busy answering.)
+func TestLoopHandBackWithBytesInFlight(t *testing.T) {
+	if testenv.Loops(t) == nil {
+		t.Skip("no event loops on this system")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	px := testenv.StartProxy(t)
+	conn := testenv.Connect(t, px.DSN)
+	arg := strings.Repeat("a", 50_000)
+	b := &pgx.Batch{}
+	for range 300 {
+		b.Queue(`SELECT length($1::text), repeat('x', 100000)`, arg)
+	}
+	res := conn.SendBatch(ctx, b)
+	for range 300 {
+		var n int
+		var x string
+		require.NoError(t, res.QueryRow().Scan(&n, &x))
+		require.Equal(t, 50_000, n)
+		require.Len(t, x, 100_000)
+	}
+	require.NoError(t, res.Close())
+	_, back := loopCounts(px)
+	require.GreaterOrEqual(t, back, 1.0, "a row larger than the buffer hands the session back")
+}
+
+// TestLoopsClose: closing the loops hands their sessions to goroutine
+// pumps, which go on; later sessions never join; GOMAXPROCS is given back.
+func TestLoopsClose(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	loops, err := proxy.NewLoops(2)
+	require.NoError(t, err)
+	require.Equal(t, procs+2, runtime.GOMAXPROCS(0))
+	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Loops = loops })
+	conn := testenv.Connect(t, px.DSN)
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT 1`).Scan(&n))
+	loops.Close()
+	require.Equal(t, procs, runtime.GOMAXPROCS(0))
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT 2`).Scan(&n))
+	require.Equal(t, 2, n)
+	later := testenv.Connect(t, px.DSN)
+	require.NoError(t, later.QueryRow(context.Background(), `SELECT 3`).Scan(&n))
+	require.Equal(t, 3, n)
+	joined, back := loopCounts(px)
+	require.Equal(t, 1.0, joined, "only the session from before Close joined")
+	require.Equal(t, 1.0, back, "and Close handed it back")
+	loops.Close() // twice is fine
+}

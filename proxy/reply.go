@@ -118,14 +118,12 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	if st.have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
 		return s.retryAnswer(typ)
 	}
-	if typ == 'Z' {
+	if typ == 'Z' && size == 6 {
 		if err := sr.fill(6); err != nil {
 			s.serverClosed(err)
 			return errSessionDone
 		}
-		if size == 6 {
-			s.txStatus.Store(uint32(sr.buf[sr.start+5]))
-		}
+		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 	}
 	if st.have && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo != nil {
 		s.undoParse(cur.undo)

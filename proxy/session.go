@@ -269,9 +269,10 @@ func (s *Session) kill() {
 		s.lc.release() // the session's goroutine closes the server side
 		return
 	}
-	if s.server != nil {
+	switch {
+	case s.server != nil:
 		_ = s.server.Close()
-	} else {
+	case s.client != nil:
 		_ = s.client.Close()
 	}
 }
