@@ -1,6 +1,6 @@
 // Package proxy is tombstone's PostgreSQL wire-protocol proxy: listener,
-// per-connection Session, startup/TLS/auth relay, cancel routing and the
-// message pumps.
+// per-connection Session, startup/TLS/auth relay, cancel routing, the event
+// loops and the message pumps.
 //
 // # A connection's life
 //
@@ -24,6 +24,13 @@
 // decoded except what the proxy must look at: the transaction status in
 // ReadyForQuery, and — for the statement rewriting built on top — Query and
 // Parse messages and the replies to statements the proxy changed.
+//
+// With Loops configured (Linux), a session whose legs are plain sockets
+// runs on an event loop instead, with the same per-message code
+// (clientMessage, serverMessage) driven by epoll readiness: see Loops. It
+// goes to the pumps for what the loop does not do — a statement for the
+// planner, a frame larger than the buffer, the end of the session — and
+// rejoins the loop once everything it sent is answered (relay).
 //
 // # Errors
 //
