@@ -320,8 +320,7 @@ func (s *Session) bindHidden(size, hidden int) error {
 // query handles a Query message.
 func (s *Session) query(ctx context.Context, frame []byte) error {
 	if !s.plans(frame) {
-		s.track.push(pending{kind: 'Q'})
-		return s.sw.write(frame)
+		return s.passQuery(frame)
 	}
 	sql := string(frame[5 : len(frame)-1])
 	plan, err := s.srv.planner.Plan(ctx, s, sql, false)
@@ -379,6 +378,12 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	}
 	s.track.push(p)
 	return s.writeQuery(out)
+}
+
+// passQuery forwards a Query frame the planner does not want.
+func (s *Session) passQuery(frame []byte) error {
+	s.track.push(pending{kind: 'Q'})
+	return s.sw.write(frame)
 }
 
 // sqlPrepare records a SQL-level PREPARE. A name already in use makes the

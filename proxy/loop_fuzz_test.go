@@ -72,7 +72,7 @@ func FuzzLoop(f *testing.F) {
 	f.Add(msg('Q', "SHOW BATCHES\x00"), []byte{})
 	fuzzLoopsOnce.Do(func() {
 		var err error
-		if fuzzLoops, err = NewLoops(1); err != nil {
+		if fuzzLoops, err = NewLoops(1, nil); err != nil {
 			f.Fatal(err)
 		}
 	})

@@ -41,20 +41,25 @@ import (
 // per loop. The runtime's preemption signals (a stop of the world, a stack
 // scan, sysmon every 10 ms) interrupt the wait, and the loop yields.
 type Loops struct {
+	log    *zap.Logger
 	loops  []*eventLoop
 	mu     sync.Mutex
 	next   int
 	closed bool
 }
 
-// NewLoops starts n event loops.
-func NewLoops(n int) (*Loops, error) {
+// NewLoops starts n event loops; log (nil: none) hears of their own
+// failures.
+func NewLoops(n int, log *zap.Logger) (*Loops, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("event loops: need at least one, got %d", n)
 	}
-	ls := &Loops{}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ls := &Loops{log: log}
 	for range n {
-		l, err := newEventLoop()
+		l, err := newEventLoop(log)
 		if err != nil {
 			ls.Close()
 			return nil, err
@@ -190,6 +195,7 @@ type loopCmd struct {
 
 // eventLoop is one loop thread and the sessions it carries.
 type eventLoop struct {
+	log      *zap.Logger
 	ep, wake int // epoll and eventfd descriptors
 	started  bool
 	done     chan struct{}
@@ -201,11 +207,14 @@ type eventLoop struct {
 	stopped bool
 
 	// loop thread only
-	conns map[int32]*loopConn
-	evs   []syscall.EpollEvent
+	// byFD finds a session by either of its descriptors.
+	byFD []*loopConn
+	// cur is the session being served, for the panic handler.
+	cur *loopConn
+	evs []syscall.EpollEvent
 }
 
-func newEventLoop() (*eventLoop, error) {
+func newEventLoop(log *zap.Logger) (*eventLoop, error) {
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
@@ -215,8 +224,8 @@ func newEventLoop() (*eventLoop, error) {
 		_ = syscall.Close(ep)
 		return nil, fmt.Errorf("event loop: eventfd: %w", e)
 	}
-	l := &eventLoop{ep: ep, wake: int(r), done: make(chan struct{}),
-		conns: map[int32]*loopConn{}, evs: make([]syscall.EpollEvent, 256)}
+	l := &eventLoop{log: log, ep: ep, wake: int(r), done: make(chan struct{}),
+		evs: make([]syscall.EpollEvent, 256)}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wake)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
 		_ = syscall.Close(ep)
@@ -261,21 +270,48 @@ func (l *eventLoop) run() {
 			runtime.Gosched()
 			continue
 		}
-		for i := range int(n) {
-			ev := &l.evs[i]
-			if ev.Fd == int32(l.wake) {
-				if l.commands() {
-					return
-				}
-				continue
-			}
-			lc := l.conns[ev.Fd]
-			if lc == nil || lc.gone {
-				continue
-			}
-			lc.safely(func() { lc.event(int(ev.Fd), ev.Events) })
+		if l.dispatch(l.evs[:n]) {
+			return
 		}
 	}
+}
+
+// dispatch serves one batch of events; true means stop. A panic (a bug)
+// while serving a session ends that session, as it would on goroutine
+// pumps, and not the loop; the rest of the batch comes again from epoll.
+func (l *eventLoop) dispatch(evs []syscall.EpollEvent) (stop bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			lc := l.cur
+			l.cur = nil
+			if lc == nil {
+				l.log.Error("event loop panic", zap.Any("panic", r), zap.Stack("stack"))
+				return
+			}
+			lc.s.log.Error("session panic in event loop", zap.Any("panic", r), zap.Stack("stack"))
+			lc.s.modeMu.Lock()
+			lc.s.closing = true
+			lc.s.modeMu.Unlock()
+			lc.handBack()
+		}
+	}()
+	for i := range evs {
+		ev := &evs[i]
+		fd := int(ev.Fd)
+		if fd == l.wake {
+			if l.commands() {
+				return true
+			}
+			continue
+		}
+		if fd >= len(l.byFD) || l.byFD[fd] == nil || l.byFD[fd].gone {
+			continue
+		}
+		l.cur = l.byFD[fd]
+		l.cur.event(fd, ev.Events)
+		l.cur = nil
+	}
+	return false
 }
 
 // commands runs the queued requests; true means stop.
@@ -289,8 +325,10 @@ func (l *eventLoop) commands() bool {
 	for _, c := range q {
 		switch {
 		case c.stop:
-			for _, lc := range l.conns {
-				lc.handBack()
+			for _, lc := range l.byFD {
+				if lc != nil {
+					lc.handBack()
+				}
 			}
 			// Whatever is queued behind the stop, or comes later, is
 			// handed back too (request does it once stopped is set).
@@ -306,7 +344,9 @@ func (l *eventLoop) commands() bool {
 			}
 			return true
 		case c.add:
-			c.lc.safely(func() { l.add(c.lc) })
+			l.cur = c.lc
+			l.add(c.lc)
+			l.cur = nil
 		default:
 			c.lc.handBack()
 		}
@@ -327,7 +367,10 @@ func (l *eventLoop) add(lc *loopConn) {
 			lc.handBack()
 			return
 		}
-		l.conns[int32(fd)] = lc
+		if fd >= len(l.byFD) {
+			l.byFD = append(l.byFD, make([]*loopConn, fd+1-len(l.byFD))...)
+		}
+		l.byFD[fd] = lc
 	}
 	lc.cmask, lc.smask = syscall.EPOLLIN, syscall.EPOLLIN
 	lc.clientFrames()
@@ -348,21 +391,6 @@ type loopConn struct {
 	cmask, smask uint32
 	gone         bool
 	back         chan struct{} // closed when the session is handed back
-}
-
-// safely runs f for the session; a panic (a bug) ends this session, as it
-// would on goroutine pumps, and not the loop.
-func (lc *loopConn) safely(f func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			lc.s.log.Error("session panic in event loop", zap.Any("panic", r), zap.Stack("stack"))
-			lc.s.modeMu.Lock()
-			lc.s.closing = true
-			lc.s.modeMu.Unlock()
-			lc.handBack()
-		}
-	}()
-	f()
 }
 
 // event handles readiness of one of the session's sockets.
@@ -407,8 +435,18 @@ func (lc *loopConn) event(fd int, ev uint32) {
 func (lc *loopConn) clientFrames() {
 	s := lc.s
 	lc.frames(s.cr, s.sw, func(typ byte, size int) bool {
-		if typ == 'X' || s.srv.planner != nil && (typ == 'Q' || typ == 'P') && s.plans(s.cr.buf[s.cr.start:s.cr.start+size]) {
+		if typ == 'X' {
 			return false
+		}
+		if s.srv.planner != nil && (typ == 'Q' || typ == 'P') {
+			if s.plans(s.cr.buf[s.cr.start : s.cr.start+size]) {
+				return false
+			}
+			if typ == 'Q' {
+				// Checked just now: no second look on the way through.
+				frame, _ := s.cr.next()
+				return s.passQuery(frame) == nil
+			}
 		}
 		return s.clientMessage(lc.ctx, typ, size) == nil
 	})
@@ -482,9 +520,9 @@ func (lc *loopConn) handBack() {
 	}
 	lc.gone = true
 	for _, fd := range []int{lc.cfd, lc.sfd} {
-		if lc.l.conns[int32(fd)] == lc {
+		if fd < len(lc.l.byFD) && lc.l.byFD[fd] == lc {
 			_ = syscall.EpollCtl(lc.l.ep, syscall.EPOLL_CTL_DEL, fd, nil)
-			delete(lc.l.conns, int32(fd))
+			lc.l.byFD[fd] = nil
 		}
 	}
 	close(lc.back)

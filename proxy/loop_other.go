@@ -5,6 +5,8 @@ package proxy
 import (
 	"context"
 	"errors"
+
+	"go.uber.org/zap"
 )
 
 // Loops are event loops; they exist on Linux only. Elsewhere every session
@@ -12,7 +14,7 @@ import (
 type Loops struct{}
 
 // NewLoops reports that event loops are not available on this system.
-func NewLoops(n int) (*Loops, error) {
+func NewLoops(n int, log *zap.Logger) (*Loops, error) {
 	return nil, errors.New("event loops need Linux (epoll)")
 }
 

@@ -228,7 +228,7 @@ func TestLoopsClose(t *testing.T) {
 		t.Skip("no event loops on this system")
 	}
 	procs := runtime.GOMAXPROCS(0)
-	loops, err := proxy.NewLoops(2)
+	loops, err := proxy.NewLoops(2, nil)
 	require.NoError(t, err)
 	require.Equal(t, procs+2, runtime.GOMAXPROCS(0))
 	px := testenv.StartProxy(t, func(c *proxy.Config) { c.Loops = loops })

@@ -89,7 +89,7 @@ func (c *proxyCmd) Run() error {
 	})
 	pcfg.OnCatalogChanged = cats.Invalidate
 	if cfg.EventLoops > 0 {
-		loops, err := proxy.NewLoops(cfg.EventLoops)
+		loops, err := proxy.NewLoops(cfg.EventLoops, log)
 		if err != nil {
 			log.Warn("event loops unavailable: every session runs on goroutine pumps", zap.Error(err))
 		} else {

@@ -93,7 +93,7 @@ func Loops(t testing.TB) *proxy.Loops {
 	t.Helper()
 	loopsOnce.Do(func() {
 		var err error
-		if loops, err = proxy.NewLoops(1); err != nil {
+		if loops, err = proxy.NewLoops(1, nil); err != nil {
 			t.Logf("no event loops: %v", err)
 		}
 	})
