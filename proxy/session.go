@@ -124,6 +124,8 @@ func (s *Session) relay(ctx context.Context) {
 				return
 			}
 			s.srv.cfg.Metrics.LoopHandBacks.Inc()
+		} else if loop {
+			s.loopable = false // no loop takes it (closed, TLS): no more offers
 		}
 		err, serr := s.pumps(ctx)
 		if errors.Is(err, errRejoin) && errors.Is(serr, errRejoin) {
