@@ -125,16 +125,22 @@ func (s *Session) clientToServer(ctx context.Context) error {
 			}
 			return errSessionDone
 		}
-		if err := s.clientMessage(ctx, typ, size); err != nil {
+		if err := s.clientMessage(ctx, typ, size, true); err != nil {
 			return err
 		}
 	}
 }
 
+// errNeedsPlanner: the message at the front of s.cr is a statement for the
+// planner, which clientMessage was told not to call (the event loop must
+// not wait on it); nothing was consumed.
+var errNeedsPlanner = errors.New("statement for the planner")
+
 // clientMessage handles the client message whose header is at the front of
-// s.cr: forwarded as is, or planned and replaced. It reads more of the
-// client's bytes only for a frame that is not buffered whole.
-func (s *Session) clientMessage(ctx context.Context, typ byte, size int) error {
+// s.cr: forwarded as is, or planned and replaced (only if mayPlan, else
+// errNeedsPlanner). It reads more of the client's bytes only for a frame
+// that is not buffered whole.
+func (s *Session) clientMessage(ctx context.Context, typ byte, size int, mayPlan bool) error {
 	if typ == 'X' {
 		// Terminate: pass it on so the server ends cleanly, then stop.
 		s.terminating.Store(true)
@@ -143,7 +149,7 @@ func (s *Session) clientMessage(ctx context.Context, typ byte, size int) error {
 		return errSessionDone
 	}
 	if s.srv.planner != nil {
-		handled, err := s.intercept(ctx, typ, size)
+		handled, err := s.intercept(ctx, typ, size, mayPlan)
 		if err != nil || handled {
 			return err
 		}
@@ -171,7 +177,7 @@ func (s *Session) plans(frame []byte) bool {
 // intercept records what the server will answer to the next message and
 // plans Query and Parse texts. handled means the message was consumed
 // (and whatever replaces it queued); otherwise the caller forwards it.
-func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bool, err error) {
+func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan bool) (handled bool, err error) {
 	cr := s.cr
 	switch typ {
 	case 'Q', 'P':
@@ -180,14 +186,18 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int) (handled bo
 				return false, s.serverGone(err)
 			}
 		}
-		frame, err := cr.next()
-		if err != nil {
+		if err := cr.fill(size); err != nil {
 			return false, errSessionDone
 		}
-		if typ == 'Q' {
-			return true, s.query(ctx, frame)
+		planned := s.plans(cr.buf[cr.start : cr.start+size])
+		if planned && !mayPlan {
+			return false, errNeedsPlanner // not consumed: the pumps take it from here
 		}
-		return true, s.parse(ctx, frame)
+		frame := cr.take(size)
+		if typ == 'Q' {
+			return true, s.query(ctx, frame, planned)
+		}
+		return true, s.parse(ctx, frame, planned)
 	case 'B', 'D', 'E', 'C':
 		p := pending{kind: typ}
 		if s.prepared.rewritten.Load() || typ == 'C' {
@@ -318,9 +328,10 @@ func (s *Session) bindHidden(size, hidden int) error {
 }
 
 // query handles a Query message.
-func (s *Session) query(ctx context.Context, frame []byte) error {
-	if !s.plans(frame) {
-		return s.passQuery(frame)
+func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
+	if !planned {
+		s.track.push(pending{kind: 'Q'})
+		return s.sw.write(frame)
 	}
 	sql := string(frame[5 : len(frame)-1])
 	plan, err := s.srv.planner.Plan(ctx, s, sql, false)
@@ -380,12 +391,6 @@ func (s *Session) query(ctx context.Context, frame []byte) error {
 	return s.writeQuery(out)
 }
 
-// passQuery forwards a Query frame the planner does not want.
-func (s *Session) passQuery(frame []byte) error {
-	s.track.push(pending{kind: 'Q'})
-	return s.sw.write(frame)
-}
-
 // sqlPrepare records a SQL-level PREPARE. A name already in use makes the
 // server fail the PREPARE, so the registry keeps what it had.
 func (s *Session) sqlPrepare(st *rewrite.Statement) {
@@ -414,7 +419,7 @@ func (s *Session) sqlDeallocate(st *rewrite.Statement) {
 }
 
 // parse handles a Parse message.
-func (s *Session) parse(ctx context.Context, frame []byte) error {
+func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	body := frame[5:]
 	name, rest, ok := cstring(body)
 	end := bytes.IndexByte(rest, 0)
@@ -435,7 +440,7 @@ func (s *Session) parse(ctx context.Context, frame []byte) error {
 			s.setStatement(name, out, keep)
 		}
 	}()
-	if !s.plans(frame) {
+	if !planned {
 		s.track.push(p)
 		return s.sw.write(frame)
 	}

@@ -435,20 +435,7 @@ func (lc *loopConn) event(fd int, ev uint32) {
 func (lc *loopConn) clientFrames() {
 	s := lc.s
 	lc.frames(s.cr, s.sw, func(typ byte, size int) bool {
-		if typ == 'X' {
-			return false
-		}
-		if s.srv.planner != nil && (typ == 'Q' || typ == 'P') {
-			if s.plans(s.cr.buf[s.cr.start : s.cr.start+size]) {
-				return false
-			}
-			if typ == 'Q' {
-				// Checked just now: no second look on the way through.
-				frame, _ := s.cr.next()
-				return s.passQuery(frame) == nil
-			}
-		}
-		return s.clientMessage(lc.ctx, typ, size) == nil
+		return typ != 'X' && s.clientMessage(lc.ctx, typ, size, false) == nil
 	})
 }
 
