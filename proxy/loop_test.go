@@ -91,9 +91,11 @@ func TestLoopBackpressure(t *testing.T) {
 	conn := testenv.Connect(t, px.DSN)
 
 	const rows = 300_000
+	before := liveHeap()
 	rs, err := conn.Query(ctx, `SELECT g, repeat('x', 100) FROM generate_series(1, $1) g`, rows)
 	require.NoError(t, err)
-	time.Sleep(500 * time.Millisecond) // ~30 MB wait in socket buffers and the loop
+	time.Sleep(500 * time.Millisecond) // ~30 MB wait, in socket buffers only
+	require.Less(t, liveHeap()-before, int64(8<<20), "the loop buffered the result instead of leaving it in the server")
 	require.Equal(t, rows, countInOrder(t, rs, 1, 100))
 
 	_, err = conn.Exec(ctx, `DROP TABLE IF EXISTS loop_bp; CREATE TABLE loop_bp (id int, v text)`)
@@ -246,4 +248,12 @@ func TestLoopsClose(t *testing.T) {
 	require.Equal(t, 1.0, joined, "only the session from before Close joined")
 	require.Equal(t, 1.0, back, "and Close handed it back")
 	loops.Close() // twice is fine
+}
+
+// liveHeap returns the bytes on the heap still in use after a collection.
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
