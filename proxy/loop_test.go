@@ -257,3 +257,40 @@ func liveHeap() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
 }
+
+// panicky is a planner with a bug: it panics on statements that mention
+// boom.
+type panicky struct{ lookAtEverything }
+
+func (panicky) Wants(sql []byte) bool {
+	if strings.Contains(string(sql), "boom") {
+		panic("planner bug")
+	}
+	return false
+}
+
+// TestPanicEndsOnlyItsSession: a bug that panics while a session's message
+// is handled — on the event loop or on the pumps — ends that session, not
+// the loop, the proxy or the other sessions.
+func TestPanicEndsOnlyItsSession(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		mod  func(*proxy.Config)
+	}{{"loop", func(*proxy.Config) {}}, {"pumps", testenv.Pumps}} {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx := context.Background()
+			px := testenv.StartProxy(t, mode.mod, func(c *proxy.Config) { c.Planner = panicky{} })
+			other := testenv.Connect(t, px.DSN)
+			victim := testenv.Connect(t, px.DSN)
+			var n int
+			require.Error(t, victim.QueryRow(ctx, `SELECT 'boom'::text`).Scan(new(string)))
+			require.Eventually(t, func() bool { return px.Sessions() == 1 }, 5*time.Second, 10*time.Millisecond,
+				"the panicking session ends")
+			require.NoError(t, other.QueryRow(ctx, `SELECT 7`).Scan(&n))
+			require.Equal(t, 7, n)
+			later := testenv.Connect(t, px.DSN)
+			require.NoError(t, later.QueryRow(ctx, `SELECT 8`).Scan(&n))
+			require.Equal(t, 8, n)
+		})
+	}
+}
