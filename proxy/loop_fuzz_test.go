@@ -6,7 +6,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,9 +24,7 @@ func socketPair(t *testing.T) (net.Conn, net.Conn) {
 		t.Fatal(err)
 	}
 	conn := func(fd int) net.Conn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
+		c, err := fdConn(fd, "socketpair")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,31 +20,21 @@ type Metrics struct {
 // NewMetrics creates the proxy metrics and registers them with reg (nil: not
 // registered, for tests).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tombstone", Subsystem: "proxy", Name: name, Help: help})
+	}
 	m := &Metrics{
-		Connections: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "tombstone", Subsystem: "proxy", Name: "connections_total",
-			Help: "Client connections accepted.",
-		}),
+		Connections: counter("connections_total", "Client connections accepted."),
 		ActiveConnections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "tombstone", Subsystem: "proxy", Name: "connections_active",
 			Help: "Client connections open now.",
 		}),
-		CancelRequests: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "tombstone", Subsystem: "proxy", Name: "cancel_requests_total",
-			Help: "Cancel requests forwarded to the server.",
-		}),
-		StatementsRewritten: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "tombstone", Subsystem: "proxy", Name: "statements_rewritten_total",
-			Help: "Query and Parse texts rewritten to capture deleted rows.",
-		}),
-		LoopSessions: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_sessions_total",
-			Help: "Times a session joined an event loop: after authentication, and again whenever a session handed back has everything answered.",
-		}),
-		LoopHandBacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "tombstone", Subsystem: "proxy", Name: "loop_handbacks_total",
-			Help: "Sessions an event loop handed to goroutine pumps (a planned statement, a frame larger than the buffer, the end of the session).",
-		}),
+		CancelRequests:      counter("cancel_requests_total", "Cancel requests forwarded to the server."),
+		StatementsRewritten: counter("statements_rewritten_total", "Query and Parse texts rewritten to capture deleted rows."),
+		LoopSessions: counter("loop_sessions_total",
+			"Times a session joined an event loop: after authentication, and again whenever a session handed back has everything answered."),
+		LoopHandBacks: counter("loop_handbacks_total",
+			"Hand-backs of a session from an event loop to goroutine pumps (a planned statement, a frame larger than the buffer, the end of the session)."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks)

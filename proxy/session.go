@@ -175,17 +175,20 @@ var errRejoin = errors.New("rejoining the event loop")
 // from one, and every message the client sent has been answered (server
 // pump).
 func (s *Session) mayRejoin() bool {
-	return s.loopable && !s.rejoin.Load() && !s.reply.have && !s.reply.skipping && !s.reply.copyIn &&
-		s.track.idle() && !s.killed.Load() && !s.terminating.Load()
+	return s.loopable && !s.rejoin.Load() && s.settled() && s.track.idle()
+}
+
+// settled reports whether the server pump expects no further answer and
+// the session is not ending.
+func (s *Session) settled() bool {
+	return !s.reply.have && !s.reply.skipping && !s.reply.copyIn && !s.killed.Load() && !s.terminating.Load()
 }
 
 // quiet reports whether nothing is in flight, so that an event loop can
 // take the session over (both pumps stopped).
 func (s *Session) quiet() bool {
 	t := &s.track
-	return len(t.out) == 0 && len(t.shared) == 0 && t.inHd == len(t.in) &&
-		!s.reply.have && !s.reply.skipping && !s.reply.copyIn &&
-		len(s.cw.buf) == 0 && len(s.sw.buf) == 0 && !s.killed.Load() && !s.terminating.Load()
+	return s.settled() && len(t.out) == 0 && t.idle() && len(s.cw.buf) == 0 && len(s.sw.buf) == 0
 }
 
 // pumpReader reads one of the session's connections for its pump. When
