@@ -3,6 +3,7 @@ package tombstone_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -263,6 +264,19 @@ func TestUndeleteTransaction(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before, dump(t, c))
 	require.Equal(t, int64(2), queryInt(t, c, "SELECT count(*) FROM tombstone.batches WHERE restored_at IS NOT NULL"))
+
+	// Nothing is left to restore a second time: 55000, naming what was
+	// asked for (a batch gets a hint, a transaction does not).
+	_, err = tombstone.UndeleteTransaction(ctx, c, x, tombstone.UndeleteOptions{})
+	e := pgErr(t, err)
+	require.Equal(t, "55000", e.Code)
+	require.Equal(t, "tombstone: transaction "+xid+" has no tombstones left to restore", e.Message)
+	require.Empty(t, e.Hint)
+	_, err = c.Exec(ctx, "SELECT * FROM tombstone.undelete_batch($1)", b1)
+	e = pgErr(t, err)
+	require.Equal(t, "55000", e.Code)
+	require.Equal(t, fmt.Sprintf("tombstone: batch %d has no tombstones left to restore", b1), e.Message)
+	require.Equal(t, "SHOW BATCH shows its state; it may have been restored already.", e.Hint)
 }
 
 func TestPurgeAndHold(t *testing.T) {

@@ -988,30 +988,46 @@ BEGIN
 END
 $$;
 
--- undelete_batch restores every row of one batch: deleted and cascaded
--- rows re-inserted parents first, SET NULL links re-linked, tombstones
--- removed, the batch marked restored. One row per table.
-CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
-    p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+-- _undelete_batches restores every row of the batches p_ids: deleted and
+-- cascaded rows re-inserted parents first, SET NULL links re-linked,
+-- tombstones removed, and the batches with nothing left (ON CONFLICT SKIP
+-- leaves rows) marked restored. One row per table. p_what names the
+-- batches in the error raised when nothing is left to restore.
+CREATE OR REPLACE FUNCTION tombstone._undelete_batches(
+    p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text)
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     preds jsonb;
 BEGIN
-    PERFORM tombstone._require_admin();
-    PERFORM tombstone._lock_batches(ARRAY[p_batch], p_dry_run);
-    preds := tombstone._batch_preds(ARRAY[p_batch]);
-    IF preds = '{}' THEN
+    PERFORM tombstone._lock_batches(p_ids, p_dry_run);
+    preds := tombstone._batch_preds(p_ids);
+    IF preds = '{}' AND p_hint IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = pg_catalog.format('tombstone: batch %s has no tombstones left to restore', p_batch),
-            HINT = 'SHOW BATCH shows its state; it may have been restored already.';
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what);
+    ELSIF preds = '{}' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what), HINT = p_hint;
     END IF;
     RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
-    -- Restored only when nothing is left (ON CONFLICT SKIP leaves rows).
-    IF NOT p_dry_run AND tombstone._batch_preds(ARRAY[p_batch]) = '{}' THEN
-        UPDATE tombstone.batches SET restored_at = now() WHERE id = p_batch;
+    IF NOT p_dry_run THEN
+        UPDATE tombstone.batches SET restored_at = now()
+         WHERE id = ANY (p_ids) AND tombstone._batch_preds(ARRAY[id]) = '{}';
     END IF;
+END
+$$;
+
+-- undelete_batch restores one batch (see _undelete_batches).
+CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
+    p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM tombstone._require_admin();
+    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ARRAY[p_batch], 'batch ' || p_batch,
+        'SHOW BATCH shows its state; it may have been restored already.', p_dry_run, p_on_conflict);
 END
 $$;
 
@@ -1024,7 +1040,6 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     ids bigint[];
-    preds jsonb;
 BEGIN
     PERFORM tombstone._require_admin();
     ids := ARRAY(SELECT b.id FROM tombstone.batches b WHERE b.xid = p_xid AND b.purged_at IS NULL ORDER BY b.id);
@@ -1032,17 +1047,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = pg_catalog.format('tombstone: transaction %s has no batches', p_xid);
     END IF;
-    PERFORM tombstone._lock_batches(ids, p_dry_run);
-    preds := tombstone._batch_preds(ids);
-    IF preds = '{}' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = pg_catalog.format('tombstone: transaction %s has no tombstones left to restore', p_xid);
-    END IF;
-    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
-    IF NOT p_dry_run THEN
-        UPDATE tombstone.batches SET restored_at = now()
-         WHERE id = ANY (ids) AND tombstone._batch_preds(ARRAY[id]) = '{}';
-    END IF;
+    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ids, 'transaction ' || p_xid, NULL, p_dry_run, p_on_conflict);
 END
 $$;
 
