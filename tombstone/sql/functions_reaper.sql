@@ -77,6 +77,23 @@ BEGIN
 END
 $$;
 
+-- _reaper_begin starts a unit of reaper work: the caller must be an
+-- admin; true means the reaper is paused (do nothing); otherwise the
+-- caller's fencing token is checked (TS010 when a newer reaper holds the
+-- lease).
+CREATE OR REPLACE FUNCTION tombstone._reaper_begin(p_token bigint) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM tombstone._require_admin();
+    IF tombstone._reaper_paused(true) THEN
+        RETURN true;
+    END IF;
+    PERFORM tombstone._reaper_fence(p_token);
+    RETURN false;
+END
+$$;
+
 -- _batch_estimate is an upper bound of the tombstones a batch still has:
 -- the rows its statement removed per table (restores only lower it).
 CREATE OR REPLACE FUNCTION tombstone._batch_estimate(p_tables jsonb) RETURNS bigint
@@ -113,14 +130,12 @@ DECLARE
     done boolean;
     b record;
 BEGIN
-    PERFORM tombstone._require_admin();
-    batches := 0; rows := 0; paused := false; more := false;
-    IF tombstone._reaper_paused(true) THEN
-        paused := true;
+    batches := 0; rows := 0; more := false;
+    paused := tombstone._reaper_begin(p_token);
+    IF paused THEN
         RETURN NEXT;
         RETURN;
     END IF;
-    PERFORM tombstone._reaper_fence(p_token);
     p_max_rows := greatest(coalesce(p_max_rows, 50000), 1);
 
     -- Pick and lock: expiry order over the partial purge_after index,
@@ -241,14 +256,12 @@ DECLARE
     t tombstone.trash;
     rel oid;
 BEGIN
-    PERFORM tombstone._require_admin();
-    dropped := false; paused := false;
-    IF tombstone._reaper_paused(true) THEN
-        paused := true;
+    dropped := false;
+    paused := tombstone._reaper_begin(p_token);
+    IF paused THEN
         RETURN NEXT;
         RETURN;
     END IF;
-    PERFORM tombstone._reaper_fence(p_token);
     SELECT * INTO t FROM tombstone.trash x
      WHERE x.purged_at IS NULL AND x.restored_at IS NULL AND NOT x.held AND x.purge_after <= now()
      ORDER BY x.purge_after, x.id
@@ -322,6 +335,8 @@ $$;
 
 REVOKE ALL ON FUNCTION tombstone._reaper_fence(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._reaper_fence(bigint) TO tombstone_admin;
+REVOKE ALL ON FUNCTION tombstone._reaper_begin(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._reaper_begin(bigint) TO tombstone_admin;
 REVOKE ALL ON FUNCTION tombstone.reap_chunk(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.reap_chunk(bigint, bigint) TO tombstone_admin;
 REVOKE ALL ON FUNCTION tombstone.reap_trash(bigint) FROM PUBLIC;
