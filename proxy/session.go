@@ -58,7 +58,7 @@ type Session struct {
 	prepared statements
 
 	// modeMu guards the switch between the event loop and the goroutine
-	// pumps: client, server, lc and closing.
+	// pumps: client, server, lc, closing and closed.
 	modeMu sync.Mutex
 	// lc is set while an event loop carries the session.
 	lc *loopConn
@@ -66,9 +66,8 @@ type Session struct {
 	// connections were closed.
 	closing, closed bool
 
-	closeOnce sync.Once
-	killed    atomic.Bool
-	midFrame  atomic.Bool // the client pump is streaming a frame to the server
+	killed   atomic.Bool
+	midFrame atomic.Bool // the client pump is streaming a frame to the server
 	// rejoin: the server pump offered the session back to its event loop;
 	// the client pump stops at its next message boundary.
 	rejoin atomic.Bool
@@ -253,15 +252,16 @@ func (s *Session) close() {
 		s.lc.release()
 		return
 	}
-	s.closeOnce.Do(func() {
-		s.closed = true
-		if s.client != nil {
-			_ = s.client.Close()
-		}
-		if s.server != nil {
-			_ = s.server.Close()
-		}
-	})
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	if s.server != nil {
+		_ = s.server.Close()
+	}
 }
 
 // kill ends the session on shutdown: the server side is closed, and the
