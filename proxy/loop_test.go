@@ -169,9 +169,12 @@ func TestLoopRejoinUnderLoad(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, total, countInOrder(t, rows, 0, 300))
 	}
-	joined, back := loopCounts(px)
+	_, back := loopCounts(px)
 	require.Equal(t, 10.0, back, "each DELETE hands the session back")
-	require.GreaterOrEqual(t, joined, 2.0, "and it rejoins the loop")
+	// Between rounds the next DELETE may come before the rejoin (then the
+	// pumps go on); once the client is idle, the session rejoins.
+	require.Eventually(t, func() bool { j, _ := loopCounts(px); return j >= 2 }, 5*time.Second, time.Millisecond,
+		"an idle session rejoins the loop")
 }
 
 // countInOrder reads (int, text) rows, checking that the ints count up
