@@ -105,12 +105,13 @@ func (s *Session) undoParse(u *parseUndo) {
 func (s *Session) clientToServer(ctx context.Context) error {
 	cr, sw := s.cr, s.sw
 	for {
-		if !cr.hasHeader() || s.rejoin.Load() {
+		rejoin := s.rejoin.Load()
+		if !cr.hasHeader() || rejoin {
 			if err := sw.flush(); err != nil {
 				return s.serverGone(err)
 			}
 		}
-		if s.rejoin.Load() {
+		if rejoin {
 			return errRejoin
 		}
 		s.clientBetween = true

@@ -23,15 +23,13 @@ import (
 func (s *Session) serverToClient() error {
 	sr, cw := s.sr, s.cw
 	for {
-		if !sr.hasHeader() {
+		stop := s.clientStopped.Load()
+		if !sr.hasHeader() || stop {
 			if err := cw.flush(); err != nil {
 				return errSessionDone
 			}
 		}
-		if s.clientStopped.Load() {
-			if err := cw.flush(); err != nil {
-				return errSessionDone
-			}
+		if stop {
 			return errRejoin
 		}
 		s.serverBetween = true
@@ -39,10 +37,7 @@ func (s *Session) serverToClient() error {
 		s.serverBetween = false
 		if err != nil {
 			if errors.Is(err, errRejoin) {
-				if err := cw.flush(); err != nil {
-					return errSessionDone
-				}
-				return errRejoin
+				return errRejoin // what was queued went out above
 			}
 			if s.reply.lastError && errors.Is(err, io.EOF) {
 				_ = cw.flush()
