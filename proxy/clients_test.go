@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -189,6 +190,11 @@ func TestTLS(t *testing.T) {
 		c.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	})
 	check(testenv.Connect(t, tlsDSN(clientOnly, "scramuser", "scrampass", "")), false)
+	// The event loop speaks plain sockets only: TLS sessions stay on the
+	// goroutine pumps.
+	for _, px := range []*testenv.Proxy{both, clientOnly} {
+		require.Zero(t, testutil.ToFloat64(px.Metrics().LoopSessions), "a TLS session joined the event loop")
+	}
 
 	// Without a certificate the proxy answers 'N': sslmode=require fails,
 	// sslmode=prefer falls back to plain.
