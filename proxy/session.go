@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -454,7 +455,7 @@ func withoutChannelBinding(msg []byte) []byte {
 	out := make([]byte, 0, len(msg))
 	out = append(out, msg[:9]...)
 	for len(body) > 0 {
-		i := indexByte(body, 0)
+		i := bytes.IndexByte(body, 0)
 		if i <= 0 {
 			break
 		}
@@ -469,15 +470,6 @@ func withoutChannelBinding(msg []byte) []byte {
 	out = append(out, 0)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
 	return out
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // forward copies one frame of the given size from r to w without decoding
