@@ -4,11 +4,18 @@
 # Targets (what a benchmark connects to), started lazily as sections need them:
 #   direct     PostgreSQL itself                        127.0.0.1:$BENCH_PG_PORT
 #   pgbouncer  pgbouncer, session mode, in front of it  127.0.0.1:$BENCH_PGBOUNCER_PORT
+#   pgbouncer-fresh                                     127.0.0.1:$BENCH_PGBOUNCER_FRESH_PORT
+#              the same with server_lifetime = 0: a new server connection
+#              (a new backend) for every client, as direct connections and
+#              the proxy have
 #   proxy      bin/tombstone proxy in front of it       127.0.0.1:$BENCH_PROXY_PORT
 #
 # Sections (BENCH_SECTIONS, space separated, run in order):
 #   pgbench    pgbench -S (select-only), simple and prepared protocol, rounds
-#              interleaved across targets, median tps per target and mode.
+#              interleaved across targets (who goes first rotates): median
+#              tps per target and mode, the median of each round's
+#              proxy/pgbouncer ratios, and the CPU each proxy process used
+#              per transaction (/proc/<pid>/stat around each run).
 #   deletes    a DELETE of 50k of 200k rows: plain (direct) vs tombstoned
 #              (through the proxy); UNDELETE BATCH of those rows (console,
 #              through the proxy) vs INSERT … SELECT from a copy; and a
@@ -22,15 +29,16 @@
 # env vars:
 #   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper")
 #   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
-#   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer proxy")
-#   ROUNDS                rounds per target and mode          (default 3)
-#   DURATION              seconds per pgbench run             (default 10)
+#   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh proxy")
+#   ROUNDS                rounds per target and mode          (default 5)
+#   DURATION              seconds per pgbench run             (default 8)
 #   BENCH_CLIENTS         pgbench -c                          (default 8)
 #   BENCH_JOBS            pgbench -j                          (default 2)
 #   BENCH_SCALE           pgbench -i -s                       (default 10)
 #   BENCH_PG_PORT         PostgreSQL port                     (default 55440)
 #   BENCH_PROXY_PORT      proxy port                          (default 55441)
 #   BENCH_PGBOUNCER_PORT  pgbouncer port                      (default 55442)
+#   BENCH_PGBOUNCER_FRESH_PORT  pgbouncer-fresh port          (default 55443)
 #   BENCH_OUT             markdown results file               (default bench/results.md)
 #   BENCH_NO_BUILD        1 = use the existing bin/tombstone as is
 #   BENCH_PROXY_ARGS      extra flags for `tombstone proxy`, word-split
@@ -41,21 +49,22 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper}"
-BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer proxy}"
-ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-10}"
+BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer pgbouncer-fresh proxy}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-8}"
 BENCH_CLIENTS="${BENCH_CLIENTS:-8}"
 BENCH_JOBS="${BENCH_JOBS:-2}"
 BENCH_SCALE="${BENCH_SCALE:-10}"
 BENCH_PG_PORT="${BENCH_PG_PORT:-55440}"
 BENCH_PROXY_PORT="${BENCH_PROXY_PORT:-55441}"
 BENCH_PGBOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-55442}"
+BENCH_PGBOUNCER_FRESH_PORT="${BENCH_PGBOUNCER_FRESH_PORT:-55443}"
 BENCH_OUT="${BENCH_OUT:-bench/results.md}"
 BENCH_DB=bench
 export PGSSLMODE=disable PGUSER=postgres PGCONNECT_TIMEOUT=10
 unset PGPASSWORD PGSERVICE PGOPTIONS
 
-for v in ROUNDS DURATION BENCH_CLIENTS BENCH_JOBS BENCH_SCALE BENCH_PG_PORT BENCH_PROXY_PORT BENCH_PGBOUNCER_PORT; do
+for v in ROUNDS DURATION BENCH_CLIENTS BENCH_JOBS BENCH_SCALE BENCH_PG_PORT BENCH_PROXY_PORT BENCH_PGBOUNCER_PORT BENCH_PGBOUNCER_FRESH_PORT; do
 	case "${!v}" in '' | *[!0-9]*) die "$v must be a positive integer (got '${!v}')" ;; esac
 	[ "${!v}" -gt 0 ] || die "$v must be > 0"
 done
@@ -63,7 +72,7 @@ for s in $BENCH_SECTIONS; do
 	case "$s" in *[!a-z0-9_]*) die "bad section name '$s'" ;; esac
 done
 for t in $BENCH_TARGETS; do
-	case "$t" in direct | pgbouncer | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, proxy)" ;; esac
+	case "$t" in direct | pgbouncer | pgbouncer-fresh | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, pgbouncer-fresh, proxy)" ;; esac
 done
 
 # ---------------------------------------------------------------- infrastructure
@@ -82,6 +91,7 @@ cleanup() {
 	fi
 	if [ -n "$TMP" ]; then
 		kill_pidfile "$TMP/pgbouncer/pgbouncer.pid" 10
+		kill_pidfile "$TMP/pgbouncer-fresh/pgbouncer.pid" 10
 		[ -n "$PGBIN" ] && pg_stop "$PGBIN" "$TMP/pg" immediate
 		rm -rf "$TMP"
 	fi
@@ -98,8 +108,23 @@ target_port() {
 	direct) echo "$BENCH_PG_PORT" ;;
 	proxy) echo "$BENCH_PROXY_PORT" ;;
 	pgbouncer) echo "$BENCH_PGBOUNCER_PORT" ;;
+	pgbouncer-fresh) echo "$BENCH_PGBOUNCER_FRESH_PORT" ;;
 	*) die "unknown target $1" ;;
 	esac
+}
+
+# target_pid TARGET: the process id of a proxy target ("" for direct).
+target_pid() {
+	case "$1" in
+	proxy) echo "$PROXY_PID" ;;
+	pgbouncer | pgbouncer-fresh) cat "$TMP/$1/pgbouncer.pid" ;;
+	*) echo "" ;;
+	esac
+}
+
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks.
+cpu_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
 # sql [PORT] SQL: run SQL in the bench database (default: directly on PostgreSQL), print -At output.
@@ -147,9 +172,11 @@ EOF
 	sql "VACUUM ANALYZE" >/dev/null
 }
 
+# start_pgbouncer NAME PORT [INI LINE]: pgbouncer in session mode in $TMP/NAME.
 start_pgbouncer() {
-	local d="$TMP/pgbouncer"
-	log "starting pgbouncer (session mode) on 127.0.0.1:$BENCH_PGBOUNCER_PORT"
+	local name="$1" port="$2" extra="${3:-}"
+	local d="$TMP/$name"
+	log "starting $name (session mode${extra:+, $extra}) on 127.0.0.1:$port"
 	command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer not installed (scripts/deps.sh --bench)"
 	mkdir -p "$d"
 	printf '"postgres" ""\n' >"$d/userlist.txt"
@@ -159,7 +186,7 @@ start_pgbouncer() {
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $BENCH_PGBOUNCER_PORT
+listen_port = $port
 unix_socket_dir = $d
 auth_type = trust
 auth_file = $d/userlist.txt
@@ -172,16 +199,17 @@ logfile = $d/pgbouncer.log
 pidfile = $d/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
+$extra
 EOF
 	own_pg "$d"
 	if ! as_pg pgbouncer -d "$d/pgbouncer.ini" >"$TMP/pgbouncer.out" 2>&1; then
 		cat "$TMP/pgbouncer.out" >&2
 		tail -n 20 "$d/pgbouncer.log" >&2 2>/dev/null || true
-		die "pgbouncer failed to start"
+		die "$name failed to start"
 	fi
-	if ! wait_pg "$PGBIN" 127.0.0.1 "$BENCH_PGBOUNCER_PORT" 30 postgres "$BENCH_DB"; then
+	if ! wait_pg "$PGBIN" 127.0.0.1 "$port" 30 postgres "$BENCH_DB"; then
 		tail -n 20 "$d/pgbouncer.log" >&2 2>/dev/null || true
-		die "pgbouncer on 127.0.0.1:$BENCH_PGBOUNCER_PORT does not pass queries through"
+		die "$name on 127.0.0.1:$port does not pass queries through"
 	fi
 }
 
@@ -215,7 +243,11 @@ need_target() {
 	direct) start_pg ;;
 	pgbouncer)
 		need_target direct
-		start_pgbouncer
+		start_pgbouncer pgbouncer "$BENCH_PGBOUNCER_PORT"
+		;;
+	pgbouncer-fresh)
+		need_target direct
+		start_pgbouncer pgbouncer-fresh "$BENCH_PGBOUNCER_FRESH_PORT" "server_lifetime = 0"
 		;;
 	proxy)
 		need_target direct
@@ -226,21 +258,22 @@ need_target() {
 	STARTED+=" $1"
 }
 
-# pgbench_tps PORT ARGS...: run pgbench against the bench db on PORT, print its tps
-# (excluding connection time). Dies with pgbench's output on failure.
-pgbench_tps() {
-	local port="$1" out tps
+# pgbench_run PORT ARGS...: run pgbench against the bench db on PORT; sets
+# RUN_TPS (excluding connection time) and RUN_TXNS (transactions processed).
+# Dies with pgbench's output on failure.
+pgbench_run() {
+	local port="$1" out
 	shift
 	if ! out="$("$PGBIN/pgbench" -h 127.0.0.1 -p "$port" -n "$@" "$BENCH_DB" 2>&1)"; then
 		printf '%s\n' "$out" | tail -n 20 >&2
 		die "pgbench $* on port $port failed"
 	fi
-	tps="$(printf '%s\n' "$out" | sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\).*/\1/p' | tail -n1)"
-	[ -n "$tps" ] || {
+	RUN_TPS="$(printf '%s\n' "$out" | sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\).*/\1/p' | tail -n1)"
+	RUN_TXNS="$(printf '%s\n' "$out" | sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' | tail -n1)"
+	if [ -z "$RUN_TPS" ] || [ -z "$RUN_TXNS" ] || [ "$RUN_TXNS" = 0 ]; then
 		printf '%s\n' "$out" | tail -n 20 >&2
-		die "could not find 'tps = N (without initial connection time)' in pgbench output"
-	}
-	printf '%s\n' "$tps"
+		die "could not find tps and transactions in pgbench output"
+	fi
 }
 
 # median NUM...: median of the arguments (mean of the middle two for an even count).
@@ -248,6 +281,27 @@ median() {
 	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
 		if (NR == 0) { print ""; exit }
 		if (NR % 2) printf "%.1f\n", a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'
+}
+
+# summary NUM...: "median× [lowest, highest]" of ratios ("-" for none).
+summary() {
+	if [ "$#" -eq 0 ]; then
+		echo -
+		return
+	fi
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+		m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+		printf "%.2f× [%.2f, %.2f]\n", m, a[1], a[NR] }'
+}
+
+# median_of "NUM ...": median of a space-separated list ("-" for an empty one).
+median_of() {
+	if [ -z "$1" ]; then
+		echo -
+		return
+	fi
+	# shellcheck disable=SC2086 # the list is space-separated numbers
+	median $1
 }
 
 # ratio A B: A/B with 2 decimals, "-" when either is missing.
@@ -342,51 +396,89 @@ section_deletes() {
 	MD+="$(cat "$TMP/deletes.md")"$'\n\n'
 }
 
+# section_pgbench: pgbench -S against every target, rounds interleaved (who
+# goes first rotates). Reports median tps per target and mode; for each
+# pgbouncer target the median (and range) of the rounds' proxy/pgbouncer
+# ratios — each round's pair ran back to back, so slow phases of the machine
+# hit both — and the CPU each proxy process used per transaction.
 section_pgbench() {
 	local -a targets=()
 	local t
-	for t in direct pgbouncer proxy; do
+	for t in direct pgbouncer pgbouncer-fresh proxy; do
 		if has_target "$t"; then
 			targets+=("$t")
 			need_target "$t"
 		fi
 	done
-	local -A samples=()
-	local r mode tps
+	local -A samples=() cpu=() round=() ratios=()
+	local r mode pid c0 us b
 	for ((r = 0; r < ROUNDS; r++)); do
 		for mode in simple prepared; do
+			round=()
 			for t in $(rotated "$r" "${targets[@]}"); do
-				tps="$(pgbench_tps "$(target_port "$t")" -S -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" -T "$DURATION" -M "$mode")"
-				log "round $((r + 1))/$ROUNDS  $mode  $t: $tps tps"
-				samples["$t/$mode"]+="$tps "
+				pid="$(target_pid "$t")"
+				[ -z "$pid" ] || c0="$(cpu_ticks "$pid")"
+				pgbench_run "$(target_port "$t")" -S -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" -T "$DURATION" -M "$mode"
+				us=""
+				if [ -n "$pid" ]; then
+					us="$(awk -v a="$c0" -v b="$(cpu_ticks "$pid")" -v hz="$(getconf CLK_TCK)" -v n="$RUN_TXNS" \
+						'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')"
+					cpu["$t/$mode"]+="$us "
+				fi
+				log "round $((r + 1))/$ROUNDS  $mode  $t: $RUN_TPS tps${us:+, $us µs CPU per transaction}"
+				samples["$t/$mode"]+="$RUN_TPS "
+				round["$t"]="$RUN_TPS"
+			done
+			for b in pgbouncer pgbouncer-fresh; do
+				if [ -n "${round[proxy]:-}" ] && [ -n "${round[$b]:-}" ]; then
+					ratios["$b/$mode"]+="$(awk -v p="${round[proxy]}" -v q="${round[$b]}" 'BEGIN { printf "%.3f", p / q }') "
+				fi
 			done
 		done
 	done
 
-	local title="pgbench -S (select-only): scale $BENCH_SCALE, $BENCH_CLIENTS clients, $BENCH_JOBS threads, ${DURATION}s x $ROUNDS rounds, median tps"
-	printf '\n%s\n' "$title"
-	printf '%-9s %12s %12s %12s %13s %17s %16s\n' mode direct pgbouncer proxy proxy/direct pgbouncer/direct proxy/pgbouncer
-	md "## pgbench select-only" "" "$title." "" \
-		"| mode | direct tps | pgbouncer tps | proxy tps | proxy/direct | pgbouncer/direct | proxy/pgbouncer |" \
-		"| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-	local d b p s
-	for mode in simple prepared; do
-		d=- b=- p=-
-		# shellcheck disable=SC2086 # samples are space-separated numbers
-		if [ -n "${samples[direct/$mode]:-}" ]; then d="$(median ${samples[direct/$mode]})"; fi
-		# shellcheck disable=SC2086
-		if [ -n "${samples[pgbouncer/$mode]:-}" ]; then b="$(median ${samples[pgbouncer/$mode]})"; fi
-		# shellcheck disable=SC2086
-		if [ -n "${samples[proxy/$mode]:-}" ]; then p="$(median ${samples[proxy/$mode]})"; fi
-		printf '%-9s %12s %12s %12s %13s %17s %16s\n' "$mode" "$d" "$b" "$p" \
-			"$(ratio "$p" "$d")" "$(ratio "$b" "$d")" "$(ratio "$p" "$b")"
-		md "| $mode | $d | $b | $p | $(ratio "$p" "$d") | $(ratio "$b" "$d") | $(ratio "$p" "$b") |"
+	local title="pgbench -S (select-only): scale $BENCH_SCALE, $BENCH_CLIENTS clients, $BENCH_JOBS threads, ${DURATION}s x $ROUNDS rounds"
+	local -A med=()
+	for t in "${targets[@]}"; do
+		for mode in simple prepared; do
+			med["$t/$mode"]="$(median_of "${samples[$t/$mode]:-}")"
+		done
 	done
-	md "" "Raw samples (tps per round):" ""
+	printf '\n%s, median tps\n' "$title"
+	printf '%-9s %10s %10s %16s %10s %13s %17s\n' mode direct pgbouncer pgbouncer-fresh proxy proxy/direct pgbouncer/direct
+	md "## pgbench select-only" "" "$title." "" \
+		"Median tps. \`pgbouncer\` is session mode as configured by default: a client's server connection goes back to its pool afterwards and the next client reuses that backend, warm. \`pgbouncer-fresh\` is the same with \`server_lifetime = 0\`: every client gets a new backend, as it does connecting directly or through the proxy (one client connection = one server connection, authentication relayed)." "" \
+		"| mode | direct | pgbouncer | pgbouncer-fresh | proxy | proxy/direct | pgbouncer/direct |" \
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	local d p f
+	for mode in simple prepared; do
+		d="${med[direct/$mode]:--}" b="${med[pgbouncer/$mode]:--}" f="${med[pgbouncer-fresh/$mode]:--}" p="${med[proxy/$mode]:--}"
+		printf '%-9s %10s %10s %16s %10s %13s %17s\n' "$mode" "$d" "$b" "$f" "$p" "$(ratio "$p" "$d")" "$(ratio "$b" "$d")"
+		md "| $mode | $d | $b | $f | $p | $(ratio "$p" "$d") | $(ratio "$b" "$d") |"
+	done
+
+	printf '\nproxy / pgbouncer, median of the per-round ratios [lowest, highest]; CPU per transaction (µs, median)\n'
+	printf '%-9s %24s %24s %10s %16s %10s\n' mode proxy/pgbouncer proxy/pgbouncer-fresh pgbouncer pgbouncer-fresh proxy
+	md "" "Proxy against pgbouncer: the median of the rounds' ratios (each round ran the targets back to back) with the lowest and highest round, and the median CPU time (user + system, from \`/proc/<pid>/stat\`) each proxy process used per transaction." "" \
+		"| mode | proxy / pgbouncer | proxy / pgbouncer-fresh | CPU µs/tx: pgbouncer | pgbouncer-fresh | proxy |" \
+		"| --- | ---: | ---: | ---: | ---: | ---: |"
+	local rb rf cb cf cp
+	for mode in simple prepared; do
+		# shellcheck disable=SC2086 # ratios are space-separated numbers
+		rb="$(summary ${ratios[pgbouncer/$mode]:-})" rf="$(summary ${ratios[pgbouncer-fresh/$mode]:-})"
+		cb="$(median_of "${cpu[pgbouncer/$mode]:-}")" cf="$(median_of "${cpu[pgbouncer-fresh/$mode]:-}")"
+		cp="$(median_of "${cpu[proxy/$mode]:-}")"
+		printf '%-9s %24s %24s %10s %16s %10s\n' "$mode" "$rb" "$rf" "$cb" "$cf" "$cp"
+		md "| $mode | $rb | $rf | $cb | $cf | $cp |"
+	done
+
+	md "" "Raw samples (per round: tps; CPU µs per transaction of the proxy process):" ""
+	local s c
 	for t in "${targets[@]}"; do
 		for mode in simple prepared; do
 			s="${samples[$t/$mode]:-}"
-			md "- $t, $mode: ${s% }"
+			c="${cpu[$t/$mode]:-}"
+			md "- $t, $mode: ${s% }${c:+; CPU ${c% }}"
 		done
 	done
 	md ""
@@ -403,6 +495,7 @@ PGBIN="$(pg_bindir)" || die "no PostgreSQL server found"
 ports=("$BENCH_PG_PORT")
 has_target proxy && ports+=("$BENCH_PROXY_PORT")
 has_target pgbouncer && ports+=("$BENCH_PGBOUNCER_PORT")
+has_target pgbouncer-fresh && ports+=("$BENCH_PGBOUNCER_FRESH_PORT")
 require_free_ports "${ports[@]}"
 
 if has_target proxy; then
@@ -433,7 +526,9 @@ mkdir -p "$(dirname "$BENCH_OUT")"
 	fi
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 	echo "- PostgreSQL: $("$PGBIN/postgres" --version | awk '{print $3}') (fsync=off, shared_buffers=256MB, max_connections=100)"
-	if has_target pgbouncer; then echo "- pgbouncer: $(pgbouncer --version 2>/dev/null | head -n1 | awk '{print $NF}') (session mode, pool 20)"; fi
+	if has_target pgbouncer || has_target pgbouncer-fresh; then
+		echo "- pgbouncer: $(pgbouncer --version 2>/dev/null | head -n1 | awk '{print $NF}') (session mode, pool 20; pgbouncer-fresh: server_lifetime = 0)"
+	fi
 	echo "- client, server and proxies share the same machine; numbers compare targets, not absolute capacity"
 	echo
 	printf '%s' "$MD"
