@@ -19,7 +19,8 @@ run:
 test:
 	scripts/test.sh
 
-# pgbench: direct vs pgbouncer vs proxy. ROUNDS=3 DURATION=10 BENCH_SECTIONS=pgbench
+# Benchmarks (scripts/bench.sh): pgbench direct vs pgbouncer(-fresh) vs proxy, deletes, undelete, reaper.
+# e.g. ROUNDS=5 DURATION=8 BENCH_SECTIONS=pgbench
 bench:
 	scripts/bench.sh
 
