@@ -218,8 +218,11 @@ start_proxy() {
 	[ -x bin/tombstone ] || die "bin/tombstone missing"
 	# shellcheck disable=SC2206 # word splitting is the point
 	local extra=(${BENCH_PROXY_ARGS:-})
+	# In a session of its own (setsid), as pgbouncer daemonizes into one and
+	# PostgreSQL runs in one: with the kernel's autogroups each session's
+	# processes share a CPU share, and pgbench's session is this script's.
 	PGHOST=127.0.0.1 PGPORT="$BENCH_PG_PORT" PGUSER=postgres PGDATABASE="$BENCH_DB" \
-		bin/tombstone proxy --listen "127.0.0.1:$BENCH_PROXY_PORT" \
+		setsid bin/tombstone proxy --listen "127.0.0.1:$BENCH_PROXY_PORT" \
 		--upstream "127.0.0.1:$BENCH_PG_PORT" ${extra[@]+"${extra[@]}"} >"$TMP/proxy.log" 2>&1 &
 	PROXY_PID=$!
 	local deadline=$((SECONDS + 30))
