@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -255,6 +256,7 @@ func (l *eventLoop) run() {
 	// Not locked to its thread: when it yields (below), the goroutine
 	// goes on any thread, without the hand-off a locked one needs.
 	defer close(l.done)
+	yielded := time.Now()
 	for {
 		// A raw system call: the scheduler is not told, so no other
 		// thread is woken to take over this one's P while it waits.
@@ -268,13 +270,26 @@ func (l *eventLoop) run() {
 			// without preemption signals (GODEBUG=asyncpreemptoff=1)
 			// waits at most that long to stop the world.
 			runtime.Gosched()
+			yielded = time.Now()
 			continue
 		}
 		if l.dispatch(l.evs[:n]) {
 			return
 		}
+		// A busy loop never blocks long enough to look idle: yield now
+		// and then, before the runtime's monitor finds it running for
+		// 10 ms and sends it a preemption signal, which costs more (it
+		// interrupts the wait, and the yield follows anyway).
+		if now := time.Now(); now.Sub(yielded) >= loopYieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
 	}
 }
+
+// loopYieldEvery is how often a busy event loop yields of its own accord:
+// under the runtime's 10 ms preemption threshold.
+const loopYieldEvery = 5 * time.Millisecond
 
 // dispatch serves one batch of events; true means stop. A panic (a bug)
 // while serving a session ends that session, as it would on goroutine
