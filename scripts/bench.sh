@@ -279,32 +279,34 @@ pgbench_run() {
 	fi
 }
 
-# median NUM...: median of the arguments (mean of the middle two for an even count).
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
-		if (NR == 0) { print ""; exit }
-		if (NR % 2) printf "%.1f\n", a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'
-}
-
-# summary NUM...: "median× [lowest, highest]" of ratios ("-" for none).
-summary() {
-	if [ "$#" -eq 0 ]; then
-		echo -
-		return
-	fi
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-		m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-		printf "%.2f× [%.2f, %.2f]\n", m, a[1], a[NR] }'
-}
-
-# median_of "NUM ...": median of a space-separated list ("-" for an empty one).
-median_of() {
-	if [ -z "$1" ]; then
-		echo -
-		return
-	fi
+# stats FMT "NUM ...": the median (mean of the middle two for an even
+# count), the lowest and the highest of a space-separated list, each printed
+# with FMT; nothing for an empty list.
+stats() {
 	# shellcheck disable=SC2086 # the list is space-separated numbers
-	median $1
+	printf '%s\n' $2 | sort -g | awk -v f="$1" 'NF { a[++n] = $1 } END {
+		if (n == 0) exit
+		m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		printf f " " f " " f "\n", m, a[1], a[n] }'
+}
+
+# median "NUM ...": the median of a space-separated list, 1 decimal ("-" for
+# an empty one).
+median() {
+	local m
+	read -r m _ <<<"$(stats %.1f "$1")"
+	echo "${m:--}"
+}
+
+# summary "NUM ...": "median× [lowest, highest]" of ratios ("-" for none).
+summary() {
+	local m lo hi
+	read -r m lo hi <<<"$(stats %.2f "$1")"
+	if [ -z "$m" ]; then
+		echo -
+	else
+		printf '%s× [%s, %s]\n' "$m" "$lo" "$hi"
+	fi
 }
 
 # ratio A B: A/B with 2 decimals, "-" when either is missing.
@@ -328,8 +330,9 @@ rotated() {
 # ---------------------------------------------------------------- sections
 # A section is a function section_<name>. It calls need_target for what it uses,
 # measures, prints a human-readable summary to stdout, and appends a markdown
-# snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_tps,
-# median, ratio, rotated, target_port; $TMP is a scratch dir removed on exit.
+# snippet with `md` (start it with a "## " heading). Helpers: sql, pgbench_run,
+# median, summary, ratio, rotated, target_port, target_pid, cpu_ticks; $TMP is
+# a scratch dir removed on exit.
 
 # section_reaper: 1M expired tombstones (1000 batches x 1000 rows, written
 # straight into a shadow table as postgres), purged by `bin/tombstone reaper
@@ -444,7 +447,7 @@ section_pgbench() {
 	local -A med=()
 	for t in "${targets[@]}"; do
 		for mode in simple prepared; do
-			med["$t/$mode"]="$(median_of "${samples[$t/$mode]:-}")"
+			med["$t/$mode"]="$(median "${samples[$t/$mode]:-}")"
 		done
 	done
 	printf '\n%s, median tps\n' "$title"
@@ -467,10 +470,9 @@ section_pgbench() {
 		"| --- | ---: | ---: | ---: | ---: | ---: |"
 	local rb rf cb cf cp
 	for mode in simple prepared; do
-		# shellcheck disable=SC2086 # ratios are space-separated numbers
-		rb="$(summary ${ratios[pgbouncer/$mode]:-})" rf="$(summary ${ratios[pgbouncer-fresh/$mode]:-})"
-		cb="$(median_of "${cpu[pgbouncer/$mode]:-}")" cf="$(median_of "${cpu[pgbouncer-fresh/$mode]:-}")"
-		cp="$(median_of "${cpu[proxy/$mode]:-}")"
+		rb="$(summary "${ratios[pgbouncer/$mode]:-}")" rf="$(summary "${ratios[pgbouncer-fresh/$mode]:-}")"
+		cb="$(median "${cpu[pgbouncer/$mode]:-}")" cf="$(median "${cpu[pgbouncer-fresh/$mode]:-}")"
+		cp="$(median "${cpu[proxy/$mode]:-}")"
 		printf '%-9s %24s %24s %10s %16s %10s\n' "$mode" "$rb" "$rf" "$cb" "$cf" "$cp"
 		md "| $mode | $rb | $rf | $cb | $cf | $cp |"
 	done
