@@ -262,27 +262,21 @@ func (l *eventLoop) run() {
 		// thread is woken to take over this one's P while it waits.
 		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
 			uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 100, 0, 0)
-		if e != 0 || n == 0 {
-			// EINTR: most likely the runtime's preemption signal (a stop
-			// of the world, a stack scan). The raw call cannot be
-			// preempted, nor can this loop between two of them: yield.
-			// Also after 100 ms without events, so that a runtime
-			// without preemption signals (GODEBUG=asyncpreemptoff=1)
-			// waits at most that long to stop the world.
-			runtime.Gosched()
-			yielded = time.Now()
-			continue
-		}
-		if l.dispatch(l.evs[:n]) {
+		if e == 0 && n > 0 && l.dispatch(l.evs[:n]) {
 			return
 		}
-		// A busy loop never blocks long enough to look idle: yield now
-		// and then, before the runtime's monitor finds it running for
-		// 10 ms and sends it a preemption signal, which costs more (it
-		// interrupts the wait, and the yield follows anyway).
-		if now := time.Now(); now.Sub(yielded) >= loopYieldEvery {
+		// Neither the raw call nor this loop between two of them can be
+		// preempted, so it yields: on EINTR, most likely the runtime's
+		// preemption signal (a stop of the world, a stack scan); after
+		// 100 ms without events, so that a runtime without preemption
+		// signals (GODEBUG=asyncpreemptoff=1) waits at most that long to
+		// stop the world; and, busy, every loopYieldEvery, before the
+		// runtime's monitor finds it running for 10 ms and sends it a
+		// preemption signal, which costs more (it interrupts the wait,
+		// and the yield follows anyway).
+		if e != 0 || n == 0 || time.Since(yielded) >= loopYieldEvery {
 			runtime.Gosched()
-			yielded = now
+			yielded = time.Now()
 		}
 	}
 }
