@@ -149,7 +149,10 @@ func (ls *Loops) adopt(ctx context.Context, s *Session) bool {
 	_ = s.server.Close()
 	s.client, s.server = nil, nil
 	s.cr.r, s.sr.r = fdReader{cfd}, fdReader{sfd}
-	s.cw.w, s.sw.w = lc.cw, lockedWriter{&s.wmu, lc.sw}
+	// No lock on the server's writer: on the loop its thread is the only
+	// writer (the server pump's re-sends answer planned statements, which
+	// the pumps carry).
+	s.cw.w, s.sw.w = lc.cw, lc.sw
 	s.lc = lc
 	s.modeMu.Unlock()
 	l.request(loopCmd{lc: lc, add: true})
