@@ -22,7 +22,8 @@ type Config struct {
 	// Upstream is the PostgreSQL server, host:port (or a Unix socket path).
 	Upstream string `yaml:"upstream"`
 	// ControlDSN is a conninfo without dbname for the proxy's own
-	// connections; empty means the libpq environment (PGUSER, …).
+	// connections; empty means the libpq environment (PGUSER, …) and the
+	// upstream's host and port (see ControlConninfo).
 	ControlDSN string `yaml:"control_dsn"`
 	// ShutdownTimeout bounds how long SIGTERM waits for sessions to end.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -141,6 +142,52 @@ func Parse(data []byte, cfg *Config) error {
 		return err
 	}
 	return cfg.Validate()
+}
+
+// ControlConninfo is the conninfo of the proxy's own connections:
+// control_dsn when it is set. Otherwise the libpq environment (PGUSER,
+// PGPASSWORD, PGSSLMODE, …) — and, unless PGHOST, PGHOSTADDR or PGPORT
+// says where, the upstream's host and port, so that the proxy's own
+// connections reach the server its clients do. getenv is os.Getenv.
+func (c *Config) ControlConninfo(getenv func(string) string) string {
+	if c.ControlDSN != "" {
+		return c.ControlDSN
+	}
+	if getenv("PGHOST") != "" || getenv("PGHOSTADDR") != "" || getenv("PGPORT") != "" {
+		return ""
+	}
+	host, port, ok := upstreamHostPort(c.Upstream)
+	if !ok {
+		return ""
+	}
+	return "host=" + conninfoQuote(host) + " port=" + conninfoQuote(port)
+}
+
+// upstreamHostPort splits an upstream address into libpq's host and port:
+// host:port, or a Unix socket file /dir/.s.PGSQL.<port> (host = /dir).
+func upstreamHostPort(addr string) (host, port string, ok bool) {
+	if strings.HasPrefix(addr, "/") {
+		dir, file := addr[:strings.LastIndexByte(addr, '/')], addr[strings.LastIndexByte(addr, '/')+1:]
+		port, found := strings.CutPrefix(file, ".s.PGSQL.")
+		if n, err := strconv.Atoi(port); !found || err != nil || n <= 0 || n > 65535 {
+			return "", "", false
+		}
+		if dir == "" {
+			dir = "/"
+		}
+		return dir, port, true
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return "", "", false
+	}
+	return host, port, true
+}
+
+// conninfoQuote quotes a conninfo value: in single quotes, with
+// backslashes and single quotes escaped.
+func conninfoQuote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // Validate checks every value, naming the key of the first bad one.

@@ -3,9 +3,12 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/config"
@@ -73,4 +76,49 @@ func TestDurationsAndEmptyFile(t *testing.T) {
 	got, err := config.Load(path)
 	require.NoError(t, err)
 	require.Equal(t, config.Default(), got)
+}
+
+// TestControlConninfo: with no control_dsn the proxy's own connections go
+// where its clients' do — unless the libpq environment says where.
+func TestControlConninfo(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, c := range []struct {
+		name, upstream, dsn string
+		getenv              func(string) string
+		want                string
+		host                string // what libpq (pgconn) reads back from want
+	}{
+		{"upstream host and port", "127.0.0.1:55432", "", env(), "host='127.0.0.1' port='55432'", "127.0.0.1"},
+		{"host name", "db.internal:6000", "", env("PGUSER", "app"), "host='db.internal' port='6000'", "db.internal"},
+		{"IPv6", "[::1]:5433", "", env(), "host='::1' port='5433'", "::1"},
+		{"Unix socket", "/run/postgresql/.s.PGSQL.5434", "", env(), "host='/run/postgresql' port='5434'", "/run/postgresql"},
+		{"socket in the root", "/.s.PGSQL.5432", "", env(), "host='/' port='5432'", "/"},
+		{"quoted", "/tmp/it's a dir\\/.s.PGSQL.5432", "", env(), `host='/tmp/it\'s a dir\\' port='5432'`, `/tmp/it's a dir\`},
+		{"not a socket file", "/tmp/pg.sock", "", env(), "", ""},
+		{"PGHOST wins", "127.0.0.1:55432", "", env("PGHOST", "/var/run/postgresql"), "", ""},
+		{"PGHOSTADDR wins", "127.0.0.1:55432", "", env("PGHOSTADDR", "10.0.0.1"), "", ""},
+		{"PGPORT wins", "127.0.0.1:55432", "", env("PGPORT", "5432"), "", ""},
+		{"control_dsn wins", "127.0.0.1:55432", "host=db user=tombstone", env(), "host=db user=tombstone", ""},
+	} {
+		cfg := config.Default()
+		cfg.Upstream, cfg.ControlDSN = c.upstream, c.dsn
+		got := cfg.ControlConninfo(c.getenv)
+		require.Equal(t, c.want, got, c.name)
+		if c.host != "" {
+			pc, err := pgconn.ParseConfig(got)
+			require.NoError(t, err, c.name)
+			require.Equal(t, c.host, pc.Host, c.name)
+			_, port, _ := strings.Cut(c.want, "port='")
+			require.Equal(t, strings.TrimSuffix(port, "'"), strconv.Itoa(int(pc.Port)), c.name)
+		}
+	}
 }

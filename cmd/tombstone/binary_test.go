@@ -106,3 +106,50 @@ func TestProxyBinaryRefusesBadConfig(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, string(out), "max_rowz")
 }
+
+// TestProxyBinaryControlFollowsUpstream: without control_dsn, PGHOST or
+// PGPORT, the proxy's own connections (catalog, schema install) go to the
+// upstream it was given — here a server on a port that is not 5432 — and
+// a DELETE through it is tombstoned.
+func TestProxyBinaryControlFollowsUpstream(t *testing.T) {
+	dbURL := testenv.FreshDB(t, "ts_ctl")
+	direct := testenv.Connect(t, dbURL)
+	ctx := context.Background()
+	_, err := direct.Exec(ctx, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 3) i")
+	require.NoError(t, err)
+
+	bin := buildBinary(t)
+	listen := freeAddr(t)
+	u, _ := url.Parse(dbURL)
+	cmd := exec.Command(bin, "proxy", "--listen", listen, "--upstream", testenv.PGAddr(t), "--log-level", "warn")
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "PGHOST" && k != "PGHOSTADDR" && k != "PGPORT" && k != "TOMBSTONE_CONTROL_DSN" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "PGUSER="+u.User.Username(), "PGSSLMODE=disable")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("proxy output:\n%s", logs.String())
+		}
+	})
+
+	var conn *pgx.Conn
+	testenv.WaitFor(t, 10*time.Second, "the proxy to accept", func() bool {
+		conn, err = pgx.Connect(ctx, testenv.WithHostPort(t, dbURL, listen, nil))
+		return err == nil
+	})
+	defer conn.Close(ctx)
+	tag, err := conn.Exec(ctx, "DELETE FROM items WHERE id = 2")
+	require.NoError(t, err, "the control connection reached the upstream")
+	require.Equal(t, "DELETE 1", tag.String())
+	var batches, stored int
+	require.NoError(t, direct.QueryRow(ctx, "SELECT (SELECT count(*) FROM tombstone.batches), (SELECT count(*) FROM tombstone.public__items WHERE id = 2)").Scan(&batches, &stored))
+	require.Equal(t, 1, batches)
+	require.Equal(t, 1, stored)
+}

@@ -33,7 +33,7 @@ type proxyCmd struct {
 	Config        string `help:"Configuration file (YAML)." type:"existingfile" env:"TOMBSTONE_CONFIG"`
 	Listen        string `help:"Address clients connect to (listen)." env:"TOMBSTONE_LISTEN"`
 	Upstream      string `help:"PostgreSQL server host:port (upstream)." env:"TOMBSTONE_UPSTREAM"`
-	ControlDSN    string `name:"control-dsn" help:"Conninfo without dbname for the proxy's own connections (control_dsn)." env:"TOMBSTONE_CONTROL_DSN"`
+	ControlDSN    string `name:"control-dsn" help:"Conninfo without dbname for the proxy's own connections (control_dsn); empty: the libpq environment, at the upstream's host and port unless PGHOST, PGHOSTADDR or PGPORT is set." env:"TOMBSTONE_CONTROL_DSN"`
 	Redis         string `help:"Redis address for fleet coordination (redis.addr)." env:"TOMBSTONE_REDIS"`
 	MetricsListen string `name:"metrics-listen" help:"Address for /metrics, /healthz, /readyz (metrics.listen)." env:"TOMBSTONE_METRICS_LISTEN"`
 	LogLevel      string `name:"log-level" help:"debug, info, warn or error (log.level)." env:"TOMBSTONE_LOG_LEVEL"`
@@ -81,7 +81,7 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	cats := tombstone.NewCatalogs(cfg.ControlDSN, tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
+	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
 	defer cats.Close()
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
