@@ -61,6 +61,12 @@ BENCH_PGBOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-55442}"
 BENCH_PGBOUNCER_FRESH_PORT="${BENCH_PGBOUNCER_FRESH_PORT:-55443}"
 BENCH_OUT="${BENCH_OUT:-bench/results.md}"
 BENCH_DB=bench
+# The commit measured, read before anything is built; "(dirty)" when the
+# code differs from it (the results file itself does not count).
+BENCH_REV="$(git rev-parse --short HEAD 2>/dev/null || true)"
+if [ -n "$BENCH_REV" ] && ! git diff --quiet HEAD -- . ':(exclude)bench/results.md' 2>/dev/null; then
+	BENCH_REV+=" (dirty)"
+fi
 export PGSSLMODE=disable PGUSER=postgres PGCONNECT_TIMEOUT=10
 unset PGPASSWORD PGSERVICE PGOPTIONS
 
@@ -525,9 +531,8 @@ mkdir -p "$(dirname "$BENCH_OUT")"
 	echo "# tombstone benchmarks"
 	echo
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-	if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
-		git diff --quiet HEAD -- 2>/dev/null || rev+=" (dirty)"
-		echo "- commit: $rev"
+	if [ -n "$BENCH_REV" ]; then
+		echo "- commit: $BENCH_REV"
 	fi
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 	echo "- PostgreSQL: $("$PGBIN/postgres" --version | awk '{print $3}') (fsync=off, shared_buffers=256MB, max_connections=100)"
