@@ -8,14 +8,19 @@
 #              the same with server_lifetime = 0: a new server connection
 #              (a new backend) for every client, as direct connections and
 #              the proxy have
+#   go-forward, c-forward                               127.0.0.1:$BENCH_GO_FORWARD_PORT, $BENCH_C_FORWARD_PORT
+#              references: the least an epoll forwarder does (one recv, one
+#              send per readable socket), in Go (bench/forward) and in C
+#              (bench/cforward); built and started by this script
 #   proxy      bin/tombstone proxy in front of it       127.0.0.1:$BENCH_PROXY_PORT
 #
 # Sections (BENCH_SECTIONS, space separated, run in order):
 #   pgbench    pgbench -S (select-only), simple and prepared protocol, rounds
 #              interleaved across targets (who goes first rotates): median
 #              tps per target and mode, the median of each round's
-#              proxy/pgbouncer ratios, and the CPU each proxy process used
-#              per transaction (/proc/<pid>/stat around each run).
+#              proxy/pgbouncer ratios (and the references' ratios), and the
+#              CPU each proxy process used per transaction
+#              (/proc/<pid>/stat around each run).
 #   deletes    a DELETE of 50k of 200k rows: plain (direct) vs tombstoned
 #              (through the proxy); UNDELETE BATCH of those rows (console,
 #              through the proxy) vs INSERT … SELECT from a copy; and a
@@ -29,7 +34,7 @@
 # env vars:
 #   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper")
 #   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
-#   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh proxy")
+#   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh go-forward c-forward proxy")
 #   ROUNDS                rounds per target and mode          (default 5)
 #   DURATION              seconds per pgbench run             (default 8)
 #   BENCH_CLIENTS         pgbench -c                          (default 8)
@@ -39,6 +44,8 @@
 #   BENCH_PROXY_PORT      proxy port                          (default 55441)
 #   BENCH_PGBOUNCER_PORT  pgbouncer port                      (default 55442)
 #   BENCH_PGBOUNCER_FRESH_PORT  pgbouncer-fresh port          (default 55443)
+#   BENCH_GO_FORWARD_PORT reference Go forwarder port         (default 55444)
+#   BENCH_C_FORWARD_PORT  reference C forwarder port          (default 55445)
 #   BENCH_OUT             markdown results file               (default bench/results.md)
 #   BENCH_NO_BUILD        1 = use the existing bin/tombstone as is
 #   BENCH_PROXY_ARGS      extra flags for `tombstone proxy`, word-split
@@ -49,7 +56,7 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper}"
-BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer pgbouncer-fresh proxy}"
+BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer pgbouncer-fresh go-forward c-forward proxy}"
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-8}"
 BENCH_CLIENTS="${BENCH_CLIENTS:-8}"
@@ -59,6 +66,8 @@ BENCH_PG_PORT="${BENCH_PG_PORT:-55440}"
 BENCH_PROXY_PORT="${BENCH_PROXY_PORT:-55441}"
 BENCH_PGBOUNCER_PORT="${BENCH_PGBOUNCER_PORT:-55442}"
 BENCH_PGBOUNCER_FRESH_PORT="${BENCH_PGBOUNCER_FRESH_PORT:-55443}"
+BENCH_GO_FORWARD_PORT="${BENCH_GO_FORWARD_PORT:-55444}"
+BENCH_C_FORWARD_PORT="${BENCH_C_FORWARD_PORT:-55445}"
 BENCH_OUT="${BENCH_OUT:-bench/results.md}"
 BENCH_DB=bench
 # The commit measured, read before anything is built; "(dirty)" when the
@@ -70,7 +79,7 @@ fi
 export PGSSLMODE=disable PGUSER=postgres PGCONNECT_TIMEOUT=10
 unset PGPASSWORD PGSERVICE PGOPTIONS
 
-for v in ROUNDS DURATION BENCH_CLIENTS BENCH_JOBS BENCH_SCALE BENCH_PG_PORT BENCH_PROXY_PORT BENCH_PGBOUNCER_PORT BENCH_PGBOUNCER_FRESH_PORT; do
+for v in ROUNDS DURATION BENCH_CLIENTS BENCH_JOBS BENCH_SCALE BENCH_PG_PORT BENCH_PROXY_PORT BENCH_PGBOUNCER_PORT BENCH_PGBOUNCER_FRESH_PORT BENCH_GO_FORWARD_PORT BENCH_C_FORWARD_PORT; do
 	case "${!v}" in '' | *[!0-9]*) die "$v must be a positive integer (got '${!v}')" ;; esac
 	[ "${!v}" -gt 0 ] || die "$v must be > 0"
 done
@@ -78,7 +87,7 @@ for s in $BENCH_SECTIONS; do
 	case "$s" in *[!a-z0-9_]*) die "bad section name '$s'" ;; esac
 done
 for t in $BENCH_TARGETS; do
-	case "$t" in direct | pgbouncer | pgbouncer-fresh | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, pgbouncer-fresh, proxy)" ;; esac
+	case "$t" in direct | pgbouncer | pgbouncer-fresh | go-forward | c-forward | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, pgbouncer-fresh, go-forward, c-forward, proxy)" ;; esac
 done
 
 # ---------------------------------------------------------------- infrastructure
@@ -86,6 +95,7 @@ done
 TMP=""
 PGBIN=""
 PROXY_PID=""
+declare -A FORWARD_PID=() # go-forward, c-forward
 STARTED="" # targets running, space separated
 MD=""      # markdown body collected from sections
 
@@ -95,6 +105,10 @@ cleanup() {
 	if [ -n "$PROXY_PID" ]; then
 		kill_pid "$PROXY_PID" 15
 	fi
+	local f
+	for f in "${FORWARD_PID[@]}"; do
+		kill_pid "$f" 15
+	done
 	if [ -n "$TMP" ]; then
 		kill_pidfile "$TMP/pgbouncer/pgbouncer.pid" 10
 		kill_pidfile "$TMP/pgbouncer-fresh/pgbouncer.pid" 10
@@ -115,6 +129,8 @@ target_port() {
 	proxy) echo "$BENCH_PROXY_PORT" ;;
 	pgbouncer) echo "$BENCH_PGBOUNCER_PORT" ;;
 	pgbouncer-fresh) echo "$BENCH_PGBOUNCER_FRESH_PORT" ;;
+	go-forward) echo "$BENCH_GO_FORWARD_PORT" ;;
+	c-forward) echo "$BENCH_C_FORWARD_PORT" ;;
 	*) die "unknown target $1" ;;
 	esac
 }
@@ -124,6 +140,7 @@ target_pid() {
 	case "$1" in
 	proxy) echo "$PROXY_PID" ;;
 	pgbouncer | pgbouncer-fresh) cat "$TMP/$1/pgbouncer.pid" ;;
+	go-forward | c-forward) echo "${FORWARD_PID[$1]}" ;;
 	*) echo "" ;;
 	esac
 }
@@ -245,6 +262,28 @@ start_proxy() {
 	done
 }
 
+# start_forward NAME: build and start a reference forwarder (bench/forward
+# in Go, bench/cforward in C) in a session of its own, like the proxy.
+start_forward() {
+	local name="$1" port bin="$TMP/$1"
+	port="$(target_port "$name")"
+	log "starting the reference $name on 127.0.0.1:$port"
+	case "$name" in
+	go-forward) go build -o "$bin" ./bench/forward || die "cannot build bench/forward" ;;
+	c-forward) gcc -O2 -o "$bin" bench/cforward/forward.c || die "cannot build bench/cforward" ;;
+	esac
+	if [ "$name" = go-forward ]; then
+		setsid "$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$BENCH_PG_PORT" >"$TMP/$name.log" 2>&1 &
+	else
+		setsid "$bin" "$port" "$BENCH_PG_PORT" >"$TMP/$name.log" 2>&1 &
+	fi
+	FORWARD_PID[$name]=$!
+	if ! wait_pg "$PGBIN" 127.0.0.1 "$port" 30 postgres "$BENCH_DB"; then
+		tail -n 20 "$TMP/$name.log" >&2 || true
+		die "$name on 127.0.0.1:$port does not pass queries through"
+	fi
+}
+
 # need_target NAME: start the target (and PostgreSQL behind it) if not running yet.
 need_target() {
 	case " $STARTED " in *" $1 "*) return 0 ;; esac
@@ -261,6 +300,10 @@ need_target() {
 	proxy)
 		need_target direct
 		start_proxy
+		;;
+	go-forward | c-forward)
+		need_target direct
+		start_forward "$1"
 		;;
 	*) die "unknown target $1" ;;
 	esac
@@ -416,14 +459,14 @@ section_deletes() {
 section_pgbench() {
 	local -a targets=()
 	local t
-	for t in direct pgbouncer pgbouncer-fresh proxy; do
+	for t in direct pgbouncer pgbouncer-fresh go-forward c-forward proxy; do
 		if has_target "$t"; then
 			targets+=("$t")
 			need_target "$t"
 		fi
 	done
 	local -A samples=() cpu=() round=() ratios=()
-	local r mode pid c0 us b
+	local r mode pid c0 us pair a b
 	for ((r = 0; r < ROUNDS; r++)); do
 		for mode in simple prepared; do
 			round=()
@@ -441,9 +484,11 @@ section_pgbench() {
 				samples["$t/$mode"]+="$RUN_TPS "
 				round["$t"]="$RUN_TPS"
 			done
-			for b in pgbouncer pgbouncer-fresh; do
-				if [ -n "${round[proxy]:-}" ] && [ -n "${round[$b]:-}" ]; then
-					ratios["$b/$mode"]+="$(awk -v p="${round[proxy]}" -v q="${round[$b]}" 'BEGIN { printf "%.3f", p / q }') "
+			# paired ratios A:B of this round, A/B
+			for pair in proxy:pgbouncer proxy:pgbouncer-fresh go-forward:pgbouncer c-forward:pgbouncer proxy:go-forward; do
+				a="${pair%%:*}" b="${pair#*:}"
+				if [ -n "${round[$a]:-}" ] && [ -n "${round[$b]:-}" ]; then
+					ratios["$pair/$mode"]+="$(awk -v p="${round[$a]}" -v q="${round[$b]}" 'BEGIN { printf "%.3f", p / q }') "
 				fi
 			done
 		done
@@ -476,12 +521,28 @@ section_pgbench() {
 		"| --- | ---: | ---: | ---: | ---: | ---: |"
 	local rb rf cb cf cp
 	for mode in simple prepared; do
-		rb="$(summary "${ratios[pgbouncer/$mode]:-}")" rf="$(summary "${ratios[pgbouncer-fresh/$mode]:-}")"
+		rb="$(summary "${ratios[proxy:pgbouncer/$mode]:-}")" rf="$(summary "${ratios[proxy:pgbouncer-fresh/$mode]:-}")"
 		cb="$(median "${cpu[pgbouncer/$mode]:-}")" cf="$(median "${cpu[pgbouncer-fresh/$mode]:-}")"
 		cp="$(median "${cpu[proxy/$mode]:-}")"
 		printf '%-9s %24s %24s %10s %16s %10s\n' "$mode" "$rb" "$rf" "$cb" "$cf" "$cp"
 		md "| $mode | $rb | $rf | $cb | $cf | $cp |"
 	done
+
+	if has_target go-forward || has_target c-forward; then
+		printf '\nreference forwarders (no framing, no parsing), median of the per-round ratios [lowest, highest]; CPU per transaction (µs, median)\n'
+		printf '%-9s %24s %24s %24s %11s %10s\n' mode go-forward/pgbouncer c-forward/pgbouncer proxy/go-forward go-forward c-forward
+		md "" "Reference forwarders: the least an epoll loop can do between pgbench and PostgreSQL — accept, dial, one recv and one send per readable socket, no framing, tracking or parsing — in Go (\`bench/forward\`, waiting and yielding as the proxy's event loop does) and in C (\`bench/cforward\`). They tell a Go event loop's own cost from the proxy's. Median of the rounds' ratios with the lowest and highest round, and median CPU per transaction." "" \
+			"| mode | go-forward / pgbouncer | c-forward / pgbouncer | proxy / go-forward | CPU µs/tx: go-forward | c-forward |" \
+			"| --- | ---: | ---: | ---: | ---: | ---: |"
+		local rg rc rp cg cc
+		for mode in simple prepared; do
+			rg="$(summary "${ratios[go-forward:pgbouncer/$mode]:-}")" rc="$(summary "${ratios[c-forward:pgbouncer/$mode]:-}")"
+			rp="$(summary "${ratios[proxy:go-forward/$mode]:-}")"
+			cg="$(median "${cpu[go-forward/$mode]:-}")" cc="$(median "${cpu[c-forward/$mode]:-}")"
+			printf '%-9s %24s %24s %24s %11s %10s\n' "$mode" "$rg" "$rc" "$rp" "$cg" "$cc"
+			md "| $mode | $rg | $rc | $rp | $cg | $cc |"
+		done
+	fi
 
 	md "" "Raw samples (per round: tps; CPU µs per transaction of the proxy process):" ""
 	local s c
@@ -507,6 +568,8 @@ ports=("$BENCH_PG_PORT")
 has_target proxy && ports+=("$BENCH_PROXY_PORT")
 has_target pgbouncer && ports+=("$BENCH_PGBOUNCER_PORT")
 has_target pgbouncer-fresh && ports+=("$BENCH_PGBOUNCER_FRESH_PORT")
+has_target go-forward && ports+=("$BENCH_GO_FORWARD_PORT")
+has_target c-forward && ports+=("$BENCH_C_FORWARD_PORT")
 require_free_ports "${ports[@]}"
 
 if has_target proxy; then
