@@ -56,7 +56,9 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper}"
-BENCH_TARGETS="${BENCH_TARGETS:-direct pgbouncer pgbouncer-fresh go-forward c-forward proxy}"
+# Every target, in the order reports list them.
+ALL_TARGETS="direct pgbouncer pgbouncer-fresh go-forward c-forward proxy"
+BENCH_TARGETS="${BENCH_TARGETS:-$ALL_TARGETS}"
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-8}"
 BENCH_CLIENTS="${BENCH_CLIENTS:-8}"
@@ -87,27 +89,23 @@ for s in $BENCH_SECTIONS; do
 	case "$s" in *[!a-z0-9_]*) die "bad section name '$s'" ;; esac
 done
 for t in $BENCH_TARGETS; do
-	case "$t" in direct | pgbouncer | pgbouncer-fresh | go-forward | c-forward | proxy) ;; *) die "unknown target '$t' in BENCH_TARGETS (direct, pgbouncer, pgbouncer-fresh, go-forward, c-forward, proxy)" ;; esac
+	case " $ALL_TARGETS " in *" $t "*) ;; *) die "unknown target '$t' in BENCH_TARGETS (${ALL_TARGETS// /, })" ;; esac
 done
 
 # ---------------------------------------------------------------- infrastructure
 
 TMP=""
 PGBIN=""
-PROXY_PID=""
-declare -A FORWARD_PID=() # go-forward, c-forward
+declare -A PID=() # processes this script started and owns: proxy, go-forward, c-forward
 STARTED="" # targets running, space separated
 MD=""      # markdown body collected from sections
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$PROXY_PID" ]; then
-		kill_pid "$PROXY_PID" 15
-	fi
-	local f
-	for f in "${FORWARD_PID[@]}"; do
-		kill_pid "$f" 15
+	local p
+	for p in "${PID[@]}"; do
+		kill_pid "$p" 15
 	done
 	if [ -n "$TMP" ]; then
 		kill_pidfile "$TMP/pgbouncer/pgbouncer.pid" 10
@@ -138,10 +136,8 @@ target_port() {
 # target_pid TARGET: the process id of a proxy target ("" for direct).
 target_pid() {
 	case "$1" in
-	proxy) echo "$PROXY_PID" ;;
 	pgbouncer | pgbouncer-fresh) cat "$TMP/$1/pgbouncer.pid" ;;
-	go-forward | c-forward) echo "${FORWARD_PID[$1]}" ;;
-	*) echo "" ;;
+	*) echo "${PID[$1]:-}" ;;
 	esac
 }
 
@@ -247,17 +243,25 @@ start_proxy() {
 	PGHOST=127.0.0.1 PGPORT="$BENCH_PG_PORT" PGUSER=postgres PGDATABASE="$BENCH_DB" \
 		setsid bin/tombstone proxy --listen "127.0.0.1:$BENCH_PROXY_PORT" \
 		--upstream "127.0.0.1:$BENCH_PG_PORT" ${extra[@]+"${extra[@]}"} >"$TMP/proxy.log" 2>&1 &
-	PROXY_PID=$!
-	local deadline=$((SECONDS + 30))
-	until wait_pg "$PGBIN" 127.0.0.1 "$BENCH_PROXY_PORT" 1 postgres "$BENCH_DB"; do
-		if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-			PROXY_PID=""
-			tail -n 30 "$TMP/proxy.log" >&2 || true
-			die "bin/tombstone proxy exited during startup (log above)"
+	PID[proxy]=$!
+	await_started proxy
+}
+
+# await_started TARGET: wait (30 s at most) until the process this script
+# started for TARGET (PID[TARGET], log $TMP/TARGET.log) passes queries
+# through; dies with its log if it exits or does not.
+await_started() {
+	local t="$1" port deadline=$((SECONDS + 30))
+	port="$(target_port "$t")"
+	until wait_pg "$PGBIN" 127.0.0.1 "$port" 1 postgres "$BENCH_DB"; do
+		if ! kill -0 "${PID[$t]}" 2>/dev/null; then
+			unset "PID[$t]"
+			tail -n 30 "$TMP/$t.log" >&2 || true
+			die "$t exited during startup (log above)"
 		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			tail -n 30 "$TMP/proxy.log" >&2 || true
-			die "bin/tombstone proxy does not pass queries through on 127.0.0.1:$BENCH_PROXY_PORT after 30s"
+			tail -n 30 "$TMP/$t.log" >&2 || true
+			die "$t does not pass queries through on 127.0.0.1:$port after 30s"
 		fi
 	done
 }
@@ -269,19 +273,17 @@ start_forward() {
 	port="$(target_port "$name")"
 	log "starting the reference $name on 127.0.0.1:$port"
 	case "$name" in
-	go-forward) go build -o "$bin" ./bench/forward || die "cannot build bench/forward" ;;
-	c-forward) gcc -O2 -o "$bin" bench/cforward/forward.c || die "cannot build bench/cforward" ;;
-	esac
-	if [ "$name" = go-forward ]; then
+	go-forward)
+		go build -o "$bin" ./bench/forward || die "cannot build bench/forward"
 		setsid "$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$BENCH_PG_PORT" >"$TMP/$name.log" 2>&1 &
-	else
+		;;
+	c-forward)
+		gcc -O2 -o "$bin" bench/cforward/forward.c || die "cannot build bench/cforward"
 		setsid "$bin" "$port" "$BENCH_PG_PORT" >"$TMP/$name.log" 2>&1 &
-	fi
-	FORWARD_PID[$name]=$!
-	if ! wait_pg "$PGBIN" 127.0.0.1 "$port" 30 postgres "$BENCH_DB"; then
-		tail -n 20 "$TMP/$name.log" >&2 || true
-		die "$name on 127.0.0.1:$port does not pass queries through"
-	fi
+		;;
+	esac
+	PID[$name]=$!
+	await_started "$name"
 }
 
 # need_target NAME: start the target (and PostgreSQL behind it) if not running yet.
@@ -459,7 +461,7 @@ section_deletes() {
 section_pgbench() {
 	local -a targets=()
 	local t
-	for t in direct pgbouncer pgbouncer-fresh go-forward c-forward proxy; do
+	for t in $ALL_TARGETS; do
 		if has_target "$t"; then
 			targets+=("$t")
 			need_target "$t"
@@ -565,11 +567,9 @@ done
 bash scripts/deps.sh --bench
 PGBIN="$(pg_bindir)" || die "no PostgreSQL server found"
 ports=("$BENCH_PG_PORT")
-has_target proxy && ports+=("$BENCH_PROXY_PORT")
-has_target pgbouncer && ports+=("$BENCH_PGBOUNCER_PORT")
-has_target pgbouncer-fresh && ports+=("$BENCH_PGBOUNCER_FRESH_PORT")
-has_target go-forward && ports+=("$BENCH_GO_FORWARD_PORT")
-has_target c-forward && ports+=("$BENCH_C_FORWARD_PORT")
+for t in $BENCH_TARGETS; do
+	[ "$t" = direct ] || ports+=("$(target_port "$t")")
+done
 require_free_ports "${ports[@]}"
 
 if has_target proxy; then
