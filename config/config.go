@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,15 +168,12 @@ func (c *Config) ControlConninfo(getenv func(string) string) string {
 // host:port, or a Unix socket file /dir/.s.PGSQL.<port> (host = /dir).
 func upstreamHostPort(addr string) (host, port string, ok bool) {
 	if strings.HasPrefix(addr, "/") {
-		dir, file := addr[:strings.LastIndexByte(addr, '/')], addr[strings.LastIndexByte(addr, '/')+1:]
+		dir, file := path.Split(addr)
 		port, found := strings.CutPrefix(file, ".s.PGSQL.")
 		if n, err := strconv.Atoi(port); !found || err != nil || n <= 0 || n > 65535 {
 			return "", "", false
 		}
-		if dir == "" {
-			dir = "/"
-		}
-		return dir, port, true
+		return path.Clean(dir), port, true
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" {
