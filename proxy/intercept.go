@@ -200,18 +200,19 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 		}
 		return true, s.parse(ctx, frame, planned)
 	case 'B', 'D', 'E', 'C':
-		p := pending{kind: typ}
 		if s.prepared.rewritten.Load() || typ == 'C' {
 			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
 			}
-			hidden := s.track_(&p, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+			var f fix
+			hidden := s.track_(typ, &f, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+			s.track.push(f.entry(typ))
 			if typ == 'B' && hidden > 0 {
-				s.track.push(p)
 				return true, s.bindHidden(size, hidden)
 			}
+			return false, nil
 		}
-		s.track.push(p)
+		s.track.push(pending{kind: typ})
 	case 'S', 'F':
 		s.track.push(pending{kind: typ})
 	case 'c', 'f':
@@ -244,14 +245,15 @@ func pgName(b []byte) string {
 	return string(b[:n])
 }
 
-// track_ fills in a Bind, Describe, Execute or Close entry from the start of
-// its body and keeps the statement/portal registry current. For a Bind of
-// a statement with hidden columns it returns how many.
-func (s *Session) track_(p *pending, body []byte) (hidden int) {
+// track_ fills in what the answer to a Bind, Describe, Execute or Close
+// (kind) needs from the start of its body, and keeps the statement/portal
+// registry current. For a Bind of a statement with hidden columns it
+// returns how many.
+func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	switch p.kind {
+	switch kind {
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
@@ -274,7 +276,6 @@ func (s *Session) track_(p *pending, body []byte) (hidden int) {
 		if !ok {
 			return 0
 		}
-		p.describe = body[0]
 		if body[0] == 'S' {
 			p.out = st.stmts[name]
 		} else {
@@ -342,7 +343,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		// leaves it after a failed statement.
 		r := refusalOf(err)
 		s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
-		s.track.push(pending{kind: 'Q', refusal: r})
+		s.track.push(fix{refusal: r}.entry('Q'))
 		return s.writeQuery(raiseStatement(r))
 	}
 	if plan == nil || plan.Result == nil {
@@ -350,7 +351,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		return s.sw.write(frame)
 	}
 	res := plan.Result
-	p := pending{kind: 'Q', res: res, admin: plan.Admin}
+	p := fix{res: res, admin: plan.Admin}
 	out := res.SQL
 	for i := range res.Statements {
 		st := &res.Statements[i]
@@ -379,7 +380,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		if p.execOut == nil {
 			p.res = nil
 		}
-		s.track.push(p)
+		s.track.push(p.entry('Q'))
 		return s.sw.write(frame)
 	}
 	if !plan.Admin {
@@ -388,7 +389,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 			p.retry = &retry{sql: sql}
 		}
 	}
-	s.track.push(p)
+	s.track.push(p.entry('Q'))
 	return s.writeQuery(out)
 }
 
@@ -429,7 +430,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		return s.sw.write(frame)
 	}
 	undo, redefining := s.noteParse(name)
-	p := pending{kind: 'P', undo: undo}
+	p := fix{undo: undo}
 	// What the registry will say about the statement: its output repair,
 	// or nothing (keep false).
 	var out rewrite.Output
@@ -442,12 +443,12 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		}
 	}()
 	if !planned {
-		s.track.push(p)
+		s.track.push(p.entry('P'))
 		return s.sw.write(frame)
 	}
 	var msg pgproto3.Parse
 	if err := msg.Decode(body); err != nil {
-		s.track.push(p)
+		s.track.push(p.entry('P'))
 		return s.sw.write(frame)
 	}
 	plan, err := s.srv.planner.Plan(ctx, s, msg.Query, true)
@@ -460,13 +461,13 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		// A console command prepared like any statement: it runs as the
 		// SQL it stands for; errors carry no position into that SQL.
 		p.admin = true
-		s.track.push(p)
+		s.track.push(p.entry('P'))
 		msg.Query = plan.Result.SQL
 		return s.writeMsg(&msg)
 	}
 	if p.refusal != nil {
 		s.log.Info("statement refused", zap.String("sqlstate", p.refusal.Code), zap.String("reason", p.refusal.Message))
-		s.track.push(p)
+		s.track.push(p.entry('P'))
 		msg.Query = refusedParse
 		return s.writeMsg(&msg)
 	}
@@ -475,7 +476,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
 			out, keep = s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]
 		}
-		s.track.push(p)
+		s.track.push(p.entry('P'))
 		return s.sw.write(frame)
 	}
 	res := plan.Result
@@ -484,7 +485,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
 	p.res = res
-	s.track.push(p)
+	s.track.push(p.entry('P'))
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
 }

@@ -373,6 +373,7 @@ func (l *eventLoop) add(lc *loopConn) {
 		// goroutine owns it again.
 		return
 	}
+	lc.s.track.direct = true
 	for _, fd := range []int{lc.cfd, lc.sfd} {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
 		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
@@ -518,6 +519,7 @@ func (lc *loopConn) handBack() {
 		return
 	}
 	lc.gone = true
+	lc.s.track.direct = false
 	for _, fd := range []int{lc.cfd, lc.sfd} {
 		if fd < len(lc.l.byFD) && lc.l.byFD[fd] == lc {
 			_ = syscall.EpollCtl(lc.l.ep, syscall.EPOLL_CTL_DEL, fd, nil)

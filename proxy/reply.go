@@ -61,8 +61,9 @@ func (s *Session) serverToClient() error {
 
 // replyState is where the server → client pump stands in the answers.
 type replyState struct {
-	cur  pending // the client message being answered
-	have bool    // cur is set
+	// cur is the client message being answered (nil: none): the
+	// tracker's, until the next pop.
+	cur *pending
 	// skipping: an extended-protocol message failed; the server skips to
 	// the next Sync.
 	skipping bool
@@ -85,32 +86,32 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		}
 		return nil
 	}
-	if !st.have && tracking {
-		st.cur, st.have = s.track.pop()
+	if st.cur == nil && tracking {
+		st.cur = s.track.pop()
 		// After an error in an extended-protocol message the server skips
 		// everything up to Sync: so do we. In COPY-in mode it ignores
 		// Syncs (libpq sends one right after the Execute), up to the
 		// client's CopyDone or CopyFail (marker entries).
-		for st.have && (st.cur.kind == copyEnd || st.skipping && st.cur.kind != 'S' || st.copyIn && st.cur.kind == 'S') {
+		for st.cur != nil && (st.cur.kind == copyEnd || st.skipping && st.cur.kind != 'S' || st.copyIn && st.cur.kind == 'S') {
 			if st.cur.kind == copyEnd {
 				st.copyIn = false
 			}
-			if st.skipping && st.cur.undo != nil {
+			if u := st.cur.undo(); st.skipping && u != nil {
 				// A Parse or Close the server skipped changed nothing.
-				s.undoParse(st.cur.undo)
+				s.undoParse(u)
 			}
-			st.cur, st.have = s.track.pop()
+			st.cur = s.track.pop()
 		}
 		st.skipping = false
 	}
 	if typ == 'G' {
 		st.copyIn = true
 	}
-	if !st.have && tracking {
+	if st.cur == nil && tracking {
 		s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
 	}
-	cur := &st.cur
-	if st.have && cur.retry != nil && (typ == 'E' || typ == 'Z' && cur.retry.savedErr != nil) {
+	cur := st.cur
+	if cur != nil && cur.fix != nil && cur.fix.retry != nil && (typ == 'E' || typ == 'Z' && cur.fix.retry.savedErr != nil) {
 		return s.retryAnswer(typ)
 	}
 	if typ == 'Z' && size == 6 {
@@ -120,10 +121,10 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 	}
-	if st.have && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo != nil {
-		s.undoParse(cur.undo)
+	if cur != nil && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo() != nil {
+		s.undoParse(cur.undo())
 	}
-	if !st.have || cur.plain() || !needsRepair(cur, typ) {
+	if cur == nil || cur.fix == nil || !needsRepair(cur.fix, typ) {
 		if err := s.forward(sr, cw, size); err != nil {
 			return errSessionDone
 		}
@@ -132,18 +133,18 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		if err != nil {
 			return err
 		}
-		if err := cw.write(s.repair(cur, frame)); err != nil {
+		if err := cw.write(s.repair(cur.fix, frame)); err != nil {
 			return errSessionDone
 		}
 	}
-	if !st.have {
+	if cur == nil {
 		return nil
 	}
-	if cur.kind == 'Q' && (typ == 'C' || typ == 'I') {
-		cur.stmt++
+	if cur.kind == 'Q' && cur.fix != nil && (typ == 'C' || typ == 'I') {
+		cur.fix.stmt++
 	}
 	if completes(cur, typ) {
-		st.have = false
+		st.cur = nil
 		if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
 			st.skipping = true
 		}
@@ -154,7 +155,7 @@ func (s *Session) serverMessage(typ byte, size int) error {
 // retryAnswer handles an ErrorResponse to a Query that may be re-sent after
 // a stale catalog, and the ReadyForQuery after a held-back one.
 func (s *Session) retryAnswer(typ byte) error {
-	cur, cw := &s.reply.cur, s.cw
+	cur, cw := s.reply.cur.fix, s.cw
 	frame, err := s.wholeFrame()
 	if err != nil {
 		return err
@@ -188,13 +189,13 @@ func (s *Session) retryAnswer(typ byte) error {
 	if err := cw.write(frame); err != nil {
 		return errSessionDone
 	}
-	s.reply.have = false
+	s.reply.cur = nil
 	return nil
 }
 
 // needsRepair reports whether server message typ, answering p, must be
 // decoded and changed.
-func needsRepair(p *pending, typ byte) bool {
+func needsRepair(p *fix, typ byte) bool {
 	switch typ {
 	case 'E':
 		return true
@@ -206,7 +207,7 @@ func needsRepair(p *pending, typ byte) bool {
 }
 
 // outputOf returns the output repair for the statement p is answering now.
-func outputOf(p *pending) rewrite.Output {
+func outputOf(p *fix) rewrite.Output {
 	if out, ok := p.execOut[p.stmt]; ok {
 		return out
 	}
@@ -220,7 +221,7 @@ func outputOf(p *pending) rewrite.Output {
 }
 
 // repair rewrites one server frame answering p.
-func (s *Session) repair(p *pending, frame []byte) []byte {
+func (s *Session) repair(p *fix, frame []byte) []byte {
 	switch frame[0] {
 	case 'C':
 		if len(frame) < 6 {
@@ -248,7 +249,7 @@ func (s *Session) repair(p *pending, frame []byte) []byte {
 
 // repairError maps an error's position back into the client's text, or
 // replaces it with the refusal it stands for.
-func (s *Session) repairError(p *pending, frame []byte) []byte {
+func (s *Session) repairError(p *fix, frame []byte) []byte {
 	var e pgproto3.ErrorResponse
 	if err := e.Decode(frame[5:]); err != nil {
 		return frame
@@ -347,7 +348,7 @@ func stripDataRow(frame []byte, n int) []byte {
 // guard could run — an undefined column in the capture the proxy
 // generated (judged by where the error points, not by its wording, which
 // follows the server's lc_messages).
-func staleCatalog(p *pending, frame []byte) bool {
+func staleCatalog(p *fix, frame []byte) bool {
 	var e pgproto3.ErrorResponse
 	if e.Decode(frame[5:]) != nil {
 		return false
@@ -358,7 +359,7 @@ func staleCatalog(p *pending, frame []byte) bool {
 // resend plans a Query again after TS001 (the catalog was reloaded) and
 // sends it, if nothing else is in flight; the answer then goes to the
 // client as if the first attempt never happened.
-func (s *Session) resend(cur *pending) bool {
+func (s *Session) resend(cur *fix) bool {
 	cur.retry.done = true
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

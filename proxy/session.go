@@ -181,7 +181,7 @@ func (s *Session) mayRejoin() bool {
 // settled reports whether the server pump expects no further answer and
 // the session is not ending.
 func (s *Session) settled() bool {
-	return !s.reply.have && !s.reply.skipping && !s.reply.copyIn && !s.killed.Load() && !s.terminating.Load()
+	return s.reply.cur == nil && !s.reply.skipping && !s.reply.copyIn && !s.killed.Load() && !s.terminating.Load()
 }
 
 // quiet reports whether nothing is in flight, so that an event loop can

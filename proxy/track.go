@@ -10,11 +10,17 @@ import (
 // the server answers. The client pump appends one per such message, in
 // order; the server pump takes them off as the answers complete. This is
 // how a reply is matched to the statement the proxy changed, pipelines
-// included.
+// included. It is copied on the per-message path, so it is small: what
+// only a changed statement needs is behind fix.
 type pending struct {
 	kind byte // client message type: Q P B D E C S F
-	// describe is 'S' or 'P' for a Describe.
-	describe byte
+	// fix is what the answer needs beyond passing through (nil: nothing).
+	fix *fix
+}
+
+// fix is how the answer to a client message is changed, and what the
+// server pump must do once it comes.
+type fix struct {
 	// res is the rewrite of a Query or Parse text (nil: untouched).
 	res *rewrite.Result
 	// out repairs the answer to a Describe or Execute of a rewritten
@@ -36,6 +42,23 @@ type pending struct {
 	retry *retry
 }
 
+// entry returns the pending entry for a client message of the given kind
+// whose answer needs f: without a fix if f changes nothing.
+func (f fix) entry(kind byte) pending {
+	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil {
+		return pending{kind: kind}
+	}
+	return pending{kind: kind, fix: &f}
+}
+
+// undo returns what takes back p's Parse or Close, if anything.
+func (p *pending) undo() *parseUndo {
+	if p.fix == nil {
+		return nil
+	}
+	return p.fix.undo
+}
+
 // retry is the state of a Query that can be re-sent once after TS001: a
 // single rewritten statement sent outside a transaction block, so the
 // failed attempt left nothing behind.
@@ -49,17 +72,16 @@ type retry struct {
 // before it, during COPY-in mode, get no answer.
 const copyEnd = 'c'
 
-// plain reports whether the answer needs no repair.
-func (p *pending) plain() bool {
-	return p.res == nil && p.out == (rewrite.Output{}) && p.refusal == nil && !p.admin && p.execOut == nil && p.retry == nil && p.undo == nil
-}
-
 // tracker is the FIFO of pending answers shared by the two pumps. Each side
 // batches: the client pump collects entries locally and publishes them in
 // one step right before its bytes reach the server (the server cannot
 // answer what it has not received), and the server pump takes everything
 // published in one step when its local queue runs dry. So a round trip
 // costs two lock operations, not one per message.
+//
+// On an event loop one thread plays both sides, one after the other: the
+// tracker is direct, and entries go straight to the server side's queue,
+// with no lock and no copy.
 type tracker struct {
 	mu     sync.Mutex
 	shared []pending
@@ -68,10 +90,24 @@ type tracker struct {
 
 	in   []pending // server pump only: taken, not yet answered
 	inHd int
+	cur  pending // server pump only: the entry pop returned last
+
+	// direct: an event loop carries the session (set and cleared by the
+	// loop thread, with both pumps stopped).
+	direct bool
 }
 
 // push records an entry (client pump).
-func (t *tracker) push(p pending) { t.out = append(t.out, p) }
+func (t *tracker) push(p pending) {
+	if t.direct {
+		if t.inHd == len(t.in) {
+			t.in, t.inHd = t.in[:0], 0
+		}
+		t.in = append(t.in, p)
+		return
+	}
+	t.out = append(t.out, p)
+}
 
 // publish hands the recorded entries to the server pump (client pump).
 func (t *tracker) publish() {
@@ -85,21 +121,25 @@ func (t *tracker) publish() {
 	t.out = t.out[:0]
 }
 
-// pop removes and returns the oldest published entry (server pump).
-func (t *tracker) pop() (pending, bool) {
+// pop removes the oldest published entry and returns it, or nil (server
+// pump). The entry is the tracker's until the next pop.
+func (t *tracker) pop() *pending {
 	if t.inHd == len(t.in) {
-		clear(t.in)
+		t.in, t.inHd = t.in[:0], 0
+		if t.direct {
+			return nil
+		}
 		t.mu.Lock()
-		t.in, t.shared = t.shared, t.in[:0]
+		t.in, t.shared = t.shared, t.in
 		t.mu.Unlock()
-		t.inHd = 0
 		if len(t.in) == 0 {
-			return pending{}, false
+			return nil
 		}
 	}
-	p := t.in[t.inHd]
+	t.cur = t.in[t.inHd]
+	t.in[t.inHd] = pending{}
 	t.inHd++
-	return p, true
+	return &t.cur
 }
 
 // idle reports whether no answer is outstanding besides the current one

@@ -142,6 +142,19 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{&pgproto3.Parse{Name: "r", Query: "DELETE FROM t WHERE CURRENT OF c"}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		// The event loop tracks the Bind and Execute of the rewritten
+		// statement, then hands the session back at the row larger than
+		// its buffer, before their answers come: the pumps must repair
+		// them (hidden columns, DELETE tag) where the loop left off.
+		"handed back from the event loop with repairs outstanding": {
+			{&pgproto3.Parse{Name: "s8", Query: del}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{&pgproto3.Parse{Query: "SELECT repeat('x', 200000)"}, bind("", ""), &pgproto3.Execute{},
+				bind("p8", "s8", "2"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{Portal: "p8"},
+				bind("p9", "s8", "9"), &pgproto3.Execute{Portal: "p9"}, &pgproto3.Sync{}},
+			{bind("", "s8", "3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"SQL PREPARE over an existing name, DEALLOCATE": {
 			{q("PREPARE x AS SELECT id, v FROM t WHERE id = 3")},
 			{q("PREPARE x AS DELETE FROM t WHERE id = 3 RETURNING *")},

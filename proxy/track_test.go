@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// popKinds pops until the tracker is empty and returns the kinds in order.
+func popKinds(t *tracker) string {
+	var got []byte
+	for p := t.pop(); p != nil; p = t.pop() {
+		got = append(got, p.kind)
+	}
+	return string(got)
+}
+
+// TestTrackerOrderAcrossModes: entries keep their order whichever side
+// pushed them and however the session moved between an event loop (direct)
+// and the pumps (published in batches) while answers were outstanding.
+func TestTrackerOrderAcrossModes(t *testing.T) {
+	var tr tracker
+	tr.push(pending{kind: 'P'}) // pumps: not visible until published
+	require.Nil(t, tr.pop())
+	tr.publish()
+	require.Equal(t, byte('P'), tr.pop().kind)
+
+	tr.direct = true // the loop takes the session over
+	tr.push(pending{kind: 'B'})
+	tr.push(pending{kind: 'E'})
+	require.Equal(t, byte('B'), tr.pop().kind, "direct entries need no publish")
+	require.False(t, tr.idle())
+
+	tr.direct = false // handed back with E still unanswered
+	tr.push(pending{kind: 'S'})
+	tr.publish()
+	tr.push(pending{kind: 'Q'})
+	tr.publish()
+	require.Equal(t, "ESQ", popKinds(&tr))
+	require.True(t, tr.idle())
+}
+
+// TestTrackerDirectReusesItsQueue: on a loop, a session answered as fast as
+// it asks keeps one small queue instead of growing it for ever.
+func TestTrackerDirectReusesItsQueue(t *testing.T) {
+	tr := tracker{direct: true}
+	for range 10_000 {
+		tr.push(pending{kind: 'B'})
+		tr.push(pending{kind: 'S'})
+		require.Equal(t, "BS", popKinds(&tr))
+	}
+	require.LessOrEqual(t, cap(tr.in), 8)
+}
+
+// TestTrackerPopKeepsTheEntry: what pop returned stays intact while the
+// client side pushes more, on a loop as on the pumps.
+func TestTrackerPopKeepsTheEntry(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		tr := tracker{direct: direct}
+		f := &fix{admin: true}
+		tr.push(pending{kind: 'Q', fix: f})
+		tr.publish()
+		cur := tr.pop()
+		for range 100 {
+			tr.push(pending{kind: 'S'})
+		}
+		tr.publish()
+		require.Equal(t, byte('Q'), cur.kind)
+		require.Same(t, f, cur.fix)
+		require.Len(t, popKinds(&tr), 100)
+	}
+}
+
+// TestFixEntry: a fix that changes nothing makes a plain entry, anything
+// else keeps it.
+func TestFixEntry(t *testing.T) {
+	require.Nil(t, fix{}.entry('E').fix)
+	require.NotNil(t, fix{admin: true}.entry('Q').fix)
+	require.NotNil(t, fix{undo: &parseUndo{name: "s"}}.entry('C').fix)
+	p := fix{stmt: 3}.entry('Q')
+	require.Nil(t, p.fix, "a statement count alone changes no answer")
+	require.Nil(t, p.undo())
+}
