@@ -343,7 +343,8 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		// leaves it after a failed statement.
 		r := refusalOf(err)
 		s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
-		s.track.push(fix{refusal: r}.entry('Q'))
+		f := fix{refusal: r}
+		s.track.push(f.entry('Q'))
 		return s.writeQuery(raiseStatement(r))
 	}
 	if plan == nil || plan.Result == nil {

@@ -17,14 +17,22 @@ import (
 // pgbench select-only transaction in prepared mode (Bind, Describe,
 // Execute, Sync; BindComplete, RowDescription, DataRow, CommandComplete,
 // ReadyForQuery), system calls left out: what the proxy adds per
-// transaction to a bare forwarder's recv and send.
+// transaction to a bare forwarder's recv and send. "rewritten" is a
+// session that has prepared a rewritten statement before, so that every
+// Bind, Describe and Execute is looked up.
 func BenchmarkLoopPassThrough(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchLoopPassThrough(b, false) })
+	b.Run("rewritten", func(b *testing.B) { benchLoopPassThrough(b, true) })
+}
+
+func benchLoopPassThrough(b *testing.B, rewritten bool) {
 	planner := NewPlanner(fixedCatalogs{}, rewrite.NewCache(64), Policies{})
 	srv := NewServer(Config{Upstream: "127.0.0.1:1", Logger: zap.NewNop(), Planner: planner})
 	s := &Session{srv: srv, log: zap.NewNop(),
 		cr: newFrameReader(nil), sr: newFrameReader(nil),
 		cw: newFrameWriter(io.Discard), sw: newFrameWriter(io.Discard)}
 	s.sw.beforeWrite = s.track.publish
+	s.prepared.rewritten.Store(rewritten)
 	s.track.direct = true
 	lc := &loopConn{s: s, ctx: context.Background(), cw: &fdWriter{fd: -1}, sw: &fdWriter{fd: -1},
 		cmask: syscall.EPOLLIN, smask: syscall.EPOLLIN, back: make(chan struct{})}

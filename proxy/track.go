@@ -43,12 +43,14 @@ type fix struct {
 }
 
 // entry returns the pending entry for a client message of the given kind
-// whose answer needs f: without a fix if f changes nothing.
-func (f fix) entry(kind byte) pending {
+// whose answer needs f: without a fix (and without allocating) if f
+// changes nothing, else with a copy of f.
+func (f *fix) entry(kind byte) pending {
 	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil {
 		return pending{kind: kind}
 	}
-	return pending{kind: kind, fix: &f}
+	c := *f
+	return pending{kind: kind, fix: &c}
 }
 
 // undo returns what takes back p's Parse or Close, if anything.
@@ -92,8 +94,9 @@ type tracker struct {
 	inHd int
 	cur  pending // server pump only: the entry pop returned last
 
-	// direct: an event loop carries the session (set and cleared by the
-	// loop thread, with both pumps stopped).
+	// direct: an event loop carries the session. Set when the loop takes
+	// the session in and cleared when it hands it back, both with the
+	// pumps stopped.
 	direct bool
 }
 

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
 // popKinds pops until the tracker is empty and returns the kinds in order.
@@ -41,13 +43,16 @@ func TestTrackerOrderAcrossModes(t *testing.T) {
 }
 
 // TestTrackerDirectReusesItsQueue: on a loop, a session answered as fast as
-// it asks keeps one small queue instead of growing it for ever.
+// it asks keeps one small queue instead of growing it for ever. Driven as
+// the loop drives it: the server side pops only the entries it answers
+// (no extra empty pop after the last), then the client side pushes again.
 func TestTrackerDirectReusesItsQueue(t *testing.T) {
 	tr := tracker{direct: true}
 	for range 10_000 {
 		tr.push(pending{kind: 'B'})
 		tr.push(pending{kind: 'S'})
-		require.Equal(t, "BS", popKinds(&tr))
+		require.Equal(t, byte('B'), tr.pop().kind)
+		require.Equal(t, byte('S'), tr.pop().kind)
 	}
 	require.LessOrEqual(t, cap(tr.in), 8)
 }
@@ -71,13 +76,29 @@ func TestTrackerPopKeepsTheEntry(t *testing.T) {
 	}
 }
 
-// TestFixEntry: a fix that changes nothing makes a plain entry, anything
-// else keeps it.
+// TestFixEntry: a fix that changes nothing makes a plain entry; each thing
+// that changes an answer keeps it, as its own copy.
 func TestFixEntry(t *testing.T) {
-	require.Nil(t, fix{}.entry('E').fix)
-	require.NotNil(t, fix{admin: true}.entry('Q').fix)
-	require.NotNil(t, fix{undo: &parseUndo{name: "s"}}.entry('C').fix)
-	p := fix{stmt: 3}.entry('Q')
+	var none fix
+	require.Nil(t, none.entry('E').fix)
+	counted := fix{stmt: 3}
+	p := counted.entry('Q')
 	require.Nil(t, p.fix, "a statement count alone changes no answer")
 	require.Nil(t, p.undo())
+	for name, f := range map[string]fix{
+		"res":     {res: &rewrite.Result{}},
+		"out":     {out: rewrite.Output{HiddenColumns: 1}},
+		"tag":     {out: rewrite.Output{TagFrom: "INSERT"}},
+		"execOut": {execOut: map[int]rewrite.Output{}},
+		"refusal": {refusal: &rewrite.Error{Code: "0A000"}},
+		"admin":   {admin: true},
+		"undo":    {undo: &parseUndo{name: "s"}},
+		"retry":   {retry: &retry{sql: "DELETE FROM t"}},
+	} {
+		p := f.entry('Q')
+		require.NotNil(t, p.fix, name)
+		require.Equal(t, f, *p.fix, name)
+		p.fix.stmt++
+		require.Zero(t, f.stmt, "%s: the entry has its own copy", name)
+	}
 }
