@@ -67,6 +67,10 @@ func FuzzLoop(f *testing.F) {
 	f.Add(append(msg('d', string(make([]byte, 100_000))), msg('c', "")...), msg('D', string(make([]byte, 70_000))))
 	f.Add(msg('X', ""), msg('E', "SFATAL\x00C57P01\x00Mbye\x00\x00"))
 	f.Add(msg('Q', "SHOW BATCHES\x00"), []byte{})
+	// An invalid length from the client while the server's bytes are
+	// being passed on: the client pump's error must not touch the server
+	// pump's writer (a data race, found by fuzzing under -race).
+	f.Add([]byte("X\xef\x00\x00\x04"), []byte("0)Z07"))
 	fuzzLoopsOnce.Do(func() {
 		var err error
 		if fuzzLoops, err = NewLoops(1, nil); err != nil {

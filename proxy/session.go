@@ -512,10 +512,13 @@ func (s *Session) forward(r *frameReader, w *frameWriter, size int) error {
 }
 
 // protocolViolation tells the client its message framing was invalid, as
-// Postgres does, and ends the session.
+// Postgres does, and ends the session (client pump). The error goes out in
+// one write of its own: the writer towards the client belongs to the
+// server pump, which may be using it right now, so answers it has not
+// passed on yet are dropped with the connection, as the client's garbage
+// ends it anyway.
 func (s *Session) protocolViolation(err error) {
 	s.log.Warn("protocol violation from client", zap.Error(err))
-	_ = s.cw.flush()
 	_, _ = s.client.Write(fatal(CodeProtocolViolation, "invalid message length", err).encode(nil))
 }
 
