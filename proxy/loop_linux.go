@@ -337,23 +337,24 @@ func (l *eventLoop) commands() bool {
 	for _, c := range q {
 		switch {
 		case c.stop:
+			// Every session is handed back, with whatever is queued
+			// behind the stop; what comes later, request hands back
+			// itself once stopped is set. All under l.mu, so that a
+			// session is never handed back by two goroutines at once.
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.stopped = true
 			for _, lc := range l.byFD {
 				if lc != nil {
 					lc.handBack()
 				}
 			}
-			// Whatever is queued behind the stop, or comes later, is
-			// handed back too (request does it once stopped is set).
-			l.mu.Lock()
-			l.stopped = true
-			rest := l.queue
-			l.queue = nil
-			l.mu.Unlock()
-			for _, c := range append(q, rest...) {
+			for _, c := range append(q, l.queue...) {
 				if c.lc != nil {
 					c.lc.handBack()
 				}
 			}
+			l.queue = nil
 			return true
 		case c.add:
 			l.cur = c.lc

@@ -253,6 +253,41 @@ func TestLoopsClose(t *testing.T) {
 	loops.Close() // twice is fine
 }
 
+// TestLoopsCloseWhileSessionsEnd: a shutdown ends the sessions (each asks
+// its loop to hand it back, some twice) while the loops stop, as the
+// binary does on SIGTERM: every session is handed back exactly once, and
+// nothing panics or hangs (run it with -race).
+func TestLoopsCloseWhileSessionsEnd(t *testing.T) {
+	if testenv.Loops(t) == nil {
+		t.Skip("no event loops on this system")
+	}
+	for round := range 5 {
+		loops, err := proxy.NewLoops(1, nil)
+		require.NoError(t, err)
+		px := testenv.StartProxy(t, func(c *proxy.Config) { c.Loops = loops })
+		for range 10 {
+			conn := testenv.Connect(t, px.DSN)
+			var n int
+			require.NoError(t, conn.QueryRow(context.Background(), `SELECT 1`).Scan(&n))
+		}
+		require.Eventually(t, func() bool { j, _ := loopCounts(px); return j == 10 }, 5*time.Second, time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // no grace period: kill every session at once
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = px.Shutdown(ctx)
+		}()
+		loops.Close()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: the sessions did not end", round)
+		}
+		require.Zero(t, px.Sessions(), "round %d", round)
+	}
+}
+
 // liveHeap returns the bytes on the heap still in use after a collection.
 func liveHeap() int64 {
 	runtime.GC()
