@@ -162,6 +162,17 @@ md() {
 	for l in "$@"; do MD+="$l"$'\n'; done
 }
 
+# row FORMAT CELL...: one table row, on the terminal (printf FORMAT) and
+# in the markdown.
+row() {
+	local fmt="$1" line="|" c
+	shift
+	# shellcheck disable=SC2059 # the format is the caller's
+	printf "$fmt\n" "$@"
+	for c in "$@"; do line+=" $c |"; done
+	md "$line"
+}
+
 start_pg() {
 	log "starting PostgreSQL on 127.0.0.1:$BENCH_PG_PORT"
 	pg_init "$PGBIN" "$TMP/pg"
@@ -512,8 +523,7 @@ section_pgbench() {
 	local d p f
 	for mode in simple prepared; do
 		d="${med[direct/$mode]:--}" b="${med[pgbouncer/$mode]:--}" f="${med[pgbouncer-fresh/$mode]:--}" p="${med[proxy/$mode]:--}"
-		printf '%-9s %10s %10s %16s %10s %13s %17s\n' "$mode" "$d" "$b" "$f" "$p" "$(ratio "$p" "$d")" "$(ratio "$b" "$d")"
-		md "| $mode | $d | $b | $f | $p | $(ratio "$p" "$d") | $(ratio "$b" "$d") |"
+		row '%-9s %10s %10s %16s %10s %13s %17s' "$mode" "$d" "$b" "$f" "$p" "$(ratio "$p" "$d")" "$(ratio "$b" "$d")"
 	done
 
 	printf '\nproxy / pgbouncer, median of the per-round ratios [lowest, highest]; CPU per transaction (µs, median)\n'
@@ -526,8 +536,7 @@ section_pgbench() {
 		rb="$(summary "${ratios[proxy:pgbouncer/$mode]:-}")" rf="$(summary "${ratios[proxy:pgbouncer-fresh/$mode]:-}")"
 		cb="$(median "${cpu[pgbouncer/$mode]:-}")" cf="$(median "${cpu[pgbouncer-fresh/$mode]:-}")"
 		cp="$(median "${cpu[proxy/$mode]:-}")"
-		printf '%-9s %24s %24s %10s %16s %10s\n' "$mode" "$rb" "$rf" "$cb" "$cf" "$cp"
-		md "| $mode | $rb | $rf | $cb | $cf | $cp |"
+		row '%-9s %24s %24s %10s %16s %10s' "$mode" "$rb" "$rf" "$cb" "$cf" "$cp"
 	done
 
 	if has_target go-forward || has_target c-forward; then
@@ -541,8 +550,7 @@ section_pgbench() {
 			rg="$(summary "${ratios[go-forward:pgbouncer/$mode]:-}")" rc="$(summary "${ratios[c-forward:pgbouncer/$mode]:-}")"
 			rp="$(summary "${ratios[proxy:go-forward/$mode]:-}")"
 			cg="$(median "${cpu[go-forward/$mode]:-}")" cc="$(median "${cpu[c-forward/$mode]:-}")"
-			printf '%-9s %24s %24s %24s %11s %10s\n' "$mode" "$rg" "$rc" "$rp" "$cg" "$cc"
-			md "| $mode | $rg | $rc | $rp | $cg | $cc |"
+			row '%-9s %24s %24s %24s %11s %10s' "$mode" "$rg" "$rc" "$rp" "$cg" "$cc"
 		done
 	fi
 
