@@ -29,6 +29,31 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// startProxyBinary starts bin (`tombstone proxy` and args) with the given
+// environment. Its output is kept and shown if the test fails; exited
+// delivers how it ended. The test's end kills it and waits for it.
+func startProxyBinary(t *testing.T, bin string, env []string, args ...string) (cmd *exec.Cmd, exited <-chan error) {
+	t.Helper()
+	cmd = exec.Command(bin, append([]string{"proxy"}, args...)...)
+	cmd.Env = env
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	ch, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		ch <- cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("proxy output:\n%s", logs.String())
+		}
+	})
+	return cmd, ch
+}
+
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -46,19 +71,9 @@ func TestProxyBinary(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "tombstone.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("shutdown_timeout: 1s\nlog:\n  level: warn\n"), 0o600))
 	u, _ := url.Parse(testenv.PGURL(t))
-	cmd := exec.Command(bin, "proxy", "--config", cfg, "--listen", listen, "--upstream", upstream, "--metrics-listen", metrics)
-	cmd.Env = append(os.Environ(), "PGUSER="+u.User.Username(), "PGHOST="+u.Hostname(), "PGPORT="+u.Port(), "PGSSLMODE=disable")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("proxy output:\n%s", logs.String())
-		}
-	})
+	cmd, exited := startProxyBinary(t, bin,
+		append(os.Environ(), "PGUSER="+u.User.Username(), "PGHOST="+u.Hostname(), "PGPORT="+u.Port(), "PGSSLMODE=disable"),
+		"--config", cfg, "--listen", listen, "--upstream", upstream, "--metrics-listen", metrics)
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + metrics + path)
@@ -121,23 +136,14 @@ func TestProxyBinaryControlFollowsUpstream(t *testing.T) {
 	bin := buildBinary(t)
 	listen := freeAddr(t)
 	u, _ := url.Parse(dbURL)
-	cmd := exec.Command(bin, "proxy", "--listen", listen, "--upstream", testenv.PGAddr(t), "--log-level", "warn")
+	var env []string
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k != "PGHOST" && k != "PGHOSTADDR" && k != "PGPORT" && k != "TOMBSTONE_CONTROL_DSN" {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "PGUSER="+u.User.Username(), "PGSSLMODE=disable")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("proxy output:\n%s", logs.String())
-		}
-	})
+	startProxyBinary(t, bin, append(env, "PGUSER="+u.User.Username(), "PGSSLMODE=disable"),
+		"--listen", listen, "--upstream", testenv.PGAddr(t), "--log-level", "warn")
 
 	var conn *pgx.Conn
 	testenv.WaitFor(t, 10*time.Second, "the proxy to accept", func() bool {
