@@ -103,3 +103,20 @@ func TestShadowNames(t *testing.T) {
 	require.Equal(t, "(_ts_batch),(id),(parent_id),(tenant_id)", queryString(t, c, `SELECT string_agg(substring(indexdef from '\(.*\)$'), ',' ORDER BY indexdef)
 		FROM pg_indexes WHERE schemaname = 'tombstone' AND tablename = 'public__nodes'`))
 }
+
+// The event triggers that keep shadow tables in step with DDL run in the
+// client's own session: they must not add NOTICEs (or take the shadow's
+// lock) when nothing changes.
+func TestShadowSyncIsSilent(t *testing.T) {
+	_, dsn := setup(t, true)
+	c, note := connectWithNotices(t, dsn)
+	cat := loadCatalog(t, c)
+	exec(t, c, "CREATE TABLE public.fresh (id int PRIMARY KEY, v text)")
+	exec(t, c, "ALTER TABLE products ADD COLUMN note text")
+	exec(t, c, "COMMENT ON TABLE products IS 'no shadow change'")
+	mustCall(t, c, cat, "TRUNCATE links")
+	require.Empty(t, note.all())
+	require.Equal(t, int64(1), queryInt(t, c,
+		"SELECT count(*) FROM pg_attribute WHERE attrelid = 'tombstone.public__products'::regclass AND attname = 'note'"),
+		"the shadow followed the ALTER")
+}

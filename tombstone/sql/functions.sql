@@ -375,8 +375,14 @@ BEGIN
                         WHERE a.attrelid = src AND a.attnum = s.attnum AND NOT a.attisdropped);
     IF FOUND THEN changed := true; END IF;
 
-    -- Shadows created before batch tokens existed get the column.
-    EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN IF NOT EXISTS _ts_token uuid', shadow);
+    -- Shadows created before batch tokens existed get the column. Looked
+    -- up first: ADD COLUMN IF NOT EXISTS would lock the shadow table and
+    -- send the client's session a NOTICE on every sync.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = format('tombstone.%I', shadow)::regclass
+                      AND attname = '_ts_token' AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN _ts_token uuid', shadow);
+    END IF;
 
     -- Shadow columns take a domain's base type: adding a column of a
     -- domain type checks the domain's constraints on every stored row,
