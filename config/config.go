@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,9 +141,107 @@ func Parse(data []byte, cfg *Config) error {
 	dec.KnownFields(true)
 	// An empty file decodes to io.EOF: it means "all defaults".
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return nameKeys(data, err)
 	}
 	return cfg.Validate()
+}
+
+// lineMessage is how yaml.v3 (and Duration) start an error: "line N: …".
+var lineMessage = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// unknownField is yaml.v3's message for a key no field takes.
+var unknownField = regexp.MustCompile(`^field (.+) not found in type `)
+
+// nameKeys puts the dotted key path the YAML decoder's errors are about
+// in front of them: the decoder names only a line and a Go type
+// ("line 3: field retension not found in type config.Protect").
+func nameKeys(data []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err // a syntax error: its line is all there is to say
+	}
+	lines := map[int][]yamlPath{}
+	keyPaths(&root, "", lines)
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m
+		g := lineMessage.FindStringSubmatch(m)
+		if g == nil {
+			continue
+		}
+		line, _ := strconv.Atoi(g[1])
+		on := lines[line]
+		if len(on) == 0 {
+			continue
+		}
+		// By default the innermost value on the line (a scalar that did
+		// not parse); an unknown key by its name; a list or map where
+		// something else belongs by the innermost collection (a block
+		// list starts on its first item's line).
+		key, what := on[len(on)-1].path, g[2]
+		if f := unknownField.FindStringSubmatch(what); f != nil {
+			what = "unknown key"
+			for _, p := range on {
+				if p.path == f[1] || strings.HasSuffix(p.path, "."+f[1]) {
+					key = p.path
+				}
+			}
+		} else if strings.HasPrefix(what, "cannot unmarshal !!seq") || strings.HasPrefix(what, "cannot unmarshal !!map") {
+			for j := len(on) - 1; j >= 0; j-- {
+				if on[j].collection {
+					key = on[j].path
+					break
+				}
+			}
+		}
+		out[i] = fmt.Sprintf("line %d: %s: %s", line, key, what)
+	}
+	return errors.New(strings.Join(out, "; "))
+}
+
+// yamlPath is a key or value of a YAML document: its dotted path (list
+// items path[i]) and whether it is a list or map.
+type yamlPath struct {
+	path       string
+	collection bool
+}
+
+// keyPaths records, for each line of n, the keys and values on it,
+// outermost first.
+func keyPaths(n *yaml.Node, prefix string, lines map[int][]yamlPath) {
+	note := func(line int, p string, collection bool) {
+		if p != "" {
+			lines[line] = append(lines[line], yamlPath{p, collection})
+		}
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyPaths(c, prefix, lines)
+		}
+	case yaml.MappingNode:
+		note(n.Line, prefix, true)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if prefix != "" {
+				p = prefix + "." + p
+			}
+			note(n.Content[i].Line, p, false)
+			keyPaths(n.Content[i+1], p, lines)
+		}
+	case yaml.SequenceNode:
+		note(n.Line, prefix, true)
+		for i, c := range n.Content {
+			keyPaths(c, fmt.Sprintf("%s[%d]", prefix, i), lines)
+		}
+	default:
+		note(n.Line, prefix, false)
+	}
 }
 
 // ControlConninfo is the conninfo of the proxy's own connections:

@@ -31,12 +31,16 @@ func TestDefaultsAreValid(t *testing.T) {
 }
 
 // TestRefused: unknown keys and bad values are refused with a message that
-// names the key.
+// names the key (its dotted path, and the line when the YAML decoder
+// refused it).
 func TestRefused(t *testing.T) {
 	for _, c := range []struct{ yaml, key string }{
-		{"listne: 1.2.3.4:5", "listne"},
-		{"protect:\n  schemaz: [x]", "schemaz"},
-		{"protect:\n  retention: forever", "forever"},
+		{"listne: 1.2.3.4:5", "line 1: listne: unknown key"},
+		{"protect:\n  schemaz: [x]", "line 2: protect.schemaz: unknown key"},
+		{"protect:\n  retention: forever", `line 2: protect.retention: bad duration "forever"`},
+		{"protect:\n  tables:\n    public.sites: {retention: 7x}", "protect.tables.public.sites.retention: bad duration"},
+		{"protect:\n  tables:\n    public.sites:\n      retension: 7d", "line 4: protect.tables.public.sites.retension: unknown key"},
+		{"protect:\n  schemas:\n    - [a]", "line 3: protect.schemas[0]: cannot unmarshal"},
 		{"protect:\n  retention: 0s", "protect.retention"},
 		{"protect:\n  schemas: []", "protect.schemas"},
 		{"protect:\n  schemas: [tombstone]", "protect.schemas"},
@@ -45,7 +49,10 @@ func TestRefused(t *testing.T) {
 		{"policies:\n  truncate: maybe", "policies.truncate"},
 		{"policies:\n  drop: yes", "policies.drop"},
 		{"guards:\n  max_rows: -1", "guards.max_rows"},
-		{"guards:\n  require_where: perhaps", "perhaps"},
+		{"guards:\n  require_where: perhaps", "guards.require_where: cannot unmarshal !!str `perhaps`"},
+		{"guards:\n  max_rows: lots", "line 2: guards.max_rows: cannot unmarshal"},
+		{"protect:\n  tables: [a]", "line 2: protect.tables: cannot unmarshal !!seq"},
+		{"protect:\n  retention: 7d\n  schemas: {a: 1}", "line 3: protect.schemas: cannot unmarshal !!map"},
 		{"upstream: nowhere", "upstream"},
 		{"redis:\n  addr: redis", "redis.addr"},
 		{"log:\n  level: loud", "log.level"},
