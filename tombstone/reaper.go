@@ -42,7 +42,8 @@ type ReaperOptions struct {
 	StatementTimeout time.Duration
 	// LockRetries is how many times a chunk that timed out on a lock (or
 	// on statement_timeout) is retried, with a growing pause, before the
-	// run gives up and leaves the rest to the next run (default 5).
+	// run gives up and leaves the rest to the next run (0: the default,
+	// 5; negative: none).
 	LockRetries int
 	// RetryPause is the first pause before such a retry (default 500ms),
 	// doubled each time.

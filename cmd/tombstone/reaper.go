@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,9 +34,9 @@ type reaperCmd struct {
 	JSON     bool          `name:"json" help:"Print the report as JSON."`
 
 	Chunk            int64         `name:"chunk" default:"50000" help:"Tombstones purged per transaction at most." env:"TOMBSTONE_REAPER_CHUNK"`
-	LockTimeout      time.Duration `name:"lock-timeout" default:"2s" help:"SET LOCAL lock_timeout of every chunk: a chunk never waits longer behind application locks."`
+	LockTimeout      time.Duration `name:"lock-timeout" default:"2s" help:"SET LOCAL lock_timeout of every chunk: a chunk never waits longer behind application locks (must be positive)."`
 	StatementTimeout time.Duration `name:"statement-timeout" default:"60s" help:"SET LOCAL statement_timeout of every chunk."`
-	LockRetries      int           `name:"lock-retries" default:"5" help:"Retries (with a doubling pause) of a chunk that timed out, before the run gives up and leaves the rest to the next run."`
+	LockRetries      int           `name:"lock-retries" default:"5" help:"Retries (with a doubling pause) of a chunk that timed out, before the run gives up and leaves the rest to the next run; 0: none."`
 
 	Redis       string        `name:"redis" help:"Redis address (host:port) for the fleet-wide reaper lease; without it a Postgres advisory lock keeps to one reaper per database." env:"TOMBSTONE_REDIS"`
 	RedisPrefix string        `name:"redis-prefix" default:"tombstone:" help:"Prefix of the Redis keys (lease: <prefix>reaper:<database>)." env:"TOMBSTONE_REDIS_PREFIX"`
@@ -81,6 +82,14 @@ func (c *reaperCmd) Run(std *stdio) error {
 	}
 	if !c.Once && !c.DryRun && c.Interval <= 0 {
 		return usageErrorf("--interval must be positive")
+	}
+	// 0 would mean "no timeout" to Postgres; a reaper chunk must never
+	// queue behind application locks without bound.
+	if c.LockTimeout <= 0 || c.StatementTimeout <= 0 || c.LeaseTTL <= 0 {
+		return usageErrorf("--lock-timeout, --statement-timeout and --lease-ttl must be positive")
+	}
+	if c.LockRetries < 0 {
+		return usageErrorf("--lock-retries must be 0 or more")
 	}
 	log, _, err := newLogger(c.LogLevel, c.LogFormat, std.Err)
 	if err != nil {
@@ -145,7 +154,7 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 
 	opts := tombstone.ReaperOptions{
 		ChunkRows: c.Chunk, LockTimeout: c.LockTimeout, StatementTimeout: c.StatementTimeout,
-		LockRetries: c.LockRetries, DryRun: c.DryRun, Logger: log,
+		LockRetries: cmp.Or(c.LockRetries, -1), DryRun: c.DryRun, Logger: log, // 0: no retries
 		OnChunk: func(ch tombstone.Chunk) {
 			m.rows.Add(float64(ch.Rows))
 			m.batches.Add(float64(ch.Batches))

@@ -86,6 +86,15 @@ func TestReaperCLI(t *testing.T) {
 
 	code, _, stderr = tomb(t, "reaper", "--dsn", dsn, "--once", "--chunk", "0")
 	require.Equal(t, exitUsage, code, stderr)
+	// 0 is "no timeout" to Postgres, never a reaper's: refused, not
+	// turned into a default behind the operator's back.
+	for _, bad := range [][]string{{"--lock-timeout", "0s"}, {"--statement-timeout", "0s"}, {"--lease-ttl", "0s"}, {"--lock-retries", "-1"}} {
+		code, _, stderr = tomb(t, append([]string{"reaper", "--dsn", dsn, "--once"}, bad...)...)
+		require.Equal(t, exitUsage, code, "%v: %s", bad, stderr)
+		require.Contains(t, stderr, bad[0], bad)
+	}
+	code, _, stderr = tomb(t, "reaper", "--dsn", dsn, "--once", "--lock-retries", "0")
+	require.Equal(t, 0, code, stderr)
 	code, _, stderr = tomb(t, "reaper", "--dsn", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2", "--once")
 	require.Equal(t, exitError, code, stderr)
 }
