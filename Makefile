@@ -11,7 +11,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/tombstone
 
 # Throwaway PostgreSQL on 127.0.0.1:55433 + the proxy on 127.0.0.1:6432.
-# Extra proxy flags: make run ARGS="--redis 127.0.0.1:6379"
+# Extra proxy flags: make run ARGS="--log-level debug"
 run:
 	scripts/run.sh $(ARGS)
 

@@ -12,12 +12,19 @@ import (
 	"github.com/tombstone-proxy/tombstone/config"
 )
 
+// TestExampleConfigLoads: the shipped file (also the container's config)
+// shows every key with its default, as its first line says.
 func TestExampleConfigLoads(t *testing.T) {
 	cfg, err := config.Load("../configs/tombstone.yaml")
 	require.NoError(t, err)
-	require.Equal(t, "127.0.0.1:6432", cfg.Listen)
-	require.Equal(t, []string{"public"}, cfg.Protect.Schemas)
-	require.Equal(t, 168*time.Hour, time.Duration(cfg.Protect.Retention))
+	want := config.Default()
+	want.Protect.Exclude, want.Protect.Tables = []string{}, map[string]config.TableRules{} // written as [] and {}
+	require.Equal(t, want, cfg)
+}
+
+func TestPerTableRetention(t *testing.T) {
+	cfg := config.Default()
+	require.NoError(t, config.Parse([]byte("protect:\n  tables:\n    public.audit_log:\n      retention: 30d\n"), &cfg))
 	require.Equal(t, 30*24*time.Hour, cfg.Protect.RetentionFor("public.audit_log"))
 	require.Equal(t, 168*time.Hour, cfg.Protect.RetentionFor("public.other"))
 }

@@ -343,7 +343,7 @@ func (p *parser) showBatches() (string, error) {
 			}
 			args = append(args, "p_since => "+lit(s)+"::timestamptz")
 		case p.accept("LIMIT"):
-			n, err := p.int64("a row count")
+			n, err := p.int64("row count")
 			if err != nil {
 				return "", err
 			}
@@ -369,7 +369,7 @@ func (p *parser) showTombstones() (string, error) {
 		args = append(args, "p_where => "+lit(pred))
 	}
 	if p.accept("LIMIT") {
-		n, err := p.int64("a row count")
+		n, err := p.int64("row count")
 		if err != nil {
 			return "", err
 		}

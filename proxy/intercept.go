@@ -565,8 +565,14 @@ func raiseStatement(e *rewrite.Error) string {
 	if len(code) != 5 {
 		code = CodeInternalError
 	}
-	body := fmt.Sprintf("BEGIN RAISE EXCEPTION USING ERRCODE = %s, MESSAGE = %s, DETAIL = %s, HINT = %s; END",
-		lit(code), lit(e.Message), lit(e.Detail), lit(e.Hint))
+	opts := "ERRCODE = " + lit(code) + ", MESSAGE = " + lit(e.Message)
+	if e.Detail != "" {
+		opts += ", DETAIL = " + lit(e.Detail)
+	}
+	if e.Hint != "" {
+		opts += ", HINT = " + lit(e.Hint)
+	}
+	body := "BEGIN RAISE EXCEPTION USING " + opts + "; END"
 	tag := "$ts$"
 	for i := 0; strings.Contains(body, tag); i++ {
 		tag = fmt.Sprintf("$ts%d$", i)

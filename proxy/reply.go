@@ -266,7 +266,9 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 	case p.admin:
 		e.Position = 0
 		e.Where = ""
-	case p.res != nil && p.res.Changed:
+	case p.res != nil && (p.res.Changed || p.res.Refusal() != nil):
+		// A refused statement leaves the text unchanged but for the DO
+		// block that raises the refusal.
 		if p.stmt < len(p.res.Statements) && p.res.Statements[p.stmt].Refusal != nil {
 			r := p.res.Statements[p.stmt].Refusal
 			e = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized,

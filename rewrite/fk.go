@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"fmt"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -143,8 +145,8 @@ func (sr *stmtRewriter) bumpCascade(loc int32) error {
 	sr.cascades++
 	if sr.cascades > sr.opt.maxCascade() {
 		return sr.errorAt(refuse(
-			"tombstone: the foreign-key cascade of this DELETE needs more capture steps than allowed",
-			"Delete the dependent rows in separate statements first, or raise the cascade limit."), loc)
+			fmt.Sprintf("tombstone: the foreign-key cascade of this DELETE needs more than %d capture steps", sr.opt.maxCascade()),
+			"Delete the dependent rows in separate statements first, deepest tables first."), loc)
 	}
 	return nil
 }

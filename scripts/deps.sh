@@ -44,6 +44,9 @@ command -v redis-cli >/dev/null 2>&1 || need redis-tools
 command -v openssl >/dev/null 2>&1 || need openssl
 command -v ss >/dev/null 2>&1 || need iproute2
 command -v runuser >/dev/null 2>&1 || need util-linux
+# pg_query is C, built through cgo (and -race needs cgo too).
+command -v gcc >/dev/null 2>&1 || need gcc
+command -v make >/dev/null 2>&1 || need make
 if [ "$bench" -eq 1 ]; then
 	command -v pgbouncer >/dev/null 2>&1 || need pgbouncer
 fi

@@ -350,6 +350,30 @@ func TestPgbenchProtected(t *testing.T) {
 	require.Positive(t, e.count("SELECT count(*) FROM tombstone.trash"), "re-initialization trashed the old tables")
 }
 
+// TestRefusalSimpleProtocol: a refusal in a Query, alone or after other
+// statements, reads as Postgres's own errors do: the refusal's code,
+// message and hint, no empty DETAIL, no CONTEXT line from the DO block
+// the proxy raised it with; the statements before it ran.
+func TestRefusalSimpleProtocol(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	for _, sql := range []string{
+		"MERGE INTO links l USING (SELECT 5::bigint AS id) s ON l.id = s.id WHEN MATCHED THEN DELETE",
+		"SELECT 1; MERGE INTO links l USING (SELECT 5::bigint AS id) s ON l.id = s.id WHEN MATCHED THEN DELETE; SELECT 2",
+	} {
+		_, err := p.PgConn().Exec(ctx, sql).ReadAll()
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, sql)
+		require.Equal(t, "0A000", pe.Code, sql)
+		require.Contains(t, pe.Message, "MERGE", sql)
+		require.NotEmpty(t, pe.Hint, sql)
+		require.Empty(t, pe.Detail, sql)
+		require.Empty(t, pe.Where, sql)
+	}
+	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE id = 5"), "nothing deleted")
+}
+
 // TestRefusalExtendedProtocol: a refused statement prepared by a driver
 // fails at Parse with 0A000, aborts the transaction exactly as a failed
 // statement would, and leaves the session usable after ROLLBACK.

@@ -114,6 +114,7 @@ func TestCLIAdmin(t *testing.T) {
 	code, _, stderr = tomb(t, "batch", "999999", "--dsn", dsn)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "batch 999999 does not exist (SQLSTATE P0002)")
+	require.True(t, strings.HasPrefix(stderr, "tombstone: show batch 999999: "), "one prefix: %s", stderr)
 
 	// tombstones.
 	code, out, _ = tomb(t, "tombstones", "sites", "--dsn", dsn, "--where", "tenant_id = 3 AND name LIKE '%.2'")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
 )
@@ -88,7 +89,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitUsage
 	}
 	if err := ctx.Run(&stdio{Out: stdout, Err: stderr}); err != nil {
-		fmt.Fprintln(stderr, "tombstone:", describeError(err))
+		// The store's errors name the package already.
+		fmt.Fprintln(stderr, "tombstone: "+strings.TrimPrefix(describeError(err), "tombstone: "))
 		return exitCode(err)
 	}
 	return exitOK

@@ -34,7 +34,7 @@ type proxyCmd struct {
 	Listen        string `help:"Address clients connect to (listen)." env:"TOMBSTONE_LISTEN"`
 	Upstream      string `help:"PostgreSQL server host:port (upstream)." env:"TOMBSTONE_UPSTREAM"`
 	ControlDSN    string `name:"control-dsn" help:"Conninfo without dbname for the proxy's own connections (control_dsn); empty: the libpq environment, at the upstream's host and port unless PGHOST, PGHOSTADDR or PGPORT is set." env:"TOMBSTONE_CONTROL_DSN"`
-	Redis         string `help:"Redis address for fleet coordination (redis.addr)." env:"TOMBSTONE_REDIS"`
+	Redis         string `help:"Redis address for fleet coordination (redis.addr); checked, reserved: the proxy does not use Redis yet." env:"TOMBSTONE_REDIS"`
 	MetricsListen string `name:"metrics-listen" help:"Address for /metrics, /healthz, /readyz (metrics.listen)." env:"TOMBSTONE_METRICS_LISTEN"`
 	LogLevel      string `name:"log-level" help:"debug, info, warn or error (log.level)." env:"TOMBSTONE_LOG_LEVEL"`
 	LogFormat     string `name:"log-format" help:"json or console (log.format)." env:"TOMBSTONE_LOG_FORMAT"`
