@@ -339,11 +339,16 @@ func TestPgbenchProtected(t *testing.T) {
 	for _, args := range [][]string{
 		{"-i", "-q", "-s", "1"},
 		{"-i", "-q", "-s", "1"}, // again: the old tables go to the trash
-		{"-c", "4", "-j", "2", "-T", "2", "-M", "prepared"},
+		// A count, not a duration: on a loaded machine a 2 s run could end
+		// before its clients had connected, with nothing to check.
+		{"-c", "4", "-j", "2", "-t", "100", "-M", "prepared"},
 	} {
-		out, err := exec.Command(pgbench, append(args, "-h", host, "-p", port, "-U", "postgres", db)...).CombinedOutput()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, pgbench, append(args, "-h", host, "-p", port, "-U", "postgres", db)...).CombinedOutput()
+		cancel()
 		require.NoError(t, err, string(out))
 		if args[0] == "-c" {
+			require.Contains(t, string(out), "number of transactions actually processed: 400/400")
 			require.Contains(t, string(out), "number of failed transactions: 0 (0.000%)")
 		}
 	}
