@@ -1,11 +1,14 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
 // Error is a console syntax error: a SQLSTATE, a message and the usage line
@@ -538,6 +541,10 @@ func (p *parser) predicate(table string, stops ...string) (string, error) {
 	}
 	text := p.src[p.toks[start].start:p.toks[p.i-1].end]
 	if err := ValidatePredicate(table, text); err != nil {
+		var deep *rewrite.Error
+		if errors.As(err, &deep) {
+			return "", &Error{Code: deep.Code, Message: deep.Message, Hint: deep.Hint}
+		}
 		return "", &Error{Code: codeSyntax, Message: "tombstone: " + err.Error(), Hint: usage(p.name)}
 	}
 	return text, nil
@@ -554,8 +561,14 @@ func contains(list []string, s string) bool {
 
 // ValidatePredicate checks that pred is exactly one SQL expression usable
 // as the WHERE clause over table (in regclass input form).
+// A predicate nested too deeply for pg_query to parse safely is refused
+// with a *rewrite.Error (54001).
 func ValidatePredicate(table, pred string) error {
-	tree, err := pg.Parse("SELECT FROM " + table + " WHERE " + pred)
+	sql := "SELECT FROM " + table + " WHERE " + pred
+	if e := rewrite.CheckNesting(sql); e != nil {
+		return e
+	}
+	tree, err := pg.Parse(sql)
 	if err != nil {
 		return fmt.Errorf("bad WHERE condition: %v", err)
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -95,6 +96,14 @@ func TestParseErrors(t *testing.T) {
 	}
 	_, err := Parse("UNDELETE BATCH")
 	require.Contains(t, err.(*Error).Hint, "UNDELETE BATCH <id>", "the hint is the command's usage")
+
+	// A predicate nested too deeply for pg_query (its C code crashed the
+	// process from some 30,000 levels) is refused as Postgres refuses
+	// one too deep for its stack.
+	_, err = Parse("SHOW TOMBSTONES t WHERE id = 1" + strings.Repeat("+1", 30000))
+	var ce *Error
+	require.True(t, errors.As(err, &ce), err)
+	require.Equal(t, "54001", ce.Code)
 }
 
 func TestHelpListsEveryCommand(t *testing.T) {

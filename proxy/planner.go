@@ -60,6 +60,9 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 		// anyway, and refuse only if a statement would remove rows.
 		probe := &blindCatalog{}
 		res, rerr := rewrite.Rewrite(sql, probe, opt)
+		if rerr != nil && !probe.asked {
+			return nil, rerr // refused before any table mattered (nested too deeply)
+		}
 		if rerr != nil || probe.asked {
 			return nil, &Error{Code: "55000", Message: "tombstone: cannot capture deletes in this database: " + err.Error(),
 				Hint: "Run `tombstone init` for this database, or check the proxy's control_dsn; the statement was not run.", Err: err}

@@ -1,12 +1,14 @@
 package rewrite
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
 )
 
 // Result is the outcome of rewriting one Query (or Parse) message text.
@@ -112,10 +114,11 @@ func (r *Result) Refusal() *Error {
 // table into its tombstone form. sql is the text of one Query message
 // (possibly several statements) or of one Parse message.
 //
-// Text that pg_query cannot parse is returned unchanged: the server will
-// answer it with the proper syntax error. A non-nil error means the
-// rewrite failed internally; the statement must then not be forwarded
-// (the error is an *Error suitable for the client).
+// Text that pg_query's parser rejects is returned unchanged: the server
+// will answer it with the proper syntax error. A non-nil error means the
+// statement cannot be inspected (nested too deeply: 54001) or the rewrite
+// failed internally; the statement must then not be forwarded (the error
+// is an *Error suitable for the client).
 func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 	res = &Result{SQL: sql, orig: sql}
 	if i := strings.IndexByte(sql, 0); i >= 0 {
@@ -124,9 +127,19 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		sql = sql[:i]
 		res.orig = sql
 	}
+	if e := CheckNesting(sql); e != nil {
+		return nil, e
+	}
 	tree, perr := pg.Parse(sql)
 	if perr != nil {
-		return res, nil
+		var syntax *parser.Error
+		if errors.As(perr, &syntax) {
+			return res, nil
+		}
+		// Not the server's kind of error (the Go side failed to read the
+		// tree): what the text does cannot be known, so it does not go
+		// through uncaptured.
+		return nil, &Error{Code: CodeStatementTooComplex, Message: "tombstone: statement could not be inspected: " + perr.Error()}
 	}
 	type piece struct {
 		span Span

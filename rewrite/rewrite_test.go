@@ -162,6 +162,25 @@ func TestCache(t *testing.T) {
 	assert.LessOrEqual(t, c.Len(), 2)
 }
 
+// TestCacheBytes: the texts a client chooses cannot pin the proxy's
+// memory: long ones are not cached, and the total is bounded.
+func TestCacheBytes(t *testing.T) {
+	cat := newTestCatalog()
+	c := NewCache(4096)
+	long := "SELECT '" + strings.Repeat("x", cacheMaxSQL) + "' /* delete */"
+	_, err := c.Rewrite(long, cat, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, 0, c.Len(), "longer than cacheMaxSQL: not cached")
+	pad := strings.Repeat("y", cacheMaxSQL-100)
+	for i := 0; i < 2*cacheMaxBytes/cacheMaxSQL; i++ {
+		_, err := c.Rewrite(fmt.Sprintf("SELECT %d, '%s' /* delete */", i, pad), cat, Options{})
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, c.Bytes(), cacheMaxBytes)
+	assert.Greater(t, c.Bytes(), cacheMaxBytes/2, "the cache still fills up to its bound")
+	assert.Less(t, c.Len(), 2*cacheMaxBytes/cacheMaxSQL)
+}
+
 // TestGenerated tells the client's own text from the generated capture.
 func TestGenerated(t *testing.T) {
 	res, err := Rewrite("DELETE FROM sites WHERE nosuch = 1", newTestCatalog(), Options{})

@@ -379,6 +379,32 @@ func TestRefusalSimpleProtocol(t *testing.T) {
 	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE id = 5"), "nothing deleted")
 }
 
+// TestDeepStatements: a statement nested deeper than pg_query can safely
+// build (a chain of 30,000 operators crashed the whole proxy in its C
+// code; 6,000 casts went through uncaptured) is refused with 54001, as
+// Postgres refuses one too deep for its stack, in both protocols, inside
+// a console predicate too, and the session carries on.
+func TestDeepStatements(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	for _, sql := range []string{
+		"DELETE FROM links WHERE id = 5" + strings.Repeat("+0", 30000),
+		"DELETE FROM links WHERE id = 5" + strings.Repeat("::int", 6000),
+		"SHOW TOMBSTONES links WHERE id = 5" + strings.Repeat("+0", 30000),
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			_, err := p.Exec(ctx, sql, mode)
+			var pe *pgconn.PgError
+			require.ErrorAs(t, err, &pe, "%.40s (%v)", sql, mode)
+			require.Equal(t, "54001", pe.Code, "%.40s (%v)", sql, mode)
+		}
+	}
+	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE id = 5"), "nothing deleted")
+	var one int
+	require.NoError(t, p.QueryRow(ctx, "SELECT 1").Scan(&one), "the session carries on")
+}
+
 // TestRefusalExtendedProtocol: a refused statement prepared by a driver
 // fails at Parse with 0A000, aborts the transaction exactly as a failed
 // statement would, and leaves the session usable after ROLLBACK.

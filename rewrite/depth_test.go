@@ -1,0 +1,57 @@
+package rewrite
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNesting: statements whose tree could be deeper than MaxNesting are
+// refused with 54001 before pg_query builds the tree — chains of 30,000
+// operators crashed the process in pg_query's C code, and deep casts the
+// Go side could not read went through uncaptured — while long flat lists
+// of real statements still pass.
+func TestNesting(t *testing.T) {
+	cat := newTestCatalog()
+	deep := map[string]string{
+		"operators":       "DELETE FROM t WHERE id = 1" + strings.Repeat("+1", 30000),
+		"casts":           "DELETE FROM t WHERE id = 5" + strings.Repeat("::int", 6000),
+		"in a comment":    "SELECT 1" + strings.Repeat("+1", 30000) + " -- delete",
+		"parentheses":     "DELETE FROM t WHERE id = " + strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
+		"unions":          "DELETE FROM t WHERE id IN (SELECT 1" + strings.Repeat(" UNION SELECT 1", 2000) + ")",
+		"not":             "DELETE FROM t WHERE " + strings.Repeat("NOT ", 2000) + "true",
+		"concatenation":   "DELETE FROM t WHERE name = 'a'" + strings.Repeat(" || 'a'", 2000),
+		"second of three": "SELECT 1; DELETE FROM t WHERE id = 1" + strings.Repeat("-1", 3000) + "; SELECT 2",
+	}
+	for name, sql := range deep {
+		res, err := Rewrite(sql, cat, Options{})
+		var e *Error
+		require.True(t, errors.As(err, &e), "%s: %v", name, err)
+		assert.Nil(t, res, name)
+		assert.Equal(t, CodeStatementTooComplex, e.Code, name)
+	}
+
+	ids := make([]string, 50000)
+	for i := range ids {
+		ids[i] = "-1"
+	}
+	when := strings.Repeat(" WHEN id = 1 THEN 1", 3000)
+	flat := map[string]string{
+		"a long IN list":        "DELETE FROM t WHERE id IN (" + strings.Join(ids, ", ") + ")",
+		"many ANDs and ORs":     "DELETE FROM t WHERE " + strings.Repeat("id = 1 AND id <> 2 OR ", 3000) + "true",
+		"a long CASE":           "DELETE FROM t WHERE id = CASE" + when + " END",
+		"many short statements": strings.Repeat("DELETE FROM t WHERE id = 1 + 1 + 1; ", 500),
+		"unbalanced brackets":   "DELETE FROM t WHERE id = 1) + 1",
+	}
+	for name, sql := range flat {
+		_, err := Rewrite(sql, cat, Options{})
+		assert.NoError(t, err, name)
+	}
+	// Text the scanner rejects is the server's to refuse.
+	res, err := Rewrite("DELETE FROM t WHERE name = 'unterminated", cat, Options{})
+	require.NoError(t, err)
+	assert.False(t, res.Changed)
+}
