@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -161,18 +162,40 @@ func (s *Session) clientMessage(ctx context.Context, typ byte, size int, mayPlan
 // plans reports whether a whole Query or Parse frame goes to the planner,
 // which may take a while (it can load a catalog from the database); every
 // other frame passes through at once.
+//
+// A malformed frame is never planned: the server refuses it (08P01)
+// before running anything, so it goes as it came. Planning would run the
+// text up to its first NUL — a statement the server never would.
 func (s *Session) plans(frame []byte) bool {
 	body := frame[5:]
 	if frame[0] == 'P' {
-		_, rest, ok := cstring(body)
-		end := bytes.IndexByte(rest, 0)
-		return ok && end >= 0 && s.srv.planner.Wants(rest[:end])
+		if !wellFormedParse(body) {
+			return false
+		}
+		_, rest, _ := cstring(body)
+		return s.srv.planner.Wants(rest[:bytes.IndexByte(rest, 0)])
 	}
-	if len(body) == 0 || body[len(body)-1] != 0 {
+	if len(body) == 0 || bytes.IndexByte(body, 0) != len(body)-1 {
 		return false
 	}
 	text := body[:len(body)-1]
 	return s.srv.planner.Wants(text) || len(s.prepared.sqlNames) > 0 && containsFold(text, "deallocate")
+}
+
+// wellFormedParse reports whether body is a Parse message the server
+// reads to its last byte: a name, a query, a parameter count and that
+// many type oids, nothing more.
+func wellFormedParse(body []byte) bool {
+	_, rest, ok := cstring(body)
+	if !ok {
+		return false
+	}
+	_, rest, ok = cstring(rest)
+	if !ok || len(rest) < 2 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	return len(rest) == 2+4*n
 }
 
 // intercept records what the server will answer to the next message and
@@ -324,6 +347,9 @@ func (s *Session) bindHidden(size, hidden int) error {
 	var b pgproto3.Bind
 	if err := b.Decode(frame[5:]); err != nil || len(b.ResultFormatCodes) <= 1 {
 		return s.sw.write(frame)
+	}
+	if enc, err := b.Encode(nil); err != nil || len(enc) != len(frame) {
+		return s.sw.write(frame) // bytes the decoder skipped: the server refuses it
 	}
 	b.ResultFormatCodes = append(b.ResultFormatCodes, make([]int16, hidden)...)
 	return s.writeMsg(&b)

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"net"
 	"net/url"
@@ -13,6 +14,21 @@ import (
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
 )
+
+// rawMsg is a hand-built frontend message, malformed on purpose; rfq is
+// how many ReadyForQuery it brings.
+type rawMsg struct {
+	frame []byte
+	rfq   int
+}
+
+func (m rawMsg) Frontend()                         {}
+func (m rawMsg) Decode([]byte) error               { return nil }
+func (m rawMsg) Encode(dst []byte) ([]byte, error) { return append(dst, m.frame...), nil }
+func raw(typ byte, body string, rfq int) rawMsg {
+	f := append([]byte{typ}, binary.BigEndian.AppendUint32(nil, uint32(4+len(body)))...)
+	return rawMsg{append(f, body...), rfq}
+}
 
 // converse sends the messages of each step to addr and reads until the
 // step's ReadyForQuery count, returning the transcript.
@@ -45,6 +61,8 @@ func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) stri
 				want++
 			case *pgproto3.Sync:
 				want++
+			case rawMsg:
+				want += m.(rawMsg).rfq
 			}
 		}
 		require.NoError(t, fe.Flush())
@@ -99,6 +117,17 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{&pgproto3.Parse{Query: "COPY plain_u FROM STDIN"}, bind("", ""), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
 				&pgproto3.CopyData{Data: []byte("1\tx\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}},
 			{q("BEGIN; DELETE FROM t WHERE id = 5 RETURNING id; ROLLBACK")},
+		},
+		// The server reads a Query or Parse to its last byte and refuses
+		// one with bytes after its text (08P01) before running anything;
+		// the proxy once planned the text up to the first NUL and ran it.
+		"Query with bytes after its text": {
+			{raw('Q', "DELETE FROM t WHERE id = 1 RETURNING id\x00junk\x00", 1)},
+			{q("SELECT count(*) FROM t")},
+		},
+		"Parse with bytes after it": {
+			{raw('P', "\x00DELETE FROM t WHERE id = 2\x00\x00\x00junkjunk", 0), bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("SELECT count(*) FROM t")},
 		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
