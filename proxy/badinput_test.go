@@ -158,6 +158,48 @@ func TestServerGoesAway(t *testing.T) {
 	require.Equal(t, "08006", pe.Code)
 }
 
+// TestClientFinishesSending: a client that ends its side of the
+// connection right behind a query — a half-close, or a Terminate in the
+// same write — still gets every answer, as from Postgres, which answers
+// all it read before the end; then the connection closes. On the event
+// loop and on the goroutine pumps.
+func TestClientFinishesSending(t *testing.T) {
+	for name, mod := range map[string]func(*proxy.Config){"loop": func(*proxy.Config) {}, "pumps": testenv.Pumps} {
+		t.Run(name, func(t *testing.T) {
+			px := testenv.StartProxy(t, mod)
+			for _, end := range []string{"half-close", "terminate"} {
+				conn, fe := startup(t, px.Addr)
+				fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.2); SELECT 42 AS answer"})
+				if end == "terminate" {
+					fe.Send(&pgproto3.Terminate{})
+				}
+				require.NoError(t, fe.Flush())
+				if end == "half-close" {
+					require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+				}
+				var got []string
+				for {
+					msg, err := fe.Receive()
+					if err != nil {
+						require.ErrorIs(t, err, io.ErrUnexpectedEOF, end)
+						break
+					}
+					switch m := msg.(type) {
+					case *pgproto3.DataRow:
+						got = append(got, string(m.Values[0]))
+					case *pgproto3.CommandComplete:
+						got = append(got, string(m.CommandTag))
+					case *pgproto3.ReadyForQuery:
+						got = append(got, "Z")
+					}
+				}
+				require.Equal(t, []string{"", "SELECT 1", "42", "SELECT 1", "Z"}, got, end)
+			}
+			testenv.WaitFor(t, 10*time.Second, "sessions to end", func() bool { return px.Sessions() == 0 })
+		})
+	}
+}
+
 // TestClientVanishes: clients that disappear mid-query, mid-message and
 // mid-startup leave no session, goroutine or server backend behind.
 func TestClientVanishes(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,9 @@ func (s *Session) clientToServer(ctx context.Context) error {
 			if errors.Is(err, errMessageLength) {
 				s.protocolViolation(err)
 			}
+			if errors.Is(err, io.EOF) {
+				return errClientFinished // at a message boundary: a half-close, or gone
+			}
 			return errSessionDone
 		}
 		if err := s.clientMessage(ctx, typ, size, true); err != nil {
@@ -148,7 +152,7 @@ func (s *Session) clientMessage(ctx context.Context, typ byte, size int, mayPlan
 		s.terminating.Store(true)
 		_ = s.forward(s.cr, s.sw, size)
 		_ = s.sw.flush()
-		return errSessionDone
+		return errClientFinished
 	}
 	if s.srv.planner != nil {
 		handled, err := s.intercept(ctx, typ, size, mayPlan)

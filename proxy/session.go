@@ -30,6 +30,15 @@ const (
 // errSessionDone ends a session quietly (cancel requests, client gone).
 var errSessionDone = errors.New("session done")
 
+// errClientFinished: the client sent Terminate, or ended its side at a
+// message boundary. What it sent before still gets its answers, as from
+// Postgres, which answers everything it read before the end.
+var errClientFinished = errors.New("client finished sending")
+
+// finishDrain bounds how long a session whose client has finished
+// sending waits for the server's last answers.
+var finishDrain = 30 * time.Second
+
 // Session is one client connection and its one server connection. It relays
 // the startup and authentication exchange, then runs two pumps: client to
 // server and server to client. Messages are framed by their 5-byte header
@@ -157,10 +166,31 @@ func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 		done <- err
 	}()
 	err := s.clientToServer(ctx)
-	if errors.Is(err, errRejoin) {
+	switch {
+	case errors.Is(err, errRejoin):
 		s.clientStopped.Store(true)
 		_ = s.server.SetReadDeadline(time.Unix(1, 0))
-	} else {
+	case errors.Is(err, errClientFinished):
+		// The server sees the end of the client's stream too (Terminate
+		// was forwarded; an end of stream becomes one), answers what came
+		// before and closes; the server pump passes that on, then ends.
+		if !s.terminating.Swap(true) {
+			if cw, ok := s.server.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			} else {
+				s.close()
+			}
+		}
+		t := time.NewTimer(finishDrain)
+		defer t.Stop()
+		select {
+		case serr := <-done:
+			s.close()
+			return err, serr
+		case <-t.C:
+			s.close()
+		}
+	default:
 		s.close()
 	}
 	return err, <-done
@@ -221,7 +251,7 @@ func (r pumpReader) Read(b []byte) (int, error) {
 
 // quiet drops the errors every normal session end produces.
 func quiet(err error) error {
-	if err == nil || errors.Is(err, errSessionDone) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if err == nil || errors.Is(err, errSessionDone) || errors.Is(err, errClientFinished) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
