@@ -58,8 +58,11 @@ type statements struct {
 	// names are the named protocol-level statements in use.
 	names map[string]bool
 	// mu guards names and stmts, which the server pump rolls back when a
-	// Parse or Close fails or is skipped.
+	// Parse or Close fails or is skipped, and sqlPrepared and sqlNames,
+	// which it rolls back when a PREPARE or DEALLOCATE does not run.
 	mu sync.Mutex
+	// sqlInUse: sqlNames is not empty (read without the lock).
+	sqlInUse atomic.Bool
 	// rewritten turns true with the session's first rewritten prepared
 	// statement. Until then Bind, Describe and Execute need no look-up —
 	// the per-message path of ordinary traffic takes no lock.
@@ -183,7 +186,7 @@ func (s *Session) plans(frame []byte) bool {
 		return false
 	}
 	text := body[:len(body)-1]
-	return s.srv.planner.Wants(text) || len(s.prepared.sqlNames) > 0 && containsFold(text, "deallocate")
+	return s.srv.planner.Wants(text) || s.prepared.sqlInUse.Load() && containsFold(text, "deallocate")
 }
 
 // wellFormedParse reports whether body is a Parse message the server
@@ -387,12 +390,15 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 	for i := range res.Statements {
 		st := &res.Statements[i]
 		switch {
-		case st.Prepares != "":
-			s.sqlPrepare(st)
-		case st.Deallocates != "" || st.DeallocateAll:
-			s.sqlDeallocate(st)
+		case st.Prepares != "" || st.Deallocates != "" || st.DeallocateAll:
+			if u := s.sqlRegister(st, i); u != nil {
+				p.sqlUndo = append(p.sqlUndo, *u)
+			}
 		case st.ExecuteName != "":
-			if o, ok := s.prepared.sqlPrepared[st.ExecuteName]; ok {
+			s.prepared.mu.Lock()
+			o, ok := s.prepared.sqlPrepared[st.ExecuteName]
+			s.prepared.mu.Unlock()
+			if ok {
 				if p.execOut == nil {
 					p.execOut = map[int]rewrite.Output{}
 				}
@@ -424,31 +430,95 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 	return s.writeQuery(out)
 }
 
-// sqlPrepare records a SQL-level PREPARE. A name already in use makes the
-// server fail the PREPARE, so the registry keeps what it had.
-func (s *Session) sqlPrepare(st *rewrite.Statement) {
-	st2 := &s.prepared
-	if st2.sqlNames[st.Prepares] {
-		return
-	}
-	if st2.sqlNames == nil {
-		st2.sqlNames = map[string]bool{}
-		st2.sqlPrepared = map[string]rewrite.Output{}
-	}
-	st2.sqlNames[st.Prepares] = true
-	if st.Rewritten {
-		st2.sqlPrepared[st.Prepares] = st.Output
+// sqlUndo takes back what a SQL-level PREPARE or DEALLOCATE of a Query
+// registered, should the server not run it: statement stmt of the Query,
+// or one before it, failed.
+type sqlUndo struct {
+	stmt int
+	name string
+	// prepare: the PREPARE of a new name; else a DEALLOCATE, which had
+	// (the name was in use) and prev/hadPrev (its repair) to restore.
+	prepare bool
+	had     bool
+	prev    rewrite.Output
+	hadPrev bool
+	// all: a DEALLOCATE ALL; names and prepared are the maps before it.
+	all      bool
+	names    map[string]bool
+	prepared map[string]rewrite.Output
+}
+
+// sqlRegister records the SQL-level PREPARE or DEALLOCATE st, statement i
+// of a Query, and returns how to take it back (nil: nothing changed — a
+// PREPARE of a name in use fails on the server).
+func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
+	r := &s.prepared
+	r.mu.Lock()
+	defer func() {
+		r.sqlInUse.Store(len(r.sqlNames) > 0)
+		r.mu.Unlock()
+	}()
+	switch {
+	case st.Prepares != "":
+		if r.sqlNames[st.Prepares] {
+			return nil
+		}
+		if r.sqlNames == nil {
+			r.sqlNames = map[string]bool{}
+			r.sqlPrepared = map[string]rewrite.Output{}
+		}
+		r.sqlNames[st.Prepares] = true
+		if st.Rewritten {
+			r.sqlPrepared[st.Prepares] = st.Output
+		}
+		return &sqlUndo{stmt: i, name: st.Prepares, prepare: true}
+	case st.DeallocateAll:
+		u := &sqlUndo{stmt: i, all: true, names: r.sqlNames, prepared: r.sqlPrepared}
+		r.sqlNames, r.sqlPrepared = nil, nil
+		return u
+	default:
+		u := &sqlUndo{stmt: i, name: st.Deallocates, had: r.sqlNames[st.Deallocates]}
+		u.prev, u.hadPrev = r.sqlPrepared[st.Deallocates]
+		delete(r.sqlNames, st.Deallocates)
+		delete(r.sqlPrepared, st.Deallocates)
+		return u
 	}
 }
 
-// sqlDeallocate forgets SQL-level prepared statements.
-func (s *Session) sqlDeallocate(st *rewrite.Statement) {
-	if st.DeallocateAll {
-		s.prepared.sqlNames, s.prepared.sqlPrepared = nil, nil
-		return
+// undoSQL takes back, newest first, the SQL-level PREPAREs and
+// DEALLOCATEs of a Query from statement from on: the server failed that
+// statement and skipped the rest (server pump). Prepared statements are
+// not transactional: those before it stay.
+func (s *Session) undoSQL(us []sqlUndo, from int) {
+	r := &s.prepared
+	r.mu.Lock()
+	defer func() {
+		r.sqlInUse.Store(len(r.sqlNames) > 0)
+		r.mu.Unlock()
+	}()
+	for i := len(us) - 1; i >= 0; i-- {
+		u := &us[i]
+		switch {
+		case u.stmt < from:
+			continue
+		case u.prepare:
+			delete(r.sqlNames, u.name)
+			delete(r.sqlPrepared, u.name)
+		case u.all:
+			r.sqlNames, r.sqlPrepared = u.names, u.prepared
+		default:
+			if r.sqlNames == nil {
+				r.sqlNames = map[string]bool{}
+				r.sqlPrepared = map[string]rewrite.Output{}
+			}
+			if u.had {
+				r.sqlNames[u.name] = true
+			}
+			if u.hadPrev {
+				r.sqlPrepared[u.name] = u.prev
+			}
+		}
 	}
-	delete(s.prepared.sqlNames, st.Deallocates)
-	delete(s.prepared.sqlPrepared, st.Deallocates)
 }
 
 // parse handles a Parse message.
@@ -505,7 +575,9 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	if plan == nil || plan.Result == nil || !plan.Result.Changed {
 		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
 			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
+			s.prepared.mu.Lock()
 			out, keep = s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]
+			s.prepared.mu.Unlock()
 		}
 		s.track.push(p.entry('P'))
 		return s.sw.write(frame)

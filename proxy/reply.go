@@ -124,6 +124,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	if cur != nil && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo() != nil {
 		s.undoParse(cur.undo())
 	}
+	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {
+		s.undoSQL(cur.fix.sqlUndo, cur.fix.stmt)
+	}
 	if cur == nil || cur.fix == nil || !needsRepair(cur.fix, typ) {
 		if err := s.forward(sr, cw, size); err != nil {
 			return errSessionDone

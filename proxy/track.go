@@ -37,6 +37,9 @@ type fix struct {
 	admin bool
 	// undo takes back what a Parse registered if the server fails it.
 	undo *parseUndo
+	// sqlUndo takes back the SQL-level PREPAREs and DEALLOCATEs of a
+	// Query from the statement the server fails on.
+	sqlUndo []sqlUndo
 	// retry is set on a Query that may be planned and sent again if the
 	// server reports a stale catalog (TS001).
 	retry *retry
@@ -46,7 +49,7 @@ type fix struct {
 // whose answer needs f: without a fix (and without allocating) if f
 // changes nothing, else with a copy of f.
 func (f *fix) entry(kind byte) pending {
-	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil {
+	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil {
 		return pending{kind: kind}
 	}
 	c := *f

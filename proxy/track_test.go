@@ -94,6 +94,7 @@ func TestFixEntry(t *testing.T) {
 		"admin":   {admin: true},
 		"undo":    {undo: &parseUndo{name: "s"}},
 		"retry":   {retry: &retry{sql: "DELETE FROM t"}},
+		"sqlUndo": {sqlUndo: []sqlUndo{{name: "p", prepare: true}}},
 	} {
 		p := f.entry('Q')
 		require.NotNil(t, p.fix, name)

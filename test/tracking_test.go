@@ -129,6 +129,33 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{raw('P', "\x00DELETE FROM t WHERE id = 2\x00\x00\x00junkjunk", 0), bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("SELECT count(*) FROM t")},
 		},
+		// A SQL-level PREPARE or DEALLOCATE the server never ran (an
+		// earlier statement of its Query failed, or it did) changes
+		// nothing: a later EXECUTE once lost a real column or showed the
+		// capture's hidden one.
+		"PREPARE after a failed statement of its Query": {
+			{q("SELECT 1/0; PREPARE q1 AS DELETE FROM t WHERE id = $1 RETURNING *")},
+			{q("PREPARE q1 AS SELECT $1::int AS a, 2 AS b")},
+			{q("EXECUTE q1(1)")},
+		},
+		"failed PREPARE, then a rewritten one of the same name": {
+			{q("PREPARE q2 AS SELECT nosuch")},
+			{q("BEGIN")},
+			{q("PREPARE q2 AS DELETE FROM t WHERE id = $1 RETURNING *")},
+			{q("EXECUTE q2(1)")},
+			{q("ROLLBACK")},
+		},
+		"DEALLOCATE after a failed statement of its Query": {
+			{q("PREPARE q3 AS DELETE FROM t WHERE id = $1 RETURNING *")},
+			{q("SELECT 1/0; DEALLOCATE q3")},
+			{q("BEGIN")},
+			{q("EXECUTE q3(2)")},
+			{q("ROLLBACK")},
+			{q("SELECT 1/0; DEALLOCATE ALL")},
+			{q("BEGIN")},
+			{q("EXECUTE q3(3)")},
+			{q("ROLLBACK")},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
