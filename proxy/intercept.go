@@ -78,6 +78,8 @@ type parseUndo struct {
 	hadPrev bool
 	// closed: the undo of a Close, which puts the statement back.
 	closed bool
+	// portal: the undo of a Bind, which puts the portal's repair back.
+	portal bool
 }
 
 // undoParse rolls the registry back after the server failed or skipped a
@@ -86,6 +88,14 @@ func (s *Session) undoParse(u *parseUndo) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if u.portal {
+		if u.hadPrev {
+			st.portals[u.name] = u.prev
+		} else {
+			delete(st.portals, u.name)
+		}
+		return
+	}
 	if u.closed {
 		if st.names == nil {
 			st.names = map[string]bool{}
@@ -293,7 +303,13 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		if !ok {
 			return 0
 		}
-		if out, ok := st.stmts[stmt]; ok {
+		// A Bind the server fails or skips leaves the portal as it was.
+		prev, had := st.portals[portal]
+		out, rewritten := st.stmts[stmt]
+		if had || rewritten {
+			p.undo = &parseUndo{name: portal, prev: prev, hadPrev: had, portal: true}
+		}
+		if rewritten {
 			st.portals[portal] = out
 			return out.HiddenColumns
 		}

@@ -121,7 +121,7 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 	}
-	if cur != nil && (cur.kind == 'P' || cur.kind == 'C') && typ == 'E' && cur.undo() != nil {
+	if cur != nil && (cur.kind == 'P' || cur.kind == 'C' || cur.kind == 'B') && typ == 'E' && cur.undo() != nil {
 		s.undoParse(cur.undo())
 	}
 	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {

@@ -156,6 +156,18 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("EXECUTE q3(3)")},
 			{q("ROLLBACK")},
 		},
+		// A Bind the server refuses (the portal exists) leaves the portal
+		// bound to its first statement.
+		"failed Bind keeps the portal's statement": {
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: "b1", Query: "SELECT 1 AS a, 2 AS b"}, &pgproto3.Parse{Name: "b2", Query: "DELETE FROM t WHERE id = $1 RETURNING id, v"},
+				bind("p", "b1"), &pgproto3.Sync{}},
+			{q("SAVEPOINT sp")},
+			{bind("p", "b2", "1"), &pgproto3.Sync{}},
+			{q("ROLLBACK TO sp")},
+			{&pgproto3.Describe{ObjectType: 'P', Name: "p"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
