@@ -331,3 +331,55 @@ func TestGSSENCRequestRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestEncryptionRequestsOnce: as in Postgres, an SSLRequest and a
+// GSSENCRequest are each answered once (either order); a second of either
+// reads as an unknown protocol version, FATAL 0A000.
+func TestEncryptionRequestsOnce(t *testing.T) {
+	px := testenv.StartProxy(t)
+	ssl := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
+	gss := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30}
+	for name, seq := range map[string][][]byte{
+		"ssl twice":         {ssl, ssl},
+		"gss twice":         {gss, gss},
+		"ssl, gss, ssl":     {ssl, gss, ssl},
+		"gss, ssl, gss":     {gss, ssl, gss},
+		"ssl, gss, startup": {ssl, gss},
+	} {
+		conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+		require.NoError(t, err)
+		require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+		last := len(seq) - 1
+		if name == "ssl, gss, startup" {
+			last = len(seq)
+		}
+		for i, req := range seq {
+			_, err = conn.Write(req)
+			require.NoError(t, err)
+			if i < last {
+				b := make([]byte, 1)
+				_, err = io.ReadFull(conn, b)
+				require.NoError(t, err, name)
+				require.Equal(t, byte('N'), b[0], name)
+			}
+		}
+		fe := pgproto3.NewFrontend(conn, conn)
+		if last == len(seq) {
+			u, _ := url.Parse(testenv.PGURL(t))
+			fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
+				"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
+			require.NoError(t, fe.Flush())
+			for {
+				msg, err := fe.Receive()
+				require.NoError(t, err, name)
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					break
+				}
+			}
+		} else {
+			e := expectFatal(t, conn, fe, "0A000")
+			require.Contains(t, e.Message, "unsupported frontend protocol 1234.", name)
+		}
+		conn.Close()
+	}
+}

@@ -318,6 +318,10 @@ func (s *Session) kill() {
 // together with the whole authentication exchange.
 func (s *Session) startup(ctx context.Context) error {
 	_ = s.client.SetReadDeadline(time.Now().Add(s.srv.cfg.StartupTimeout))
+	// As in Postgres, each encryption request is answered once: a second
+	// one reads as an unknown protocol version (and after TLS is on,
+	// neither may come again).
+	sslDone, gssDone := false, false
 	for {
 		pkt, err := s.cr.readStartup()
 		if err != nil {
@@ -327,22 +331,28 @@ func (s *Session) startup(ctx context.Context) error {
 			return errSessionDone
 		}
 		code := binary.BigEndian.Uint32(pkt[4:8])
-		switch code {
-		case codeSSLRequest:
+		switch {
+		case code == codeSSLRequest && sslDone, code == codeGSSENCRequest && gssDone:
+			return unsupportedProtocol(code)
+		case code == codeSSLRequest:
 			if err := s.negotiateTLS(); err != nil {
 				return err
 			}
-		case codeGSSENCRequest:
+			sslDone = true
+			_, encrypted := s.client.(*tls.Conn)
+			gssDone = gssDone || encrypted
+		case code == codeGSSENCRequest:
 			// We never do GSS encryption; 'N' lets libpq fall back.
 			if _, err := s.client.Write([]byte{'N'}); err != nil {
 				return errSessionDone
 			}
-		case codeCancelRequest:
+			gssDone = true
+		case code == codeCancelRequest:
 			s.srv.forwardCancel(ctx, pkt)
 			return errSessionDone
 		default:
 			if code>>16 != 3 {
-				return fatal(CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff), nil)
+				return unsupportedProtocol(code)
 			}
 			var sm pgproto3.StartupMessage
 			if err := sm.Decode(pkt[4:]); err != nil {
@@ -365,6 +375,12 @@ func (s *Session) startup(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// unsupportedProtocol is Postgres's answer to a startup packet of an
+// unknown protocol version.
+func unsupportedProtocol(code uint32) error {
+	return fatal(CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff), nil)
 }
 
 // negotiateTLS answers an SSLRequest: 'S' and a TLS handshake when a
