@@ -71,6 +71,9 @@ type replyState struct {
 	lastError bool
 	// copyIn: the server is in COPY-in mode.
 	copyIn bool
+	// undos: what the failed message and those the server skips after it
+	// registered, taken back (newest first) at the Sync.
+	undos []*parseUndo
 }
 
 // serverMessage handles the server message whose header is at the front of
@@ -97,12 +100,18 @@ func (s *Session) serverMessage(typ byte, size int) error {
 				st.copyIn = false
 			}
 			if u := st.cur.undo(); st.skipping && u != nil {
-				// A Parse or Close the server skipped changed nothing.
-				s.undoParse(u)
+				// A Parse, Bind or Close the server skipped changed nothing.
+				st.undos = append(st.undos, u)
 			}
 			st.cur = s.track.pop()
 		}
 		st.skipping = false
+		// Taken back newest first, the failed message's last: each undo
+		// restores what its message found.
+		for i := len(st.undos) - 1; i >= 0; i-- {
+			s.undoParse(st.undos[i])
+		}
+		st.undos = st.undos[:0]
 	}
 	if typ == 'G' {
 		st.copyIn = true
@@ -122,7 +131,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 	}
 	if cur != nil && (cur.kind == 'P' || cur.kind == 'C' || cur.kind == 'B') && typ == 'E' && cur.undo() != nil {
-		s.undoParse(cur.undo())
+		// The server skips what follows up to the Sync: taken back with
+		// those messages, after them.
+		st.undos = append(st.undos, cur.undo())
 	}
 	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {
 		s.undoSQL(cur.fix.sqlUndo, cur.fix.stmt)

@@ -168,6 +168,23 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{&pgproto3.Describe{ObjectType: 'P', Name: "p"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		// Messages the server skips after an error are taken back newest
+		// first: a skipped Close and re-Parse leave the statement as it was.
+		"Close and re-Parse skipped after an error": {
+			{&pgproto3.Parse{Name: "s7", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Query: "SELEC"}, &pgproto3.Close{ObjectType: 'S', Name: "s7"},
+				&pgproto3.Parse{Name: "s7", Query: "SELECT id, v FROM t WHERE id = $1::int"}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{bind("", "s7", "4"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"failed Parse, then its Close skipped": {
+			{&pgproto3.Parse{Name: "s8", Query: "SELECT nosuch"}, &pgproto3.Close{ObjectType: 'S', Name: "s8"}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "s8", Query: del}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{bind("", "s8", "5"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
