@@ -63,6 +63,11 @@ type statements struct {
 	mu sync.Mutex
 	// sqlInUse: sqlNames is not empty (read without the lock).
 	sqlInUse atomic.Bool
+	// pending holds, per named statement, the newest of its Parses and
+	// Closes the server has not answered yet; each links to the one
+	// before (older) and after (newer). While one is out, whether the
+	// name exists is not known.
+	pending map[string]*parseUndo
 	// rewritten turns true with the session's first rewritten prepared
 	// statement. Until then Bind, Describe and Execute need no look-up —
 	// the per-message path of ordinary traffic takes no lock.
@@ -80,6 +85,53 @@ type parseUndo struct {
 	closed bool
 	// portal: the undo of a Bind, which puts the portal's repair back.
 	portal bool
+	// hadName: the name was in use before the Parse (one whose own Parse
+	// was still unanswered).
+	hadName bool
+	// older and newer are the unanswered changes of the same name made
+	// before and after this one (statements.pending).
+	older, newer *parseUndo
+}
+
+// change records u, a Parse or Close of a named statement the server has
+// yet to answer (under st.mu).
+func (st *statements) change(u *parseUndo) {
+	if st.pending == nil {
+		st.pending = map[string]*parseUndo{}
+	}
+	if last := st.pending[u.name]; last != nil {
+		last.newer, u.older = u, last
+	}
+	st.pending[u.name] = u
+}
+
+// resolve takes u out of its name's chain of unanswered changes (under
+// st.mu).
+func (st *statements) resolve(u *parseUndo) {
+	if u.newer != nil {
+		u.newer.older = u.older
+	} else if st.pending[u.name] == u {
+		if u.older != nil {
+			st.pending[u.name] = u.older
+		} else {
+			delete(st.pending, u.name)
+		}
+	}
+	if u.older != nil {
+		u.older.newer = u.newer
+	}
+	u.older, u.newer = nil, nil
+}
+
+// parseAnswered: the server carried out the Parse or Close u registered.
+func (s *Session) parseAnswered(u *parseUndo) {
+	if u.portal {
+		return
+	}
+	st := &s.prepared
+	st.mu.Lock()
+	st.resolve(u)
+	st.mu.Unlock()
 }
 
 // undoParse rolls the registry back after the server failed or skipped a
@@ -96,7 +148,15 @@ func (s *Session) undoParse(u *parseUndo) {
 		}
 		return
 	}
-	if u.closed {
+	if n := u.newer; n != nil {
+		// A newer change of the name stands; it now takes the registry
+		// back, should it fail too, to what this one found.
+		n.prev, n.hadPrev, n.hadName, n.closed = u.prev, u.hadPrev, u.hadName, u.closed
+		st.resolve(u)
+		return
+	}
+	st.resolve(u)
+	if u.hadName || u.closed {
 		if st.names == nil {
 			st.names = map[string]bool{}
 		}
@@ -344,6 +404,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			if st.names[name] {
 				prev, had := st.stmts[name]
 				p.undo = &parseUndo{name: name, prev: prev, hadPrev: had, closed: true}
+				st.change(p.undo)
 			}
 			delete(st.stmts, name)
 			delete(st.names, name)
@@ -619,15 +680,20 @@ func (s *Session) noteParse(name string) (undo *parseUndo, redefining bool) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.names[name] {
+	if st.names[name] && st.pending[name] == nil {
 		return nil, true
 	}
+	// A new name, or one whose own Parse is still unanswered: registered
+	// as if that one fails (if it does not, this one does, and is taken
+	// back).
+	u := &parseUndo{name: name, hadName: st.names[name]}
 	if st.names == nil {
 		st.names = map[string]bool{}
 	}
 	st.names[name] = true
-	prev, had := st.stmts[name]
-	return &parseUndo{name: name, prev: prev, hadPrev: had}, false
+	u.prev, u.hadPrev = st.stmts[name]
+	st.change(u)
+	return u, false
 }
 
 // setStatement records what the answers to statement name need: out when

@@ -130,6 +130,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
 	}
+	if cur != nil && (cur.kind == 'P' && typ == '1' || cur.kind == 'C' && typ == '3') && cur.undo() != nil {
+		s.parseAnswered(cur.undo())
+	}
 	if cur != nil && (cur.kind == 'P' || cur.kind == 'C' || cur.kind == 'B') && typ == 'E' && cur.undo() != nil {
 		// The server skips what follows up to the Sync: taken back with
 		// those messages, after them.

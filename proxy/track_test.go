@@ -103,3 +103,70 @@ func TestFixEntry(t *testing.T) {
 		require.Zero(t, f.stmt, "%s: the entry has its own copy", name)
 	}
 }
+
+// TestRegistryWithUnansweredParse: a Parse of a name whose own Parse is
+// still unanswered is registered as if that one fails; whichever of the
+// two the server fails is taken back without undoing the other.
+func TestRegistryWithUnansweredParse(t *testing.T) {
+	del := rewrite.Output{TagFrom: "SELECT", HiddenColumns: 1}
+	parse := func(s *Session, out rewrite.Output, keep bool) *parseUndo {
+		u, redefining := s.noteParse("a")
+		require.False(t, redefining, "the first Parse is unanswered: the name may not exist")
+		s.setStatement("a", out, keep)
+		return u
+	}
+	t.Run("the first fails", func(t *testing.T) {
+		s := &Session{}
+		u1 := parse(s, rewrite.Output{}, false)
+		u2 := parse(s, del, true)
+		s.undoParse(u1) // its error: the second stands
+		s.parseAnswered(u2)
+		require.Equal(t, del, s.prepared.stmts["a"])
+		require.True(t, s.prepared.names["a"])
+		_, redefining := s.noteParse("a")
+		require.True(t, redefining, "both answered: the name exists")
+	})
+	t.Run("the first succeeds", func(t *testing.T) {
+		s := &Session{}
+		u1 := parse(s, rewrite.Output{}, false)
+		u2 := parse(s, del, true)
+		s.parseAnswered(u1)
+		s.undoParse(u2) // 42P05: the first stays, plain
+		_, rewritten := s.prepared.stmts["a"]
+		require.False(t, rewritten)
+		require.True(t, s.prepared.names["a"])
+	})
+	for _, order := range []string{"newest first", "oldest first"} {
+		t.Run("a Close and a re-Parse both fail, "+order, func(t *testing.T) {
+			s := &Session{}
+			u0 := parse(s, del, true)
+			s.parseAnswered(u0)
+			f := fix{}
+			s.track_('C', &f, append([]byte("Sa"), 0))
+			uc := f.undo
+			require.NotNil(t, uc)
+			require.False(t, s.prepared.names["a"], "closed")
+			up := parse(s, rewrite.Output{}, false)
+			if order == "newest first" {
+				s.undoParse(up)
+				s.undoParse(uc)
+			} else {
+				s.undoParse(uc)
+				s.undoParse(up)
+			}
+			require.True(t, s.prepared.names["a"])
+			require.Equal(t, del, s.prepared.stmts["a"], "as before both")
+			require.Empty(t, s.prepared.pending)
+		})
+	}
+	t.Run("both fail", func(t *testing.T) {
+		s := &Session{}
+		u1 := parse(s, del, true)
+		u2 := parse(s, rewrite.Output{}, false)
+		s.undoParse(u1)
+		s.undoParse(u2)
+		require.False(t, s.prepared.names["a"])
+		require.Empty(t, s.prepared.stmts)
+		require.Empty(t, s.prepared.pending)
+	})
+}

@@ -185,6 +185,23 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{bind("", "s8", "5"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		// A Parse of a name whose own Parse is still unanswered: whether
+		// the name exists is known only from the answers. (Both texts go
+		// to the planner, so that one pump reads both before any answer.)
+		"pipelined Parse after an unanswered one that fails": {
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: "s9", Query: "SELEC 1 /* delete */"}, &pgproto3.Sync{},
+				&pgproto3.Parse{Name: "s9", Query: "DELETE FROM t WHERE id = $1 RETURNING id"},
+				bind("", "s9", "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"pipelined Parse after an unanswered one that succeeds": {
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: "s10", Query: "SELECT 1 AS a, 2 AS b /* delete */"}, &pgproto3.Sync{},
+				&pgproto3.Parse{Name: "s10", Query: "DELETE FROM t WHERE id = $1 RETURNING id"}, &pgproto3.Sync{},
+				bind("", "s10"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
