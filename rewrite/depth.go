@@ -9,10 +9,11 @@ import (
 // MaxNesting bounds how deep a parse tree the proxy lets pg_query build.
 // pg_query's C code turns a tree into protobuf recursively, without the
 // stack check the server has: a chain of some 30,000 operators
-// (`1+1+…`, `x::int::int…`) overflows the C stack and kills the process,
-// and from 10,000 protobuf levels the Go side refuses to unmarshal. Real
-// statements stay far below 1,000.
-const MaxNesting = 1000
+// (`1+1+…`, `x::int::int…`, `… UNION SELECT …`) overflows the C stack and
+// kills the process, and from about 5,000 tree levels (10,000 protobuf
+// levels) the Go side refuses to unmarshal. Real statements stay far
+// below 2,000.
+const MaxNesting = 2000
 
 // CodeStatementTooComplex is Postgres's SQLSTATE for "stack depth limit
 // exceeded" and "statement too complex".
@@ -23,14 +24,14 @@ const CodeStatementTooComplex = "54001"
 // and the expression inside.
 const nestingWeight = 8
 
+// nestingSlack covers the few levels an operand without brackets has (a
+// column reference, a literal, a type name).
+const nestingSlack = 4
+
 // CheckNesting returns an error (SQLSTATE 54001) when sql's parse tree
 // could be deeper than MaxNesting; nil when it cannot. It works on
 // pg_query's scanner, which does not recurse, and bounds the depth from
-// above: every operator of an expression may add a level (a left-deep
-// chain adds one per operator), except that commas, AND, OR and the
-// branches of a CASE start a new element of a flat list; every bracket
-// level may add nestingWeight. The bound overestimates, never
-// underestimates, so a statement that passes is safe to parse.
+// above (see nestingBound), so a statement that passes is safe to parse.
 func CheckNesting(sql string) *Error {
 	depth, err := nestingBound(sql)
 	if err != nil {
@@ -48,45 +49,103 @@ func CheckNesting(sql string) *Error {
 	}
 }
 
-// nestingBound is the upper bound CheckNesting compares with MaxNesting.
+// nestLevel is one open bracket (or CASE) while nestingBound scans, or
+// the statement itself.
+type nestLevel struct {
+	closer pg.Token // the token that closes it (0: the statement)
+	// The element being read (a list item, a conjunct): the deepest
+	// bracket closed in it (base) and the operators since it began (ops).
+	// Its depth is at most base + ops: each operator adds one level over
+	// its operands, the deepest of which is at most base.
+	base, ops int
+	// elems: the deepest element done since the level began, or since
+	// the last set operation or JOIN.
+	elems int
+	// left: a set operation or JOIN builds a left-deep tree across list
+	// items and conjuncts: everything before it is its left operand.
+	left    int
+	chained bool
+}
+
+func (l *nestLevel) element() int { return l.base + l.ops }
+
+// depth is the level's depth bound so far.
+func (l *nestLevel) depth() int {
+	d := max(l.elems, l.element())
+	if l.chained {
+		d = max(l.left, d+1)
+	}
+	return d
+}
+
+// nestingBound bounds the depth of sql's parse tree from above, from its
+// tokens: operators add a level each within an element; commas, AND, OR
+// and a CASE's WHEN, THEN and ELSE start a new element of a flat list
+// (Postgres flattens AND and OR chains); a bracket adds nestingWeight
+// over its deepest content and counts as an operand of the element it is
+// in; UNION, INTERSECT, EXCEPT and JOIN take everything before them as
+// their left operand. Brackets close only on their own closer (`END` is
+// also a column name).
 func nestingBound(sql string) (int, error) {
 	sr, err := pg.Scan(sql)
 	if err != nil {
 		return 0, err
 	}
-	// ops[i] counts the operators since the last list separator at
-	// bracket level i; sum is their total over all open levels.
-	ops := make([]int, 1, 16)
-	sum, worst := 0, 0
+	stack := make([]nestLevel, 1, 16)
+	worst := 0
+	// closeTop folds the innermost level into the one around it.
+	closeTop := func() {
+		d := stack[len(stack)-1].depth()
+		stack = stack[:len(stack)-1]
+		top := &stack[len(stack)-1]
+		top.base = max(top.base, d+nestingWeight)
+	}
+	endStatement := func() {
+		for len(stack) > 1 {
+			closeTop()
+		}
+		worst = max(worst, stack[0].depth()+nestingSlack)
+		stack[0] = nestLevel{}
+	}
 	for _, t := range sr.GetTokens() {
-		switch t.GetToken() {
-		case pg.Token_ASCII_40, pg.Token_ASCII_91, pg.Token_CASE: // ( [ CASE
-			ops = append(ops, 0)
+		top := &stack[len(stack)-1]
+		switch tok := t.GetToken(); tok {
+		case pg.Token_ASCII_40: // (
+			stack = append(stack, nestLevel{closer: pg.Token_ASCII_41})
+		case pg.Token_ASCII_91: // [
+			stack = append(stack, nestLevel{closer: pg.Token_ASCII_93})
+		case pg.Token_CASE:
+			stack = append(stack, nestLevel{closer: pg.Token_END_P})
 		case pg.Token_ASCII_41, pg.Token_ASCII_93, pg.Token_END_P: // ) ] END
-			if len(ops) > 1 {
-				sum -= ops[len(ops)-1]
-				ops = ops[:len(ops)-1]
+			// Close up to the matching opener; an unmatched closer (a
+			// column named end, a stray bracket the parser will refuse)
+			// closes nothing.
+			for i := len(stack) - 1; i > 0; i-- {
+				if stack[i].closer == tok {
+					for len(stack) > i {
+						closeTop()
+					}
+					break
+				}
 			}
 		case pg.Token_ASCII_44, pg.Token_AND, pg.Token_OR, pg.Token_WHEN, pg.Token_THEN, pg.Token_ELSE: // , AND OR WHEN THEN ELSE
-			sum -= ops[len(ops)-1]
-			ops[len(ops)-1] = 0
+			top.elems = max(top.elems, top.element())
+			top.base, top.ops = 0, 0
+		case pg.Token_UNION, pg.Token_INTERSECT, pg.Token_EXCEPT, pg.Token_JOIN:
+			top.left = top.depth() + 1
+			top.chained = true
+			top.elems, top.base, top.ops = 0, 0, 0
 		case pg.Token_ASCII_59: // ; ends a statement
-			ops = ops[:1]
-			ops[0], sum = 0, 0
+			endStatement()
 		case pg.Token_Op, pg.Token_ASCII_43, pg.Token_ASCII_45, pg.Token_ASCII_42, pg.Token_ASCII_47,
 			pg.Token_ASCII_37, pg.Token_ASCII_94, pg.Token_ASCII_60, pg.Token_ASCII_61, pg.Token_ASCII_62,
 			pg.Token_LESS_EQUALS, pg.Token_GREATER_EQUALS, pg.Token_NOT_EQUALS, pg.Token_TYPECAST,
 			pg.Token_NOT, pg.Token_IS, pg.Token_ISNULL, pg.Token_NOTNULL, pg.Token_LIKE, pg.Token_ILIKE,
 			pg.Token_SIMILAR, pg.Token_BETWEEN, pg.Token_IN_P, pg.Token_COLLATE, pg.Token_AT,
-			pg.Token_OPERATOR, pg.Token_UNION, pg.Token_INTERSECT, pg.Token_EXCEPT, pg.Token_JOIN:
-			ops[len(ops)-1]++
-			sum++
-		default:
-			continue
-		}
-		if d := nestingWeight*(len(ops)-1) + sum; d > worst {
-			worst = d
+			pg.Token_OPERATOR:
+			top.ops++
 		}
 	}
+	endStatement()
 	return worst, nil
 }

@@ -20,11 +20,21 @@ func TestNesting(t *testing.T) {
 		"operators":       "DELETE FROM t WHERE id = 1" + strings.Repeat("+1", 30000),
 		"casts":           "DELETE FROM t WHERE id = 5" + strings.Repeat("::int", 6000),
 		"in a comment":    "SELECT 1" + strings.Repeat("+1", 30000) + " -- delete",
-		"parentheses":     "DELETE FROM t WHERE id = " + strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
-		"unions":          "DELETE FROM t WHERE id IN (SELECT 1" + strings.Repeat(" UNION SELECT 1", 2000) + ")",
-		"not":             "DELETE FROM t WHERE " + strings.Repeat("NOT ", 2000) + "true",
-		"concatenation":   "DELETE FROM t WHERE name = 'a'" + strings.Repeat(" || 'a'", 2000),
+		"parentheses":     "DELETE FROM t WHERE id = " + strings.Repeat("(", 300) + "1" + strings.Repeat(")", 300),
+		"unions":          "DELETE FROM t WHERE id IN (SELECT 1" + strings.Repeat(" UNION SELECT 1", 3000) + ")",
+		"not":             "DELETE FROM t WHERE " + strings.Repeat("NOT ", 3000) + "true",
+		"concatenation":   "DELETE FROM t WHERE name = 'a'" + strings.Repeat(" || 'a'", 3000),
 		"second of three": "SELECT 1; DELETE FROM t WHERE id = 1" + strings.Repeat("-1", 3000) + "; SELECT 2",
+		// Chains that cross what starts a new list element, and brackets
+		// whose content is the left operand of what follows (each of
+		// these passed an earlier bound and crashed the process at
+		// 100,000 repetitions).
+		"unions across commas":   "DELETE FROM t WHERE id IN (SELECT 1, 1" + strings.Repeat(" UNION SELECT 1, 1", 3000) + ")",
+		"joins across AND":       "DELETE FROM t USING t a" + strings.Repeat(" JOIN t b ON true AND true", 3000),
+		"a bracket, then casts":  "SELECT (1" + strings.Repeat("+1", 1500) + ")" + strings.Repeat("::int", 1500) + " -- delete",
+		"end as a column":        "DELETE FROM t WHERE id = 1" + strings.Repeat("+t.end", 3000),
+		"left operands stacked":  "SELECT " + strings.Repeat("(", 60) + "1" + strings.Repeat(strings.Repeat("+1", 40)+")", 60) + " -- delete",
+		"cases closed by commas": "SELECT CASE WHEN true THEN 1" + strings.Repeat("+1", 1500) + " END" + strings.Repeat("+1", 1500) + " -- delete",
 	}
 	for name, sql := range deep {
 		res, err := Rewrite(sql, cat, Options{})
@@ -44,6 +54,9 @@ func TestNesting(t *testing.T) {
 		"many ANDs and ORs":     "DELETE FROM t WHERE " + strings.Repeat("id = 1 AND id <> 2 OR ", 3000) + "true",
 		"a long CASE":           "DELETE FROM t WHERE id = CASE" + when + " END",
 		"many short statements": strings.Repeat("DELETE FROM t WHERE id = 1 + 1 + 1; ", 500),
+		"nested parentheses":    "DELETE FROM t WHERE id = " + strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
+		"nested COALESCE":       "DELETE FROM t WHERE id = " + strings.Repeat("COALESCE(NULL, ", 150) + "1" + strings.Repeat(")", 150),
+		"a long UNION ALL":      "DELETE FROM t WHERE id IN (SELECT 1" + strings.Repeat(" UNION ALL SELECT 1", 1500) + ")",
 		"unbalanced brackets":   "DELETE FROM t WHERE id = 1) + 1",
 	}
 	for name, sql := range flat {
