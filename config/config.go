@@ -136,7 +136,14 @@ func Load(path string) (Config, error) {
 
 // Parse decodes YAML into cfg (which holds the defaults) and validates it.
 // Unknown keys are errors.
-func Parse(data []byte, cfg *Config) error {
+func Parse(data []byte, cfg *Config) (err error) {
+	defer func() {
+		// yaml.v3 panics on some malformed documents (a merge key over
+		// an unhashable key): an error like any other, not a crash.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot read the YAML: %v", r)
+		}
+	}()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty file decodes to io.EOF: it means "all defaults".

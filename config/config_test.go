@@ -69,6 +69,7 @@ func TestRefused(t *testing.T) {
 		{"event_loops: -1", "event_loops"},
 		{"event_loops: 1000", "event_loops"},
 		{"- just\n- a list", "cannot unmarshal"},
+		{"x: &x {b: 1}\n? [a]\n: c\n<<: *x\n", "cannot read the YAML"}, // yaml.v3 panics on it
 	} {
 		cfg := config.Default()
 		err := config.Parse([]byte(c.yaml), &cfg)

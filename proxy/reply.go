@@ -186,6 +186,9 @@ func (s *Session) retryAnswer(typ byte) error {
 			cur.retry.savedErr = append([]byte(nil), out...)
 			return nil
 		}
+		if cur.sqlUndo != nil {
+			s.undoSQL(cur.sqlUndo, cur.stmt) // the error stands: a PREPARE in it did not run
+		}
 		if err := cw.write(out); err != nil {
 			return errSessionDone
 		}
@@ -200,6 +203,9 @@ func (s *Session) retryAnswer(typ byte) error {
 	}
 	saved := cur.retry.savedErr
 	cur.retry.savedErr = nil
+	if cur.sqlUndo != nil {
+		s.undoSQL(cur.sqlUndo, cur.stmt) // not re-sent: the error stands
+	}
 	if err := cw.write(saved); err != nil {
 		return errSessionDone
 	}
@@ -380,6 +386,9 @@ func staleCatalog(p *fix, frame []byte) bool {
 // client as if the first attempt never happened.
 func (s *Session) resend(cur *fix) bool {
 	cur.retry.done = true
+	if s.terminating.Load() {
+		return false // the client's Terminate went out behind the Query: the server would not run it
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	plan, err := s.srv.planner.Plan(ctx, s, cur.retry.sql, false)
@@ -399,6 +408,16 @@ func (s *Session) resend(cur *fix) bool {
 		return false
 	}
 	s.log.Info("statement planned against a stale catalog: re-planned and re-sent")
+	if cur.sqlUndo != nil {
+		// A PREPARE: registered again as re-planned.
+		s.undoSQL(cur.sqlUndo, 0)
+		cur.sqlUndo = nil
+		for i := range plan.Result.Statements {
+			if u := s.sqlRegister(&plan.Result.Statements[i], i); u != nil {
+				cur.sqlUndo = append(cur.sqlUndo, *u)
+			}
+		}
+	}
 	cur.res = plan.Result
 	cur.stmt = 0
 	cur.retry.savedErr = nil

@@ -113,3 +113,49 @@ func TestStaleCatalogDroppedColumn(t *testing.T) {
 	require.Equal(t, "DELETE 1", tag.String())
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 2"))
 }
+
+// TestStaleCatalogPrepare: a rewritten PREPARE planned against a stale
+// catalog is re-planned and re-sent like any statement, and the proxy
+// repairs the answers to its EXECUTE by the plan the server kept.
+func TestStaleCatalogPrepare(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
+		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
+	ctx := context.Background()
+	_, through := frozenProxy(t, e)
+	d := testenv.Connect(t, e.direct)
+	_, err := d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
+	require.NoError(t, err)
+	p := testenv.Connect(t, through)
+	// Re-planned and re-sent: the statement the server keeps is the
+	// re-planned one, and so is what the proxy repairs its answers by.
+	_, err = p.Exec(ctx, "PREPARE p AS DELETE FROM notes WHERE id = $1 RETURNING *", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	rows, err := p.Query(ctx, "EXECUTE p(2)", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	var names []string
+	for _, f := range rows.FieldDescriptions() {
+		names = append(names, f.Name)
+	}
+	for rows.Next() {
+	}
+	rows.Close()
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"id", "body"}, names)
+	require.Equal(t, "DELETE 1", rows.CommandTag().String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 2"))
+
+	// A PREPARE that could be re-sent but fails for its own reasons is
+	// forgotten, as the server forgets it.
+	q := testenv.Connect(t, e.proxy)
+	_, err = q.Exec(ctx, "PREPARE r AS DELETE FROM notes WHERE id = $1 RETURNING nosuch", pgx.QueryExecModeSimpleProtocol)
+	require.Error(t, err)
+	_, err = q.Exec(ctx, "PREPARE r AS SELECT $1::int AS a, 2 AS b", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	rows, err = q.Query(ctx, "EXECUTE r(1)", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.Len(t, rows.FieldDescriptions(), 2, "no column stripped")
+	for rows.Next() {
+	}
+	rows.Close()
+	require.Equal(t, "SELECT 1", rows.CommandTag().String())
+}

@@ -85,8 +85,9 @@ func (c *reaperCmd) Run(std *stdio) error {
 	}
 	// 0 would mean "no timeout" to Postgres; a reaper chunk must never
 	// queue behind application locks without bound.
-	if c.LockTimeout <= 0 || c.StatementTimeout <= 0 || c.LeaseTTL <= 0 {
-		return usageErrorf("--lock-timeout, --statement-timeout and --lease-ttl must be positive")
+	// Postgres takes the timeouts in whole milliseconds, Redis the TTL.
+	if c.LockTimeout < time.Millisecond || c.StatementTimeout < time.Millisecond || c.LeaseTTL < time.Millisecond {
+		return usageErrorf("--lock-timeout, --statement-timeout and --lease-ttl must be at least 1ms")
 	}
 	if c.LockRetries < 0 {
 		return usageErrorf("--lock-retries must be 0 or more")

@@ -88,7 +88,8 @@ func TestReaperCLI(t *testing.T) {
 	require.Equal(t, exitUsage, code, stderr)
 	// 0 is "no timeout" to Postgres, never a reaper's: refused, not
 	// turned into a default behind the operator's back.
-	for _, bad := range [][]string{{"--lock-timeout", "0s"}, {"--statement-timeout", "0s"}, {"--lease-ttl", "0s"}, {"--lock-retries", "-1"}} {
+	for _, bad := range [][]string{{"--lock-timeout", "0s"}, {"--statement-timeout", "0s"}, {"--lease-ttl", "0s"}, {"--lock-retries", "-1"},
+		{"--lock-timeout", "500us"}, {"--statement-timeout", "999us"}} {
 		code, _, stderr = tomb(t, append([]string{"reaper", "--dsn", dsn, "--once"}, bad...)...)
 		require.Equal(t, exitUsage, code, "%v: %s", bad, stderr)
 		require.Contains(t, stderr, bad[0], bad)
