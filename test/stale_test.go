@@ -96,18 +96,24 @@ func TestStaleCatalogNeverLosesRows(t *testing.T) {
 	require.Equal(t, 1, e.count(`SELECT (tables->>'public.reviews')::int FROM tombstone.batches`), "the new cascade child was captured")
 }
 
+// droppedColumn drops a column of a protected table behind the back of a
+// proxy whose catalog is frozen, and connects through that proxy.
+func droppedColumn(t *testing.T) (*env, *pgx.Conn) {
+	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
+		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
+	_, through := frozenProxy(t, e)
+	d := testenv.Connect(t, e.direct)
+	_, err := d.Exec(context.Background(), "ALTER TABLE notes DROP COLUMN extra")
+	require.NoError(t, err)
+	return e, testenv.Connect(t, through)
+}
+
 // TestStaleCatalogDroppedColumn: a column dropped a moment ago makes the
 // stale capture fail before its guard runs (42703 on the capture's
 // reference); the proxy treats it as a stale catalog too and re-sends.
 func TestStaleCatalogDroppedColumn(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
-		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
+	e, p := droppedColumn(t)
 	ctx := context.Background()
-	_, through := frozenProxy(t, e)
-	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
-	require.NoError(t, err)
-	p := testenv.Connect(t, through)
 	tag, err := p.Exec(ctx, "DELETE FROM notes WHERE id = 2", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
 	require.Equal(t, "DELETE 1", tag.String())
@@ -118,17 +124,11 @@ func TestStaleCatalogDroppedColumn(t *testing.T) {
 // catalog is re-planned and re-sent like any statement, and the proxy
 // repairs the answers to its EXECUTE by the plan the server kept.
 func TestStaleCatalogPrepare(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text, extra text);
-		INSERT INTO notes SELECT g, 'n' || g, 'x' FROM generate_series(1, 5) g;`)
+	e, p := droppedColumn(t)
 	ctx := context.Background()
-	_, through := frozenProxy(t, e)
-	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(ctx, "ALTER TABLE notes DROP COLUMN extra")
-	require.NoError(t, err)
-	p := testenv.Connect(t, through)
 	// Re-planned and re-sent: the statement the server keeps is the
 	// re-planned one, and so is what the proxy repairs its answers by.
-	_, err = p.Exec(ctx, "PREPARE p AS DELETE FROM notes WHERE id = $1 RETURNING *", pgx.QueryExecModeSimpleProtocol)
+	_, err := p.Exec(ctx, "PREPARE p AS DELETE FROM notes WHERE id = $1 RETURNING *", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
 	rows, err := p.Query(ctx, "EXECUTE p(2)", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
