@@ -61,8 +61,10 @@ type statements struct {
 	// Parse or Close fails or is skipped, and sqlPrepared and sqlNames,
 	// which it rolls back when a PREPARE or DEALLOCATE does not run.
 	mu sync.Mutex
-	// sqlInUse: sqlNames is not empty (read without the lock).
-	sqlInUse atomic.Bool
+	// sqlInUse: sqlNames is not empty; protoInUse: a named statement was
+	// registered since the last DEALLOCATE ALL or DISCARD ALL (both read
+	// without the lock).
+	sqlInUse, protoInUse atomic.Bool
 	// pending holds, per named statement, the newest of its Parses and
 	// Closes the server has not answered yet; each links to the one
 	// before (older) and after (newer). While one is out, whether the
@@ -142,6 +144,9 @@ func (s *Session) undoParse(u *parseUndo) {
 	defer st.mu.Unlock()
 	if u.portal {
 		if u.hadPrev {
+			if st.portals == nil { // gone with a DISCARD ALL since
+				st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+			}
 			st.portals[u.name] = u.prev
 		} else {
 			delete(st.portals, u.name)
@@ -256,7 +261,8 @@ func (s *Session) plans(frame []byte) bool {
 		return false
 	}
 	text := body[:len(body)-1]
-	return s.srv.planner.Wants(text) || s.prepared.sqlInUse.Load() && containsFold(text, "deallocate")
+	return s.srv.planner.Wants(text) || (s.prepared.sqlInUse.Load() || s.prepared.protoInUse.Load()) &&
+		(containsFold(text, "deallocate") || containsFold(text, "discard"))
 }
 
 // wellFormedParse reports whether body is a Parse message the server
@@ -467,7 +473,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 	for i := range res.Statements {
 		st := &res.Statements[i]
 		switch {
-		case st.Prepares != "" || st.Deallocates != "" || st.DeallocateAll:
+		case st.Prepares != "" || st.Deallocates != "" || st.DeallocateAll || st.DiscardAll:
 			if u := s.sqlRegister(st, i); u != nil {
 				p.sqlUndo = append(p.sqlUndo, *u)
 			}
@@ -519,10 +525,19 @@ type sqlUndo struct {
 	had     bool
 	prev    rewrite.Output
 	hadPrev bool
-	// all: a DEALLOCATE ALL; names and prepared are the maps before it.
+	// all: a DEALLOCATE ALL or DISCARD ALL; names and prepared are the
+	// SQL-level maps before it, proto the protocol-level registry.
 	all      bool
 	names    map[string]bool
 	prepared map[string]rewrite.Output
+	proto    *protoSnapshot
+}
+
+// protoSnapshot is the protocol-level registry as a DEALLOCATE ALL or
+// DISCARD ALL found it.
+type protoSnapshot struct {
+	names          map[string]bool
+	stmts, portals map[string]rewrite.Output
 }
 
 // sqlRegister records the SQL-level PREPARE or DEALLOCATE st, statement i
@@ -549,9 +564,19 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 			r.sqlPrepared[st.Prepares] = st.Output
 		}
 		return &sqlUndo{stmt: i, name: st.Prepares, prepare: true}
-	case st.DeallocateAll:
-		u := &sqlUndo{stmt: i, all: true, names: r.sqlNames, prepared: r.sqlPrepared}
-		r.sqlNames, r.sqlPrepared = nil, nil
+	case st.DeallocateAll || st.DiscardAll:
+		// Every named statement goes, protocol-level ones too; the
+		// unnamed statement and portal stay.
+		u := &sqlUndo{stmt: i, all: true, names: r.sqlNames, prepared: r.sqlPrepared,
+			proto: &protoSnapshot{names: r.names, stmts: r.stmts, portals: r.portals}}
+		r.sqlNames, r.sqlPrepared, r.names, r.pending = nil, nil, nil, nil
+		r.stmts, r.portals = keepUnnamed(r.stmts), keepUnnamed(r.portals)
+		if r.stmts == nil && r.portals != nil { // the two exist together
+			r.stmts = map[string]rewrite.Output{}
+		} else if r.portals == nil && r.stmts != nil {
+			r.portals = map[string]rewrite.Output{}
+		}
+		r.protoInUse.Store(false)
 		return u
 	default:
 		u := &sqlUndo{stmt: i, name: st.Deallocates, had: r.sqlNames[st.Deallocates]}
@@ -560,6 +585,15 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 		delete(r.sqlPrepared, st.Deallocates)
 		return u
 	}
+}
+
+// keepUnnamed returns m with only its unnamed ("") entry, or nil.
+func keepUnnamed(m map[string]rewrite.Output) map[string]rewrite.Output {
+	out, ok := m[""]
+	if !ok {
+		return nil
+	}
+	return map[string]rewrite.Output{"": out}
 }
 
 // undoSQL takes back, newest first, the SQL-level PREPAREs and
@@ -583,6 +617,8 @@ func (s *Session) undoSQL(us []sqlUndo, from int) {
 			delete(r.sqlPrepared, u.name)
 		case u.all:
 			r.sqlNames, r.sqlPrepared = u.names, u.prepared
+			r.names, r.stmts, r.portals = u.proto.names, u.proto.stmts, u.proto.portals
+			r.protoInUse.Store(len(r.names) > 0)
 		default:
 			if r.sqlNames == nil {
 				r.sqlNames = map[string]bool{}
@@ -691,6 +727,7 @@ func (s *Session) noteParse(name string) (undo *parseUndo, redefining bool) {
 		st.names = map[string]bool{}
 	}
 	st.names[name] = true
+	st.protoInUse.Store(true)
 	u.prev, u.hadPrev = st.stmts[name]
 	st.change(u)
 	return u, false

@@ -90,6 +90,9 @@ type Statement struct {
 	Prepares      string
 	Deallocates   string
 	DeallocateAll bool
+	// DiscardAll: a DISCARD ALL, which drops every prepared statement
+	// (SQL-level and protocol-level) as DEALLOCATE ALL does.
+	DiscardAll bool
 	// Refusal is set when the statement would remove rows from a
 	// protected table in a way that cannot be captured. The proxy must
 	// not forward the message and sends Refusal to the client instead.
@@ -158,6 +161,9 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		}
 		if d := raw.GetStmt().GetDeallocateStmt(); d != nil {
 			st.Deallocates, st.DeallocateAll = d.GetName(), d.GetIsall()
+		}
+		if d := raw.GetStmt().GetDiscardStmt(); d != nil && d.GetTarget() == pg.DiscardMode_DISCARD_ALL {
+			st.DiscardAll = true
 		}
 		if st.Kind == KindOther || st.Kind == KindExecute {
 			res.Statements = append(res.Statements, st)

@@ -112,6 +112,20 @@ func TestTrackingStaysInStep(t *testing.T) {
 	}
 	q := func(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
 	type msgs = []pgproto3.FrontendMessage
+	// dropAll prepares name as a plain SELECT, runs each query, then
+	// prepares name as the rewritten DELETE and runs it in a transaction
+	// rolled back.
+	dropAll := func(name string, queries ...string) []msgs {
+		steps := []msgs{{&pgproto3.Parse{Name: name, Query: "SELECT 1 AS a, 2 AS b"}, &pgproto3.Sync{}}}
+		for _, query := range queries {
+			steps = append(steps, msgs{q(query)},
+				msgs{&pgproto3.Parse{Name: name, Query: del}, &pgproto3.Sync{}},
+				msgs{q("BEGIN")},
+				msgs{bind("", name, "7"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+				msgs{q("ROLLBACK")})
+		}
+		return steps
+	}
 	cases := map[string][]msgs{
 		"copy in extended protocol with two Syncs": {
 			{&pgproto3.Parse{Query: "COPY plain_u FROM STDIN"}, bind("", ""), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
@@ -202,6 +216,10 @@ func TestTrackingStaysInStep(t *testing.T) {
 				bind("", "s10"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
+		// DISCARD ALL and DEALLOCATE ALL drop protocol-level statements
+		// too: the name is free for a new text.
+		"DISCARD ALL frees a protocol-level name":                     dropAll("d1", "DISCARD ALL"),
+		"DEALLOCATE ALL frees a protocol-level name, unless it fails": dropAll("d2", "SELECT 1/0; DEALLOCATE ALL", "DEALLOCATE ALL"),
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
