@@ -65,6 +65,9 @@ type nestLevel struct {
 	// items and conjuncts: everything before it is its left operand.
 	left    int
 	chained bool
+	// between: BETWEENs waiting for their AND, which is theirs, not a
+	// conjunction: `a BETWEEN b AND c IS TRUE BETWEEN …` is left-deep.
+	between int
 }
 
 func (l *nestLevel) element() int { return l.base + l.ops }
@@ -81,10 +84,10 @@ func (l *nestLevel) depth() int {
 // nestingBound bounds the depth of sql's parse tree from above, from its
 // tokens: operators add a level each within an element; commas, AND, OR
 // and a CASE's WHEN, THEN and ELSE start a new element of a flat list
-// (Postgres flattens AND and OR chains); a bracket adds nestingWeight
+// (Postgres flattens AND and OR chains), except the AND of a BETWEEN; a bracket adds nestingWeight
 // over its deepest content and counts as an operand of the element it is
 // in; UNION, INTERSECT, EXCEPT and JOIN take everything before them as
-// their left operand. Brackets close only on their own closer (`END` is
+// their left operand. A level closes only on its own closer (`END` is
 // also a column name).
 func nestingBound(sql string) (int, error) {
 	sr, err := pg.Scan(sql)
@@ -117,18 +120,24 @@ func nestingBound(sql string) (int, error) {
 		case pg.Token_CASE:
 			stack = append(stack, nestLevel{closer: pg.Token_END_P})
 		case pg.Token_ASCII_41, pg.Token_ASCII_93, pg.Token_END_P: // ) ] END
-			// Close up to the matching opener; an unmatched closer (a
-			// column named end, a stray bracket the parser will refuse)
-			// closes nothing.
-			for i := len(stack) - 1; i > 0; i-- {
-				if stack[i].closer == tok {
-					for len(stack) > i {
-						closeTop()
-					}
-					break
-				}
+			// Only the innermost level's own closer closes it; any other
+			// (a column named end, a stray bracket the parser will
+			// refuse) closes nothing and the bound only grows.
+			if len(stack) > 1 && top.closer == tok {
+				closeTop()
 			}
-		case pg.Token_ASCII_44, pg.Token_AND, pg.Token_OR, pg.Token_WHEN, pg.Token_THEN, pg.Token_ELSE: // , AND OR WHEN THEN ELSE
+		case pg.Token_BETWEEN:
+			top.ops++
+			top.between++
+		case pg.Token_AND:
+			if top.between > 0 { // the BETWEEN's own AND
+				top.between--
+				top.ops++
+				break
+			}
+			top.elems = max(top.elems, top.element())
+			top.base, top.ops = 0, 0
+		case pg.Token_ASCII_44, pg.Token_OR, pg.Token_WHEN, pg.Token_THEN, pg.Token_ELSE: // , OR WHEN THEN ELSE
 			top.elems = max(top.elems, top.element())
 			top.base, top.ops = 0, 0
 		case pg.Token_UNION, pg.Token_INTERSECT, pg.Token_EXCEPT, pg.Token_JOIN:
@@ -141,7 +150,7 @@ func nestingBound(sql string) (int, error) {
 			pg.Token_ASCII_37, pg.Token_ASCII_94, pg.Token_ASCII_60, pg.Token_ASCII_61, pg.Token_ASCII_62,
 			pg.Token_LESS_EQUALS, pg.Token_GREATER_EQUALS, pg.Token_NOT_EQUALS, pg.Token_TYPECAST,
 			pg.Token_NOT, pg.Token_IS, pg.Token_ISNULL, pg.Token_NOTNULL, pg.Token_LIKE, pg.Token_ILIKE,
-			pg.Token_SIMILAR, pg.Token_BETWEEN, pg.Token_IN_P, pg.Token_COLLATE, pg.Token_AT,
+			pg.Token_SIMILAR, pg.Token_IN_P, pg.Token_COLLATE, pg.Token_AT,
 			pg.Token_OPERATOR:
 			top.ops++
 		}

@@ -35,6 +35,11 @@ func TestNesting(t *testing.T) {
 		"end as a column":        "DELETE FROM t WHERE id = 1" + strings.Repeat("+t.end", 3000),
 		"left operands stacked":  "SELECT " + strings.Repeat("(", 60) + "1" + strings.Repeat(strings.Repeat("+1", 40)+")", 60) + " -- delete",
 		"cases closed by commas": "SELECT CASE WHEN true THEN 1" + strings.Repeat("+1", 1500) + " END" + strings.Repeat("+1", 1500) + " -- delete",
+		// The AND of a BETWEEN is not a conjunction: each repeat nests
+		// the whole expression before it (this one rated 6 and crashed).
+		"betweens":             "DELETE FROM t WHERE 1" + strings.Repeat(" BETWEEN 1 AND 1 IS TRUE", 2500),
+		"not betweens":         "DELETE FROM t WHERE 1" + strings.Repeat(" NOT BETWEEN SYMMETRIC 1 AND 1 ISNULL", 2500),
+		"end inside a bracket": "SELECT CASE WHEN (SELECT 1 AS end) = 1 THEN 1 END" + strings.Repeat("+1", 2500) + " -- delete",
 	}
 	for name, sql := range deep {
 		res, err := Rewrite(sql, cat, Options{})
@@ -52,6 +57,7 @@ func TestNesting(t *testing.T) {
 	flat := map[string]string{
 		"a long IN list":        "DELETE FROM t WHERE id IN (" + strings.Join(ids, ", ") + ")",
 		"many ANDs and ORs":     "DELETE FROM t WHERE " + strings.Repeat("id = 1 AND id <> 2 OR ", 3000) + "true",
+		"many BETWEENs":         "DELETE FROM t WHERE " + strings.Repeat("id BETWEEN 1 AND 2 AND ", 3000) + "true",
 		"a long CASE":           "DELETE FROM t WHERE id = CASE" + when + " END",
 		"many short statements": strings.Repeat("DELETE FROM t WHERE id = 1 + 1 + 1; ", 500),
 		"nested parentheses":    "DELETE FROM t WHERE id = " + strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
