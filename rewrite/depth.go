@@ -15,6 +15,16 @@ import (
 // below 2,000.
 const MaxNesting = 2000
 
+// TrialParse, when set, parses a long statement (TrialParseOver bytes or
+// more) somewhere a crash cannot take the process down — the proxy sets
+// it to a child process — and reports whether pg_query survived it. The
+// nesting bound is counted by hand from the grammar; this catches what it
+// might miss. Every input that crashed pg_query so far was 50 kB or more.
+var TrialParse func(sql string) error
+
+// TrialParseOver is the length from which a statement is trial-parsed.
+const TrialParseOver = 32 << 10
+
 // CodeStatementTooComplex is Postgres's SQLSTATE for "stack depth limit
 // exceeded" and "statement too complex".
 const CodeStatementTooComplex = "54001"
@@ -40,6 +50,15 @@ func CheckNesting(sql string) *Error {
 		return nil
 	}
 	if depth <= MaxNesting {
+		if TrialParse != nil && len(sql) >= TrialParseOver {
+			if err := TrialParse(sql); err != nil {
+				return &Error{
+					Code:    CodeStatementTooComplex,
+					Message: "tombstone: statement could not be inspected safely: " + err.Error(),
+					Hint:    "Split long chains of operators, UNIONs or JOINs, or use a list (IN, VALUES, an array) instead.",
+				}
+			}
+		}
 		return nil
 	}
 	return &Error{

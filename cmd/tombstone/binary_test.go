@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
 // buildBinary builds cmd/tombstone once per test binary run.
@@ -96,6 +97,12 @@ func TestProxyBinary(t *testing.T) {
 	require.Equal(t, 42, n)
 	_, body := get("/metrics")
 	require.Contains(t, body, "tombstone_proxy_connections_active 1")
+	// A long statement the planner looks at is first parsed in a child
+	// process (tombstone parse-check), then runs as usual.
+	long := "SELECT count(*) FROM (VALUES (1)" + strings.Repeat(", (1)", 10000) + ") v(x) -- delete"
+	require.Greater(t, len(long), rewrite.TrialParseOver)
+	require.NoError(t, conn.QueryRow(context.Background(), long).Scan(&n))
+	require.Equal(t, 10001, n)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n), "still serving after SIGHUP")

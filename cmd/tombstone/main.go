@@ -23,6 +23,8 @@ type cli struct {
 	Proxy   proxyCmd   `cmd:"" help:"Run the wire-protocol proxy."`
 	Reaper  reaperCmd  `cmd:"" help:"Purge tombstones and trash past their grace period (--once for cron, else a daemon)."`
 	Version versionCmd `cmd:"" help:"Print the version."`
+	// ParseCheck is the proxy's own trial parse of long statements.
+	ParseCheck parseCheckCmd `cmd:"" name:"parse-check" hidden:"" help:"Parse the SQL on standard input (used by the proxy)."`
 
 	// Admin commands (admin.go): straight to the database, no proxy.
 	Init       initCmd       `cmd:"" help:"Install or upgrade the tombstone schema in a database."`

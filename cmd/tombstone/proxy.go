@@ -81,6 +81,7 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	rewrite.TrialParse = trialParse
 	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
 	defer cats.Close()
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
