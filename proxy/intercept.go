@@ -95,6 +95,17 @@ type parseUndo struct {
 	older, newer *parseUndo
 }
 
+// lookup returns the repair for the answers of named statement name,
+// prepared by a Parse or by a SQL PREPARE: Postgres has one namespace for
+// both, and either kind can be bound or executed (under st.mu).
+func (st *statements) lookup(name string) (rewrite.Output, bool) {
+	if out, ok := st.stmts[name]; ok {
+		return out, true
+	}
+	out, ok := st.sqlPrepared[name]
+	return out, ok
+}
+
 // change records u, a Parse or Close of a named statement the server has
 // yet to answer (under st.mu).
 func (st *statements) change(u *parseUndo) {
@@ -371,11 +382,14 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		}
 		// A Bind the server fails or skips leaves the portal as it was.
 		prev, had := st.portals[portal]
-		out, rewritten := st.stmts[stmt]
+		out, rewritten := st.lookup(stmt)
 		if had || rewritten {
 			p.undo = &parseUndo{name: portal, prev: prev, hadPrev: had, portal: true}
 		}
 		if rewritten {
+			if st.portals == nil { // a PREPAREd statement's first Bind
+				st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+			}
 			st.portals[portal] = out
 			return out.HiddenColumns
 		}
@@ -389,7 +403,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			return 0
 		}
 		if body[0] == 'S' {
-			p.out = st.stmts[name]
+			p.out, _ = st.lookup(name)
 		} else {
 			p.out = st.portals[name]
 		}
@@ -479,7 +493,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 			}
 		case st.ExecuteName != "":
 			s.prepared.mu.Lock()
-			o, ok := s.prepared.sqlPrepared[st.ExecuteName]
+			o, ok := s.prepared.lookup(st.ExecuteName)
 			s.prepared.mu.Unlock()
 			if ok {
 				if p.execOut == nil {
@@ -562,6 +576,7 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 		r.sqlNames[st.Prepares] = true
 		if st.Rewritten {
 			r.sqlPrepared[st.Prepares] = st.Output
+			r.rewritten.Store(true) // Binds of it need a look-up too
 		}
 		return &sqlUndo{stmt: i, name: st.Prepares, prepare: true}
 	case st.DeallocateAll || st.DiscardAll:
@@ -689,7 +704,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
 			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
 			s.prepared.mu.Lock()
-			out, keep = s.prepared.sqlPrepared[plan.Result.Statements[0].ExecuteName]
+			out, keep = s.prepared.lookup(plan.Result.Statements[0].ExecuteName)
 			s.prepared.mu.Unlock()
 		}
 		s.track.push(p.entry('P'))

@@ -220,6 +220,20 @@ func TestTrackingStaysInStep(t *testing.T) {
 		// too: the name is free for a new text.
 		"DISCARD ALL frees a protocol-level name":                     dropAll("d1", "DISCARD ALL"),
 		"DEALLOCATE ALL frees a protocol-level name, unless it fails": dropAll("d2", "SELECT 1/0; DEALLOCATE ALL", "DEALLOCATE ALL"),
+		// One namespace: a statement of either kind used through the other.
+		"Bind of a PREPAREd rewritten statement": {
+			{q("PREPARE x1 AS DELETE FROM t WHERE id = $1 RETURNING *")},
+			{q("BEGIN")},
+			{bind("", "x1", "3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Describe{ObjectType: 'S', Name: "x1"}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		"EXECUTE of a Parsed rewritten statement": {
+			{&pgproto3.Parse{Name: "x2", Query: del}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{q("EXECUTE x2(4)")},
+			{q("ROLLBACK")},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
