@@ -336,6 +336,10 @@ func byteToChar(s string, b int) int {
 	if b > len(s) {
 		b = len(s)
 	}
+	// A byte inside a character counts as that character.
+	for b > 0 && b < len(s) && !utf8.RuneStart(s[b]) {
+		b--
+	}
 	return utf8.RuneCountInString(s[:b])
 }
 
