@@ -539,6 +539,11 @@ type sqlUndo struct {
 	had     bool
 	prev    rewrite.Output
 	hadPrev bool
+	// protoHad, protoPrev, protoHadPrev: a DEALLOCATE drops a statement
+	// a Parse made too (one namespace); what to put back.
+	protoHad     bool
+	protoPrev    rewrite.Output
+	protoHadPrev bool
 	// all: a DEALLOCATE ALL or DISCARD ALL; names and prepared are the
 	// SQL-level maps before it, proto the protocol-level registry.
 	all      bool
@@ -598,6 +603,12 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 		u.prev, u.hadPrev = r.sqlPrepared[st.Deallocates]
 		delete(r.sqlNames, st.Deallocates)
 		delete(r.sqlPrepared, st.Deallocates)
+		if r.pending[st.Deallocates] == nil { // a Parse of it unanswered: left alone
+			u.protoHad = r.names[st.Deallocates]
+			u.protoPrev, u.protoHadPrev = r.stmts[st.Deallocates]
+			delete(r.names, st.Deallocates)
+			delete(r.stmts, st.Deallocates)
+		}
 		return u
 	}
 }
@@ -644,6 +655,18 @@ func (s *Session) undoSQL(us []sqlUndo, from int) {
 			}
 			if u.hadPrev {
 				r.sqlPrepared[u.name] = u.prev
+			}
+			if u.protoHad {
+				if r.names == nil {
+					r.names = map[string]bool{}
+				}
+				r.names[u.name] = true
+			}
+			if u.protoHadPrev {
+				if r.stmts == nil {
+					r.stmts, r.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+				}
+				r.stmts[u.name] = u.protoPrev
 			}
 		}
 	}

@@ -234,6 +234,16 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("EXECUTE x2(4)")},
 			{q("ROLLBACK")},
 		},
+		"DEALLOCATE of a Parsed statement frees its name": {
+			{&pgproto3.Parse{Name: "x3", Query: del}, &pgproto3.Sync{}},
+			{q("SELECT 1/0; DEALLOCATE x3")},
+			{q("BEGIN")},
+			{bind("", "x3", "4"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+			{q("DEALLOCATE x3")},
+			{&pgproto3.Parse{Name: "x3", Query: "SELECT 1 AS a, 2 AS b"}, &pgproto3.Sync{}},
+			{bind("", "x3"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		},
 		"failed redefinition keeps the rewritten statement": {
 			{&pgproto3.Parse{Name: "s1", Query: del}, &pgproto3.Sync{}},
 			{&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}},
