@@ -27,6 +27,13 @@ func startup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	return conn, login(t, conn)
+}
+
+// login sends the test user's startup packet on conn and reads up to the
+// first ReadyForQuery.
+func login(t *testing.T, conn net.Conn) *pgproto3.Frontend {
+	t.Helper()
 	fe := pgproto3.NewFrontend(conn, conn)
 	u, _ := url.Parse(testenv.PGURL(t))
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
@@ -37,7 +44,7 @@ func startup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 		msg, err := fe.Receive()
 		require.NoError(t, err)
 		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return conn, fe
+			return fe
 		}
 	}
 }
@@ -308,28 +315,32 @@ func TestCancelRequestForwarded(t *testing.T) {
 // goes on with a normal startup on the same connection.
 func TestGSSENCRequestRefused(t *testing.T) {
 	px := testenv.StartProxy(t)
-	conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+	conn := encryptionRequests(t, px.Addr, gssRequest)
+	login(t, conn)
+}
+
+var (
+	sslRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
+	gssRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30}
+)
+
+// encryptionRequests connects to addr and sends each request, expecting
+// 'N' for each.
+func encryptionRequests(t *testing.T, addr string, reqs ...[]byte) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	_, err = conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30})
-	require.NoError(t, err)
-	b := make([]byte, 1)
-	_, err = io.ReadFull(conn, b)
-	require.NoError(t, err)
-	require.Equal(t, byte('N'), b[0])
-	fe := pgproto3.NewFrontend(conn, conn)
-	u, _ := url.Parse(testenv.PGURL(t))
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
-	require.NoError(t, fe.Flush())
-	for {
-		msg, err := fe.Receive()
+	for _, req := range reqs {
+		_, err = conn.Write(req)
 		require.NoError(t, err)
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return
-		}
+		b := make([]byte, 1)
+		_, err = io.ReadFull(conn, b)
+		require.NoError(t, err)
+		require.Equal(t, byte('N'), b[0])
 	}
+	return conn
 }
 
 // TestEncryptionRequestsOnce: as in Postgres, an SSLRequest and a
@@ -337,49 +348,27 @@ func TestGSSENCRequestRefused(t *testing.T) {
 // reads as an unknown protocol version, FATAL 0A000.
 func TestEncryptionRequestsOnce(t *testing.T) {
 	px := testenv.StartProxy(t)
-	ssl := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
-	gss := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30}
-	for name, seq := range map[string][][]byte{
-		"ssl twice":         {ssl, ssl},
-		"gss twice":         {gss, gss},
-		"ssl, gss, ssl":     {ssl, gss, ssl},
-		"gss, ssl, gss":     {gss, ssl, gss},
-		"ssl, gss, startup": {ssl, gss},
+	ssl, gss := sslRequest, gssRequest
+	for name, c := range map[string]struct {
+		answered [][]byte // each gets 'N'
+		again    []byte   // then refused; nil: a normal startup follows
+	}{
+		"ssl twice":         {[][]byte{ssl}, ssl},
+		"gss twice":         {[][]byte{gss}, gss},
+		"ssl, gss, ssl":     {[][]byte{ssl, gss}, ssl},
+		"gss, ssl, gss":     {[][]byte{gss, ssl}, gss},
+		"ssl, gss, startup": {[][]byte{ssl, gss}, nil},
 	} {
-		conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
-		require.NoError(t, err)
-		require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-		last := len(seq) - 1
-		if name == "ssl, gss, startup" {
-			last = len(seq)
-		}
-		for i, req := range seq {
-			_, err = conn.Write(req)
+		t.Run(name, func(t *testing.T) {
+			conn := encryptionRequests(t, px.Addr, c.answered...)
+			if c.again == nil {
+				login(t, conn)
+				return
+			}
+			_, err := conn.Write(c.again)
 			require.NoError(t, err)
-			if i < last {
-				b := make([]byte, 1)
-				_, err = io.ReadFull(conn, b)
-				require.NoError(t, err, name)
-				require.Equal(t, byte('N'), b[0], name)
-			}
-		}
-		fe := pgproto3.NewFrontend(conn, conn)
-		if last == len(seq) {
-			u, _ := url.Parse(testenv.PGURL(t))
-			fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-				"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
-			require.NoError(t, fe.Flush())
-			for {
-				msg, err := fe.Receive()
-				require.NoError(t, err, name)
-				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-					break
-				}
-			}
-		} else {
-			e := expectFatal(t, conn, fe, "0A000")
-			require.Contains(t, e.Message, "unsupported frontend protocol 1234.", name)
-		}
-		conn.Close()
+			e := expectFatal(t, conn, pgproto3.NewFrontend(conn, conn), "0A000")
+			require.Contains(t, e.Message, "unsupported frontend protocol 1234.")
+		})
 	}
 }
