@@ -106,12 +106,24 @@ func (st *statements) lookup(name string) (rewrite.Output, bool) {
 	return out, ok
 }
 
+// maps makes the registry's maps on first use, and again after a
+// DEALLOCATE ALL or DISCARD ALL (under st.mu): every change starts here,
+// so none needs a guard of its own.
+func (st *statements) maps() {
+	if st.stmts == nil {
+		st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+	}
+	if st.names == nil {
+		st.names, st.pending = map[string]bool{}, map[string]*parseUndo{}
+	}
+	if st.sqlNames == nil {
+		st.sqlNames, st.sqlPrepared = map[string]bool{}, map[string]rewrite.Output{}
+	}
+}
+
 // change records u, a Parse or Close of a named statement the server has
 // yet to answer (under st.mu).
 func (st *statements) change(u *parseUndo) {
-	if st.pending == nil {
-		st.pending = map[string]*parseUndo{}
-	}
 	if last := st.pending[u.name]; last != nil {
 		last.newer, u.older = u, last
 	}
@@ -153,11 +165,9 @@ func (s *Session) undoParse(u *parseUndo) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.maps()
 	if u.portal {
 		if u.hadPrev {
-			if st.portals == nil { // gone with a DISCARD ALL since
-				st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-			}
 			st.portals[u.name] = u.prev
 		} else {
 			delete(st.portals, u.name)
@@ -173,17 +183,11 @@ func (s *Session) undoParse(u *parseUndo) {
 	}
 	st.resolve(u)
 	if u.hadName || u.closed {
-		if st.names == nil {
-			st.names = map[string]bool{}
-		}
 		st.names[u.name] = true
 	} else {
 		delete(st.names, u.name)
 	}
 	if u.hadPrev {
-		if st.stmts == nil {
-			st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-		}
 		st.stmts[u.name] = u.prev
 	} else {
 		delete(st.stmts, u.name)
@@ -370,6 +374,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.maps()
 	switch kind {
 	case 'B':
 		portal, rest, ok := cstring(body)
@@ -387,9 +392,6 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			p.undo = &parseUndo{name: portal, prev: prev, hadPrev: had, portal: true}
 		}
 		if rewritten {
-			if st.portals == nil { // a PREPAREd statement's first Bind
-				st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-			}
 			st.portals[portal] = out
 			return out.HiddenColumns
 		}
@@ -569,14 +571,11 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 		r.sqlInUse.Store(len(r.sqlNames) > 0)
 		r.mu.Unlock()
 	}()
+	r.maps()
 	switch {
 	case st.Prepares != "":
 		if r.sqlNames[st.Prepares] {
 			return nil
-		}
-		if r.sqlNames == nil {
-			r.sqlNames = map[string]bool{}
-			r.sqlPrepared = map[string]rewrite.Output{}
 		}
 		r.sqlNames[st.Prepares] = true
 		if st.Rewritten {
@@ -591,11 +590,7 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 			proto: &protoSnapshot{names: r.names, stmts: r.stmts, portals: r.portals}}
 		r.sqlNames, r.sqlPrepared, r.names, r.pending = nil, nil, nil, nil
 		r.stmts, r.portals = keepUnnamed(r.stmts), keepUnnamed(r.portals)
-		if r.stmts == nil && r.portals != nil { // the two exist together
-			r.stmts = map[string]rewrite.Output{}
-		} else if r.portals == nil && r.stmts != nil {
-			r.portals = map[string]rewrite.Output{}
-		}
+		r.maps()
 		r.protoInUse.Store(false)
 		return u
 	default:
@@ -613,11 +608,11 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 	}
 }
 
-// keepUnnamed returns m with only its unnamed ("") entry, or nil.
+// keepUnnamed returns a map of m's unnamed ("") entry alone.
 func keepUnnamed(m map[string]rewrite.Output) map[string]rewrite.Output {
 	out, ok := m[""]
 	if !ok {
-		return nil
+		return map[string]rewrite.Output{}
 	}
 	return map[string]rewrite.Output{"": out}
 }
@@ -635,6 +630,7 @@ func (s *Session) undoSQL(us []sqlUndo, from int) {
 	}()
 	for i := len(us) - 1; i >= 0; i-- {
 		u := &us[i]
+		r.maps()
 		switch {
 		case u.stmt < from:
 			continue
@@ -646,10 +642,6 @@ func (s *Session) undoSQL(us []sqlUndo, from int) {
 			r.names, r.stmts, r.portals = u.proto.names, u.proto.stmts, u.proto.portals
 			r.protoInUse.Store(len(r.names) > 0)
 		default:
-			if r.sqlNames == nil {
-				r.sqlNames = map[string]bool{}
-				r.sqlPrepared = map[string]rewrite.Output{}
-			}
 			if u.had {
 				r.sqlNames[u.name] = true
 			}
@@ -657,15 +649,9 @@ func (s *Session) undoSQL(us []sqlUndo, from int) {
 				r.sqlPrepared[u.name] = u.prev
 			}
 			if u.protoHad {
-				if r.names == nil {
-					r.names = map[string]bool{}
-				}
 				r.names[u.name] = true
 			}
 			if u.protoHadPrev {
-				if r.stmts == nil {
-					r.stmts, r.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-				}
 				r.stmts[u.name] = u.protoPrev
 			}
 		}
@@ -761,9 +747,7 @@ func (s *Session) noteParse(name string) (undo *parseUndo, redefining bool) {
 	// as if that one fails (if it does not, this one does, and is taken
 	// back).
 	u := &parseUndo{name: name, hadName: st.names[name]}
-	if st.names == nil {
-		st.names = map[string]bool{}
-	}
+	st.maps()
 	st.names[name] = true
 	st.protoInUse.Store(true)
 	u.prev, u.hadPrev = st.stmts[name]
@@ -781,9 +765,7 @@ func (s *Session) setStatement(name string, out rewrite.Output, keep bool) {
 		delete(st.stmts, name)
 		return
 	}
-	if st.stmts == nil {
-		st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
-	}
+	st.maps()
 	st.stmts[name] = out
 	st.rewritten.Store(true)
 }
