@@ -37,7 +37,7 @@ var errClientFinished = errors.New("client finished sending")
 
 // finishDrain bounds how long a session whose client has finished
 // sending waits for the server's last answers.
-var finishDrain = 30 * time.Second
+const finishDrain = 30 * time.Second
 
 // Session is one client connection and its one server connection. It relays
 // the startup and authentication exchange, then runs two pumps: client to
