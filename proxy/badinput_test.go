@@ -23,10 +23,10 @@ import (
 // startup opens a raw protocol connection to addr, authenticated.
 func startup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, testenv.Hang)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	return conn, login(t, conn)
 }
 
@@ -91,9 +91,9 @@ func TestMalformedMessages(t *testing.T) {
 			{0, 0, 0, 9, 0, 3, 0, 0, 'x'},   // 3.0 without a terminator
 			{0, 0, 0, 10, 0, 3, 0, 0, 0, 0}, // no user
 		} {
-			conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+			conn, err := net.DialTimeout("tcp", px.Addr, testenv.Hang)
 			require.NoError(t, err)
-			require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+			require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 			_, err = conn.Write(raw)
 			require.NoError(t, err)
 			fe := pgproto3.NewFrontend(conn, conn)
@@ -114,7 +114,7 @@ func TestMalformedMessages(t *testing.T) {
 		require.Equal(t, 20<<20, n)
 		require.NoError(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n))
 	})
-	testenv.WaitFor(t, 5*time.Second, "sessions to end", func() bool { return px.Sessions() == 0 })
+	testenv.WaitFor(t, testenv.Hang, "sessions to end", func() bool { return px.Sessions() == 0 })
 }
 
 func TestUnreachableUpstream(t *testing.T) {
@@ -202,7 +202,7 @@ func TestClientFinishesSending(t *testing.T) {
 				}
 				require.Equal(t, []string{"", "SELECT 1", "42", "SELECT 1", "Z"}, got, end)
 			}
-			testenv.WaitFor(t, 10*time.Second, "sessions to end", func() bool { return px.Sessions() == 0 })
+			testenv.WaitFor(t, testenv.Hang, "sessions to end", func() bool { return px.Sessions() == 0 })
 		})
 	}
 }
@@ -239,10 +239,10 @@ func TestClientVanishes(t *testing.T) {
 			c.Close(ctx)
 		}
 	}
-	testenv.WaitFor(t, 10*time.Second, "all sessions to end", func() bool { return px.Sessions() == 0 })
-	testenv.WaitFor(t, 10*time.Second, "goroutines to wind down", func() bool { return runtime.NumGoroutine() <= before+2 })
+	testenv.WaitFor(t, testenv.Hang, "all sessions to end", func() bool { return px.Sessions() == 0 })
+	testenv.WaitFor(t, testenv.Hang, "goroutines to wind down", func() bool { return runtime.NumGoroutine() <= before+2 })
 	direct := testenv.Connect(t, testenv.PGURL(t))
-	testenv.WaitFor(t, 10*time.Second, "server backends to end", func() bool {
+	testenv.WaitFor(t, testenv.Hang, "server backends to end", func() bool {
 		var n int
 		require.NoError(t, direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* vanish */%' AND pid <> pg_backend_pid()").Scan(&n))
 		return n == 0
@@ -269,7 +269,7 @@ func TestShutdown(t *testing.T) {
 // key reaches the server.
 func TestCancelRequestForwarded(t *testing.T) {
 	px := testenv.StartProxy(t)
-	conn, err := net.DialTimeout("tcp", px.Addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", px.Addr, testenv.Hang)
 	require.NoError(t, err)
 	defer conn.Close()
 	fe := pgproto3.NewFrontend(conn, conn)
@@ -288,7 +288,7 @@ func TestCancelRequestForwarded(t *testing.T) {
 		}
 	}
 	require.NotNil(t, key)
-	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(20)"})
+	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(600)"})
 	require.NoError(t, fe.Flush())
 	time.Sleep(100 * time.Millisecond)
 	cc, err := net.Dial("tcp", px.Addr)
@@ -300,7 +300,7 @@ func TestCancelRequestForwarded(t *testing.T) {
 	_, err = cc.Write(pkt)
 	require.NoError(t, err)
 	cc.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	for {
 		msg, err := fe.Receive()
 		require.NoError(t, err)
@@ -328,10 +328,10 @@ var (
 // 'N' for each.
 func encryptionRequests(t *testing.T, addr string, reqs ...[]byte) net.Conn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, testenv.Hang)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	for _, req := range reqs {
 		_, err = conn.Write(req)
 		require.NoError(t, err)

@@ -60,7 +60,7 @@ func TestLoopCarriesOrdinaryTraffic(t *testing.T) {
 		_, back = loopCounts(px)
 		require.Equal(t, float64(i+1), back, "a statement for the planner hands the session back")
 		// Once the DELETE is answered the session rejoins the loop.
-		require.Eventually(t, func() bool { j, _ := loopCounts(px); return j == float64(i+2) }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { j, _ := loopCounts(px); return j == float64(i+2) }, testenv.Hang, time.Millisecond)
 		var n int
 		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM loop_t`).Scan(&n))
 		require.Equal(t, 49-i, n)
@@ -133,7 +133,7 @@ func TestLoopGarbageCollection(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(testenv.Hang):
 		t.Fatal("runtime.GC did not finish while a session sat on the event loop")
 	}
 	require.NoError(t, conn.QueryRow(context.Background(), `SELECT 2`).Scan(&one))
@@ -173,7 +173,7 @@ func TestLoopRejoinUnderLoad(t *testing.T) {
 	require.Equal(t, 10.0, back, "each DELETE hands the session back")
 	// Between rounds the next DELETE may come before the rejoin (then the
 	// pumps go on); once the client is idle, the session rejoins.
-	require.Eventually(t, func() bool { j, _ := loopCounts(px); return j >= 2 }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { j, _ := loopCounts(px); return j >= 2 }, testenv.Hang, time.Millisecond,
 		"an idle session rejoins the loop")
 }
 
@@ -270,7 +270,7 @@ func TestLoopsCloseWhileSessionsEnd(t *testing.T) {
 			var n int
 			require.NoError(t, conn.QueryRow(context.Background(), `SELECT 1`).Scan(&n))
 		}
-		require.Eventually(t, func() bool { j, _ := loopCounts(px); return j == 10 }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { j, _ := loopCounts(px); return j == 10 }, testenv.Hang, time.Millisecond)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // no grace period: kill every session at once
 		done := make(chan struct{})
@@ -281,7 +281,7 @@ func TestLoopsCloseWhileSessionsEnd(t *testing.T) {
 		loops.Close()
 		select {
 		case <-done:
-		case <-time.After(20 * time.Second):
+		case <-time.After(testenv.Hang):
 			t.Fatalf("round %d: the sessions did not end", round)
 		}
 		require.Zero(t, px.Sessions(), "round %d", round)
@@ -322,7 +322,7 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 			victim := testenv.Connect(t, px.DSN)
 			var n int
 			require.Error(t, victim.QueryRow(ctx, `SELECT 'boom'::text`).Scan(new(string)))
-			require.Eventually(t, func() bool { return px.Sessions() == 1 }, 5*time.Second, 10*time.Millisecond,
+			require.Eventually(t, func() bool { return px.Sessions() == 1 }, testenv.Hang, 10*time.Millisecond,
 				"the panicking session ends")
 			require.NoError(t, other.QueryRow(ctx, `SELECT 7`).Scan(&n))
 			require.Equal(t, 7, n)

@@ -102,10 +102,10 @@ func setup(t *testing.T, name string) {
 // connections (backend pids).
 func runScript(t *testing.T, addr, script string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, testenv.Hang)
 	require.NoError(t, err)
 	defer conn.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(30*time.Second)))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	fe := pgproto3.NewFrontend(conn, conn)
 	u, _ := url.Parse(testenv.PGURL(t))
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{

@@ -36,10 +36,10 @@ func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) stri
 	t.Helper()
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", u.Host, testenv.Hang)
 	require.NoError(t, err)
 	defer conn.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	fe := pgproto3.NewFrontend(conn, conn)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
 		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})

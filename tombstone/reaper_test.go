@@ -367,7 +367,7 @@ func TestReaperBesideWorkload(t *testing.T) {
 	}
 	// Let the workload get going, then count what it completes while the
 	// reaper runs.
-	testenv.WaitFor(t, 10*time.Second, "the workload to start", func() bool { return ops.Load() > 0 })
+	testenv.WaitFor(t, testenv.Hang, "the workload to start", func() bool { return ops.Load() > 0 })
 	before := ops.Load()
 	rep := reap(t, dsn, tombstone.ReaperOptions{ChunkRows: 20, LockTimeout: 500 * time.Millisecond})
 	during := ops.Load() - before

@@ -85,7 +85,7 @@ func TestProxyBinary(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	testenv.WaitFor(t, 10*time.Second, "/healthz", func() bool { c, _ := get("/healthz"); return c == 200 })
+	testenv.WaitFor(t, testenv.Hang, "/healthz", func() bool { c, _ := get("/healthz"); return c == 200 })
 	code, _ := get("/readyz")
 	require.Equal(t, 200, code, "upstream reachable: ready")
 
@@ -112,7 +112,7 @@ func TestProxyBinary(t *testing.T) {
 	select {
 	case err := <-exited:
 		require.NoError(t, err, "exit status after SIGTERM")
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Hang):
 		t.Fatal("proxy did not exit after SIGTERM")
 	}
 	require.GreaterOrEqual(t, time.Since(start), time.Second, "open sessions get shutdown_timeout")
@@ -153,7 +153,7 @@ func TestProxyBinaryControlFollowsUpstream(t *testing.T) {
 		"--listen", listen, "--upstream", testenv.PGAddr(t), "--log-level", "warn")
 
 	var conn *pgx.Conn
-	testenv.WaitFor(t, 10*time.Second, "the proxy to accept", func() bool {
+	testenv.WaitFor(t, testenv.Hang, "the proxy to accept", func() bool {
 		conn, err = pgx.Connect(ctx, testenv.WithHostPort(t, dbURL, listen, nil))
 		return err == nil
 	})

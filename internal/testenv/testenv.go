@@ -130,10 +130,17 @@ func StartProxy(t testing.TB, mod ...func(*proxy.Config)) *Proxy {
 	return &Proxy{Server: srv, Addr: addr, DSN: WithHostPort(t, PGURL(t), addr, nil)}
 }
 
+// Hang is how long a test waits for something that takes milliseconds
+// when all is well before it calls it a hang. It is long on purpose: a
+// CI machine can stall for most of a minute (a stop's CI run once did,
+// in the middle of a conversation that then timed out at 20 s), and a
+// real hang shows at two minutes as well as at twenty seconds.
+const Hang = 2 * time.Minute
+
 // Connect opens a pgx connection to dsn, closed when the test ends.
 func Connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Hang)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
