@@ -63,14 +63,17 @@ func TestNesting(t *testing.T) {
 		"nested parentheses":    "DELETE FROM t WHERE id = " + strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
 		"nested COALESCE":       "DELETE FROM t WHERE id = " + strings.Repeat("COALESCE(NULL, ", 150) + "1" + strings.Repeat(")", 150),
 		"a long UNION ALL":      "DELETE FROM t WHERE id IN (SELECT 1" + strings.Repeat(" UNION ALL SELECT 1", 1500) + ")",
-		"unbalanced brackets":   "DELETE FROM t WHERE id = 1) + 1",
 	}
 	for name, sql := range flat {
 		_, err := Rewrite(sql, cat, Options{})
 		assert.NoError(t, err, name)
 	}
-	// Text the scanner rejects is the server's to refuse.
-	res, err := Rewrite("DELETE FROM t WHERE name = 'unterminated", cat, Options{})
-	require.NoError(t, err)
-	assert.False(t, res.Changed)
+	// Text the parser or the scanner rejects is refused as a syntax
+	// error, not as too deep.
+	for _, sql := range []string{"DELETE FROM t WHERE id = 1) + 1", "DELETE FROM t WHERE name = 'unterminated"} {
+		_, err := Rewrite(sql, cat, Options{})
+		var e *Error
+		require.ErrorAs(t, err, &e, sql)
+		assert.Equal(t, CodeSyntaxError, e.Code, sql)
+	}
 }

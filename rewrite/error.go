@@ -9,6 +9,7 @@ import (
 const (
 	CodeFeatureNotSupported = "0A000"
 	CodeInternalError       = "XX000"
+	CodeSyntaxError         = "42601"
 )
 
 // Error is a refusal or failure that can be sent to the client as an
@@ -49,5 +50,16 @@ func internalErr(format string, args ...any) *Error {
 		Code:    CodeInternalError,
 		Message: "tombstone: " + fmt.Sprintf(format, args...),
 		Hint:    "The statement was not executed because its deleted rows could not be captured safely.",
+	}
+}
+
+// unfaithful is the refusal of a statement whose rewrite would not run as
+// written: deparsed, it would parse as another statement.
+func unfaithful() *Error {
+	return &Error{
+		Code:    CodeFeatureNotSupported,
+		Message: "tombstone: this statement cannot be rewritten faithfully",
+		Detail:  "The SQL generator (pg_query's deparser) would drop parentheses this statement needs, so the server would run a different statement.",
+		Hint:    "Nothing was executed. Rephrase the expression so that no operator needs parentheses around its operand: (a OR b) IS NULL, say, as COALESCE(a OR b) IS NULL.",
 	}
 }

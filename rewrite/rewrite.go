@@ -137,7 +137,14 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 	if perr != nil {
 		var syntax *parser.Error
 		if errors.As(perr, &syntax) {
-			return res, nil
+			// pg_query's grammar is PostgreSQL 17's; the server's may be
+			// older and run text this one cannot read (a function named
+			// json_value, say), removing rows uncaptured. So the error is
+			// the proxy's answer: for text the server refuses too, it is
+			// the server's own message, from the same parser.
+			// No hint: for the typo it usually is, the answer is the same
+			// as the server's.
+			return nil, &Error{Code: CodeSyntaxError, Message: syntax.Message, Position: syntax.Cursorpos}
 		}
 		// Not the server's kind of error (the Go side failed to read the
 		// tree): what the text does cannot be known, so it does not go
@@ -364,6 +371,12 @@ func (sr *stmtRewriter) finish(node, orig *pg.Node) (string, []posPair, error) {
 	}
 	if len(tree.GetStmts()) != 1 {
 		return "", nil, internalErr("rewritten statement parses to %d statements", len(tree.GetStmts()))
+	}
+	if !sameTree(node, tree.GetStmts()[0].GetStmt()) {
+		// pg_query's deparser drops parentheses it needs in a few shapes
+		// ("(a OR b) IS NULL" comes out as "a OR b IS NULL"): the server
+		// would run another statement, deleting other rows. Refused.
+		return "", nil, unfaithful()
 	}
 	pairs := sr.positionPairs(orig, tree.GetStmts()[0].GetStmt())
 	return text, pairs, nil

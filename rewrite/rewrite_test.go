@@ -104,7 +104,7 @@ func TestOriginalPosition(t *testing.T) {
 
 func TestPassThroughKeepsBytes(t *testing.T) {
 	cat := newTestCatalog()
-	for _, sql := range []string{"SELECT 1", "DELETE FROM logs", "DELETE FROM WHERE", "  select * from t -- delete"} {
+	for _, sql := range []string{"SELECT 1", "DELETE FROM logs", "  select * from t -- delete"} {
 		res, err := Rewrite(sql, cat, Options{})
 		require.NoError(t, err)
 		assert.False(t, res.Changed, sql)
@@ -196,5 +196,60 @@ func TestGenerated(t *testing.T) {
 	}
 	if res.Generated(0) {
 		t.Error("no position is not generated")
+	}
+}
+
+// TestSyntaxErrorRefused: pg_query's grammar is PostgreSQL 17's, the
+// server's may be older; text pg_query cannot read is refused with its
+// syntax error (position in characters, as the server's), never passed
+// through: PostgreSQL 15 runs both of these, removing rows uncaptured.
+func TestSyntaxErrorRefused(t *testing.T) {
+	cat := newTestCatalog()
+	for sql, pos := range map[string]int{
+		"DELETE FROM t WHERE json_value(doc) = 'x'":  35,
+		"DELETE FROM system_user WHERE id = 1":       13,
+		"/* é */ DELETE FROM WHERE":                  21,
+		"SELECT 1; DELETE FROM t WHERE id = 1 WHERE": 38,
+	} {
+		_, err := Rewrite(sql, cat, Options{})
+		var e *Error
+		require.ErrorAs(t, err, &e, sql)
+		assert.Equal(t, CodeSyntaxError, e.Code, sql)
+		assert.Contains(t, e.Message, "syntax error", sql)
+		assert.Equal(t, pos, e.Position, sql)
+	}
+}
+
+// TestUnfaithfulDeparse: pg_query's deparser drops parentheses some
+// shapes need, so the server would run another statement (for the first,
+// other rows: "(a OR b) IS NULL" would run as "a OR (b IS NULL)"). Such a
+// rewrite is refused; shapes it deparses faithfully still rewrite.
+func TestUnfaithfulDeparse(t *testing.T) {
+	cat := newTestCatalog()
+	for _, sql := range []string{
+		"DELETE FROM t WHERE (a OR b) IS NULL",
+		"DELETE FROM t WHERE (NOT a) IS NULL",
+		"DELETE FROM t USING t AS t2 WHERE t.id = t2.id AND (t2.a OR t2.b) IS NULL",
+		"DELETE FROM t WHERE z IS NOT DISTINCT FROM (x OR y)",
+		"DELETE FROM t WHERE a BETWEEN b AND (x OR y)",
+		"DELETE FROM t WHERE xmlparse(document a preserve whitespace) IS NULL",
+		"DELETE FROM t RETURNING (a OR b) IS NULL",
+		"WITH d AS (DELETE FROM t WHERE (a AND b) IS NOT NULL RETURNING id) SELECT * FROM d",
+	} {
+		_, err := Rewrite(sql, cat, Options{})
+		var e *Error
+		require.ErrorAs(t, err, &e, sql)
+		assert.Equal(t, CodeFeatureNotSupported, e.Code, sql)
+		assert.Contains(t, e.Message, "faithfully", sql)
+	}
+	for _, sql := range []string{
+		"DELETE FROM t WHERE (a OR b) AND c",
+		"DELETE FROM t WHERE COALESCE(a OR b) IS NULL",
+		"DELETE FROM t WHERE a IS NULL OR (b AND c)",
+	} {
+		res, err := Rewrite(sql, cat, Options{})
+		require.NoError(t, err, sql)
+		assert.Nil(t, res.Refusal(), sql)
+		assert.True(t, res.Changed, sql)
 	}
 }

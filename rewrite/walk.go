@@ -2,8 +2,24 @@ package rewrite
 
 import (
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
+
+// sameTree reports whether two trees are the same statement: equal but
+// for the locations, which differ between a text and its deparse.
+func sameTree(a, b *pg.Node) bool {
+	a, b = proto.Clone(a).(*pg.Node), proto.Clone(b).(*pg.Node)
+	for _, n := range []*pg.Node{a, b} {
+		eachMessage(n.ProtoReflect(), func(m protoreflect.Message) bool {
+			if fd := m.Descriptor().Fields().ByName("location"); fd != nil && fd.Kind() == protoreflect.Int32Kind {
+				m.Clear(fd)
+			}
+			return true
+		})
+	}
+	return proto.Equal(a, b)
+}
 
 // eachMessage calls f for every message in a tree, parents first; f
 // returns false to stop the walk.

@@ -139,6 +139,17 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{raw('Q', "DELETE FROM t WHERE id = 1 RETURNING id\x00junk\x00", 1)},
 			{q("SELECT count(*) FROM t")},
 		},
+		// Text pg_query cannot read is refused by the proxy (PostgreSQL
+		// 15 might run it uncaptured); for text the server refuses too,
+		// the answer is the server's, transaction state included.
+		"syntax errors in statements the planner reads": {
+			{q("BEGIN")},
+			{q("SELECT 1; /* é */ DELETE FROM t WHERE id = 1 WHERE")},
+			{q("SELECT 1")},
+			{q("ROLLBACK")},
+			{&pgproto3.Parse{Name: "se", Query: "DELETE FROM t WHERE id = $1 RETURNING"}, &pgproto3.Sync{}},
+			{q("SELECT count(*) FROM t")},
+		},
 		"Parse with bytes after it": {
 			{raw('P', "\x00DELETE FROM t WHERE id = 2\x00\x00\x00junkjunk", 0), bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("SELECT count(*) FROM t")},
