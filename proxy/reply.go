@@ -306,6 +306,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 			// noise to the client.
 			e.Where = ""
 		}
+		e.Where = withoutOwnContext(e.Where)
 		if e.Code == CodeCatalogChanged {
 			s.srv.catalogChanged(s)
 		}
@@ -317,6 +318,23 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		return frame
 	}
 	return out
+}
+
+// withoutOwnContext cuts an error's CONTEXT where the proxy's own
+// functions (TRUNCATE and DROP TABLE run inside them) begin: the client
+// sees the lines Postgres would have sent for its statement alone.
+func withoutOwnContext(where string) string {
+	lines := strings.Split(where, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "PL/pgSQL function tombstone.") {
+			continue
+		}
+		if i > 0 && strings.HasPrefix(lines[i-1], "SQL statement ") {
+			i-- // the statement our function ran
+		}
+		return strings.Join(lines[:i], "\n")
+	}
+	return where
 }
 
 // CodeCatalogChanged is raised by tombstone.check_catalog when the catalog a

@@ -170,3 +170,19 @@ func TestRegistryWithUnansweredParse(t *testing.T) {
 		require.Empty(t, s.prepared.pending)
 	})
 }
+
+// TestWithoutOwnContext: an error raised inside the proxy's functions
+// keeps the CONTEXT lines of the user's own code (a trigger, say) and
+// loses ours, with the statement our function ran.
+func TestWithoutOwnContext(t *testing.T) {
+	own := "PL/pgSQL function tombstone.capture_truncate(text[],boolean[],boolean,boolean,text,text,text) line 32 at assignment"
+	for in, want := range map[string]string{
+		"":  "",
+		own: "",
+		"PL/pgSQL function audit() line 3 at RAISE\nSQL statement \"TRUNCATE public.t\"\n" + own: "PL/pgSQL function audit() line 3 at RAISE",
+		"SQL function \"f\" statement 1":                             "SQL function \"f\" statement 1",
+		"PL/pgSQL function public.tombstone_like() line 1 at RETURN": "PL/pgSQL function public.tombstone_like() line 1 at RETURN",
+	} {
+		require.Equal(t, want, withoutOwnContext(in), in)
+	}
+}

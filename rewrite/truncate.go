@@ -38,7 +38,7 @@ func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Nod
 		if tb, ok := sr.lookup(rv); ok && protected == nil {
 			protected, loc = tb, rv.GetLocation()
 		}
-		names = append(names, constStr(regclassText(rv.GetSchemaname(), rv.GetRelname())))
+		names = append(names, constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())))
 		only = append(only, boolConst(!rv.GetInh()))
 	}
 	// Without CASCADE only the listed tables lose rows; with it, tables
@@ -79,18 +79,19 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 	var protected *Table
 	for _, o := range d.GetObjects() {
 		items := o.GetList().GetItems()
-		var schema, name string
+		var catalog, schema, name string
 		switch len(items) {
 		case 1:
 			name = items[0].GetString_().GetSval()
 		case 2:
 			schema, name = items[0].GetString_().GetSval(), items[1].GetString_().GetSval()
 		default:
-			// catalog.schema.table: let Postgres judge the database name.
+			// catalog.schema.table: the name goes on whole, and Postgres
+			// judges the database name (another one is an error).
 			if len(items) != 3 {
 				return nil, internalErr("DROP TABLE name with %d parts", len(items))
 			}
-			schema, name = items[1].GetString_().GetSval(), items[2].GetString_().GetSval()
+			catalog, schema, name = items[0].GetString_().GetSval(), items[1].GetString_().GetSval(), items[2].GetString_().GetSval()
 		}
 		if name == "" {
 			return nil, internalErr("DROP TABLE without a table name")
@@ -98,7 +99,7 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 		if tb, ok := sr.cat.Lookup(schema, name); ok && protected == nil {
 			protected = tb
 		}
-		names = append(names, constStr(regclassText(schema, name)))
+		names = append(names, constStr(regclassText(catalog, schema, name)))
 	}
 	if protected == nil {
 		return nil, nil
@@ -119,13 +120,18 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 }
 
 // regclassText is a table name in regclass input form, quoted, qualified
-// only if the user qualified it (so the session's search_path resolves it
-// exactly as Postgres would have).
-func regclassText(schema, name string) string {
-	if schema == "" {
-		return quoteIdent(name)
+// only as far as the user qualified it: the session's search_path
+// resolves it exactly as Postgres would have, and a database name other
+// than the session's is Postgres's error (0A000), as it would have been.
+func regclassText(catalog, schema, name string) string {
+	s := quoteIdent(name)
+	if schema != "" {
+		s = quoteIdent(schema) + "." + s
 	}
-	return quoteIdent(schema) + "." + quoteIdent(name)
+	if catalog != "" {
+		s = quoteIdent(catalog) + "." + s
+	}
+	return s
 }
 
 func boolConst(b bool) *pg.Node {

@@ -150,6 +150,14 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{&pgproto3.Parse{Name: "se", Query: "DELETE FROM t WHERE id = $1 RETURNING"}, &pgproto3.Sync{}},
 			{q("SELECT count(*) FROM t")},
 		},
+		// A database name goes on with the table's: another database's
+		// is Postgres's error, as it is without the proxy.
+		"database-qualified names in TRUNCATE and DROP": {
+			{q("TRUNCATE nosuchdb.public.t")},
+			{q("DROP TABLE nosuchdb.public.t")},
+			{q("DROP TABLE IF EXISTS nosuchdb.public.t, t")},
+			{q("SELECT count(*) FROM t")},
+		},
 		"Parse with bytes after it": {
 			{raw('P', "\x00DELETE FROM t WHERE id = 2\x00\x00\x00junkjunk", 0), bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("SELECT count(*) FROM t")},
