@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -91,16 +92,21 @@ func Is(text []byte) bool {
 	if verbs[u1] {
 		return true
 	}
-	w2, _ := word(rest)
+	w2, after := word(rest)
 	if len(w2) > len(b2) {
 		return false
 	}
 	u2 := string(upperASCII(b2[:0], w2))
+	after = bytes.TrimLeft(after, " \t\n\r")
+	if len(after) > 0 && after[0] == '.' {
+		return false // SHOW tombstone.confirm: a setting's name
+	}
 	switch u1 {
 	case "SHOW":
 		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE"
 	case "RELEASE":
-		return u2 == "BATCH"
+		// RELEASE batch alone releases a savepoint named batch.
+		return u2 == "BATCH" && len(after) > 0 && after[0] != ';' && !bytes.HasPrefix(after, []byte("--"))
 	case "RESET":
 		return u2 == "BREAKER"
 	}
@@ -267,8 +273,10 @@ func (p *parser) int64(what string) (int64, error) {
 		return 0, p.errf("%s expects %s", p.name, what)
 	}
 	t := p.toks[p.i]
+	// Past 2^31-1 the scanner calls a number FCONST; digits alone are
+	// still an integer (batch ids are bigint, transaction ids xid8).
 	n, err := strconv.ParseInt(t.text, 10, 64)
-	if t.kind != pg.Token_ICONST || err != nil || n < 0 {
+	if t.kind != pg.Token_ICONST && t.kind != pg.Token_FCONST || err != nil || n < 0 {
 		return 0, p.errf("%s: %q is not a valid %s", p.name, t.text, what)
 	}
 	p.i++

@@ -39,6 +39,13 @@ func TestIs(t *testing.T) {
 		"release 1":                   false,
 		"reset breaker 'app'":         true,
 		"WITH x AS (SELECT 1) SELECT": false,
+		// SQL the console once took for its own.
+		"SHOW tombstone.confirm":   false,
+		"show TOMBSTONE . confirm": false,
+		"RELEASE batch":            false,
+		"release batch ;":          false,
+		"RELEASE batch -- done":    false,
+		"RELEASE BATCH\n 3":        true,
 	} {
 		require.Equal(t, want, Is([]byte(text)), text)
 	}
@@ -50,6 +57,8 @@ func TestParse(t *testing.T) {
 		"show batches for sites since '2026-01-01' limit 5":                                 `SELECT * FROM tombstone.show_batches(p_table => '"sites"'::regclass, p_since => '2026-01-01'::timestamptz, p_limit => 5)`,
 		`SHOW BATCHES FOR app."Sites";`:                                                     `SELECT * FROM tombstone.show_batches(p_table => '"app"."Sites"'::regclass)`,
 		"SHOW BATCH 42":                                                                     "SELECT * FROM tombstone.show_batch(42)",
+		"SHOW BATCH 3000000001":                                                             "SELECT * FROM tombstone.show_batch(3000000001)",
+		"UNDELETE BATCH 9223372036854775807":                                                "SELECT * FROM tombstone.undelete_batch(p_batch => 9223372036854775807)",
 		"UNDELETE BATCH 42":                                                                 "SELECT * FROM tombstone.undelete_batch(p_batch => 42)",
 		"undelete batch 42 dry run on conflict skip":                                        "SELECT * FROM tombstone.undelete_batch(p_batch => 42, p_dry_run => true, p_on_conflict => 'skip')",
 		"UNDELETE TRANSACTION 777 ON CONFLICT OVERWRITE":                                    "SELECT * FROM tombstone.undelete_transaction(p_xid => '777'::xid8, p_on_conflict => 'overwrite')",
@@ -74,6 +83,9 @@ func TestParseErrors(t *testing.T) {
 		"UNDELETE BATCH":                          "expects batch id",
 		"UNDELETE BATCH x":                        "not a valid batch id",
 		"UNDELETE BATCH -1":                       "not a valid batch id",
+		"UNDELETE BATCH 1.5":                      "not a valid batch id",
+		"UNDELETE BATCH 1e3":                      "not a valid batch id",
+		"UNDELETE BATCH 9223372036854775808":      "not a valid batch id",
 		"UNDELETE BATCH 1 ON CONFLICT MAYBE":      "FAIL, SKIP or OVERWRITE",
 		"UNDELETE BATCH 1 NOW":                    `unexpected "NOW"`,
 		"UNDELETE SOMETHING":                      "unknown command",
