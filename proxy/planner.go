@@ -49,6 +49,9 @@ func (p *planner) Wants(sql []byte) bool {
 
 // Plan implements Planner.
 func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error) {
+	if e := s.lexing.check(sql); e != nil {
+		return nil, e
+	}
 	if console.Is([]byte(sql)) {
 		return consolePlan(sql)
 	}

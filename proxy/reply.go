@@ -83,6 +83,15 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	sr, cw, st := s.sr, s.cw, &s.reply
 	tracking := s.srv.planner != nil
 	st.lastError = typ == 'E'
+	if typ == 'S' && size <= maxSettingReport {
+		// client_encoding and standard_conforming_strings decide how the
+		// server reads text; it reports each change.
+		if err := sr.fill(size); err != nil {
+			s.serverClosed(err)
+			return errSessionDone
+		}
+		s.lexing.reported(sr.buf[sr.start+5 : sr.start+size])
+	}
 	if async(typ) {
 		if err := s.forward(sr, cw, size); err != nil {
 			return errSessionDone

@@ -61,6 +61,9 @@ type Session struct {
 
 	backendKey []byte // BackendKeyData body, for cancel routing
 	txStatus   atomic.Uint32
+	// lexing is how the server reads statement text, from its
+	// ParameterStatus reports (see settingsReported).
+	lexing lexing
 
 	track    tracker
 	reply    replyState // server → client pump only
@@ -485,6 +488,9 @@ func (s *Session) relayAuth() error {
 			}
 			return nil
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+			if msg[0] == 'S' {
+				s.lexing.reported(msg[5:])
+			}
 			if _, err := s.client.Write(msg); err != nil {
 				return errSessionDone
 			}

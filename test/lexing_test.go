@@ -1,0 +1,65 @@
+package test
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLexingSettings: pg_query reads text as UTF-8 with
+// standard_conforming_strings on. Under other settings the server reads
+// the same bytes as another statement, so text the planner looks at is
+// refused (0A000) and nothing runs; found by a review, where each of
+// these removed rows without a tombstone, or other rows.
+func TestLexingSettings(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE sc (id int PRIMARY KEY, v text);
+		INSERT INTO sc SELECT g, 'v' || g FROM generate_series(1, 15) g;
+		CREATE TABLE "Ã©" (id int PRIMARY KEY); INSERT INTO "Ã©" VALUES (1);`)
+	q := func(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
+	refused := `"Code":"0A000"`
+	for name, c := range map[string]struct {
+		steps   [][]pgproto3.FrontendMessage
+		refused int
+	}{
+		// The server reads 'a\', ' as one literal and runs the DELETE.
+		"standard_conforming_strings off, a literal ending early": {steps: [][]pgproto3.FrontendMessage{
+			{q("SET standard_conforming_strings = off")},
+			{q(`SELECT 'a\', '; DELETE FROM sc WHERE id >= 4; --'`)},
+		}, refused: 1},
+		// Set in the same Query, before the server has reported it.
+		"standard_conforming_strings off in the same Query": {steps: [][]pgproto3.FrontendMessage{
+			{q(`SET standard_conforming_strings = off; DELETE FROM sc WHERE v = 'zz\' OR id > 0 --'`)},
+		}, refused: 1},
+		"on again: escapes in E'' strings are read alike": {steps: [][]pgproto3.FrontendMessage{
+			{q("SET standard_conforming_strings = off")},
+			{q("SET standard_conforming_strings = on")},
+			{q(`DELETE FROM sc WHERE v = E'x\\y'`)},
+		}, refused: 0},
+		// LATIN1 "Ã©" is the bytes c3 a9, which read as UTF-8 name "é".
+		"client_encoding LATIN1": {steps: [][]pgproto3.FrontendMessage{
+			{q("SET client_encoding = 'LATIN1'")},
+			{q("DELETE FROM \"\xc3\xa9\" WHERE id = 1")},
+			{q("DELETE FROM sc WHERE v = 'caf\xe9'")},
+			{q("SET client_encoding = 'UTF8'")},
+			{q("DELETE FROM sc WHERE v = 'café'")},
+		}, refused: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := e.snapshot("sc", `"Ã©"`)
+			got := converse(t, e.proxy, c.steps)
+			require.Equal(t, c.refused, countSubstr(got, refused), got)
+			require.Equal(t, before, e.snapshot("sc", `"Ã©"`), "nothing may run")
+		})
+	}
+}
+
+func countSubstr(s, sub string) int {
+	n := 0
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			n++
+		}
+	}
+	return n
+}
