@@ -65,6 +65,30 @@ func expectFatal(t *testing.T, conn net.Conn, fe *pgproto3.Frontend, code string
 	}
 }
 
+// TestOversizedAuthAnswer: before login, a password message longer than
+// Postgres reads (64 KiB) closes the connection at its header, as from
+// Postgres; the proxy once waited for a 1 GiB body to arrive, holding a
+// buffer that size (startup timeout set long so that a wait shows).
+func TestOversizedAuthAnswer(t *testing.T) {
+	px := testenv.StartProxy(t, func(c *proxy.Config) { c.StartupTimeout = 10 * time.Minute })
+	conn, err := net.DialTimeout("tcp", px.Addr, testenv.Hang)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
+	fe := pgproto3.NewFrontend(conn, conn)
+	u, _ := url.Parse(testenv.PGURL(t))
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
+		"user": "passuser", "database": strings.TrimPrefix(u.Path, "/")}})
+	require.NoError(t, fe.Flush())
+	msg, err := fe.Receive()
+	require.NoError(t, err)
+	require.IsType(t, &pgproto3.AuthenticationCleartextPassword{}, msg)
+	_, err = conn.Write([]byte{'p', 0x3f, 0xff, 0xff, 0xff})
+	require.NoError(t, err)
+	_, err = conn.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+}
+
 func TestMalformedMessages(t *testing.T) {
 	px := testenv.StartProxy(t)
 	for _, c := range []struct {

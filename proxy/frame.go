@@ -14,6 +14,9 @@ import (
 const (
 	maxMessageLen = 1<<30 - 1
 	maxStartupLen = 10000
+	// maxAuthResponse bounds a password or SASL message before login:
+	// PG_MAX_AUTH_TOKEN_LENGTH (65535) plus the header.
+	maxAuthResponse = 65535 + 5
 	// bufSize is the read and write buffer size of each direction. The
 	// benchmarks on this machine kind showed 64 KiB plain reads and writes
 	// beat both splice and smaller buffers for small-message traffic.
@@ -65,21 +68,24 @@ func (f *frameReader) peekHeader() (typ byte, size int, err error) {
 }
 
 // fill ensures at least n bytes are buffered, growing the buffer if n is
-// larger than it.
+// larger than it. The buffer grows as the bytes arrive, at most doubling
+// at a time, never to the size a header announces before its body comes:
+// a 5-byte header announcing 1 GiB gets no 1 GiB buffer.
 func (f *frameReader) fill(n int) error {
 	if f.buffered() >= n {
 		return nil
 	}
-	if n > len(f.buf) {
-		nb := make([]byte, max(n, 2*len(f.buf)))
-		f.end = copy(nb, f.buf[f.start:f.end])
-		f.start = 0
-		f.buf = nb
-	} else if f.start+n > len(f.buf) {
+	if f.start > 0 && f.start+n > len(f.buf) {
 		f.end = copy(f.buf, f.buf[f.start:f.end])
 		f.start = 0
 	}
 	for f.buffered() < n {
+		if f.end == len(f.buf) {
+			// Full, and start is 0 (compacted above, or n fits).
+			nb := make([]byte, min(n, 2*len(f.buf)))
+			f.end = copy(nb, f.buf[:f.end])
+			f.buf = nb
+		}
 		m, err := f.r.Read(f.buf[f.end:])
 		f.end += m
 		if err != nil {

@@ -460,6 +460,11 @@ func (s *Session) relayAuth() error {
 			if code == 0 || code == 12 {
 				continue
 			}
+			// Postgres reads an authentication answer of at most 64 KiB
+			// (PG_MAX_AUTH_TOKEN_LENGTH) and closes on a longer one.
+			if _, size, err := s.cr.peekHeader(); err != nil || size > maxAuthResponse {
+				return errSessionDone
+			}
 			resp, err := s.cr.next()
 			if err != nil {
 				return errSessionDone
