@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"runtime"
@@ -23,23 +24,39 @@ import (
 // startup opens a raw protocol connection to addr, authenticated.
 func startup(t *testing.T, addr string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
+	conn := dial(t, addr)
+	return conn, login(t, conn)
+}
+
+// dial connects to addr, closed when the test ends, with testenv.Hang as
+// its deadline.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, testenv.Hang)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
-	return conn, login(t, conn)
+	return conn
+}
+
+// sendStartup sends a startup packet for the test database on conn, as
+// the test user unless params say otherwise.
+func sendStartup(t *testing.T, conn net.Conn, params map[string]string) *pgproto3.Frontend {
+	t.Helper()
+	fe := pgproto3.NewFrontend(conn, conn)
+	u, _ := url.Parse(testenv.PGURL(t))
+	p := map[string]string{"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}
+	maps.Copy(p, params)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: p})
+	require.NoError(t, fe.Flush())
+	return fe
 }
 
 // login sends the test user's startup packet on conn and reads up to the
 // first ReadyForQuery.
 func login(t *testing.T, conn net.Conn) *pgproto3.Frontend {
 	t.Helper()
-	fe := pgproto3.NewFrontend(conn, conn)
-	u, _ := url.Parse(testenv.PGURL(t))
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/"),
-	}})
-	require.NoError(t, fe.Flush())
+	fe := sendStartup(t, conn, nil)
 	for {
 		msg, err := fe.Receive()
 		require.NoError(t, err)
@@ -71,15 +88,8 @@ func expectFatal(t *testing.T, conn net.Conn, fe *pgproto3.Frontend, code string
 // buffer that size (startup timeout set long so that a wait shows).
 func TestOversizedAuthAnswer(t *testing.T) {
 	px := testenv.StartProxy(t, func(c *proxy.Config) { c.StartupTimeout = 10 * time.Minute })
-	conn, err := net.DialTimeout("tcp", px.Addr, testenv.Hang)
-	require.NoError(t, err)
-	defer conn.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
-	fe := pgproto3.NewFrontend(conn, conn)
-	u, _ := url.Parse(testenv.PGURL(t))
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-		"user": "passuser", "database": strings.TrimPrefix(u.Path, "/")}})
-	require.NoError(t, fe.Flush())
+	conn := dial(t, px.Addr)
+	fe := sendStartup(t, conn, map[string]string{"user": "passuser"})
 	msg, err := fe.Receive()
 	require.NoError(t, err)
 	require.IsType(t, &pgproto3.AuthenticationCleartextPassword{}, msg)

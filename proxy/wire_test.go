@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,16 +100,9 @@ func setup(t *testing.T, name string) {
 // connections (backend pids).
 func runScript(t *testing.T, addr, script string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, testenv.Hang)
-	require.NoError(t, err)
+	conn := dial(t, addr)
 	defer conn.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
-	fe := pgproto3.NewFrontend(conn, conn)
-	u, _ := url.Parse(testenv.PGURL(t))
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/"), "application_name": "wiretest",
-	}})
-	require.NoError(t, fe.Flush())
+	fe := sendStartup(t, conn, map[string]string{"application_name": "wiretest"})
 	for {
 		msg, err := fe.Receive()
 		require.NoError(t, err)
