@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -352,18 +351,12 @@ func cstring(b []byte) (string, []byte, bool) {
 	return pgName(b[:i]), b[i+1:], true
 }
 
-// pgName cuts a statement or portal name to NAMEDATALEN-1 (63) bytes at a
-// character boundary, as Postgres does, so that two names Postgres treats
-// as one are one here too.
+// pgName cuts a statement or portal name to NAMEDATALEN-1 (63) bytes, as
+// Postgres's hash tables of prepared statements and portals compare them
+// (byte-wise, even inside a character), so that two names Postgres
+// treats as one are one here too, and two it tells apart stay two.
 func pgName(b []byte) string {
-	if len(b) <= 63 {
-		return string(b)
-	}
-	n := 63
-	for n > 0 && !utf8.RuneStart(b[n]) {
-		n--
-	}
-	return string(b[:n])
+	return string(b[:min(len(b), 63)])
 }
 
 // track_ fills in what the answer to a Bind, Describe, Execute or Close

@@ -112,6 +112,11 @@ func (s *Session) serverMessage(typ byte, size int) error {
 				// A Parse, Bind or Close the server skipped changed nothing.
 				st.undos = append(st.undos, u)
 			}
+			if f := st.cur.fix; st.skipping && st.cur.kind == 'Q' && f != nil && f.sqlUndo != nil {
+				// Nor did a Query: the server skips those too up to the
+				// Sync, and its PREPAREs and DEALLOCATEs never ran.
+				s.undoSQL(f.sqlUndo, 0)
+			}
 			st.cur = s.track.pop()
 		}
 		st.skipping = false
@@ -138,6 +143,10 @@ func (s *Session) serverMessage(typ byte, size int) error {
 			return errSessionDone
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
+		// No ReadyForQuery in COPY-in mode: a COPY that failed is over
+		// even if the client never sends CopyDone or CopyFail (the
+		// protocol lets it stop), and later Syncs count again.
+		st.copyIn = false
 	}
 	if cur != nil && (cur.kind == 'P' && typ == '1' || cur.kind == 'C' && typ == '3') && cur.undo() != nil {
 		s.parseAnswered(cur.undo())

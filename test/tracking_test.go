@@ -132,6 +132,21 @@ func TestTrackingStaysInStep(t *testing.T) {
 				&pgproto3.CopyData{Data: []byte("1\tx\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{}},
 			{q("BEGIN; DELETE FROM t WHERE id = 5 RETURNING id; ROLLBACK")},
 		},
+		// A COPY the server fails is over at its ReadyForQuery, even if
+		// the client sends no CopyDone or CopyFail (the protocol lets it
+		// stop): later Syncs count again. The proxy once skipped them and
+		// matched answers to the wrong messages (_ts_row leaked).
+		"failed COPY the client does not end": {
+			{q("COPY plain_u FROM STDIN"), &pgproto3.CopyData{Data: []byte("not-a-number\tx\n")}},
+			{&pgproto3.Parse{Query: "SELECT 1"}, bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{},
+				q("BEGIN; DELETE FROM t WHERE id = 1 RETURNING *; ROLLBACK")},
+		},
+		"failed extended COPY ended by a bare Sync": {
+			{&pgproto3.Parse{Query: "COPY plain_u FROM STDIN"}, bind("", ""), &pgproto3.Execute{}, raw('S', "", 0),
+				&pgproto3.CopyData{Data: []byte("not-a-number\tx\n")}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Query: "SELECT 1"}, bind("", ""), &pgproto3.Execute{}, &pgproto3.Sync{},
+				q("BEGIN; DELETE FROM t WHERE id = 2 RETURNING *; ROLLBACK")},
+		},
 		// The server reads a Query or Parse to its last byte and refuses
 		// one with bytes after its text (08P01) before running anything;
 		// the proxy once planned the text up to the first NUL and ran it.
@@ -170,6 +185,21 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("SELECT 1/0; PREPARE q1 AS DELETE FROM t WHERE id = $1 RETURNING *")},
 			{q("PREPARE q1 AS SELECT $1::int AS a, 2 AS b")},
 			{q("EXECUTE q1(1)")},
+		},
+		// After an error in the extended protocol the server skips a
+		// simple Query too, up to the Sync (no ReadyForQuery for it): its
+		// PREPARE never ran.
+		"PREPARE in a Query skipped after an error": {
+			{&pgproto3.Parse{Query: "SELEC 1"}, raw('Q', "PREPARE q5 AS DELETE FROM t WHERE id = $1 RETURNING *\x00", 0), &pgproto3.Sync{}},
+			{q("PREPARE q5 AS SELECT id, v FROM t WHERE id = $1")},
+			{q("EXECUTE q5(1)")},
+		},
+		"DEALLOCATE in a Query skipped after an error": {
+			{q("PREPARE q6 AS DELETE FROM t WHERE id = $1 RETURNING *")},
+			{&pgproto3.Parse{Query: "SELEC 1"}, raw('Q', "DEALLOCATE q6\x00", 0), &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{q("EXECUTE q6(2)")},
+			{q("ROLLBACK")},
 		},
 		"failed PREPARE, then a rewritten one of the same name": {
 			{q("PREPARE q2 AS SELECT nosuch")},
@@ -278,6 +308,15 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("BEGIN")},
 			{&pgproto3.Parse{Name: long + "X", Query: del}, &pgproto3.Sync{}},
 			{bind("", long+"Y", "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
+		// Cut at 63 bytes, inside the "é": two names, as in Postgres.
+		"names that differ in a character cut at the 63rd byte": {
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: strings.Repeat("a", 62) + "é", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: strings.Repeat("a", 62), Query: "SELECT id, v FROM t WHERE id = $1::int"}, &pgproto3.Sync{}},
+			{bind("", strings.Repeat("a", 62), "6"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{bind("", strings.Repeat("a", 62)+"é", "7"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("ROLLBACK")},
 		},
 		"Parse skipped after an error": {
