@@ -106,6 +106,27 @@ func (sr *stmtRewriter) lookup(rv *pg.RangeVar) (*Table, bool) {
 	return sr.cat.Lookup(rv.GetSchemaname(), rv.GetRelname())
 }
 
+// guardUnprotected adds to a DELETE whose target the catalog does not
+// protect a check that the table the server resolves is not protected
+// after all (renamed or moved in an open transaction, say, which the
+// catalog's own connection cannot see yet): one more USING item, a row
+// of no columns that tombstone.check_unprotected fails with TS001, so
+// RETURNING * and the rows joined are unchanged. WHERE CURRENT OF allows
+// no USING; such a DELETE goes unguarded.
+func (sr *stmtRewriter) guardUnprotected(d *pg.DeleteStmt) bool {
+	rv := d.GetRelation()
+	if rv == nil || d.GetWhereClause().GetCurrentOfExpr() != nil {
+		return false
+	}
+	check := funcCall([]string{tsSchema, "check_unprotected"},
+		typeCast(constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())), "pg_catalog", "regclass"))
+	d.UsingClause = append(d.UsingClause, &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
+		Subquery: selectNode(selectStmt(nil, nil, check)),
+		Alias:    &pg.Alias{Aliasname: genPrefix + "g"},
+	}}})
+	return true
+}
+
 // deleteStmt rewrites a top-level DELETE (and DELETEs in its WITH).
 func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node, error) {
 	t, protected := sr.lookup(del.GetRelation())
@@ -113,12 +134,16 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	if err != nil {
 		return nil, err
 	}
-	if !protected && !changed {
-		return nil, nil
-	}
 	if !protected {
 		nd := proto.Clone(del).(*pg.DeleteStmt)
+		guarded := sr.guardUnprotected(nd)
+		if !guarded && !changed {
+			return nil, nil
+		}
 		sr.subtrees = append(sr.subtrees, subtree{cte: ""})
+		if !changed {
+			return deleteNode(nd), nil
+		}
 		return sr.assemble(ctes, deleteNode(nd), nd.GetWithClause())
 	}
 	d := proto.Clone(del).(*pg.DeleteStmt)

@@ -104,7 +104,7 @@ func TestOriginalPosition(t *testing.T) {
 
 func TestPassThroughKeepsBytes(t *testing.T) {
 	cat := newTestCatalog()
-	for _, sql := range []string{"SELECT 1", "DELETE FROM logs", "  select * from t -- delete"} {
+	for _, sql := range []string{"SELECT 1", "DELETE FROM logs WHERE CURRENT OF c", "  select * from t -- delete"} {
 		res, err := Rewrite(sql, cat, Options{})
 		require.NoError(t, err)
 		assert.False(t, res.Changed, sql)

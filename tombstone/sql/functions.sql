@@ -172,6 +172,28 @@ BEGIN
 END
 $$;
 
+-- check_unprotected guards a DELETE the proxy did not capture, because
+-- its catalog names no protected table by the target's name: if the
+-- table the server resolved is protected after all (renamed or moved
+-- into a protected schema in an open transaction or earlier in the same
+-- query, created moments ago), it fails the statement with TS001, as
+-- check_catalog does, instead of letting rows go uncaptured. Evaluated
+-- once per statement (no column in its argument).
+CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM tombstone._protected_roots(ARRAY[rel::oid])) THEN
+        RAISE EXCEPTION USING ERRCODE = 'TS001',
+            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+            DETAIL = pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
+            HINT = 'the proxy reloads its catalog; retry the statement (a table renamed, moved or created in an open transaction is known only once that commits)';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- _require_admin raises 42501 unless the current role is a superuser or
 -- a member of tombstone_admin.
 CREATE OR REPLACE FUNCTION tombstone._require_admin() RETURNS void
@@ -1285,6 +1307,7 @@ REVOKE ALL ON FUNCTION tombstone._on_ddl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.sync_all() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
 
 -- Table privileges: application roles write tombstones and read nothing
