@@ -253,3 +253,22 @@ func TestUnfaithfulDeparse(t *testing.T) {
 		assert.True(t, res.Changed, sql)
 	}
 }
+
+// TestConfirmOnlyInComments: the confirmation counts in a comment, in
+// either form, and nowhere else: a review got past require_where with
+// RETURNING '-- tombstone:confirm'.
+func TestConfirmOnlyInComments(t *testing.T) {
+	for sql, confirmed := range map[string]bool{
+		"DELETE FROM sites /* tombstone:confirm */":                 true,
+		"DELETE FROM sites -- Tombstone : Confirm, says alice":      true,
+		"/* a */ DELETE FROM sites /* x\ntombstone:confirm */":      true,
+		"DELETE FROM sites RETURNING '-- tombstone:confirm'":        false,
+		"DELETE FROM sites RETURNING '/* tombstone:confirm */'":     false,
+		`DELETE FROM sites RETURNING 1 AS "-- tombstone:confirm"`:   false,
+		"DELETE FROM sites RETURNING $$ /* tombstone:confirm */ $$": false,
+	} {
+		res, err := Rewrite(sql, newTestCatalog(), Options{RequireWhere: true})
+		require.NoError(t, err, sql)
+		assert.Equal(t, !confirmed, strings.Contains(res.SQL, "guard_where"), sql)
+	}
+}
