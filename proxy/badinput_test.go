@@ -406,3 +406,44 @@ func TestEncryptionRequestsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestStartupMinorVersions: a startup packet of any 3.x version goes to
+// the server, which answers a minor version it does not speak with
+// NegotiateProtocolVersion and carries on, as without the proxy; a packet
+// with no parameters at all is refused for its missing user (28000).
+func TestStartupMinorVersions(t *testing.T) {
+	px := testenv.StartProxy(t)
+	u, _ := url.Parse(testenv.PGURL(t))
+	packet := func(version uint32, params ...string) []byte {
+		body := binary.BigEndian.AppendUint32(nil, version)
+		for _, p := range params {
+			body = append(append(body, p...), 0)
+		}
+		body = append(body, 0)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(4+len(body))), body...)
+	}
+	for _, minor := range []uint32{1, 3, 9999} {
+		for _, addr := range []string{testenv.PGAddr(t), px.Addr} {
+			conn := dial(t, addr)
+			_, err := conn.Write(packet(3<<16|minor, "user", u.User.Username(), "database", strings.TrimPrefix(u.Path, "/")))
+			require.NoError(t, err)
+			fe := pgproto3.NewFrontend(conn, conn)
+			negotiated := false
+			for {
+				msg, err := fe.Receive()
+				require.NoError(t, err, "3.%d via %s", minor, addr)
+				if _, ok := msg.(*pgproto3.NegotiateProtocolVersion); ok {
+					negotiated = true
+				}
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					break
+				}
+			}
+			require.True(t, negotiated, "3.%d via %s", minor, addr)
+		}
+	}
+	conn := dial(t, px.Addr)
+	_, err := conn.Write(packet(3 << 16))
+	require.NoError(t, err)
+	expectFatal(t, conn, pgproto3.NewFrontend(conn, conn), "28000")
+}

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 )
 
@@ -357,14 +356,17 @@ func (s *Session) startup(ctx context.Context) error {
 			if code>>16 != 3 {
 				return unsupportedProtocol(code)
 			}
-			var sm pgproto3.StartupMessage
-			if err := sm.Decode(pkt[4:]); err != nil {
-				return fatal(CodeProtocolViolation, "invalid startup packet layout", err)
+			// Any 3.x: the server answers a minor version it does not
+			// speak with NegotiateProtocolVersion, which goes back to the
+			// client like any other message.
+			params, ok := startupParams(pkt[8:])
+			if !ok {
+				return fatal(CodeProtocolViolation, "invalid startup packet layout: expected terminator as last byte", nil)
 			}
-			if sm.Parameters["user"] == "" {
+			if params["user"] == "" {
 				return fatal("28000", "no PostgreSQL user name specified in startup packet", nil)
 			}
-			s.Params = sm.Parameters
+			s.Params = params
 			if s.Params["database"] == "" {
 				s.Params["database"] = s.Params["user"]
 			}
@@ -377,6 +379,28 @@ func (s *Session) startup(ctx context.Context) error {
 			_ = s.client.SetReadDeadline(time.Time{})
 			return nil
 		}
+	}
+}
+
+// startupParams reads a startup packet's parameters (after the version):
+// name and value strings, each NUL-terminated, then a final NUL, as
+// Postgres's ProcessStartupPacket reads them.
+func startupParams(b []byte) (map[string]string, bool) {
+	params := map[string]string{}
+	for {
+		name, rest, ok := bytes.Cut(b, []byte{0})
+		if !ok {
+			return nil, false
+		}
+		if len(name) == 0 {
+			return params, len(rest) == 0
+		}
+		value, rest, ok := bytes.Cut(rest, []byte{0})
+		if !ok {
+			return nil, false
+		}
+		params[string(name)] = string(value)
+		b = rest
 	}
 }
 
