@@ -1,10 +1,14 @@
 package test
 
 import (
+	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
 )
 
 // TestUnprotectedTargets: a DELETE on a table the proxy's catalog does not
@@ -58,4 +62,41 @@ func TestUnprotectedTargets(t *testing.T) {
 			require.Equal(t, before, e.snapshot("r1", "other.u"))
 		})
 	}
+}
+
+// TestDeleteThroughViewsAndRules: a DELETE on a view or a rule-bearing
+// table that would remove a protected table's rows is refused (0A000)
+// and removes nothing; a view with an INSTEAD OF DELETE trigger (a
+// soft delete, say) runs its trigger as without the proxy. A review found
+// the first two deleting uncaptured.
+func TestDeleteThroughViewsAndRules(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE base (id int PRIMARY KEY, v text, gone bool NOT NULL DEFAULT false);
+		INSERT INTO base SELECT g, 'b' || g FROM generate_series(1, 6) g;
+		CREATE VIEW vbase AS SELECT * FROM base;
+		CREATE SCHEMA app;
+		CREATE VIEW app.vb3 AS SELECT * FROM vbase;
+		CREATE TABLE app.inbox (id int);
+		CREATE RULE redirect AS ON DELETE TO app.inbox DO INSTEAD DELETE FROM base WHERE id = old.id;
+		CREATE VIEW app.soft AS SELECT * FROM base WHERE NOT gone;
+		CREATE FUNCTION app.soft_delete() RETURNS trigger LANGUAGE plpgsql AS
+		  $$ BEGIN UPDATE base SET gone = true WHERE id = old.id; RETURN old; END $$;
+		CREATE TRIGGER soft INSTEAD OF DELETE ON app.soft FOR EACH ROW EXECUTE FUNCTION app.soft_delete();`)
+	c := testenv.Connect(t, e.proxy)
+	for _, sql := range []string{
+		"DELETE FROM vbase WHERE id <= 2",
+		"DELETE FROM app.vb3 WHERE id = 3 RETURNING *",
+		"DELETE FROM app.inbox WHERE id = 4",
+	} {
+		before := e.snapshot("base")
+		_, err := c.Exec(context.Background(), sql)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, sql)
+		require.Equal(t, "0A000", pe.Code, sql)
+		require.Contains(t, pe.Message, "base", sql)
+		require.Equal(t, before, e.snapshot("base"), sql)
+	}
+	tag, err := c.Exec(context.Background(), "DELETE FROM app.soft WHERE id = 5")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM base WHERE gone"))
 }

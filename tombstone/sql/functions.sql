@@ -179,16 +179,50 @@ $$;
 -- query, created moments ago), it fails the statement with TS001, as
 -- check_catalog does, instead of letting rows go uncaptured. Evaluated
 -- once per statement (no column in its argument).
+-- A view, or a table with a DELETE rule, that reaches a protected table
+-- (through its rules, at any depth) would remove that table's rows
+-- uncaptured: refused with 0A000. (An auto-updatable view deletes from
+-- its one base table only; one that also reads a protected table in a
+-- subquery is refused too, on the safe side.)
 CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 AS $$
+DECLARE
+    hidden regclass;
 BEGIN
     IF EXISTS (SELECT 1 FROM tombstone._protected_roots(ARRAY[rel::oid])) THEN
         RAISE EXCEPTION USING ERRCODE = 'TS001',
             MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
             DETAIL = pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
             HINT = 'the proxy reloads its catalog; retry the statement (a table renamed, moved or created in an open transaction is known only once that commits)';
+    END IF;
+    WITH RECURSIVE reach(oid) AS (
+        SELECT rel::oid
+        UNION
+        SELECT d.refobjid
+          FROM reach
+          JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.oid
+               -- A DELETE rule decides where a DELETE goes; else a view's
+               -- own query does, unless an INSTEAD OF DELETE trigger (the
+               -- server runs its code, which the proxy never sees) does.
+               AND (r.ev_type = '4'
+                    OR r.ev_type = '1'
+                       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r4
+                                        WHERE r4.ev_class = reach.oid AND r4.ev_type = '4')
+                       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg
+                                        WHERE tg.tgrelid = reach.oid AND (tg.tgtype & 72) = 72))
+          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+                                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    )
+    SELECT pr.root::regclass INTO hidden
+      FROM reach, tombstone._protected_roots(ARRAY[reach.oid]) pr
+     WHERE reach.oid <> rel::oid
+     LIMIT 1;
+    IF hidden IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule, where its rows cannot be captured', rel, hidden),
+            HINT = pg_catalog.format('DELETE from %s itself; nothing was deleted', hidden);
     END IF;
     RETURN true;
 END
