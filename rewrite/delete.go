@@ -119,7 +119,8 @@ func (sr *stmtRewriter) guardUnprotected(d *pg.DeleteStmt) bool {
 		return false
 	}
 	check := funcCall([]string{tsSchema, "check_unprotected"},
-		typeCast(constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())), "pg_catalog", "regclass"))
+		typeCast(constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())), "pg_catalog", "regclass"),
+		boolConst(!rv.GetInh()))
 	d.UsingClause = append(d.UsingClause, &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
 		Subquery: selectNode(selectStmt(nil, nil, check)),
 		Alias:    &pg.Alias{Aliasname: genPrefix + "g"},

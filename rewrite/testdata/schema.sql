@@ -32,7 +32,7 @@ BEGIN
 END $$;
 -- Every table of the fixture catalog is known to the rewriter, so an
 -- unprotected table's guard always passes here.
-CREATE FUNCTION tombstone.check_unprotected(rel regclass) RETURNS boolean
+CREATE FUNCTION tombstone.check_unprotected(rel regclass, only_rel boolean) RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT true $$;
 
 CREATE TABLE t (id int PRIMARY KEY, name text);

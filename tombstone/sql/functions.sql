@@ -184,7 +184,7 @@ $$;
 -- uncaptured: refused with 0A000. (An auto-updatable view deletes from
 -- its one base table only; one that also reads a protected table in a
 -- subquery is refused too, on the safe side.)
-CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass) RETURNS boolean
+CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass, p_only boolean DEFAULT false) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 AS $$
@@ -223,6 +223,25 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule, where its rows cannot be captured', rel, hidden),
             HINT = pg_catalog.format('DELETE from %s itself; nothing was deleted', hidden);
+    END IF;
+    -- Rows that go with rel's: its inheritance children's, unless ONLY.
+    -- (Not those reached through ON DELETE CASCADE: which rows cascade is
+    -- known only row by row; README, What the proxy cannot see.)
+    IF NOT p_only THEN
+        WITH RECURSIVE kids(oid) AS (
+            SELECT rel::oid
+            UNION
+            SELECT i.inhrelid FROM kids k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
+        )
+        SELECT pr.root::regclass INTO hidden
+          FROM kids, tombstone._protected_roots(ARRAY[kids.oid]) pr
+         WHERE kids.oid <> rel::oid
+         LIMIT 1;
+        IF hidden IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '0A000',
+                MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, hidden),
+                HINT = pg_catalog.format('DELETE FROM ONLY %s, and from %s itself; nothing was deleted', rel, hidden);
+        END IF;
     END IF;
     RETURN true;
 END
@@ -1341,7 +1360,7 @@ REVOKE ALL ON FUNCTION tombstone._on_ddl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.sync_all() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass, boolean) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
 
 -- Table privileges: application roles write tombstones and read nothing
