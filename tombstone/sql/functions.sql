@@ -215,10 +215,7 @@ BEGIN
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
                                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
     )
-    SELECT pr.root::regclass INTO hidden
-      FROM reach, tombstone._protected_roots(ARRAY[reach.oid]) pr
-     WHERE reach.oid <> rel::oid
-     LIMIT 1;
+    SELECT tombstone._first_protected(pg_catalog.array_agg(reach.oid), rel) INTO hidden FROM reach;
     IF hidden IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule, where its rows cannot be captured', rel, hidden),
@@ -233,10 +230,7 @@ BEGIN
             UNION
             SELECT i.inhrelid FROM kids k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
         )
-        SELECT pr.root::regclass INTO hidden
-          FROM kids, tombstone._protected_roots(ARRAY[kids.oid]) pr
-         WHERE kids.oid <> rel::oid
-         LIMIT 1;
+        SELECT tombstone._first_protected(pg_catalog.array_agg(kids.oid), rel) INTO hidden FROM kids;
         IF hidden IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = '0A000',
                 MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, hidden),
