@@ -4,9 +4,11 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +80,8 @@ func FuzzLoop(f *testing.F) {
 		}
 	})
 	planner := NewPlanner(fixedCatalogs{}, rewrite.NewCache(64), Policies{})
+	var pumpPanic atomic.Value
+	serverPumpPanicked = func(_ *Session, r any) { pumpPanic.Store(fmt.Sprint(r)) }
 	f.Fuzz(func(t *testing.T, fromClient, fromServer []byte) {
 		for _, p := range []Planner{nil, planner} {
 			srv := NewServer(Config{Upstream: "127.0.0.1:1", Logger: zap.NewNop(), Planner: p, Loops: fuzzLoops})
@@ -103,6 +107,9 @@ func FuzzLoop(f *testing.F) {
 				t.Fatal("the session did not end after both peers hung up")
 			}
 			wg.Wait()
+			if p := pumpPanic.Load(); p != nil {
+				t.Fatalf("server pump panic: %v", p)
+			}
 		}
 	})
 }

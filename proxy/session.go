@@ -161,11 +161,20 @@ func (s *Session) relay(ctx context.Context) {
 func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 	done := make(chan error, 1)
 	go func() {
-		err := s.serverToClient()
-		if !errors.Is(err, errRejoin) {
-			s.close() // wakes the client pump
-		}
-		done <- err
+		err := errSessionDone
+		defer func() {
+			// A panic (a bug) ends this session, as one in the client
+			// pump does (run), never the process.
+			if r := recover(); r != nil {
+				serverPumpPanicked(s, r)
+				err = errSessionDone
+			}
+			if !errors.Is(err, errRejoin) {
+				s.close() // wakes the client pump
+			}
+			done <- err
+		}()
+		err = s.serverToClient()
 	}()
 	err := s.clientToServer(ctx)
 	switch {
@@ -196,6 +205,12 @@ func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 		s.close()
 	}
 	return err, <-done
+}
+
+// serverPumpPanicked reports a panic in a session's server pump (a
+// variable so that the fuzz tests can fail on one).
+var serverPumpPanicked = func(s *Session, r any) {
+	s.log.Error("session panic in the server pump", zap.Any("panic", r), zap.Stack("stack"))
 }
 
 // errRejoin stops a pump at a message boundary so that the session can
