@@ -477,6 +477,11 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		return s.sw.write(frame)
 	}
 	res := plan.Result
+	if r := s.createAsRewritten(res); r != nil {
+		f := fix{refusal: r}
+		s.track.push(f.entry('Q'))
+		return s.writeQuery(raiseStatement(r))
+	}
 	p := fix{res: res, admin: plan.Admin}
 	out := res.SQL
 	for i := range res.Statements {
@@ -520,6 +525,26 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 	}
 	s.track.push(p.entry('Q'))
 	return s.writeQuery(out)
+}
+
+// createAsRewritten refuses a CREATE TABLE … AS EXECUTE of a rewritten
+// prepared DELETE … RETURNING as Postgres refuses one of any DELETE
+// (42809): rewritten, it is a SELECT, and the new table would get the
+// hidden capture column. The whole Query is refused, as a syntax error
+// would be (nil: nothing to refuse).
+func (s *Session) createAsRewritten(res *rewrite.Result) *rewrite.Error {
+	for _, st := range res.Statements {
+		if st.CreateAsExecute == "" {
+			continue
+		}
+		s.prepared.mu.Lock()
+		_, rewritten := s.prepared.lookup(st.CreateAsExecute)
+		s.prepared.mu.Unlock()
+		if rewritten {
+			return &rewrite.Error{Code: "42809", Message: "prepared statement is not a SELECT"}
+		}
+	}
+	return nil
 }
 
 // sqlUndo takes back what a SQL-level PREPARE or DEALLOCATE of a Query
@@ -695,6 +720,8 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		s.track.push(p.entry('P'))
 		msg.Query = plan.Result.SQL
 		return s.writeMsg(&msg)
+	case plan != nil && plan.Result != nil:
+		p.refusal = s.createAsRewritten(plan.Result)
 	}
 	if p.refusal != nil {
 		s.log.Info("statement refused", zap.String("sqlstate", p.refusal.Code), zap.String("reason", p.refusal.Message))

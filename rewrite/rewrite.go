@@ -84,6 +84,10 @@ type Statement struct {
 	// ExecuteName is the prepared statement an EXECUTE runs; the proxy
 	// applies the Output it remembered for that PREPARE.
 	ExecuteName string
+	// CreateAsExecute is the prepared statement a CREATE TABLE … AS
+	// EXECUTE runs: Postgres refuses one that is not a SELECT, and the
+	// proxy refuses a rewritten DELETE (a SELECT once rewritten) alike.
+	CreateAsExecute string
 	// Prepares names the statement any PREPARE creates (rewritten or
 	// not), Deallocates the one a DEALLOCATE drops ("" with
 	// DeallocateAll): the proxy keeps its registry in step.
@@ -162,6 +166,9 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		st.Span = st.Original
 		if st.Kind == KindExecute {
 			st.ExecuteName = raw.GetStmt().GetExecuteStmt().GetName()
+		}
+		if e := raw.GetStmt().GetCreateTableAsStmt().GetQuery().GetExecuteStmt(); e != nil {
+			st.CreateAsExecute = e.GetName()
 		}
 		if p := raw.GetStmt().GetPrepareStmt(); p != nil {
 			st.Prepares = p.GetName()
