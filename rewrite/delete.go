@@ -1,12 +1,14 @@
 package rewrite
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Names of generated objects. User CTEs starting with the prefix are
@@ -131,7 +133,7 @@ func (sr *stmtRewriter) guardUnprotected(d *pg.DeleteStmt) bool {
 // deleteStmt rewrites a top-level DELETE (and DELETEs in its WITH).
 func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node, error) {
 	t, protected := sr.lookup(del.GetRelation())
-	ctes, changed, err := sr.userCTEs(del.GetWithClause())
+	ctes, changed, err := sr.userCTEs(del.GetWithClause(), deleteNode(del))
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +185,7 @@ func (sr *stmtRewriter) withDelete(n *pg.Node, st *Statement) (*pg.Node, error) 
 	}
 	nn := proto.Clone(n).(*pg.Node)
 	w := withOf(nn)
-	ctes, changed, err := sr.userCTEs(w)
+	ctes, changed, err := sr.userCTEs(w, nn)
 	if err != nil || !changed {
 		return nil, err
 	}
@@ -193,7 +195,7 @@ func (sr *stmtRewriter) withDelete(n *pg.Node, st *Statement) (*pg.Node, error) 
 
 // userCTEs rewrites the DELETEs in a user WITH clause: each becomes a
 // "_ts_dN" CTE followed by a SELECT CTE with the user's name and columns.
-func (sr *stmtRewriter) userCTEs(w *pg.WithClause) ([]*pg.Node, bool, error) {
+func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, bool, error) {
 	var out []*pg.Node
 	changed := false
 	for _, c := range w.GetCtes() {
@@ -256,8 +258,13 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause) ([]*pg.Node, bool, error) {
 		sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: name})
 		out = append(out, cte(name, deleteNode(d)))
 		if len(items) == 0 {
-			// A DELETE without RETURNING cannot be read from; referencing
-			// it stays an error.
+			// A DELETE without RETURNING cannot be read from: with no CTE
+			// of its name left, a reference to it would read a table of
+			// that name, or fail otherwise than Postgres fails it.
+			if loc := referencedOutside(stmt, ce); loc >= 0 {
+				return nil, false, sr.errorAt(&Error{Code: CodeFeatureNotSupported,
+					Message: fmt.Sprintf("WITH query %q does not have a RETURNING clause", ce.GetCtename())}, loc)
+			}
 			continue
 		}
 		for i, a := range ce.GetAliascolnames() {
@@ -269,6 +276,39 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause) ([]*pg.Node, bool, error) {
 		out = append(out, uc)
 	}
 	return out, changed, nil
+}
+
+// referencedOutside returns the location of the first unqualified
+// reference to CTE c's name in stmt outside c itself (-1: none).
+func referencedOutside(stmt *pg.Node, c *pg.CommonTableExpr) int32 {
+	loc := int32(-1)
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		switch v := m.Interface().(type) {
+		case *pg.CommonTableExpr:
+			if v == c {
+				return
+			}
+		case *pg.RangeVar:
+			if v.GetSchemaname() == "" && v.GetRelname() == c.GetCtename() && (loc < 0 || v.GetLocation() < loc) {
+				loc = v.GetLocation()
+			}
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.Kind() != protoreflect.MessageKind:
+			case fd.IsList():
+				for i := 0; i < v.List().Len(); i++ {
+					walk(v.List().Get(i).Message())
+				}
+			default:
+				walk(v.Message())
+			}
+			return true
+		})
+	}
+	walk(stmt.ProtoReflect())
+	return loc
 }
 
 // returningItems expands a WITH-DELETE's RETURNING list into expressions

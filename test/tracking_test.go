@@ -217,6 +217,16 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("SELECT * FROM fine")},
 			{q("ROLLBACK")},
 		},
+		// A WITH query that deletes without RETURNING cannot be read
+		// from: Postgres's error, at the reference, not a table of that
+		// name read instead (plain_u stands in for one).
+		"reading a WITH query that deletes without RETURNING": {
+			{q("WITH d AS (DELETE FROM t WHERE id = 1) SELECT * FROM d")},
+			{q("WITH plain_u AS (DELETE FROM t WHERE id = 1), e AS (SELECT * FROM plain_u) SELECT * FROM e")},
+			{q("BEGIN")},
+			{q("WITH d AS (DELETE FROM t WHERE id = 1) SELECT count(*) FROM t")},
+			{q("ROLLBACK")},
+		},
 		"failed PREPARE, then a rewritten one of the same name": {
 			{q("PREPARE q2 AS SELECT nosuch")},
 			{q("BEGIN")},
