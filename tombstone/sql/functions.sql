@@ -189,14 +189,13 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 AS $$
 DECLARE
-    hidden regclass;
+    via_rules oid[];
+    kids oid[] := '{}';
+    itself boolean;
+    by_rule regclass;
+    by_kid regclass;
 BEGIN
-    IF EXISTS (SELECT 1 FROM tombstone._protected_roots(ARRAY[rel::oid])) THEN
-        RAISE EXCEPTION USING ERRCODE = 'TS001',
-            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
-            HINT = 'the proxy reloads its catalog; retry the statement (a table renamed, moved or created in an open transaction is known only once that commits)';
-    END IF;
+    -- What rel's rules reach (rel included), at any depth.
     WITH RECURSIVE reach(oid) AS (
         SELECT rel::oid
         UNION
@@ -215,27 +214,39 @@ BEGIN
           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
                                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
     )
-    SELECT tombstone._first_protected(pg_catalog.array_agg(reach.oid), rel) INTO hidden FROM reach;
-    IF hidden IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '0A000',
-            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule, where its rows cannot be captured', rel, hidden),
-            HINT = pg_catalog.format('DELETE from %s itself; nothing was deleted', hidden);
-    END IF;
+    SELECT pg_catalog.array_agg(reach.oid) INTO via_rules FROM reach;
     -- Rows that go with rel's: its inheritance children's, unless ONLY.
     -- (Not those reached through ON DELETE CASCADE: which rows cascade is
     -- known only row by row; README, What the proxy cannot see.)
     IF NOT p_only THEN
-        WITH RECURSIVE kids(oid) AS (
+        WITH RECURSIVE k(oid) AS (
             SELECT rel::oid
             UNION
-            SELECT i.inhrelid FROM kids k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
+            SELECT i.inhrelid FROM k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
         )
-        SELECT tombstone._first_protected(pg_catalog.array_agg(kids.oid), rel) INTO hidden FROM kids;
-        IF hidden IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = '0A000',
-                MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, hidden),
-                HINT = pg_catalog.format('DELETE FROM ONLY %s, and from %s itself; nothing was deleted', rel, hidden);
-        END IF;
+        SELECT pg_catalog.array_agg(k.oid) INTO kids FROM k WHERE k.oid <> rel::oid;
+    END IF;
+    -- One look at the protection rules for all of them.
+    SELECT coalesce(bool_or(pr.relid = rel::oid), false),
+           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (via_rules)))[1],
+           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (kids)))[1]
+      INTO itself, by_rule, by_kid
+      FROM tombstone._protected_roots(via_rules || coalesce(kids, '{}')) pr;
+    IF itself THEN
+        RAISE EXCEPTION USING ERRCODE = 'TS001',
+            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+            DETAIL = pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
+            HINT = 'the proxy reloads its catalog; retry the statement (a table renamed, moved or created in an open transaction is known only once that commits)';
+    END IF;
+    IF by_rule IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule, where its rows cannot be captured', rel, by_rule),
+            HINT = pg_catalog.format('DELETE from %s itself; nothing was deleted', by_rule);
+    END IF;
+    IF by_kid IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, by_kid),
+            HINT = pg_catalog.format('DELETE FROM ONLY %s, and from %s itself; nothing was deleted', rel, by_kid);
     END IF;
     RETURN true;
 END

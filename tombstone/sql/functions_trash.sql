@@ -41,15 +41,6 @@ AS $$
       JOIN tombstone.protected_tables() pt ON pt.relid = tombstone._root(x.rel)
 $$;
 
--- _first_protected returns the protected root of one of p_rels other
--- than p_except, or NULL (check_unprotected).
-CREATE OR REPLACE FUNCTION tombstone._first_protected(p_rels oid[], p_except oid) RETURNS regclass
-LANGUAGE sql STABLE
-SECURITY DEFINER
-AS $$
-    SELECT pr.root::regclass FROM tombstone._protected_roots(p_rels) pr WHERE pr.relid <> p_except LIMIT 1
-$$;
-
 -- _capture_targets is _protected_roots plus what a capture needs: the
 -- shadow table of each root, created or brought in line with the source
 -- first (sync_shadow, as the DDL event trigger would), and the column
