@@ -267,10 +267,13 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 			}
 			continue
 		}
+		if n := len(ce.GetAliascolnames()); n > len(names) {
+			return nil, false, sr.errorAt(&Error{Code: "42P10",
+				Message: fmt.Sprintf("WITH query %q has %d columns available but %d columns specified", ce.GetCtename(), len(names), n)},
+				ce.GetLocation())
+		}
 		for i, a := range ce.GetAliascolnames() {
-			if i < len(names) {
-				names[i] = a.GetString_().GetSval()
-			}
+			names[i] = a.GetString_().GetSval()
 		}
 		uc := cte(ce.GetCtename(), selectNode(selectStmt(sel, []*pg.Node{rangeVarNode("", name, "")}, nil)), names...)
 		out = append(out, uc)

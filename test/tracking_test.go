@@ -219,12 +219,17 @@ func TestTrackingStaysInStep(t *testing.T) {
 		},
 		// A WITH query that deletes without RETURNING cannot be read
 		// from: Postgres's error, at the reference, not a table of that
-		// name read instead (plain_u stands in for one).
+		// name read instead (plain_u stands in for one). Nor can one name
+		// more columns than its RETURNING gives (42P10).
 		"reading a WITH query that deletes without RETURNING": {
 			{q("WITH d AS (DELETE FROM t WHERE id = 1) SELECT * FROM d")},
 			{q("WITH plain_u AS (DELETE FROM t WHERE id = 1), e AS (SELECT * FROM plain_u) SELECT * FROM e")},
 			{q("BEGIN")},
 			{q("WITH d AS (DELETE FROM t WHERE id = 1) SELECT count(*) FROM t")},
+			{q("ROLLBACK")},
+			{q("WITH d(a, b, c) AS (DELETE FROM t WHERE id = 1 RETURNING id) SELECT * FROM d")},
+			{q("BEGIN")},
+			{q("WITH d(a) AS (DELETE FROM t WHERE id = 1 RETURNING id, v) SELECT * FROM d")},
 			{q("ROLLBACK")},
 		},
 		"failed PREPARE, then a rewritten one of the same name": {
