@@ -139,14 +139,10 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	}
 	if !protected {
 		nd := proto.Clone(del).(*pg.DeleteStmt)
-		guarded := sr.guardUnprotected(nd)
-		if !guarded && !changed {
+		if !sr.guardUnprotected(nd) && !changed {
 			return nil, nil
 		}
 		sr.subtrees = append(sr.subtrees, subtree{cte: ""})
-		if !changed {
-			return deleteNode(nd), nil
-		}
 		return sr.assemble(ctes, deleteNode(nd), nd.GetWithClause())
 	}
 	d := proto.Clone(del).(*pg.DeleteStmt)
@@ -226,8 +222,13 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 		}
 		t, ok := sr.lookup(del.GetRelation())
 		if !ok {
+			// Not captured: guarded, as a top-level DELETE is.
 			sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: ce.GetCtename()})
-			out = append(out, c)
+			gc := proto.Clone(c).(*pg.Node)
+			if sr.guardUnprotected(gc.GetCommonTableExpr().GetCtequery().GetDeleteStmt()) {
+				changed = true
+			}
+			out = append(out, gc)
 			continue
 		}
 		if del.GetWithClause() != nil {
@@ -486,20 +487,22 @@ func (sr *stmtRewriter) assemble(userCTEs []*pg.Node, body *pg.Node, orig *pg.Wi
 // inserts (all but capture index keepFinal, which is the final statement
 // body when >= 0), then body.
 func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *pg.WithClause, keepFinal int) (*pg.Node, error) {
-	if len(sr.captures) == 0 {
-		return nil, internalErr("nothing captured")
-	}
-	sr.excludeCascaded()
 	ctes := append([]*pg.Node(nil), userCTEs...)
-	ctes = append(ctes, sr.gen...)
-	ctes = append(ctes, sr.batchCTEs()...)
-	for i, c := range sr.captures {
-		if i == keepFinal {
-			continue
+	if len(sr.captures) > 0 { // else only guards of DELETEs not captured
+		sr.excludeCascaded()
+		ctes = append(ctes, sr.gen...)
+		ctes = append(ctes, sr.batchCTEs()...)
+		for i, c := range sr.captures {
+			if i == keepFinal {
+				continue
+			}
+			ctes = append(ctes, cte(sprintName("_ts_i", i), sr.shadowInsert(c)))
 		}
-		ctes = append(ctes, cte(sprintName("_ts_i", i), sr.shadowInsert(c)))
 	}
-	w := &pg.WithClause{Ctes: ctes, Recursive: orig.GetRecursive(), Location: -1}
+	var w *pg.WithClause
+	if len(ctes) > 0 {
+		w = &pg.WithClause{Ctes: ctes, Recursive: orig.GetRecursive(), Location: -1}
+	}
 	switch v := body.GetNode().(type) {
 	case *pg.Node_SelectStmt:
 		v.SelectStmt.WithClause = w

@@ -30,6 +30,8 @@ func TestUnprotectedTargets(t *testing.T) {
 		{q("DELETE FROM other.u WHERE id <= 2 RETURNING *")},
 		{&pgproto3.Parse{Query: "DELETE FROM other.u u USING other.u w WHERE u.id = w.id AND u.id = $1 RETURNING *"},
 			&pgproto3.Bind{Parameters: [][]byte{[]byte("3")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		{q("WITH d AS (DELETE FROM other.u WHERE id = 4 RETURNING *) SELECT * FROM d")},
+		{q("WITH d AS (DELETE FROM other.u WHERE id = 5) SELECT 1")},
 		{q("DELETE FROM other.u WHERE nosuch = 1")},
 		{q("ROLLBACK")},
 	}
@@ -46,6 +48,12 @@ func TestUnprotectedTargets(t *testing.T) {
 			{q("BEGIN")},
 			{q("ALTER TABLE r1 RENAME TO r1b")},
 			{q("DELETE FROM r1b WHERE id <= 3")},
+			{q("ROLLBACK")},
+		},
+		"renamed in an open transaction, deleted from in a WITH query": {
+			{q("BEGIN")},
+			{q("ALTER TABLE r1 RENAME TO r1b")},
+			{q("WITH d AS (DELETE FROM r1b WHERE id <= 3 RETURNING id) SELECT count(*) FROM d")},
 			{q("ROLLBACK")},
 		},
 		"moved into a protected schema in an open transaction": {
