@@ -841,13 +841,13 @@ func raiseStatement(e *rewrite.Error) string {
 	return "DO " + tag + body + tag
 }
 
-// containsFold reports whether b contains the lower-case ASCII word w in
-// any case, without copying b (it runs on every Query of a session that
-// has SQL-level prepared statements).
-func containsFold(b []byte, w string) bool {
+// containsFold reports whether b contains the lower-case ASCII text w
+// in any letter case, without copying b (it runs on every Query of a
+// session that has prepared statements).
+func containsFold[T string | []byte](b T, w string) bool {
 	for i := 0; i+len(w) <= len(b); i++ {
 		j := 0
-		for j < len(w) && b[i+j]|0x20 == w[j] {
+		for j < len(w) && lowerASCII(b[i+j]) == w[j] {
 			j++
 		}
 		if j == len(w) {
@@ -855,4 +855,11 @@ func containsFold(b []byte, w string) bool {
 		}
 	}
 	return false
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -53,7 +53,7 @@ func (l *lexing) check(sql string) *Error {
 			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
 			Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
 	}
-	if strings.IndexByte(sql, '\\') >= 0 && (l.escapes.Load() || mentions(sql, "standard_conforming_strings")) {
+	if strings.IndexByte(sql, '\\') >= 0 && (l.escapes.Load() || containsFold(sql, "standard_conforming_strings")) {
 		return &Error{Code: CodeFeatureNotSupported,
 			Message: "tombstone: a statement that may remove rows cannot hold backslashes while standard_conforming_strings is off",
 			Hint:    "SET standard_conforming_strings = on (the default) and write escapes in E'...' strings. The statement was not run: a backslash can end a string literal early, making it another statement."}
@@ -68,14 +68,4 @@ func ascii(s string) bool {
 		}
 	}
 	return true
-}
-
-// mentions reports whether s contains w in any letter case (w is ASCII).
-func mentions(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(w)], w) {
-			return true
-		}
-	}
-	return false
 }

@@ -61,7 +61,7 @@ type Session struct {
 	backendKey []byte // BackendKeyData body, for cancel routing
 	txStatus   atomic.Uint32
 	// lexing is how the server reads statement text, from its
-	// ParameterStatus reports (see settingsReported).
+	// ParameterStatus reports (lexing.reported).
 	lexing lexing
 
 	track    tracker

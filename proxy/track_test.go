@@ -186,3 +186,19 @@ func TestWithoutOwnContext(t *testing.T) {
 		require.Equal(t, want, withoutOwnContext(in), in)
 	}
 }
+
+// TestContainsFold: any letter case, and the non-letters of the word as
+// they are (a word with '_' never matched before).
+func TestContainsFold(t *testing.T) {
+	for text, want := range map[string]bool{
+		"SET Standard_Conforming_Strings = off": true,
+		"set standard_conforming_strings=off":   true,
+		"standard-conforming-strings":           false,
+		"standard_conforming_string":            false,
+		"":                                      false,
+	} {
+		require.Equal(t, want, containsFold(text, "standard_conforming_strings"), text)
+		require.Equal(t, want, containsFold([]byte(text), "standard_conforming_strings"), text)
+	}
+	require.True(t, containsFold([]byte("x; DEALLOCATE ALL"), "deallocate"))
+}
