@@ -285,33 +285,22 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 // referencedOutside returns the location of the first unqualified
 // reference to CTE c's name in stmt outside c itself (-1: none).
 func referencedOutside(stmt *pg.Node, c *pg.CommonTableExpr) int32 {
-	loc := int32(-1)
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		switch v := m.Interface().(type) {
-		case *pg.CommonTableExpr:
-			if v == c {
-				return
-			}
-		case *pg.RangeVar:
-			if v.GetSchemaname() == "" && v.GetRelname() == c.GetCtename() && (loc < 0 || v.GetLocation() < loc) {
-				loc = v.GetLocation()
-			}
-		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.Kind() != protoreflect.MessageKind:
-			case fd.IsList():
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-			default:
-				walk(v.Message())
+	refs := func(n protoreflect.Message, f func(*pg.RangeVar)) {
+		eachMessage(n, func(m protoreflect.Message) bool {
+			if rv, ok := m.Interface().(*pg.RangeVar); ok && rv.GetSchemaname() == "" && rv.GetRelname() == c.GetCtename() {
+				f(rv)
 			}
 			return true
 		})
 	}
-	walk(stmt.ProtoReflect())
+	inside := map[*pg.RangeVar]bool{}
+	refs(c.ProtoReflect(), func(rv *pg.RangeVar) { inside[rv] = true })
+	loc := int32(-1)
+	refs(stmt.ProtoReflect(), func(rv *pg.RangeVar) {
+		if !inside[rv] && (loc < 0 || rv.GetLocation() < loc) {
+			loc = rv.GetLocation()
+		}
+	})
 	return loc
 }
 

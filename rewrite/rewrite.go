@@ -121,11 +121,11 @@ func (r *Result) Refusal() *Error {
 // table into its tombstone form. sql is the text of one Query message
 // (possibly several statements) or of one Parse message.
 //
-// Text that pg_query's parser rejects is returned unchanged: the server
-// will answer it with the proper syntax error. A non-nil error means the
-// statement cannot be inspected (nested too deeply: 54001) or the rewrite
-// failed internally; the statement must then not be forwarded (the error
-// is an *Error suitable for the client).
+// A non-nil error means the statement must not be forwarded: text
+// pg_query's parser rejects (42601, its message and position), text
+// nested too deeply to inspect (54001), a rewrite that would not be
+// faithful (0A000) or an internal failure. The error is an *Error
+// suitable for the client.
 func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 	res = &Result{SQL: sql, orig: sql}
 	if i := strings.IndexByte(sql, 0); i >= 0 {
