@@ -105,6 +105,13 @@ func (st *statements) lookup(name string) (rewrite.Output, bool) {
 	return out, ok
 }
 
+// find is lookup for callers that do not hold st.mu.
+func (st *statements) find(name string) (rewrite.Output, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lookup(name)
+}
+
 // maps makes the registry's maps on first use, and again after a
 // DEALLOCATE ALL or DISCARD ALL (under st.mu): every change starts here,
 // so none needs a guard of its own.
@@ -492,10 +499,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 				p.sqlUndo = append(p.sqlUndo, *u)
 			}
 		case st.ExecuteName != "":
-			s.prepared.mu.Lock()
-			o, ok := s.prepared.lookup(st.ExecuteName)
-			s.prepared.mu.Unlock()
-			if ok {
+			if o, ok := s.prepared.find(st.ExecuteName); ok {
 				if p.execOut == nil {
 					p.execOut = map[int]rewrite.Output{}
 				}
@@ -537,10 +541,7 @@ func (s *Session) createAsRewritten(res *rewrite.Result) *rewrite.Error {
 		if st.CreateAsExecute == "" {
 			continue
 		}
-		s.prepared.mu.Lock()
-		_, rewritten := s.prepared.lookup(st.CreateAsExecute)
-		s.prepared.mu.Unlock()
-		if rewritten {
+		if _, rewritten := s.prepared.find(st.CreateAsExecute); rewritten {
 			return &rewrite.Error{Code: "42809", Message: "prepared statement is not a SELECT"}
 		}
 	}
@@ -732,9 +733,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	if plan == nil || plan.Result == nil || !plan.Result.Changed {
 		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
 			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
-			s.prepared.mu.Lock()
-			out, keep = s.prepared.lookup(plan.Result.Statements[0].ExecuteName)
-			s.prepared.mu.Unlock()
+			out, keep = s.prepared.find(plan.Result.Statements[0].ExecuteName)
 		}
 		s.track.push(p.entry('P'))
 		return s.sw.write(frame)
