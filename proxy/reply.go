@@ -71,9 +71,10 @@ type replyState struct {
 	lastError bool
 	// copyIn: the server is in COPY-in mode.
 	copyIn bool
-	// undos: what the failed message and those the server skips after it
-	// registered, taken back (newest first) at the Sync.
-	undos []*parseUndo
+	// undos take back what the failed message and those the server
+	// skips after it registered (Parses, Binds, Closes, a Query's
+	// PREPAREs and DEALLOCATEs), newest first, at the Sync.
+	undos []func()
 }
 
 // serverMessage handles the server message whose header is at the front of
@@ -110,12 +111,12 @@ func (s *Session) serverMessage(typ byte, size int) error {
 			}
 			if u := st.cur.undo(); st.skipping && u != nil {
 				// A Parse, Bind or Close the server skipped changed nothing.
-				st.undos = append(st.undos, u)
+				st.undos = append(st.undos, func() { s.undoParse(u) })
 			}
 			if f := st.cur.fix; st.skipping && st.cur.kind == 'Q' && f != nil && f.sqlUndo != nil {
 				// Nor did a Query: the server skips those too up to the
 				// Sync, and its PREPAREs and DEALLOCATEs never ran.
-				s.undoSQL(f.sqlUndo, 0)
+				st.undos = append(st.undos, func() { s.undoSQL(f.sqlUndo, 0) })
 			}
 			st.cur = s.track.pop()
 		}
@@ -123,8 +124,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		// Taken back newest first, the failed message's last: each undo
 		// restores what its message found.
 		for i := len(st.undos) - 1; i >= 0; i-- {
-			s.undoParse(st.undos[i])
+			st.undos[i]()
 		}
+		clear(st.undos)
 		st.undos = st.undos[:0]
 	}
 	if typ == 'G' {
@@ -154,7 +156,8 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	if cur != nil && (cur.kind == 'P' || cur.kind == 'C' || cur.kind == 'B') && typ == 'E' && cur.undo() != nil {
 		// The server skips what follows up to the Sync: taken back with
 		// those messages, after them.
-		st.undos = append(st.undos, cur.undo())
+		u := cur.undo()
+		st.undos = append(st.undos, func() { s.undoParse(u) })
 	}
 	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {
 		s.undoSQL(cur.fix.sqlUndo, cur.fix.stmt)

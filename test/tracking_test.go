@@ -194,6 +194,17 @@ func TestTrackingStaysInStep(t *testing.T) {
 			{q("PREPARE q5 AS SELECT id, v FROM t WHERE id = $1")},
 			{q("EXECUTE q5(1)")},
 		},
+		// Everything behind the failed Parse is skipped, the Query's
+		// DEALLOCATE ALL with the Close and Parse around it: taken back
+		// newest first, the statement stays the rewritten DELETE.
+		"DEALLOCATE ALL skipped among Closes and Parses": {
+			{&pgproto3.Parse{Name: "m1", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Query: "SELEC"}, &pgproto3.Close{ObjectType: 'S', Name: "m1"}, raw('Q', "DEALLOCATE ALL\x00", 0),
+				&pgproto3.Parse{Name: "m1", Query: "SELECT 1 AS a, 2 AS b"}, &pgproto3.Sync{}},
+			{q("BEGIN")},
+			{bind("", "m1", "8"), &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
+		},
 		"DEALLOCATE in a Query skipped after an error": {
 			{q("PREPARE q6 AS DELETE FROM t WHERE id = $1 RETURNING *")},
 			{&pgproto3.Parse{Query: "SELEC 1"}, raw('Q', "DEALLOCATE q6\x00", 0), &pgproto3.Sync{}},
