@@ -30,6 +30,9 @@ func raw(typ byte, body string, rfq int) rawMsg {
 	return rawMsg{append(f, body...), rfq}
 }
 
+// q is a simple-protocol Query message.
+func q(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
+
 // converse sends the messages of each step to addr and reads until the
 // step's ReadyForQuery count, returning the transcript.
 func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) string {
@@ -110,7 +113,6 @@ func TestTrackingStaysInStep(t *testing.T) {
 		}
 		return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt, Parameters: ps}
 	}
-	q := func(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
 	type msgs = []pgproto3.FrontendMessage
 	// dropAll prepares name as a plain SELECT, runs each query, then
 	// prepares name as the rewritten DELETE and runs it in a transaction

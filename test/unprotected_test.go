@@ -22,7 +22,6 @@ func TestUnprotectedTargets(t *testing.T) {
 		INSERT INTO r1 SELECT g, 'v' || g FROM generate_series(1, 6) g;
 		CREATE SCHEMA other; CREATE TABLE other.u (id int PRIMARY KEY, v text);
 		INSERT INTO other.u SELECT g, 'u' || g FROM generate_series(1, 6) g;`)
-	q := func(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
 
 	// Unprotected: the same answers as Postgres, RETURNING * included.
 	steps := [][]pgproto3.FrontendMessage{
