@@ -84,9 +84,10 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	sr, cw, st := s.sr, s.cw, &s.reply
 	tracking := s.srv.planner != nil
 	st.lastError = typ == 'E'
-	if typ == 'S' && size <= maxSettingReport {
+	if tracking && typ == 'S' && size <= maxSettingReport {
 		// client_encoding and standard_conforming_strings decide how the
-		// server reads text; it reports each change.
+		// server reads text; it reports each change (only the planner
+		// needs to know).
 		if err := sr.fill(size); err != nil {
 			s.serverClosed(err)
 			return errSessionDone
