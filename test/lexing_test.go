@@ -1,6 +1,7 @@
 package test
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -49,6 +50,24 @@ func TestLexingSettings(t *testing.T) {
 			before := e.snapshot("sc", `"Ã©"`)
 			got := converse(t, e.proxy, c.steps)
 			require.Equal(t, c.refused, strings.Count(got, refused), got)
+			require.Equal(t, before, e.snapshot("sc", `"Ã©"`), "nothing may run")
+		})
+	}
+	// Settings the session starts with come in the startup's
+	// ParameterStatus reports, before any Query.
+	for options, sql := range map[string]string{
+		"-c client_encoding=LATIN1":          "DELETE FROM \"\xc3\xa9\" WHERE id = 1",
+		"-c standard_conforming_strings=off": `SELECT 'a\', '; DELETE FROM sc WHERE id >= 4; --'`,
+	} {
+		t.Run("at startup: "+options, func(t *testing.T) {
+			u, err := url.Parse(e.proxy)
+			require.NoError(t, err)
+			v := u.Query()
+			v.Set("options", options)
+			u.RawQuery = v.Encode()
+			before := e.snapshot("sc", `"Ã©"`)
+			got := converse(t, u.String(), [][]pgproto3.FrontendMessage{{q(sql)}})
+			require.Equal(t, 1, strings.Count(got, refused), got)
 			require.Equal(t, before, e.snapshot("sc", `"Ã©"`), "nothing may run")
 		})
 	}

@@ -34,7 +34,8 @@ func raw(typ byte, body string, rfq int) rawMsg {
 func q(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
 
 // converse sends the messages of each step to addr and reads until the
-// step's ReadyForQuery count, returning the transcript.
+// step's ReadyForQuery count, returning the transcript. The DSN's
+// options parameter, if any, goes into the startup packet.
 func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
@@ -44,8 +45,11 @@ func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) stri
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	fe := pgproto3.NewFrontend(conn, conn)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{
-		"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}})
+	params := map[string]string{"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}
+	if o := u.Query().Get("options"); o != "" {
+		params["options"] = o // settings the session starts with
+	}
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params})
 	require.NoError(t, fe.Flush())
 	for {
 		m, err := fe.Receive()
