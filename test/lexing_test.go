@@ -42,9 +42,11 @@ func TestLexingSettings(t *testing.T) {
 			{q("SET client_encoding = 'LATIN1'")},
 			{q("DELETE FROM \"\xc3\xa9\" WHERE id = 1")},
 			{q("DELETE FROM sc WHERE v = 'caf\xe9'")},
+			{&pgproto3.Parse{Query: "DELETE FROM sc WHERE v = 'caf\xe9' OR id = $1"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("1")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{q("SET client_encoding = 'UTF8'")},
 			{q("DELETE FROM sc WHERE v = 'café'")},
-		}, refused: 2},
+		}, refused: 3},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := e.snapshot("sc", `"Ã©"`)

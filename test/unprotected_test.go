@@ -48,6 +48,11 @@ func TestUnprotectedTargets(t *testing.T) {
 			{q("ALTER TABLE r1 RENAME TO r1b")},
 			{q("DELETE FROM r1b WHERE id <= 3")},
 			{q("ROLLBACK")},
+			{q("BEGIN")},
+			{q("ALTER TABLE r1 RENAME TO r1b")},
+			{&pgproto3.Parse{Query: "DELETE FROM r1b WHERE id <= $1"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("3")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("ROLLBACK")},
 		},
 		"renamed in an open transaction, deleted from in a WITH query": {
 			{q("BEGIN")},
