@@ -8,8 +8,12 @@
 #   status  say whether the recorded env is running
 #
 # env vars:
-#   TOMBSTONE_TEST_PG_PORT     PostgreSQL TCP port on 127.0.0.1 (default 55432)
-#   TOMBSTONE_TEST_REDIS_PORT  Redis TCP port on 127.0.0.1      (default 56379)
+#   TOMBSTONE_TEST_PG_PORT     PostgreSQL TCP port on 127.0.0.1 (default 25432)
+#   TOMBSTONE_TEST_REDIS_PORT  Redis TCP port on 127.0.0.1      (default 26379)
+# The defaults lie below Linux's ephemeral range (32768-60999): a port in
+# it can be held by any outgoing connection's local end when the servers
+# start, which no listener check sees (it happened once here: "could not
+# bind IPv4 address: Address already in use").
 #   TOMBSTONE_TESTENV_DIR      where the state file lives     (default <repo>/.testenv)
 #   TOMBSTONE_PGBIN            PostgreSQL bin dir (default: newest /usr/lib/postgresql/*/bin)
 #
@@ -24,8 +28,8 @@ set -euo pipefail
 
 STATE_DIR="${TOMBSTONE_TESTENV_DIR:-$REPO_ROOT/.testenv}"
 STATE_FILE="$STATE_DIR/state"
-DEF_PG_PORT="${TOMBSTONE_TEST_PG_PORT:-55432}"
-DEF_REDIS_PORT="${TOMBSTONE_TEST_REDIS_PORT:-56379}"
+DEF_PG_PORT="${TOMBSTONE_TEST_PG_PORT:-25432}"
+DEF_REDIS_PORT="${TOMBSTONE_TEST_REDIS_PORT:-26379}"
 TEST_DB=tombstone_test
 
 # State (read from STATE_FILE): TMP PG_PORT REDIS_PORT PGBIN
