@@ -246,7 +246,7 @@ func needsRepair(p *fix, typ byte) bool {
 		return true
 	case 'C', 'T', 'D':
 		o := outputOf(p)
-		return o.TagFrom != "" || o.Tag != "" || o.HiddenColumns > 0
+		return o.TagFrom != "" || o.Tag != "" || o.HiddenColumns > 0 || o.NoRows
 	}
 	return false
 }
@@ -265,7 +265,10 @@ func outputOf(p *fix) rewrite.Output {
 	return p.out
 }
 
-// repair rewrites one server frame answering p.
+// noData is a NoData message.
+var noData = []byte{'n', 0, 0, 0, 4}
+
+// repair rewrites one server frame answering p; nil: it is not sent.
 func (s *Session) repair(p *fix, frame []byte) []byte {
 	switch frame[0] {
 	case 'C':
@@ -283,8 +286,19 @@ func (s *Session) repair(p *fix, frame []byte) []byte {
 		}
 		return out
 	case 'T':
+		if outputOf(p).NoRows {
+			// The original statement returns no rows: a Describe of it is
+			// answered NoData, and a Query sends no RowDescription.
+			if s.reply.cur != nil && s.reply.cur.kind == 'Q' {
+				return nil
+			}
+			return noData
+		}
 		return stripRowDescription(frame, outputOf(p).HiddenColumns)
 	case 'D':
+		if outputOf(p).NoRows {
+			return nil
+		}
 		return stripDataRow(frame, outputOf(p).HiddenColumns)
 	case 'E':
 		return s.repairError(p, frame)

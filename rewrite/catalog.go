@@ -20,6 +20,17 @@ type SchemaCatalog interface {
 	HoldsProtected(schema string) bool
 }
 
+// CascadeCatalog is a Catalog that also knows the unprotected tables
+// whose ON DELETE CASCADE foreign keys reach protected tables (directly,
+// or through other such tables). A DELETE on one, and a cascade passing
+// through one, is rewritten to delete its rows explicitly, uncaptured,
+// so that the protected rows its cascades remove are known and captured.
+type CascadeCatalog interface {
+	Catalog
+	// Cascading resolves a table as Lookup does, among those tables.
+	Cascading(schema, name string) (t *Table, ok bool)
+}
+
 // GenerationalCatalog is a Catalog that can say when it changed. Cache
 // keys its entries on the generation, so a catalog reload invalidates
 // every cached rewrite at once.
@@ -30,12 +41,18 @@ type GenerationalCatalog interface {
 	Generation() uint64
 }
 
-// Table describes one protected table.
+// Table describes one protected table, or one an ON DELETE CASCADE
+// passes through on its way to protected tables (Unprotected).
 type Table struct {
 	OID    uint32
 	Schema string
 	Name   string
-	// Shadow is the shadow table's name inside schema "tombstone".
+	// Unprotected: the table has no shadow table and its own rows are not
+	// captured; it is known only for where its cascades lead
+	// (CascadeCatalog).
+	Unprotected bool
+	// Shadow is the shadow table's name inside schema "tombstone" (empty
+	// when Unprotected).
 	Shadow string
 	// Columns are the live columns in attnum order.
 	Columns []Column
@@ -53,6 +70,15 @@ type Table struct {
 // QualifiedName returns "schema.name" as used in batch records.
 func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
 
+// described names the table in a refusal: "protected table s.t", or for
+// an Unprotected one why it matters.
+func (t *Table) described() string {
+	if t.Unprotected {
+		return "table " + t.QualifiedName() + " (its ON DELETE CASCADE reaches protected tables)"
+	}
+	return "protected table " + t.QualifiedName()
+}
+
 // Column is one live column of a protected table.
 type Column struct {
 	Name string
@@ -62,7 +88,8 @@ type Column struct {
 // ForeignKey is a foreign key that references a protected table.
 type ForeignKey struct {
 	Name string
-	// Child is the referencing table, or nil when it is not protected.
+	// Child is the referencing table, or nil when it is neither
+	// protected nor on a cascade path to protected tables.
 	Child         *Table
 	ChildSchema   string
 	ChildName     string

@@ -36,7 +36,10 @@ type stmtRewriter struct {
 	gen      []*pg.Node // generated CTEs that follow the user's CTEs
 	captures []capture  // what goes into which shadow table
 	roots    []string   // CTEs of the statement's own DELETEs
-	guards   []guard
+	// through are the capture CTEs of cascades from DELETEs on
+	// Unprotected tables: rows there, like rows in roots, make a batch.
+	through []string
+	guards  []guard
 	// unbounded lists tables deleted from without WHERE (guard
 	// require_where), checked at run time so a session can confirm.
 	unbounded []string
@@ -93,7 +96,7 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 	case KindEmbedded:
 		if t, loc := sr.findProtectedDelete(n); t != nil {
 			return nil, sr.errorAt(refuse(
-				"tombstone: a DELETE from protected table "+t.QualifiedName()+" inside COPY, CREATE TABLE AS or DECLARE is not supported",
+				"tombstone: a DELETE from "+t.described()+" inside COPY, CREATE TABLE AS or DECLARE is not supported",
 				"Run the DELETE … RETURNING as a statement of its own."), loc)
 		}
 	}
@@ -106,6 +109,20 @@ func (sr *stmtRewriter) lookup(rv *pg.RangeVar) (*Table, bool) {
 		return nil, false
 	}
 	return sr.cat.Lookup(rv.GetSchemaname(), rv.GetRelname())
+}
+
+// lookupDeleted resolves the target of a DELETE: a protected table, or an
+// Unprotected one whose cascades reach protected tables.
+func (sr *stmtRewriter) lookupDeleted(rv *pg.RangeVar) (*Table, bool) {
+	if t, ok := sr.lookup(rv); ok || rv == nil {
+		return t, ok
+	}
+	if cc, ok := sr.cat.(CascadeCatalog); ok {
+		if t, ok := cc.Cascading(rv.GetSchemaname(), rv.GetRelname()); ok && t.Unprotected && capturesCascade(t, map[*Table]bool{}) {
+			return t, true
+		}
+	}
+	return nil, false
 }
 
 // guardUnprotected adds to a DELETE whose target the catalog does not
@@ -132,7 +149,7 @@ func (sr *stmtRewriter) guardUnprotected(d *pg.DeleteStmt) bool {
 
 // deleteStmt rewrites a top-level DELETE (and DELETEs in its WITH).
 func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node, error) {
-	t, protected := sr.lookup(del.GetRelation())
+	t, protected := sr.lookupDeleted(del.GetRelation())
 	ctes, changed, err := sr.userCTEs(del.GetWithClause(), deleteNode(del))
 	if err != nil {
 		return nil, err
@@ -154,6 +171,14 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	}
 	sr.subtrees = append(sr.subtrees, subtree{orig: deleteNode(del), cte: name})
 	ctes = append(ctes, cte(name, deleteNode(d)))
+	if len(del.GetReturningList()) == 0 && t.Unprotected {
+		// No rows of the target's own to insert anywhere: the final
+		// statement counts them ("SELECT n"), and its empty rows, of no
+		// column, are not sent.
+		st.Output = Output{TagFrom: "SELECT", NoRows: true}
+		final := selectNode(selectStmt(nil, []*pg.Node{rangeVarNode("", name, "")}, nil))
+		return sr.assembleWith(ctes, final, del.GetWithClause(), -1)
+	}
 	if len(del.GetReturningList()) == 0 {
 		// The shadow insert of the target's rows is the final statement:
 		// its "INSERT 0 n" counts exactly the rows the DELETE removed.
@@ -172,9 +197,9 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 // withDelete rewrites a SELECT/INSERT/UPDATE/MERGE whose WITH deletes.
 func (sr *stmtRewriter) withDelete(n *pg.Node, st *Statement) (*pg.Node, error) {
 	if m := n.GetMergeStmt(); m != nil && mergeDeletes(m) {
-		if t, ok := sr.lookup(m.GetRelation()); ok {
+		if t, ok := sr.lookupDeleted(m.GetRelation()); ok {
 			return nil, sr.errorAt(refuse(
-				"tombstone: MERGE … WHEN MATCHED THEN DELETE on protected table "+t.QualifiedName()+" is not supported",
+				"tombstone: MERGE … WHEN MATCHED THEN DELETE on "+t.described()+" is not supported",
 				"Rewrite it as DELETE … USING for the rows to remove, followed by the MERGE without the DELETE action."),
 				m.GetRelation().GetLocation())
 		}
@@ -207,9 +232,9 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 		}
 		q := ce.GetCtequery()
 		if m := q.GetMergeStmt(); m != nil && mergeDeletes(m) {
-			if t, ok := sr.lookup(m.GetRelation()); ok {
+			if t, ok := sr.lookupDeleted(m.GetRelation()); ok {
 				return nil, false, sr.errorAt(refuse(
-					"tombstone: MERGE … WHEN MATCHED THEN DELETE on protected table "+t.QualifiedName()+" is not supported",
+					"tombstone: MERGE … WHEN MATCHED THEN DELETE on "+t.described()+" is not supported",
 					"Rewrite it as DELETE … USING for the rows to remove, followed by the MERGE without the DELETE action."),
 					m.GetRelation().GetLocation())
 			}
@@ -220,7 +245,7 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 			out = append(out, c)
 			continue
 		}
-		t, ok := sr.lookup(del.GetRelation())
+		t, ok := sr.lookupDeleted(del.GetRelation())
 		if !ok {
 			// Not captured: guarded, as a top-level DELETE is.
 			sr.subtrees = append(sr.subtrees, subtree{orig: q, cte: ce.GetCtename()})
@@ -362,7 +387,7 @@ func (sr *stmtRewriter) starRels(del *pg.DeleteStmt, t *Table, targetRef string,
 	rels := []relCols{{targetRef, t.Columns}}
 	for _, u := range del.GetUsingClause() {
 		rv := u.GetRangeVar()
-		ut, ok := sr.lookup(rv)
+		ut, ok := sr.lookupDeleted(rv)
 		if rv == nil || !ok || len(rv.GetAlias().GetColnames()) > 0 {
 			return nil, sr.errorAt(refuse(
 				"tombstone: RETURNING * in a WITH query cannot be expanded for a USING item that is not a protected table",
@@ -401,7 +426,7 @@ func (sr *stmtRewriter) qualifiedStar(del *pg.DeleteStmt, t *Table, targetRef st
 			if ref != last {
 				continue
 			}
-			if ut, ok := sr.lookup(rv); ok && len(rv.GetAlias().GetColnames()) == 0 {
+			if ut, ok := sr.lookupDeleted(rv); ok && len(rv.GetAlias().GetColnames()) == 0 {
 				return relCols{ref, ut.Columns}, nil
 			}
 		}
@@ -413,7 +438,8 @@ func (sr *stmtRewriter) qualifiedStar(del *pg.DeleteStmt, t *Table, targetRef st
 
 // captureDelete turns d (a clone the caller owns) into a capturing DELETE:
 // it appends the whole-row entry to RETURNING, names the CTE, registers
-// the capture, the catalog guard and the foreign-key cascades.
+// the capture, the catalog guard and the foreign-key cascades. On an
+// Unprotected table only the cascades are captured.
 func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*pg.Node) (string, error) {
 	rel := d.GetRelation()
 	if err := validTable(t); err != nil {
@@ -421,7 +447,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	}
 	if d.GetWhereClause().GetCurrentOfExpr() != nil {
 		return "", sr.errorAt(refuse(
-			"tombstone: DELETE … WHERE CURRENT OF on protected table "+t.QualifiedName()+" is not supported",
+			"tombstone: DELETE … WHERE CURRENT OF on "+t.described()+" is not supported",
 			"Delete the row by its key instead (DELETE … WHERE id = …)."), rel.GetLocation())
 	}
 	ref := rel.GetRelname()
@@ -430,8 +456,10 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	}
 	name := sprintName("_ts_d", sr.next())
 	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
-	sr.captures = append(sr.captures, capture{t, name, "delete"})
-	sr.roots = append(sr.roots, name)
+	if !t.Unprotected {
+		sr.captures = append(sr.captures, capture{t, name, "delete"})
+		sr.roots = append(sr.roots, name)
+	}
 	// The guard names the table exactly as the user wrote it, so that
 	// the session's search_path resolves it as it resolves the DELETE.
 	written := quoteIdent(rel.GetRelname())
@@ -442,11 +470,17 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		}
 	}
 	sr.addGuard(written, t.Signature)
-	if sr.opt.RequireWhere && d.GetWhereClause() == nil && !sr.confirmed() {
+	if sr.opt.RequireWhere && d.GetWhereClause() == nil && !sr.confirmed() && !t.Unprotected {
 		sr.unbounded = append(sr.unbounded, t.QualifiedName())
 	}
+	first := len(sr.captures)
 	if err := sr.cascade(t, name, []*Table{t}, false, rel.GetLocation()); err != nil {
 		return "", err
+	}
+	if t.Unprotected {
+		for _, c := range sr.captures[first:] {
+			sr.through = append(sr.through, c.cte)
+		}
 	}
 	return name, nil
 }
@@ -557,7 +591,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		}
 	}
 	var exists []*pg.Node
-	for _, r := range sr.roots {
+	for _, r := range append(append([]string(nil), sr.roots...), sr.through...) {
 		exists = append(exists, subLink(pg.SubLinkType_EXISTS_SUBLINK, nil,
 			selectStmt([]*pg.Node{resTarget("", pg.MakeAConstIntNode(1, -1))}, []*pg.Node{rangeVarNode("", r, "")}, nil)))
 	}
@@ -569,7 +603,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 	for _, t := range sr.unbounded {
 		cond = append(cond, funcCall([]string{tsSchema, "guard_where"}, constStr(t)))
 	}
-	if sr.opt.MaxRows > 0 && !sr.confirmed() {
+	if sr.opt.MaxRows > 0 && !sr.confirmed() && len(sr.roots) > 0 {
 		// The statement's own rows (cascades not counted), all its DELETEs.
 		var rows *pg.Node
 		for _, r := range sr.roots {
@@ -582,7 +616,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 			}
 		}
 		cond = append(cond, funcCall([]string{tsSchema, "guard_rows"}, rows,
-			typeCast(pg.MakeAConstIntNode(sr.opt.MaxRows, -1), "pg_catalog", "int8"), constStr(sr.captures[0].t.QualifiedName())))
+			typeCast(pg.MakeAConstIntNode(sr.opt.MaxRows, -1), "pg_catalog", "int8"), constStr(sr.rootTable().QualifiedName())))
 	}
 	addr := constStr(sr.opt.ClientAddr)
 	if sr.opt.ClientAddr == "" {
@@ -602,6 +636,16 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		cte(bidCTE, selectNode(bid)),
 		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after", "token"}, row)),
 	}
+}
+
+// rootTable is the table of the statement's first own DELETE.
+func (sr *stmtRewriter) rootTable() *Table {
+	for _, c := range sr.captures {
+		if c.cte == sr.roots[0] {
+			return c.t
+		}
+	}
+	return sr.captures[0].t
 }
 
 // intervalText renders a duration as interval input.
@@ -641,7 +685,7 @@ func opExpr2(name []string, l, r *pg.Node) *pg.Node {
 // the rewrite must not crash the proxy if one slips through.
 func validTable(t *Table) error {
 	bad := func(s string) bool { return s == "" || strings.IndexByte(s, 0) >= 0 }
-	if t == nil || bad(t.Schema) || bad(t.Name) || bad(t.Shadow) {
+	if t == nil || bad(t.Schema) || bad(t.Name) || bad(t.Shadow) && !t.Unprotected {
 		return internalErr("invalid catalog entry for a protected table (empty name)")
 	}
 	for _, c := range t.Columns {

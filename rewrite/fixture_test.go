@@ -14,12 +14,21 @@ type testCatalog struct {
 }
 
 func (c *testCatalog) Lookup(schema, name string) (*Table, bool) {
+	return c.find(schema, name, false)
+}
+
+// Cascading implements CascadeCatalog.
+func (c *testCatalog) Cascading(schema, name string) (*Table, bool) {
+	return c.find(schema, name, true)
+}
+
+func (c *testCatalog) find(schema, name string, unprotected bool) (*Table, bool) {
 	if schema != "" {
 		t, ok := c.tables[schema+"."+name]
-		return t, ok
+		return t, ok && t.Unprotected == unprotected
 	}
 	for _, s := range c.schemas {
-		if t, ok := c.tables[s+"."+name]; ok {
+		if t, ok := c.tables[s+"."+name]; ok && t.Unprotected == unprotected {
 			return t, true
 		}
 	}
@@ -57,6 +66,10 @@ func fk(name string, child *Table, childCols, parentCols string, act FKAction) F
 //	public.pair(a, b) ← pair_child(pa, pb)  two-column key, CASCADE
 //	app.orders, "app"."Mixed Case"          other schema, odd names
 //	public.wide                             column named like the table
+//	app.tenants → sites                     unprotected, CASCADE into sites
+//	public.orgs → teams → members           protected → unprotected →
+//	                                        protected (CASCADE), teams →
+//	                                        t_links (SET NULL, unprotected)
 func newTestCatalog() *testCatalog {
 	day := 24 * time.Hour
 	mk := func(schema, name, shadow, c string, ret time.Duration) *Table {
@@ -77,6 +90,14 @@ func newTestCatalog() *testCatalog {
 	mixed := mk("app", "Mixed Case", "app_Mixed Case", "id int", 7*day)
 	mixed.Columns = append(mixed.Columns, Column{Name: `Weird "col`, Type: "text"})
 	wide := mk("public", "wide", "public_wide", "id int, wide text", 7*day)
+	through := func(schema, name, c string) *Table {
+		return &Table{Schema: schema, Name: name, Unprotected: true, Columns: cols(c), Signature: "sig:" + schema + "." + name}
+	}
+	tenants := through("app", "tenants", "id int, name text")
+	orgs := mk("public", "orgs", "public_orgs", "id int, name text", 7*day)
+	teams := through("public", "teams", "id int, org_id int")
+	members := mk("public", "members", "public_members", "id int, team_id int", 7*day)
+	tLinks := through("public", "t_links", "id int, team_id int")
 
 	sites.Referencing = []ForeignKey{
 		fk("products_site_fk", products, "site_id", "id", Cascade),
@@ -89,9 +110,13 @@ func newTestCatalog() *testCatalog {
 	cycA.Referencing = []ForeignKey{fk("b_a_fk", cycB, "a_id", "id", Cascade)}
 	cycB.Referencing = []ForeignKey{fk("a_b_fk", cycA, "b_id", "id", Cascade)}
 	pair.Referencing = []ForeignKey{fk("pc_fk", pairChild, "pa,pb", "a,b", Cascade)}
+	tenants.Referencing = []ForeignKey{fk("sites_tenant_fk", sites, "tenant_id", "id", Cascade)}
+	orgs.Referencing = []ForeignKey{fk("teams_org_fk", teams, "org_id", "id", Cascade)}
+	teams.Referencing = []ForeignKey{fk("members_team_fk", members, "team_id", "id", Cascade), fk("tl_team_fk", tLinks, "team_id", "id", SetNull)}
 
 	c := &testCatalog{tables: map[string]*Table{}, schemas: []string{"public", "app"}, gen: 1}
-	for i, x := range []*Table{t, sites, products, users, links, tree, meas, cycA, cycB, pair, pairChild, orders, mixed, wide} {
+	for i, x := range []*Table{t, sites, products, users, links, tree, meas, cycA, cycB, pair, pairChild, orders, mixed, wide,
+		tenants, orgs, teams, members, tLinks} {
 		x.OID = uint32(16384 + i)
 		c.tables[x.Schema+"."+x.Name] = x
 	}

@@ -18,8 +18,10 @@ import (
 //   - Self-referencing CASCADE: the whole subtree is found with a
 //     recursive query over the key values and deleted by one DELETE CTE.
 //
-// Children that are not protected are left to Postgres, uncaptured.
-// RESTRICT and NO ACTION need nothing: Postgres raises as usual.
+// Children that are not protected are left to Postgres, uncaptured, but
+// for Unprotected ones on a cascade path to protected tables: they are
+// deleted by a DELETE CTE too, not captured, so that their own cascades
+// are. RESTRICT and NO ACTION need nothing: Postgres raises as usual.
 func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, skipSelf bool, loc int32) error {
 	var self []ForeignKey
 	for _, fk := range parent.Referencing {
@@ -62,7 +64,9 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 				ReturningList: cascadeReturning(alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
-			sr.captures = append(sr.captures, capture{child, name, "cascade"})
+			if !child.Unprotected {
+				sr.captures = append(sr.captures, capture{child, name, "cascade"})
+			}
 			// No guard of its own: the target's signature covers every
 			// table its cascades reach (tombstone.catalog_signature).
 			next := append(append([]*Table(nil), path...), child)
@@ -70,6 +74,9 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 				return err
 			}
 		case SetNull, SetDefault:
+			if child.Unprotected {
+				continue // its values, not its rows, change: left to Postgres
+			}
 			if err := sr.bumpCascade(loc); err != nil {
 				return err
 			}
@@ -136,9 +143,32 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		ReturningList: cascadeReturning(alias),
 	}
 	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
-	sr.captures = append(sr.captures, capture{parent, name, "cascade"})
+	if !parent.Unprotected {
+		sr.captures = append(sr.captures, capture{parent, name, "cascade"})
+	}
 	// The subtree's rows have their own non-self children.
 	return sr.cascade(parent, name, path, true, loc)
+}
+
+// capturesCascade reports whether a DELETE on t has protected rows to
+// capture through its foreign keys: a protected child reached by CASCADE,
+// SET NULL or SET DEFAULT, through Unprotected tables by CASCADE only.
+func capturesCascade(t *Table, seen map[*Table]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	for _, fk := range t.Referencing {
+		c := fk.Child
+		switch {
+		case c == nil:
+		case !c.Unprotected && (fk.OnDelete == Cascade || fk.OnDelete == SetNull || fk.OnDelete == SetDefault):
+			return true
+		case c.Unprotected && fk.OnDelete == Cascade && capturesCascade(c, seen):
+			return true
+		}
+	}
+	return false
 }
 
 func (sr *stmtRewriter) bumpCascade(loc int32) error {

@@ -66,6 +66,9 @@ func describe(res *Result, err error) string {
 		if st.Output.HiddenColumns != 0 {
 			fmt.Fprintf(&b, " hidden=%d", st.Output.HiddenColumns)
 		}
+		if st.Output.NoRows {
+			b.WriteString(" norows")
+		}
 		if st.Prepares != "" && st.Rewritten {
 			fmt.Fprintf(&b, " prepared=%s", st.Prepares)
 		}

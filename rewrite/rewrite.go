@@ -42,6 +42,10 @@ type Output struct {
 	// HiddenColumns is the number of trailing columns to strip from
 	// RowDescription and every DataRow.
 	HiddenColumns int
+	// NoRows: the rewritten statement returns rows (of no column) where
+	// the original returns none; its RowDescription and DataRows are not
+	// sent (a Describe is answered NoData).
+	NoRows bool
 	// Tag, when set, replaces the server's command tag entirely (a
 	// TRUNCATE or DROP TABLE run through a CALL answers "CALL").
 	Tag string

@@ -63,7 +63,7 @@ func (sr *stmtRewriter) findProtectedDelete(n *pg.Node) (*Table, int32) {
 				rv = v.GetRelation()
 			}
 		}
-		if t, ok := sr.lookup(rv); ok {
+		if t, ok := sr.lookupDeleted(rv); ok {
 			found, loc = t, rv.GetLocation()
 			return false
 		}
@@ -73,7 +73,8 @@ func (sr *stmtRewriter) findProtectedDelete(n *pg.Node) (*Table, int32) {
 }
 
 // verifyCaptured is the rewrite's safety net: in the finished tree, every
-// DELETE from a protected table must be one of the capturing DELETEs
+// DELETE from a protected table (or an Unprotected one whose cascades
+// are captured) must be one of the capturing DELETEs
 // (it returns the whole row as _ts_row) and no MERGE may delete
 // from one. Anything else would remove rows without a tombstone.
 func (sr *stmtRewriter) verifyCaptured(n *pg.Node) error {
@@ -87,12 +88,12 @@ func (sr *stmtRewriter) verifyCaptured(n *pg.Node) error {
 					return true
 				}
 			}
-			if t, ok := sr.lookup(v.GetRelation()); ok {
+			if t, ok := sr.lookupDeleted(v.GetRelation()); ok {
 				bad, loc = t, v.GetRelation().GetLocation()
 				return false
 			}
 		case *pg.MergeStmt:
-			if t, ok := sr.lookup(v.GetRelation()); ok && mergeDeletes(v) {
+			if t, ok := sr.lookupDeleted(v.GetRelation()); ok && mergeDeletes(v) {
 				bad, loc = t, v.GetRelation().GetLocation()
 				return false
 			}
@@ -101,7 +102,7 @@ func (sr *stmtRewriter) verifyCaptured(n *pg.Node) error {
 	})
 	if bad != nil {
 		return sr.errorAt(refuse(
-			"tombstone: this statement deletes from protected table "+bad.QualifiedName()+" in a way that cannot be captured",
+			"tombstone: this statement deletes from "+bad.described()+" in a way that cannot be captured",
 			"Run the DELETE as a top-level statement or in the top-level WITH clause."), loc)
 	}
 	return nil

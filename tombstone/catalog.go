@@ -36,28 +36,62 @@ type CatalogOptions struct {
 // signature (catalog_signature maps a partition to its root) and
 // recorded in the batch under the root's name.
 type Catalog struct {
-	byName  map[[2]string]*rewrite.Table
+	byName map[[2]string]*rewrite.Table
+	// through holds the unprotected tables whose ON DELETE CASCADE
+	// reaches protected tables (rewrite.Table.Unprotected), partitions
+	// under their own names.
+	through map[[2]string]*rewrite.Table
 	tables  []*rewrite.Table
 	schemas []string
 	gen     uint64
 }
 
-var _ rewrite.GenerationalCatalog = (*Catalog)(nil)
+var (
+	_ rewrite.GenerationalCatalog = (*Catalog)(nil)
+	_ rewrite.CascadeCatalog      = (*Catalog)(nil)
+)
 
 // Lookup resolves a table as Postgres stores its name (already
 // case-folded). schema == "" resolves through the protected schemas in
 // order (see Schemas), like a search_path.
 func (c *Catalog) Lookup(schema, name string) (*rewrite.Table, bool) {
+	return c.resolve(c.byName, schema, name)
+}
+
+// resolve finds a table in m by its name as written: qualified, or
+// through the protected schemas in order.
+func (c *Catalog) resolve(m map[[2]string]*rewrite.Table, schema, name string) (*rewrite.Table, bool) {
 	if schema != "" {
-		t, ok := c.byName[[2]string{schema, name}]
+		t, ok := m[[2]string{schema, name}]
 		return t, ok
 	}
 	for _, s := range c.schemas {
-		if t, ok := c.byName[[2]string{s, name}]; ok {
+		if t, ok := m[[2]string{s, name}]; ok {
 			return t, true
 		}
 	}
 	return nil, false
+}
+
+// Cascading resolves an unprotected table whose ON DELETE CASCADE reaches
+// protected tables (rewrite.CascadeCatalog). schema == "" looks through
+// the protected schemas in order, then takes the one such table of that
+// name in any other schema; the statement's catalog guard checks that the
+// server resolves the name to the same table.
+func (c *Catalog) Cascading(schema, name string) (*rewrite.Table, bool) {
+	if t, ok := c.resolve(c.through, schema, name); ok || schema != "" {
+		return t, ok
+	}
+	var found *rewrite.Table
+	for k, t := range c.through {
+		if k[1] == name {
+			if found != nil {
+				return nil, false // ambiguous: the guard of either would fail
+			}
+			found = t
+		}
+	}
+	return found, found != nil
 }
 
 // HoldsProtected reports whether schema contains a protected table
@@ -89,7 +123,7 @@ func (c *Catalog) Schemas() []string { return c.schemas }
 // does not exist yet gets the name Sync would give it, so a DELETE on it
 // fails cleanly until Sync has run (or use opts.Sync).
 func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Catalog, error) {
-	cat := &Catalog{byName: map[[2]string]*rewrite.Table{}}
+	cat := &Catalog{byName: map[[2]string]*rewrite.Table{}, through: map[[2]string]*rewrite.Table{}}
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		if err := checkInstalled(ctx, tx); err != nil {
 			return err
@@ -199,8 +233,18 @@ SELECT t.relid::oid, n.nspname::text, c.relname::text, p.relid
 		return err
 	}
 
-	// Foreign keys referencing protected tables. Partition clones
-	// (conparentid <> 0) are left out: the parent constraint covers them.
+	through, throughParts, err := c.loadThrough(ctx, tx)
+	if err != nil {
+		return err
+	}
+	throughOIDs := make([]uint32, 0, len(through))
+	for oid := range through {
+		throughOIDs = append(throughOIDs, oid)
+	}
+
+	// Foreign keys referencing protected tables, and those referencing
+	// the tables a cascade passes through. Partition clones (conparentid
+	// <> 0) are left out: the parent constraint covers them.
 	rows, err = tx.Query(ctx, `
 SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::text, c.confdeltype::text,
        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
@@ -211,8 +255,8 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
   JOIN pg_class cc ON cc.oid = c.conrelid
   JOIN pg_namespace cn ON cn.oid = cc.relnamespace
  WHERE c.contype = 'f' AND c.conparentid = 0
-   AND c.confrelid IN (SELECT relid FROM tombstone.protected_tables())
- ORDER BY c.confrelid, c.conname, c.oid`)
+   AND (c.confrelid IN (SELECT relid FROM tombstone.protected_tables()) OR c.confrelid = ANY ($1::oid[]))
+ ORDER BY c.confrelid, c.conname, c.oid`, throughOIDs)
 	if err != nil {
 		return err
 	}
@@ -233,6 +277,8 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		fk.OnDelete = fkAction(action)
 		if t := byOID[child]; t != nil {
 			fk.Child = t
+		} else if t := through[child]; t != nil {
+			fk.Child = t
 		} else if rt := partOf[child]; rt != nil {
 			// A foreign key declared on one partition only: capture what
 			// Postgres cascades into that partition (not its siblings)
@@ -243,6 +289,9 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			parts = append(parts, partChild{&part, rt})
 		}
 		pt := byOID[parent]
+		if pt == nil {
+			pt = through[parent]
+		}
 		pt.Referencing = append(pt.Referencing, fk)
 	}
 	if err := rows.Err(); err != nil {
@@ -252,7 +301,77 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 	for _, p := range parts {
 		p.part.Referencing = p.root.Referencing
 	}
+	for part, root := range throughParts {
+		part.Referencing = through[root].Referencing
+	}
 	return nil
+}
+
+// loadThrough reads the unprotected tables whose ON DELETE CASCADE reaches
+// protected tables: those with a CASCADE, SET NULL or SET DEFAULT foreign
+// key from a protected table (or partition of one), and those with a
+// CASCADE foreign key from such a table, at any depth. Their partitions
+// go into c.through under their own names too (rows deleted from a
+// partition cascade as the root's do): returned apart, with their roots'
+// oids, from the tables the foreign keys name (by oid).
+func (c *Catalog) loadThrough(ctx context.Context, tx pgx.Tx) (map[uint32]*rewrite.Table, map[*rewrite.Table]uint32, error) {
+	rows, err := tx.Query(ctx, `
+WITH RECURSIVE prot(oid) AS (
+    SELECT p.relid FROM tombstone.protected_tables() p
+    UNION
+    SELECT t.relid FROM tombstone.protected_tables() p
+      JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(p.relid::regclass) t
+), up(oid) AS (
+    SELECT c.confrelid FROM pg_constraint c
+     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd')
+       AND c.conrelid IN (SELECT oid FROM prot)
+    UNION
+    SELECT c.confrelid FROM up JOIN pg_constraint c ON c.conrelid = up.oid
+     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+), through(oid, root) AS (
+    SELECT up.oid, up.oid FROM up WHERE up.oid NOT IN (SELECT oid FROM prot)
+), parts(oid, root) AS (
+    SELECT t.relid::oid, th.oid FROM through th
+      JOIN pg_class pc ON pc.oid = th.oid AND pc.relkind = 'p'
+      CROSS JOIN LATERAL pg_partition_tree(th.oid::regclass) t
+     WHERE t.relid <> th.oid
+)
+SELECT x.oid, x.root, n.nspname::text, cl.relname::text, tombstone.catalog_signature(x.oid::regclass),
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+              WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+  FROM (SELECT * FROM through UNION ALL SELECT * FROM parts) x
+  JOIN pg_class cl ON cl.oid = x.oid
+  JOIN pg_namespace n ON n.oid = cl.relnamespace
+ WHERE cl.relkind IN ('r', 'p')`)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	byOID := map[uint32]*rewrite.Table{}
+	parts := map[*rewrite.Table]uint32{}
+	for rows.Next() {
+		var (
+			t            = &rewrite.Table{Unprotected: true}
+			root         uint32
+			names, types []string
+		)
+		if err := rows.Scan(&t.OID, &root, &t.Schema, &t.Name, &t.Signature, &names, &types); err != nil {
+			return nil, nil, err
+		}
+		for i := range names {
+			t.Columns = append(t.Columns, rewrite.Column{Name: names[i], Type: types[i]})
+		}
+		if root == t.OID {
+			byOID[t.OID] = t
+		} else {
+			parts[t] = root
+		}
+		c.through[[2]string{t.Schema, t.Name}] = t
+	}
+	return byOID, parts, rows.Err()
 }
 
 func fkAction(confdeltype string) rewrite.FKAction {

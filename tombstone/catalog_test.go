@@ -168,3 +168,49 @@ func TestSignatureCost(t *testing.T) {
 		t.Logf("check_catalog(%s): %v per call", table, el/n)
 	}
 }
+
+// TestLoadCatalogThrough: unprotected tables whose ON DELETE CASCADE
+// reaches protected tables are known (Cascading), with the foreign keys
+// that lead there; partitions of one under their own names; tables that
+// lead nowhere protected, and protected tables, are not among them.
+func TestLoadCatalogThrough(t *testing.T) {
+	c, _ := setup(t, false)
+	exec(t, c, `CREATE SCHEMA other;
+		CREATE TABLE other.accounts (id int PRIMARY KEY);
+		CREATE TABLE other.regions (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE other.regions_low PARTITION OF other.regions FOR VALUES FROM (0) TO (100);
+		CREATE TABLE other.hops (id int PRIMARY KEY, region_id int REFERENCES other.regions ON DELETE CASCADE);
+		CREATE TABLE ledger (id int PRIMARY KEY, account_id int REFERENCES other.accounts ON DELETE SET NULL,
+		                     hop_id int REFERENCES other.hops ON DELETE CASCADE);
+		CREATE TABLE other.leaf (id int PRIMARY KEY, account_id int REFERENCES other.accounts ON DELETE CASCADE);
+		CREATE TABLE other.restricted (id int PRIMARY KEY);
+		CREATE TABLE ledger2 (id int PRIMARY KEY, r int REFERENCES other.restricted ON DELETE RESTRICT);`)
+	cat := loadCatalog(t, c)
+
+	accounts, ok := cat.Cascading("other", "accounts")
+	require.True(t, ok)
+	require.True(t, accounts.Unprotected)
+	require.Empty(t, accounts.Shadow)
+	require.NotEmpty(t, accounts.Signature)
+	ledger, ok := cat.Lookup("", "ledger")
+	require.True(t, ok)
+	require.Same(t, ledger, fkByChild(accounts, "ledger").Child)
+	require.Equal(t, rewrite.SetNull, fkByChild(accounts, "ledger").OnDelete)
+	require.Nil(t, fkByChild(accounts, "leaf").Child, "an unprotected child that leads nowhere: left to Postgres")
+
+	hops, ok := cat.Cascading("", "hops")
+	require.True(t, ok, "unqualified: the one such table of that name")
+	regions, ok := cat.Cascading("other", "regions")
+	require.True(t, ok, "two cascade steps from ledger")
+	require.Same(t, hops, fkByChild(regions, "hops").Child)
+	low, ok := cat.Cascading("other", "regions_low")
+	require.True(t, ok, "a partition, under its own name")
+	require.Equal(t, regions.Referencing, low.Referencing)
+
+	for _, name := range []string{"leaf", "restricted", "ledger"} {
+		_, ok := cat.Cascading("", name)
+		require.False(t, ok, name)
+	}
+	_, ok = cat.Lookup("other", "accounts")
+	require.False(t, ok, "not protected")
+}

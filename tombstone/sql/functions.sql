@@ -184,6 +184,11 @@ $$;
 -- uncaptured: refused with 0A000. (An auto-updatable view deletes from
 -- its one base table only; one that also reads a protected table in a
 -- subquery is refused too, on the safe side.)
+-- Rows the ON DELETE CASCADE (SET NULL, SET DEFAULT) foreign keys of what
+-- the DELETE removes would remove (or change) in a protected table, at any
+-- depth: the proxy captures those when its catalog knows the table as one
+-- cascades pass through, so here it does not and is stale: TS001. Reached
+-- through a view or rule instead: 0A000.
 CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass, p_only boolean DEFAULT false) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -194,6 +199,10 @@ DECLARE
     itself boolean;
     by_rule regclass;
     by_kid regclass;
+    fk_self oid[];
+    fk_rule oid[];
+    by_fk regclass;
+    by_fk_rule regclass;
 BEGIN
     -- What rel's rules reach (rel included), at any depth.
     WITH RECURSIVE reach(oid) AS (
@@ -216,8 +225,6 @@ BEGIN
     )
     SELECT pg_catalog.array_agg(reach.oid) INTO via_rules FROM reach;
     -- Rows that go with rel's: its inheritance children's, unless ONLY.
-    -- (Not those reached through ON DELETE CASCADE: which rows cascade is
-    -- known only row by row; README, What the proxy cannot see.)
     IF NOT p_only THEN
         WITH RECURSIVE k(oid) AS (
             SELECT rel::oid
@@ -226,12 +233,36 @@ BEGIN
         )
         SELECT pg_catalog.array_agg(k.oid) INTO kids FROM k WHERE k.oid <> rel::oid;
     END IF;
+    kids := coalesce(kids, '{}');
+    -- Where the foreign keys lead from all of them: every constraint
+    -- (partition clones too) that references a table reached, followed
+    -- further only through CASCADE; fk_rule, from tables only the rules
+    -- reach. pg_depend, not pg_constraint.confrelid, which has no index.
+    WITH RECURSIVE down(oid, walk, ruled) AS (
+        SELECT x, true, x <> rel::oid AND NOT (x = ANY (kids))
+          FROM pg_catalog.unnest(via_rules || kids) x
+        UNION
+        SELECT c.conrelid, c.confdeltype = 'c', down.ruled
+          FROM down
+          JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = down.oid
+                                     AND d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid AND c.contype = 'f' AND c.confrelid = down.oid
+                                         AND c.confdeltype IN ('c', 'n', 'd')
+         WHERE down.walk
+    )
+    SELECT coalesce(pg_catalog.array_agg(down.oid) FILTER (WHERE NOT down.ruled), '{}'),
+           coalesce(pg_catalog.array_agg(down.oid) FILTER (WHERE down.ruled), '{}')
+      INTO fk_self, fk_rule
+      FROM down
+     WHERE NOT (down.oid = ANY (via_rules || kids));
     -- One look at the protection rules for all of them.
     SELECT coalesce(bool_or(pr.relid = rel::oid), false),
            (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (via_rules)))[1],
-           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (kids)))[1]
-      INTO itself, by_rule, by_kid
-      FROM tombstone._protected_roots(via_rules || coalesce(kids, '{}')) pr;
+           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (kids)))[1],
+           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid = ANY (fk_rule)))[1],
+           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid = ANY (fk_self)))[1]
+      INTO itself, by_rule, by_kid, by_fk_rule, by_fk
+      FROM tombstone._protected_roots(via_rules || kids || fk_self || fk_rule) pr;
     IF itself THEN
         RAISE EXCEPTION USING ERRCODE = 'TS001',
             MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
@@ -247,6 +278,17 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, by_kid),
             HINT = pg_catalog.format('DELETE FROM ONLY %s, and from %s itself; nothing was deleted', rel, by_kid);
+    END IF;
+    IF by_fk_rule IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s reaches protected table %s through a view or rule and ON DELETE foreign keys, where its rows cannot be captured', rel, by_fk_rule),
+            HINT = 'DELETE from the tables the view or rule deletes from; nothing was deleted';
+    END IF;
+    IF by_fk IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'TS001',
+            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+            DETAIL = pg_catalog.format('an ON DELETE foreign key leads from %s to protected table %s, which the proxy did not know', rel, by_fk),
+            HINT = 'the proxy reloads its catalog; retry the statement (a foreign key added in an open transaction is known only once that commits)';
     END IF;
     RETURN true;
 END

@@ -1,0 +1,158 @@
+package test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+// throughSchema: public is protected, other is not.
+//
+//	other.accounts → orders           unprotected parent, CASCADE into a protected child
+//	orders → other.carts → cart_items  protected → unprotected → protected (CASCADE)
+//	other.accounts → other.notes       unprotected child: left to Postgres
+const throughSchema = `CREATE SCHEMA other;
+	CREATE TABLE other.accounts (id int PRIMARY KEY, name text);
+	CREATE TABLE orders (id int PRIMARY KEY, account_id int REFERENCES other.accounts ON DELETE CASCADE, note text);
+	CREATE TABLE other.carts (id int PRIMARY KEY, order_id int REFERENCES orders ON DELETE CASCADE);
+	CREATE TABLE cart_items (id int PRIMARY KEY, cart_id int REFERENCES other.carts ON DELETE CASCADE, sku text);
+	CREATE TABLE other.notes (id int PRIMARY KEY, account_id int REFERENCES other.accounts ON DELETE CASCADE);
+	CREATE TABLE other.plain (id int PRIMARY KEY);
+	CREATE TABLE refs_plain (id int PRIMARY KEY, plain_id int);
+	INSERT INTO other.accounts SELECT g, 'a' || g FROM generate_series(1, 6) g;
+	INSERT INTO orders SELECT g, (g % 6) + 1, 'o' || g FROM generate_series(1, 24) g;
+	INSERT INTO other.carts SELECT g, g FROM generate_series(1, 24) g;
+	INSERT INTO cart_items SELECT g, (g % 24) + 1, 's' || g FROM generate_series(1, 48) g;
+	INSERT INTO other.notes SELECT g, (g % 6) + 1 FROM generate_series(1, 12) g;
+	INSERT INTO other.plain SELECT g FROM generate_series(1, 6) g;
+	INSERT INTO refs_plain SELECT g, g FROM generate_series(1, 5) g;`
+
+var throughTables = []string{"other.accounts", "orders", "other.carts", "cart_items", "other.notes", "other.plain", "refs_plain"}
+
+// TestCascadeThroughUnprotected: rows a protected table loses through an
+// ON DELETE CASCADE that starts at, or passes through, an unprotected table
+// are captured; the answers are Postgres's. A review found them lost.
+func TestCascadeThroughUnprotected(t *testing.T) {
+	e := newEnv(t, throughSchema)
+
+	// The answers, in both protocols, are those of Postgres.
+	steps := [][]pgproto3.FrontendMessage{
+		{q("BEGIN")},
+		{q("DELETE FROM other.accounts WHERE id = 1")},
+		{q("DELETE FROM other.accounts WHERE id = 2; SELECT 1")},
+		{&pgproto3.Parse{Name: "da", Query: "DELETE FROM other.accounts WHERE id = $1"}, &pgproto3.Describe{ObjectType: 'S', Name: "da"},
+			&pgproto3.Bind{PreparedStatement: "da", Parameters: [][]byte{[]byte("3")}}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{}, &pgproto3.Sync{}},
+		{q("DELETE FROM other.accounts a WHERE id = 4 RETURNING *, a.id * 2 AS twice")},
+		{q("WITH d AS (DELETE FROM other.accounts WHERE id = 5 RETURNING id) SELECT count(*) FROM d")},
+		{q("PREPARE p AS DELETE FROM other.accounts WHERE id = $1"), q("EXECUTE p(6)")},
+		{q("DELETE FROM other.accounts WHERE nosuch = 1")},
+		{q("ROLLBACK")},
+	}
+	want := converse(t, e.direct, steps)
+	require.Equal(t, want, converse(t, e.proxy, steps))
+	require.NotContains(t, want, "_ts_")
+
+	c := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	lost := e.snapshot("orders", "cart_items")
+
+	// An unprotected parent: its rows go uncaptured, its protected
+	// children's are captured, and those children's cascades through the
+	// unprotected carts too.
+	require.Equal(t, 1, e.count("SELECT count(*) FROM other.accounts WHERE id = 2"))
+	tag, err := c.Exec(ctx, "DELETE FROM other.accounts WHERE id = $1", 2)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM orders WHERE account_id = 2"))
+	ordersGone := 4
+	itemsGone := e.count("SELECT count(*) FROM tombstone.public__cart_items")
+	require.Equal(t, ordersGone, e.count("SELECT count(*) FROM tombstone.public__orders WHERE _ts_cause = 'cascade'"))
+	require.Equal(t, 8, itemsGone, "the items of the 4 orders' carts, through other.carts")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, 0, e.count("SELECT count(*) FROM other.notes WHERE account_id = 2"), "unprotected children: Postgres's cascade")
+
+	// No protected row removed, no batch.
+	tag, err = c.Exec(ctx, "DELETE FROM other.notes WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
+
+	// Restoring: the orders first (UNDELETE FROM orders restores what it
+	// reaches through protected tables only), the unprotected account and
+	// carts by hand, then the rest of the batch.
+	rows, _ := simple(t, c, "SHOW BATCHES")
+	require.Len(t, rows, 1)
+	batch := rows[0][0]
+	_, err = c.Exec(ctx, "INSERT INTO other.accounts VALUES (2, 'a2')")
+	require.NoError(t, err)
+	simple(t, c, "UNDELETE FROM orders BATCH "+batch)
+	require.Equal(t, 4, e.count("SELECT count(*) FROM orders WHERE account_id = 2"))
+	_, err = c.Exec(ctx, "INSERT INTO other.carts SELECT id, id FROM orders WHERE account_id = 2")
+	require.NoError(t, err)
+	simple(t, c, "UNDELETE BATCH "+batch)
+	require.Equal(t, lost, e.snapshot("orders", "cart_items"))
+}
+
+// TestCascadeThroughMiddle: protected orders → unprotected carts →
+// protected cart_items. The items are captured with the orders.
+func TestCascadeThroughMiddle(t *testing.T) {
+	e := newEnv(t, throughSchema)
+	c := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	items := e.count("SELECT count(*) FROM cart_items i JOIN other.carts c ON c.id = i.cart_id WHERE c.order_id <= 3")
+	require.Positive(t, items)
+	tag, err := c.Exec(ctx, "DELETE FROM orders WHERE id <= 3")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 3", tag.String())
+	require.Equal(t, 3, e.count("SELECT count(*) FROM tombstone.public__orders WHERE _ts_cause = 'delete'"))
+	require.Equal(t, items, e.count("SELECT count(*) FROM tombstone.public__cart_items WHERE _ts_cause = 'cascade'"))
+	var tables string
+	require.NoError(t, testenv.Connect(t, e.direct).QueryRow(ctx, "SELECT tables::text FROM tombstone.batches").Scan(&tables))
+	require.JSONEq(t, `{"public.orders": 3, "public.cart_items": 6}`, tables)
+}
+
+// TestCascadeThroughStaleCatalog: a foreign key that makes an unprotected
+// table's cascade reach a protected one, which the proxy's catalog has
+// not seen yet: committed, the statement is planned again and captured;
+// in the open transaction that adds it, TS001 and nothing deleted.
+func TestCascadeThroughStaleCatalog(t *testing.T) {
+	e := newEnv(t, throughSchema)
+	c := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := c.Exec(ctx, "DELETE FROM other.plain WHERE id = 6")
+	require.NoError(t, err, "planned while other.plain leads nowhere")
+
+	before := e.snapshot(throughTables...)
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "ALTER TABLE refs_plain ADD FOREIGN KEY (plain_id) REFERENCES other.plain ON DELETE CASCADE")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DELETE FROM other.plain WHERE id = 1")
+	require.Equal(t, "TS001", pgErrCode(err))
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, before, e.snapshot(throughTables...))
+
+	_, err = c.Exec(ctx, "ALTER TABLE refs_plain ADD FOREIGN KEY (plain_id) REFERENCES other.plain ON DELETE CASCADE")
+	require.NoError(t, err)
+	tag, err := c.Exec(ctx, "DELETE FROM other.plain WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__refs_plain WHERE id = 2"))
+}
+
+// TestCascadeThroughView: a view on an unprotected table whose cascade
+// reaches a protected one cannot be captured: refused, nothing deleted.
+func TestCascadeThroughView(t *testing.T) {
+	e := newEnv(t, throughSchema+`CREATE VIEW other.vacc AS SELECT * FROM other.accounts;`)
+	c := testenv.Connect(t, e.proxy)
+	before := e.snapshot(throughTables...)
+	_, err := c.Exec(context.Background(), "DELETE FROM other.vacc WHERE id = 3")
+	require.Equal(t, "0A000", pgErrCode(err))
+	require.ErrorContains(t, err, "orders")
+	require.Equal(t, before, e.snapshot(throughTables...))
+}
