@@ -13,9 +13,9 @@ const (
 	PolicyAllow   = "allow"   // pass it through uncaptured
 )
 
-// truncateStmt turns a TRUNCATE that involves protected tables into a call
-// of tombstone.capture_truncate, which captures every protected table's
-// rows (those reached through CASCADE too) into one batch and then runs
+// truncateStmt turns a TRUNCATE into a call of tombstone.capture_truncate,
+// which captures every protected table's rows (those reached through
+// CASCADE, inheritance and partitioning too) into one batch and then runs
 // the TRUNCATE itself, in the same transaction. The client sees the tag
 // "TRUNCATE TABLE".
 func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Node, error) {
@@ -41,11 +41,11 @@ func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Nod
 		names = append(names, constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())))
 		only = append(only, boolConst(!rv.GetInh()))
 	}
-	// Without CASCADE only the listed tables lose rows; with it, tables
-	// referencing them do too, which only the database can enumerate.
-	if protected == nil && !cascade {
-		return nil, nil
-	}
+	// Every TRUNCATE goes through capture_truncate, protected tables
+	// named or not: the tables that lose rows — those referencing the
+	// listed ones (CASCADE), their inheritance children and partitions
+	// (unless ONLY) — only the database can enumerate, and any of them may
+	// be protected.
 	if protected != nil && policy == PolicyReject {
 		return nil, sr.errorAt(&Error{Code: CodeFeatureNotSupported,
 			Message: "tombstone: TRUNCATE of protected table " + protected.QualifiedName() + " is refused (policies.truncate: reject)",
