@@ -393,6 +393,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		}
 		if rewritten {
 			st.portals[portal] = out
+			p.out = out // for the error of a Bind the server refuses
 			return out.HiddenColumns
 		}
 		delete(st.portals, portal)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -325,6 +326,15 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 	case p.admin:
 		e.Position = 0
 		e.Where = ""
+	case e.Code == "08P01" && p.out.HiddenColumns > 0:
+		// A Bind given one result format per column, and the hidden
+		// columns' formats (bindHidden): Postgres counts without them.
+		var formats, columns int
+		if n, _ := fmt.Sscanf(e.Message, "bind message has %d result formats but query has %d columns", &formats, &columns); n != 2 {
+			return frame
+		}
+		h := p.out.HiddenColumns
+		e.Message = fmt.Sprintf("bind message has %d result formats but query has %d columns", formats-h, columns-h)
 	case p.res != nil && (p.res.Changed || p.res.Refusal() != nil):
 		// A refused statement leaves the text unchanged but for the DO
 		// block that raises the refusal.

@@ -173,6 +173,16 @@ func TestTrackingStaysInStep(t *testing.T) {
 		},
 		// A database name goes on with the table's: another database's
 		// is Postgres's error, as it is without the proxy.
+		// The hidden column's format is added to a Bind that gives one
+		// per column; an error counts without it, as Postgres does.
+		"a Bind with the wrong number of result formats": {
+			{&pgproto3.Parse{Name: "rf", Query: del}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "rf", Parameters: [][]byte{[]byte("1")}, ResultFormatCodes: []int16{0, 0, 0}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "rf", Parameters: [][]byte{[]byte("1")}, ResultFormatCodes: []int16{0, 0}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{q("SELECT count(*) FROM t")},
+		},
 		"database-qualified names in TRUNCATE and DROP": {
 			{q("TRUNCATE nosuchdb.public.t")},
 			{q("DROP TABLE nosuchdb.public.t")},
