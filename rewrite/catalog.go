@@ -65,6 +65,12 @@ type Table struct {
 	// Referencing lists the foreign keys of other tables (or of this
 	// table itself) that reference this table.
 	Referencing []ForeignKey
+	// Children are the table's inheritance descendants, at any depth (not
+	// partitions), whose rows a DELETE on it without ONLY removes and
+	// that matter here: protected ones, whose rows are captured into
+	// their own shadow tables, with all their columns, and Unprotected
+	// ones, whose cascades are.
+	Children []*Table
 }
 
 // QualifiedName returns "schema.name" as used in batch records.

@@ -171,8 +171,9 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	}
 	sr.subtrees = append(sr.subtrees, subtree{orig: deleteNode(del), cte: name})
 	ctes = append(ctes, cte(name, deleteNode(d)))
-	if len(del.GetReturningList()) == 0 && t.Unprotected {
-		// No rows of the target's own to insert anywhere: the final
+	if len(del.GetReturningList()) == 0 && (t.Unprotected || splitsRows(t, del.GetRelation())) {
+		// No shadow insert counts every row removed (the target's rows
+		// are not captured, or go to several shadows): the final
 		// statement counts them ("SELECT n"), and its empty rows, of no
 		// column, are not sent.
 		st.Output = Output{TagFrom: "SELECT", NoRows: true}
@@ -187,6 +188,9 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 		return sr.assembleWith(ctes, final, del.GetWithClause(), mainIdx)
 	}
 	st.Output = Output{TagFrom: "SELECT", HiddenColumns: 1}
+	if splitsRows(t, del.GetRelation()) {
+		st.Output.HiddenColumns = 3 // and _ts_toid, _ts_tid
+	}
 	final := selectNode(selectStmt(
 		[]*pg.Node{resTarget("", &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
 			Fields: []*pg.Node{{Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}}, Location: -1}}})},
@@ -456,8 +460,20 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	}
 	name := sprintName("_ts_d", sr.next())
 	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
+	own := name // the CTE of the target's own rows
+	split := splitsRows(t, rel)
+	if split {
+		// Rows of inheritance children come back typed as the target's
+		// rows: which table each is from, and where, picks them apart.
+		d.ReturningList = append(d.ReturningList, resTarget(toidCol, colRef(ref, "tableoid")), resTarget(tidCol, colRef(ref, "ctid")))
+		own = sprintName("_ts_p", sr.next())
+		sr.gen = append(sr.gen, cte(own, selectNode(selectStmt(
+			[]*pg.Node{resTarget(rowCol, colRef(rowCol))},
+			[]*pg.Node{rangeVarNode("", name, "")},
+			opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(t.OID))))))
+	}
 	if !t.Unprotected {
-		sr.captures = append(sr.captures, capture{t, name, "delete"})
+		sr.captures = append(sr.captures, capture{t, own, "delete"})
 		sr.roots = append(sr.roots, name)
 	}
 	// The guard names the table exactly as the user wrote it, so that
@@ -474,8 +490,15 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		sr.unbounded = append(sr.unbounded, t.QualifiedName())
 	}
 	first := len(sr.captures)
-	if err := sr.cascade(t, name, []*Table{t}, false, rel.GetLocation()); err != nil {
+	if err := sr.cascade(t, own, []*Table{t}, false, rel.GetLocation()); err != nil {
 		return "", err
+	}
+	if split {
+		for _, c := range t.Children {
+			if err := sr.inheritedRows(c, name, rel.GetLocation()); err != nil {
+				return "", err
+			}
+		}
 	}
 	if t.Unprotected {
 		for _, c := range sr.captures[first:] {
@@ -483,6 +506,54 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		}
 	}
 	return name, nil
+}
+
+// splitsRows reports whether a DELETE of rel, resolved to t, also removes
+// rows of t's inheritance children that are captured apart (or cascade).
+func splitsRows(t *Table, rel *pg.RangeVar) bool {
+	return rel.GetInh() && len(t.Children) > 0
+}
+
+// inheritedRows captures the rows of inheritance child c that the DELETE
+// CTE del removed (read whole from c as the statement's snapshot still
+// shows them), into c's shadow table, and their cascades.
+func (sr *stmtRewriter) inheritedRows(c *Table, del string, loc int32) error {
+	if err := validTable(c); err != nil {
+		return err
+	}
+	k := sr.next()
+	name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
+	from := rangeVar(c.Schema, c.Name, alias)
+	from.Inh = false // its own children are in the list too
+	tids := subLink(pg.SubLinkType_ARRAY_SUBLINK, nil, selectStmt(
+		[]*pg.Node{resTarget("", colRef(tidCol))},
+		[]*pg.Node{rangeVarNode("", del, "")},
+		opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(c.OID))))
+	// ctid = ANY (ARRAY(…)): a TID scan, not a pass over the child.
+	where := &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
+		Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
+		Lexpr: colRef(alias, "ctid"), Rexpr: tids, Location: -1}}}
+	s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
+		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: from}}}, where)
+	sr.gen = append(sr.gen, cte(name, selectNode(s)))
+	first := len(sr.captures)
+	if !c.Unprotected {
+		sr.captures = append(sr.captures, capture{c, name, "delete"})
+	}
+	if err := sr.cascade(c, name, []*Table{c}, false, loc); err != nil {
+		return err
+	}
+	if c.Unprotected {
+		for _, cp := range sr.captures[first:] {
+			sr.through = append(sr.through, cp.cte)
+		}
+	}
+	return nil
+}
+
+// oidConst is "'n'::pg_catalog.oid".
+func oidConst(oid uint32) *pg.Node {
+	return typeCast(constStr(strconv.FormatUint(uint64(oid), 10)), "pg_catalog", "oid")
 }
 
 func (sr *stmtRewriter) next() int {

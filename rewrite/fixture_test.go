@@ -70,6 +70,9 @@ func fk(name string, child *Table, childCols, parentCols string, act FKAction) F
 //	public.orgs → teams → members           protected → unprotected →
 //	                                        protected (CASCADE), teams →
 //	                                        t_links (SET NULL, unprotected)
+//	public.animals ← dogs ← puppies         inheritance: dogs protected,
+//	               ← other.cats              cats unprotected; puppies →
+//	                                        pup_toys (CASCADE)
 func newTestCatalog() *testCatalog {
 	day := 24 * time.Hour
 	mk := func(schema, name, shadow, c string, ret time.Duration) *Table {
@@ -98,6 +101,10 @@ func newTestCatalog() *testCatalog {
 	teams := through("public", "teams", "id int, org_id int")
 	members := mk("public", "members", "public_members", "id int, team_id int", 7*day)
 	tLinks := through("public", "t_links", "id int, team_id int")
+	animals := mk("public", "animals", "public_animals", "id int, name text", 7*day)
+	dogs := mk("public", "dogs", "public_dogs", "id int, name text, breed text", 7*day)
+	puppies := mk("public", "puppies", "public_puppies", "id int, name text, breed text, age int", 7*day)
+	pupToys := mk("public", "pup_toys", "public_pup_toys", "id int, puppy_id int", 7*day)
 
 	sites.Referencing = []ForeignKey{
 		fk("products_site_fk", products, "site_id", "id", Cascade),
@@ -112,11 +119,14 @@ func newTestCatalog() *testCatalog {
 	pair.Referencing = []ForeignKey{fk("pc_fk", pairChild, "pa,pb", "a,b", Cascade)}
 	tenants.Referencing = []ForeignKey{fk("sites_tenant_fk", sites, "tenant_id", "id", Cascade)}
 	orgs.Referencing = []ForeignKey{fk("teams_org_fk", teams, "org_id", "id", Cascade)}
+	animals.Children = []*Table{dogs, puppies}
+	dogs.Children = []*Table{puppies}
+	puppies.Referencing = []ForeignKey{fk("toys_puppy_fk", pupToys, "puppy_id", "id", Cascade)}
 	teams.Referencing = []ForeignKey{fk("members_team_fk", members, "team_id", "id", Cascade), fk("tl_team_fk", tLinks, "team_id", "id", SetNull)}
 
 	c := &testCatalog{tables: map[string]*Table{}, schemas: []string{"public", "app"}, gen: 1}
 	for i, x := range []*Table{t, sites, products, users, links, tree, meas, cycA, cycB, pair, pairChild, orders, mixed, wide,
-		tenants, orgs, teams, members, tLinks} {
+		tenants, orgs, teams, members, tLinks, animals, dogs, puppies, pupToys} {
 		x.OID = uint32(16384 + i)
 		c.tables[x.Schema+"."+x.Name] = x
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -194,4 +195,57 @@ func TestTruncateUnprotectedParent(t *testing.T) {
 	// Errors are Postgres's.
 	steps := [][]pgproto3.FrontendMessage{{q("TRUNCATE other.nosuch")}, {q("TRUNCATE pg_class")}, {q("BEGIN")}, {q("TRUNCATE other.lone RESTART IDENTITY")}, {q("ROLLBACK")}}
 	require.Equal(t, converse(t, e.direct, steps), converse(t, e.proxy, steps))
+}
+
+// TestInheritanceChildren: a DELETE on a protected table without ONLY
+// also removes its inheritance children's rows; each is captured into its
+// own table's shadow with all its columns, and UNDELETE puts it back into
+// that table. A review found them captured as the parent's rows, their
+// own columns dropped, and restored into the parent.
+func TestInheritanceChildren(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE animals (id int, name text);
+		CREATE TABLE dogs (breed text) INHERITS (animals);
+		CREATE TABLE puppies (age int) INHERITS (dogs);
+		CREATE TABLE pup_toys (id int PRIMARY KEY, puppy_id int);
+		CREATE UNIQUE INDEX ON puppies (id);
+		ALTER TABLE pup_toys ADD FOREIGN KEY (puppy_id) REFERENCES puppies (id) ON DELETE CASCADE;
+		CREATE SCHEMA other; CREATE TABLE other.cats (lives int) INHERITS (animals);
+		INSERT INTO animals VALUES (1, 'a1'), (2, 'a2');
+		INSERT INTO dogs VALUES (3, 'd3', 'collie'), (4, 'd4', 'pug');
+		INSERT INTO puppies VALUES (5, 'p5', 'pug', 1), (6, 'p6', 'pug', 2);
+		INSERT INTO pup_toys VALUES (1, 5), (2, 6);
+		INSERT INTO other.cats VALUES (7, 'c7', 9);`)
+	tables := []string{"ONLY animals", "ONLY dogs", "puppies", "pup_toys", "other.cats"}
+
+	// The answers are Postgres's.
+	steps := [][]pgproto3.FrontendMessage{
+		{q("BEGIN")},
+		{q("DELETE FROM animals WHERE id IN (1, 3)")},
+		{q("DELETE FROM animals a WHERE id >= 4 RETURNING a.*, tableoid::regclass")},
+		{&pgproto3.Parse{Query: "DELETE FROM dogs WHERE id = $1"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("4")}},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		{q("ROLLBACK")},
+	}
+	want := converse(t, e.direct, steps)
+	require.Equal(t, want, converse(t, e.proxy, steps))
+	require.NotContains(t, want, "_ts_")
+
+	before := e.snapshot(tables...)
+	c := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	tag, err := c.Exec(ctx, "DELETE FROM animals WHERE name <> 'a2'")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 6", tag.String())
+	require.Equal(t, "== ONLY animals\n(2,a2)\n== ONLY dogs\n== puppies\n== pup_toys\n== other.cats\n", e.snapshot(tables...))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__animals"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__dogs WHERE breed IS NOT NULL"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__puppies WHERE age IS NOT NULL"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__pup_toys WHERE _ts_cause = 'cascade'"))
+
+	rows, _ := simple(t, c, "SHOW BATCHES")
+	require.Len(t, rows, 1)
+	simple(t, c, "UNDELETE BATCH "+rows[0][0])
+	// Back in their own tables, with their own columns; the cat, not
+	// protected, stays gone.
+	require.Equal(t, strings.Replace(before, "(7,c7,9)\n", "", 1), e.snapshot(tables...))
 }

@@ -304,7 +304,40 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 	for part, root := range throughParts {
 		part.Referencing = through[root].Referencing
 	}
-	return nil
+	return c.loadChildren(ctx, tx, byOID, through)
+}
+
+// loadChildren lists each protected table's inheritance descendants (of a
+// table, not a partitioned one) that are protected or that cascades pass
+// through (Table.Children).
+func (c *Catalog) loadChildren(ctx context.Context, tx pgx.Tx, protected, through map[uint32]*rewrite.Table) error {
+	rows, err := tx.Query(ctx, `
+WITH RECURSIVE d(root, oid) AS (
+    SELECT p.relid, i.inhrelid FROM tombstone.protected_tables() p
+      JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'r'
+      JOIN pg_inherits i ON i.inhparent = p.relid
+    UNION
+    SELECT d.root, i.inhrelid FROM d JOIN pg_inherits i ON i.inhparent = d.oid
+)
+SELECT root, oid FROM d ORDER BY root, oid`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var root, oid uint32
+		if err := rows.Scan(&root, &oid); err != nil {
+			return err
+		}
+		child := protected[oid]
+		if child == nil {
+			child = through[oid]
+		}
+		if child != nil && protected[root] != nil {
+			protected[root].Children = append(protected[root].Children, child)
+		}
+	}
+	return rows.Err()
 }
 
 // loadThrough reads the unprotected tables whose ON DELETE CASCADE reaches

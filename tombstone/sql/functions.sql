@@ -97,8 +97,9 @@ LANGUAGE sql STABLE
 AS $$ SELECT coalesce(pg_catalog.pg_partition_root(rel)::oid, rel) $$;
 
 -- catalog_signature fingerprints what the proxy's rewrite of a DELETE on
--- rel depends on: the live columns of rel (its partition root) and of
--- every table reached from it through ON DELETE CASCADE, the referencing
+-- rel depends on: the live columns of rel (its partition root), of its
+-- inheritance children and of every table reached from those through ON
+-- DELETE CASCADE, the referencing
 -- CASCADE / SET NULL / SET DEFAULT constraints of those tables, and the
 -- protection settings' generation. Type oids, not format_type text,
 -- so the result does not depend on the session's search_path.
@@ -111,8 +112,8 @@ LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     root oid := tombstone._root(rel::oid);
-    rels oid[] := ARRAY[root];
-    frontier oid[] := ARRAY[root];
+    rels oid[];
+    frontier oid[];
     children oid[];
     cascaded oid[];
     fks text[] := '{}';
@@ -120,6 +121,16 @@ DECLARE
     cols text;
     gen text;
 BEGIN
+    -- A table's inheritance children (not partitions) are rewritten with
+    -- it: their columns and cascades count too.
+    WITH RECURSIVE k(oid) AS (
+        SELECT root
+        UNION
+        SELECT i.inhrelid FROM k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
+         WHERE (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = root) = 'r'
+    )
+    SELECT pg_catalog.array_agg(k.oid) INTO rels FROM k;
+    frontier := rels;
     -- Walk the cascade graph breadth first; SET NULL / SET DEFAULT
     -- children are included but not walked further.
     WHILE cardinality(frontier) > 0 LOOP
