@@ -42,6 +42,8 @@ var fuzzSeeds = []string{
 	"DELETE FROM tenants t USING orgs o WHERE t.id = o.id RETURNING *",
 	"WITH a AS (DELETE FROM orgs RETURNING id), b AS (DELETE FROM teams WHERE org_id IN (SELECT id FROM a)) SELECT 1",
 	"MERGE INTO app.tenants USING t ON true WHEN MATCHED THEN DELETE",
+	"DELETE FROM animals a USING dogs d WHERE a.id = d.id RETURNING *",
+	"WITH x AS (DELETE FROM animals RETURNING tableoid, ctid) DELETE FROM ONLY dogs",
 	"",
 	";;",
 	"DELETE FROM t WHERE id = 1 RETURNING *, (SELECT * FROM t LIMIT 1), xmlelement(name x), greatest(1,2), current_user",
