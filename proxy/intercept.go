@@ -337,6 +337,12 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 			if typ == 'B' && hidden > 0 {
 				return true, s.bindHidden(size, hidden)
 			}
+			if typ == 'E' && f.out.NoRows && size >= 9 && size <= cr.buffered() {
+				// The client's statement returns no rows, so a row limit
+				// does not stop it; the rewritten one returns rows of no
+				// column, which a limit would suspend: no limit.
+				clear(cr.buf[cr.start+size-4 : cr.start+size])
+			}
 			return false, nil
 		}
 		s.track.push(pending{kind: typ})

@@ -137,14 +137,20 @@ func (sr *stmtRewriter) guardUnprotected(d *pg.DeleteStmt) bool {
 	if rv == nil || d.GetWhereClause().GetCurrentOfExpr() != nil {
 		return false
 	}
-	check := funcCall([]string{tsSchema, "check_unprotected"},
+	usingGuard(d, funcCall([]string{tsSchema, "check_unprotected"},
 		typeCast(constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())), "pg_catalog", "regclass"),
-		boolConst(!rv.GetInh()))
+		boolConst(!rv.GetInh())))
+	return true
+}
+
+// usingGuard adds "(SELECT WHERE check) _ts_g" to d's USING items: a row
+// of no columns, or none, so RETURNING * and the rows joined are
+// unchanged, and check runs once whenever d runs.
+func usingGuard(d *pg.DeleteStmt, check *pg.Node) {
 	d.UsingClause = append(d.UsingClause, &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
 		Subquery: selectNode(selectStmt(nil, nil, check)),
 		Alias:    &pg.Alias{Aliasname: genPrefix + "g"},
 	}}})
-	return true
 }
 
 // deleteStmt rewrites a top-level DELETE (and DELETEs in its WITH).
@@ -485,7 +491,15 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 			written = quoteIdent(c) + "." + written
 		}
 	}
-	sr.addGuard(written, t.Signature)
+	if t.Unprotected {
+		// The batch row's guard runs only when something is captured,
+		// but a stale catalog may not know the cascades that remove
+		// protected rows here: this DELETE checks it itself.
+		usingGuard(d, funcCall([]string{tsSchema, "check_catalog"},
+			typeCast(constStr(written), "pg_catalog", "regclass"), constStr(t.Signature)))
+	} else {
+		sr.addGuard(written, t.Signature)
+	}
 	if sr.opt.RequireWhere && d.GetWhereClause() == nil && !sr.confirmed() && !t.Unprotected {
 		sr.unbounded = append(sr.unbounded, t.QualifiedName())
 	}

@@ -151,13 +151,20 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 }
 
 // capturesCascade reports whether a DELETE on t has protected rows to
-// capture through its foreign keys: a protected child reached by CASCADE,
-// SET NULL or SET DEFAULT, through Unprotected tables by CASCADE only.
+// capture through its foreign keys or inheritance children: a protected
+// child reached by CASCADE, SET NULL or SET DEFAULT, or a protected
+// inheritance child, through Unprotected tables by CASCADE or
+// inheritance only.
 func capturesCascade(t *Table, seen map[*Table]bool) bool {
 	if seen[t] {
 		return false
 	}
 	seen[t] = true
+	for _, c := range t.Children {
+		if !c.Unprotected || capturesCascade(c, seen) {
+			return true
+		}
+	}
 	for _, fk := range t.Referencing {
 		c := fk.Child
 		switch {

@@ -74,24 +74,13 @@ func (c *Catalog) resolve(m map[[2]string]*rewrite.Table, schema, name string) (
 }
 
 // Cascading resolves an unprotected table whose ON DELETE CASCADE reaches
-// protected tables (rewrite.CascadeCatalog). schema == "" looks through
-// the protected schemas in order, then takes the one such table of that
-// name in any other schema; the statement's catalog guard checks that the
-// server resolves the name to the same table.
+// protected tables (rewrite.CascadeCatalog), as Lookup does: an
+// unqualified name only through the protected schemas (the session's
+// search_path is not known; a guess could name an unrelated table of
+// another schema). The statement's catalog guard checks that the server
+// resolves the name to the same table.
 func (c *Catalog) Cascading(schema, name string) (*rewrite.Table, bool) {
-	if t, ok := c.resolve(c.through, schema, name); ok || schema != "" {
-		return t, ok
-	}
-	var found *rewrite.Table
-	for k, t := range c.through {
-		if k[1] == name {
-			if found != nil {
-				return nil, false // ambiguous: the guard of either would fail
-			}
-			found = t
-		}
-	}
-	return found, found != nil
+	return c.resolve(c.through, schema, name)
 }
 
 // HoldsProtected reports whether schema contains a protected table
@@ -277,7 +266,7 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		fk.OnDelete = fkAction(action)
 		if t := byOID[child]; t != nil {
 			fk.Child = t
-		} else if t := through[child]; t != nil {
+		} else if t := c.throughByOID(child); t != nil {
 			fk.Child = t
 		} else if rt := partOf[child]; rt != nil {
 			// A foreign key declared on one partition only: capture what
@@ -302,24 +291,46 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		p.part.Referencing = p.root.Referencing
 	}
 	for part, root := range throughParts {
-		part.Referencing = through[root].Referencing
+		// Rows of a partition cascade as its root's do, and as the
+		// foreign keys that reference it directly say.
+		pt := c.throughByOID(part)
+		pt.Referencing = append(append([]rewrite.ForeignKey(nil), through[root].Referencing...), pt.Referencing...)
 	}
 	return c.loadChildren(ctx, tx, byOID, through)
 }
 
-// loadChildren lists each protected table's inheritance descendants (of a
-// table, not a partitioned one) that are protected or that cascades pass
-// through (Table.Children).
+// throughByOID finds a table of c.through by oid (nil: none).
+func (c *Catalog) throughByOID(oid uint32) *rewrite.Table {
+	for _, t := range c.through {
+		if t.OID == oid {
+			return t
+		}
+	}
+	return nil
+}
+
+// loadChildren lists the inheritance descendants (of a table, not a
+// partitioned one) of each protected table and each table cascades pass
+// through that are protected or tables cascades pass through
+// (Table.Children).
 func (c *Catalog) loadChildren(ctx context.Context, tx pgx.Tx, protected, through map[uint32]*rewrite.Table) error {
+	roots := make([]uint32, 0, len(through))
+	for oid := range through {
+		roots = append(roots, oid)
+	}
 	rows, err := tx.Query(ctx, `
-WITH RECURSIVE d(root, oid) AS (
-    SELECT p.relid, i.inhrelid FROM tombstone.protected_tables() p
-      JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'r'
-      JOIN pg_inherits i ON i.inhparent = p.relid
+WITH RECURSIVE r(oid) AS (
+    SELECT p.relid FROM tombstone.protected_tables() p
+    UNION
+    SELECT x FROM unnest($1::oid[]) x
+), d(root, oid) AS (
+    SELECT r.oid, i.inhrelid FROM r
+      JOIN pg_class pc ON pc.oid = r.oid AND pc.relkind = 'r'
+      JOIN pg_inherits i ON i.inhparent = r.oid
     UNION
     SELECT d.root, i.inhrelid FROM d JOIN pg_inherits i ON i.inhparent = d.oid
 )
-SELECT root, oid FROM d ORDER BY root, oid`)
+SELECT root, oid FROM d ORDER BY root, oid`, roots)
 	if err != nil {
 		return err
 	}
@@ -329,12 +340,15 @@ SELECT root, oid FROM d ORDER BY root, oid`)
 		if err := rows.Scan(&root, &oid); err != nil {
 			return err
 		}
-		child := protected[oid]
+		child, parent := protected[oid], protected[root]
 		if child == nil {
 			child = through[oid]
 		}
-		if child != nil && protected[root] != nil {
-			protected[root].Children = append(protected[root].Children, child)
+		if parent == nil {
+			parent = through[root]
+		}
+		if child != nil && parent != nil {
+			parent.Children = append(parent.Children, child)
 		}
 	}
 	return rows.Err()
@@ -343,11 +357,13 @@ SELECT root, oid FROM d ORDER BY root, oid`)
 // loadThrough reads the unprotected tables whose ON DELETE CASCADE reaches
 // protected tables: those with a CASCADE, SET NULL or SET DEFAULT foreign
 // key from a protected table (or partition of one), and those with a
-// CASCADE foreign key from such a table, at any depth. Their partitions
-// go into c.through under their own names too (rows deleted from a
-// partition cascade as the root's do): returned apart, with their roots'
-// oids, from the tables the foreign keys name (by oid).
-func (c *Catalog) loadThrough(ctx context.Context, tx pgx.Tx) (map[uint32]*rewrite.Table, map[*rewrite.Table]uint32, error) {
+// CASCADE foreign key from such a table or from a partition of one, at
+// any depth; and the tables (not partitioned ones) whose inheritance
+// children are protected or such tables. Their partitions go into
+// c.through under their own names too (rows deleted from a partition
+// cascade as the root's do, and as its own foreign keys say). It returns
+// the tables by oid, and the partitions by oid with their roots' oids.
+func (c *Catalog) loadThrough(ctx context.Context, tx pgx.Tx) (map[uint32]*rewrite.Table, map[uint32]uint32, error) {
 	rows, err := tx.Query(ctx, `
 WITH RECURSIVE prot(oid) AS (
     SELECT p.relid FROM tombstone.protected_tables() p
@@ -360,8 +376,19 @@ WITH RECURSIVE prot(oid) AS (
      WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd')
        AND c.conrelid IN (SELECT oid FROM prot)
     UNION
-    SELECT c.confrelid FROM up JOIN pg_constraint c ON c.conrelid = up.oid
-     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+    SELECT i.inhparent FROM pg_inherits i
+      JOIN pg_class pc ON pc.oid = i.inhparent AND pc.relkind = 'r'
+     WHERE i.inhrelid IN (SELECT oid FROM prot)
+    UNION
+    SELECT nxt.oid FROM up CROSS JOIN LATERAL (
+        SELECT c.confrelid FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+           AND (c.conrelid = up.oid OR c.conrelid IN (SELECT pt.relid FROM pg_partition_tree(up.oid::regclass) pt))
+        UNION ALL
+        SELECT i.inhparent FROM pg_inherits i
+          JOIN pg_class pc ON pc.oid = i.inhparent AND pc.relkind = 'r'
+         WHERE i.inhrelid = up.oid
+    ) nxt(oid)
 ), through(oid, root) AS (
     SELECT up.oid, up.oid FROM up WHERE up.oid NOT IN (SELECT oid FROM prot)
 ), parts(oid, root) AS (
@@ -384,7 +411,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, tombstone.catalog_signa
 	}
 	defer rows.Close()
 	byOID := map[uint32]*rewrite.Table{}
-	parts := map[*rewrite.Table]uint32{}
+	parts := map[uint32]uint32{}
 	for rows.Next() {
 		var (
 			t            = &rewrite.Table{Unprotected: true}
@@ -397,10 +424,15 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, tombstone.catalog_signa
 		for i := range names {
 			t.Columns = append(t.Columns, rewrite.Column{Name: names[i], Type: types[i]})
 		}
+		// A partition that foreign keys reference directly comes twice:
+		// one table, its own and its root's foreign keys.
+		if seen := c.through[[2]string{t.Schema, t.Name}]; seen != nil {
+			t = seen
+		}
 		if root == t.OID {
 			byOID[t.OID] = t
 		} else {
-			parts[t] = root
+			parts[t.OID] = root
 		}
 		c.through[[2]string{t.Schema, t.Name}] = t
 	}

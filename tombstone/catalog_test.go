@@ -198,8 +198,10 @@ func TestLoadCatalogThrough(t *testing.T) {
 	require.Equal(t, rewrite.SetNull, fkByChild(accounts, "ledger").OnDelete)
 	require.Nil(t, fkByChild(accounts, "leaf").Child, "an unprotected child that leads nowhere: left to Postgres")
 
-	hops, ok := cat.Cascading("", "hops")
-	require.True(t, ok, "unqualified: the one such table of that name")
+	_, ok = cat.Cascading("", "hops")
+	require.False(t, ok, "unqualified: through the protected schemas only")
+	hops, ok := cat.Cascading("other", "hops")
+	require.True(t, ok)
 	regions, ok := cat.Cascading("other", "regions")
 	require.True(t, ok, "two cascade steps from ledger")
 	require.Same(t, hops, fkByChild(regions, "hops").Child)

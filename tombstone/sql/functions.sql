@@ -286,9 +286,12 @@ BEGIN
             HINT = pg_catalog.format('DELETE from %s itself; nothing was deleted', by_rule);
     END IF;
     IF by_kid IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '0A000',
-            MESSAGE = pg_catalog.format('tombstone: a DELETE on %s also removes rows of its inheritance child %s, a protected table, where they cannot be captured', rel, by_kid),
-            HINT = pg_catalog.format('DELETE FROM ONLY %s, and from %s itself; nothing was deleted', rel, by_kid);
+        -- The proxy captures an inheritance child's rows when its catalog
+        -- knows the child.
+        RAISE EXCEPTION USING ERRCODE = 'TS001',
+            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+            DETAIL = pg_catalog.format('a DELETE on %s also removes rows of its inheritance child %s, a protected table, which the proxy did not plan for', rel, by_kid),
+            HINT = pg_catalog.format('the proxy reloads its catalog; retry the statement (an inheritance added in an open transaction is known only once that commits), or DELETE FROM ONLY %s', rel);
     END IF;
     IF by_fk_rule IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -298,8 +301,10 @@ BEGIN
     IF by_fk IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'TS001',
             MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('an ON DELETE foreign key leads from %s to protected table %s, which the proxy did not know', rel, by_fk),
-            HINT = 'the proxy reloads its catalog; retry the statement (a foreign key added in an open transaction is known only once that commits)';
+            DETAIL = pg_catalog.format('an ON DELETE foreign key leads from %I.%I to protected table %s, which the proxy did not plan for',
+                                       (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel),
+                                       (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel), by_fk),
+            HINT = 'the proxy reloads its catalog; retry the statement (a foreign key added in an open transaction is known only once that commits). Outside the protected schemas, name such a table with its schema: the proxy resolves unqualified names through the protected schemas only';
     END IF;
     RETURN true;
 END
