@@ -139,3 +139,26 @@ func TestDeleteReachingProtectedRows(t *testing.T) {
 	simple(t, c, "UNDELETE BATCH "+rows[0][0])
 	require.Equal(t, kid, e.snapshot("kid"))
 }
+
+// TestTemporaryTableShadowsProtected: a temporary table named like a
+// protected table is what an unqualified name means in its session. The
+// proxy, which resolves names without the session's temporary schema,
+// refuses such a DELETE (0A000, nothing deleted, a hint to write
+// pg_temp.t) instead of failing it with TS001 for ever; pg_temp.t runs.
+func TestTemporaryTableShadowsProtected(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);`)
+	c := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := c.Exec(ctx, "CREATE TEMP TABLE t (id int); INSERT INTO t VALUES (1), (2), (3)")
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, "DELETE FROM t WHERE id = 1")
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code)
+	require.Contains(t, pe.Hint, "pg_temp.t")
+	tag, err := c.Exec(ctx, "DELETE FROM pg_temp.t WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, 2, e.count("SELECT count(*) FROM public.t"))
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.batches"))
+}

@@ -173,13 +173,20 @@ CREATE OR REPLACE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETUR
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    IF tombstone.catalog_signature(rel) IS DISTINCT FROM sig THEN
-        RAISE EXCEPTION USING ERRCODE = 'TS001',
-            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('table %s', rel),
-            HINT = 'the proxy reloads its catalog; retry the statement';
+    IF tombstone.catalog_signature(rel) IS NOT DISTINCT FROM sig THEN
+        RETURN true;
     END IF;
-    RETURN true;
+    IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = rel) = 't' THEN
+        -- The proxy resolves names without the session's temporary
+        -- schema: a new catalog would not help.
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: %s names a temporary table here, which the proxy took for the protected table of that name', rel),
+            HINT = pg_catalog.format('Name the temporary table pg_temp.%I; nothing was deleted', (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel));
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'TS001',
+        MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+        DETAIL = pg_catalog.format('table %s', rel),
+        HINT = 'the proxy reloads its catalog; retry the statement';
 END
 $$;
 
