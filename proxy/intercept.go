@@ -419,7 +419,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 	case 'E':
 		portal, _, ok := cstring(body)
 		if ok {
-			p.out = st.portals[portal]
+			p.out, p.rewritten = st.portals[portal]
 		}
 	case 'C':
 		if len(body) < 1 {

@@ -266,6 +266,20 @@ func outputOf(p *fix) rewrite.Output {
 	return p.out
 }
 
+// rewrittenError drops from an error the rewritten text raised what only
+// the rewrite caused — the CONTEXT of the proxy's own PL/pgSQL, all of it
+// for its own guards (SQLSTATE TS…) — and reports a stale catalog.
+func (s *Session) rewrittenError(e *pgproto3.ErrorResponse) {
+	if strings.HasPrefix(e.Code, "TS") {
+		// Where in our PL/pgSQL our guards raised is noise to the client.
+		e.Where = ""
+	}
+	e.Where = withoutOwnContext(e.Where)
+	if e.Code == CodeCatalogChanged {
+		s.srv.catalogChanged(s)
+	}
+}
+
 // noData is a NoData message.
 var noData = []byte{'n', 0, 0, 0, 4}
 
@@ -347,15 +361,13 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		if e.Position > 0 {
 			e.Position = int32(p.res.OriginalPosition(int(e.Position)))
 		}
-		if strings.HasPrefix(e.Code, "TS") {
-			// Our own guards: where in our PL/pgSQL they were raised is
-			// noise to the client.
-			e.Where = ""
-		}
-		e.Where = withoutOwnContext(e.Where)
-		if e.Code == CodeCatalogChanged {
-			s.srv.catalogChanged(s)
-		}
+		s.rewrittenError(&e)
+	case p.rewritten:
+		// An Execute of a rewritten statement: no position into the
+		// client's text to map to (Postgres reports positions at the
+		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
+		e.Position = 0
+		s.rewrittenError(&e)
 	default:
 		return frame
 	}

@@ -43,13 +43,16 @@ type fix struct {
 	// retry is set on a Query that may be planned and sent again if the
 	// server reports a stale catalog (TS001).
 	retry *retry
+	// rewritten: an Execute of a portal of a rewritten statement, whose
+	// errors the rewritten text raised.
+	rewritten bool
 }
 
 // entry returns the pending entry for a client message of the given kind
 // whose answer needs f: without a fix (and without allocating) if f
 // changes nothing, else with a copy of f.
 func (f *fix) entry(kind byte) pending {
-	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil {
+	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil && !f.rewritten {
 		return pending{kind: kind}
 	}
 	c := *f

@@ -47,6 +47,8 @@ type Table struct {
 	OID    uint32
 	Schema string
 	Name   string
+	// Partitioned: a partitioned table (its rows are in its partitions).
+	Partitioned bool
 	// Unprotected: the table has no shadow table and its own rows are not
 	// captured; it is known only for where its cascades lead
 	// (CascadeCatalog).
@@ -71,6 +73,9 @@ type Table struct {
 	// their own shadow tables, with all their columns, and Unprotected
 	// ones, whose cascades are.
 	Children []*Table
+	// Inherited: the table has inheritance children, listed in Children
+	// or not; a DELETE without ONLY returns their rows typed as its own.
+	Inherited bool
 }
 
 // QualifiedName returns "schema.name" as used in batch records.

@@ -507,9 +507,19 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	if err := sr.cascade(t, own, []*Table{t}, false, rel.GetLocation()); err != nil {
 		return "", err
 	}
-	if split {
+	if split && len(t.Children) > 0 {
+		// The removed rows' ctids by table, for the children to read.
+		tids := sprintName("_ts_t", sr.next())
+		sr.gen = append(sr.gen, cte(tids, selectNode(&pg.SelectStmt{
+			TargetList: []*pg.Node{resTarget(toidCol, colRef(toidCol)),
+				resTarget(tidsCol, funcCall([]string{"pg_catalog", "array_agg"}, colRef(tidCol)))},
+			FromClause:  []*pg.Node{rangeVarNode("", name, "")},
+			GroupClause: []*pg.Node{colRef(toidCol)},
+			LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT,
+			Op:          pg.SetOperation_SETOP_NONE,
+		})))
 		for _, c := range t.Children {
-			if err := sr.inheritedRows(c, name, rel.GetLocation()); err != nil {
+			if err := sr.inheritedRows(c, tids, rel.GetLocation()); err != nil {
 				return "", err
 			}
 		}
@@ -525,31 +535,44 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 // splitsRows reports whether a DELETE of rel, resolved to t, also removes
 // rows of t's inheritance children that are captured apart (or cascade).
 func splitsRows(t *Table, rel *pg.RangeVar) bool {
-	return rel.GetInh() && len(t.Children) > 0
+	return rel.GetInh() && (t.Inherited || len(t.Children) > 0)
 }
 
-// inheritedRows captures the rows of inheritance child c that the DELETE
-// CTE del removed (read whole from c as the statement's snapshot still
-// shows them), into c's shadow table, and their cascades.
-func (sr *stmtRewriter) inheritedRows(c *Table, del string, loc int32) error {
+// inheritedRows captures the rows of inheritance child c that a DELETE
+// removed — their ctids, by table, are in CTE tids (_ts_toid, _ts_tids) —
+// into c's shadow table, and their cascades. They are read whole from c
+// as the statement's snapshot shows them; a row the DELETE found only
+// after waiting for a concurrent update, or one c's row-level security
+// hides from the reader, is not there to read: check_captured then fails
+// the statement rather than let the row go uncaptured.
+func (sr *stmtRewriter) inheritedRows(c *Table, tids string, loc int32) error {
 	if err := validTable(c); err != nil {
 		return err
 	}
 	k := sr.next()
-	name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
+	raw, name, alias := sprintName("_ts_r", k), sprintName("_ts_s", k), sprintName("_ts_c", k)
 	from := rangeVar(c.Schema, c.Name, alias)
 	from.Inh = false // its own children are in the list too
-	tids := subLink(pg.SubLinkType_ARRAY_SUBLINK, nil, selectStmt(
-		[]*pg.Node{resTarget("", colRef(tidCol))},
-		[]*pg.Node{rangeVarNode("", del, "")},
-		opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(c.OID))))
-	// ctid = ANY (ARRAY(…)): a TID scan, not a pass over the child.
+	mine := func(col string) *pg.Node {
+		return subLink(pg.SubLinkType_EXPR_SUBLINK, nil, selectStmt(
+			[]*pg.Node{resTarget("", colRef(col))},
+			[]*pg.Node{rangeVarNode("", tids, "")},
+			opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(c.OID))))
+	}
+	// ctid = ANY ((SELECT _ts_tids …)::tid[]): a TID scan, not a pass
+	// over c. (The cast keeps the deparser from writing the array's
+	// subquery as "= ANY (subquery)", a comparison with each row.)
 	where := &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
 		Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
-		Lexpr: colRef(alias, "ctid"), Rexpr: tids, Location: -1}}}
-	s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
-		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: from}}}, where)
-	sr.gen = append(sr.gen, cte(name, selectNode(s)))
+		Lexpr: colRef(alias, "ctid"), Rexpr: typeCast(mine(tidsCol), "pg_catalog", "_tid"), Location: -1}}}
+	sr.gen = append(sr.gen, cte(raw, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
+		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: from}}}, where))))
+	check := funcCall([]string{tsSchema, "check_captured"},
+		typeCast(constStr(quoteIdent(c.Schema)+"."+quoteIdent(c.Name)), "pg_catalog", "regclass"),
+		funcCall([]string{"pg_catalog", "cardinality"}, mine(tidsCol)),
+		subLink(pg.SubLinkType_EXPR_SUBLINK, nil, selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", raw, "")}, nil)))
+	sr.gen = append(sr.gen, cte(name, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, colRef(rowCol))},
+		[]*pg.Node{rangeVarNode("", raw, "")}, check))))
 	first := len(sr.captures)
 	if !c.Unprotected {
 		sr.captures = append(sr.captures, capture{c, name, "delete"})

@@ -85,6 +85,7 @@ func newTestCatalog() *testCatalog {
 	links := mk("public", "links", "public_links", "id bigint, product_id bigint, user_id bigint", 7*day)
 	tree := mk("public", "tree", "public_tree", "id int, parent_id int, label text", 7*day)
 	meas := mk("public", "measurements", "public_measurements", "id int, ts timestamptz, v float8", time.Hour+500*time.Millisecond)
+	meas.Partitioned = true
 	cycA := mk("public", "cyc_a", "public_cyc_a", "id int, b_id int", 7*day)
 	cycB := mk("public", "cyc_b", "public_cyc_b", "id int, a_id int", 7*day)
 	pair := mk("public", "pair", "public_pair", "a int, b int, v text", 7*day)

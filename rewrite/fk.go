@@ -59,7 +59,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			k := sr.next()
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
-				Relation:      rangeVar(child.Schema, child.Name, alias),
+				Relation:      fkRangeVar(child, alias),
 				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)),
 				ReturningList: cascadeReturning(alias),
 			}
@@ -83,7 +83,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			k := sr.next()
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
 			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
-				[]*pg.Node{rangeVarNode(child.Schema, child.Name, alias)},
+				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
 				inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
@@ -123,7 +123,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		outTargets = append(outTargets, resTarget("", colRef(c)))
 	}
 	step := selectStmt(recTargets,
-		[]*pg.Node{rangeVarNode(parent.Schema, parent.Name, inner), rangeVarNode("", rec, "")},
+		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(parent, inner)}}, rangeVarNode("", rec, "")},
 		boolExpr(pg.BoolExprType_AND_EXPR, join...))
 	union := &pg.SelectStmt{
 		Op:          pg.SetOperation_SETOP_UNION,
@@ -138,7 +138,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		Location:  -1,
 	}
 	d := &pg.DeleteStmt{
-		Relation:      rangeVar(parent.Schema, parent.Name, alias),
+		Relation:      fkRangeVar(parent, alias),
 		WhereClause:   inSelect(qualified(alias, fk.ChildColumns), closure),
 		ReturningList: cascadeReturning(alias),
 	}
@@ -176,6 +176,16 @@ func capturesCascade(t *Table, seen map[*Table]bool) bool {
 		}
 	}
 	return false
+}
+
+// fkRangeVar names a referencing table as Postgres's referential actions
+// do: ONLY, for a foreign key covers the table's own rows, not its
+// inheritance children's (unless it is partitioned: its rows are in its
+// partitions).
+func fkRangeVar(t *Table, alias string) *pg.RangeVar {
+	rv := rangeVar(t.Schema, t.Name, alias)
+	rv.Inh = t.Partitioned
+	return rv
 }
 
 func (sr *stmtRewriter) bumpCascade(loc int32) error {
@@ -223,6 +233,7 @@ func keysOf(cteName string, cols []string) *pg.SelectStmt {
 const (
 	toidCol = "_ts_toid"
 	tidCol  = "_ts_tid"
+	tidsCol = "_ts_tids"
 )
 
 func cascadeReturning(alias string) []*pg.Node {

@@ -172,12 +172,13 @@ func TestConsoleSession(t *testing.T) {
 // TestConsoleNotAdmin: a role outside tombstone_admin gets 42501 with the
 // GRANT hint for every console command that reads or restores, and may
 // still delete (its deletes are captured).
-func TestConsoleNotAdmin(t *testing.T) {
-	e := newEnv(t, saasSchema)
-	ctx := context.Background()
-	role := fmt.Sprintf("ts_app_%d", rand.Uint32())
-	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO %s", role, role))
+// tempRole creates a role for the test (CREATE ROLE name attrs, then
+// setup with its name for each %s), dropped with what it owns at the end.
+func tempRole(t *testing.T, e *env, attrs, setup string) string {
+	t.Helper()
+	role := fmt.Sprintf("ts_role_%d", rand.Uint32())
+	_, err := testenv.Connect(t, e.direct).Exec(context.Background(),
+		fmt.Sprintf("CREATE ROLE %s %s; ", role, attrs)+strings.ReplaceAll(setup, "%s", role))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), e.direct)
@@ -187,6 +188,13 @@ func TestConsoleNotAdmin(t *testing.T) {
 		defer c.Close(context.Background())
 		_, _ = c.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE IF EXISTS %s", role, role))
 	})
+	return role
+}
+
+func TestConsoleNotAdmin(t *testing.T) {
+	e := newEnv(t, saasSchema)
+	ctx := context.Background()
+	role := tempRole(t, e, "LOGIN", "GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO %s")
 	u, _ := url.Parse(e.proxy)
 	u.User = url.User(role)
 	app := testenv.Connect(t, u.String())
@@ -213,7 +221,7 @@ func TestConsoleNotAdmin(t *testing.T) {
 	require.NotEmpty(t, help)
 
 	// Granted, it works.
-	_, err = d.Exec(ctx, "GRANT tombstone_admin TO "+role)
+	_, err = testenv.Connect(t, e.direct).Exec(ctx, "GRANT tombstone_admin TO "+role)
 	require.NoError(t, err)
 	rows, _ := simple(t, app, "SHOW BATCHES")
 	require.Len(t, rows, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
@@ -178,7 +179,8 @@ func TestTruncateUnprotectedParent(t *testing.T) {
 		CREATE TABLE kid (extra text) INHERITS (other.base);
 		INSERT INTO other.base VALUES (1, 'b1'), (2, 'b2');
 		INSERT INTO kid VALUES (3, 'k3', 'x'), (4, 'k4', 'y');
-		CREATE TABLE other.lone (id int); INSERT INTO other.lone VALUES (1);`)
+		CREATE TABLE other.lone (id int); INSERT INTO other.lone VALUES (1);
+		CREATE TABLE other.referenced (id int PRIMARY KEY); CREATE TABLE other.referencing (r int REFERENCES other.referenced);`)
 	c := testenv.Connect(t, e.proxy)
 	ctx := context.Background()
 	kid := e.snapshot("kid")
@@ -203,7 +205,11 @@ func TestTruncateUnprotectedParent(t *testing.T) {
 	require.Equal(t, kid, e.snapshot("kid"))
 
 	// Errors are Postgres's.
-	steps := [][]pgproto3.FrontendMessage{{q("TRUNCATE other.nosuch")}, {q("TRUNCATE pg_class")}, {q("BEGIN")}, {q("TRUNCATE other.lone RESTART IDENTITY")}, {q("ROLLBACK")}}
+	extended := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	steps := [][]pgproto3.FrontendMessage{{q("TRUNCATE other.nosuch")}, {q("TRUNCATE pg_class")}, {q("BEGIN")}, {q("TRUNCATE other.lone RESTART IDENTITY")}, {q("ROLLBACK")},
+		extended("TRUNCATE other.nosuch"), extended("TRUNCATE other.referenced"), extended("TRUNCATE kid, other.referenced")}
 	require.Equal(t, converse(t, e.direct, steps), converse(t, e.proxy, steps))
 }
 
@@ -340,4 +346,109 @@ func TestCascadeThroughReview(t *testing.T) {
 		require.Contains(t, want, `"CommandTag":"DELETE 3"`)
 		require.Equal(t, want, converse(t, e.proxy, steps))
 	})
+}
+
+// TestInheritanceReview replays what a review of inheritance capture found.
+func TestInheritanceReview(t *testing.T) {
+	ctx := context.Background()
+	const animals = `CREATE TABLE animals (id int, name text);
+		CREATE TABLE dogs (breed text) INHERITS (animals);
+		INSERT INTO animals VALUES (1, 'a1'); INSERT INTO dogs VALUES (3, 'd3', 'collie'), (4, 'd4', 'secret');`
+
+	// Postgres's referential actions touch the referencing table's own
+	// rows (ONLY), not its inheritance children's: the cascade CTEs
+	// deleted (and captured) rows Postgres keeps.
+	t.Run("cascades leave the referencing table's children alone", func(t *testing.T) {
+		schema := `CREATE TABLE orders (id int PRIMARY KEY);
+			CREATE TABLE items (id int PRIMARY KEY, order_id int REFERENCES orders ON DELETE CASCADE);
+			CREATE TABLE special_items (note text) INHERITS (items);
+			CREATE TABLE notes (id int PRIMARY KEY, order_id int REFERENCES orders ON DELETE SET NULL);
+			CREATE TABLE sub_notes () INHERITS (notes);
+			INSERT INTO orders VALUES (1), (2); INSERT INTO items VALUES (10, 1), (11, 2);
+			INSERT INTO special_items VALUES (20, 1, 'not an FK row');
+			INSERT INTO notes VALUES (30, 1); INSERT INTO sub_notes VALUES (31, 1);`
+		tables := []string{"orders", "ONLY items", "special_items", "ONLY notes", "sub_notes"}
+		direct, proxied := newEnv(t, schema), newEnv(t, schema)
+		before := proxied.snapshot(tables...)
+		_, err := testenv.Connect(t, direct.direct).Exec(ctx, "DELETE FROM orders WHERE id = 1")
+		require.NoError(t, err)
+		c := testenv.Connect(t, proxied.proxy)
+		_, err = c.Exec(ctx, "DELETE FROM orders WHERE id = 1")
+		require.NoError(t, err)
+		require.Equal(t, direct.snapshot(tables...), proxied.snapshot(tables...))
+		rows, _ := simple(t, c, "SHOW BATCHES")
+		simple(t, c, "UNDELETE BATCH "+rows[0][0])
+		require.Equal(t, before, proxied.snapshot(tables...))
+	})
+	// Rows of children that are not protected are not the parent's: not
+	// captured, never restored into the parent.
+	t.Run("a parent whose only child is not protected", func(t *testing.T) {
+		e := newEnv(t, `CREATE TABLE animals (id int, name text);
+			CREATE SCHEMA other; CREATE TABLE other.cats (lives int) INHERITS (animals);
+			INSERT INTO animals VALUES (1, 'a1'); INSERT INTO other.cats VALUES (7, 'c7', 9);`)
+		c := testenv.Connect(t, e.proxy)
+		tag, err := c.Exec(ctx, "DELETE FROM animals")
+		require.NoError(t, err)
+		require.Equal(t, "DELETE 2", tag.String())
+		rows, _ := simple(t, c, "SHOW BATCHES")
+		simple(t, c, "UNDELETE BATCH "+rows[0][0])
+		require.Equal(t, "== ONLY animals\n(1,a1)\n== other.cats\n", e.snapshot("ONLY animals", "other.cats"))
+	})
+	// A child row the DELETE reaches only after waiting for a concurrent
+	// update is a version the capture's snapshot cannot read: the
+	// statement fails (40001) and deletes nothing.
+	t.Run("a child row updated concurrently", func(t *testing.T) {
+		e := newEnv(t, animals)
+		before := e.snapshot("ONLY animals", "dogs")
+		blocker, err := testenv.Connect(t, e.direct).Begin(ctx)
+		require.NoError(t, err)
+		_, err = blocker.Exec(ctx, "UPDATE dogs SET breed = 'pug' WHERE id = 3")
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		c := testenv.Connect(t, e.proxy)
+		go func() {
+			_, err := c.Exec(ctx, "DELETE FROM animals WHERE id IN (1, 3)")
+			done <- err
+		}()
+		waitForLock(t, e)
+		require.NoError(t, blocker.Rollback(ctx))
+		require.Empty(t, pgErrCode(<-done), "rolled back: nothing changed")
+
+		blocker, err = testenv.Connect(t, e.direct).Begin(ctx)
+		require.NoError(t, err)
+		_, err = blocker.Exec(ctx, "UPDATE dogs SET breed = 'pug' WHERE id = 4")
+		require.NoError(t, err)
+		go func() {
+			_, err := c.Exec(ctx, "DELETE FROM animals WHERE id = 4")
+			done <- err
+		}()
+		waitForLock(t, e)
+		require.NoError(t, blocker.Commit(ctx))
+		require.Equal(t, "40001", pgErrCode(<-done))
+		require.Equal(t, 1, e.count("SELECT count(*) FROM dogs WHERE id = 4"))
+		require.NotEqual(t, before, e.snapshot("ONLY animals", "dogs"), "ids 1 and 3 went in the first DELETE")
+	})
+	// A child's row-level security hides rows from the capture's read
+	// that a DELETE through the parent removes: refused.
+	t.Run("row-level security on a child", func(t *testing.T) {
+		e := newEnv(t, animals)
+		role := tempRole(t, e, "", `GRANT SELECT, DELETE ON animals, dogs TO %s;
+			ALTER TABLE dogs ENABLE ROW LEVEL SECURITY;
+			CREATE POLICY p ON dogs USING (breed <> 'secret')`)
+		before := e.snapshot("ONLY animals", "dogs")
+		c := testenv.Connect(t, e.proxy)
+		_, err := c.Exec(ctx, "SET ROLE "+role)
+		require.NoError(t, err)
+		_, err = c.Exec(ctx, "DELETE FROM animals")
+		require.Equal(t, "0A000", pgErrCode(err))
+		require.Equal(t, before, e.snapshot("ONLY animals", "dogs"))
+	})
+}
+
+// waitForLock waits until some session of e's database waits for a lock.
+func waitForLock(t *testing.T, e *env) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return e.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") > 0
+	}, testenv.Hang, 10*time.Millisecond)
 }

@@ -141,6 +141,7 @@ func (c *Catalog) load(ctx context.Context, tx pgx.Tx) error {
 SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
        (extract(epoch FROM p.retention) * 1000000)::bigint,
        coalesce(s.shadow_name, tombstone._shadow_name(p.schema_name, p.table_name, p.relid))::text,
+       (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = p.relid),
        tombstone.catalog_signature(p.relid::regclass),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
@@ -161,7 +162,7 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
 			retentionUS  int64
 			names, types []string
 		)
-		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Signature, &names, &types); err != nil {
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Partitioned, &t.Signature, &names, &types); err != nil {
 			rows.Close()
 			return err
 		}
@@ -347,7 +348,11 @@ SELECT root, oid FROM d ORDER BY root, oid`, roots)
 		if parent == nil {
 			parent = through[root]
 		}
-		if child != nil && parent != nil {
+		if parent == nil {
+			continue
+		}
+		parent.Inherited = true
+		if child != nil {
 			parent.Children = append(parent.Children, child)
 		}
 	}
@@ -397,7 +402,7 @@ WITH RECURSIVE prot(oid) AS (
       CROSS JOIN LATERAL pg_partition_tree(th.oid::regclass) t
      WHERE t.relid <> th.oid
 )
-SELECT x.oid, x.root, n.nspname::text, cl.relname::text, tombstone.catalog_signature(x.oid::regclass),
+SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombstone.catalog_signature(x.oid::regclass),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -418,7 +423,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, tombstone.catalog_signa
 			root         uint32
 			names, types []string
 		)
-		if err := rows.Scan(&t.OID, &root, &t.Schema, &t.Name, &t.Signature, &names, &types); err != nil {
+		if err := rows.Scan(&t.OID, &root, &t.Schema, &t.Name, &t.Partitioned, &t.Signature, &names, &types); err != nil {
 			return nil, nil, err
 		}
 		for i := range names {

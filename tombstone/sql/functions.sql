@@ -190,6 +190,30 @@ BEGIN
 END
 $$;
 
+-- check_captured fails a DELETE whose capture of an inheritance child's
+-- rows, read from the child by ctid as the statement's snapshot shows
+-- them, found fewer than the DELETE removed (p_deleted; NULL: none): a
+-- row the DELETE reached only after waiting for a concurrent update (its
+-- new version), or one the child's row-level security hides from the
+-- reader. Nothing is deleted; the first can be retried.
+CREATE OR REPLACE FUNCTION tombstone.check_captured(rel regclass, p_deleted bigint, p_found bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF coalesce(p_deleted, 0) = p_found THEN
+        RETURN true;
+    END IF;
+    IF pg_catalog.row_security_active(rel) THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: row-level security on %s hides rows this DELETE removes from it, which cannot be captured', rel),
+            HINT = pg_catalog.format('DELETE FROM ONLY the parent, and from %s itself; nothing was deleted', rel);
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = '40001',
+        MESSAGE = pg_catalog.format('tombstone: rows of %s changed while this DELETE waited for them, and cannot be captured', rel),
+        HINT = 'Retry the statement; nothing was deleted.';
+END
+$$;
+
 -- check_unprotected guards a DELETE the proxy did not capture, because
 -- its catalog names no protected table by the target's name: if the
 -- table the server resolved is protected after all (renamed or moved
@@ -1431,6 +1455,7 @@ REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.sync_all() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass, boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.check_captured(regclass, bigint, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
 
 -- Table privileges: application roles write tombstones and read nothing

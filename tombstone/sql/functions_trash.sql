@@ -7,8 +7,10 @@
 --
 -- Privileges. capture_truncate and trash_tables are SECURITY INVOKER: the
 -- TRUNCATE, the reads of the captured rows and the DDL run with the
--- caller's own privileges, so they succeed and fail exactly when the
--- plain statement would. What the caller may not do itself — read the
+-- caller's own privileges: they fail where the plain statement would,
+-- and also where reading the rows to capture needs more than it (SELECT
+-- on each protected table emptied, where TRUNCATE of a parent checks the
+-- parent's TRUNCATE privilege only). What the caller may not do itself — read the
 -- protection rules and the shadow registry, write tombstone.trash — goes
 -- through small SECURITY DEFINER helpers (fixed search_path) that return
 -- registry facts only (shadow names, column lists, retention), never
