@@ -399,7 +399,9 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		}
 		if rewritten {
 			st.portals[portal] = out
-			p.out = out // for the error of a Bind the server refuses
+			// For the error of a Bind the server refuses: the rewritten
+			// text's, repaired as an Execute's.
+			p.out, p.rewritten = out, true
 			return out.HiddenColumns
 		}
 		delete(st.portals, portal)

@@ -363,8 +363,8 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		}
 		s.rewrittenError(&e)
 	case p.rewritten:
-		// An Execute of a rewritten statement: no position into the
-		// client's text to map to (Postgres reports positions at the
+		// A Bind or Execute of a rewritten statement: no position into
+		// the client's text to map to (Postgres reports positions at the
 		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
 		e.Position = 0
 		s.rewrittenError(&e)

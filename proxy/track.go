@@ -43,8 +43,8 @@ type fix struct {
 	// retry is set on a Query that may be planned and sent again if the
 	// server reports a stale catalog (TS001).
 	retry *retry
-	// rewritten: an Execute of a portal of a rewritten statement, whose
-	// errors the rewritten text raised.
+	// rewritten: a Bind or Execute of a rewritten statement's portal,
+	// whose errors the rewritten text raised.
 	rewritten bool
 }
 

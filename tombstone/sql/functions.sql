@@ -1023,7 +1023,10 @@ BEGIN
         o := ordered[i];
         shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
         pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause = ''set_null''';
-        target := o::regclass::text;
+        -- The table's own rows, not its inheritance children's (which
+        -- may share a key), as the SET NULL changed (unless partitioned).
+        target := CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = o) = 'p' THEN ''
+                       ELSE 'ONLY ' END || o::regclass::text;
         -- Nothing to re-link without a SET NULL / SET DEFAULT key to a
         -- restored table (the common case: skip the scan).
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
@@ -1041,7 +1044,7 @@ BEGIN
         keycols := tombstone._source_cols(o, keynums);
         skeycols := tombstone._shadow_cols(o, keynums);
         IF keycols IS NULL OR cardinality(skeycols) IS DISTINCT FROM cardinality(keynums) THEN
-            RAISE NOTICE 'tombstone: % has no primary key; % SET NULL link(s) not re-linked', target, total;
+            RAISE NOTICE 'tombstone: % has no primary key; % SET NULL link(s) not re-linked', o::regclass, total;
             CONTINUE;
         END IF;
         SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = s.%I', keycols[j], skeycols[j]), ' AND ')
