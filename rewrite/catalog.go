@@ -107,6 +107,10 @@ type ForeignKey struct {
 	ChildColumns  []string
 	ParentColumns []string
 	OnDelete      FKAction
+	// ParentOIDs: the key references one partition of the table (whose
+	// Referencing lists it), not the table: it covers the rows of these
+	// tables only (that partition and those below it).
+	ParentOIDs []uint32
 }
 
 // FKAction is a foreign key's ON DELETE action.

@@ -193,10 +193,7 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 		final := sr.shadowInsert(sr.captures[mainIdx])
 		return sr.assembleWith(ctes, final, del.GetWithClause(), mainIdx)
 	}
-	st.Output = Output{TagFrom: "SELECT", HiddenColumns: 1}
-	if splitsRows(t, del.GetRelation()) {
-		st.Output.HiddenColumns = 3 // and _ts_toid, _ts_tid
-	}
+	st.Output = Output{TagFrom: "SELECT", HiddenColumns: hiddenColumns(t, del.GetRelation())}
 	final := selectNode(selectStmt(
 		[]*pg.Node{resTarget("", &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
 			Fields: []*pg.Node{{Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}}, Location: -1}}})},
@@ -468,6 +465,11 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
 	own := name // the CTE of the target's own rows
 	split := splitsRows(t, rel)
+	if !split && referencesPartitions(t) {
+		// Foreign keys to one of its partitions cascade rows of that
+		// partition only: which partition each row is from.
+		d.ReturningList = append(d.ReturningList, resTarget(toidCol, colRef(ref, "tableoid")))
+	}
 	if split {
 		// Rows of inheritance children come back typed as the target's
 		// rows: which table each is from, and where, picks them apart.
@@ -530,6 +532,30 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		}
 	}
 	return name, nil
+}
+
+// referencesPartitions reports whether a foreign key references one of
+// t's partitions rather than t.
+func referencesPartitions(t *Table) bool {
+	for _, fk := range t.Referencing {
+		if len(fk.ParentOIDs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hiddenColumns is how many columns captureDelete appends to the RETURNING
+// list of a DELETE of rel, resolved to t: the whole row, and the table
+// and row identity of each (split) or the table (partitions referenced).
+func hiddenColumns(t *Table, rel *pg.RangeVar) int {
+	switch {
+	case splitsRows(t, rel):
+		return 3
+	case referencesPartitions(t):
+		return 2
+	}
+	return 1
 }
 
 // splitsRows reports whether a DELETE of rel, resolved to t, also removes

@@ -2,6 +2,8 @@ package rewrite
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -60,7 +62,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
 				Relation:      fkRangeVar(child, alias),
-				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)),
+				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), parentKeys(parentCTE, fk)),
 				ReturningList: cascadeReturning(alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -84,7 +86,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
 			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
 				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
-				inSelect(qualified(alias, fk.ChildColumns), keysOf(parentCTE, fk.ParentColumns)))
+				inSelect(qualified(alias, fk.ChildColumns), parentKeys(parentCTE, fk)))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, s})
@@ -127,7 +129,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		boolExpr(pg.BoolExprType_AND_EXPR, join...))
 	union := &pg.SelectStmt{
 		Op:          pg.SetOperation_SETOP_UNION,
-		Larg:        keysOf(parentCTE, fk.ParentColumns),
+		Larg:        parentKeys(parentCTE, fk),
 		Rarg:        step,
 		LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT,
 	}
@@ -224,6 +226,23 @@ func keysOf(cteName string, cols []string) *pg.SelectStmt {
 		t[i] = resTarget("", field(colRef(rowCol), c))
 	}
 	return selectStmt(t, []*pg.Node{rangeVarNode("", cteName, "")}, nil)
+}
+
+// parentKeys is keysOf the rows of cte the foreign key covers: all, or
+// for a key that references partitions those rows whose _ts_toid is
+// one of them.
+func parentKeys(cteName string, fk ForeignKey) *pg.SelectStmt {
+	s := keysOf(cteName, fk.ParentColumns)
+	if len(fk.ParentOIDs) > 0 {
+		oids := make([]string, len(fk.ParentOIDs))
+		for i, o := range fk.ParentOIDs {
+			oids[i] = strconv.FormatUint(uint64(o), 10)
+		}
+		s.WhereClause = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
+			Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
+			Lexpr: colRef(toidCol), Rexpr: typeCast(constStr("{"+strings.Join(oids, ",")+"}"), "pg_catalog", "_oid"), Location: -1}}}
+	}
+	return s
 }
 
 // Cascade DELETE CTEs also return the row's physical identity so that a

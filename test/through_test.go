@@ -492,3 +492,44 @@ func TestPreparedAfterDDL(t *testing.T) {
 	require.NotContains(t, out, "_ts_")
 	require.Contains(t, out, `"CommandTag":"DELETE 1"`)
 }
+
+// TestForeignKeyToPartition: a foreign key that references one partition
+// of a partitioned table directly (not the partitioned table) cascades
+// the rows of that partition; they are captured whether the DELETE names
+// the root or the partition, protected or not. A review found them lost.
+func TestForeignKeyToPartition(t *testing.T) {
+	ctx := context.Background()
+	t.Run("protected root", func(t *testing.T) {
+		e := newEnv(t, `CREATE TABLE m (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+			CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
+			CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2);
+			CREATE TABLE kids (id int PRIMARY KEY, mid int, mk int, FOREIGN KEY (mid, mk) REFERENCES m1 (id, k) ON DELETE CASCADE);
+			INSERT INTO m VALUES (1, 1), (2, 1), (1, 2); INSERT INTO kids VALUES (10, 1, 1), (20, 2, 1);`)
+		tables := []string{"m", "kids"}
+		before := e.snapshot(tables...)
+		c := testenv.Connect(t, e.proxy)
+		for _, sql := range []string{"DELETE FROM m WHERE id = 1", "DELETE FROM m1 WHERE id = 2"} {
+			_, err := c.Exec(ctx, sql)
+			require.NoError(t, err, sql)
+		}
+		require.Zero(t, e.count("SELECT count(*) FROM kids"))
+		require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__kids WHERE _ts_cause = 'cascade'"))
+		for _, row := range func() [][]string { r, _ := simple(t, c, "SHOW BATCHES"); return r }() {
+			simple(t, c, "UNDELETE BATCH "+row[0])
+		}
+		require.Equal(t, before, e.snapshot(tables...))
+	})
+	t.Run("unprotected root", func(t *testing.T) {
+		e := newEnv(t, `CREATE SCHEMA other;
+			CREATE TABLE other.t (id int PRIMARY KEY) PARTITION BY RANGE (id);
+			CREATE TABLE other.t1 PARTITION OF other.t FOR VALUES FROM (0) TO (100);
+			CREATE TABLE other.t2 PARTITION OF other.t FOR VALUES FROM (100) TO (200);
+			CREATE TABLE y (id int PRIMARY KEY, t1_id int REFERENCES other.t1 ON DELETE CASCADE);
+			INSERT INTO other.t VALUES (5), (105); INSERT INTO y VALUES (1, 5);`)
+		c := testenv.Connect(t, e.proxy)
+		tag, err := c.Exec(ctx, "DELETE FROM other.t WHERE id IN (5, 105)")
+		require.NoError(t, err)
+		require.Equal(t, "DELETE 2", tag.String())
+		require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__y"))
+	})
+}

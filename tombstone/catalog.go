@@ -231,12 +231,22 @@ SELECT t.relid::oid, n.nspname::text, c.relname::text, p.relid
 	for oid := range through {
 		throughOIDs = append(throughOIDs, oid)
 	}
+	partOIDs := make([]uint32, 0, len(partOf)+len(throughParts))
+	for oid := range partOf {
+		partOIDs = append(partOIDs, oid)
+	}
+	for oid := range throughParts {
+		partOIDs = append(partOIDs, oid)
+	}
 
 	// Foreign keys referencing protected tables, and those referencing
-	// the tables a cascade passes through. Partition clones (conparentid
-	// <> 0) are left out: the parent constraint covers them.
+	// the tables a cascade passes through, or one of their partitions
+	// directly. Partition clones (conparentid <> 0) are left out: the
+	// parent constraint covers them.
 	rows, err = tx.Query(ctx, `
 SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::text, c.confdeltype::text,
+       ARRAY(SELECT pt.relid::oid FROM pg_partition_tree(c.confrelid::regclass) pt
+              WHERE (SELECT pc.relispartition FROM pg_class pc WHERE pc.oid = c.confrelid)),
        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
        ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
@@ -245,8 +255,9 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
   JOIN pg_class cc ON cc.oid = c.conrelid
   JOIN pg_namespace cn ON cn.oid = cc.relnamespace
  WHERE c.contype = 'f' AND c.conparentid = 0
-   AND (c.confrelid IN (SELECT relid FROM tombstone.protected_tables()) OR c.confrelid = ANY ($1::oid[]))
- ORDER BY c.confrelid, c.conname, c.oid`, throughOIDs)
+   AND (c.confrelid IN (SELECT relid FROM tombstone.protected_tables()) OR c.confrelid = ANY ($1::oid[])
+        OR c.confrelid = ANY ($2::oid[]))
+ ORDER BY c.confrelid, c.conname, c.oid`, throughOIDs, partOIDs)
 	if err != nil {
 		return err
 	}
@@ -260,7 +271,8 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			action         string
 			childC, parenC []string
 		)
-		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &childC, &parenC); err != nil {
+		var subtree []uint32
+		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &subtree, &childC, &parenC); err != nil {
 			return err
 		}
 		fk.ChildColumns, fk.ParentColumns = childC, parenC
@@ -282,6 +294,18 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		if pt == nil {
 			pt = through[parent]
 		}
+		if pt == nil {
+			// A foreign key referencing a partition: it goes with the
+			// root's, for rows of that partition (and those below it).
+			pt = partOf[parent]
+			if root, ok := throughParts[parent]; ok {
+				pt = through[root]
+			}
+			fk.ParentOIDs = subtree
+		}
+		if pt == nil {
+			continue
+		}
 		pt.Referencing = append(pt.Referencing, fk)
 	}
 	if err := rows.Err(); err != nil {
@@ -292,10 +316,7 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		p.part.Referencing = p.root.Referencing
 	}
 	for part, root := range throughParts {
-		// Rows of a partition cascade as its root's do, and as the
-		// foreign keys that reference it directly say.
-		pt := c.throughByOID(part)
-		pt.Referencing = append(append([]rewrite.ForeignKey(nil), through[root].Referencing...), pt.Referencing...)
+		c.throughByOID(part).Referencing = through[root].Referencing
 	}
 	return c.loadChildren(ctx, tx, byOID, through)
 }
@@ -393,9 +414,16 @@ WITH RECURSIVE prot(oid) AS (
         SELECT i.inhparent FROM pg_inherits i
           JOIN pg_class pc ON pc.oid = i.inhparent AND pc.relkind = 'r'
          WHERE i.inhrelid = up.oid
+        UNION ALL
+        -- a partition's rows are its root's: what cascades into the root
+        SELECT pg_partition_root(up.oid::regclass)::oid
+         WHERE pg_partition_root(up.oid::regclass) IS NOT NULL
     ) nxt(oid)
 ), through(oid, root) AS (
-    SELECT up.oid, up.oid FROM up WHERE up.oid NOT IN (SELECT oid FROM prot)
+    -- A partition a foreign key references goes with its root.
+    SELECT DISTINCT r.oid, r.oid
+      FROM up CROSS JOIN LATERAL (SELECT coalesce(pg_partition_root(up.oid::regclass)::oid, up.oid)) r(oid)
+     WHERE r.oid NOT IN (SELECT oid FROM prot)
 ), parts(oid, root) AS (
     SELECT t.relid::oid, th.oid FROM through th
       JOIN pg_class pc ON pc.oid = th.oid AND pc.relkind = 'p'
@@ -428,11 +456,6 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
 		}
 		for i := range names {
 			t.Columns = append(t.Columns, rewrite.Column{Name: names[i], Type: types[i]})
-		}
-		// A partition that foreign keys reference directly comes twice:
-		// one table, its own and its root's foreign keys.
-		if seen := c.through[[2]string{t.Schema, t.Name}]; seen != nil {
-			t = seen
 		}
 		if root == t.OID {
 			byOID[t.OID] = t

@@ -114,6 +114,7 @@ DECLARE
     root oid := tombstone._root(rel::oid);
     rels oid[];
     frontier oid[];
+    searched oid[];
     children oid[];
     cascaded oid[];
     fks text[] := '{}';
@@ -134,6 +135,10 @@ BEGIN
     -- Walk the cascade graph breadth first; SET NULL / SET DEFAULT
     -- children are included but not walked further.
     WHILE cardinality(frontier) > 0 LOOP
+        -- A foreign key may reference a partition of a table reached.
+        searched := frontier || ARRAY(
+            SELECT pt.relid FROM pg_catalog.unnest(frontier) x, pg_catalog.pg_partition_tree(x) pt
+             WHERE pt.relid <> x);
         SELECT pg_catalog.array_agg(DISTINCT c.conrelid),
                pg_catalog.array_agg(DISTINCT c.conrelid) FILTER (WHERE c.confdeltype = 'c'),
                pg_catalog.array_agg(DISTINCT c.oid::text || ':' || c.conrelid::text || ':' || c.confrelid::text || ':'
@@ -141,7 +146,7 @@ BEGIN
           INTO children, cascaded, more
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
-         WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY (frontier)
+         WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ANY (searched)
            AND d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
            AND c.contype = 'f' AND c.confrelid = d.refobjid AND c.confdeltype IN ('c', 'n', 'd')
            AND c.conparentid = 0;
