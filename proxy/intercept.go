@@ -50,6 +50,11 @@ const refusedParse = "SELECT pg_catalog.tombstone_refused()"
 type statements struct {
 	stmts   map[string]rewrite.Output
 	portals map[string]rewrite.Output
+	// bound is, for each of portals, the tracker's count of messages
+	// answered with ReadyForQuery sent before its Bind: the portal ends
+	// with the transaction of the first of those after it that leaves
+	// the session idle (portalsEnded).
+	bound map[string]uint64
 	// sqlPrepared are SQL-level PREPAREd statements that were rewritten;
 	// sqlNames every SQL-level prepared statement name in use.
 	sqlPrepared map[string]rewrite.Output
@@ -117,7 +122,7 @@ func (st *statements) find(name string) (rewrite.Output, bool) {
 // so none needs a guard of its own.
 func (st *statements) maps() {
 	if st.stmts == nil {
-		st.stmts, st.portals = map[string]rewrite.Output{}, map[string]rewrite.Output{}
+		st.stmts, st.portals, st.bound = map[string]rewrite.Output{}, map[string]rewrite.Output{}, map[string]uint64{}
 	}
 	if st.names == nil {
 		st.names, st.pending = map[string]bool{}, map[string]*parseUndo{}
@@ -399,6 +404,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		}
 		if rewritten {
 			st.portals[portal] = out
+			st.bound[portal] = s.track.ends
 			// For the error of a Bind the server refuses: the rewritten
 			// text's, repaired as an Execute's.
 			p.out, p.rewritten = out, true
@@ -444,6 +450,28 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		}
 	}
 	return 0
+}
+
+// portalsEnded forgets the rewritten portals bound before the message
+// whose ReadyForQuery has just reported the session idle: their
+// transaction is over, and they with it; a cursor DECLAREd under one of
+// their names later is another portal (server pump).
+func (s *Session) portalsEnded() {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ended := s.track.ended
+	for name := range st.portals {
+		// One put back by an undo has no stamp: it was bound earlier.
+		if at, ok := st.bound[name]; !ok || at < ended {
+			delete(st.portals, name)
+		}
+	}
+	for name, at := range st.bound {
+		if at < ended {
+			delete(st.bound, name)
+		}
+	}
 }
 
 // bindHidden forwards a Bind of a statement whose rewrite returns hidden

@@ -147,6 +147,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 			return errSessionDone
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
+		if sr.buf[sr.start+5] == 'I' && tracking && s.prepared.rewritten.Load() {
+			s.portalsEnded()
+		}
 		// No ReadyForQuery in COPY-in mode: a COPY that failed is over
 		// even if the client never sends CopyDone or CopyFail (the
 		// protocol lets it stop), and later Syncs count again.

@@ -100,6 +100,11 @@ type tracker struct {
 	inHd int
 	cur  pending // server pump only: the entry pop returned last
 
+	// ends counts the Syncs, Queries and FunctionCalls pushed (client
+	// pump), ended those popped (server pump): each is answered with a
+	// ReadyForQuery, where an implicit or committed transaction ends.
+	ends, ended uint64
+
 	// direct: an event loop carries the session. Set when the loop takes
 	// the session in and cleared when it hands it back, both with the
 	// pumps stopped.
@@ -108,6 +113,9 @@ type tracker struct {
 
 // push records an entry (client pump).
 func (t *tracker) push(p pending) {
+	if endsTransaction(p.kind) {
+		t.ends++
+	}
 	if t.direct {
 		if t.inHd == len(t.in) {
 			t.in, t.inHd = t.in[:0], 0
@@ -148,8 +156,15 @@ func (t *tracker) pop() *pending {
 	t.cur = t.in[t.inHd]
 	t.in[t.inHd] = pending{}
 	t.inHd++
+	if endsTransaction(t.cur.kind) {
+		t.ended++
+	}
 	return &t.cur
 }
+
+// endsTransaction: the answer to a client message of this kind ends with
+// a ReadyForQuery.
+func endsTransaction(kind byte) bool { return kind == 'S' || kind == 'Q' || kind == 'F' }
 
 // idle reports whether no answer is outstanding besides the current one
 // (server pump).

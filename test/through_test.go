@@ -533,3 +533,34 @@ func TestForeignKeyToPartition(t *testing.T) {
 		require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__y"))
 	})
 }
+
+// TestPortalEndsWithItsTransaction: a rewritten statement's portal ends
+// with its transaction; a cursor DECLAREd later under the same name is
+// answered as Postgres answers it, not repaired as the old portal was (a
+// review found its rows dropped, its tag rewritten, its row limit lifted).
+func TestPortalEndsWithItsTransaction(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE animals (id int, name text);
+		CREATE TABLE dogs (breed text) INHERITS (animals);
+		INSERT INTO animals SELECT g, 'a' || g FROM generate_series(1, 6) g; INSERT INTO dogs VALUES (7, 'd7', 'pug');`)
+	steps := [][]pgproto3.FrontendMessage{
+		{q("BEGIN")},
+		{&pgproto3.Parse{Name: "d", Query: "DELETE FROM animals WHERE id = $1"}, &pgproto3.Bind{DestinationPortal: "c", PreparedStatement: "d", Parameters: [][]byte{[]byte("1")}},
+			&pgproto3.Execute{Portal: "c"}, &pgproto3.Bind{DestinationPortal: "r", PreparedStatement: "d", Parameters: [][]byte{[]byte("2")}},
+			&pgproto3.Sync{}},
+		{q("COMMIT")},
+		{q("BEGIN"), q("DECLARE c CURSOR FOR SELECT id, name FROM animals ORDER BY id")},
+		{&pgproto3.Describe{ObjectType: 'P', Name: "c"}, &pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Sync{}},
+		{q("ROLLBACK")},
+		// In an implicit transaction, too: the Sync ends it.
+		{&pgproto3.Bind{DestinationPortal: "c", PreparedStatement: "d", Parameters: [][]byte{[]byte("3")}}, &pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{}},
+		{q("BEGIN"), q("DECLARE c CURSOR FOR SELECT id, name FROM animals ORDER BY id")},
+		{&pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Sync{}},
+		{q("ROLLBACK")},
+	}
+	want := converse(t, e.direct, steps)
+	require.Contains(t, want, `"Type":"PortalSuspended"`)
+	e2 := newEnv(t, `CREATE TABLE animals (id int, name text);
+		CREATE TABLE dogs (breed text) INHERITS (animals);
+		INSERT INTO animals SELECT g, 'a' || g FROM generate_series(1, 6) g; INSERT INTO dogs VALUES (7, 'd7', 'pug');`)
+	require.Equal(t, want, converse(t, e2.proxy, steps))
+}
