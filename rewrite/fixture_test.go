@@ -61,7 +61,9 @@ func fk(name string, child *Table, childCols, parentCols string, act FKAction) F
 //	public.sites → users (CASCADE), links.user_id → users (SET NULL)
 //	public.sites → site_notes               child not protected
 //	public.tree(id, parent_id → tree)       self-referencing CASCADE
-//	public.measurements                     partitioned table
+//	public.measurements                     partitioned table; readings
+//	                                        references its partition
+//	                                        (oid 99001) CASCADE
 //	public.cyc_a ⇄ public.cyc_b             CASCADE cycle
 //	public.pair(a, b) ← pair_child(pa, pb)  two-column key, CASCADE
 //	app.orders, "app"."Mixed Case"          other schema, odd names
@@ -106,6 +108,10 @@ func newTestCatalog() *testCatalog {
 	dogs := mk("public", "dogs", "public_dogs", "id int, name text, breed text", 7*day)
 	puppies := mk("public", "puppies", "public_puppies", "id int, name text, breed text, age int", 7*day)
 	pupToys := mk("public", "pup_toys", "public_pup_toys", "id int, puppy_id int", 7*day)
+	readings := mk("public", "readings", "public_readings", "id int, m_id int", 7*day)
+	toPart := fk("readings_m_fk", readings, "m_id", "id", Cascade)
+	toPart.ParentOIDs = []uint32{99001, 99002}
+	meas.Referencing = []ForeignKey{toPart}
 
 	sites.Referencing = []ForeignKey{
 		fk("products_site_fk", products, "site_id", "id", Cascade),
@@ -127,7 +133,7 @@ func newTestCatalog() *testCatalog {
 
 	c := &testCatalog{tables: map[string]*Table{}, schemas: []string{"public", "app"}, gen: 1}
 	for i, x := range []*Table{t, sites, products, users, links, tree, meas, cycA, cycB, pair, pairChild, orders, mixed, wide,
-		tenants, orgs, teams, members, tLinks, animals, dogs, puppies, pupToys} {
+		tenants, orgs, teams, members, tLinks, animals, dogs, puppies, pupToys, readings} {
 		x.OID = uint32(16384 + i)
 		c.tables[x.Schema+"."+x.Name] = x
 	}
