@@ -49,6 +49,9 @@ type Table struct {
 	Name   string
 	// Partitioned: a partitioned table (its rows are in its partitions).
 	Partitioned bool
+	// Partition: a partition, known by its own name (a foreign key is
+	// declared on it, or a DELETE names it); its rows are its root's.
+	Partition bool
 	// Unprotected: the table has no shadow table and its own rows are not
 	// captured; it is known only for where its cascades lead
 	// (CascadeCatalog).
@@ -107,9 +110,12 @@ type ForeignKey struct {
 	ChildColumns  []string
 	ParentColumns []string
 	OnDelete      FKAction
-	// ParentOIDs: the key references one partition of the table (whose
-	// Referencing lists it), not the table: it covers the rows of these
-	// tables only (that partition and those below it).
+	// ParentOID: the key references one partition of the table (whose
+	// Referencing lists it), not the table: it covers the rows of that
+	// partition and those below it — as the server finds them when the
+	// statement runs (partitions attach), and ParentOIDs as the catalog
+	// found them, for planning.
+	ParentOID  uint32
 	ParentOIDs []uint32
 }
 

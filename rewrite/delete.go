@@ -538,7 +538,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 // t's partitions rather than t.
 func referencesPartitions(t *Table) bool {
 	for _, fk := range t.Referencing {
-		if len(fk.ParentOIDs) > 0 {
+		if fk.ParentOID != 0 {
 			return true
 		}
 	}

@@ -110,7 +110,7 @@ func newTestCatalog() *testCatalog {
 	pupToys := mk("public", "pup_toys", "public_pup_toys", "id int, puppy_id int", 7*day)
 	readings := mk("public", "readings", "public_readings", "id int, m_id int", 7*day)
 	toPart := fk("readings_m_fk", readings, "m_id", "id", Cascade)
-	toPart.ParentOIDs = []uint32{99001, 99002}
+	toPart.ParentOID, toPart.ParentOIDs = 99001, []uint32{99001, 99002}
 	meas.Referencing = []ForeignKey{toPart}
 
 	sites.Referencing = []ForeignKey{

@@ -2,8 +2,8 @@ package rewrite
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
-	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -28,7 +28,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	var self []ForeignKey
 	for _, fk := range parent.Referencing {
 		child := fk.Child
-		if child == nil {
+		if child == nil || !coversRows(fk, parent) {
 			continue
 		}
 		if len(fk.ChildColumns) == 0 || len(fk.ChildColumns) != len(fk.ParentColumns) {
@@ -229,20 +229,33 @@ func keysOf(cteName string, cols []string) *pg.SelectStmt {
 }
 
 // parentKeys is keysOf the rows of cte the foreign key covers: all, or
-// for a key that references partitions those rows whose _ts_toid is
-// one of them.
+// for a key that references a partition those rows whose _ts_toid is in
+// its partition tree as it is when the statement runs:
+// "_ts_toid IN (SELECT relid FROM pg_partition_tree('oid'))".
 func parentKeys(cteName string, fk ForeignKey) *pg.SelectStmt {
 	s := keysOf(cteName, fk.ParentColumns)
-	if len(fk.ParentOIDs) > 0 {
-		oids := make([]string, len(fk.ParentOIDs))
-		for i, o := range fk.ParentOIDs {
-			oids[i] = strconv.FormatUint(uint64(o), 10)
-		}
-		s.WhereClause = &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
-			Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
-			Lexpr: colRef(toidCol), Rexpr: typeCast(constStr("{"+strings.Join(oids, ",")+"}"), "pg_catalog", "_oid"), Location: -1}}}
+	if fk.ParentOID != 0 {
+		tree := &pg.Node{Node: &pg.Node_RangeFunction{RangeFunction: &pg.RangeFunction{
+			Functions: []*pg.Node{{Node: &pg.Node_List{List: &pg.List{Items: []*pg.Node{
+				funcCall([]string{"pg_catalog", "pg_partition_tree"},
+					typeCast(constStr(strconv.FormatUint(uint64(fk.ParentOID), 10)), "pg_catalog", "regclass")),
+				nil}}}}},
+			Alias: &pg.Alias{Aliasname: "_ts_pt"},
+		}}}
+		s.WhereClause = inSelect([]*pg.Node{colRef(toidCol)}, selectStmt(
+			[]*pg.Node{resTarget("", typeCast(colRef("_ts_pt", "relid"), "pg_catalog", "oid"))},
+			[]*pg.Node{tree}, nil))
 	}
 	return s
+}
+
+// coversRows reports whether fk can cascade rows of parent: not when
+// parent is a partition outside the partition tree fk references.
+func coversRows(fk ForeignKey, parent *Table) bool {
+	if fk.ParentOID == 0 || !parent.Partition {
+		return true
+	}
+	return slices.Contains(fk.ParentOIDs, parent.OID)
 }
 
 // Cascade DELETE CTEs also return the row's physical identity so that a

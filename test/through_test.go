@@ -564,3 +564,57 @@ func TestPortalEndsWithItsTransaction(t *testing.T) {
 		INSERT INTO animals SELECT g, 'a' || g FROM generate_series(1, 6) g; INSERT INTO dogs VALUES (7, 'd7', 'pug');`)
 	require.Equal(t, want, converse(t, e2.proxy, steps))
 }
+
+// TestForeignKeyToPartitionReview replays what a review of foreign keys
+// to partitions found.
+func TestForeignKeyToPartitionReview(t *testing.T) {
+	ctx := context.Background()
+	const sub = `CREATE TABLE m (id int, k int, s int, PRIMARY KEY (id, k, s)) PARTITION BY LIST (k);
+		CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1) PARTITION BY LIST (s);
+		CREATE TABLE m1a PARTITION OF m1 FOR VALUES IN (1);
+		CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2);
+		CREATE TABLE kids (id int PRIMARY KEY, mid int, mk int, ms int,
+		                   FOREIGN KEY (mid, mk, ms) REFERENCES m1 (id, k, s) ON DELETE CASCADE);
+		CREATE TABLE nulls (id int PRIMARY KEY, mid int, mk int, ms int,
+		                    FOREIGN KEY (mid, mk, ms) REFERENCES m1 (id, k, s) ON DELETE SET NULL);
+		INSERT INTO m VALUES (1, 1, 1), (1, 2, 2); INSERT INTO kids VALUES (10, 1, 1, 1); INSERT INTO nulls VALUES (30, 1, 1, 1);`
+	tables := []string{"m", "kids", "nulls"}
+	// A partition attached under the referenced one after the catalog
+	// was read: its rows cascade too, and are captured.
+	t.Run("a partition attached later", func(t *testing.T) {
+		e := newEnv(t, sub)
+		_, frozen := frozenProxy(t, e)
+		_, err := testenv.Connect(t, e.direct).Exec(ctx, `CREATE TABLE m1b PARTITION OF m1 FOR VALUES IN (2);
+			INSERT INTO m VALUES (5, 1, 2); INSERT INTO kids VALUES (50, 5, 1, 2)`)
+		require.NoError(t, err)
+		_, err = testenv.Connect(t, frozen).Exec(ctx, "DELETE FROM m WHERE id = 5")
+		require.NoError(t, err)
+		require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__kids WHERE id = 50"))
+	})
+	// UNDELETE FROM the root, and the SET NULL re-link, follow such keys.
+	t.Run("restores follow them", func(t *testing.T) {
+		e := newEnv(t, sub)
+		before := e.snapshot(tables...)
+		c := testenv.Connect(t, e.proxy)
+		_, err := c.Exec(ctx, "DELETE FROM m WHERE id = 1")
+		require.NoError(t, err)
+		simple(t, c, "UNDELETE FROM m WHERE id = 1")
+		require.Equal(t, before, e.snapshot(tables...))
+	})
+	// Keys between partitions of one table are no cycle.
+	t.Run("keys between partitions", func(t *testing.T) {
+		schema := `CREATE TABLE s (id int, k int, pid int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+			CREATE TABLE s1 PARTITION OF s FOR VALUES IN (1); CREATE TABLE s2 PARTITION OF s FOR VALUES IN (2);
+			CREATE UNIQUE INDEX ON s1 (id);
+			ALTER TABLE s2 ADD FOREIGN KEY (pid) REFERENCES s1 (id) ON DELETE CASCADE;
+			ALTER TABLE s1 ADD FOREIGN KEY (pid) REFERENCES s1 (id) ON DELETE CASCADE;
+			INSERT INTO s VALUES (1, 1, NULL), (8, 1, 1), (9, 1, 8), (10, 2, 1), (5, 2, 9), (6, 2, NULL);`
+		direct, proxied := newEnv(t, schema), newEnv(t, schema)
+		_, err := testenv.Connect(t, direct.direct).Exec(ctx, "DELETE FROM s WHERE id = 1")
+		require.NoError(t, err)
+		_, err = testenv.Connect(t, proxied.proxy).Exec(ctx, "DELETE FROM s WHERE id = 1")
+		require.NoError(t, err)
+		require.Equal(t, direct.snapshot("s"), proxied.snapshot("s"))
+		require.Equal(t, 5, proxied.count("SELECT count(*) FROM tombstone.public__s"))
+	})
+}

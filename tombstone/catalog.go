@@ -286,7 +286,7 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			// Postgres cascades into that partition (not its siblings)
 			// into the root's shadow.
 			part := *rt
-			part.Schema, part.Name, part.OID, part.Referencing = fk.ChildSchema, fk.ChildName, child, nil
+			part.Schema, part.Name, part.OID, part.Referencing, part.Partition = fk.ChildSchema, fk.ChildName, child, nil, true
 			fk.Child = &part
 			parts = append(parts, partChild{&part, rt})
 		}
@@ -301,7 +301,7 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			if root, ok := throughParts[parent]; ok {
 				pt = through[root]
 			}
-			fk.ParentOIDs = subtree
+			fk.ParentOID, fk.ParentOIDs = parent, subtree
 		}
 		if pt == nil {
 			continue
@@ -461,6 +461,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
 			byOID[t.OID] = t
 		} else {
 			parts[t.OID] = root
+			t.Partition = true
 		}
 		c.through[[2]string{t.Schema, t.Name}] = t
 	}

@@ -55,6 +55,9 @@ CREATE TABLE app.orders (id int PRIMARY KEY, note text);
 CREATE TABLE app."Mixed Case" (id int PRIMARY KEY, "Weird ""col" text);
 CREATE TABLE wide (id int PRIMARY KEY, wide text);
 CREATE TABLE logs (id int, msg text);
+-- The fixture's readings references a partition by an oid no table here
+-- has: its cascade finds nothing, as no key is declared.
+CREATE TABLE readings (id int PRIMARY KEY, m_id int);
 
 -- Shadow tables: metadata columns, then the source columns.
 CREATE TABLE tombstone.public_t (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, name text);
@@ -70,4 +73,5 @@ CREATE TABLE tombstone.public_pair (_ts_batch bigint, _ts_cause text, _ts_delete
 CREATE TABLE tombstone.public_pair_child (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, pa int, pb int);
 CREATE TABLE tombstone.app_orders (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, note text);
 CREATE TABLE tombstone."app_Mixed Case" (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, "Weird ""col" text);
+CREATE TABLE tombstone.public_readings (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, m_id int);
 CREATE TABLE tombstone.public_wide (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, wide text);

@@ -1036,7 +1036,7 @@ BEGIN
         -- restored table (the common case: skip the scan).
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
                         WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
-                          AND c.confdeltype IN ('n', 'd') AND c.confrelid = ANY (rels)) THEN
+                          AND c.confdeltype IN ('n', 'd') AND tombstone._root(c.confrelid) = ANY (rels)) THEN
             relinkable := relinkable || o;
             CONTINUE;
         END IF;
@@ -1058,7 +1058,7 @@ BEGIN
         FOR fk IN SELECT c.conkey, c.confkey, c.confrelid, c.confdeltype, c.confdelsetcols
                     FROM pg_catalog.pg_constraint c
                    WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
-                     AND c.confdeltype IN ('n', 'd') AND c.confrelid = ANY (rels)
+                     AND c.confdeltype IN ('n', 'd') AND tombstone._root(c.confrelid) = ANY (rels)
         LOOP
             setnums := CASE WHEN cardinality(fk.confdelsetcols) > 0 THEN fk.confdelsetcols ELSE fk.conkey END;
             IF cardinality(tombstone._shadow_cols(o, fk.conkey)) IS DISTINCT FROM cardinality(fk.conkey) THEN
@@ -1321,7 +1321,7 @@ BEGIN
         SELECT root
         UNION
         SELECT c.conrelid FROM g JOIN pg_catalog.pg_constraint c
-            ON c.confrelid = g.relid AND c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+            ON tombstone._root(c.confrelid) = g.relid AND c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
     )
     SELECT pg_catalog.array_agg(relid) INTO reach FROM g;
     ordered := tombstone._topo_order(reach);
@@ -1355,8 +1355,15 @@ BEGIN
                    FROM unnest(ckeys) WITH ORDINALITY u(x, o2)));
             preds := preds || pg_catalog.jsonb_build_object(o::text, ppred);
         END LOOP;
-        FOR fk IN SELECT c.conrelid, c.conkey, c.confkey, c.confdeltype FROM pg_catalog.pg_constraint c
-                   WHERE c.confrelid = o AND c.conrelid <> o AND c.contype = 'f' AND c.conparentid = 0
+        -- (A key may reference one of o's partitions: its columns by
+        -- name in o.)
+        FOR fk IN SELECT c.conrelid, c.conkey, c.confdeltype,
+                         ARRAY(SELECT ra.attnum FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n
+                                 JOIN pg_catalog.pg_attribute ra ON ra.attrelid = o AND ra.attname = pa.attname
+                                ORDER BY k.i)::int2[] AS confkey
+                    FROM pg_catalog.pg_constraint c
+                   WHERE tombstone._root(c.confrelid) = o AND c.conrelid <> o AND c.contype = 'f' AND c.conparentid = 0
                      AND c.confdeltype IN ('c', 'n', 'd')
                    ORDER BY c.oid
         LOOP
