@@ -74,10 +74,28 @@ type statements struct {
 	// before (older) and after (newer). While one is out, whether the
 	// name exists is not known.
 	pending map[string]*parseUndo
+	// origins are the texts (and parameter types) clients Parsed the
+	// rewritten statements from; stale names those whose rewrite the
+	// server has refused as planned against another catalog (TS001), or
+	// that name a column no longer there: the next Bind of one prepares
+	// it again first (reprepare). portalStmt is each rewritten portal's
+	// statement.
+	origins    map[string]origin
+	stale      map[string]bool
+	portalStmt map[string]string
+	// anyStale: stale is not empty (read without the lock, so that Binds
+	// look only then).
+	anyStale atomic.Bool
 	// rewritten turns true with the session's first rewritten prepared
 	// statement. Until then Bind, Describe and Execute need no look-up —
 	// the per-message path of ordinary traffic takes no lock.
 	rewritten atomic.Bool
+}
+
+// origin is what a client Parsed a rewritten statement from.
+type origin struct {
+	sql  string
+	oids []uint32
 }
 
 // parseUndo is how to take back what a Parse of a new named statement
@@ -123,6 +141,7 @@ func (st *statements) find(name string) (rewrite.Output, bool) {
 func (st *statements) maps() {
 	if st.stmts == nil {
 		st.stmts, st.portals, st.bound = map[string]rewrite.Output{}, map[string]rewrite.Output{}, map[string]uint64{}
+		st.origins, st.stale, st.portalStmt = map[string]origin{}, map[string]bool{}, map[string]string{}
 	}
 	if st.names == nil {
 		st.names, st.pending = map[string]bool{}, map[string]*parseUndo{}
@@ -336,6 +355,11 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
 			}
+			if typ == 'B' && s.prepared.anyStale.Load() {
+				if err := s.reprepareBound(ctx, size, mayPlan); err != nil {
+					return false, err
+				}
+			}
 			var f fix
 			hidden := s.track_(typ, &f, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
 			s.track.push(f.entry(typ))
@@ -405,6 +429,8 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		if rewritten {
 			st.portals[portal] = out
 			st.bound[portal] = s.track.ends
+			st.portalStmt[portal] = stmt
+			p.stmtName = stmt
 			// For the error of a Bind the server refuses: the rewritten
 			// text's, repaired as an Execute's.
 			p.out, p.rewritten = out, true
@@ -428,6 +454,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		portal, _, ok := cstring(body)
 		if ok {
 			p.out, p.rewritten = st.portals[portal]
+			p.stmtName = st.portalStmt[portal]
 		}
 	case 'C':
 		if len(body) < 1 {
@@ -445,6 +472,8 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			}
 			delete(st.stmts, name)
 			delete(st.names, name)
+			delete(st.origins, name)
+			delete(st.stale, name)
 		} else {
 			delete(st.portals, name)
 		}
@@ -778,12 +807,107 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	res := plan.Result
 	if len(res.Statements) == 1 {
 		out, keep = res.Statements[0].Output, true
+		if !redefining {
+			s.setOrigin(name, origin{msg.Query, msg.ParameterOIDs})
+		}
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
 	p.res = res
 	s.track.push(p.entry('P'))
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
+}
+
+// setOrigin records what statement name was Parsed from.
+func (s *Session) setOrigin(name string, o origin) {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.maps()
+	st.origins[name] = o
+	delete(st.stale, name)
+}
+
+// markStale notes that statement name's rewrite is out of date (server
+// pump).
+func (s *Session) markStale(name string) {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.origins[name]; ok {
+		st.stale[name] = true
+		st.anyStale.Store(true)
+	}
+}
+
+// reprepare prepares statement name again, from the text the client
+// Parsed it from, against the current catalog, when the server refused
+// its rewrite as out of date: a Close and a Parse the client never sees
+// the answers of go out ahead of its Bind, as Postgres re-plans a
+// prepared statement after DDL by itself. false: the statement needs no
+// new Parse, or cannot have one (it stays as it is).
+func (s *Session) reprepare(ctx context.Context, name string) (bool, error) {
+	st := &s.prepared
+	st.mu.Lock()
+	o, ok := st.origins[name]
+	ok = ok && st.stale[name]
+	delete(st.stale, name)
+	st.anyStale.Store(len(st.stale) > 0)
+	st.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	plan, err := s.srv.planner.Plan(ctx, s, o.sql, true)
+	if err != nil || plan == nil || plan.Result == nil || !plan.Result.Changed || plan.Result.Refusal() != nil ||
+		len(plan.Result.Statements) != 1 || s.createAsRewritten(plan.Result) != nil {
+		return false, nil
+	}
+	s.log.Info("prepared statement re-planned against a new catalog and prepared again", zap.String("statement", name))
+	s.track.push(pending{kind: 'C', fix: &fix{hidden: true}})
+	if err := s.writeMsg(&pgproto3.Close{ObjectType: 'S', Name: name}); err != nil {
+		return true, err
+	}
+	s.track.push(pending{kind: 'P', fix: &fix{hidden: true, res: plan.Result}})
+	if err := s.writeMsg(&pgproto3.Parse{Name: name, Query: plan.Result.SQL, ParameterOIDs: o.oids}); err != nil {
+		return true, err
+	}
+	s.setStatement(name, plan.Result.Statements[0].Output, true)
+	return true, nil
+}
+
+// reprepareBound prepares again the statement the Bind at the front of
+// s.cr names, if its rewrite is out of date (errNeedsPlanner: not here,
+// the pumps take the Bind from here).
+func (s *Session) reprepareBound(ctx context.Context, size int, mayPlan bool) error {
+	stmt, stale := s.staleBind(size)
+	switch {
+	case !stale:
+		return nil
+	case !mayPlan:
+		return errNeedsPlanner
+	}
+	if _, err := s.reprepare(ctx, stmt); err != nil {
+		return s.serverGone(err)
+	}
+	return nil
+}
+
+// staleBind returns the statement a Bind at the front of s.cr names if
+// its rewrite is out of date.
+func (s *Session) staleBind(size int) (string, bool) {
+	st := &s.prepared
+	body := s.cr.buf[s.cr.start+5 : s.cr.start+min(size, s.cr.buffered())]
+	_, rest, ok := cstring(body)
+	if !ok {
+		return "", false
+	}
+	stmt, _, ok := cstring(rest)
+	if !ok {
+		return "", false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return stmt, st.stale[stmt]
 }
 
 // noteParse records a Parse of name. A Parse of a named statement that

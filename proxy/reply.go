@@ -167,9 +167,14 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {
 		s.undoSQL(cur.fix.sqlUndo, cur.fix.stmt)
 	}
-	if cur == nil || cur.fix == nil || !needsRepair(cur.fix, typ) {
+	if cur == nil || cur.fix == nil || !cur.fix.hidden && !needsRepair(cur.fix, typ) {
 		if err := s.forward(sr, cw, size); err != nil {
 			return errSessionDone
+		}
+	} else if cur.fix.hidden && typ != 'E' {
+		// The answer to a message the client never sent.
+		if _, err := s.wholeFrame(); err != nil {
+			return err
 		}
 	} else {
 		frame, err := s.wholeFrame()
@@ -371,6 +376,9 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
 		e.Position = 0
 		s.rewrittenError(&e)
+		if e.Code == CodeCatalogChanged || e.Code == "42703" {
+			s.markStale(p.stmtName)
+		}
 	default:
 		return frame
 	}

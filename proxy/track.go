@@ -44,15 +44,19 @@ type fix struct {
 	// server reports a stale catalog (TS001).
 	retry *retry
 	// rewritten: a Bind or Execute of a rewritten statement's portal,
-	// whose errors the rewritten text raised.
+	// whose errors the rewritten text raised; stmtName is the statement.
 	rewritten bool
+	stmtName  string
+	// hidden: a message the proxy sent on its own (reprepare), whose
+	// answer the client does not see unless it is an error.
+	hidden bool
 }
 
 // entry returns the pending entry for a client message of the given kind
 // whose answer needs f: without a fix (and without allocating) if f
 // changes nothing, else with a copy of f.
 func (f *fix) entry(kind byte) pending {
-	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil && !f.rewritten {
+	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil && !f.rewritten && !f.hidden {
 		return pending{kind: kind}
 	}
 	c := *f
