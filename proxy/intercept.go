@@ -850,11 +850,22 @@ func (s *Session) reprepare(ctx context.Context, name string) (bool, error) {
 	st := &s.prepared
 	st.mu.Lock()
 	o, ok := st.origins[name]
-	ok = ok && st.stale[name]
-	delete(st.stale, name)
-	st.anyStale.Store(len(st.stale) > 0)
+	// Only a named statement the registry still holds as the rewrite it
+	// was Parsed into (a DEALLOCATE, DISCARD ALL or another Parse of the
+	// name drops it); the unnamed one lives one Query at most, and
+	// drivers Parse it again anyway. Not in a failed transaction, where
+	// the Parse would fail after the Close had run.
+	_, live := st.stmts[name]
+	ok = ok && live && st.stale[name] && name != ""
+	aborted := s.TxStatus() == 'E'
+	if !ok || !aborted {
+		// Done with (or for nothing to do); an aborted transaction
+		// leaves it stale for after the rollback.
+		delete(st.stale, name)
+		st.anyStale.Store(len(st.stale) > 0)
+	}
 	st.mu.Unlock()
-	if !ok {
+	if !ok || aborted {
 		return false, nil
 	}
 	plan, err := s.srv.planner.Plan(ctx, s, o.sql, true)
@@ -867,7 +878,7 @@ func (s *Session) reprepare(ctx context.Context, name string) (bool, error) {
 	if err := s.writeMsg(&pgproto3.Close{ObjectType: 'S', Name: name}); err != nil {
 		return true, err
 	}
-	s.track.push(pending{kind: 'P', fix: &fix{hidden: true, res: plan.Result}})
+	s.track.push(pending{kind: 'P', fix: &fix{hidden: true, res: plan.Result, stmtName: name}})
 	if err := s.writeMsg(&pgproto3.Parse{Name: name, Query: plan.Result.SQL, ParameterOIDs: o.oids}); err != nil {
 		return true, err
 	}
@@ -890,6 +901,18 @@ func (s *Session) reprepareBound(ctx context.Context, size int, mayPlan bool) er
 		return s.serverGone(err)
 	}
 	return nil
+}
+
+// forgetStatement drops statement name from the registry: the server no
+// longer has it (a hidden Parse of it failed after its Close ran).
+func (s *Session) forgetStatement(name string) {
+	st := &s.prepared
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.stmts, name)
+	delete(st.names, name)
+	delete(st.origins, name)
+	delete(st.stale, name)
 }
 
 // staleBind returns the statement a Bind at the front of s.cr names if
@@ -943,6 +966,8 @@ func (s *Session) setStatement(name string, out rewrite.Output, keep bool) {
 	defer st.mu.Unlock()
 	if !keep {
 		delete(st.stmts, name)
+		delete(st.origins, name)
+		delete(st.stale, name)
 		return
 	}
 	st.maps()

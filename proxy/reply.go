@@ -115,6 +115,11 @@ func (s *Session) serverMessage(typ byte, size int) error {
 				// A Parse, Bind or Close the server skipped changed nothing.
 				st.undos = append(st.undos, func() { s.undoParse(u) })
 			}
+			if f := st.cur.fix; st.skipping && st.cur.kind == 'P' && f != nil && f.hidden {
+				// A re-prepare the server skipped: the statement is still
+				// the old one, to prepare again at its next Bind.
+				s.markStale(f.stmtName)
+			}
 			if f := st.cur.fix; st.skipping && st.cur.kind == 'Q' && f != nil && f.sqlUndo != nil {
 				// Nor did a Query: the server skips those too up to the
 				// Sync, and its PREPAREs and DEALLOCATEs never ran.
@@ -177,6 +182,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 			return err
 		}
 	} else {
+		if cur.fix.hidden && cur.kind == 'P' {
+			s.forgetStatement(cur.fix.stmtName) // its Close ran; the client sees the error
+		}
 		frame, err := s.wholeFrame()
 		if err != nil {
 			return err

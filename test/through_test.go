@@ -632,3 +632,60 @@ func TestForeignKeyToPartitionReview(t *testing.T) {
 		require.Equal(t, 5, proxied.count("SELECT count(*) FROM tombstone.public__s"))
 	})
 }
+
+// TestPreparedAfterDDLReview replays what a review of re-preparing found:
+// the proxy must never put an old statement back under a name the client
+// has since given another one, nor lose a statement for good.
+func TestPreparedAfterDDLReview(t *testing.T) {
+	const schema = `CREATE TABLE notes (id int PRIMARY KEY, extra text);
+		INSERT INTO notes SELECT g, 'x' FROM generate_series(1, 6) g;`
+	use := func(stmt, id string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{[]byte(id)}},
+			&pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	stale := func(stmt string) [][]pgproto3.FrontendMessage {
+		return [][]pgproto3.FrontendMessage{
+			{&pgproto3.Parse{Name: stmt, Query: "DELETE FROM notes WHERE id = $1"}, &pgproto3.Sync{}},
+			{&pgproto3.Parse{Name: "ddl", Query: "ALTER TABLE notes ADD COLUMN more text DEFAULT 'm'"}, &pgproto3.Bind{PreparedStatement: "ddl"},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			use(stmt, "1"), // TS001: stale
+		}
+	}
+	for name, tail := range map[string][][]pgproto3.FrontendMessage{
+		"the unnamed statement Parsed again": {
+			{&pgproto3.Parse{Query: "SELECT $1::int AS v"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("3")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		},
+		"DISCARD ALL, the name Parsed again": {
+			{q("DISCARD ALL")},
+			{&pgproto3.Parse{Name: "s", Query: "SELECT $1::int AS v"}, &pgproto3.Sync{}},
+			use("s", "3"),
+		},
+		"DEALLOCATE, the name PREPAREd again": {
+			{q("DEALLOCATE s")},
+			{q("PREPARE s(int) AS SELECT $1 AS v")},
+			use("s", "4"),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, schema)
+			stmt := "s"
+			if name == "the unnamed statement Parsed again" {
+				stmt = ""
+			}
+			out := converse(t, e.proxy, append(stale(stmt), tail...))
+			require.NotContains(t, out, `"CommandTag":"DELETE 1"`, out)
+			require.Equal(t, 6, e.count("SELECT count(*) FROM notes"), "no row deleted")
+		})
+	}
+	t.Run("in a failed transaction, and after", func(t *testing.T) {
+		e := newEnv(t, schema)
+		out := converse(t, e.proxy, append(stale("s"),
+			[]pgproto3.FrontendMessage{q("BEGIN")}, []pgproto3.FrontendMessage{q("SELECT 1/0")},
+			use("s", "2"), // 25P02, as from Postgres
+			[]pgproto3.FrontendMessage{q("ROLLBACK")},
+			use("s", "3")))
+		require.Contains(t, out, `"Code":"25P02"`)
+		require.Equal(t, 1, strings.Count(out, `"CommandTag":"DELETE 1"`), out)
+		require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 3 AND more = 'm'"))
+	})
+}
