@@ -385,6 +385,12 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		e.Position = 0
 		s.rewrittenError(&e)
 		if e.Code == CodeCatalogChanged || e.Code == "42703" {
+			// Out of date: prepared again at its next Bind, against a
+			// catalog loaded anew (a 42703 — a column its rewrite names
+			// is gone — says the catalog is stale too).
+			if e.Code != CodeCatalogChanged {
+				s.srv.catalogChanged(s)
+			}
 			s.markStale(p.stmtName)
 		}
 	default:
