@@ -49,12 +49,7 @@ const refusedParse = "SELECT pg_catalog.tombstone_refused()"
 // portals whose answers need repair (only rewritten ones are kept).
 type statements struct {
 	stmts   map[string]rewrite.Output
-	portals map[string]rewrite.Output
-	// bound is, for each of portals, the tracker's count of messages
-	// answered with ReadyForQuery sent before its Bind: the portal ends
-	// with the transaction of the first of those after it that leaves
-	// the session idle (portalsEnded).
-	bound map[string]uint64
+	portals map[string]boundPortal
 	// sqlPrepared are SQL-level PREPAREd statements that were rewritten;
 	// sqlNames every SQL-level prepared statement name in use.
 	sqlPrepared map[string]rewrite.Output
@@ -78,11 +73,9 @@ type statements struct {
 	// rewritten statements from; stale names those whose rewrite the
 	// server has refused as planned against another catalog (TS001), or
 	// that name a column no longer there: the next Bind of one prepares
-	// it again first (reprepare). portalStmt is each rewritten portal's
-	// statement.
-	origins    map[string]origin
-	stale      map[string]bool
-	portalStmt map[string]string
+	// it again first (reprepare).
+	origins map[string]origin
+	stale   map[string]bool
 	// anyStale: stale is not empty (read without the lock, so that Binds
 	// look only then).
 	anyStale atomic.Bool
@@ -90,6 +83,17 @@ type statements struct {
 	// statement. Until then Bind, Describe and Execute need no look-up —
 	// the per-message path of ordinary traffic takes no lock.
 	rewritten atomic.Bool
+}
+
+// boundPortal is a rewritten statement's portal: the repair its answers need,
+// the statement it was bound from, and the tracker's count of messages
+// answered with ReadyForQuery sent before its Bind — the portal ends with
+// the transaction of the first of those after it that leaves the session
+// idle (portalsEnded).
+type boundPortal struct {
+	out   rewrite.Output
+	stmt  string
+	bound uint64
 }
 
 // origin is what a client Parsed a rewritten statement from.
@@ -105,6 +109,8 @@ type parseUndo struct {
 	name    string
 	prev    rewrite.Output
 	hadPrev bool
+	// prevPortal is, for a Bind's undo, the portal the name had.
+	prevPortal boundPortal
 	// closed: the undo of a Close, which puts the statement back.
 	closed bool
 	// portal: the undo of a Bind, which puts the portal's repair back.
@@ -140,8 +146,8 @@ func (st *statements) find(name string) (rewrite.Output, bool) {
 // so none needs a guard of its own.
 func (st *statements) maps() {
 	if st.stmts == nil {
-		st.stmts, st.portals, st.bound = map[string]rewrite.Output{}, map[string]rewrite.Output{}, map[string]uint64{}
-		st.origins, st.stale, st.portalStmt = map[string]origin{}, map[string]bool{}, map[string]string{}
+		st.stmts, st.portals = map[string]rewrite.Output{}, map[string]boundPortal{}
+		st.origins, st.stale = map[string]origin{}, map[string]bool{}
 	}
 	if st.names == nil {
 		st.names, st.pending = map[string]bool{}, map[string]*parseUndo{}
@@ -198,7 +204,7 @@ func (s *Session) undoParse(u *parseUndo) {
 	st.maps()
 	if u.portal {
 		if u.hadPrev {
-			st.portals[u.name] = u.prev
+			st.portals[u.name] = u.prevPortal
 		} else {
 			delete(st.portals, u.name)
 		}
@@ -424,12 +430,10 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		prev, had := st.portals[portal]
 		out, rewritten := st.lookup(stmt)
 		if had || rewritten {
-			p.undo = &parseUndo{name: portal, prev: prev, hadPrev: had, portal: true}
+			p.undo = &parseUndo{name: portal, prevPortal: prev, hadPrev: had, portal: true}
 		}
 		if rewritten {
-			st.portals[portal] = out
-			st.bound[portal] = s.track.ends
-			st.portalStmt[portal] = stmt
+			st.portals[portal] = boundPortal{out: out, stmt: stmt, bound: s.track.ends}
 			p.stmtName = stmt
 			// For the error of a Bind the server refuses: the rewritten
 			// text's, repaired as an Execute's.
@@ -448,13 +452,13 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 		if body[0] == 'S' {
 			p.out, _ = st.lookup(name)
 		} else {
-			p.out = st.portals[name]
+			p.out = st.portals[name].out
 		}
 	case 'E':
 		portal, _, ok := cstring(body)
 		if ok {
-			p.out, p.rewritten = st.portals[portal]
-			p.stmtName = st.portalStmt[portal]
+			pt, ok := st.portals[portal]
+			p.out, p.rewritten, p.stmtName = pt.out, ok, pt.stmt
 		}
 	case 'C':
 		if len(body) < 1 {
@@ -489,16 +493,9 @@ func (s *Session) portalsEnded() {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	ended := s.track.ended
-	for name := range st.portals {
-		// One put back by an undo has no stamp: it was bound earlier.
-		if at, ok := st.bound[name]; !ok || at < ended {
+	for name, pt := range st.portals {
+		if pt.bound < s.track.ended {
 			delete(st.portals, name)
-		}
-	}
-	for name, at := range st.bound {
-		if at < ended {
-			delete(st.bound, name)
 		}
 	}
 }
@@ -642,8 +639,9 @@ type sqlUndo struct {
 // protoSnapshot is the protocol-level registry as a DEALLOCATE ALL or
 // DISCARD ALL found it.
 type protoSnapshot struct {
-	names          map[string]bool
-	stmts, portals map[string]rewrite.Output
+	names   map[string]bool
+	stmts   map[string]rewrite.Output
+	portals map[string]boundPortal
 }
 
 // sqlRegister records the SQL-level PREPARE or DEALLOCATE st, statement i
@@ -694,12 +692,12 @@ func (s *Session) sqlRegister(st *rewrite.Statement, i int) *sqlUndo {
 }
 
 // keepUnnamed returns a map of m's unnamed ("") entry alone.
-func keepUnnamed(m map[string]rewrite.Output) map[string]rewrite.Output {
+func keepUnnamed[V any](m map[string]V) map[string]V {
 	out, ok := m[""]
 	if !ok {
-		return map[string]rewrite.Output{}
+		return map[string]V{}
 	}
-	return map[string]rewrite.Output{"": out}
+	return map[string]V{"": out}
 }
 
 // undoSQL takes back, newest first, the SQL-level PREPAREs and
