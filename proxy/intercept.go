@@ -474,10 +474,8 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 				p.undo = &parseUndo{name: name, prev: prev, hadPrev: had, closed: true}
 				st.change(p.undo)
 			}
-			delete(st.stmts, name)
+			st.drop(name)
 			delete(st.names, name)
-			delete(st.origins, name)
-			delete(st.stale, name)
 		} else {
 			delete(st.portals, name)
 		}
@@ -823,7 +821,7 @@ func (s *Session) setOrigin(name string, o origin) {
 	defer st.mu.Unlock()
 	st.maps()
 	st.origins[name] = o
-	delete(st.stale, name)
+	st.unstale(name)
 }
 
 // markStale notes that statement name's rewrite is out of date (server
@@ -842,9 +840,9 @@ func (s *Session) markStale(name string) {
 // Parsed it from, against the current catalog, when the server refused
 // its rewrite as out of date: a Close and a Parse the client never sees
 // the answers of go out ahead of its Bind, as Postgres re-plans a
-// prepared statement after DDL by itself. false: the statement needs no
-// new Parse, or cannot have one (it stays as it is).
-func (s *Session) reprepare(ctx context.Context, name string) (bool, error) {
+// prepared statement after DDL by itself. A statement that needs no new
+// Parse, or cannot have one, stays as it is.
+func (s *Session) reprepare(ctx context.Context, name string) error {
 	st := &s.prepared
 	st.mu.Lock()
 	o, ok := st.origins[name]
@@ -859,29 +857,28 @@ func (s *Session) reprepare(ctx context.Context, name string) (bool, error) {
 	if !ok || !aborted {
 		// Done with (or for nothing to do); an aborted transaction
 		// leaves it stale for after the rollback.
-		delete(st.stale, name)
-		st.anyStale.Store(len(st.stale) > 0)
+		st.unstale(name)
 	}
 	st.mu.Unlock()
 	if !ok || aborted {
-		return false, nil
+		return nil
 	}
 	plan, err := s.srv.planner.Plan(ctx, s, o.sql, true)
 	if err != nil || plan == nil || plan.Result == nil || !plan.Result.Changed || plan.Result.Refusal() != nil ||
 		len(plan.Result.Statements) != 1 || s.createAsRewritten(plan.Result) != nil {
-		return false, nil
+		return nil
 	}
 	s.log.Info("prepared statement re-planned against a new catalog and prepared again", zap.String("statement", name))
 	s.track.push(pending{kind: 'C', fix: &fix{hidden: true}})
 	if err := s.writeMsg(&pgproto3.Close{ObjectType: 'S', Name: name}); err != nil {
-		return true, err
+		return err
 	}
 	s.track.push(pending{kind: 'P', fix: &fix{hidden: true, res: plan.Result, stmtName: name}})
 	if err := s.writeMsg(&pgproto3.Parse{Name: name, Query: plan.Result.SQL, ParameterOIDs: o.oids}); err != nil {
-		return true, err
+		return err
 	}
 	s.setStatement(name, plan.Result.Statements[0].Output, true)
-	return true, nil
+	return nil
 }
 
 // reprepareBound prepares again the statement the Bind at the front of
@@ -895,7 +892,7 @@ func (s *Session) reprepareBound(ctx context.Context, size int, mayPlan bool) er
 	case !mayPlan:
 		return errNeedsPlanner
 	}
-	if _, err := s.reprepare(ctx, stmt); err != nil {
+	if err := s.reprepare(ctx, stmt); err != nil {
 		return s.serverGone(err)
 	}
 	return nil
@@ -907,10 +904,23 @@ func (s *Session) forgetStatement(name string) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	delete(st.stmts, name)
+	st.drop(name)
 	delete(st.names, name)
+}
+
+// drop forgets what the registry says of statement name's rewrite
+// (under st.mu).
+func (st *statements) drop(name string) {
+	delete(st.stmts, name)
 	delete(st.origins, name)
+	st.unstale(name)
+}
+
+// unstale: statement name is not (or no longer) out of date (under
+// st.mu).
+func (st *statements) unstale(name string) {
 	delete(st.stale, name)
+	st.anyStale.Store(len(st.stale) > 0)
 }
 
 // staleBind returns the statement a Bind at the front of s.cr names if
@@ -963,9 +973,7 @@ func (s *Session) setStatement(name string, out rewrite.Output, keep bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !keep {
-		delete(st.stmts, name)
-		delete(st.origins, name)
-		delete(st.stale, name)
+		st.drop(name)
 		return
 	}
 	st.maps()
