@@ -35,11 +35,8 @@ type stmtRewriter struct {
 	n        int        // counter for generated names
 	gen      []*pg.Node // generated CTEs that follow the user's CTEs
 	captures []capture  // what goes into which shadow table
-	roots    []string   // CTEs of the statement's own DELETEs
-	// through are the capture CTEs of cascades from DELETEs on
-	// Unprotected tables: rows there, like rows in roots, make a batch.
-	through []string
-	guards  []guard
+	roots    []capture  // the statement's own DELETEs on protected tables
+	guards   []guard
 	// unbounded lists tables deleted from without WHERE (guard
 	// require_where), checked at run time so a session can confirm.
 	unbounded []string
@@ -171,7 +168,7 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	d := proto.Clone(del).(*pg.DeleteStmt)
 	d.WithClause = nil
 	mainIdx := len(sr.captures)
-	name, err := sr.captureDelete(d, t, del.GetReturningList())
+	name, hidden, err := sr.captureDelete(d, t, del.GetReturningList())
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +190,7 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 		final := sr.shadowInsert(sr.captures[mainIdx])
 		return sr.assembleWith(ctes, final, del.GetWithClause(), mainIdx)
 	}
-	st.Output = Output{TagFrom: "SELECT", HiddenColumns: hiddenColumns(t, del.GetRelation())}
+	st.Output = Output{TagFrom: "SELECT", HiddenColumns: hidden}
 	final := selectNode(selectStmt(
 		[]*pg.Node{resTarget("", &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
 			Fields: []*pg.Node{{Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}}, Location: -1}}})},
@@ -284,7 +281,7 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 			sel[i] = resTarget("", colRef(col))
 		}
 		d.ReturningList = ret
-		name, err := sr.captureDelete(d, t, ret)
+		name, _, err := sr.captureDelete(d, t, ret)
 		if err != nil {
 			return nil, false, err
 		}
@@ -446,14 +443,15 @@ func (sr *stmtRewriter) qualifiedStar(del *pg.DeleteStmt, t *Table, targetRef st
 // captureDelete turns d (a clone the caller owns) into a capturing DELETE:
 // it appends the whole-row entry to RETURNING, names the CTE, registers
 // the capture, the catalog guard and the foreign-key cascades. On an
-// Unprotected table only the cascades are captured.
-func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*pg.Node) (string, error) {
+// Unprotected table only the cascades are captured. hidden is how many
+// columns it appended to RETURNING.
+func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*pg.Node) (name string, hidden int, err error) {
 	rel := d.GetRelation()
 	if err := validTable(t); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if d.GetWhereClause().GetCurrentOfExpr() != nil {
-		return "", sr.errorAt(refuse(
+		return "", 0, sr.errorAt(refuse(
 			"tombstone: DELETE … WHERE CURRENT OF on "+t.described()+" is not supported",
 			"Delete the row by its key instead (DELETE … WHERE id = …)."), rel.GetLocation())
 	}
@@ -461,7 +459,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	if a := rel.GetAlias(); a != nil {
 		ref = a.GetAliasname()
 	}
-	name := sprintName("_ts_d", sr.next())
+	name = sprintName("_ts_d", sr.next())
 	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
 	own := name // the CTE of the target's own rows
 	split := splitsRows(t, rel)
@@ -482,7 +480,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 	}
 	if !t.Unprotected {
 		sr.captures = append(sr.captures, capture{t, own, "delete"})
-		sr.roots = append(sr.roots, name)
+		sr.roots = append(sr.roots, capture{t, name, "delete"})
 	}
 	// The guard names the table exactly as the user wrote it, so that
 	// the session's search_path resolves it as it resolves the DELETE.
@@ -497,17 +495,15 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		// The batch row's guard runs only when something is captured,
 		// but a stale catalog may not know the cascades that remove
 		// protected rows here: this DELETE checks it itself.
-		usingGuard(d, funcCall([]string{tsSchema, "check_catalog"},
-			typeCast(constStr(written), "pg_catalog", "regclass"), constStr(t.Signature)))
+		usingGuard(d, checkCatalog(written, t.Signature))
 	} else {
 		sr.addGuard(written, t.Signature)
 	}
 	if sr.opt.RequireWhere && d.GetWhereClause() == nil && !sr.confirmed() && !t.Unprotected {
 		sr.unbounded = append(sr.unbounded, t.QualifiedName())
 	}
-	first := len(sr.captures)
 	if err := sr.cascade(t, own, []*Table{t}, false, rel.GetLocation()); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	if split && len(t.Children) > 0 {
 		// The removed rows' ctids by table, for the children to read.
@@ -522,16 +518,17 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		})))
 		for _, c := range t.Children {
 			if err := sr.inheritedRows(c, tids, rel.GetLocation()); err != nil {
-				return "", err
+				return "", 0, err
 			}
 		}
 	}
-	if t.Unprotected {
-		for _, c := range sr.captures[first:] {
-			sr.through = append(sr.through, c.cte)
-		}
-	}
-	return name, nil
+	return name, len(d.ReturningList) - len(returning), nil
+}
+
+// checkCatalog is the guard "tombstone.check_catalog('regclass', 'sig')".
+func checkCatalog(regclass, sig string) *pg.Node {
+	return funcCall([]string{tsSchema, "check_catalog"},
+		typeCast(constStr(regclass), "pg_catalog", "regclass"), constStr(sig))
 }
 
 // referencesPartitions reports whether a foreign key references one of
@@ -543,19 +540,6 @@ func referencesPartitions(t *Table) bool {
 		}
 	}
 	return false
-}
-
-// hiddenColumns is how many columns captureDelete appends to the RETURNING
-// list of a DELETE of rel, resolved to t: the whole row, and the table
-// and row identity of each (split) or the table (partitions referenced).
-func hiddenColumns(t *Table, rel *pg.RangeVar) int {
-	switch {
-	case splitsRows(t, rel):
-		return 3
-	case referencesPartitions(t):
-		return 2
-	}
-	return 1
 }
 
 // splitsRows reports whether a DELETE of rel, resolved to t, also removes
@@ -579,9 +563,10 @@ func (sr *stmtRewriter) inheritedRows(c *Table, tids string, loc int32) error {
 	raw, name, alias := sprintName("_ts_r", k), sprintName("_ts_s", k), sprintName("_ts_c", k)
 	from := rangeVar(c.Schema, c.Name, alias)
 	from.Inh = false // its own children are in the list too
-	mine := func(col string) *pg.Node {
+	// (SELECT _ts_tids FROM tids WHERE _ts_toid = c)
+	mine := func() *pg.Node {
 		return subLink(pg.SubLinkType_EXPR_SUBLINK, nil, selectStmt(
-			[]*pg.Node{resTarget("", colRef(col))},
+			[]*pg.Node{resTarget("", colRef(tidsCol))},
 			[]*pg.Node{rangeVarNode("", tids, "")},
 			opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(c.OID))))
 	}
@@ -590,28 +575,19 @@ func (sr *stmtRewriter) inheritedRows(c *Table, tids string, loc int32) error {
 	// subquery as "= ANY (subquery)", a comparison with each row.)
 	where := &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
 		Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
-		Lexpr: colRef(alias, "ctid"), Rexpr: typeCast(mine(tidsCol), "pg_catalog", "_tid"), Location: -1}}}
+		Lexpr: colRef(alias, "ctid"), Rexpr: typeCast(mine(), "pg_catalog", "_tid"), Location: -1}}}
 	sr.gen = append(sr.gen, cte(raw, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
 		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: from}}}, where))))
 	check := funcCall([]string{tsSchema, "check_captured"},
 		typeCast(constStr(quoteIdent(c.Schema)+"."+quoteIdent(c.Name)), "pg_catalog", "regclass"),
-		funcCall([]string{"pg_catalog", "cardinality"}, mine(tidsCol)),
+		funcCall([]string{"pg_catalog", "cardinality"}, mine()),
 		subLink(pg.SubLinkType_EXPR_SUBLINK, nil, selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", raw, "")}, nil)))
 	sr.gen = append(sr.gen, cte(name, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, colRef(rowCol))},
 		[]*pg.Node{rangeVarNode("", raw, "")}, check))))
-	first := len(sr.captures)
 	if !c.Unprotected {
 		sr.captures = append(sr.captures, capture{c, name, "delete"})
 	}
-	if err := sr.cascade(c, name, []*Table{c}, false, loc); err != nil {
-		return err
-	}
-	if c.Unprotected {
-		for _, cp := range sr.captures[first:] {
-			sr.through = append(sr.through, cp.cte)
-		}
-	}
-	return nil
+	return sr.cascade(c, name, []*Table{c}, false, loc)
 }
 
 // oidConst is "'n'::pg_catalog.oid".
@@ -724,15 +700,21 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 			tables = opExpr2([]string{"pg_catalog", "||"}, tables, obj)
 		}
 	}
+	// A batch when the statement's own DELETEs removed rows, or when
+	// anything was captured (the cascades of a DELETE on an Unprotected
+	// table).
 	var exists []*pg.Node
-	for _, r := range append(append([]string(nil), sr.roots...), sr.through...) {
-		exists = append(exists, subLink(pg.SubLinkType_EXISTS_SUBLINK, nil,
-			selectStmt([]*pg.Node{resTarget("", pg.MakeAConstIntNode(1, -1))}, []*pg.Node{rangeVarNode("", r, "")}, nil)))
+	seen := map[string]bool{}
+	for _, c := range append(append([]capture(nil), sr.roots...), sr.captures...) {
+		if !seen[c.cte] {
+			seen[c.cte] = true
+			exists = append(exists, subLink(pg.SubLinkType_EXISTS_SUBLINK, nil,
+				selectStmt([]*pg.Node{resTarget("", pg.MakeAConstIntNode(1, -1))}, []*pg.Node{rangeVarNode("", c.cte, "")}, nil)))
+		}
 	}
 	cond := []*pg.Node{boolExpr(pg.BoolExprType_OR_EXPR, exists...)}
 	for _, g := range sr.guards {
-		cond = append(cond, funcCall([]string{tsSchema, "check_catalog"},
-			typeCast(constStr(g.regclass), "pg_catalog", "regclass"), constStr(g.signature)))
+		cond = append(cond, checkCatalog(g.regclass, g.signature))
 	}
 	for _, t := range sr.unbounded {
 		cond = append(cond, funcCall([]string{tsSchema, "guard_where"}, constStr(t)))
@@ -742,7 +724,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		var rows *pg.Node
 		for _, r := range sr.roots {
 			cnt := subLink(pg.SubLinkType_EXPR_SUBLINK, nil,
-				selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", r, "")}, nil))
+				selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", r.cte, "")}, nil))
 			if rows == nil {
 				rows = cnt
 			} else {
@@ -750,7 +732,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 			}
 		}
 		cond = append(cond, funcCall([]string{tsSchema, "guard_rows"}, rows,
-			typeCast(pg.MakeAConstIntNode(sr.opt.MaxRows, -1), "pg_catalog", "int8"), constStr(sr.rootTable().QualifiedName())))
+			typeCast(pg.MakeAConstIntNode(sr.opt.MaxRows, -1), "pg_catalog", "int8"), constStr(sr.roots[0].t.QualifiedName())))
 	}
 	addr := constStr(sr.opt.ClientAddr)
 	if sr.opt.ClientAddr == "" {
@@ -770,16 +752,6 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		cte(bidCTE, selectNode(bid)),
 		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after", "token"}, row)),
 	}
-}
-
-// rootTable is the table of the statement's first own DELETE.
-func (sr *stmtRewriter) rootTable() *Table {
-	for _, c := range sr.captures {
-		if c.cte == sr.roots[0] {
-			return c.t
-		}
-	}
-	return sr.captures[0].t
 }
 
 // intervalText renders a duration as interval input.
