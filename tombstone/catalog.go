@@ -279,8 +279,10 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		fk.OnDelete = fkAction(action)
 		if t := byOID[child]; t != nil {
 			fk.Child = t
-		} else if t := c.throughByOID(child); t != nil {
+		} else if t := through[child]; t != nil {
 			fk.Child = t
+		} else if p, ok := throughParts[child]; ok {
+			fk.Child = p.t
 		} else if rt := partOf[child]; rt != nil {
 			// A foreign key declared on one partition only: capture what
 			// Postgres cascades into that partition (not its siblings)
@@ -298,8 +300,8 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			// A foreign key referencing a partition: it goes with the
 			// root's, for rows of that partition (and those below it).
 			pt = partOf[parent]
-			if root, ok := throughParts[parent]; ok {
-				pt = through[root]
+			if p, ok := throughParts[parent]; ok {
+				pt = through[p.root]
 			}
 			fk.ParentOID, fk.ParentOIDs = parent, subtree
 		}
@@ -315,20 +317,10 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 	for _, p := range parts {
 		p.part.Referencing = p.root.Referencing
 	}
-	for part, root := range throughParts {
-		c.throughByOID(part).Referencing = through[root].Referencing
+	for _, p := range throughParts {
+		p.t.Referencing = through[p.root].Referencing
 	}
 	return c.loadChildren(ctx, tx, byOID, through)
-}
-
-// throughByOID finds a table of c.through by oid (nil: none).
-func (c *Catalog) throughByOID(oid uint32) *rewrite.Table {
-	for _, t := range c.through {
-		if t.OID == oid {
-			return t
-		}
-	}
-	return nil
 }
 
 // loadChildren lists the inheritance descendants (of a table, not a
@@ -380,6 +372,13 @@ SELECT root, oid FROM d ORDER BY root, oid`, roots)
 	return rows.Err()
 }
 
+// throughPart is a partition of a table cascades pass through, and the
+// oid of its root.
+type throughPart struct {
+	t    *rewrite.Table
+	root uint32
+}
+
 // loadThrough reads the unprotected tables whose ON DELETE CASCADE reaches
 // protected tables: those with a CASCADE, SET NULL or SET DEFAULT foreign
 // key from a protected table (or partition of one), and those with a
@@ -387,9 +386,10 @@ SELECT root, oid FROM d ORDER BY root, oid`, roots)
 // any depth; and the tables (not partitioned ones) whose inheritance
 // children are protected or such tables. Their partitions go into
 // c.through under their own names too (rows deleted from a partition
-// cascade as the root's do, and as its own foreign keys say). It returns
-// the tables by oid, and the partitions by oid with their roots' oids.
-func (c *Catalog) loadThrough(ctx context.Context, tx pgx.Tx) (map[uint32]*rewrite.Table, map[uint32]uint32, error) {
+// cascade as the root's do; keys to one partition are the root's, marked
+// with it). It returns the tables by oid, and the partitions by oid with
+// their roots' oids.
+func (c *Catalog) loadThrough(ctx context.Context, tx pgx.Tx) (map[uint32]*rewrite.Table, map[uint32]throughPart, error) {
 	rows, err := tx.Query(ctx, `
 WITH RECURSIVE prot(oid) AS (
     SELECT p.relid FROM tombstone.protected_tables() p
@@ -444,7 +444,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
 	}
 	defer rows.Close()
 	byOID := map[uint32]*rewrite.Table{}
-	parts := map[uint32]uint32{}
+	parts := map[uint32]throughPart{}
 	for rows.Next() {
 		var (
 			t            = &rewrite.Table{Unprotected: true}
@@ -460,7 +460,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
 		if root == t.OID {
 			byOID[t.OID] = t
 		} else {
-			parts[t.OID] = root
+			parts[t.OID] = throughPart{t, root}
 			t.Partition = true
 		}
 		c.through[[2]string{t.Schema, t.Name}] = t
