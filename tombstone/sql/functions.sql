@@ -170,6 +170,20 @@ BEGIN
 END
 $$;
 
+-- _catalog_changed raises TS001, which tells the proxy that it planned a
+-- statement against a catalog that is out of date: it reloads it, and
+-- re-plans a simple Query once. p_hint adds to the standard hint.
+CREATE OR REPLACE FUNCTION tombstone._catalog_changed(p_detail text, p_hint text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'TS001',
+        MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
+        DETAIL = p_detail,
+        HINT = 'the proxy reloads its catalog; retry the statement' || coalesce(' ' || p_hint, '');
+END
+$$;
+
 -- check_catalog is the guard of every rewritten DELETE: it raises TS001
 -- when the proxy planned the statement with a catalog that has changed
 -- since, so that a stale catalog fails the statement instead of losing
@@ -188,10 +202,8 @@ BEGIN
             MESSAGE = pg_catalog.format('tombstone: %s names a temporary table here, which the proxy took for the protected table of that name', rel),
             HINT = pg_catalog.format('Name the temporary table pg_temp.%I; nothing was deleted', (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel));
     END IF;
-    RAISE EXCEPTION USING ERRCODE = 'TS001',
-        MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-        DETAIL = pg_catalog.format('table %s', rel),
-        HINT = 'the proxy reloads its catalog; retry the statement';
+    PERFORM tombstone._catalog_changed(pg_catalog.format('table %s', rel));
+    RETURN true;
 END
 $$;
 
@@ -311,10 +323,9 @@ BEGIN
       INTO itself, by_rule, by_kid, by_fk_rule, by_fk
       FROM tombstone._protected_roots(via_rules || kids || fk_self || fk_rule) pr;
     IF itself THEN
-        RAISE EXCEPTION USING ERRCODE = 'TS001',
-            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
-            HINT = 'the proxy reloads its catalog; retry the statement (a table renamed, moved or created in an open transaction is known only once that commits)';
+        PERFORM tombstone._catalog_changed(
+            pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
+            '(a table renamed, moved or created in an open transaction is known only once that commits)');
     END IF;
     IF by_rule IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -324,10 +335,9 @@ BEGIN
     IF by_kid IS NOT NULL THEN
         -- The proxy captures an inheritance child's rows when its catalog
         -- knows the child.
-        RAISE EXCEPTION USING ERRCODE = 'TS001',
-            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('a DELETE on %s also removes rows of its inheritance child %s, a protected table, which the proxy did not plan for', rel, by_kid),
-            HINT = pg_catalog.format('the proxy reloads its catalog; retry the statement (an inheritance added in an open transaction is known only once that commits), or DELETE FROM ONLY %s', rel);
+        PERFORM tombstone._catalog_changed(
+            pg_catalog.format('a DELETE on %s also removes rows of its inheritance child %s, a protected table, which the proxy did not plan for', rel, by_kid),
+            pg_catalog.format('(an inheritance added in an open transaction is known only once that commits), or DELETE FROM ONLY %s', rel));
     END IF;
     IF by_fk_rule IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
@@ -335,12 +345,11 @@ BEGIN
             HINT = 'DELETE from the tables the view or rule deletes from; nothing was deleted';
     END IF;
     IF by_fk IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'TS001',
-            MESSAGE = 'tombstone: catalog changed since the proxy planned this statement',
-            DETAIL = pg_catalog.format('an ON DELETE foreign key leads from %I.%I to protected table %s, which the proxy did not plan for',
-                                       (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel),
-                                       (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel), by_fk),
-            HINT = 'the proxy reloads its catalog; retry the statement (a foreign key added in an open transaction is known only once that commits). Outside the protected schemas, name such a table with its schema: the proxy resolves unqualified names through the protected schemas only';
+        PERFORM tombstone._catalog_changed(
+            pg_catalog.format('an ON DELETE foreign key leads from %I.%I to protected table %s, which the proxy did not plan for',
+                              (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel),
+                              (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = rel), by_fk),
+            '(a foreign key added in an open transaction is known only once that commits). Outside the protected schemas, name such a table with its schema: the proxy resolves unqualified names through the protected schemas only');
     END IF;
     RETURN true;
 END
@@ -1468,6 +1477,7 @@ GRANT EXECUTE ON FUNCTION tombstone.sync_shadow(regclass) TO tombstone_admin;
 REVOKE ALL ON FUNCTION tombstone._on_ddl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.sync_all() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._catalog_changed(text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass, boolean) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_captured(regclass, bigint, bigint) TO PUBLIC;

@@ -43,6 +43,9 @@ AS $$
       JOIN tombstone.protected_tables() pt ON pt.relid = tombstone._root(x.rel)
 $$;
 
+-- Gone: check_unprotected reads the protection rules once itself.
+DROP FUNCTION IF EXISTS tombstone._first_protected(oid[], oid);
+
 -- _capture_targets is _protected_roots plus what a capture needs: the
 -- shadow table of each root, created or brought in line with the source
 -- first (sync_shadow, as the DDL event trigger would), and the column
