@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
@@ -140,6 +141,17 @@ func TestCascadeThroughStaleCatalog(t *testing.T) {
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__refs_plain WHERE id = 2"))
 }
 
+// undeleteBatches runs UNDELETE BATCH for every batch SHOW BATCHES lists
+// through c, and returns how many there were.
+func undeleteBatches(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	rows, _ := simple(t, c, "SHOW BATCHES")
+	for _, r := range rows {
+		simple(t, c, "UNDELETE BATCH "+r[0])
+	}
+	return len(rows)
+}
+
 // staleInTransaction runs ddl and then del in one transaction through the
 // proxy, whose catalog cannot see ddl yet: del fails with TS001, and once
 // rolled back the tables are as before.
@@ -199,9 +211,7 @@ func TestTruncateUnprotectedParent(t *testing.T) {
 	require.Equal(t, "TRUNCATE TABLE", tag.String())
 	require.Zero(t, e.count("SELECT count(*) FROM kid"))
 	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__kid WHERE _ts_cause = 'truncate'"))
-	rows, _ := simple(t, c, "SHOW BATCHES")
-	require.Len(t, rows, 1)
-	simple(t, c, "UNDELETE BATCH "+rows[0][0])
+	require.Equal(t, 1, undeleteBatches(t, c))
 	require.Equal(t, kid, e.snapshot("kid"))
 
 	// Errors are Postgres's.
@@ -258,9 +268,7 @@ func TestInheritanceChildren(t *testing.T) {
 	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__puppies WHERE age IS NOT NULL"))
 	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__pup_toys WHERE _ts_cause = 'cascade'"))
 
-	rows, _ := simple(t, c, "SHOW BATCHES")
-	require.Len(t, rows, 1)
-	simple(t, c, "UNDELETE BATCH "+rows[0][0])
+	require.Equal(t, 1, undeleteBatches(t, c))
 	// Back in their own tables, with their own columns; the cat, not
 	// protected, stays gone.
 	require.Equal(t, strings.Replace(before, "(7,c7,9)\n", "", 1), e.snapshot(tables...))
@@ -376,8 +384,7 @@ func TestInheritanceReview(t *testing.T) {
 		_, err = c.Exec(ctx, "DELETE FROM orders WHERE id = 1")
 		require.NoError(t, err)
 		require.Equal(t, direct.snapshot(tables...), proxied.snapshot(tables...))
-		rows, _ := simple(t, c, "SHOW BATCHES")
-		simple(t, c, "UNDELETE BATCH "+rows[0][0])
+		undeleteBatches(t, c)
 		require.Equal(t, before, proxied.snapshot(tables...))
 	})
 	// Rows of children that are not protected are not the parent's: not
@@ -390,8 +397,7 @@ func TestInheritanceReview(t *testing.T) {
 		tag, err := c.Exec(ctx, "DELETE FROM animals")
 		require.NoError(t, err)
 		require.Equal(t, "DELETE 2", tag.String())
-		rows, _ := simple(t, c, "SHOW BATCHES")
-		simple(t, c, "UNDELETE BATCH "+rows[0][0])
+		undeleteBatches(t, c)
 		require.Equal(t, "== ONLY animals\n(1,a1)\n== other.cats\n", e.snapshot("ONLY animals", "other.cats"))
 	})
 	// A child row the DELETE reaches only after waiting for a concurrent
@@ -467,8 +473,7 @@ func TestSetNullRestoreOnlyTheTable(t *testing.T) {
 	c := testenv.Connect(t, e.proxy)
 	_, err := c.Exec(context.Background(), "DELETE FROM orders WHERE id = 1")
 	require.NoError(t, err)
-	rows, _ := simple(t, c, "SHOW BATCHES")
-	simple(t, c, "UNDELETE BATCH "+rows[0][0])
+	undeleteBatches(t, c)
 	require.Equal(t, before, e.snapshot(tables...))
 }
 
@@ -528,9 +533,7 @@ func TestForeignKeyToPartition(t *testing.T) {
 		}
 		require.Zero(t, e.count("SELECT count(*) FROM kids"))
 		require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__kids WHERE _ts_cause = 'cascade'"))
-		for _, row := range func() [][]string { r, _ := simple(t, c, "SHOW BATCHES"); return r }() {
-			simple(t, c, "UNDELETE BATCH "+row[0])
-		}
+		undeleteBatches(t, c)
 		require.Equal(t, before, e.snapshot(tables...))
 	})
 	t.Run("unprotected root", func(t *testing.T) {
@@ -688,4 +691,42 @@ func TestPreparedAfterDDLReview(t *testing.T) {
 		require.Equal(t, 1, strings.Count(out, `"CommandTag":"DELETE 1"`), out)
 		require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 3 AND more = 'm'"))
 	})
+}
+
+// TestRepreparedParseFails: when the proxy's own Parse of a stale
+// statement fails (its table was dropped after the catalog the proxy
+// planned with was read), the client sees that error, and the statement
+// is gone as after a failed Parse of its own: the client's next Parse of
+// the name is a new statement, answered as such.
+func TestRepreparedParseFails(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, extra text); INSERT INTO notes VALUES (1, 'x'), (2, 'y');`)
+	frozen, dsn := frozenProxy(t, e)
+	c := openConversation(t, dsn)
+	ctx := context.Background()
+	direct := testenv.Connect(t, e.direct)
+	exec := func(sql string) {
+		_, err := direct.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	use := func(stmt, id string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{[]byte(id)}},
+			&pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	send := c.steps
+	send([]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "s", Query: "DELETE FROM notes WHERE id = $1"}, &pgproto3.Sync{}})
+	exec("ALTER TABLE notes ADD COLUMN more text")
+	require.Contains(t, send(use("s", "1")), `"Code":"TS001"`) // now stale, the catalog reloaded
+	cat, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	require.NoError(t, err)
+	frozen.mu.Lock()
+	frozen.old = cat // the proxy will plan with this one, table and all
+	frozen.mu.Unlock()
+	exec("DROP TABLE notes")
+	require.Contains(t, send(use("s", "1")), `"Code":"42P01"`)
+	exec("CREATE TABLE notes (id int PRIMARY KEY, extra text, more text); INSERT INTO notes VALUES (1, 'x', 'm')")
+	frozen.invalidate(dbName(t, e.direct))
+	out := send([]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "s", Query: "DELETE FROM notes WHERE id = $1 RETURNING id"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{}}, use("s", "1"))
+	require.Contains(t, out, `"CommandTag":"DELETE 1"`, out)
+	require.NotContains(t, out, "_ts_", out)
 }

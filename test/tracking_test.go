@@ -38,11 +38,23 @@ func q(s string) *pgproto3.Query { return &pgproto3.Query{String: s} }
 // options parameter, if any, goes into the startup packet.
 func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) string {
 	t.Helper()
+	return openConversation(t, dsn).steps(steps...)
+}
+
+// conversation is one protocol session, driven step by step.
+type conversation struct {
+	t  *testing.T
+	fe *pgproto3.Frontend
+}
+
+// openConversation starts a session on dsn, closed at the test's end.
+func openConversation(t *testing.T, dsn string) *conversation {
+	t.Helper()
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
 	conn, err := net.DialTimeout("tcp", u.Host, testenv.Hang)
 	require.NoError(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { _ = conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testenv.Hang)))
 	fe := pgproto3.NewFrontend(conn, conn)
 	params := map[string]string{"user": u.User.Username(), "database": strings.TrimPrefix(u.Path, "/")}
@@ -58,6 +70,14 @@ func converse(t *testing.T, dsn string, steps [][]pgproto3.FrontendMessage) stri
 			break
 		}
 	}
+	return &conversation{t: t, fe: fe}
+}
+
+// steps sends each step's messages and reads the answers up to its last
+// ReadyForQuery, returning them as JSON lines.
+func (c *conversation) steps(steps ...[]pgproto3.FrontendMessage) string {
+	t, fe := c.t, c.fe
+	t.Helper()
 	var out strings.Builder
 	for _, step := range steps {
 		want := 0
