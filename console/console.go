@@ -40,7 +40,7 @@ type Command struct {
 var Usage = []struct{ Syntax, Help string }{
 	{"SHOW BATCHES [FOR <table>] [SINCE '<timestamptz>'] [LIMIT n]", "captured deletes, newest first"},
 	{"SHOW BATCH <id>", "one batch: tables, rows, cause, role, app, client, xid, SQL, state"},
-	{"SHOW TOMBSTONES <table> [WHERE <predicate>] [LIMIT n]", "the deleted rows themselves"},
+	{"SHOW TOMBSTONES <table> [WHERE <predicate>] [BATCH n] [LIMIT n]", "the deleted rows themselves"},
 	{"UNDELETE BATCH <id> [DRY RUN] [ON CONFLICT FAIL|SKIP|OVERWRITE]", "restore everything one statement deleted"},
 	{"UNDELETE TRANSACTION <xid> [DRY RUN] [ON CONFLICT FAIL|SKIP|OVERWRITE]", "restore everything one transaction deleted"},
 	{"UNDELETE FROM <table> [WHERE <predicate>] [BATCH <id>] [SINCE '<ts>'] [UNTIL '<ts>'] [DRY RUN] [ON CONFLICT FAIL|SKIP|OVERWRITE]", "restore selected rows with what was deleted because of them"},
@@ -373,11 +373,18 @@ func (p *parser) showTombstones() (string, error) {
 	}
 	args := []string{lit(t) + "::regclass"}
 	if p.accept("WHERE") {
-		pred, err := p.predicate(t, "LIMIT")
+		pred, err := p.predicate(t, "BATCH", "LIMIT")
 		if err != nil {
 			return "", err
 		}
 		args = append(args, "p_where => "+lit(pred))
+	}
+	if p.accept("BATCH") {
+		n, err := p.int64("batch id")
+		if err != nil {
+			return "", err
+		}
+		args = append(args, fmt.Sprintf("p_batch => %d", n))
 	}
 	if p.accept("LIMIT") {
 		n, err := p.int64("row count")

@@ -65,6 +65,7 @@ func TestParse(t *testing.T) {
 		"UNDELETE FROM sites WHERE tenant_id IN (7, 9) BATCH 42 DRY RUN":                    `SELECT * FROM tombstone.undelete_rows(p_table => '"sites"'::regclass, p_where => 'tenant_id IN (7, 9)', p_batch => 42, p_dry_run => true)`,
 		"UNDELETE FROM sites WHERE name = 'it''s on' SINCE '2026-01-01' UNTIL '2026-02-01'": `SELECT * FROM tombstone.undelete_rows(p_table => '"sites"'::regclass, p_where => 'name = ''it''''s on''', p_since => '2026-01-01'::timestamptz, p_until => '2026-02-01'::timestamptz)`,
 		"SHOW TOMBSTONES sites WHERE id > 3 LIMIT 10":                                       `SELECT * FROM tombstone.show_tombstones('"sites"'::regclass, p_where => 'id > 3', p_limit => 10)`,
+		"SHOW TOMBSTONES sites WHERE id > 3 BATCH 42":                                       `SELECT * FROM tombstone.show_tombstones('"sites"'::regclass, p_where => 'id > 3', p_batch => 42)`,
 		"UNDROP TABLE public.sites":                                                         `SELECT * FROM tombstone.undrop_table('"public"."sites"')`,
 		"PURGE BATCH 3":                                                                     "SELECT * FROM tombstone.purge_batch(3)",
 		"HOLD BATCH 3":                                                                      "SELECT * FROM tombstone.hold_batch(3, true)",

@@ -97,6 +97,18 @@ func (t *Table) described() string {
 type Column struct {
 	Name string
 	Type string
+	// ShadowName is the column's name in the shadow table when it is not
+	// Name: a user column named like the store's own (_ts_batch, …) is
+	// kept under another name there (tombstone._shadow_column_name).
+	ShadowName string
+}
+
+// Shadow returns the column's name in the shadow table.
+func (c Column) Shadow() string {
+	if c.ShadowName != "" {
+		return c.ShadowName
+	}
+	return c.Name
 }
 
 // ForeignKey is a foreign key that references a protected table.

@@ -767,7 +767,7 @@ func (sr *stmtRewriter) shadowInsert(c capture) *pg.Node {
 	cols := []string{"_ts_batch", "_ts_token", "_ts_cause"}
 	vals := []*pg.Node{resTarget("", scalarFrom("id", bidCTE)), resTarget("", scalarFrom("token", bidCTE)), resTarget("", constStr(c.cause))}
 	for _, col := range c.t.Columns {
-		cols = append(cols, col.Name)
+		cols = append(cols, col.Shadow())
 		vals = append(vals, resTarget("", field(colRef(rowCol), col.Name)))
 	}
 	return insertNode(tsSchema, c.t.Shadow, cols, selectStmt(vals, []*pg.Node{rangeVarNode("", c.cte, "")}, nil))

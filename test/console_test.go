@@ -63,9 +63,9 @@ func TestConsoleWithPsql(t *testing.T) {
 	require.Contains(t, out, `{"id":3,"name":"tenant 3","plan":"free"}`)
 	require.Contains(t, out, `"name":"Site 4 2","slug":"site-4-2"`)
 	// UNDELETE … DRY RUN: per table, restored and conflicts.
-	require.Regexp(t, `(?m)^\s*table_name\s*\|\s*restored\s*\|\s*conflicts`, out)
-	require.Regexp(t, `(?m)^\s*public\.nodes\s*\|\s*30 \|\s*0$`, out)
-	require.Regexp(t, `(?m)^\s*public\.links\s*\|\s*28 \|\s*0$`, out, "re-links counted as the restore will")
+	require.Regexp(t, `(?m)^\s*table_name\s*\|\s*restored\s*\|\s*conflicts\s*\|\s*skipped`, out)
+	require.Regexp(t, `(?m)^\s*public\.nodes\s*\|\s*30 \|\s*0 \|\s*0$`, out)
+	require.Regexp(t, `(?m)^\s*public\.links\s*\|\s*28 \|\s*0 \|\s*0$`, out, "re-links counted as the restore will")
 	// TOMBSTONE HELP lists every command.
 	for _, c := range []string{"SHOW BATCHES [FOR <table>]", "UNDELETE FROM <table> [WHERE <predicate>]", "UNDROP TABLE <table>",
 		"PURGE BATCH <id>", "SHOW TOMBSTONE STATUS", "PAUSE REAPER"} {
@@ -113,7 +113,7 @@ func TestConsoleSession(t *testing.T) {
 	// BEGIN; UNDELETE …; look; ROLLBACK leaves everything as it was.
 	simple(t, p, "BEGIN")
 	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
-	require.Equal(t, []string{"public.tenants", "2", "0"}, findRow(res, "public.tenants"))
+	require.Equal(t, []string{"public.tenants", "2", "0", "0"}, findRow(res, "public.tenants"))
 	in, _ := simple(t, p, "SELECT count(*) FROM tenants WHERE id IN (3, 4)")
 	require.Equal(t, "2", in[0][0], "visible inside the transaction")
 	st, _ := simple(t, p, fmt.Sprintf("SELECT state FROM tombstone.show_batches() WHERE batch = %d", batch))
@@ -234,7 +234,6 @@ func TestConsoleConflicts(t *testing.T) {
 	e := newEnv(t, saasSchema)
 	ctx := context.Background()
 	p := testenv.Connect(t, e.proxy)
-	d := testenv.Connect(t, e.direct)
 	before := e.snapshot(saasTables...)
 	_, err := p.Exec(ctx, "DELETE FROM tenants WHERE id IN (3, 4, 6)")
 	require.NoError(t, err)
@@ -250,7 +249,7 @@ func TestConsoleConflicts(t *testing.T) {
 		if mode == " ON CONFLICT OVERWRITE" {
 			want = "3"
 		}
-		require.Equal(t, []string{"public.tenants", want, "2"}, findRow(dry, "public.tenants"), mode)
+		require.Equal(t, []string{"public.tenants", want, "2", "0"}, findRow(dry, "public.tenants"), mode)
 		require.Equal(t, "1", findRow(dry, "public.users")[2], mode)
 	}
 	require.Equal(t, mid, e.snapshot(saasTables...))
@@ -263,25 +262,29 @@ func TestConsoleConflicts(t *testing.T) {
 	require.Contains(t, pe.Hint, "ON CONFLICT SKIP")
 	require.Equal(t, mid, e.snapshot(saasTables...))
 
-	// SKIP on tenant 6 only (UNDELETE FROM): the newer tenant 6 stays; the
-	// rest of what was selected — its old sites and everything below —
-	// comes back under it (the key they reference exists).
+	// SKIP on tenant 6 only (UNDELETE FROM): the newer tenant 6 stays, and
+	// so does everything deleted with the old one — its sites and all
+	// below stay tombstones, never attached to the newer customer.
 	res, _ := simple(t, p, fmt.Sprintf("UNDELETE FROM tenants WHERE id = 6 BATCH %d ON CONFLICT SKIP", batch))
-	require.Equal(t, []string{"public.tenants", "0", "1"}, findRow(res, "public.tenants"))
+	require.Equal(t, []string{"public.tenants", "0", "1", "0"}, findRow(res, "public.tenants"))
+	require.Equal(t, []string{"public.sites", "0", "0", "3"}, findRow(res, "public.sites"))
 	require.Equal(t, "new six", queryText(t, e.direct, "SELECT name FROM tenants WHERE id = 6"))
-	require.Equal(t, 3, e.count("SELECT count(*) FROM sites WHERE tenant_id = 6"))
+	require.Equal(t, 0, e.count("SELECT count(*) FROM sites WHERE tenant_id = 6"))
 	require.Equal(t, 1, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.public__tenants WHERE _ts_batch = %d AND id = 6", batch)),
 		"the skipped row stays a tombstone")
+	require.Equal(t, 3, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.public__sites WHERE _ts_batch = %d AND tenant_id = 6", batch)),
+		"and so do the rows deleted with it")
 
 	// OVERWRITE on the rest: tenant 3 replaced by its old self, user 41
 	// replaced too; tenant 4 restored.
 	res, _ = simple(t, p, fmt.Sprintf("UNDELETE FROM tenants WHERE id IN (3, 4) BATCH %d ON CONFLICT OVERWRITE", batch))
-	require.Equal(t, []string{"public.tenants", "2", "1"}, findRow(res, "public.tenants"))
+	require.Equal(t, []string{"public.tenants", "2", "1", "0"}, findRow(res, "public.tenants"))
 	require.Equal(t, "tenant 3", queryText(t, e.direct, "SELECT name FROM tenants WHERE id = 3"))
 	require.Equal(t, "user1@t4", queryText(t, e.direct, "SELECT email FROM users WHERE id = 41"))
-	// Everything is as before the delete, except tenant 6's own row.
-	_, err = d.Exec(ctx, "UPDATE tenants SET name = 'tenant 6', plan = 'free' WHERE id = 6")
-	require.NoError(t, err)
+	// OVERWRITE on tenant 6: the old tenant replaces the newer one, and
+	// its rows come back with it. Everything is as before the delete.
+	res, _ = simple(t, p, fmt.Sprintf("UNDELETE FROM tenants WHERE id = 6 BATCH %d ON CONFLICT OVERWRITE", batch))
+	require.Equal(t, []string{"public.sites", "3", "0", "0"}, findRow(res, "public.sites"))
 	require.Equal(t, before, e.snapshot(saasTables...))
 }
 
@@ -312,8 +315,8 @@ func TestConsoleDrift(t *testing.T) {
 	require.Contains(t, ts[0][3], `"meta":{"s": 1, "t": 8}`, "the dropped column's old value stays readable")
 
 	res, _ := simple(t, p, fmt.Sprintf("UNDELETE FROM sites WHERE title LIKE 'Site 8%%' BATCH %d", batch))
-	require.Equal(t, []string{"public.sites", "3", "0"}, findRow(res, "public.sites"))
-	require.Equal(t, []string{"public.products", "12", "0"}, findRow(res, "public.products"))
+	require.Equal(t, []string{"public.sites", "3", "0", "0"}, findRow(res, "public.sites"))
+	require.Equal(t, []string{"public.products", "12", "0", "0"}, findRow(res, "public.products"))
 	var ids []int64
 	var slugs, regions []string
 	rows, err := d.Query(ctx, "SELECT id, slug, region FROM sites WHERE tenant_id = 8 ORDER BY id")

@@ -136,11 +136,17 @@ type RowSelection struct {
 }
 
 // Restored is what an undelete did (or, in a dry run, would do) to one
-// table: rows re-inserted or re-linked, and conflicts met.
+// table: rows re-inserted, overwritten or re-linked; conflicts met (keys
+// taken since the delete: left as tombstones, or overwritten under
+// OVERWRITE); and rows skipped with the rows they depend on (left as
+// tombstones: restoring them would have attached them to a row they did
+// not reference when deleted). Under ON CONFLICT FAIL, a dry run with
+// conflicts or skipped rows means the run refuses.
 type Restored struct {
 	Table     string `json:"table"`
 	Restored  int64  `json:"restored"`
 	Conflicts int64  `json:"conflicts"`
+	Skipped   int64  `json:"skipped"`
 }
 
 // Purged is how many tombstones of one table a purge removed.
@@ -235,7 +241,7 @@ func scanRestored(rows pgx.Rows, err error) ([]Restored, error) {
 	var out []Restored
 	for rows.Next() {
 		var r Restored
-		if err := rows.Scan(&r.Table, &r.Restored, &r.Conflicts); err != nil {
+		if err := rows.Scan(&r.Table, &r.Restored, &r.Conflicts, &r.Skipped); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

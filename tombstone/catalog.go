@@ -146,6 +146,8 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+              WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       ARRAY(SELECT tombstone._shadow_column_name(a.attname)::text FROM pg_attribute a
               WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
   FROM tombstone.protected_tables() p
   LEFT JOIN tombstone.shadows s ON s.source = p.relid
@@ -161,14 +163,19 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
 			pos          int
 			retentionUS  int64
 			names, types []string
+			shadowNames  []string
 		)
-		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Partitioned, &t.Signature, &names, &types); err != nil {
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Partitioned, &t.Signature, &names, &types, &shadowNames); err != nil {
 			rows.Close()
 			return err
 		}
 		t.Retention = time.Duration(retentionUS) * time.Microsecond
 		for i := range names {
-			t.Columns = append(t.Columns, rewrite.Column{Name: names[i], Type: types[i]})
+			col := rewrite.Column{Name: names[i], Type: types[i]}
+			if i < len(shadowNames) && shadowNames[i] != names[i] {
+				col.ShadowName = shadowNames[i]
+			}
+			t.Columns = append(t.Columns, col)
 		}
 		tp := &t
 		c.tables = append(c.tables, tp)

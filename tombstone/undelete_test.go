@@ -19,6 +19,16 @@ func pgErr(t *testing.T, err error) *pgconn.PgError {
 	return pe
 }
 
+// skippedOf returns the rows of table skipped with their parents.
+func skippedOf(rs []tombstone.Restored, table string) int64 {
+	for _, r := range rs {
+		if r.Table == table {
+			return r.Skipped
+		}
+	}
+	return -1
+}
+
 func restoredMap(rs []tombstone.Restored) map[string][2]int64 {
 	m := map[string][2]int64{}
 	for _, r := range rs {
@@ -161,11 +171,15 @@ func TestUndeleteConflicts(t *testing.T) {
 	m := restoredMap(rs)
 	require.Equal(t, [2]int64{1, 0}, m["public.sites"])
 	require.Equal(t, [2]int64{2, 2}, m["public.products"])
-	// Children of the skipped products are restored: their parent key
-	// exists (it is the newer row).
-	require.Equal(t, [2]int64{8, 0}, m["public.product_users"])
+	// Children of the skipped products stay tombstones with them: their
+	// parent key is taken by a newer row, which they never belonged to.
+	require.Equal(t, [2]int64{4, 0}, m["public.product_users"])
+	require.Equal(t, int64(4), skippedOf(rs, "public.product_users"))
 	require.Equal(t, "newer 11", queryString(t, c, "SELECT name FROM products WHERE id = 11"))
+	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM product_users WHERE product_id IN (11, 12)"),
+		"no restored row is attached to the newer products")
 	require.Equal(t, int64(2), queryInt(t, c, "SELECT count(*) FROM tombstone.public__products"), "skipped rows stay tombstones")
+	require.Equal(t, int64(4), queryInt(t, c, "SELECT count(*) FROM tombstone.public__product_users"), "and their children too")
 }
 
 func TestUndeleteRowsSelective(t *testing.T) {
@@ -231,16 +245,27 @@ func TestUndeleteSelectedSubtree(t *testing.T) {
 	cat := loadCatalog(t, c)
 	before := dump(t, c)
 	batch := deleteVia(t, c, cat, "DELETE FROM tenants WHERE id = 4")
-	// Restore the tenant row alone would fail nothing; restore one tree
-	// node (a cascaded row) and its subtree.
+	// One tree node (a cascaded row) and its subtree come back only with
+	// the tenant they were deleted with: a newer tenant 4 is another
+	// customer, and the nodes are not attached to it.
 	exec(t, c, "INSERT INTO tenants VALUES (4, 'tenant 4')")
-	rs, err := tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "nodes", Where: "id = 400", Batch: batch}, tombstone.UndeleteOptions{})
+	_, err := tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "nodes", Where: "id = 400", Batch: batch}, tombstone.UndeleteOptions{})
+	pe := pgErr(t, err)
+	require.Equal(t, "23503", pe.Code)
+	require.Contains(t, pe.Message, "would not reference the rows they referenced when deleted")
+	rs, err := tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "nodes", Where: "id = 400", Batch: batch},
+		tombstone.UndeleteOptions{DryRun: true, OnConflict: tombstone.ConflictSkip})
 	require.NoError(t, err)
-	require.Equal(t, [2]int64{6, 0}, restoredMap(rs)["public.nodes"])
-	require.Equal(t, int64(6), queryInt(t, c, "SELECT count(*) FROM nodes WHERE tenant_id = 4"))
-	rs, err = tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{OnConflict: tombstone.ConflictSkip})
+	require.Equal(t, [2]int64{0, 0}, restoredMap(rs)["public.nodes"])
+	require.Equal(t, int64(6), skippedOf(rs, "public.nodes"), "the node and its subtree, skipped with their tenant")
+	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM nodes WHERE tenant_id = 4"))
+	// OVERWRITE replaces the newer tenant 4 with the deleted one: then its
+	// subtree may come back with it.
+	rs, err = tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "tenants", Where: "id = 4", Batch: batch},
+		tombstone.UndeleteOptions{OnConflict: tombstone.ConflictOverwrite})
 	require.NoError(t, err)
-	require.Equal(t, [2]int64{0, 1}, restoredMap(rs)["public.tenants"])
+	require.Equal(t, [2]int64{1, 1}, restoredMap(rs)["public.tenants"])
+	require.Equal(t, int64(0), skippedOf(rs, "public.nodes"))
 	require.Equal(t, before, dump(t, c))
 }
 

@@ -79,7 +79,7 @@ func classify(err error) error {
 		return nil
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
+	if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "23503") {
 		return &cliError{err: err, code: exitConflicts}
 	}
 	return err
@@ -297,6 +297,7 @@ type undeleteResult struct {
 	OnConflict string               `json:"on_conflict"`
 	Restored   int64                `json:"restored"`
 	Conflicts  int64                `json:"conflicts"`
+	Skipped    int64                `json:"skipped"`
 	Tables     []tombstone.Restored `json:"tables"`
 }
 
@@ -353,6 +354,7 @@ func (c *undeleteCmd) Run(std *stdio) error {
 	for _, r := range rs {
 		res.Restored += r.Restored
 		res.Conflicts += r.Conflicts
+		res.Skipped += r.Skipped
 	}
 	if c.JSON {
 		err = writeJSON(std.Out, res)
@@ -361,21 +363,24 @@ func (c *undeleteCmd) Run(std *stdio) error {
 		if c.DryRun {
 			head = "WOULD RESTORE"
 		}
-		t := newTable(std.Out, "TABLE", head, "CONFLICTS")
+		t := newTable(std.Out, "TABLE", head, "CONFLICTS", "SKIPPED")
 		for _, r := range rs {
-			t.row(r.Table, fmt.Sprint(r.Restored), fmt.Sprint(r.Conflicts))
+			t.row(r.Table, fmt.Sprint(r.Restored), fmt.Sprint(r.Conflicts), fmt.Sprint(r.Skipped))
 		}
 		err = t.flush()
 		if err == nil {
 			switch {
-			case c.DryRun && res.Conflicts > 0:
-				fmt.Fprintf(std.Out, "dry run: %d row(s) would come back, %d conflict(s) with rows written since the delete; nothing changed\n", res.Restored, res.Conflicts)
+			case c.DryRun && res.Conflicts+res.Skipped > 0:
+				fmt.Fprintf(std.Out, "dry run: %d row(s) would come back, %d conflict(s) with rows written since the delete, %d skipped with their parents; nothing changed\n", res.Restored, res.Conflicts, res.Skipped)
 			case c.DryRun:
 				fmt.Fprintf(std.Out, "dry run: %d row(s) would come back; nothing changed\n", res.Restored)
 			default:
 				fmt.Fprintf(std.Out, "%d row(s) restored", res.Restored)
 				if res.Conflicts > 0 {
 					fmt.Fprintf(std.Out, ", %d conflict(s) %s", res.Conflicts, map[string]string{"skip": "skipped (still tombstones)", "overwrite": "overwritten"}[c.OnConflict])
+				}
+				if res.Skipped > 0 {
+					fmt.Fprintf(std.Out, ", %d skipped with their parents (still tombstones)", res.Skipped)
 				}
 				fmt.Fprintln(std.Out)
 			}
@@ -384,10 +389,18 @@ func (c *undeleteCmd) Run(std *stdio) error {
 	if err != nil {
 		return err
 	}
-	if c.DryRun && res.Conflicts > 0 {
-		return &cliError{err: fmt.Errorf("dry run found %d conflict(s)", res.Conflicts), code: exitConflicts}
+	if c.DryRun && res.Conflicts+res.Skipped > 0 {
+		return &cliError{err: fmt.Errorf("dry run found %d conflict(s), %d row(s) skipped with their parents", res.Conflicts, res.Skipped), code: exitConflicts}
 	}
 	return nil
+}
+
+// batchArg is an optional batch id as a query argument (NULL when 0).
+func batchArg(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
 }
 
 // batchIDFlag is the --batch flag of purge, hold and release.
@@ -481,6 +494,7 @@ type tombstonesCmd struct {
 	dbFlags `embed:""`
 	Table   string `arg:"" help:"The table whose deleted rows to show."`
 	Where   string `help:"An SQL condition on the deleted rows' columns."`
+	Batch   int64  `help:"Only the tombstones of this batch."`
 	Limit   int    `help:"At most this many rows." default:"50"`
 }
 
@@ -503,7 +517,7 @@ func (c *tombstonesCmd) Run(std *stdio) error {
 	defer conn.Close(ctx)
 	// The row as text keeps its columns in table order.
 	rows, err := conn.Query(ctx, `SELECT batch, cause, deleted_at, "row"::text
-		FROM tombstone.show_tombstones($1::text::regclass, $2, $3)`, c.Table, where, c.Limit)
+		FROM tombstone.show_tombstones($1::text::regclass, $2, $3, $4)`, c.Table, where, c.Limit, batchArg(c.Batch))
 	if err != nil {
 		return err
 	}

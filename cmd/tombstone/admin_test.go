@@ -161,8 +161,9 @@ func TestCLIAdmin(t *testing.T) {
 
 	code, out, _ = tomb(t, "undelete", "--dsn", dsn, "--batch", fmt.Sprint(b1), "--dry-run")
 	require.Equal(t, 3, code, "dry run found conflicts")
-	require.Regexp(t, `(?m)^TABLE\s+WOULD RESTORE\s+CONFLICTS$`, out)
-	require.Regexp(t, `(?m)^public\.tenants\s+1\s+1$`, out)
+	require.Regexp(t, `(?m)^TABLE\s+WOULD RESTORE\s+CONFLICTS\s+SKIPPED$`, out)
+	require.Regexp(t, `(?m)^public\.tenants\s+1\s+1\s+0$`, out)
+	require.Regexp(t, `(?m)^public\.sites\s+2\s+0\s+2$`, out, "tenant 2's sites are skipped with it")
 	require.Contains(t, out, "nothing changed")
 	code, out, _ = tomb(t, "undelete", "--dsn", dsn, "--batch", fmt.Sprint(b1), "--dry-run", "--json")
 	require.Equal(t, 3, code)
@@ -180,16 +181,18 @@ func TestCLIAdmin(t *testing.T) {
 	require.Contains(t, stderr, "HINT:  Use ON CONFLICT SKIP")
 	require.Equal(t, before, snapshot(t, c))
 
-	// Selected rows, SKIP: tenant 3 and its sites come back; 2 stays new.
+	// Selected rows, SKIP: tenant 3 and its sites come back; 2 stays new,
+	// and its old sites stay tombstones with the old tenant 2.
 	code, out, stderr = tomb(t, "undelete", "--dsn", dsn, "--table", "tenants", "--where", "id IN (2, 3)",
 		"--batch", fmt.Sprint(b1), "--on-conflict", "skip", "--json")
 	require.Equal(t, 0, code, stderr)
 	require.NoError(t, json.Unmarshal([]byte(out), &ur))
 	require.Equal(t, int64(1), ur.Conflicts)
-	require.Equal(t, int64(1+4), ur.Restored)
+	require.Equal(t, int64(1+2), ur.Restored)
+	require.Equal(t, int64(2), ur.Skipped)
 	var n int
 	require.NoError(t, c.QueryRow(ctx, "SELECT count(*) FROM sites WHERE tenant_id IN (2, 3)").Scan(&n))
-	require.Equal(t, 4, n)
+	require.Equal(t, 2, n)
 
 	// hold / purge / release.
 	code, out, _ = tomb(t, "hold", "--dsn", dsn, "--batch", fmt.Sprint(b2))
@@ -202,7 +205,7 @@ func TestCLIAdmin(t *testing.T) {
 	require.Equal(t, 0, code)
 	code, out, _ = tomb(t, "undelete", "--dsn", dsn, "--xid", xidOf(t, c, b2), "--dry-run")
 	require.Equal(t, 0, code, out)
-	require.Regexp(t, `(?m)^public\.sites\s+2\s+0$`, out)
+	require.Regexp(t, `(?m)^public\.sites\s+2\s+0\s+0$`, out)
 	code, out, _ = tomb(t, "purge", "--dsn", dsn, "--batch", fmt.Sprint(b2))
 	require.Equal(t, 0, code)
 	require.Regexp(t, `(?m)^public\.sites\s+2$`, out)

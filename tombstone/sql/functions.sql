@@ -400,6 +400,33 @@ BEGIN
 END
 $$;
 
+-- _shadow_column_name is the name a source column has in its shadow
+-- table: its own, unless it starts with "_ts_", the store's prefix
+-- (_ts_batch, _ts_token, …): then "_ts_user_" before it (cut to 63 bytes
+-- with a hash of the whole name). Distinct user names stay distinct, and
+-- none can be one of the store's own columns.
+CREATE OR REPLACE FUNCTION tombstone._shadow_column_name(p_name name) RETURNS name
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    cand text;
+    suffix text;
+    n int;
+BEGIN
+    IF pg_catalog.left(p_name, 4) <> '_ts_' THEN
+        RETURN p_name;
+    END IF;
+    cand := '_ts_user_' || p_name;
+    IF pg_catalog.octet_length(cand) > 63 THEN
+        suffix := '_' || pg_catalog.left(pg_catalog.md5(p_name), 8);
+        n := pg_catalog.char_length(cand);
+        WHILE pg_catalog.octet_length(pg_catalog.left(cand, n) || suffix) > 63 LOOP n := n - 1; END LOOP;
+        cand := pg_catalog.left(cand, n) || suffix;
+    END IF;
+    RETURN cand::name;
+END
+$$;
+
 -- _set_aside renames the shadow column called p_name (if there is one) to
 -- a free "<name>__old_N", so that the name can be given to another
 -- source column. The registry follows.
@@ -411,7 +438,7 @@ DECLARE
     aside text;
     n int := 1;
 BEGIN
-    IF p_name IN ('_ts_batch', '_ts_cause', '_ts_deleted_at') THEN
+    IF p_name IN ('_ts_batch', '_ts_cause', '_ts_deleted_at', '_ts_token') THEN
         RAISE EXCEPTION USING ERRCODE = '42701',
             MESSAGE = format('tombstone: column name %s is reserved for tombstone metadata', p_name),
             HINT = 'Rename the column, or exclude the table from protection (protect.exclude).';
@@ -571,24 +598,25 @@ BEGIN
     -- domain type checks the domain's constraints on every stored row,
     -- which would run code of the table owner's choosing as the owner of
     -- this SECURITY DEFINER function.
-    FOR c IN SELECT a.attnum, a.attname, tombstone._storage_type(a.atttypid, a.atttypmod) AS typ
+    FOR c IN SELECT a.attnum, a.attname, tombstone._shadow_column_name(a.attname) AS col,
+                    tombstone._storage_type(a.atttypid, a.atttypmod) AS typ
                FROM pg_attribute a
               WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum
     LOOP
         SELECT * INTO sc FROM tombstone.shadow_columns s WHERE s.source = src AND s.attnum = c.attnum;
         IF NOT FOUND THEN
-            PERFORM tombstone._set_aside(src, shadow, c.attname);
-            EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.attname, c.typ);
+            PERFORM tombstone._set_aside(src, shadow, c.col);
+            EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.col, c.typ);
             INSERT INTO tombstone.shadow_columns (source, shadow_column, attnum, type, added_at)
-            VALUES (src, c.attname, c.attnum, c.typ, CASE WHEN created THEN NULL ELSE statement_timestamp() END);
+            VALUES (src, c.col, c.attnum, c.typ, CASE WHEN created THEN NULL ELSE statement_timestamp() END);
             changed := true;
             CONTINUE;
         END IF;
-        IF sc.shadow_column <> c.attname THEN
-            PERFORM tombstone._set_aside(src, shadow, c.attname);
-            EXECUTE format('ALTER TABLE tombstone.%I RENAME COLUMN %I TO %I', shadow, sc.shadow_column, c.attname);
-            UPDATE tombstone.shadow_columns s SET shadow_column = c.attname
+        IF sc.shadow_column <> c.col THEN
+            PERFORM tombstone._set_aside(src, shadow, c.col);
+            EXECUTE format('ALTER TABLE tombstone.%I RENAME COLUMN %I TO %I', shadow, sc.shadow_column, c.col);
+            UPDATE tombstone.shadow_columns s SET shadow_column = c.col
              WHERE s.source = src AND s.shadow_column = sc.shadow_column;
             changed := true;
         END IF;
@@ -602,11 +630,11 @@ BEGIN
             IF lossless THEN
             BEGIN
                 EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM tombstone.%1$I WHERE %2$I IS NOT NULL '
-                               'AND (%2$I::%3$s)::%4$s IS DISTINCT FROM %2$I)', shadow, c.attname, c.typ, sc.type)
+                               'AND (%2$I::%3$s)::%4$s IS DISTINCT FROM %2$I)', shadow, c.col, c.typ, sc.type)
                    INTO lossless;
                 IF lossless THEN
                     EXECUTE format('ALTER TABLE tombstone.%1$I ALTER COLUMN %2$I TYPE %3$s USING %2$I::%3$s',
-                                   shadow, c.attname, c.typ);
+                                   shadow, c.col, c.typ);
                 END IF;
             EXCEPTION WHEN OTHERS THEN
                 lossless := false;
@@ -615,12 +643,12 @@ BEGIN
             IF lossless THEN
                 UPDATE tombstone.shadow_columns s SET type = c.typ WHERE s.source = src AND s.attnum = c.attnum;
             ELSE
-                aside := tombstone._set_aside(src, shadow, c.attname);
+                aside := tombstone._set_aside(src, shadow, c.col);
                 UPDATE tombstone.shadow_columns s SET attnum = NULL, detached_at = statement_timestamp()
                  WHERE s.source = src AND s.shadow_column = aside;
-                EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.attname, c.typ);
+                EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.col, c.typ);
                 INSERT INTO tombstone.shadow_columns (source, shadow_column, attnum, type, added_at)
-                VALUES (src, c.attname, c.attnum, c.typ, statement_timestamp());
+                VALUES (src, c.col, c.attnum, c.typ, statement_timestamp());
             END IF;
             changed := true;
         END IF;
@@ -794,626 +822,6 @@ BEGIN
       FROM (SELECT pg_catalog.jsonb_object_keys(b.tables) AS t
             UNION SELECT pg_catalog.jsonb_object_keys(info)) k
      ORDER BY k.t;
-END
-$$;
-
--- _topo_order orders tables parents first over the current foreign keys
--- among them (self-references ignored: all rows of a table are restored
--- in one INSERT, and a NOT DEFERRABLE foreign key is checked at the end
--- of the statement). A cycle between different tables is broken at its
--- lowest oid; restoring it then needs DEFERRABLE constraints.
-CREATE OR REPLACE FUNCTION tombstone._topo_order(rels oid[]) RETURNS oid[]
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    remaining oid[] := rels;
-    ready oid[];
-    result oid[] := '{}';
-BEGIN
-    WHILE cardinality(remaining) > 0 LOOP
-        SELECT pg_catalog.array_agg(r ORDER BY r) INTO ready
-          FROM unnest(remaining) r
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
-                            WHERE c.conrelid = r AND c.contype = 'f' AND c.conparentid = 0
-                              AND c.confrelid <> r AND c.confrelid = ANY (remaining));
-        IF ready IS NULL THEN
-            ready := ARRAY[(SELECT min(r) FROM unnest(remaining) r)];
-        END IF;
-        result := result || ready;
-        remaining := ARRAY(SELECT r FROM unnest(remaining) r WHERE r <> ALL (ready));
-    END LOOP;
-    RETURN result;
-END
-$$;
-
--- _restore is the core of every undelete. p_preds maps source table oids
--- (as text) to a SQL predicate over the table's shadow rows, aliased s:
--- those rows are restored. Rows with cause 'delete'/'cascade'/'truncate' are
--- re-inserted (tables parents first); rows with cause 'set_null' re-link
--- their foreign keys to restored parents where those are still NULL (or
--- still the default, for SET DEFAULT). Restored tombstones are deleted in
--- the same transaction. Callers build the predicates; user text in them
--- must already be validated.
-CREATE OR REPLACE FUNCTION tombstone._restore(p_preds jsonb, p_dry_run boolean, p_on_conflict text)
-RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    rels oid[];
-    ordered oid[];
-    o oid;
-    i int;
-    names text[] := '{}';
-    done bigint[] := '{}';
-    conf bigint[] := '{}';
-    shadow name;
-    pred text;
-    target text;
-    cols text;
-    scols text;
-    overriding text;
-    keynums int2[];
-    keycols name[];
-    skeycols name[];
-    keyjoin text;
-    sets text;
-    total bigint;
-    n bigint;
-    nconf bigint;
-    sample text;
-    fk record;
-    setnums int2[];
-    cond text;
-    assign text;
-    relinked bigint;
-    tids tid[];
-    skipped jsonb := '{}';
-    relinkable oid[] := '{}';
-BEGIN
-    -- The rows to restore are chosen twice (the INSERT into the source,
-    -- the DELETE of the tombstones): no new tombstone may land in between,
-    -- or it would be removed without being restored.
-    IF NOT p_dry_run THEN
-        FOR shadow IN SELECT sh.shadow_name FROM tombstone.shadows sh
-                       WHERE sh.source::text IN (SELECT pg_catalog.jsonb_object_keys(p_preds))
-                       ORDER BY sh.shadow_name
-        LOOP
-            EXECUTE pg_catalog.format('LOCK TABLE tombstone.%I IN EXCLUSIVE MODE', shadow);
-        END LOOP;
-    END IF;
-    p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
-    IF p_on_conflict NOT IN ('fail', 'skip', 'overwrite') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tombstone: ON CONFLICT %s is not one of FAIL, SKIP, OVERWRITE', p_on_conflict);
-    END IF;
-    rels := ARRAY(SELECT k::oid FROM pg_catalog.jsonb_object_keys(p_preds) k);
-    -- Provenance: application roles may INSERT into shadow tables (that
-    -- is how the rewritten DELETE writes them), so a tombstone only comes
-    -- back if its batch exists and the batch's role — the deleting
-    -- session's, which nobody can forge — may remove rows from the table:
-    -- a role cannot use a batch of its own to write into a table it could
-    -- not touch. And the tombstone carries its batch's secret token, which
-    -- application roles cannot read, so rows planted under another
-    -- role's batch id do not pass either.
-    FOREACH o IN ARRAY rels LOOP
-        p_preds := p_preds || pg_catalog.jsonb_build_object(o::text,
-            '(' || (p_preds ->> o::text) || pg_catalog.format(') AND EXISTS (SELECT 1 FROM tombstone.batches b'
-            || ' WHERE b.id = s._ts_batch AND b.token IS NOT DISTINCT FROM s._ts_token'
-            || ' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = b.role'
-            || ' AND (pg_catalog.has_table_privilege(r.oid, %s::oid, ''DELETE'') OR pg_catalog.has_table_privilege(r.oid, %s::oid, ''TRUNCATE''))))',
-            o, o));
-    END LOOP;
-    FOREACH o IN ARRAY rels LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = o) THEN
-            RAISE EXCEPTION USING ERRCODE = '42P01',
-                MESSAGE = pg_catalog.format('tombstone: table %s (shadow tombstone.%s) no longer exists',
-                    (SELECT sh.source_schema || '.' || sh.source_name FROM tombstone.shadows sh WHERE sh.source = o),
-                    (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o)),
-                HINT = 'Recreate or UNDROP the table first.';
-        END IF;
-        IF NOT p_dry_run THEN
-            PERFORM tombstone.sync_shadow(o::regclass);
-        END IF;
-    END LOOP;
-    ordered := tombstone._topo_order(rels);
-
-    -- Phase 1: re-insert deleted and cascaded rows, parents first.
-    FOR i IN 1 .. cardinality(ordered) LOOP
-        o := ordered[i];
-        shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
-        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause IN (''delete'', ''cascade'', ''truncate'')';
-        target := o::regclass::text;
-        names := names || (SELECT n2.nspname || '.' || c2.relname FROM pg_catalog.pg_class c2
-                             JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid = o);
-        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum),
-               -- A column added after a tombstone was written takes its
-               -- default for that tombstone.
-               pg_catalog.string_agg(CASE WHEN sc.added_at IS NULL THEN 's.' || pg_catalog.quote_ident(sc.shadow_column)
-                   ELSE pg_catalog.format('CASE WHEN s._ts_deleted_at < %L::timestamptz THEN %s ELSE s.%I END',
-                            sc.added_at,
-                            coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid),
-                                     CASE WHEN a.attidentity <> '' THEN pg_catalog.format('pg_catalog.nextval(%L::regclass)',
-                                         pg_catalog.pg_get_serial_sequence(o::regclass::text, a.attname)) END,
-                                     'NULL'),
-                            sc.shadow_column) END, ', ' ORDER BY a.attnum),
-               CASE WHEN bool_or(a.attidentity = 'a') THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
-               pg_catalog.string_agg(pg_catalog.format('%1$I = EXCLUDED.%1$I', a.attname), ', ' ORDER BY a.attnum)
-                 FILTER (WHERE a.attidentity <> 'a' AND NOT (a.attnum = ANY (coalesce(tombstone._key(o), '{}'))))
-          INTO cols, scols, overriding, sets
-          FROM pg_catalog.pg_attribute a
-          JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = a.attnum
-          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = o AND d.adnum = a.attnum
-         WHERE a.attrelid = o AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-        keynums := tombstone._key(o);
-        keycols := tombstone._source_cols(o, keynums);
-        skeycols := tombstone._shadow_cols(o, keynums);
-        IF keycols IS NOT NULL AND cardinality(keycols) = cardinality(keynums)
-           AND cardinality(skeycols) = cardinality(keynums) THEN
-            SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = s.%I', keycols[j], skeycols[j]), ' AND ')
-              INTO keyjoin FROM generate_series(1, cardinality(keycols)) j;
-        ELSE
-            keyjoin := NULL;
-        END IF;
-
-        -- conflict_sql counts (or lists) the selected rows whose key is
-        -- taken by a row written since the delete.
-        nconf := 0;
-        IF p_dry_run OR p_on_conflict <> 'fail' THEN
-            EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE %s', shadow, pred) INTO total;
-            IF keyjoin IS NOT NULL AND total > 0 THEN
-                EXECUTE pg_catalog.format(
-                    'SELECT count(*) FROM tombstone.%I s WHERE %s AND EXISTS (SELECT 1 FROM %s t WHERE %s)',
-                    shadow, pred, target, keyjoin) INTO nconf;
-            END IF;
-        END IF;
-
-        IF p_dry_run THEN
-            done := done || CASE WHEN p_on_conflict = 'overwrite' THEN total ELSE total - nconf END;
-            conf := conf || nconf;
-            CONTINUE;
-        END IF;
-
-        IF p_on_conflict = 'fail' OR keyjoin IS NULL THEN
-            -- The common case pays for no conflict check: the INSERT
-            -- raises, and only then are the conflicting keys looked up.
-            BEGIN
-                EXECUTE pg_catalog.format('INSERT INTO %s (%s)%s SELECT %s FROM tombstone.%I s WHERE %s',
-                                          target, cols, overriding, scols, shadow, pred);
-                GET DIAGNOSTICS n = ROW_COUNT;
-            EXCEPTION WHEN unique_violation THEN
-                IF keyjoin IS NULL THEN
-                    RAISE;
-                END IF;
-                EXECUTE pg_catalog.format(
-                    'SELECT count(*), pg_catalog.string_agg(k, '', '' ORDER BY k) FILTER (WHERE rn <= 10) FROM ('
-                    'SELECT ''('' || concat_ws('', '', %s) || '')'' AS k, row_number() OVER () AS rn '
-                    'FROM tombstone.%I s WHERE %s AND EXISTS (SELECT 1 FROM %s t WHERE %s)) x',
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I', c), ', ') FROM unnest(skeycols) c),
-                    shadow, pred, target, keyjoin) INTO nconf, sample;
-                IF nconf = 0 THEN
-                    RAISE;  -- another unique constraint: Postgres's own error says which
-                END IF;
-                RAISE EXCEPTION USING ERRCODE = '23505',
-                    MESSAGE = pg_catalog.format('tombstone: %s row(s) to restore into %s conflict with rows written since the delete',
-                                                nconf, target),
-                    DETAIL = pg_catalog.format('Key (%s)=%s%s already exist in %s.',
-                                               pg_catalog.array_to_string(keycols, ', '), sample,
-                                               CASE WHEN nconf > 10 THEN ', …' ELSE '' END, target),
-                    HINT = 'Use ON CONFLICT SKIP to keep the newer rows, or ON CONFLICT OVERWRITE to replace them.',
-                    SCHEMA = (SELECT n.nspname FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = o),
-                    TABLE = (SELECT r.relname FROM pg_catalog.pg_class r WHERE r.oid = o);
-            END;
-            done := done || n;
-            conf := conf || 0::bigint;
-        ELSIF p_on_conflict = 'skip' THEN
-            -- Remember the skipped rows: they stay tombstones.
-            EXECUTE pg_catalog.format(
-                'WITH src AS (SELECT s.ctid AS _ts_ctid, s.* FROM tombstone.%1$I s WHERE %2$s), '
-                'ins AS (INSERT INTO %3$s AS t (%4$s)%5$s SELECT %6$s FROM src s ON CONFLICT DO NOTHING RETURNING %7$s) '
-                'SELECT (SELECT count(*) FROM ins), '
-                '       (SELECT pg_catalog.array_agg(s._ts_ctid) FROM src s WHERE NOT EXISTS (SELECT 1 FROM ins t WHERE %8$s))',
-                shadow, pred, target, cols, overriding, scols,
-                (SELECT pg_catalog.string_agg(pg_catalog.format('%I', c), ', ') FROM unnest(keycols) c),
-                keyjoin) INTO n, tids;
-            done := done || n;
-            conf := conf || (total - n);
-            IF tids IS NOT NULL THEN
-                skipped := skipped || pg_catalog.jsonb_build_object(o::text, tids::text);
-            END IF;
-        ELSE
-            EXECUTE pg_catalog.format(
-                'WITH ins AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM tombstone.%I s WHERE %s '
-                'ON CONFLICT (%s) DO %s RETURNING 1) SELECT count(*) FROM ins',
-                target, cols, overriding, scols, shadow, pred,
-                (SELECT pg_catalog.string_agg(pg_catalog.format('%I', c), ', ') FROM unnest(keycols) c),
-                CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END) INTO n;
-            done := done || n;
-            conf := conf || nconf;
-        END IF;
-    END LOOP;
-
-    -- Phase 2: re-link SET NULL / SET DEFAULT children to restored parents.
-    FOR i IN 1 .. cardinality(ordered) LOOP
-        o := ordered[i];
-        shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
-        pred := '(' || (p_preds ->> o::text) || ') AND s._ts_cause = ''set_null''';
-        -- The table's own rows, not its inheritance children's (which
-        -- may share a key), as the SET NULL changed (unless partitioned).
-        target := CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = o) = 'p' THEN ''
-                       ELSE 'ONLY ' END || o::regclass::text;
-        -- Nothing to re-link without a SET NULL / SET DEFAULT key to a
-        -- restored table (the common case: skip the scan).
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
-                        WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
-                          AND c.confdeltype IN ('n', 'd') AND tombstone._root(c.confrelid) = ANY (rels)) THEN
-            relinkable := relinkable || o;
-            CONTINUE;
-        END IF;
-        EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE %s', shadow, pred) INTO total;
-        IF total = 0 THEN
-            relinkable := relinkable || o;
-            CONTINUE;
-        END IF;
-        keynums := tombstone._key(o);
-        keycols := tombstone._source_cols(o, keynums);
-        skeycols := tombstone._shadow_cols(o, keynums);
-        IF keycols IS NULL OR cardinality(skeycols) IS DISTINCT FROM cardinality(keynums) THEN
-            RAISE NOTICE 'tombstone: % has no primary key; % SET NULL link(s) not re-linked', o::regclass, total;
-            CONTINUE;
-        END IF;
-        SELECT pg_catalog.string_agg(pg_catalog.format('t.%I = s.%I', keycols[j], skeycols[j]), ' AND ')
-          INTO keyjoin FROM generate_series(1, cardinality(keycols)) j;
-        relinked := 0;
-        FOR fk IN SELECT c.conkey, c.confkey, c.confrelid, c.confdeltype, c.confdelsetcols
-                    FROM pg_catalog.pg_constraint c
-                   WHERE c.conrelid = o AND c.contype = 'f' AND c.conparentid = 0
-                     AND c.confdeltype IN ('n', 'd') AND tombstone._root(c.confrelid) = ANY (rels)
-        LOOP
-            setnums := CASE WHEN cardinality(fk.confdelsetcols) > 0 THEN fk.confdelsetcols ELSE fk.conkey END;
-            IF cardinality(tombstone._shadow_cols(o, fk.conkey)) IS DISTINCT FROM cardinality(fk.conkey) THEN
-                CONTINUE;
-            END IF;
-            -- still NULL (SET NULL) or still the default (SET DEFAULT)
-            SELECT pg_catalog.string_agg(
-                       CASE WHEN fk.confdeltype = 'n' THEN pg_catalog.format('t.%I IS NULL', a.attname)
-                            ELSE pg_catalog.format('t.%I IS NOT DISTINCT FROM (%s)', a.attname,
-                                     coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'NULL')) END, ' AND '),
-                   pg_catalog.string_agg(pg_catalog.format('%I = s.%I', a.attname, sc.shadow_column), ', ')
-              INTO cond, assign
-              FROM unnest(setnums) k(attnum)
-              JOIN pg_catalog.pg_attribute a ON a.attrelid = o AND a.attnum = k.attnum
-              JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.attnum
-              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = o AND d.adnum = k.attnum;
-            -- and the parent the old value pointed to is there again
-            cond := cond || ' AND EXISTS (SELECT 1 FROM ' || fk.confrelid::regclass::text || ' p WHERE '
-                    || (SELECT pg_catalog.string_agg(pg_catalog.format('p.%I = s.%I', pa.attname, sc.shadow_column), ' AND ')
-                          FROM unnest(fk.conkey, fk.confkey) k(ca, pa_num)
-                          JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.ca
-                          JOIN pg_catalog.pg_attribute pa ON pa.attrelid = fk.confrelid AND pa.attnum = k.pa_num)
-                    || ')';
-            IF p_dry_run THEN
-                -- The parent is not back yet: count the links whose
-                -- old value pointed somewhere.
-                EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s JOIN %s t ON %s WHERE %s AND %s AND %s',
-                                          shadow, target, keyjoin, pred,
-                                          split_part(cond, ' AND EXISTS (SELECT 1 FROM ', 1),
-                                          (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I IS NOT NULL', c), ' AND ')
-                                             FROM unnest(tombstone._shadow_cols(o, fk.conkey)) c)) INTO n;
-            ELSE
-                EXECUTE pg_catalog.format('UPDATE %s t SET %s FROM tombstone.%I s WHERE %s AND %s AND %s',
-                                          target, assign, shadow, pred, keyjoin, cond);
-                GET DIAGNOSTICS n = ROW_COUNT;
-            END IF;
-            relinked := relinked + n;
-        END LOOP;
-        done[i] := done[i] + relinked;
-        relinkable := relinkable || o;
-    END LOOP;
-
-    -- Phase 3: the restored tombstones leave the store, children first
-    -- (their predicates may read their parents' shadow rows).
-    IF NOT p_dry_run THEN
-        FOR i IN REVERSE cardinality(ordered) .. 1 LOOP
-            o := ordered[i];
-            shadow := (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o);
-            pred := '(' || (p_preds ->> o::text) || ')';
-            IF NOT (o = ANY (relinkable)) THEN
-                pred := pred || ' AND s._ts_cause <> ''set_null''';
-            END IF;
-            EXECUTE pg_catalog.format('DELETE FROM tombstone.%I s WHERE %s AND NOT (s.ctid = ANY ($1))', shadow, pred)
-              USING coalesce((skipped ->> o::text)::tid[], '{}');
-        END LOOP;
-    END IF;
-
-    RETURN QUERY SELECT x.nm, x.d, x.c FROM unnest(names, done, conf) x(nm, d, c);
-END
-$$;
-
--- _batch_preds maps the source oid of every shadow holding tombstones of
--- the given batches to the predicate selecting them.
-CREATE OR REPLACE FUNCTION tombstone._batch_preds(p_batches bigint[]) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    s record;
-    found_rows boolean;
-    preds jsonb := '{}';
-    pred text := pg_catalog.format('s._ts_batch = ANY (%L::bigint[])', p_batches);
-BEGIN
-    IF cardinality(p_batches) = 1 THEN
-        pred := pg_catalog.format('s._ts_batch = %s', p_batches[1]);
-    END IF;
-    FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh LOOP
-        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM tombstone.%I s WHERE %s)', s.shadow_name, pred)
-           INTO found_rows;
-        IF found_rows THEN
-            preds := preds || pg_catalog.jsonb_build_object(s.source::text, pred);
-        END IF;
-    END LOOP;
-    RETURN preds;
-END
-$$;
-
--- _lock_batches locks the batch rows for a restore and checks that they
--- can be restored.
-CREATE OR REPLACE FUNCTION tombstone._lock_batches(p_batches bigint[], p_dry_run boolean) RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    b tombstone.batches;
-    v_id bigint;
-BEGIN
-    FOREACH v_id IN ARRAY p_batches LOOP
-        IF p_dry_run THEN
-            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id;
-        ELSE
-            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id FOR UPDATE;
-        END IF;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', v_id);
-        END IF;
-        IF b.purged_at IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = '55000',
-                MESSAGE = pg_catalog.format('tombstone: batch %s was purged at %s', v_id, b.purged_at);
-        END IF;
-    END LOOP;
-END
-$$;
-
--- _undelete_batches restores every row of the batches p_ids: deleted and
--- cascaded rows re-inserted parents first, SET NULL links re-linked,
--- tombstones removed, and the batches with nothing left (ON CONFLICT SKIP
--- leaves rows) marked restored. One row per table. p_what names the
--- batches in the error raised when nothing is left to restore.
-CREATE OR REPLACE FUNCTION tombstone._undelete_batches(
-    p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text)
-RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    preds jsonb;
-BEGIN
-    PERFORM tombstone._lock_batches(p_ids, p_dry_run);
-    preds := tombstone._batch_preds(p_ids);
-    IF preds = '{}' AND p_hint IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what);
-    ELSIF preds = '{}' THEN
-        RAISE EXCEPTION USING ERRCODE = '55000',
-            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what), HINT = p_hint;
-    END IF;
-    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
-    IF NOT p_dry_run THEN
-        UPDATE tombstone.batches SET restored_at = now()
-         WHERE id = ANY (p_ids) AND tombstone._batch_preds(ARRAY[id]) = '{}';
-    END IF;
-END
-$$;
-
--- undelete_batch restores one batch (see _undelete_batches).
-CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
-    p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
-RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM tombstone._require_admin();
-    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ARRAY[p_batch], 'batch ' || p_batch,
-        'SHOW BATCH shows its state; it may have been restored already.', p_dry_run, p_on_conflict);
-END
-$$;
-
--- undelete_transaction restores every batch of one transaction (the
--- batches' xid).
-CREATE OR REPLACE FUNCTION tombstone.undelete_transaction(
-    p_xid xid8, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
-RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    ids bigint[];
-BEGIN
-    PERFORM tombstone._require_admin();
-    ids := ARRAY(SELECT b.id FROM tombstone.batches b WHERE b.xid = p_xid AND b.purged_at IS NULL ORDER BY b.id);
-    IF cardinality(ids) = 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = pg_catalog.format('tombstone: transaction %s has no batches', p_xid);
-    END IF;
-    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ids, 'transaction ' || p_xid, NULL, p_dry_run, p_on_conflict);
-END
-$$;
-
-
--- _require_stable refuses a WHERE condition that calls a volatile function
--- (random(), nextval(), …): a restore evaluates it more than once, and a
--- condition that changes its mind would restore one set of rows and drop
--- the tombstones of another.
-CREATE OR REPLACE FUNCTION tombstone._require_stable(p_root oid, p_where text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    v name := 'tombstone_where_check_' || pg_catalog.pg_backend_pid();
-    bad text;
-BEGIN
-    EXECUTE pg_catalog.format('CREATE TEMP VIEW %I AS SELECT (%s) AS p FROM tombstone.%I s',
-                              v, p_where, tombstone.shadow_name(p_root::regclass));
-    -- Every function the condition calls, built-ins included (pg_depend
-    -- does not record those), is named in the view's stored parse tree.
-    SELECT pg_catalog.string_agg(DISTINCT f.proname, ', ') INTO bad
-      FROM pg_catalog.pg_rewrite r,
-           LATERAL pg_catalog.regexp_matches(r.ev_action::text, ':(?:op)?funcid (\d+)', 'g') m
-      JOIN pg_catalog.pg_proc f ON f.oid = m[1]::oid
-     WHERE r.ev_class = pg_catalog.to_regclass('pg_temp.' || pg_catalog.quote_ident(v)) AND f.provolatile = 'v';
-    EXECUTE pg_catalog.format('DROP VIEW pg_temp.%I', v);
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tombstone: the WHERE condition calls volatile function(s) %s', bad),
-            HINT = 'A restore evaluates the condition more than once; use a condition whose result does not change.';
-    END IF;
-END
-$$;
-
--- undelete_rows restores selected rows of one table and everything the
--- same batches removed because of them: cascade descendants (any depth,
--- self-referencing trees included) and SET NULL links. p_where is a SQL
--- expression over the table's columns, validated by the caller (the
--- proxy parses it with pg_query); it is embedded in dynamic SQL as is.
--- p_batch, p_since and p_until (on the tombstones' deletion time) narrow
--- the selection; all NULL means every stored tombstone of the table.
-CREATE OR REPLACE FUNCTION tombstone.undelete_rows(
-    p_table regclass, p_where text DEFAULT NULL, p_batch bigint DEFAULT NULL,
-    p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL,
-    p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
-RETURNS TABLE (table_name text, restored bigint, conflicts bigint)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    root oid := tombstone._root(p_table::oid);
-    preds jsonb;
-    reach oid[];
-    ordered oid[];
-    o oid;
-    fk record;
-    ppred text;
-    cpred text;
-    pshadow name;
-    cshadow name;
-    ckeys name[];
-    pkeys name[];
-    sel text;
-    batches bigint[];
-    b bigint;
-    left_over boolean;
-BEGIN
-    PERFORM tombstone._require_admin();
-    IF tombstone.shadow_name(root::regclass) IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '42P01',
-            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones (it is not protected)', p_table);
-    END IF;
-    IF p_batch IS NOT NULL THEN
-        PERFORM tombstone._lock_batches(ARRAY[p_batch], p_dry_run);
-    END IF;
-    IF NOT p_dry_run THEN
-        PERFORM tombstone.sync_shadow(root::regclass);
-    END IF;
-    sel := 's._ts_cause IN (''delete'', ''cascade'', ''truncate'')';
-    IF p_batch IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch); END IF;
-    IF p_since IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at >= %L::timestamptz', p_since); END IF;
-    IF p_until IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at < %L::timestamptz', p_until); END IF;
-    IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN
-        PERFORM tombstone._require_stable(root, p_where);
-        sel := sel || ' AND (' || p_where || ')';
-    END IF;
-    preds := pg_catalog.jsonb_build_object(root::text, sel);
-
-    -- Tables reachable through cascading / set-null foreign keys.
-    WITH RECURSIVE g(relid) AS (
-        SELECT root
-        UNION
-        SELECT c.conrelid FROM g JOIN pg_catalog.pg_constraint c
-            ON tombstone._root(c.confrelid) = g.relid AND c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
-    )
-    SELECT pg_catalog.array_agg(relid) INTO reach FROM g;
-    ordered := tombstone._topo_order(reach);
-
-    FOREACH o IN ARRAY ordered LOOP
-        ppred := preds ->> o::text;
-        CONTINUE WHEN ppred IS NULL;
-        pshadow := tombstone.shadow_name(o::regclass);
-        CONTINUE WHEN pshadow IS NULL;
-        -- Self-references first, so the children below see the subtree.
-        FOR fk IN SELECT c.conkey, c.confkey FROM pg_catalog.pg_constraint c
-                   WHERE c.conrelid = o AND c.confrelid = o AND c.contype = 'f' AND c.conparentid = 0
-                     AND c.confdeltype = 'c'
-        LOOP
-            ckeys := tombstone._shadow_cols(o, fk.conkey);
-            pkeys := tombstone._shadow_cols(o, fk.confkey);
-            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
-                       OR cardinality(pkeys) IS DISTINCT FROM cardinality(fk.confkey);
-            ppred := pg_catalog.format(
-                '(%1$s) OR (s._ts_cause = ''cascade'' AND (s._ts_batch, %2$s) IN ('
-                'WITH RECURSIVE r AS (SELECT s._ts_batch AS b, %3$s FROM tombstone.%4$I s WHERE %1$s '
-                'UNION SELECT c._ts_batch, %5$s FROM tombstone.%4$I c JOIN r ON c._ts_batch = r.b AND %6$s '
-                'WHERE c._ts_cause = ''cascade'') SELECT * FROM r))',
-                ppred,
-                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
-                (SELECT pg_catalog.string_agg(pg_catalog.format('s.%1$I AS k%2$s', x, o2), ', ')
-                   FROM unnest(pkeys) WITH ORDINALITY u(x, o2)),
-                pshadow,
-                (SELECT pg_catalog.string_agg('c.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
-                (SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = r.k%s', x, o2), ' AND ')
-                   FROM unnest(ckeys) WITH ORDINALITY u(x, o2)));
-            preds := preds || pg_catalog.jsonb_build_object(o::text, ppred);
-        END LOOP;
-        -- (A key may reference one of o's partitions: its columns by
-        -- name in o.)
-        FOR fk IN SELECT c.conrelid, c.conkey, c.confdeltype,
-                         ARRAY(SELECT ra.attnum FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n
-                                 JOIN pg_catalog.pg_attribute ra ON ra.attrelid = o AND ra.attname = pa.attname
-                                ORDER BY k.i)::int2[] AS confkey
-                    FROM pg_catalog.pg_constraint c
-                   WHERE tombstone._root(c.confrelid) = o AND c.conrelid <> o AND c.contype = 'f' AND c.conparentid = 0
-                     AND c.confdeltype IN ('c', 'n', 'd')
-                   ORDER BY c.oid
-        LOOP
-            cshadow := tombstone.shadow_name(fk.conrelid::regclass);
-            CONTINUE WHEN cshadow IS NULL;
-            ckeys := tombstone._shadow_cols(fk.conrelid, fk.conkey);
-            pkeys := tombstone._shadow_cols(o, fk.confkey);
-            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
-                       OR cardinality(pkeys) IS DISTINCT FROM cardinality(fk.confkey);
-            cpred := pg_catalog.format(
-                's._ts_cause = %L AND (s._ts_batch, %s) IN (SELECT s._ts_batch, %s FROM tombstone.%I s WHERE %s)',
-                CASE WHEN fk.confdeltype = 'c' THEN 'cascade' ELSE 'set_null' END,
-                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
-                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
-                pshadow, ppred);
-            IF preds ? fk.conrelid::text THEN
-                cpred := '(' || (preds ->> fk.conrelid::text) || ') OR (' || cpred || ')';
-            END IF;
-            preds := preds || pg_catalog.jsonb_build_object(fk.conrelid::text, cpred);
-        END LOOP;
-    END LOOP;
-
-    -- The batches involved, to mark those left without tombstones.
-    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(DISTINCT s._ts_batch) FROM tombstone.%I s WHERE %s',
-                              tombstone.shadow_name(root::regclass), preds ->> root::text) INTO batches;
-    IF batches IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'P0002',
-            MESSAGE = pg_catalog.format('tombstone: no tombstones of %s match', p_table);
-    END IF;
-    IF p_batch IS NULL AND NOT p_dry_run THEN
-        PERFORM tombstone._lock_batches(batches, p_dry_run);
-    END IF;
-    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
-    IF NOT p_dry_run THEN
-        FOREACH b IN ARRAY batches LOOP
-            left_over := tombstone._batch_preds(ARRAY[b]) <> '{}';
-            IF NOT left_over THEN
-                UPDATE tombstone.batches SET restored_at = now() WHERE id = b;
-            END IF;
-        END LOOP;
-    END IF;
 END
 $$;
 

@@ -19,8 +19,9 @@
 -- p_where is an SQL expression over the table's columns, validated by the
 -- caller (the console and the CLI parse it with pg_query); it is embedded
 -- in dynamic SQL as is.
+DROP FUNCTION IF EXISTS tombstone.show_tombstones(regclass, text, integer);
 CREATE OR REPLACE FUNCTION tombstone.show_tombstones(
-    p_table regclass, p_where text DEFAULT NULL, p_limit integer DEFAULT 50)
+    p_table regclass, p_where text DEFAULT NULL, p_limit integer DEFAULT 50, p_batch bigint DEFAULT NULL)
 RETURNS TABLE (batch bigint, cause text, deleted_at timestamptz, "row" json)
 LANGUAGE plpgsql STABLE
 AS $$
@@ -37,13 +38,19 @@ BEGIN
             MESSAGE = pg_catalog.format('tombstone: %s has no tombstones (it is not protected)', p_table),
             HINT = 'SHOW TOMBSTONE STATUS lists the protected tables.';
     END IF;
-    SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(sc.shadow_column), ', '
+    -- Keys are the source's column names (a user column called _ts_x is
+    -- stored under another name, tombstone._shadow_column_name).
+    SELECT pg_catalog.string_agg(pg_catalog.format('s.%I AS %I', sc.shadow_column, coalesce(a.attname, sc.shadow_column)), ', '
                                  ORDER BY sc.attnum NULLS LAST, sc.detached_at, sc.shadow_column)
       INTO cols
       FROM tombstone.shadow_columns sc
+      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = root AND a.attnum = sc.attnum AND NOT a.attisdropped
      WHERE sc.source = root;
     IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN
-        sel := '(' || p_where || ')';
+        sel := '(' || tombstone._user_pred(root, p_where) || ')';
+    END IF;
+    IF p_batch IS NOT NULL THEN
+        sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch);
     END IF;
     RETURN QUERY EXECUTE pg_catalog.format(
         'SELECT s._ts_batch, s._ts_cause, s._ts_deleted_at, (SELECT pg_catalog.row_to_json(r) FROM (SELECT %s) r) '

@@ -1,0 +1,1061 @@
+-- functions_restore.sql: every undelete (UNDELETE BATCH, TRANSACTION,
+-- FROM … WHERE, their DRY RUNs and conflict modes, console and CLI alike)
+-- runs through tombstone._restore, in four steps:
+--
+--   1. read    the selected tombstones of each table are read once, parents
+--              first, into a temporary table pg_temp._ts_cand_<oid>, with
+--              their ctid in the store and the values a restore inserts;
+--              what is inserted and what leaves the store are these rows;
+--   2. decide  each row is given a state (below), from the live tables and
+--              the other tables' decisions, the same way in a DRY RUN as
+--              in the run itself: the DRY RUN reports the decisions;
+--   3. write   rows to restore are inserted (as the table's owner), SET NULL
+--              links re-linked;
+--   4. forget  the rows restored leave the store, by ctid.
+--
+-- States: restore, overwrite (OVERWRITE: replaces the live row holding
+-- its key), conflict (a key taken by a live row, or by another selected
+-- tombstone), skipped (restoring it would attach it to a row it did not
+-- reference when it was deleted, or to none: its parent stays deleted,
+-- conflicts, or was replaced by a newer row), link (a SET NULL record),
+-- linked (a SET NULL record whose parent came back).
+--
+-- Re-applied with functions.sql whenever the text changes.
+
+-- The result gained a column (skipped): a changed return type needs a
+-- DROP first.
+DROP FUNCTION IF EXISTS tombstone._restore(jsonb, boolean, text);
+DROP FUNCTION IF EXISTS tombstone._undelete_batches(bigint[], text, text, boolean, text);
+DROP FUNCTION IF EXISTS tombstone.undelete_batch(bigint, boolean, text);
+DROP FUNCTION IF EXISTS tombstone.undelete_transaction(xid8, boolean, text);
+DROP FUNCTION IF EXISTS tombstone.undelete_rows(regclass, text, bigint, timestamptz, timestamptz, boolean, text);
+
+-- _topo_order orders tables parents first over the current foreign keys
+-- among them (self-references ignored: all rows of a table are restored
+-- in one INSERT, and a NOT DEFERRABLE foreign key is checked at the end
+-- of the statement). A cycle between different tables is broken at its
+-- lowest oid; restoring it then needs DEFERRABLE constraints.
+CREATE OR REPLACE FUNCTION tombstone._topo_order(rels oid[]) RETURNS oid[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    remaining oid[] := rels;
+    ready oid[];
+    result oid[] := '{}';
+BEGIN
+    WHILE cardinality(remaining) > 0 LOOP
+        SELECT pg_catalog.array_agg(r ORDER BY r) INTO ready
+          FROM unnest(remaining) r
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                            WHERE c.conrelid = r AND c.contype = 'f' AND c.conparentid = 0
+                              AND tombstone._root(c.confrelid) <> r AND tombstone._root(c.confrelid) = ANY (remaining));
+        IF ready IS NULL THEN
+            ready := ARRAY[(SELECT min(r) FROM unnest(remaining) r)];
+        END IF;
+        result := result || ready;
+        remaining := ARRAY(SELECT r FROM unnest(remaining) r WHERE r <> ALL (ready));
+    END LOOP;
+    RETURN result;
+END
+$$;
+
+-- _cand names the temporary table holding the restore candidates of rel.
+CREATE OR REPLACE FUNCTION tombstone._cand(rel oid) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'pg_temp._ts_cand_' || rel::text $$;
+
+-- _val names the candidate column holding the value of rel's column
+-- attnum: candidates never use the user's column names, so no user name
+-- (_ts_state, say) can collide with the restore's own columns.
+CREATE OR REPLACE FUNCTION tombstone._val(attnum int2) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT '_ts_v' || attnum::text $$;
+
+-- _scope is a one-row subquery over the candidate aliased p_alias whose
+-- columns are rel's columns by their own names, stored generated columns
+-- computed: user expressions (index keys and predicates, generation
+-- expressions) are evaluated in it, where no name of ours is in reach.
+CREATE OR REPLACE FUNCTION tombstone._scope(rel oid, p_alias text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN gen IS NULL THEN '(SELECT ' || base || ')'
+                ELSE '(SELECT _ts_b.*, ' || gen || ' FROM (SELECT ' || base || ') _ts_b)' END
+      FROM (SELECT pg_catalog.string_agg(pg_catalog.format('%s.%s AS %I', p_alias, tombstone._val(a.attnum), a.attname), ', '
+                                         ORDER BY a.attnum) FILTER (WHERE a.attgenerated = '') AS base,
+                   pg_catalog.string_agg(pg_catalog.format('(%s) AS %I', pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attname), ', '
+                                         ORDER BY a.attnum) FILTER (WHERE a.attgenerated <> '') AS gen
+              FROM pg_catalog.pg_attribute a
+              LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped) x
+$$;
+
+-- _target is rel as a restore writes and reads it: its own rows only
+-- (ONLY), unless it is partitioned (its partitions hold its rows).
+CREATE OR REPLACE FUNCTION tombstone._target(rel oid) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || rel::regclass::text
+      FROM pg_catalog.pg_class c WHERE c.oid = rel
+$$;
+
+-- _fks lists the foreign keys of rel: the referenced table (root) and,
+-- for the referencing and referenced columns, the candidate columns of
+-- both sides and the referenced table's own column names.
+CREATE OR REPLACE FUNCTION tombstone._fks(rel oid)
+RETURNS TABLE (conoid oid, confrelid oid, parent oid, deltype "char", child_vals text[], parent_vals text[],
+               parent_cols name[], parent_shadow_cols name[], child_attnums int2[], setnums int2[])
+LANGUAGE sql STABLE
+AS $$
+    SELECT c.oid, c.confrelid, tombstone._root(c.confrelid), c.confdeltype,
+           ARRAY(SELECT tombstone._val(k.n) FROM unnest(c.conkey) WITH ORDINALITY k(n, i) ORDER BY k.i),
+           ARRAY(SELECT tombstone._val(ra.attnum) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                   JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n
+                   JOIN pg_catalog.pg_attribute ra ON ra.attrelid = tombstone._root(c.confrelid) AND ra.attname = pa.attname
+                  ORDER BY k.i),
+           ARRAY(SELECT pa.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                   JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n ORDER BY k.i),
+           ARRAY(SELECT sc.shadow_column FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                   JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n
+                   JOIN pg_catalog.pg_attribute ra ON ra.attrelid = tombstone._root(c.confrelid) AND ra.attname = pa.attname
+                   JOIN tombstone.shadow_columns sc ON sc.source = tombstone._root(c.confrelid) AND sc.attnum = ra.attnum
+                  ORDER BY k.i),
+           c.conkey,
+           CASE WHEN cardinality(c.confdelsetcols) > 0 THEN c.confdelsetcols ELSE c.conkey END
+      FROM pg_catalog.pg_constraint c
+     WHERE c.conrelid = rel AND c.contype = 'f' AND c.conparentid = 0
+     ORDER BY c.oid
+$$;
+
+-- _as_owner makes the writes of a restore into rel run as rel's owner:
+-- its triggers, defaults, constraints and index expressions are code of
+-- the owner's, which must not run with the rights of the administrator
+-- who restores (a superuser, often). It returns the role setting to go
+-- back to (NULL when nothing changed). An administrator who may not
+-- become the owner restores as itself, unless the table has triggers of
+-- its own: those are refused.
+CREATE OR REPLACE FUNCTION tombstone._as_owner(rel oid) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    owner name;
+    prev text := pg_catalog.current_setting('role');
+BEGIN
+    SELECT r.rolname INTO owner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner WHERE c.oid = rel;
+    IF owner = current_user THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.pg_has_role(session_user, owner, 'MEMBER') THEN
+        PERFORM pg_catalog.set_config('role', owner, true);
+        RETURN prev;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal AND t.tgenabled <> 'D') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('tombstone: restoring into %s fires its triggers, which belong to %s', rel::regclass, owner),
+            HINT = pg_catalog.format('Restore as %s, or as a role that is a member of it (GRANT %I TO %I).', owner, owner, session_user);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- _back restores the role setting _as_owner returned.
+CREATE OR REPLACE FUNCTION tombstone._back(prev text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF prev IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('role', prev, true);
+    END IF;
+END
+$$;
+
+-- _insert_vals is the select list over candidates (aliased _ts_x) that
+-- a restore inserts into rel, column by column in attnum order: the
+-- stored value, or for a column added after a tombstone was written its
+-- default (identity: next value) for that tombstone.
+CREATE OR REPLACE FUNCTION tombstone._insert_vals(rel oid) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.string_agg(
+               CASE WHEN sc.added_at IS NULL THEN '_ts_x.' || tombstone._val(a.attnum)
+                    ELSE pg_catalog.format('CASE WHEN _ts_x._ts_deleted_at < %L::timestamptz THEN %s ELSE _ts_x.%s END',
+                             sc.added_at,
+                             coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+                                      CASE WHEN a.attidentity <> '' THEN pg_catalog.format('pg_catalog.nextval(%L::regclass)',
+                                          pg_catalog.pg_get_serial_sequence(rel::regclass::text, a.attname)) END,
+                                      'NULL'),
+                             tombstone._val(a.attnum)) END, ', ' ORDER BY a.attnum)
+      FROM pg_catalog.pg_attribute a
+      LEFT JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = rel AND d.adnum = a.attnum
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+$$;
+
+-- _read materializes the candidates of rel selected by pred (over the
+-- shadow rows, aliased s): one statement, one snapshot. Columns: the
+-- shadow row's ctid, state, batch, cause, deletion time, and per live
+-- column of rel its stored value (tombstone._val).
+CREATE OR REPLACE FUNCTION tombstone._read(rel oid, pred text) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    vals text;
+    n bigint;
+BEGIN
+    -- The shadow's values as they are (base types, not domains: a
+    -- domain's checks are code of the owner's, run by the INSERT as the
+    -- owner); defaults of columns added since are the INSERT's too
+    -- (tombstone._insert_vals).
+    SELECT pg_catalog.string_agg(
+               coalesce('s.' || pg_catalog.quote_ident(sc.shadow_column),
+                        'NULL::' || tombstone._storage_type(a.atttypid, a.atttypmod))
+               || ' AS ' || tombstone._val(a.attnum), ', ' ORDER BY a.attnum)
+      INTO vals
+      FROM pg_catalog.pg_attribute a
+      LEFT JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    EXECUTE 'DROP TABLE IF EXISTS ' || tombstone._cand(rel);
+    EXECUTE pg_catalog.format(
+        'CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT s.ctid AS _ts_ctid, '
+        'CASE WHEN s._ts_cause = ''set_null'' THEN ''link'' ELSE ''restore'' END AS _ts_state, '
+        'NULL::text AS _ts_why, s._ts_batch, s._ts_cause, s._ts_deleted_at%s FROM tombstone.%I s WHERE %s',
+        tombstone._cand(rel), coalesce(', ' || vals, ''), tombstone.shadow_name(rel::regclass), pred);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- The owner reads them when the writes run as the owner (a temporary
+    -- table is this session's alone).
+    EXECUTE 'GRANT SELECT ON ' || tombstone._cand(rel) || ' TO PUBLIC';
+    IF n > 1000 THEN
+        EXECUTE 'ANALYZE ' || tombstone._cand(rel);
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- _mark_conflicts marks the candidates of rel whose key, under any
+-- unique index or exclusion constraint of rel, is taken by a live row
+-- (conflict, or overwrite under OVERWRITE for rel's own key), or by
+-- another candidate of the run (all but the most recently deleted:
+-- conflict). NULLs are as Postgres treats them (distinct, unless the
+-- index says NULLS NOT DISTINCT); partial indexes count where their
+-- predicate holds; expression keys are computed.
+CREATE OR REPLACE FUNCTION tombstone._mark_conflicts(rel oid, p_overwrite boolean) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ix record;
+    cand text := tombstone._cand(rel);
+    target text := tombstone._target(rel);
+    keynums int2[] := tombstone._key(rel);
+    keyix oid;
+    k int;
+    exprs text[];
+    ops text[];
+    kcols text;
+    live text;
+    nonnull text;
+    pkey text;
+    pkeep text;
+    part text;
+BEGIN
+    SELECT i.indexrelid INTO keyix FROM pg_catalog.pg_index i
+     WHERE i.indrelid = rel AND i.indkey::int2[] = keynums AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+     ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1;
+    -- The key index first: under OVERWRITE its conflicts are overwrites,
+    -- which the other indexes then check against every live row but the
+    -- one replaced.
+    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
+                     coalesce((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nnd,
+                     x.conexclop
+                FROM pg_catalog.pg_index i
+                LEFT JOIN pg_catalog.pg_constraint x ON x.conindid = i.indexrelid AND x.contype = 'x'
+               WHERE i.indrelid = rel AND (i.indisunique OR x.oid IS NOT NULL)
+               ORDER BY i.indexrelid = keyix DESC, i.indexrelid
+    LOOP
+        exprs := ARRAY(SELECT pg_catalog.pg_get_indexdef(ix.indexrelid, g, false) FROM generate_series(1, ix.indnkeyatts) g);
+        IF ix.conexclop IS NOT NULL THEN
+            ops := ARRAY(SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, o.oprname)
+                           FROM unnest(ix.conexclop) WITH ORDINALITY e(op, i)
+                           JOIN pg_catalog.pg_operator o ON o.oid = e.op
+                           JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace ORDER BY e.i);
+        ELSE
+            -- The equality of each column's operator class (citext's is
+            -- not text's).
+            ops := ARRAY(SELECT CASE WHEN ix.nnd THEN 'IS NOT DISTINCT FROM'
+                                     ELSE coalesce((SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, op.oprname)
+                                                      FROM pg_catalog.pg_opclass oc
+                                                      JOIN pg_catalog.pg_amop am ON am.amopfamily = oc.opcfamily
+                                                       AND am.amoplefttype = oc.opcintype AND am.amoprighttype = oc.opcintype
+                                                       AND am.amopstrategy = 3
+                                                      JOIN pg_catalog.pg_operator op ON op.oid = am.amopopr
+                                                      JOIN pg_catalog.pg_namespace n ON n.oid = op.oprnamespace
+                                                     WHERE oc.oid = ix.indclass[g - 1] LIMIT 1),
+                                                   'OPERATOR(pg_catalog.=)') END
+                           FROM generate_series(1, ix.indnkeyatts) g ORDER BY g);
+        END IF;
+        SELECT pg_catalog.string_agg(pg_catalog.format('(%s) AS _ts_k%s', exprs[g], g), ', '),
+               pg_catalog.string_agg(pg_catalog.format('(%s) %s _ts_k._ts_k%s', exprs[g], ops[g], g), ' AND '),
+               pg_catalog.string_agg(pg_catalog.format('_ts_k._ts_k%s IS NOT NULL', g), ' AND ')
+          INTO kcols, live, nonnull
+          FROM generate_series(1, ix.indnkeyatts) g;
+        IF ix.nnd THEN
+            nonnull := 'true';
+        END IF;
+        part := coalesce('(' || ix.pred || ')', 'true');
+        -- The live row a candidate overwrites does not count against it.
+        pkeep := 'true';
+        IF p_overwrite AND keyix IS NOT NULL AND ix.indexrelid <> keyix THEN
+            SELECT pg_catalog.format('NOT (_ts_c._ts_state = ''overwrite'' AND %s)',
+                                     pg_catalog.string_agg(pg_catalog.format('%I = _ts_c.%s', a.attname, tombstone._val(a.attnum)), ' AND '))
+              INTO pkeep
+              FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
+        END IF;
+        pkey := pg_catalog.format(
+            'FROM %1$s _ts_c CROSS JOIN LATERAL (SELECT %2$s, %3$s AS _ts_in FROM %4$s _ts_u) _ts_k '
+            'WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND _ts_k._ts_in AND %5$s',
+            cand, kcols, part, tombstone._scope(rel, '_ts_c'), nonnull);
+        -- Live rows holding the key.
+        EXECUTE pg_catalog.format(
+            'UPDATE %1$s _ts_x SET _ts_state = %2$L, _ts_why = %3$L '
+            'FROM (SELECT _ts_c._ts_ctid %4$s AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s AND %8$s)) _ts_m '
+            'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''restore''',
+            cand,
+            CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
+            ix.indexrelid::regclass::text, pkey, target, live, part, pkeep);
+        IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
+                'FROM (SELECT _ts_c._ts_ctid %3$s AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s AND %7$s)) _ts_m '
+                'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''overwrite''',
+                cand, ix.indexrelid::regclass::text, pkey, target, live, part, pkeep);
+        END IF;
+        -- Two candidates with one key: the most recently deleted stays.
+        IF ix.conexclop IS NULL THEN
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
+                'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
+                '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn %4$s) _ts_m '
+                'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_m._ts_rn > 1',
+                cand, 'duplicate:' || ix.indexrelid::regclass::text,
+                (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_k._ts_k%s', g), ', ') FROM generate_series(1, ix.indnkeyatts) g),
+                pkey);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- _mark_skipped marks the candidates of rel that would not reference,
+-- once restored, the rows they referenced when they were deleted, until
+-- nothing changes (a self-reference passes it down a tree):
+--   - a row of the referenced table with that key was deleted at or after
+--     the candidate (with it, by cascade; or later) and is not restored in
+--     this run: the candidate referenced that row, which stays deleted —
+--     and a live row with the key is a newer one;
+--   - no live row has the key and no candidate of the run restores one.
+-- SET NULL records (link) whose parent comes back become linked.
+CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fk record;
+    cand text := tombstone._cand(rel);
+    pshadow name;
+    conds text[];
+    c text;
+    nonnull text;
+    restored_here text;
+    n bigint;
+    changed bigint;
+    self_ref boolean := EXISTS (SELECT 1 FROM tombstone._fks(rel) f WHERE f.parent = rel);
+BEGIN
+    LOOP
+    changed := 0;
+    FOR fk IN SELECT * FROM tombstone._fks(rel) LOOP
+        CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
+        SELECT pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NOT NULL', v), ' AND ') INTO nonnull
+          FROM unnest(fk.child_vals) v;
+        -- A row of the parent restored by this run with the key.
+        restored_here := 'false';
+        IF fk.parent = ANY (rels) THEN
+            SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
+                                     tombstone._cand(fk.parent),
+                                     pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
+              INTO restored_here
+              FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        END IF;
+        conds := '{}';
+        pshadow := tombstone.shadow_name(fk.parent::regclass);
+        IF pshadow IS NOT NULL AND cardinality(fk.parent_shadow_cols) = cardinality(fk.child_vals) THEN
+            -- A tombstone of the key deleted at or after the candidate that
+            -- does not come back in this run.
+            SELECT pg_catalog.format(
+                       'EXISTS (SELECT 1 FROM tombstone.%I _ts_s WHERE _ts_s._ts_cause <> ''set_null'' '
+                       'AND _ts_s._ts_deleted_at >= _ts_x._ts_deleted_at AND %s%s)',
+                       pshadow,
+                       pg_catalog.string_agg(pg_catalog.format('_ts_s.%I = _ts_x.%s', p, ch), ' AND '),
+                       CASE WHEN fk.parent = ANY (rels) THEN pg_catalog.format(
+                           ' AND NOT EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_ctid = _ts_s.ctid '
+                           'AND _ts_q._ts_state IN (''restore'', ''overwrite''))', tombstone._cand(fk.parent)) ELSE '' END)
+              INTO c
+              FROM unnest(fk.parent_shadow_cols, fk.child_vals) u(p, ch);
+            conds := conds || c;
+        END IF;
+        -- No live row with the key, and none restored here.
+        SELECT pg_catalog.format('(NOT EXISTS (SELECT 1 FROM %s _ts_p WHERE %s) AND NOT %s)',
+                                 tombstone._target(fk.confrelid),
+                                 pg_catalog.string_agg(pg_catalog.format('_ts_p.%I = _ts_x.%s', p, ch), ' AND '),
+                                 restored_here)
+          INTO c
+          FROM unnest(fk.parent_cols, fk.child_vals) u(p, ch);
+        conds := conds || c;
+        EXECUTE pg_catalog.format(
+            'UPDATE %s _ts_x SET _ts_state = ''skipped'', _ts_why = %L '
+            'WHERE _ts_x._ts_state IN (''restore'', ''overwrite'') AND %s AND (%s)',
+            cand, fk.conoid::text, nonnull, pg_catalog.array_to_string(conds, ' OR '));
+        GET DIAGNOSTICS n = ROW_COUNT;
+        changed := changed + n;
+    END LOOP;
+    -- A self-reference passes a skip down its tree: again, until
+    -- nothing changes.
+    EXIT WHEN changed = 0 OR NOT self_ref;
+    END LOOP;
+    -- A SET NULL record comes back with its parent (decided above, for
+    -- a self-reference too).
+    FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
+        CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
+        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
+                                 tombstone._cand(fk.parent),
+                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
+          INTO restored_here
+          FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        EXECUTE pg_catalog.format('UPDATE %s _ts_x SET _ts_state = ''linked'' WHERE _ts_x._ts_state = ''link'' AND %s',
+                                  cand, restored_here);
+    END LOOP;
+END
+$$;
+
+-- _relink re-links the SET NULL / SET DEFAULT links of rel whose parent
+-- this run restores, where the link still holds NULL (the default): the
+-- application may have pointed it elsewhere since. Returns the number of
+-- links re-linked (counted, not written, in a dry run).
+CREATE OR REPLACE FUNCTION tombstone._relink(rel oid, rels oid[], p_dry_run boolean) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    fk record;
+    cand text := tombstone._cand(rel);
+    keynums int2[] := tombstone._key(rel);
+    keyjoin text;
+    cond text;
+    assign text;
+    parent_back text;
+    n bigint;
+    total bigint := 0;
+    prev text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels)) THEN
+        RETURN 0;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT count(*) FROM %s WHERE _ts_state = ''linked''', cand) INTO n;
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    IF keynums IS NULL THEN
+        RAISE NOTICE 'tombstone: % has no primary key; % SET NULL link(s) not re-linked', rel::regclass, n;
+        EXECUTE pg_catalog.format('UPDATE %s SET _ts_state = ''link'' WHERE _ts_state = ''linked''', cand);
+        RETURN 0;
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND ')
+      INTO keyjoin
+      FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n;
+    FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
+        CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
+        -- still NULL (SET NULL) or still the default (SET DEFAULT)
+        SELECT pg_catalog.string_agg(
+                   CASE WHEN fk.deltype = 'n' THEN pg_catalog.format('_ts_t.%I IS NULL', a.attname)
+                        ELSE pg_catalog.format('_ts_t.%I IS NOT DISTINCT FROM (%s)', a.attname,
+                                 coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'NULL')) END, ' AND '),
+               pg_catalog.string_agg(pg_catalog.format('%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ', ')
+          INTO cond, assign
+          FROM unnest(fk.setnums) k(attnum)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum
+          LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = rel AND d.adnum = k.attnum;
+        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
+                                 tombstone._cand(fk.parent),
+                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
+          INTO parent_back
+          FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        IF p_dry_run THEN
+            EXECUTE pg_catalog.format('SELECT count(*) FROM %s _ts_t JOIN %s _ts_x ON %s WHERE _ts_x._ts_state = ''linked'' AND %s AND %s',
+                                      tombstone._target(rel), cand, keyjoin, cond, parent_back) INTO n;
+        ELSE
+            prev := tombstone._as_owner(rel);
+            EXECUTE pg_catalog.format('UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
+                                      tombstone._target(rel), assign, cand, keyjoin, cond, parent_back);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            PERFORM tombstone._back(prev);
+        END IF;
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- _refuse raises, under ON CONFLICT FAIL, the first reason rel's
+-- candidates cannot all be restored: keys taken (23505, with up to ten
+-- of them) or rows that would lose their parent (23503).
+CREATE OR REPLACE FUNCTION tombstone._refuse(rel oid) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    cand text := tombstone._cand(rel);
+    keynums int2[] := tombstone._key(rel);
+    keycols text;
+    keyvals text;
+    nconf bigint;
+    nskip bigint;
+    dup bigint;
+    sample text;
+    why text;
+    skipwhy text;
+    nsp name;
+    tbl name;
+BEGIN
+    EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE _ts_state = ''conflict''), '
+                              'count(*) FILTER (WHERE _ts_state = ''skipped''), '
+                              'count(*) FILTER (WHERE _ts_state = ''conflict'' AND _ts_why LIKE ''duplicate:%%''), '
+                              'min(_ts_why) FILTER (WHERE _ts_state = ''conflict''), '
+                              'min(_ts_why) FILTER (WHERE _ts_state = ''skipped'') FROM %s', cand)
+      INTO nconf, nskip, dup, why, skipwhy;
+    IF nconf = 0 AND nskip = 0 THEN
+        RETURN;
+    END IF;
+    SELECT n.nspname, c.relname INTO nsp, tbl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF keynums IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i),
+               pg_catalog.string_agg(pg_catalog.format('_ts_x.%s', tombstone._val(a.attnum)), ', ' ORDER BY k.i)
+          INTO keycols, keyvals
+          FROM unnest(keynums) WITH ORDINALITY k(n, i) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n;
+    END IF;
+    IF nconf > 0 THEN
+        IF keyvals IS NOT NULL THEN
+            EXECUTE pg_catalog.format(
+                'SELECT pg_catalog.string_agg(k, '', '' ORDER BY k) FROM (SELECT DISTINCT ''('' || pg_catalog.concat_ws('', '', %s) || '')'' AS k '
+                'FROM %s _ts_x WHERE _ts_x._ts_state = ''conflict'' ORDER BY 1 LIMIT 10) x', keyvals, cand) INTO sample;
+        END IF;
+        IF dup = nconf THEN
+            RAISE EXCEPTION USING ERRCODE = '23505',
+                MESSAGE = pg_catalog.format('tombstone: %s row(s) to restore into %s share a key with another tombstone of this restore',
+                                            nconf, rel::regclass),
+                DETAIL = pg_catalog.format('Key (%s)=%s%s was deleted more than once (unique index %s).', keycols, sample,
+                                           CASE WHEN nconf > 10 THEN ', …' ELSE '' END, pg_catalog.substr(why, 11)),
+                HINT = 'Narrow the selection (BATCH n, SINCE, UNTIL), or use ON CONFLICT SKIP to restore the most recently deleted one.',
+                SCHEMA = nsp, TABLE = tbl;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = '23505',
+            MESSAGE = pg_catalog.format('tombstone: %s row(s) to restore into %s conflict with rows written since the delete',
+                                        nconf, rel::regclass),
+            DETAIL = CASE WHEN why = (SELECT i.indexrelid::regclass::text FROM pg_catalog.pg_index i
+                                       WHERE i.indrelid = rel AND i.indkey::int2[] = keynums AND i.indisunique
+                                       ORDER BY i.indisprimary DESC LIMIT 1)
+                          THEN pg_catalog.format('Key (%s)=%s%s already exist in %s.', keycols, sample,
+                                                 CASE WHEN nconf > 10 THEN ', …' ELSE '' END, rel::regclass)
+                          ELSE pg_catalog.format('Rows with key (%s)=%s%s conflict on %s.', keycols, sample,
+                                                 CASE WHEN nconf > 10 THEN ', …' ELSE '' END, why) END,
+            HINT = 'Use ON CONFLICT SKIP to keep the newer rows, or ON CONFLICT OVERWRITE to replace them.',
+            SCHEMA = nsp, TABLE = tbl;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = '23503',
+        MESSAGE = pg_catalog.format('tombstone: %s row(s) to restore into %s would not reference the rows they referenced when deleted',
+                                    nskip, rel::regclass),
+        DETAIL = pg_catalog.format('Their parent rows (foreign key %s) stay deleted, conflict, or were replaced by newer rows.',
+                                   (SELECT c.conname FROM pg_catalog.pg_constraint c WHERE c.oid = skipwhy::oid)),
+        HINT = 'Restore them together with their parents (UNDELETE FROM the parent table, or UNDELETE BATCH n), '
+               'or use ON CONFLICT SKIP to leave them deleted.',
+        SCHEMA = nsp, TABLE = tbl;
+END
+$$;
+
+-- _restore is the core of every undelete. p_preds maps source table oids
+-- (as text) to a SQL predicate over the table's shadow rows, aliased s:
+-- those rows are the candidates. A predicate may read the candidates of
+-- a table ordered before it (tombstone._cand). Callers build the
+-- predicates; user text in them must already be validated. Returns per
+-- table: rows restored (inserted, overwritten or re-linked), conflicts
+-- (keys taken: left as tombstones, or overwritten under OVERWRITE) and
+-- rows skipped (left as tombstones with the rows they depend on). Under
+-- ON CONFLICT FAIL a conflict or a skip refuses the whole restore; a DRY
+-- RUN reports them instead.
+CREATE OR REPLACE FUNCTION tombstone._restore(p_preds jsonb, p_dry_run boolean, p_on_conflict text)
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rels oid[];
+    ordered oid[];
+    o oid;
+    i int;
+    names text[] := '{}';
+    done bigint[] := '{}';
+    conf bigint[] := '{}';
+    skip bigint[] := '{}';
+    shadow name;
+    cand text;
+    cols text;
+    vals text;
+    sets text;
+    keycols text;
+    overriding text;
+    n bigint;
+    nc bigint;
+    ns bigint;
+    prev text;
+    tr tombstone.trash;
+BEGIN
+    p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
+    IF p_on_conflict NOT IN ('fail', 'skip', 'overwrite') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: ON CONFLICT %s is not one of FAIL, SKIP, OVERWRITE', p_on_conflict);
+    END IF;
+    rels := ARRAY(SELECT k::oid FROM pg_catalog.jsonb_object_keys(p_preds) k);
+    FOREACH o IN ARRAY rels LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = o) THEN
+            RAISE EXCEPTION USING ERRCODE = '42P01',
+                MESSAGE = pg_catalog.format('tombstone: table %s (shadow tombstone.%s) no longer exists',
+                    (SELECT sh.source_schema || '.' || sh.source_name FROM tombstone.shadows sh WHERE sh.source = o),
+                    (SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = o)),
+                HINT = 'Recreate or UNDROP the table first.';
+        END IF;
+        -- A table in the trash takes no rows: they would go with it when
+        -- the reaper drops it.
+        SELECT t.* INTO tr FROM tombstone.trash t WHERE t.source = o AND t.restored_at IS NULL AND t.purged_at IS NULL;
+        IF FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: table %I.%I is in the trash (dropped at %s)',
+                                            tr.original_schema, tr.original_name, tr.dropped_at),
+                HINT = pg_catalog.format('UNDROP TABLE %I.%I first, then restore its rows.', tr.original_schema, tr.original_name);
+        END IF;
+    END LOOP;
+    -- Nothing new may land in or leave the shadows while the rows are
+    -- chosen, written and forgotten.
+    IF NOT p_dry_run THEN
+        FOR shadow IN SELECT sh.shadow_name FROM tombstone.shadows sh WHERE sh.source = ANY (rels) ORDER BY sh.shadow_name LOOP
+            EXECUTE pg_catalog.format('LOCK TABLE tombstone.%I IN EXCLUSIVE MODE', shadow);
+        END LOOP;
+    END IF;
+    FOREACH o IN ARRAY rels LOOP
+        PERFORM tombstone.sync_shadow(o::regclass);
+    END LOOP;
+    -- Provenance: application roles may INSERT into shadow tables (that
+    -- is how the rewritten DELETE writes them), so a tombstone only comes
+    -- back if its batch exists and the batch's role — the deleting
+    -- session's, which nobody can forge — may remove rows from the table,
+    -- and it carries its batch's secret token, which application roles
+    -- cannot read.
+    FOREACH o IN ARRAY rels LOOP
+        p_preds := p_preds || pg_catalog.jsonb_build_object(o::text,
+            '(' || (p_preds ->> o::text) || pg_catalog.format(') AND EXISTS (SELECT 1 FROM tombstone.batches b'
+            || ' WHERE b.id = s._ts_batch AND b.token IS NOT DISTINCT FROM s._ts_token'
+            || ' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = b.role'
+            || ' AND (pg_catalog.has_table_privilege(r.oid, %s::oid, ''DELETE'') OR pg_catalog.has_table_privilege(r.oid, %s::oid, ''TRUNCATE''))))',
+            o, o));
+    END LOOP;
+    ordered := tombstone._topo_order(rels);
+
+    -- 1 and 2: read and decide, parents first.
+    FOR i IN 1 .. cardinality(ordered) LOOP
+        o := ordered[i];
+        PERFORM tombstone._read(o, p_preds ->> o::text);
+        PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
+        PERFORM tombstone._mark_skipped(o, rels);
+        IF p_on_conflict = 'fail' AND NOT p_dry_run THEN
+            PERFORM tombstone._refuse(o);
+        END IF;
+    END LOOP;
+
+    -- 3: write, parents first.
+    FOR i IN 1 .. cardinality(ordered) LOOP
+        o := ordered[i];
+        cand := tombstone._cand(o);
+        names := names || (SELECT n2.nspname || '.' || c2.relname FROM pg_catalog.pg_class c2
+                             JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace WHERE c2.oid = o);
+        EXECUTE pg_catalog.format('SELECT count(*) FILTER (WHERE _ts_state IN (''restore'', ''overwrite'')), '
+                                  'count(*) FILTER (WHERE _ts_state IN (''conflict'', ''overwrite'')), '
+                                  'count(*) FILTER (WHERE _ts_state = ''skipped'') FROM %s', cand)
+          INTO n, nc, ns;
+        conf := conf || nc;
+        skip := skip || ns;
+        IF NOT p_dry_run AND n > 0 THEN
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum),
+                   tombstone._insert_vals(o),
+                   CASE WHEN bool_or(a.attidentity = 'a') THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+                   pg_catalog.string_agg(pg_catalog.format('%1$I = EXCLUDED.%1$I', a.attname), ', ' ORDER BY a.attnum)
+                     FILTER (WHERE a.attidentity <> 'a' AND NOT (a.attnum = ANY (coalesce(tombstone._key(o), '{}'))))
+              INTO cols, vals, overriding, sets
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = o AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+            prev := tombstone._as_owner(o);
+            EXECUTE pg_catalog.format('INSERT INTO %s (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''restore''',
+                                      o::regclass::text, cols, overriding, vals, cand);
+            IF p_on_conflict = 'overwrite' THEN
+                SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i) INTO keycols
+                  FROM unnest(tombstone._key(o)) WITH ORDINALITY k(n, i)
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = o AND a.attnum = k.n;
+                IF keycols IS NOT NULL THEN
+                    EXECUTE pg_catalog.format('INSERT INTO %s AS _ts_t (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''overwrite'' '
+                                              'ON CONFLICT (%s) DO %s',
+                                              o::regclass::text, cols, overriding, vals, cand, keycols,
+                                              CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
+                END IF;
+            END IF;
+            PERFORM tombstone._back(prev);
+        END IF;
+        done := done || n;
+    END LOOP;
+    -- SET NULL links, once every parent is back.
+    FOR i IN 1 .. cardinality(ordered) LOOP
+        done[i] := done[i] + tombstone._relink(ordered[i], rels, p_dry_run);
+    END LOOP;
+
+    -- 4: forget what came back (by ctid: exactly the rows read).
+    IF NOT p_dry_run THEN
+        FOR i IN 1 .. cardinality(ordered) LOOP
+            o := ordered[i];
+            EXECUTE pg_catalog.format(
+                'DELETE FROM tombstone.%I s WHERE s.ctid = ANY (ARRAY(SELECT _ts_ctid FROM %s '
+                'WHERE _ts_state IN (''restore'', ''overwrite'', ''linked'')))',
+                tombstone.shadow_name(o::regclass), tombstone._cand(o));
+        END LOOP;
+        -- Batches left without tombstones are restored.
+        UPDATE tombstone.batches b SET restored_at = now()
+         WHERE b.id IN (SELECT x.bid FROM unnest(ordered) r(oid),
+                        LATERAL tombstone._cand_batches(r.oid) x(bid))
+           AND b.restored_at IS NULL
+           AND tombstone._batch_preds(ARRAY[b.id]) = '{}';
+    END IF;
+    FOREACH o IN ARRAY ordered LOOP
+        EXECUTE 'DROP TABLE ' || tombstone._cand(o);
+    END LOOP;
+
+    RETURN QUERY SELECT x.nm, x.d, x.c, x.s FROM unnest(names, done, conf, skip) x(nm, d, c, s);
+END
+$$;
+
+-- _cand_batches lists the batches among rel's candidates.
+CREATE OR REPLACE FUNCTION tombstone._cand_batches(rel oid) RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE 'SELECT DISTINCT _ts_batch FROM ' || tombstone._cand(rel);
+END
+$$;
+
+-- _batch_preds maps the source oid of every shadow holding tombstones of
+-- the given batches to the predicate selecting them.
+CREATE OR REPLACE FUNCTION tombstone._batch_preds(p_batches bigint[]) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    s record;
+    found_rows boolean;
+    preds jsonb := '{}';
+    pred text := pg_catalog.format('s._ts_batch = ANY (%L::bigint[])', p_batches);
+BEGIN
+    IF cardinality(p_batches) = 1 THEN
+        pred := pg_catalog.format('s._ts_batch = %s', p_batches[1]);
+    END IF;
+    FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh LOOP
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM tombstone.%I s WHERE %s)', s.shadow_name, pred)
+           INTO found_rows;
+        IF found_rows THEN
+            preds := preds || pg_catalog.jsonb_build_object(s.source::text, pred);
+        END IF;
+    END LOOP;
+    RETURN preds;
+END
+$$;
+
+-- _lock_batches locks the batch rows for a restore and checks that they
+-- can be restored.
+CREATE OR REPLACE FUNCTION tombstone._lock_batches(p_batches bigint[], p_dry_run boolean) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    b tombstone.batches;
+    v_id bigint;
+BEGIN
+    FOREACH v_id IN ARRAY p_batches LOOP
+        IF p_dry_run THEN
+            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id;
+        ELSE
+            SELECT * INTO b FROM tombstone.batches x WHERE x.id = v_id FOR UPDATE;
+        END IF;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', v_id);
+        END IF;
+        IF b.purged_at IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: batch %s was purged at %s', v_id, b.purged_at);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- _undelete_batches restores every row of the batches p_ids (see
+-- _restore). One row per table. p_what names the batches in the error
+-- raised when nothing is left to restore.
+CREATE OR REPLACE FUNCTION tombstone._undelete_batches(
+    p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text)
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    preds jsonb;
+BEGIN
+    PERFORM tombstone._lock_batches(p_ids, p_dry_run);
+    preds := tombstone._batch_preds(p_ids);
+    IF preds = '{}' AND p_hint IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what);
+    ELSIF preds = '{}' THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what), HINT = p_hint;
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+END
+$$;
+
+-- undelete_batch restores one batch (see _undelete_batches).
+CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
+    p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM tombstone._require_admin();
+    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ARRAY[p_batch], 'batch ' || p_batch,
+        'SHOW BATCH shows its state; it may have been restored already.', p_dry_run, p_on_conflict);
+END
+$$;
+
+-- undelete_transaction restores every batch of one transaction (the
+-- batches' xid).
+CREATE OR REPLACE FUNCTION tombstone.undelete_transaction(
+    p_xid xid8, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ids bigint[];
+BEGIN
+    PERFORM tombstone._require_admin();
+    ids := ARRAY(SELECT b.id FROM tombstone.batches b WHERE b.xid = p_xid AND b.purged_at IS NULL ORDER BY b.id);
+    IF cardinality(ids) = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = pg_catalog.format('tombstone: transaction %s has no batches', p_xid);
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ids, 'transaction ' || p_xid, NULL, p_dry_run, p_on_conflict);
+END
+$$;
+
+-- _require_stable refuses a WHERE condition that calls a volatile
+-- function (random(), nextval(), …) or samples a table (TABLESAMPLE): a
+-- restore reads its rows once, but a condition that changes its mind
+-- between the rows of one table and the SET NULL links to them would
+-- re-link one set and restore another, and DRY RUN could not say what
+-- the run does.
+CREATE OR REPLACE FUNCTION tombstone._require_stable(p_root oid, p_where text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v name := 'tombstone_where_check_' || pg_catalog.pg_backend_pid();
+    bad text;
+    sampled boolean;
+BEGIN
+    EXECUTE pg_catalog.format('CREATE TEMP VIEW %I AS SELECT (%s) AS p FROM tombstone.%I s',
+                              v, p_where, tombstone.shadow_name(p_root::regclass));
+    -- Every function the condition calls, built-ins included (pg_depend
+    -- does not record those), is named in the view's stored parse tree;
+    -- so is a TABLESAMPLE clause.
+    SELECT pg_catalog.string_agg(DISTINCT f.proname, ', ') INTO bad
+      FROM pg_catalog.pg_rewrite r,
+           LATERAL pg_catalog.regexp_matches(r.ev_action::text, ':(?:op)?funcid (\d+)', 'g') m
+      JOIN pg_catalog.pg_proc f ON f.oid = m[1]::oid
+     WHERE r.ev_class = pg_catalog.to_regclass('pg_temp.' || pg_catalog.quote_ident(v)) AND f.provolatile = 'v';
+    SELECT bool_or(r.ev_action::text ~ ':tablesample \{') INTO sampled
+      FROM pg_catalog.pg_rewrite r WHERE r.ev_class = pg_catalog.to_regclass('pg_temp.' || pg_catalog.quote_ident(v));
+    EXECUTE pg_catalog.format('DROP VIEW pg_temp.%I', v);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = pg_catalog.format('tombstone: the WHERE condition calls volatile function(s) %s', bad),
+            HINT = 'Use a condition whose result does not change between evaluations.';
+    END IF;
+    IF sampled THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'tombstone: the WHERE condition samples a table (TABLESAMPLE)',
+            HINT = 'Use a condition whose result does not change between evaluations.';
+    END IF;
+END
+$$;
+
+-- undelete_rows restores selected rows of one table and everything the
+-- same batches removed because of them: cascade descendants (any depth,
+-- self-referencing trees included) and SET NULL links (self-referencing
+-- ones included). p_where is a SQL expression over the table's columns,
+-- validated by the caller (the proxy parses it with pg_query); it is
+-- embedded in dynamic SQL as is, and evaluated once (tombstone._read).
+-- p_batch, p_since and p_until (on the tombstones' deletion time) narrow
+-- the selection; all NULL means every stored tombstone of the table.
+CREATE OR REPLACE FUNCTION tombstone.undelete_rows(
+    p_table regclass, p_where text DEFAULT NULL, p_batch bigint DEFAULT NULL,
+    p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL,
+    p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    root oid := tombstone._root(p_table::oid);
+    preds jsonb;
+    reach oid[];
+    ordered oid[];
+    o oid;
+    fk record;
+    ppred text;
+    cpred text;
+    pshadow name;
+    cshadow name;
+    ckeys name[];
+    pkeys name[];
+    sel text;
+    batches bigint[];
+BEGIN
+    PERFORM tombstone._require_admin();
+    IF tombstone.shadow_name(root::regclass) IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42P01',
+            MESSAGE = pg_catalog.format('tombstone: %s has no tombstones (it is not protected)', p_table);
+    END IF;
+    IF p_batch IS NOT NULL THEN
+        PERFORM tombstone._lock_batches(ARRAY[p_batch], p_dry_run);
+    END IF;
+    sel := 's._ts_cause IN (''delete'', ''cascade'', ''truncate'')';
+    IF p_batch IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_batch = %s', p_batch); END IF;
+    IF p_since IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at >= %L::timestamptz', p_since); END IF;
+    IF p_until IS NOT NULL THEN sel := sel || pg_catalog.format(' AND s._ts_deleted_at < %L::timestamptz', p_until); END IF;
+    IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN
+        PERFORM tombstone._require_stable(root, tombstone._user_pred(root, p_where));
+        sel := sel || ' AND (' || tombstone._user_pred(root, p_where) || ')';
+    END IF;
+    preds := pg_catalog.jsonb_build_object(root::text, sel);
+
+    -- Tables reachable through cascading foreign keys.
+    WITH RECURSIVE g(relid) AS (
+        SELECT root
+        UNION
+        SELECT tombstone._root(c.conrelid) FROM g JOIN pg_catalog.pg_constraint c
+            ON tombstone._root(c.confrelid) = g.relid AND c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
+    )
+    SELECT pg_catalog.array_agg(relid) INTO reach FROM g;
+    ordered := tombstone._topo_order(reach);
+
+    -- Each table's rows are chosen from the candidates already read of
+    -- the tables before it (tombstone._cand): the user's condition is
+    -- evaluated once, on the first table only.
+    FOREACH o IN ARRAY ordered LOOP
+        ppred := preds ->> o::text;
+        CONTINUE WHEN ppred IS NULL;
+        pshadow := tombstone.shadow_name(o::regclass);
+        CONTINUE WHEN pshadow IS NULL;
+        -- Self-references: the subtree of the selected rows, and the SET
+        -- NULL links to them, in the same statement.
+        FOR fk IN SELECT c.conkey, c.confkey, c.confdeltype FROM pg_catalog.pg_constraint c
+                   WHERE c.conrelid = o AND c.confrelid = o AND c.contype = 'f' AND c.conparentid = 0
+                     AND c.confdeltype IN ('c', 'n', 'd')
+                   ORDER BY c.confdeltype = 'c' DESC, c.oid
+        LOOP
+            ckeys := tombstone._shadow_cols(o, fk.conkey);
+            pkeys := tombstone._shadow_cols(o, fk.confkey);
+            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
+                       OR cardinality(pkeys) IS DISTINCT FROM cardinality(fk.confkey);
+            IF fk.confdeltype = 'c' THEN
+                ppred := pg_catalog.format(
+                    '(%1$s) OR (s._ts_cause = ''cascade'' AND (s._ts_batch, %2$s) IN ('
+                    'WITH RECURSIVE r AS (SELECT s._ts_batch AS b, %3$s FROM tombstone.%4$I s WHERE %1$s '
+                    'UNION SELECT c._ts_batch, %5$s FROM tombstone.%4$I c JOIN r ON c._ts_batch = r.b AND %6$s '
+                    'WHERE c._ts_cause = ''cascade'') SELECT * FROM r))',
+                    ppred,
+                    (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('s.%1$I AS k%2$s', x, o2), ', ')
+                       FROM unnest(pkeys) WITH ORDINALITY u(x, o2)),
+                    pshadow,
+                    (SELECT pg_catalog.string_agg('c.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('c.%I = r.k%s', x, o2), ' AND ')
+                       FROM unnest(ckeys) WITH ORDINALITY u(x, o2)));
+            ELSE
+                ppred := pg_catalog.format(
+                    '(%1$s) OR (s._ts_cause = ''set_null'' AND (s._ts_batch, %2$s) IN ('
+                    'SELECT s._ts_batch, %3$s FROM tombstone.%4$I s WHERE (%1$s) AND s._ts_cause <> ''set_null''))',
+                    ppred,
+                    (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                    (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(pkeys) x),
+                    pshadow);
+            END IF;
+            preds := preds || pg_catalog.jsonb_build_object(o::text, ppred);
+        END LOOP;
+        -- Other tables: cascaded rows and SET NULL links of the rows read
+        -- from o. (A key may reference one of o's partitions: its columns
+        -- by name in o.)
+        FOR fk IN SELECT c.conrelid, c.conkey, c.confdeltype,
+                         ARRAY(SELECT tombstone._val(ra.attnum) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.n
+                                 JOIN pg_catalog.pg_attribute ra ON ra.attrelid = o AND ra.attname = pa.attname
+                                ORDER BY k.i) AS pvals
+                    FROM pg_catalog.pg_constraint c
+                   WHERE tombstone._root(c.confrelid) = o AND tombstone._root(c.conrelid) <> o AND c.contype = 'f' AND c.conparentid = 0
+                     AND c.confdeltype IN ('c', 'n', 'd')
+                   ORDER BY c.oid
+        LOOP
+            cshadow := tombstone.shadow_name(fk.conrelid::regclass);
+            CONTINUE WHEN cshadow IS NULL;
+            ckeys := tombstone._shadow_cols(tombstone._root(fk.conrelid), fk.conkey);
+            CONTINUE WHEN cardinality(ckeys) IS DISTINCT FROM cardinality(fk.conkey)
+                       OR cardinality(fk.pvals) IS DISTINCT FROM cardinality(fk.conkey);
+            cpred := pg_catalog.format(
+                's._ts_cause = %L AND (s._ts_batch, %s) IN (SELECT _ts_p._ts_batch, %s FROM %s _ts_p WHERE _ts_p._ts_cause <> ''set_null'')',
+                CASE WHEN fk.confdeltype = 'c' THEN 'cascade' ELSE 'set_null' END,
+                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                (SELECT pg_catalog.string_agg('_ts_p.' || x, ', ') FROM unnest(fk.pvals) x),
+                tombstone._cand(o));
+            IF preds ? tombstone._root(fk.conrelid)::text THEN
+                cpred := '(' || (preds ->> tombstone._root(fk.conrelid)::text) || ') OR (' || cpred || ')';
+            END IF;
+            preds := preds || pg_catalog.jsonb_build_object(tombstone._root(fk.conrelid)::text, cpred);
+        END LOOP;
+    END LOOP;
+
+    -- Nothing to restore is an error; the batches involved are locked.
+    EXECUTE pg_catalog.format('SELECT pg_catalog.array_agg(DISTINCT s._ts_batch) FROM tombstone.%I s WHERE %s',
+                              tombstone.shadow_name(root::regclass), sel) INTO batches;
+    IF batches IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002',
+            MESSAGE = pg_catalog.format('tombstone: no tombstones of %s match', p_table);
+    END IF;
+    IF p_batch IS NULL AND NOT p_dry_run THEN
+        PERFORM tombstone._lock_batches(batches, p_dry_run);
+    END IF;
+    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+END
+$$;
+
+-- _user_pred makes a condition written over rel's column names read
+-- rel's shadow rows (aliased s): as it is when every column has its own
+-- name in the shadow (the common case, which keeps the shadow's indexes
+-- usable); else evaluated over the columns under their own names, so that
+-- a user column called like one of ours (_ts_batch) means the user's.
+CREATE OR REPLACE FUNCTION tombstone._user_pred(rel oid, p_where text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN bool_and(sc.shadow_column = a.attname) OR count(*) = 0 THEN p_where
+                ELSE '(SELECT (' || p_where || ') FROM (SELECT '
+                     || pg_catalog.string_agg(pg_catalog.format('s.%I AS %I', sc.shadow_column, a.attname), ', ' ORDER BY a.attnum)
+                     || ') _ts_u)' END
+      FROM pg_catalog.pg_attribute a
+      JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+$$;
