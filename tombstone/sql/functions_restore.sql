@@ -157,6 +157,15 @@ BEGIN
 END
 $$;
 
+-- _owner_path is the search_path the owner's code runs with during a
+-- restore: the one sessions start with, as when the application writes.
+-- (A function's own SET clause undoes a change made inside it, so the
+-- caller sets it, around the writes only; their own text is
+-- schema-qualified before.)
+CREATE OR REPLACE FUNCTION tombstone._owner_path() RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path' $$;
+
 -- _back restores the role setting _as_owner returned.
 CREATE OR REPLACE FUNCTION tombstone._back(prev text) RETURNS void
 LANGUAGE plpgsql
@@ -345,10 +354,11 @@ $$;
 -- _mark_skipped marks the candidates of rel that would not reference,
 -- once restored, the rows they referenced when they were deleted, until
 -- nothing changes (a self-reference passes it down a tree):
---   - a row of the referenced table with that key was deleted at or after
---     the candidate (with it, by cascade; or later) and is not restored in
---     this run: the candidate referenced that row, which stays deleted —
---     and a live row with the key is a newer one;
+--   - the row of the referenced table that held the key when the
+--     candidate was deleted (the first with the key deleted at or after
+--     it: with it, by cascade, or later) is a tombstone not restored in
+--     this run: it stays deleted, and a live row with the key is a newer
+--     one;
 --   - no live row has the key and no candidate of the run restores one.
 -- SET NULL records (link) whose parent comes back become linked.
 CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[]) RETURNS void
@@ -386,13 +396,16 @@ BEGIN
         IF pshadow IS NOT NULL AND cardinality(fk.parent_shadow_cols) = cardinality(fk.child_vals) THEN
             -- A tombstone of the key deleted at or after the candidate that
             -- does not come back in this run.
+            -- The row the candidate referenced is the first with the key
+            -- deleted at or after it (one row holds a key at a time).
             SELECT pg_catalog.format(
-                       'EXISTS (SELECT 1 FROM tombstone.%I _ts_s WHERE _ts_s._ts_cause <> ''set_null'' '
-                       'AND _ts_s._ts_deleted_at >= _ts_x._ts_deleted_at AND %s%s)',
+                       'EXISTS (SELECT 1 FROM (SELECT _ts_s.ctid AS _ts_id FROM tombstone.%I _ts_s '
+                       'WHERE _ts_s._ts_cause <> ''set_null'' AND _ts_s._ts_deleted_at >= _ts_x._ts_deleted_at AND %s '
+                       'ORDER BY _ts_s._ts_deleted_at, _ts_s._ts_batch <> _ts_x._ts_batch LIMIT 1) _ts_f%s)',
                        pshadow,
                        pg_catalog.string_agg(pg_catalog.format('_ts_s.%I = _ts_x.%s', p, ch), ' AND '),
                        CASE WHEN fk.parent = ANY (rels) THEN pg_catalog.format(
-                           ' AND NOT EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_ctid = _ts_s.ctid '
+                           ' WHERE NOT EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_ctid = _ts_f._ts_id '
                            'AND _ts_q._ts_state IN (''restore'', ''overwrite''))', tombstone._cand(fk.parent)) ELSE '' END)
               INTO c
               FROM unnest(fk.parent_shadow_cols, fk.child_vals) u(p, ch);
@@ -450,6 +463,7 @@ DECLARE
     n bigint;
     total bigint := 0;
     prev text;
+    stmt text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels)) THEN
         RETURN 0;
@@ -487,10 +501,13 @@ BEGIN
             EXECUTE pg_catalog.format('SELECT count(*) FROM %s _ts_t JOIN %s _ts_x ON %s WHERE _ts_x._ts_state = ''linked'' AND %s AND %s',
                                       tombstone._target(rel), cand, keyjoin, cond, parent_back) INTO n;
         ELSE
-            prev := tombstone._as_owner(rel);
-            EXECUTE pg_catalog.format('UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
+            stmt := pg_catalog.format('UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
                                       tombstone._target(rel), assign, cand, keyjoin, cond, parent_back);
+            prev := tombstone._as_owner(rel);
+            PERFORM pg_catalog.set_config('search_path', tombstone._owner_path(), true);
+            EXECUTE stmt;
             GET DIAGNOSTICS n = ROW_COUNT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
             PERFORM tombstone._back(prev);
         END IF;
         total := total + n;
@@ -608,6 +625,8 @@ DECLARE
     nc bigint;
     ns bigint;
     prev text;
+    stmt text;
+    stmts text[];
     tr tombstone.trash;
 BEGIN
     p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
@@ -692,20 +711,27 @@ BEGIN
               INTO cols, vals, overriding, sets
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = o AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-            prev := tombstone._as_owner(o);
-            EXECUTE pg_catalog.format('INSERT INTO %s (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''restore''',
-                                      o::regclass::text, cols, overriding, vals, cand);
+            stmts := ARRAY[pg_catalog.format('INSERT INTO %s (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''restore''',
+                                             o::regclass::text, cols, overriding, vals, cand)];
             IF p_on_conflict = 'overwrite' THEN
                 SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY k.i) INTO keycols
                   FROM unnest(tombstone._key(o)) WITH ORDINALITY k(n, i)
                   JOIN pg_catalog.pg_attribute a ON a.attrelid = o AND a.attnum = k.n;
                 IF keycols IS NOT NULL THEN
-                    EXECUTE pg_catalog.format('INSERT INTO %s AS _ts_t (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''overwrite'' '
-                                              'ON CONFLICT (%s) DO %s',
-                                              o::regclass::text, cols, overriding, vals, cand, keycols,
-                                              CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
+                    stmts := stmts || pg_catalog.format(
+                        'INSERT INTO %s AS _ts_t (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''overwrite'' '
+                        'ON CONFLICT (%s) DO %s',
+                        o::regclass::text, cols, overriding, vals, cand, keycols,
+                        CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
                 END IF;
             END IF;
+            -- As the owner, with the owner's search_path (tombstone._as_owner).
+            prev := tombstone._as_owner(o);
+            PERFORM pg_catalog.set_config('search_path', tombstone._owner_path(), true);
+            FOREACH stmt IN ARRAY stmts LOOP
+                EXECUTE stmt;
+            END LOOP;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
             PERFORM tombstone._back(prev);
         END IF;
         done := done || n;

@@ -1,0 +1,218 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+// consoleErr runs a console command through the proxy and returns its
+// Postgres error (failing the test when it succeeds).
+func consoleErr(t *testing.T, c *pgx.Conn, sql string) string {
+	t.Helper()
+	_, err := c.PgConn().Exec(context.Background(), sql).ReadAll()
+	pe := pgErrOf(t, err)
+	return pe.Code + " " + pe.Message + " | " + pe.Detail + " | " + pe.Hint
+}
+
+// lastBatch is the newest batch id.
+func (e *env) lastBatch() int { return e.count("SELECT max(id) FROM tombstone.batches") }
+
+// TestRestoreSkipNeverAttachesToNewerRows: a tenant is deleted with its
+// documents (cascade); a new customer takes the tenant's key; UNDELETE …
+// ON CONFLICT SKIP keeps the new tenant and leaves the old documents as
+// tombstones with their tenant, instead of handing them to the new
+// customer. DRY RUN says so first.
+func TestRestoreSkipNeverAttachesToNewerRows(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE tenants (id int PRIMARY KEY, name text);
+CREATE TABLE docs (id int PRIMARY KEY, tenant_id int NOT NULL REFERENCES tenants ON DELETE CASCADE, body text);
+INSERT INTO tenants VALUES (8, 'Acme'), (9, 'Initech');
+INSERT INTO docs VALUES (1, 9, 'Initech secret plan'), (2, 8, 'Acme memo');`)
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "DELETE FROM tenants WHERE id = 9")
+	require.NoError(t, err)
+	batch := e.lastBatch()
+	_, err = p.Exec(context.Background(), "INSERT INTO tenants VALUES (9, 'NewCo')")
+	require.NoError(t, err)
+
+	dry, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d DRY RUN ON CONFLICT SKIP", batch))
+	require.Equal(t, []string{"public.tenants", "0", "1", "0"}, findRow(dry, "public.tenants"))
+	require.Equal(t, []string{"public.docs", "0", "0", "1"}, findRow(dry, "public.docs"), "skipped with their tenant")
+	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d ON CONFLICT SKIP", batch))
+	require.Equal(t, dry, res, "DRY RUN says what the run does")
+	require.Zero(t, e.count("SELECT count(*) FROM docs WHERE tenant_id = 9"), "NewCo got nobody's documents")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__docs"), "the document stays a tombstone")
+
+	// FAIL names the conflict; restoring the document alone is refused.
+	require.Contains(t, consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch)), "23505")
+	require.Contains(t, consoleErr(t, p, "UNDELETE FROM docs WHERE id = 1"), "23503")
+	// Once NewCo is gone, the old tenant comes back with its document.
+	_, err = p.Exec(context.Background(), "DELETE FROM tenants WHERE id = 9")
+	require.NoError(t, err)
+	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.Equal(t, []string{"public.docs", "1", "0", "0"}, findRow(res, "public.docs"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM docs d JOIN tenants t ON t.id = d.tenant_id WHERE t.name = 'Initech'"))
+}
+
+// TestRestoreConflictsOnEveryUniqueKey: a conflict on a UNIQUE key other
+// than the primary key (and through a partial, expression or NULLS NOT
+// DISTINCT index) is seen by DRY RUN exactly as by the run; NULLs in a
+// nullable unique key never conflict and never make a row come back twice.
+func TestRestoreConflictsOnEveryUniqueKey(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE, handle text, nick text, code text UNIQUE NULLS NOT DISTINCT);
+CREATE UNIQUE INDEX users_handle ON users (lower(handle)) WHERE handle IS NOT NULL;
+CREATE TABLE loose (k int UNIQUE, v text);
+INSERT INTO users VALUES (1, 'a@x', 'Ann', NULL, NULL), (2, 'b@x', 'Bob', NULL, 'c'), (3, 'c@x', NULL, NULL, 'd');
+INSERT INTO loose VALUES (NULL, 'null key'), (1, 'one');`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := p.Exec(ctx, "DELETE FROM users")
+	require.NoError(t, err)
+	batch := e.lastBatch()
+	// New rows take: 1's email, 2's handle (another case), and the NULL
+	// code of 1 (NULLS NOT DISTINCT); 3 is free.
+	_, err = p.Exec(ctx, "INSERT INTO users VALUES (10, 'a@x', NULL, NULL, 'z'), (11, 'new@x', 'BOB', NULL, 'y'), (12, 'n2@x', NULL, NULL, NULL)")
+	require.NoError(t, err)
+	dry, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d DRY RUN ON CONFLICT SKIP", batch))
+	require.Equal(t, []string{"public.users", "1", "2", "0"}, findRow(dry, "public.users"))
+	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d ON CONFLICT SKIP", batch))
+	require.Equal(t, dry, res)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM users WHERE id = 3"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__users"))
+	msg := consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.Contains(t, msg, "23505")
+	require.Contains(t, msg, "conflict on")
+
+	// A NULL key: restored once, then there is nothing left.
+	_, err = p.Exec(ctx, "DELETE FROM loose WHERE k IS NULL")
+	require.NoError(t, err)
+	res, _ = simple(t, p, "UNDELETE FROM loose WHERE v = 'null key' ON CONFLICT SKIP")
+	require.Equal(t, []string{"public.loose", "1", "0", "0"}, findRow(res, "public.loose"))
+	require.Contains(t, consoleErr(t, p, "UNDELETE FROM loose WHERE v = 'null key' ON CONFLICT SKIP"), "P0002")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM loose WHERE k IS NULL"))
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.public__loose"))
+}
+
+// TestRestoreRefusesTheTrash: a table dropped to the trash takes no rows:
+// the restore is refused with a hint to UNDROP it first, and the store is
+// untouched; after UNDROP TABLE the rows come back.
+func TestRestoreRefusesTheTrash(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE);
+INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1), (2, 1);`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := p.Exec(ctx, "DELETE FROM parent")
+	require.NoError(t, err)
+	batch := e.lastBatch()
+	_, err = p.Exec(ctx, "DROP TABLE child")
+	require.NoError(t, err)
+	msg := consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.Contains(t, msg, "55000")
+	require.Contains(t, msg, "UNDROP TABLE public.child first")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__child"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__parent"))
+	require.Zero(t, e.count("SELECT count(*) FROM parent"))
+	simple(t, p, "UNDROP TABLE child")
+	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.Equal(t, []string{"public.child", "2", "0", "0"}, findRow(res, "public.child"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM public.child"))
+}
+
+// TestRestoreSelfReferenceSetNull: UNDELETE FROM t WHERE id = 1 re-links
+// the rows of t that the delete set NULL (t.parent REFERENCES t ON DELETE
+// SET NULL), where still NULL.
+func TestRestoreSelfReferenceSetNull(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE t (id int PRIMARY KEY, parent int REFERENCES t ON DELETE SET NULL);
+INSERT INTO t VALUES (1, NULL), (2, 1), (3, 1), (4, 2);`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := p.Exec(ctx, "DELETE FROM t WHERE id = 1")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "UPDATE t SET parent = 4 WHERE id = 3") // the application re-points one
+	require.NoError(t, err)
+	res, _ := simple(t, p, "UNDELETE FROM t WHERE id = 1")
+	require.Equal(t, []string{"public.t", "2", "0", "0"}, findRow(res, "public.t"), "one row back, one link re-linked")
+	require.Equal(t, 1, e.count("SELECT parent FROM t WHERE id = 2"))
+	require.Equal(t, 4, e.count("SELECT parent FROM t WHERE id = 3"), "a link the application changed stays")
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.public__t"))
+}
+
+// TestRestoreReadsOnce: a condition that reads the table being restored
+// is evaluated once: the tombstones that leave the store are exactly the
+// rows inserted. TABLESAMPLE is refused.
+func TestRestoreReadsOnce(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE cats (id int PRIMARY KEY, parent_id int);
+INSERT INTO cats VALUES (1, NULL), (2, 1), (3, 2), (4, 3);`)
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "DELETE FROM cats WHERE id >= 2")
+	require.NoError(t, err)
+	res, _ := simple(t, p, "UNDELETE FROM cats WHERE parent_id IN (SELECT id FROM public.cats)")
+	require.Equal(t, []string{"public.cats", "1", "0", "0"}, findRow(res, "public.cats"))
+	for id := 2; id <= 4; id++ {
+		require.Equal(t, 1, e.count(fmt.Sprintf(
+			"SELECT (SELECT count(*) FROM cats WHERE id = %[1]d) + (SELECT count(*) FROM tombstone.public__cats WHERE id = %[1]d)", id)),
+			"cat %d is live or a tombstone, exactly once", id)
+	}
+	require.Contains(t, consoleErr(t, p, "UNDELETE FROM cats WHERE id IN (SELECT id FROM public.cats TABLESAMPLE SYSTEM (50))"), "22023")
+}
+
+// TestRestoreUserColumnsNamedLikeOurs: user columns named like the
+// store's own (_ts_token, _ts_batch, _ts_state) are deleted and restored
+// like any other.
+func TestRestoreUserColumnsNamedLikeOurs(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE odd (id int PRIMARY KEY, _ts_token text, _ts_batch int, _ts_state text, _ts_v1 int);
+INSERT INTO odd VALUES (1, 'tok', 7, 'st', 11), (2, NULL, 8, NULL, 12);`)
+	before := e.snapshot("odd")
+	p := testenv.Connect(t, e.proxy)
+	tag, err := p.Exec(context.Background(), "DELETE FROM odd WHERE _ts_batch = 7 OR _ts_token IS NULL")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 2", tag.String())
+	show, _ := simple(t, p, "SHOW TOMBSTONES odd WHERE _ts_token = 'tok'")
+	require.Len(t, show, 1)
+	require.Contains(t, show[0][3], `"_ts_token":"tok"`)
+	res, _ := simple(t, p, "UNDELETE FROM odd WHERE _ts_batch = 8")
+	require.Equal(t, []string{"public.odd", "1", "0", "0"}, findRow(res, "public.odd"))
+	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
+	require.Equal(t, []string{"public.odd", "1", "0", "0"}, findRow(res, "public.odd"))
+	require.Equal(t, before, e.snapshot("odd"))
+}
+
+// TestRestoreRunsAsTheOwner: a restore's writes run as the table's owner,
+// so a trigger the owner wrote never runs with the restoring superuser's
+// rights.
+func TestRestoreRunsAsTheOwner(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE audit_log (who text);`)
+	owner := tempRole(t, e, "LOGIN", `
+CREATE TABLE owned (id int PRIMARY KEY);
+ALTER TABLE owned OWNER TO %s;
+GRANT INSERT ON audit_log TO %s;
+CREATE FUNCTION owned_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO audit_log VALUES (current_user || '/' || pg_catalog.current_setting('is_superuser')); RETURN NEW; END $$;
+ALTER FUNCTION owned_trg() OWNER TO %s;
+CREATE TRIGGER owned_ins AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION owned_trg();
+INSERT INTO owned VALUES (1);`)
+	testenv.Exec(t, "SELECT 1")
+	d := testenv.Connect(t, e.direct)
+	_, err := d.Exec(context.Background(), "TRUNCATE audit_log")
+	require.NoError(t, err)
+	e.cats.Invalidate(dbName(t, e.direct))
+	p := testenv.Connect(t, e.proxy)
+	_, err = p.Exec(context.Background(), "DELETE FROM owned")
+	require.NoError(t, err)
+	simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
+	var who string
+	require.NoError(t, d.QueryRow(context.Background(), "SELECT who FROM audit_log").Scan(&who))
+	require.Equal(t, owner+"/off", who)
+}
