@@ -75,6 +75,10 @@ func fk(name string, child *Table, childCols, parentCols string, act FKAction) F
 //	public.animals ← dogs ← puppies         inheritance: dogs protected,
 //	               ← other.cats              cats unprotected; puppies →
 //	                                        pup_toys (CASCADE)
+//	public.hub → spoke_a, spoke_b           CASCADE both; spoke_a →
+//	                                        spoke_b (SET NULL), generated
+//	                                        before spoke_b's cascade;
+//	                                        spoke_b has a column _ts_token
 func newTestCatalog() *testCatalog {
 	day := 24 * time.Hour
 	mk := func(schema, name, shadow, c string, ret time.Duration) *Table {
@@ -109,6 +113,12 @@ func newTestCatalog() *testCatalog {
 	puppies := mk("public", "puppies", "public_puppies", "id int, name text, breed text, age int", 7*day)
 	pupToys := mk("public", "pup_toys", "public_pup_toys", "id int, puppy_id int", 7*day)
 	readings := mk("public", "readings", "public_readings", "id int, m_id int", 7*day)
+	hub := mk("public", "hub", "public_hub", "id int", 7*day)
+	spokeA := mk("public", "spoke_a", "public_spoke_a", "id int, hub_id int", 7*day)
+	spokeB := mk("public", "spoke_b", "public_spoke_b", "id int, hub_id int, a_id int", 7*day)
+	spokeB.Columns = append(spokeB.Columns, Column{Name: "_ts_token", Type: "text", ShadowName: "_ts_user__ts_token"})
+	hub.Referencing = []ForeignKey{fk("spoke_a_hub_fk", spokeA, "hub_id", "id", Cascade), fk("spoke_b_hub_fk", spokeB, "hub_id", "id", Cascade)}
+	spokeA.Referencing = []ForeignKey{fk("spoke_b_a_fk", spokeB, "a_id", "id", SetNull)}
 	toPart := fk("readings_m_fk", readings, "m_id", "id", Cascade)
 	toPart.ParentOID, toPart.ParentOIDs = 99001, []uint32{99001, 99002}
 	meas.Referencing = []ForeignKey{toPart}
@@ -133,7 +143,7 @@ func newTestCatalog() *testCatalog {
 
 	c := &testCatalog{tables: map[string]*Table{}, schemas: []string{"public", "app"}, gen: 1}
 	for i, x := range []*Table{t, sites, products, users, links, tree, meas, cycA, cycB, pair, pairChild, orders, mixed, wide,
-		tenants, orgs, teams, members, tLinks, animals, dogs, puppies, pupToys, readings} {
+		tenants, orgs, teams, members, tLinks, animals, dogs, puppies, pupToys, readings, hub, spokeA, spokeB} {
 		x.OID = uint32(16384 + i)
 		c.tables[x.Schema+"."+x.Name] = x
 	}

@@ -89,7 +89,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 				inSelect(qualified(alias, fk.ChildColumns), parentKeys(parentCTE, fk)))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
-			sr.setNulls = append(sr.setNulls, setNull{child, alias, s})
+			sr.setNulls = append(sr.setNulls, setNull{child, alias, name, s})
 		}
 	}
 	if len(self) == 0 {
@@ -281,14 +281,20 @@ func cascadeReturning(alias string) []*pg.Node {
 type setNull struct {
 	t     *Table
 	alias string
+	cte   string
 	sel   *pg.SelectStmt
 }
 
 // excludeCascaded adds "AND (tableoid, ctid) NOT IN (SELECT … FROM dK)"
 // to every SET NULL capture, for each cascade DELETE of the same table.
+// A WITH list sees only the entries before each one, and a cascade DELETE
+// of the table may come after the SET NULL capture (a later foreign key
+// of another parent cascades into it): the capture then moves after the
+// last DELETE it names.
 func (sr *stmtRewriter) excludeCascaded() {
 	for _, sn := range sr.setNulls {
 		conds := []*pg.Node{sn.sel.WhereClause}
+		last := ""
 		for _, c := range sr.captures {
 			if c.cause != "cascade" || !sameTable(c.t, sn.t) {
 				continue
@@ -298,7 +304,25 @@ func (sr *stmtRewriter) excludeCascaded() {
 			in := inSelect([]*pg.Node{colRef(sn.alias, "tableoid"), colRef(sn.alias, "ctid")}, sub)
 			conds = append(conds, &pg.Node{Node: &pg.Node_BoolExpr{BoolExpr: &pg.BoolExpr{
 				Boolop: pg.BoolExprType_NOT_EXPR, Args: []*pg.Node{in}, Location: -1}}})
+			if cteIndex(sr.gen, c.cte) > cteIndex(sr.gen, last) {
+				last = c.cte
+			}
 		}
 		sn.sel.WhereClause = boolExpr(pg.BoolExprType_AND_EXPR, conds...)
+		if i, j := cteIndex(sr.gen, sn.cte), cteIndex(sr.gen, last); i >= 0 && j > i {
+			node := sr.gen[i]
+			sr.gen = append(sr.gen[:i], sr.gen[i+1:]...)
+			sr.gen = slices.Insert(sr.gen, j, node) // j-1 after the removal: insert after it
+		}
 	}
+}
+
+// cteIndex is the position of the CTE called name in ctes (-1: none).
+func cteIndex(ctes []*pg.Node, name string) int {
+	for i, n := range ctes {
+		if c := n.GetCommonTableExpr(); c != nil && c.Ctename == name {
+			return i
+		}
+	}
+	return -1
 }

@@ -58,6 +58,9 @@ CREATE TABLE logs (id int, msg text);
 -- The fixture's readings references a partition by an oid no table here
 -- has: its cascade finds nothing, as no key is declared.
 CREATE TABLE readings (id int PRIMARY KEY, m_id int);
+CREATE TABLE hub (id int PRIMARY KEY);
+CREATE TABLE spoke_a (id int PRIMARY KEY, hub_id int REFERENCES hub ON DELETE CASCADE);
+CREATE TABLE spoke_b (id int PRIMARY KEY, hub_id int REFERENCES hub ON DELETE CASCADE, a_id int REFERENCES spoke_a ON DELETE SET NULL, _ts_token text);
 
 -- Shadow tables: metadata columns, then the source columns.
 CREATE TABLE tombstone.public_t (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, name text);
@@ -75,3 +78,6 @@ CREATE TABLE tombstone.app_orders (_ts_batch bigint, _ts_cause text, _ts_deleted
 CREATE TABLE tombstone."app_Mixed Case" (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, "Weird ""col" text);
 CREATE TABLE tombstone.public_readings (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, m_id int);
 CREATE TABLE tombstone.public_wide (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, wide text);
+CREATE TABLE tombstone.public_hub (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int);
+CREATE TABLE tombstone.public_spoke_a (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, hub_id int);
+CREATE TABLE tombstone.public_spoke_b (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, hub_id int, a_id int, _ts_user__ts_token text);
