@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -189,30 +190,64 @@ INSERT INTO odd VALUES (1, 'tok', 7, 'st', 11), (2, NULL, 8, NULL, 12);`)
 	require.Equal(t, before, e.snapshot("odd"))
 }
 
-// TestRestoreRunsAsTheOwner: a restore's writes run as the table's owner,
-// so a trigger the owner wrote never runs with the restoring superuser's
-// rights.
+// TestRestoreRunsAsTheOwner: a restore's conflict check and writes run as
+// the table's owner, so code the owner wrote — a trigger, a function in a
+// unique index's expression — never runs with the restoring superuser's
+// rights; an administrator who may not become the owner is refused on
+// such a table (42501) and restores a table without such code as itself.
 func TestRestoreRunsAsTheOwner(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE audit_log (who text);`)
+	e := newEnv(t, `CREATE TABLE audit_log (who text); CREATE TABLE plain (id int PRIMARY KEY); INSERT INTO plain VALUES (1);`)
 	owner := tempRole(t, e, "LOGIN", `
-CREATE TABLE owned (id int PRIMARY KEY);
+CREATE TABLE owned (id int PRIMARY KEY, code text);
 ALTER TABLE owned OWNER TO %s;
 GRANT INSERT ON audit_log TO %s;
+GRANT CREATE ON SCHEMA public TO %s;
 CREATE FUNCTION owned_trg() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO audit_log VALUES (current_user || '/' || pg_catalog.current_setting('is_superuser')); RETURN NEW; END $$;
 ALTER FUNCTION owned_trg() OWNER TO %s;
 CREATE TRIGGER owned_ins AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION owned_trg();
-INSERT INTO owned VALUES (1);`)
-	testenv.Exec(t, "SELECT 1")
+-- An index expression: it refuses to run as a superuser.
+CREATE FUNCTION owned_key(c text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN IF pg_catalog.current_setting('is_superuser') = 'on' THEN RAISE EXCEPTION 'owned_key ran as a superuser'; END IF; RETURN c; END $$;
+ALTER FUNCTION owned_key(text) OWNER TO %s;
+SET ROLE %s;
+CREATE UNIQUE INDEX owned_code ON owned (owned_key(code));
+INSERT INTO owned VALUES (1, 'a'), (2, 'b');
+RESET ROLE;`)
 	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(context.Background(), "TRUNCATE audit_log")
+	ctx := context.Background()
+	_, err := d.Exec(ctx, "TRUNCATE audit_log")
 	require.NoError(t, err)
 	e.cats.Invalidate(dbName(t, e.direct))
 	p := testenv.Connect(t, e.proxy)
-	_, err = p.Exec(context.Background(), "DELETE FROM owned")
+	_, err = p.Exec(ctx, "DELETE FROM owned")
 	require.NoError(t, err)
-	simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
-	var who string
-	require.NoError(t, d.QueryRow(context.Background(), "SELECT who FROM audit_log").Scan(&who))
-	require.Equal(t, owner+"/off", who)
+	batch := e.lastBatch()
+
+	// An administrator who is not the owner's member: refused where the
+	// owner's code would run, fine elsewhere.
+	admin := tempRole(t, e, "LOGIN", "GRANT tombstone_admin TO %s; GRANT INSERT, SELECT ON owned, plain TO %s")
+	u, _ := url.Parse(e.proxy)
+	u.User = url.User(admin)
+	a := testenv.Connect(t, u.String())
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	msg := consoleErr(t, a, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	require.Contains(t, msg, "42501")
+	require.Contains(t, msg, "GRANT "+owner)
+	_, err = p.Exec(ctx, "DELETE FROM plain")
+	require.NoError(t, err)
+	res, _ := simple(t, a, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
+	require.Equal(t, []string{"public.plain", "1", "0", "0"}, findRow(res, "public.plain"))
+
+	// The superuser: everything of the owner's runs as the owner.
+	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batch))
+	require.Equal(t, []string{"public.owned", "2", "0", "0"}, findRow(res, "public.owned"))
+	simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))
+	var who []string
+	rows, err := d.Query(ctx, "SELECT who FROM audit_log")
+	require.NoError(t, err)
+	who, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{owner + "/off", owner + "/off"}, who)
+	require.Equal(t, 2, e.count("SELECT count(*) FROM owned"))
 }

@@ -126,13 +126,15 @@ AS $$
      ORDER BY c.oid
 $$;
 
--- _as_owner makes the writes of a restore into rel run as rel's owner:
--- its triggers, defaults, constraints and index expressions are code of
--- the owner's, which must not run with the rights of the administrator
--- who restores (a superuser, often). It returns the role setting to go
--- back to (NULL when nothing changed). An administrator who may not
--- become the owner restores as itself, unless the table has triggers of
--- its own: those are refused.
+-- _as_owner makes what a restore runs of rel's own code run as rel's
+-- owner: its triggers, defaults, constraints, generated columns and index
+-- expressions (which the conflict check evaluates, and the INSERT too)
+-- must never run with the rights of the administrator who restores (a
+-- superuser, often). It switches the role (the caller switches back with
+-- tombstone._back) and returns the role setting to go back to, NULL when
+-- nothing changed. An administrator who may not become the owner restores
+-- as itself, unless the table runs code of its own: then the restore is
+-- refused (42501).
 CREATE OR REPLACE FUNCTION tombstone._as_owner(rel oid) RETURNS text
 LANGUAGE plpgsql
 AS $$
@@ -148,13 +150,43 @@ BEGIN
         PERFORM pg_catalog.set_config('role', owner, true);
         RETURN prev;
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal AND t.tgenabled <> 'D') THEN
+    IF tombstone._runs_code(rel) THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
-            MESSAGE = pg_catalog.format('tombstone: restoring into %s fires its triggers, which belong to %s', rel::regclass, owner),
+            MESSAGE = pg_catalog.format('tombstone: restoring into %s runs code that belongs to %s (triggers, defaults, constraints or index expressions)',
+                                        rel::regclass, owner),
             HINT = pg_catalog.format('Restore as %s, or as a role that is a member of it (GRANT %I TO %I).', owner, owner, session_user);
     END IF;
     RETURN NULL;
 END
+$$;
+
+-- _runs_code reports whether writing into rel runs code someone wrote:
+-- a trigger of its own, or a function (not a built-in: those are pinned
+-- and leave no pg_depend row) that its defaults, generated columns,
+-- constraints, indexes, policies or rules, or the domains of its columns,
+-- call.
+CREATE OR REPLACE FUNCTION tombstone._runs_code(rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal)
+        OR EXISTS (
+           SELECT 1 FROM pg_catalog.pg_depend d
+            WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+              AND ((d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                    AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = rel))
+                OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                    AND d.objid IN (SELECT c.oid FROM pg_catalog.pg_constraint c WHERE c.conrelid = rel
+                                    UNION ALL
+                                    SELECT c.oid FROM pg_catalog.pg_constraint c
+                                      JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+                                      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typtype = 'd'
+                                     WHERE c.contypid = ty.oid))
+                OR (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = rel))
+                OR (d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                    AND d.objid IN (SELECT p.oid FROM pg_catalog.pg_policy p WHERE p.polrelid = rel))
+                OR (d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                    AND d.objid IN (SELECT r.oid FROM pg_catalog.pg_rewrite r WHERE r.ev_class = rel))))
 $$;
 
 -- _owner_path is the search_path the owner's code runs with during a
@@ -229,9 +261,9 @@ BEGIN
         'NULL::text AS _ts_why, s._ts_batch, s._ts_cause, s._ts_deleted_at%s FROM tombstone.%I s WHERE %s',
         tombstone._cand(rel), coalesce(', ' || vals, ''), tombstone.shadow_name(rel::regclass), pred);
     GET DIAGNOSTICS n = ROW_COUNT;
-    -- The owner reads them when the writes run as the owner (a temporary
-    -- table is this session's alone).
-    EXECUTE 'GRANT SELECT ON ' || tombstone._cand(rel) || ' TO PUBLIC';
+    -- The owner reads them when the conflict check and the writes run as
+    -- the owner (a temporary table is this session's alone).
+    EXECUTE 'GRANT SELECT, UPDATE ON ' || tombstone._cand(rel) || ' TO PUBLIC';
     IF n > 1000 THEN
         EXECUTE 'ANALYZE ' || tombstone._cand(rel);
     END IF;
@@ -683,7 +715,10 @@ BEGIN
     FOR i IN 1 .. cardinality(ordered) LOOP
         o := ordered[i];
         PERFORM tombstone._read(o, p_preds ->> o::text);
+        -- Index keys and predicates are the owner's expressions.
+        prev := tombstone._as_owner(o);
         PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
+        PERFORM tombstone._back(prev);
         PERFORM tombstone._mark_skipped(o, rels);
         IF p_on_conflict = 'fail' AND NOT p_dry_run THEN
             PERFORM tombstone._refuse(o);
