@@ -203,12 +203,12 @@ ALTER TABLE owned OWNER TO %s;
 GRANT INSERT ON audit_log TO %s;
 GRANT CREATE ON SCHEMA public TO %s;
 CREATE FUNCTION owned_trg() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN INSERT INTO audit_log VALUES (current_user || '/' || pg_catalog.current_setting('is_superuser')); RETURN NEW; END $$;
+BEGIN INSERT INTO audit_log SELECT current_user || '/' || r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user; RETURN NEW; END $$;
 ALTER FUNCTION owned_trg() OWNER TO %s;
 CREATE TRIGGER owned_ins AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION owned_trg();
 -- An index expression: it refuses to run as a superuser.
 CREATE FUNCTION owned_key(c text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN IF pg_catalog.current_setting('is_superuser') = 'on' THEN RAISE EXCEPTION 'owned_key ran as a superuser'; END IF; RETURN c; END $$;
+BEGIN IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN RAISE EXCEPTION 'owned_key ran as a superuser'; END IF; RETURN c; END $$;
 ALTER FUNCTION owned_key(text) OWNER TO %s;
 SET ROLE %s;
 CREATE UNIQUE INDEX owned_code ON owned (owned_key(code));
@@ -248,6 +248,6 @@ RESET ROLE;`)
 	require.NoError(t, err)
 	who, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{owner + "/off", owner + "/off"}, who)
+	require.Equal(t, []string{owner + "/false", owner + "/false"}, who)
 	require.Equal(t, 2, e.count("SELECT count(*) FROM owned"))
 }

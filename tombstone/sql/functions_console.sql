@@ -39,11 +39,21 @@ BEGIN
             HINT = 'SHOW TOMBSTONE STATUS lists the protected tables.';
     END IF;
     -- Keys are the source's column names (a user column called _ts_x is
-    -- stored under another name, tombstone._shadow_column_name).
-    SELECT pg_catalog.string_agg(pg_catalog.format('s.%I AS %I', sc.shadow_column, coalesce(a.attname, sc.shadow_column)), ', '
-                                 ORDER BY sc.attnum NULLS LAST, sc.detached_at, sc.shadow_column)
+    -- stored under another name, tombstone._shadow_column_name). A value
+    -- of a type of someone's (an enum, a composite) is rendered with its
+    -- output function, as text: row_to_json would call a cast to json its
+    -- owner may have defined, with the administrator's rights.
+    SELECT pg_catalog.string_agg(
+               CASE WHEN t.oid < 16384 AND t.typtype = 'b'
+                    THEN pg_catalog.format('s.%I AS %I', sc.shadow_column, coalesce(a.attname, sc.shadow_column))
+                    ELSE pg_catalog.format('CASE WHEN s.%1$I IS NOT NULL THEN pg_catalog.format(''%%s'', s.%1$I) END AS %2$I',
+                                           sc.shadow_column, coalesce(a.attname, sc.shadow_column)) END, ', '
+               ORDER BY sc.attnum NULLS LAST, sc.detached_at, sc.shadow_column)
       INTO cols
       FROM tombstone.shadow_columns sc
+      JOIN pg_catalog.pg_attribute sa ON sa.attrelid = pg_catalog.format('tombstone.%I', shadow)::regclass
+                                     AND sa.attname = sc.shadow_column AND NOT sa.attisdropped
+      JOIN pg_catalog.pg_type t ON t.oid = sa.atttypid
       LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = root AND a.attnum = sc.attnum AND NOT a.attisdropped
      WHERE sc.source = root;
     IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN

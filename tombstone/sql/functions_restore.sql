@@ -29,6 +29,8 @@ DROP FUNCTION IF EXISTS tombstone._undelete_batches(bigint[], text, text, boolea
 DROP FUNCTION IF EXISTS tombstone.undelete_batch(bigint, boolean, text);
 DROP FUNCTION IF EXISTS tombstone.undelete_transaction(xid8, boolean, text);
 DROP FUNCTION IF EXISTS tombstone.undelete_rows(regclass, text, bigint, timestamptz, timestamptz, boolean, text);
+DROP FUNCTION IF EXISTS tombstone._as_owner(oid);
+DROP FUNCTION IF EXISTS tombstone._back(text);
 
 -- _topo_order orders tables parents first over the current foreign keys
 -- among them (self-references ignored: all rows of a table are restored
@@ -126,38 +128,77 @@ AS $$
      ORDER BY c.oid
 $$;
 
--- _as_owner makes what a restore runs of rel's own code run as rel's
--- owner: its triggers, defaults, constraints, generated columns and index
--- expressions (which the conflict check evaluates, and the INSERT too)
--- must never run with the rights of the administrator who restores (a
--- superuser, often). It switches the role (the caller switches back with
--- tombstone._back) and returns the role setting to go back to, NULL when
--- nothing changed. An administrator who may not become the owner restores
--- as itself, unless the table runs code of its own: then the restore is
--- refused (42501).
-CREATE OR REPLACE FUNCTION tombstone._as_owner(rel oid) RETURNS text
+-- _owned runs stmt, a statement a restore built, with rel's owner's
+-- rights, and returns the rows it processed. What it runs of the table's
+-- own code — triggers, defaults, constraints, generated columns, index
+-- expressions and predicates (the conflict check evaluates those) — must
+-- never run with the rights of the administrator who restores (a
+-- superuser, often):
+--   - the owner restoring its own table runs stmt itself;
+--   - an administrator who is a member of the owner runs it through a
+--     SECURITY DEFINER function owned by the owner, made for this
+--     transaction in pg_temp (where no other session sees it, so the owner
+--     cannot change it): inside, the owner's code cannot take the
+--     administrator's role back (Postgres refuses SET ROLE and SET SESSION
+--     AUTHORIZATION in a security-definer function), and deferred
+--     constraint triggers are fired before it returns, not at COMMIT;
+--   - an administrator who is not runs it itself only if the table runs no
+--     code of anyone's (tombstone._runs_code); otherwise 42501.
+-- p_path is the search_path stmt runs with: the restore's own for the
+-- conflict check; for the writes, the one the restoring session started
+-- with, as the owner's code sees when the application writes.
+CREATE OR REPLACE FUNCTION tombstone._owned(rel oid, stmt text, p_path text) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
     owner name;
-    prev text := pg_catalog.current_setting('role');
+    owner_oid oid;
+    fn text;
+    n bigint;
 BEGIN
-    SELECT r.rolname INTO owner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner WHERE c.oid = rel;
-    IF owner = current_user THEN
-        RETURN NULL;
-    END IF;
-    IF pg_catalog.pg_has_role(session_user, owner, 'MEMBER') THEN
-        PERFORM pg_catalog.set_config('role', owner, true);
-        RETURN prev;
-    END IF;
-    IF tombstone._runs_code(rel) THEN
+    SELECT r.oid, r.rolname INTO owner_oid, owner
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner WHERE c.oid = rel;
+    IF owner <> current_user AND NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') AND tombstone._runs_code(rel) THEN
         RAISE EXCEPTION USING ERRCODE = '42501',
             MESSAGE = pg_catalog.format('tombstone: restoring into %s runs code that belongs to %s (triggers, defaults, constraints or index expressions)',
                                         rel::regclass, owner),
-            HINT = pg_catalog.format('Restore as %s, or as a role that is a member of it (GRANT %I TO %I).', owner, owner, session_user);
+            HINT = pg_catalog.format('Restore as %s, or as a role that is a member of it (GRANT %I TO %I).', owner, owner, current_user);
     END IF;
-    RETURN NULL;
+    IF owner = current_user OR NOT pg_catalog.pg_has_role(current_user, owner_oid, 'MEMBER') THEN
+        -- (This function's own SET clause puts the path back on return.)
+        PERFORM pg_catalog.set_config('search_path', p_path, true);
+        EXECUTE stmt;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    fn := '_ts_as_' || owner_oid::text;
+    IF pg_catalog.to_regprocedure('pg_temp.' || fn || '(text,text,text)') IS NULL THEN
+        EXECUTE pg_catalog.format(
+            'CREATE FUNCTION pg_temp.%I(p_stmt text, p_path text, p_immediate text) RETURNS bigint '
+            'LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', fn,
+            'DECLARE n bigint; BEGIN '
+            'PERFORM pg_catalog.set_config(''search_path'', p_path, true); '
+            'EXECUTE p_stmt; GET DIAGNOSTICS n = ROW_COUNT; '
+            'IF p_immediate IS NOT NULL THEN EXECUTE ''SET CONSTRAINTS '' || p_immediate || '' IMMEDIATE''; END IF; '
+            'RETURN n; END');
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION pg_temp.%I(text, text, text) FROM PUBLIC', fn);
+        EXECUTE pg_catalog.format('ALTER FUNCTION pg_temp.%I(text, text, text) OWNER TO %I', fn, owner);
+    END IF;
+    EXECUTE pg_catalog.format('SELECT pg_temp.%I($1, $2, $3)', fn) INTO n USING stmt, p_path, tombstone._constraint_triggers();
+    RETURN n;
 END
+$$;
+
+-- _constraint_triggers lists the deferrable constraint triggers of the
+-- database (SET CONSTRAINTS names), NULL when there are none: a restore
+-- fires the ones its writes queue before it leaves the owner's rights.
+-- Foreign keys keep their own timing.
+CREATE OR REPLACE FUNCTION tombstone._constraint_triggers() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.conname), ', ')
+      FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace
+     WHERE c.contype = 't' AND c.condeferrable
 $$;
 
 -- _runs_code reports whether writing into rel runs code someone wrote:
@@ -189,25 +230,13 @@ AS $$
                     AND d.objid IN (SELECT r.oid FROM pg_catalog.pg_rewrite r WHERE r.ev_class = rel))))
 $$;
 
--- _owner_path is the search_path the owner's code runs with during a
--- restore: the one sessions start with, as when the application writes.
--- (A function's own SET clause undoes a change made inside it, so the
--- caller sets it, around the writes only; their own text is
--- schema-qualified before.)
+-- _owner_path is the search_path the owner's code runs with when a
+-- restore writes: the one the restoring session started with, as when the
+-- application writes (the restore's own statements are schema-qualified).
 CREATE OR REPLACE FUNCTION tombstone._owner_path() RETURNS text
 LANGUAGE sql STABLE
 AS $$ SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path' $$;
 
--- _back restores the role setting _as_owner returned.
-CREATE OR REPLACE FUNCTION tombstone._back(prev text) RETURNS void
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    IF prev IS NOT NULL THEN
-        PERFORM pg_catalog.set_config('role', prev, true);
-    END IF;
-END
-$$;
 
 -- _insert_vals is the select list over candidates (aliased _ts_x) that
 -- a restore inserts into rel, column by column in attnum order: the
@@ -296,6 +325,7 @@ DECLARE
     pkey text;
     pkeep text;
     part text;
+    path text := 'pg_catalog, tombstone, pg_temp';
 BEGIN
     SELECT i.indexrelid INTO keyix FROM pg_catalog.pg_index i
      WHERE i.indrelid = rel AND i.indkey::int2[] = keynums AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
@@ -353,31 +383,32 @@ BEGIN
             'FROM %1$s _ts_c CROSS JOIN LATERAL (SELECT %2$s, %3$s AS _ts_in FROM %4$s _ts_u) _ts_k '
             'WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND _ts_k._ts_in AND %5$s',
             cand, kcols, part, tombstone._scope(rel, '_ts_c'), nonnull);
-        -- Live rows holding the key.
-        EXECUTE pg_catalog.format(
+        -- Live rows holding the key. (Index keys and predicates are the
+        -- owner's expressions: evaluated with the owner's rights.)
+        PERFORM tombstone._owned(rel, pg_catalog.format(
             'UPDATE %1$s _ts_x SET _ts_state = %2$L, _ts_why = %3$L '
             'FROM (SELECT _ts_c._ts_ctid %4$s AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s AND %8$s)) _ts_m '
             'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''restore''',
             cand,
             CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
-            ix.indexrelid::regclass::text, pkey, target, live, part, pkeep);
+            ix.indexrelid::regclass::text, pkey, target, live, part, pkeep), path);
         IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
-            EXECUTE pg_catalog.format(
+            PERFORM tombstone._owned(rel, pg_catalog.format(
                 'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
                 'FROM (SELECT _ts_c._ts_ctid %3$s AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s AND %7$s)) _ts_m '
                 'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''overwrite''',
-                cand, ix.indexrelid::regclass::text, pkey, target, live, part, pkeep);
+                cand, ix.indexrelid::regclass::text, pkey, target, live, part, pkeep), path);
         END IF;
         -- Two candidates with one key: the most recently deleted stays.
         IF ix.conexclop IS NULL THEN
-            EXECUTE pg_catalog.format(
+            PERFORM tombstone._owned(rel, pg_catalog.format(
                 'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
                 'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
                 '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn %4$s) _ts_m '
                 'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_m._ts_rn > 1',
                 cand, 'duplicate:' || ix.indexrelid::regclass::text,
                 (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_k._ts_k%s', g), ', ') FROM generate_series(1, ix.indnkeyatts) g),
-                pkey);
+                pkey), path);
         END IF;
     END LOOP;
 END
@@ -433,6 +464,7 @@ BEGIN
             SELECT pg_catalog.format(
                        'EXISTS (SELECT 1 FROM (SELECT _ts_s.ctid AS _ts_id FROM tombstone.%I _ts_s '
                        'WHERE _ts_s._ts_cause <> ''set_null'' AND _ts_s._ts_deleted_at >= _ts_x._ts_deleted_at AND %s '
+                       'AND _ts_s._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = _ts_s._ts_batch) '
                        'ORDER BY _ts_s._ts_deleted_at, _ts_s._ts_batch <> _ts_x._ts_batch LIMIT 1) _ts_f%s)',
                        pshadow,
                        pg_catalog.string_agg(pg_catalog.format('_ts_s.%I = _ts_x.%s', p, ch), ' AND '),
@@ -494,8 +526,6 @@ DECLARE
     parent_back text;
     n bigint;
     total bigint := 0;
-    prev text;
-    stmt text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels)) THEN
         RETURN 0;
@@ -530,17 +560,14 @@ BEGIN
           INTO parent_back
           FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
         IF p_dry_run THEN
-            EXECUTE pg_catalog.format('SELECT count(*) FROM %s _ts_t JOIN %s _ts_x ON %s WHERE _ts_x._ts_state = ''linked'' AND %s AND %s',
-                                      tombstone._target(rel), cand, keyjoin, cond, parent_back) INTO n;
+            -- (A SET DEFAULT condition evaluates the owner's default.)
+            n := tombstone._owned(rel, pg_catalog.format(
+                     'SELECT FROM %s _ts_t JOIN %s _ts_x ON %s WHERE _ts_x._ts_state = ''linked'' AND %s AND %s',
+                     tombstone._target(rel), cand, keyjoin, cond, parent_back), 'pg_catalog, tombstone, pg_temp');
         ELSE
-            stmt := pg_catalog.format('UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
-                                      tombstone._target(rel), assign, cand, keyjoin, cond, parent_back);
-            prev := tombstone._as_owner(rel);
-            PERFORM pg_catalog.set_config('search_path', tombstone._owner_path(), true);
-            EXECUTE stmt;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
-            PERFORM tombstone._back(prev);
+            n := tombstone._owned(rel, pg_catalog.format(
+                     'UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
+                     tombstone._target(rel), assign, cand, keyjoin, cond, parent_back), tombstone._owner_path());
         END IF;
         total := total + n;
     END LOOP;
@@ -656,7 +683,6 @@ DECLARE
     n bigint;
     nc bigint;
     ns bigint;
-    prev text;
     stmt text;
     stmts text[];
     tr tombstone.trash;
@@ -685,6 +711,12 @@ BEGIN
                 HINT = pg_catalog.format('UNDROP TABLE %I.%I first, then restore its rows.', tr.original_schema, tr.original_name);
         END IF;
     END LOOP;
+    -- Deferred constraint triggers the session queued before the restore
+    -- fire now, as its own: the owners' that the restore queues fire
+    -- before it leaves their rights (tombstone._owned).
+    IF NOT p_dry_run AND tombstone._constraint_triggers() IS NOT NULL THEN
+        EXECUTE 'SET CONSTRAINTS ' || tombstone._constraint_triggers() || ' IMMEDIATE';
+    END IF;
     -- Nothing new may land in or leave the shadows while the rows are
     -- chosen, written and forgotten.
     IF NOT p_dry_run THEN
@@ -715,10 +747,7 @@ BEGIN
     FOR i IN 1 .. cardinality(ordered) LOOP
         o := ordered[i];
         PERFORM tombstone._read(o, p_preds ->> o::text);
-        -- Index keys and predicates are the owner's expressions.
-        prev := tombstone._as_owner(o);
         PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
-        PERFORM tombstone._back(prev);
         PERFORM tombstone._mark_skipped(o, rels);
         IF p_on_conflict = 'fail' AND NOT p_dry_run THEN
             PERFORM tombstone._refuse(o);
@@ -760,14 +789,9 @@ BEGIN
                         CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
                 END IF;
             END IF;
-            -- As the owner, with the owner's search_path (tombstone._as_owner).
-            prev := tombstone._as_owner(o);
-            PERFORM pg_catalog.set_config('search_path', tombstone._owner_path(), true);
             FOREACH stmt IN ARRAY stmts LOOP
-                EXECUTE stmt;
+                PERFORM tombstone._owned(o, stmt, tombstone._owner_path());
             END LOOP;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
-            PERFORM tombstone._back(prev);
         END IF;
         done := done || n;
     END LOOP;
@@ -795,6 +819,10 @@ BEGIN
     FOREACH o IN ARRAY ordered LOOP
         EXECUTE 'DROP TABLE ' || tombstone._cand(o);
     END LOOP;
+    FOR stmt IN SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = pg_catalog.pg_my_temp_schema() AND p.proname LIKE '\_ts\_as\_%' LOOP
+        EXECUTE 'DROP FUNCTION ' || stmt;
+    END LOOP;
 
     RETURN QUERY SELECT x.nm, x.d, x.c, x.s FROM unnest(names, done, conf, skip) x(nm, d, c, s);
 END
@@ -810,7 +838,10 @@ END
 $$;
 
 -- _batch_preds maps the source oid of every shadow holding tombstones of
--- the given batches to the predicate selecting them.
+-- the given batches to the predicate selecting them. Only tombstones that
+-- carry their batch's token count: a row planted under another batch's
+-- id (application roles may INSERT into shadows) neither pulls its table
+-- into that batch nor keeps the batch from being restored.
 CREATE OR REPLACE FUNCTION tombstone._batch_preds(p_batches bigint[]) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 AS $$
@@ -823,6 +854,7 @@ BEGIN
     IF cardinality(p_batches) = 1 THEN
         pred := pg_catalog.format('s._ts_batch = %s', p_batches[1]);
     END IF;
+    pred := pred || ' AND s._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = s._ts_batch)';
     FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh LOOP
         EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM tombstone.%I s WHERE %s)', s.shadow_name, pred)
            INTO found_rows;

@@ -1,0 +1,261 @@
+package test
+
+// A hostile table owner ("mallory": LOGIN, CREATE on public, no superuser)
+// against the restore: none of its code may run with the rights of the
+// administrator who restores, and rows it plants in the store may neither
+// block nor join another role's restore. Found by an adversarial review of
+// the restore; each test failed on the code it reviewed.
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+// pwnLog records who ran mallory's code.
+const pwnLog = `
+CREATE TABLE public.pwn_log (what text, cur text, su boolean);
+GRANT INSERT ON public.pwn_log TO PUBLIC;`
+
+// mallorySetup: rec() logs who runs it; escalate() also takes the
+// session's role back (RESET ROLE) and, if that makes it a superuser,
+// makes the attacker one; irec()/iconst() are IMMUTABLE wrappers usable in
+// indexes and generated columns.
+const mallorySetup = `
+CREATE FUNCTION public.rec(tag text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN INSERT INTO public.pwn_log SELECT tag, current_user, r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user;
+RETURN true; END $f$;
+CREATE FUNCTION public.escalate(tag text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $f$
+DECLARE attacker text := (SELECT p.proowner::regrole::text FROM pg_catalog.pg_proc p WHERE p.oid = 'public.escalate(text)'::regprocedure);
+BEGIN
+  BEGIN
+    PERFORM pg_catalog.set_config('role', 'none', true);
+  EXCEPTION WHEN OTHERS THEN NULL;
+  END;
+  PERFORM public.rec(tag);
+  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+    EXECUTE pg_catalog.format('ALTER ROLE %s SUPERUSER', attacker);
+  END IF;
+  RETURN true;
+END $f$;
+CREATE FUNCTION public.irec(tag text, x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN PERFORM public.rec(tag); RETURN x; END $f$;
+CREATE FUNCTION public.iconst(tag text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
+BEGIN PERFORM public.rec(tag); RETURN true; END $f$;`
+
+// as returns dsn with the user replaced.
+func as(t *testing.T, dsn, role string) string {
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	u.User = url.User(role)
+	return u.String()
+}
+
+// execAs runs sql as role on a connection of its own.
+func execAs(t *testing.T, dsn, role, sql string) {
+	t.Helper()
+	c := testenv.Connect(t, as(t, dsn, role))
+	_, err := c.Exec(context.Background(), sql)
+	require.NoError(t, err, sql)
+}
+
+// mallory creates the attacker role and its functions.
+func mallory(t *testing.T, e *env) string {
+	m := tempRole(t, e, "LOGIN", `GRANT CREATE ON SCHEMA public TO %s;`)
+	execAs(t, e.direct, m, mallorySetup)
+	return m
+}
+
+// logged returns pwn_log as "what|current_user|superuser" lines, and
+// empties it.
+func logged(t *testing.T, e *env) []string {
+	c := testenv.Connect(t, e.direct)
+	rows, err := c.Query(context.Background(), "SELECT DISTINCT what || '|' || cur || '|' || su FROM pwn_log ORDER BY 1")
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	_, err = c.Exec(context.Background(), "TRUNCATE pwn_log")
+	require.NoError(t, err)
+	return out
+}
+
+func isSuper(t *testing.T, e *env, role string) bool {
+	var s bool
+	require.NoError(t, testenv.Connect(t, e.direct).QueryRow(context.Background(),
+		"SELECT rolsuper FROM pg_roles WHERE rolname = $1", role).Scan(&s))
+	return s
+}
+
+func batchOf(e *env, role string) int {
+	return e.count(fmt.Sprintf("SELECT max(id) FROM tombstone.batches WHERE role = '%s'", role))
+}
+
+// deleteAs deletes through the proxy as role.
+func deleteAs(t *testing.T, e *env, role, sql string) {
+	t.Helper()
+	e.cats.Invalidate(dbName(t, e.direct))
+	_, err := testenv.Connect(t, as(t, e.proxy, role)).Exec(context.Background(), sql)
+	require.NoError(t, err, sql)
+}
+
+// TestHostileOwnerCannotTakeTheRoleBack: a trigger and a CHECK that try
+// RESET ROLE during a superuser's UNDELETE stay the owner (the writes run
+// in a security-definer function of the owner's, where Postgres refuses
+// to change the role).
+func TestHostileOwnerCannotTakeTheRoleBack(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m1 (id int PRIMARY KEY, v int CHECK (public.escalate('check')));
+CREATE FUNCTION public.m1_trg() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate('trigger'); RETURN NEW; END $f$;
+CREATE TRIGGER m1_ins BEFORE INSERT ON public.m1 FOR EACH ROW EXECUTE FUNCTION public.m1_trg();
+INSERT INTO public.m1 VALUES (1, 1);`)
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m1 WHERE id = 1")
+	simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	require.Equal(t, []string{"check|" + m + "|false", "trigger|" + m + "|false"}, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM m1"))
+}
+
+// TestHostileDeferredTrigger: a deferred constraint trigger fires before
+// the restore leaves the owner's rights, not at COMMIT as the admin.
+func TestHostileDeferredTrigger(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m_def (id int PRIMARY KEY);
+CREATE FUNCTION public.def_trg() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.rec('deferred'); RETURN NULL; END $f$;
+CREATE CONSTRAINT TRIGGER m_def_t AFTER INSERT ON public.m_def DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.def_trg();
+INSERT INTO public.m_def VALUES (1);`)
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m_def WHERE id = 1")
+	simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	require.Equal(t, []string{"deferred|" + m + "|false"}, logged(t, e))
+}
+
+// TestHostileIndexExpressions: the conflict check evaluates the owner's
+// index expressions, partial-index predicates, generated columns and SET
+// DEFAULT defaults — as the owner, in DRY RUN too; and a row planted in
+// the attacker's own shadow under another role's batch id does not pull
+// its table into that batch.
+func TestHostileIndexExpressions(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	victim := tempRole(t, e, "LOGIN", `GRANT CREATE ON SCHEMA public TO %s;`)
+	execAs(t, e.direct, victim, `CREATE TABLE public.v_orders (id int PRIMARY KEY, what text); INSERT INTO v_orders VALUES (1, 'important');`)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m_ix (id int PRIMARY KEY, v int, g int GENERATED ALWAYS AS (public.irec('generated', v)) STORED UNIQUE);
+CREATE UNIQUE INDEX m_ix_expr ON public.m_ix (public.irec('index-expr', v));
+CREATE UNIQUE INDEX m_ix_part ON public.m_ix (v) WHERE public.iconst('partial-pred');
+INSERT INTO public.m_ix (id, v) VALUES (1, 1);
+CREATE TABLE public.m_par (id int PRIMARY KEY);
+CREATE TABLE public.m_kid (id int PRIMARY KEY, p int DEFAULT public.irec('set-default', 0) REFERENCES public.m_par ON DELETE SET DEFAULT);
+INSERT INTO public.m_par VALUES (0), (1); INSERT INTO public.m_kid VALUES (1, 1);`)
+	deleteAs(t, e, m, "DELETE FROM m_ix WHERE id = 1")
+	deleteAs(t, e, m, "DELETE FROM m_par WHERE id = 1")
+	logged(t, e)
+	admin := testenv.Connect(t, e.proxy)
+	simple(t, admin, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batchOf(e, m)-1))
+	simple(t, admin, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batchOf(e, m)))
+	for _, l := range logged(t, e) {
+		require.Contains(t, l, "|"+m+"|false", "the owner's code ran as someone else")
+	}
+	require.False(t, isSuper(t, e, m))
+
+	deleteAs(t, e, victim, "DELETE FROM v_orders WHERE id = 1")
+	vb := batchOf(e, victim)
+	execAs(t, e.direct, m, fmt.Sprintf("INSERT INTO tombstone.public__m_ix (_ts_batch, _ts_cause, id, v) VALUES (%d, 'delete', 99, 99)", vb))
+	show, _ := simple(t, admin, fmt.Sprintf("SHOW BATCH %d", vb))
+	res, _ := simple(t, admin, fmt.Sprintf("UNDELETE BATCH %d", vb))
+	require.Nil(t, findRow(res, "public.m_ix"), "the planted row does not join the victim's batch: %v", show)
+	require.Empty(t, logged(t, e))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM v_orders"))
+	require.Equal(t, 1, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.batches WHERE id = %d AND restored_at IS NOT NULL", vb)),
+		"a planted row does not keep the batch active")
+}
+
+// TestHostileShowTombstonesCast: SHOW TOMBSTONES renders a value of the
+// attacker's type with its output function, never the attacker's cast.
+func TestHostileShowTombstonesCast(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE TYPE public.mood AS ENUM ('ok');
+CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate('json-cast'); RETURN '"ok"'::json; END $f$;
+CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);
+CREATE FUNCTION public.mood_text(public.mood) RETURNS text LANGUAGE plpgsql AS $f$ BEGIN PERFORM public.escalate('text-cast'); RETURN 'ok'; END $f$;
+CREATE CAST (public.mood AS text) WITH FUNCTION public.mood_text(public.mood);
+CREATE TABLE public.m_json (id int PRIMARY KEY, m public.mood);
+INSERT INTO public.m_json VALUES (1, 'ok');`)
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m_json WHERE id = 1")
+	rows, _ := simple(t, testenv.Connect(t, e.proxy), "SHOW TOMBSTONES m_json")
+	require.Len(t, rows, 1)
+	require.Equal(t, `{"id":1,"m":"ok"}`, rows[0][3])
+	require.Empty(t, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+}
+
+// TestHostilePlantedParent: a row planted (without its batch's token) in a
+// parent's shadow neither blocks nor skips the restore of the victim's
+// child rows.
+func TestHostilePlantedParent(t *testing.T) {
+	e := newEnv(t, "")
+	m := mallory(t, e)
+	victim := tempRole(t, e, "LOGIN", `GRANT CREATE ON SCHEMA public TO %s;`)
+	execAs(t, e.direct, victim, `
+CREATE TABLE public.v_tenants (id int PRIMARY KEY);
+CREATE TABLE public.v_docs (id int PRIMARY KEY, tenant_id int REFERENCES public.v_tenants ON DELETE CASCADE);
+INSERT INTO v_tenants VALUES (1); INSERT INTO v_docs VALUES (1, 1);`)
+	deleteAs(t, e, victim, "DELETE FROM v_docs WHERE id = 1")
+	execAs(t, e.direct, m, "INSERT INTO tombstone.public__v_tenants (_ts_batch, _ts_cause, _ts_deleted_at, id) VALUES (1, 'delete', 'infinity', 1)")
+	res, _ := simple(t, testenv.Connect(t, e.proxy), "UNDELETE FROM v_docs WHERE id = 1 DRY RUN")
+	require.Equal(t, []string{"public.v_docs", "1", "0", "0"}, findRow(res, "public.v_docs"))
+	res, _ = simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, victim)))
+	require.Equal(t, []string{"public.v_docs", "1", "0", "0"}, findRow(res, "public.v_docs"))
+}
+
+// TestHostileTrashedTableInAnotherBatch: a row planted under the victim's
+// batch in a table the attacker then drops to the trash does not block
+// the victim's UNDELETE BATCH.
+func TestHostileTrashedTableInAnotherBatch(t *testing.T) {
+	e := newEnv(t, "")
+	m := mallory(t, e)
+	victim := tempRole(t, e, "LOGIN", `GRANT CREATE ON SCHEMA public TO %s;`)
+	execAs(t, e.direct, victim, `CREATE TABLE public.v_orders (id int PRIMARY KEY); INSERT INTO v_orders VALUES (1);`)
+	execAs(t, e.direct, m, `CREATE TABLE public.m_dos (id int);`)
+	deleteAs(t, e, victim, "DELETE FROM v_orders WHERE id = 1")
+	vb := batchOf(e, victim)
+	mp := testenv.Connect(t, as(t, e.proxy, m))
+	_, err := mp.Exec(context.Background(), fmt.Sprintf("INSERT INTO tombstone.public__m_dos (_ts_batch, _ts_cause, id) VALUES (%d, 'delete', 1)", vb))
+	require.NoError(t, err)
+	_, err = mp.Exec(context.Background(), "DROP TABLE m_dos")
+	require.NoError(t, err)
+	res, _ := simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", vb))
+	require.Equal(t, []string{"public.v_orders", "1", "0", "0"}, findRow(res, "public.v_orders"))
+}
+
+// TestHostileNonMemberAdmin: an administrator who may not become the
+// owner is refused on a table whose CHECK calls the owner's function,
+// instead of running it with tombstone_admin's rights.
+func TestHostileNonMemberAdmin(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	helen := tempRole(t, e, "LOGIN", `GRANT tombstone_admin TO %s;`)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m_chk (id int PRIMARY KEY, v int CHECK (public.rec('check')));
+INSERT INTO public.m_chk VALUES (1, 1);
+GRANT SELECT, INSERT ON public.m_chk TO PUBLIC;`)
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m_chk WHERE id = 1")
+	h := testenv.Connect(t, as(t, e.proxy, helen))
+	require.Contains(t, consoleErr(t, h, fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m))), "42501")
+	require.Empty(t, logged(t, e))
+}
