@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/tombstone
 
-.PHONY: all build run test bench fuzz lint fmt vet testenv-up testenv-down deps clean
+.PHONY: all build run test soak bench fuzz lint fmt vet testenv-up testenv-down deps clean
 
 all: build
 
@@ -18,6 +18,12 @@ run:
 # deps + throwaway PostgreSQL/Redis + go vet + go test; env always torn down.
 test:
 	scripts/test.sh
+
+# The differential restore tester (TestRestoreModel) with random seeds, run
+# after run for SOAK_TIME seconds (default 600); stops at the first failure
+# and prints its seed and replay command. e.g. SOAK_TIME=3600 SOAK_SEED=42
+soak:
+	scripts/soak.sh
 
 # Benchmarks (scripts/bench.sh): pgbench direct vs pgbouncer(-fresh) vs proxy, deletes, undelete, reaper.
 # e.g. ROUNDS=5 DURATION=8 BENCH_SECTIONS=pgbench

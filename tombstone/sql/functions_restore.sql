@@ -283,7 +283,9 @@ BEGIN
       FROM pg_catalog.pg_attribute a
       LEFT JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-    EXECUTE 'DROP TABLE IF EXISTS ' || tombstone._cand(rel);
+    IF pg_catalog.to_regclass(tombstone._cand(rel)) IS NOT NULL THEN  -- (no NOTICE for the client)
+        EXECUTE 'DROP TABLE ' || tombstone._cand(rel);
+    END IF;
     EXECUTE pg_catalog.format(
         'CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT s.ctid AS _ts_ctid, '
         'CASE WHEN s._ts_cause = ''set_null'' THEN ''link'' ELSE ''restore'' END AS _ts_state, '
@@ -293,6 +295,8 @@ BEGIN
     -- The owner reads them when the conflict check and the writes run as
     -- the owner (a temporary table is this session's alone).
     EXECUTE 'GRANT SELECT, UPDATE ON ' || tombstone._cand(rel) || ' TO PUBLIC';
+    -- Children look their parents' candidates up by ctid and by key.
+    EXECUTE 'CREATE INDEX ON ' || tombstone._cand(rel) || ' (_ts_ctid)';
     IF n > 1000 THEN
         EXECUTE 'ANALYZE ' || tombstone._cand(rel);
     END IF;
@@ -333,7 +337,7 @@ BEGIN
     -- The key index first: under OVERWRITE its conflicts are overwrites,
     -- which the other indexes then check against every live row but the
     -- one replaced.
-    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
+    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, i.indcollation, pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
                      coalesce((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nnd,
                      x.conexclop
                 FROM pg_catalog.pg_index i
@@ -341,7 +345,13 @@ BEGIN
                WHERE i.indrelid = rel AND (i.indisunique OR x.oid IS NOT NULL)
                ORDER BY i.indexrelid = keyix DESC, i.indexrelid
     LOOP
-        exprs := ARRAY(SELECT pg_catalog.pg_get_indexdef(ix.indexrelid, g, false) FROM generate_series(1, ix.indnkeyatts) g);
+        -- (An index column's own collation is not in pg_get_indexdef's
+        -- column text.)
+        exprs := ARRAY(SELECT '(' || pg_catalog.pg_get_indexdef(ix.indexrelid, g, false) || ')'
+                              || coalesce((SELECT ' COLLATE ' || pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+                                             FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                                            WHERE co.oid = ix.indcollation[g - 1] AND co.oid <> 0), '')
+                         FROM generate_series(1, ix.indnkeyatts) g ORDER BY g);
         IF ix.conexclop IS NOT NULL THEN
             ops := ARRAY(SELECT pg_catalog.format('OPERATOR(%I.%s)', n.nspname, o.oprname)
                            FROM unnest(ix.conexclop) WITH ORDINALITY e(op, i)
@@ -414,6 +424,22 @@ BEGIN
 END
 $$;
 
+-- _cand_index gives rel's candidates an index over the columns vals (a
+-- foreign key's referenced key), once: children look their parents up by
+-- it.
+CREATE OR REPLACE FUNCTION tombstone._cand_index(rel oid, vals text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    name text := '_ts_cand_' || rel::text || '_' || pg_catalog.left(pg_catalog.md5(pg_catalog.array_to_string(vals, ',')), 8);
+BEGIN
+    IF pg_catalog.to_regclass('pg_temp.' || name) IS NULL THEN
+        EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (%s, _ts_batch)', name, tombstone._cand(rel),
+                                  pg_catalog.array_to_string(vals, ', '));
+    END IF;
+END
+$$;
+
 -- _mark_skipped marks the candidates of rel that would not reference,
 -- once restored, the rows they referenced when they were deleted, until
 -- nothing changes (a self-reference passes it down a tree):
@@ -435,6 +461,7 @@ DECLARE
     c text;
     nonnull text;
     restored_here text;
+    have_parent boolean;
     n bigint;
     changed bigint;
     self_ref boolean := EXISTS (SELECT 1 FROM tombstone._fks(rel) f WHERE f.parent = rel);
@@ -445,9 +472,13 @@ BEGIN
         CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
         SELECT pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NOT NULL', v), ' AND ') INTO nonnull
           FROM unnest(fk.child_vals) v;
-        -- A row of the parent restored by this run with the key.
+        -- A row of the parent restored by this run with the key. (Its
+        -- candidates are read before rel's — but in a cycle between tables,
+        -- whose second table waits for the first: there, none.)
+        have_parent := pg_catalog.to_regclass(tombstone._cand(fk.parent)) IS NOT NULL;
         restored_here := 'false';
-        IF fk.parent = ANY (rels) THEN
+        IF have_parent THEN
+            PERFORM tombstone._cand_index(fk.parent, fk.parent_vals);
             SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
                                      tombstone._cand(fk.parent),
                                      pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
@@ -468,7 +499,7 @@ BEGIN
                        'ORDER BY _ts_s._ts_deleted_at, _ts_s._ts_batch <> _ts_x._ts_batch LIMIT 1) _ts_f%s)',
                        pshadow,
                        pg_catalog.string_agg(pg_catalog.format('_ts_s.%I = _ts_x.%s', p, ch), ' AND '),
-                       CASE WHEN fk.parent = ANY (rels) THEN pg_catalog.format(
+                       CASE WHEN have_parent THEN pg_catalog.format(
                            ' WHERE NOT EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_ctid = _ts_f._ts_id '
                            'AND _ts_q._ts_state IN (''restore'', ''overwrite''))', tombstone._cand(fk.parent)) ELSE '' END)
               INTO c
@@ -497,8 +528,11 @@ BEGIN
     -- A SET NULL record comes back with its parent (decided above, for
     -- a self-reference too).
     FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
-        CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
-        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
+        CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals)
+                   OR pg_catalog.to_regclass(tombstone._cand(fk.parent)) IS NULL;
+        -- (The parent deleted by the same statement: the same batch.)
+        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
+                                 'AND _ts_q._ts_batch = _ts_x._ts_batch AND %s)',
                                  tombstone._cand(fk.parent),
                                  pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
           INTO restored_here
@@ -521,6 +555,12 @@ DECLARE
     cand text := tombstone._cand(rel);
     keynums int2[] := tombstone._key(rel);
     keyjoin text;
+    selfjoin text;
+    nullkey text;
+    keyvals text;
+    tcols text;
+    ccols text;
+    links text;
     cond text;
     assign text;
     parent_back text;
@@ -539,9 +579,36 @@ BEGIN
         EXECUTE pg_catalog.format('UPDATE %s SET _ts_state = ''link'' WHERE _ts_state = ''linked''', cand);
         RETURN 0;
     END IF;
-    SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND ')
-      INTO keyjoin
-      FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n;
+    SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND '),
+           pg_catalog.string_agg(pg_catalog.format('_ts_d.%I = _ts_x.%s', sc.shadow_column, tombstone._val(a.attnum)), ' AND '),
+           pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NULL', tombstone._val(a.attnum)), ' OR ')
+      INTO keyjoin, selfjoin, nullkey
+      FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
+      JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum;
+    SELECT pg_catalog.string_agg('_ts_y.' || tombstone._val(k.n), ', ') INTO keyvals FROM unnest(keynums) k(n);
+    -- The columns a dry run's conditions read, from the table and from
+    -- the candidates it restores.
+    SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', a.attname), ', ' ORDER BY a.attnum),
+           pg_catalog.string_agg(pg_catalog.format('c.%s AS %I', tombstone._val(a.attnum), a.attname), ', ' ORDER BY a.attnum)
+      INTO tcols, ccols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       AND (a.attnum = ANY (keynums) OR a.attnum IN (SELECT unnest(f.setnums) FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd')));
+    -- The live row holding the link's key must be the row the link was
+    -- taken from: if a row with that key was deleted at or after the link
+    -- (and this run does not bring that very row back), a live one is a
+    -- newer row, which the link never belonged to; and once a batch of the
+    -- table deleted after the link was purged, that evidence may be gone.
+    -- Such links, and links with a NULL in the key, stay in the store.
+    EXECUTE pg_catalog.format(
+        'UPDATE %1$s _ts_x SET _ts_state = ''link'' WHERE _ts_x._ts_state = ''linked'' AND (%4$s '
+        'OR EXISTS (SELECT 1 FROM tombstone.%3$I _ts_d WHERE _ts_d._ts_cause <> ''set_null'' '
+        'AND _ts_d._ts_deleted_at >= _ts_x._ts_deleted_at AND %2$s '
+        'AND _ts_d._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = _ts_d._ts_batch) '
+        'AND NOT EXISTS (SELECT 1 FROM %1$s _ts_q WHERE _ts_q._ts_ctid = _ts_d.ctid AND _ts_q._ts_state IN (''restore'', ''overwrite''))) '
+        'OR EXISTS (SELECT 1 FROM tombstone.batches b WHERE b.purged_at IS NOT NULL AND b.stmt_time >= _ts_x._ts_deleted_at AND b.tables ? %5$L))',
+        cand, selfjoin, tombstone.shadow_name(rel::regclass), nullkey,
+        (SELECT sh.source_schema || '.' || sh.source_name FROM tombstone.shadows sh WHERE sh.source = rel));
     FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
         CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
         -- still NULL (SET NULL) or still the default (SET DEFAULT)
@@ -554,20 +621,32 @@ BEGIN
           FROM unnest(fk.setnums) k(attnum)
           JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum
           LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = rel AND d.adnum = k.attnum;
-        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
+        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
+                                 'AND _ts_q._ts_batch = _ts_y._ts_batch AND %s)',
                                  tombstone._cand(fk.parent),
-                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
+                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_y.%s', p, ch), ' AND '))
           INTO parent_back
           FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        -- Per row, the most recent link whose parent comes back: a row
+        -- nulled twice (re-pointed in between) takes the value it had
+        -- last.
+        links := pg_catalog.format(
+            '(SELECT DISTINCT ON (%1$s) _ts_y.* FROM %2$s _ts_y WHERE _ts_y._ts_state = ''linked'' AND %3$s '
+            'ORDER BY %1$s, _ts_y._ts_deleted_at DESC, _ts_y._ts_batch DESC)',
+            keyvals, cand, parent_back);
         IF p_dry_run THEN
-            -- (A SET DEFAULT condition evaluates the owner's default.)
+            -- The table as the writes leave it: its rows and the ones the
+            -- run restores. (A SET DEFAULT condition evaluates the owner's
+            -- default.)
             n := tombstone._owned(rel, pg_catalog.format(
-                     'SELECT FROM %s _ts_t JOIN %s _ts_x ON %s WHERE _ts_x._ts_state = ''linked'' AND %s AND %s',
-                     tombstone._target(rel), cand, keyjoin, cond, parent_back), 'pg_catalog, tombstone, pg_temp');
+                     'SELECT DISTINCT _ts_t._ts_rid FROM (SELECT t.ctid::text AS _ts_rid, %s FROM %s t '
+                     'UNION ALL SELECT ''c'' || c._ts_ctid::text, %s FROM %s c WHERE c._ts_state IN (''restore'', ''overwrite'')) _ts_t '
+                     'JOIN %s _ts_x ON %s WHERE %s',
+                     tcols, tombstone._target(rel), ccols, cand, links, keyjoin, cond), 'pg_catalog, tombstone, pg_temp');
         ELSE
             n := tombstone._owned(rel, pg_catalog.format(
-                     'UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE _ts_x._ts_state = ''linked'' AND %s AND %s AND %s',
-                     tombstone._target(rel), assign, cand, keyjoin, cond, parent_back), tombstone._owner_path());
+                     'UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE %s AND %s',
+                     tombstone._target(rel), assign, links, keyjoin, cond), tombstone._owner_path());
         END IF;
         total := total + n;
     END LOOP;
@@ -1034,6 +1113,11 @@ BEGIN
     IF p_where IS NOT NULL AND pg_catalog.btrim(p_where) <> '' THEN
         PERFORM tombstone._require_stable(root, tombstone._user_pred(root, p_where));
         sel := sel || ' AND (' || tombstone._user_pred(root, p_where) || ')';
+    END IF;
+    -- A partition's rows are its root's tombstones that its partition
+    -- constraint (with its ancestors') admits.
+    IF p_table::oid <> root AND pg_catalog.pg_get_partition_constraintdef(p_table) IS NOT NULL THEN
+        sel := sel || ' AND (' || tombstone._user_pred(root, pg_catalog.pg_get_partition_constraintdef(p_table)) || ') IS TRUE';
     END IF;
     preds := pg_catalog.jsonb_build_object(root::text, sel);
 
