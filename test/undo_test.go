@@ -230,7 +230,7 @@ func TestUndoThreeOfTenTenants(t *testing.T) {
 	tenants := findRowAt(show, 1, "public.tenants")
 	require.Equal(t, "10", tenants[2], "rows the statement removed: %v", show)
 	require.Equal(t, "7", tenants[3], "stored tombstones: %v", show)
-	require.Equal(t, "active", tenants[10])
+	require.Equal(t, "partly restored", tenants[10])
 	dry, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batch))
 	require.Equal(t, []string{"public.tenants", "6", "1", "0"}, findRow(dry, "public.tenants"))
 	require.Equal(t, "1", findRow(dry, "public.users")[2])

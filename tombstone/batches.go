@@ -38,6 +38,9 @@ const (
 	StateHeld     = "held"
 	StateRestored = "restored"
 	StatePurged   = "purged"
+	// StatePartlyRestored is a batch some of whose rows a restore brought
+	// back while others are still tombstones (SHOW BATCH n says which).
+	StatePartlyRestored = "partly restored"
 )
 
 // BatchFilter narrows ShowBatches. The zero value lists the newest 50.

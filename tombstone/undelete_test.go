@@ -223,7 +223,7 @@ func TestUndeleteRowsSelective(t *testing.T) {
 	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM nodes WHERE tenant_id IN (1, 3, 5)"))
 	bs, err := tombstone.ShowBatches(ctx, c, tombstone.BatchFilter{})
 	require.NoError(t, err)
-	require.Equal(t, tombstone.StateActive, bs[0].State, "partly restored")
+	require.Equal(t, tombstone.StatePartlyRestored, bs[0].State)
 
 	// Selecting inside the cascade: one site of tenant 3 with its products.
 	rs, err = tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "public.tenants", Where: "id = 3"}, tombstone.UndeleteOptions{})

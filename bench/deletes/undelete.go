@@ -74,7 +74,7 @@ func runUndelete(directDSN, proxyDSN string, rows, del, rounds int, mdPath strin
 					return err
 				}
 				start := time.Now()
-				err := p.QueryRow(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch), pgx.QueryExecModeSimpleProtocol).Scan(nil, &n, nil)
+				err := p.QueryRow(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch), pgx.QueryExecModeSimpleProtocol).Scan(nil, &n, nil, nil)
 				dt = time.Since(start)
 				if err != nil {
 					return err
@@ -146,7 +146,7 @@ func runSelective(directDSN, proxyDSN string, bigRows, tenants, rounds int, mdPa
 		cmd := fmt.Sprintf("UNDELETE FROM bench_big WHERE tenant IN (%d, %d, %d) BATCH %d", a, a+1, a+2, batch)
 		var n int64
 		start := time.Now()
-		err := p.QueryRow(ctx, cmd, pgx.QueryExecModeSimpleProtocol).Scan(nil, &n, nil)
+		err := p.QueryRow(ctx, cmd, pgx.QueryExecModeSimpleProtocol).Scan(nil, &n, nil, nil)
 		dt := time.Since(start)
 		if err != nil {
 			return err

@@ -748,6 +748,7 @@ AS $$
     SELECT CASE WHEN b.purged_at IS NOT NULL THEN 'purged'
                 WHEN b.restored_at IS NOT NULL THEN 'restored'
                 WHEN b.held THEN 'held'
+                WHEN b.partly_restored_at IS NOT NULL THEN 'partly restored'
                 ELSE 'active' END
 $$;
 

@@ -101,8 +101,8 @@ BEGIN
     name := 'reaper_paused';
     value := coalesce((SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'reaper.paused'), 'false');
     RETURN NEXT;
-    FOR v IN SELECT unnest(ARRAY['active', 'held', 'restored', 'purged']) LOOP
-        name := 'batches_' || v;
+    FOR v IN SELECT unnest(ARRAY['active', 'partly restored', 'held', 'restored', 'purged']) LOOP
+        name := 'batches_' || pg_catalog.replace(v, ' ', '_');
         value := (SELECT count(*)::text FROM tombstone.batches b WHERE tombstone._state(b) = v);
         RETURN NEXT;
     END LOOP;

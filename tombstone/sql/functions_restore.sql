@@ -295,11 +295,7 @@ BEGIN
     -- The owner reads them when the conflict check and the writes run as
     -- the owner (a temporary table is this session's alone).
     EXECUTE 'GRANT SELECT, UPDATE ON ' || tombstone._cand(rel) || ' TO PUBLIC';
-    -- Children look their parents' candidates up by ctid and by key.
-    EXECUTE 'CREATE INDEX ON ' || tombstone._cand(rel) || ' (_ts_ctid)';
-    IF n > 1000 THEN
-        EXECUTE 'ANALYZE ' || tombstone._cand(rel);
-    END IF;
+    -- (Indexes come when something looks candidates up: _cand_index.)
     RETURN n;
 END
 $$;
@@ -424,9 +420,9 @@ BEGIN
 END
 $$;
 
--- _cand_index gives rel's candidates an index over the columns vals (a
--- foreign key's referenced key), once: children look their parents up by
--- it.
+-- _cand_index gives rel's candidates an index over the columns vals,
+-- once: children look their parents' candidates up by referenced key and
+-- by ctid.
 CREATE OR REPLACE FUNCTION tombstone._cand_index(rel oid, vals text[]) RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -434,7 +430,7 @@ DECLARE
     name text := '_ts_cand_' || rel::text || '_' || pg_catalog.left(pg_catalog.md5(pg_catalog.array_to_string(vals, ',')), 8);
 BEGIN
     IF pg_catalog.to_regclass('pg_temp.' || name) IS NULL THEN
-        EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (%s, _ts_batch)', name, tombstone._cand(rel),
+        EXECUTE pg_catalog.format('CREATE INDEX %I ON %s (%s)', name, tombstone._cand(rel),
                                   pg_catalog.array_to_string(vals, ', '));
     END IF;
 END
@@ -478,7 +474,8 @@ BEGIN
         have_parent := pg_catalog.to_regclass(tombstone._cand(fk.parent)) IS NOT NULL;
         restored_here := 'false';
         IF have_parent THEN
-            PERFORM tombstone._cand_index(fk.parent, fk.parent_vals);
+            PERFORM tombstone._cand_index(fk.parent, fk.parent_vals || '_ts_batch'::text);
+            PERFORM tombstone._cand_index(fk.parent, ARRAY['_ts_ctid']);
             SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
                                      tombstone._cand(fk.parent),
                                      pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
@@ -594,6 +591,7 @@ BEGIN
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
        AND (a.attnum = ANY (keynums) OR a.attnum IN (SELECT unnest(f.setnums) FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd')));
+    PERFORM tombstone._cand_index(rel, ARRAY['_ts_ctid']);
     -- The live row holding the link's key must be the row the link was
     -- taken from: if a row with that key was deleted at or after the link
     -- (and this run does not bring that very row back), a live one is a
@@ -826,7 +824,11 @@ BEGIN
     FOR i IN 1 .. cardinality(ordered) LOOP
         o := ordered[i];
         PERFORM tombstone._read(o, p_preds ->> o::text);
-        PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
+        -- Under FAIL the common case pays for no conflict check: the
+        -- INSERT raises on a taken key, and only then is it looked up.
+        IF p_dry_run OR p_on_conflict <> 'fail' THEN
+            PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
+        END IF;
         PERFORM tombstone._mark_skipped(o, rels);
         IF p_on_conflict = 'fail' AND NOT p_dry_run THEN
             PERFORM tombstone._refuse(o);
@@ -868,9 +870,17 @@ BEGIN
                         CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
                 END IF;
             END IF;
-            FOREACH stmt IN ARRAY stmts LOOP
-                PERFORM tombstone._owned(o, stmt, tombstone._owner_path());
-            END LOOP;
+            BEGIN
+                FOREACH stmt IN ARRAY stmts LOOP
+                    PERFORM tombstone._owned(o, stmt, tombstone._owner_path());
+                END LOOP;
+            EXCEPTION WHEN unique_violation OR exclusion_violation THEN
+                IF p_on_conflict = 'fail' THEN
+                    PERFORM tombstone._mark_conflicts(o, false);
+                    PERFORM tombstone._refuse(o);  -- the keys, when they were foreseeable
+                END IF;
+                RAISE;
+            END;
         END IF;
         done := done || n;
     END LOOP;
@@ -888,12 +898,14 @@ BEGIN
                 'WHERE _ts_state IN (''restore'', ''overwrite'', ''linked'')))',
                 tombstone.shadow_name(o::regclass), tombstone._cand(o));
         END LOOP;
-        -- Batches left without tombstones are restored.
-        UPDATE tombstone.batches b SET restored_at = now()
+        -- Batches left without tombstones are restored; the others that
+        -- gave rows back, partly restored.
+        UPDATE tombstone.batches b
+           SET restored_at = CASE WHEN tombstone._batch_preds(ARRAY[b.id]) = '{}' THEN now() END,
+               partly_restored_at = now()
          WHERE b.id IN (SELECT x.bid FROM unnest(ordered) r(oid),
                         LATERAL tombstone._cand_batches(r.oid) x(bid))
-           AND b.restored_at IS NULL
-           AND tombstone._batch_preds(ARRAY[b.id]) = '{}';
+           AND b.restored_at IS NULL;
     END IF;
     FOREACH o IN ARRAY ordered LOOP
         EXECUTE 'DROP TABLE ' || tombstone._cand(o);
@@ -907,12 +919,14 @@ BEGIN
 END
 $$;
 
--- _cand_batches lists the batches among rel's candidates.
+-- _cand_batches lists the batches that rows of rel's candidates came
+-- back from (or left the store for: re-linked links).
 CREATE OR REPLACE FUNCTION tombstone._cand_batches(rel oid) RETURNS SETOF bigint
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE 'SELECT DISTINCT _ts_batch FROM ' || tombstone._cand(rel);
+    RETURN QUERY EXECUTE 'SELECT DISTINCT _ts_batch FROM ' || tombstone._cand(rel)
+                      || ' WHERE _ts_state IN (''restore'', ''overwrite'', ''linked'')';
 END
 $$;
 
