@@ -313,7 +313,7 @@ func TestConsoleExtendedProtocol(t *testing.T) {
 	_, err := p.Exec(ctx, "DELETE FROM links WHERE id < 5")
 	require.NoError(t, err)
 	var batch int64
-	require.NoError(t, p.QueryRow(ctx, "SHOW BATCHES LIMIT 1").Scan(&batch, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil))
+	require.NoError(t, p.QueryRow(ctx, "SHOW BATCHES LIMIT 1").Scan(&batch, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil))
 	require.Positive(t, batch)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		_, err = p.Exec(ctx, "UNDELETE BATCH", mode)

@@ -251,3 +251,44 @@ RESET ROLE;`)
 	require.Equal(t, []string{owner + "/false", owner + "/false"}, who)
 	require.Equal(t, 2, e.count("SELECT count(*) FROM owned"))
 }
+
+// TestRestoreAfterPurgedEvidence: a child deleted before its parent,
+// whose parent's batch was then purged and the key taken by a newer row,
+// is not attached to the newer row: the purge took away the evidence, and
+// the restore says so rather than guess.
+func TestRestoreAfterPurgedEvidence(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE tenants (id int PRIMARY KEY, name text);
+CREATE TABLE docs (id int PRIMARY KEY, tenant_id int REFERENCES tenants ON DELETE CASCADE);
+CREATE TABLE links (id int PRIMARY KEY, tenant_id int REFERENCES tenants ON DELETE SET NULL);
+INSERT INTO tenants VALUES (1, 'Initech'), (2, 'Acme'); INSERT INTO docs VALUES (1, 1); INSERT INTO links VALUES (1, 2);`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	for _, sql := range []string{"DELETE FROM docs WHERE id = 1", "DELETE FROM tenants WHERE id = 1"} {
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	docBatch := e.lastBatch() - 1
+	simple(t, p, fmt.Sprintf("PURGE BATCH %d", e.lastBatch()))
+	_, err := p.Exec(ctx, "INSERT INTO tenants VALUES (1, 'NewCo')")
+	require.NoError(t, err)
+	require.Contains(t, consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", docBatch)), "23503")
+	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d ON CONFLICT SKIP", docBatch))
+	require.Equal(t, []string{"public.docs", "0", "0", "1"}, findRow(res, "public.docs"))
+	require.Zero(t, e.count("SELECT count(*) FROM docs"))
+
+	// A SET NULL link whose row was deleted (and that batch purged) and
+	// whose key a newer row took is not re-linked onto the newer row.
+	for _, sql := range []string{"DELETE FROM tenants WHERE id = 2", "DELETE FROM links WHERE id = 1"} {
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	tenantBatch := e.lastBatch() - 1
+	simple(t, p, fmt.Sprintf("PURGE BATCH %d", e.lastBatch()))
+	_, err = p.Exec(ctx, "INSERT INTO links VALUES (1, NULL)")
+	require.NoError(t, err)
+	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", tenantBatch))
+	require.Equal(t, []string{"public.links", "0", "0", "0"}, findRow(res, "public.links"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE tenant_id IS NULL"), "the newer link row keeps its NULL")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__links WHERE _ts_cause = 'set_null'"), "the link stays in the store")
+}

@@ -69,6 +69,10 @@ type Batch struct {
 	PurgeAfter time.Time `json:"purge_after"`
 	// SQL is the statement text, cut to about 80 characters.
 	SQL string `json:"sql"`
+	// Remaining is how many of the batch's tombstones are still stored:
+	// Rows while active or held, fewer once partly restored, 0 once
+	// restored or purged.
+	Remaining int64 `json:"remaining"`
 }
 
 // BatchTable is one table of a batch, as tombstone.show_batch describes it.
@@ -183,7 +187,7 @@ func ShowBatches(ctx context.Context, q Querier, f BatchFilter) ([]Batch, error)
 		limit = 50
 	}
 	rows, err := q.Query(ctx, `SELECT batch, stmt_time, role::text, application_name, coalesce(client_addr, ''),
-		xid::text, coalesce(tables, ''), rows, state, purge_after, sql
+		xid::text, coalesce(tables, ''), rows, state, purge_after, sql, remaining
 		FROM tombstone.show_batches($1::text::regclass, $2, $3)`, nullText(f.Table), nullTime(f.Since), limit)
 	if err != nil {
 		return nil, fmt.Errorf("tombstone: show batches: %w", err)
@@ -194,7 +198,7 @@ func ShowBatches(ctx context.Context, q Querier, f BatchFilter) ([]Batch, error)
 		var b Batch
 		var xid string
 		if err := rows.Scan(&b.ID, &b.StmtTime, &b.Role, &b.ApplicationName, &b.ClientAddr, &xid,
-			&b.Tables, &b.Rows, &b.State, &b.PurgeAfter, &b.SQL); err != nil {
+			&b.Tables, &b.Rows, &b.State, &b.PurgeAfter, &b.SQL, &b.Remaining); err != nil {
 			return nil, fmt.Errorf("tombstone: show batches: %w", err)
 		}
 		if b.XID, err = parseXID(xid); err != nil {

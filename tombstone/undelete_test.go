@@ -224,6 +224,8 @@ func TestUndeleteRowsSelective(t *testing.T) {
 	bs, err := tombstone.ShowBatches(ctx, c, tombstone.BatchFilter{})
 	require.NoError(t, err)
 	require.Equal(t, tombstone.StatePartlyRestored, bs[0].State)
+	require.Less(t, bs[0].Remaining, bs[0].Rows, "some rows came back")
+	require.Positive(t, bs[0].Remaining, "others are still tombstones")
 
 	// Selecting inside the cascade: one site of tenant 3 with its products.
 	rs, err = tombstone.UndeleteRows(ctx, c, tombstone.RowSelection{Table: "public.tenants", Where: "id = 3"}, tombstone.UndeleteOptions{})

@@ -223,10 +223,10 @@ func (c *batchesCmd) Run(std *stdio) error {
 		}
 		return writeJSON(std.Out, bs)
 	}
-	t := newTable(std.Out, "BATCH", "TIME", "ROLE", "APP", "CLIENT", "XID", "ROWS", "STATE", "PURGE AFTER", "TABLES", "SQL")
+	t := newTable(std.Out, "BATCH", "TIME", "ROLE", "APP", "CLIENT", "XID", "ROWS", "REMAINING", "STATE", "PURGE AFTER", "TABLES", "SQL")
 	for _, b := range bs {
 		t.row(fmt.Sprint(b.ID), fmtTime(b.StmtTime), b.Role, b.ApplicationName, b.ClientAddr, fmt.Sprint(b.XID),
-			fmt.Sprint(b.Rows), b.State, fmtTime(b.PurgeAfter), b.Tables, b.SQL)
+			fmt.Sprint(b.Rows), fmt.Sprint(b.Remaining), b.State, fmtTime(b.PurgeAfter), b.Tables, b.SQL)
 	}
 	return t.flush()
 }

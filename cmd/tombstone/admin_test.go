@@ -91,9 +91,9 @@ func TestCLIAdmin(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3)
-	require.Regexp(t, `^BATCH\s+TIME\s+ROLE\s+APP\s+CLIENT\s+XID\s+ROWS\s+STATE\s+PURGE AFTER\s+TABLES\s+SQL$`, lines[0])
-	require.Regexp(t, fmt.Sprintf(`^%d\s+.*\s+10\.1\.2\.3\s+\d+\s+2\s+active\s+.*public\.sites=2\s+DELETE FROM sites WHERE tenant_id = 5$`, b2), lines[1])
-	require.Regexp(t, fmt.Sprintf(`^%d\s+.*\s+6\s+active\s+.*public\.sites=4, public\.tenants=2\s+DELETE FROM tenants`, b1), lines[2])
+	require.Regexp(t, `^BATCH\s+TIME\s+ROLE\s+APP\s+CLIENT\s+XID\s+ROWS\s+REMAINING\s+STATE\s+PURGE AFTER\s+TABLES\s+SQL$`, lines[0])
+	require.Regexp(t, fmt.Sprintf(`^%d\s+.*\s+10\.1\.2\.3\s+\d+\s+2\s+2\s+active\s+.*public\.sites=2\s+DELETE FROM sites WHERE tenant_id = 5$`, b2), lines[1])
+	require.Regexp(t, fmt.Sprintf(`^%d\s+.*\s+6\s+6\s+active\s+.*public\.sites=4, public\.tenants=2\s+DELETE FROM tenants`, b1), lines[2])
 	code, out, _ = tomb(t, "batches", "--dsn", dsn, "--json", "--table", "tenants", "--since", "yesterday", "--limit", "5")
 	require.Equal(t, 0, code)
 	var bs []tombstone.Batch

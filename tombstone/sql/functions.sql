@@ -753,11 +753,14 @@ AS $$
 $$;
 
 -- show_batches lists batches newest first, optionally only those that
--- removed rows from p_table, or since p_since.
+-- removed rows from p_table, or since p_since. remaining is how many of a
+-- partly restored batch's tombstones are still stored (for the others:
+-- all of its rows, or none).
+DROP FUNCTION IF EXISTS tombstone.show_batches(regclass, timestamptz, integer);
 CREATE OR REPLACE FUNCTION tombstone.show_batches(
     p_table regclass DEFAULT NULL, p_since timestamptz DEFAULT NULL, p_limit integer DEFAULT 50)
 RETURNS TABLE (batch bigint, stmt_time timestamptz, role name, application_name text, client_addr text,
-               xid xid8, tables text, rows bigint, state text, purge_after timestamptz, sql text)
+               xid xid8, tables text, rows bigint, state text, purge_after timestamptz, sql text, remaining bigint)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
@@ -773,14 +776,33 @@ BEGIN
     SELECT b.id, b.stmt_time, b.role, b.application_name, b.client_addr, b.xid,
            (SELECT pg_catalog.string_agg(e.key || '=' || e.value, ', ' ORDER BY e.key)
               FROM pg_catalog.jsonb_each_text(b.tables) e),
-           (SELECT coalesce(sum(e.value::bigint), 0)::bigint FROM pg_catalog.jsonb_each_text(b.tables) e),
-           tombstone._state(b), b.purge_after,
-           CASE WHEN pg_catalog.length(b.sql) > 80 THEN pg_catalog.left(b.sql, 77) || '...' ELSE b.sql END
-      FROM tombstone.batches b
+           r.n, tombstone._state(b), b.purge_after,
+           CASE WHEN pg_catalog.length(b.sql) > 80 THEN pg_catalog.left(b.sql, 77) || '...' ELSE b.sql END,
+           CASE tombstone._state(b) WHEN 'partly restored' THEN tombstone._stored(b.id)
+                                    WHEN 'restored' THEN 0 WHEN 'purged' THEN 0 ELSE r.n END
+      FROM tombstone.batches b,
+           LATERAL (SELECT coalesce(sum(e.value::bigint), 0)::bigint AS n FROM pg_catalog.jsonb_each_text(b.tables) e) r
      WHERE (tname IS NULL OR b.tables ? tname)
        AND (p_since IS NULL OR b.stmt_time >= p_since)
      ORDER BY b.id DESC
      LIMIT coalesce(p_limit, 50);
+END
+$$;
+
+-- _stored counts the tombstones of one batch still in the store.
+CREATE OR REPLACE FUNCTION tombstone._stored(p_batch bigint) RETURNS bigint
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    s record;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    FOR s IN SELECT sh.shadow_name FROM tombstone.shadows sh LOOP
+        EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I WHERE _ts_batch = $1', s.shadow_name) INTO n USING p_batch;
+        total := total + n;
+    END LOOP;
+    RETURN total;
 END
 $$;
 
@@ -836,6 +858,7 @@ DECLARE
     b tombstone.batches;
     s record;
     n bigint;
+    upto timestamptz;
 BEGIN
     PERFORM tombstone._require_admin();
     SELECT * INTO b FROM tombstone.batches x WHERE x.id = p_batch FOR UPDATE;
@@ -848,8 +871,11 @@ BEGIN
             HINT = pg_catalog.format('RELEASE BATCH %s first.', p_batch);
     END IF;
     FOR s IN SELECT sh.* FROM tombstone.shadows sh ORDER BY sh.source_schema, sh.source_name LOOP
-        EXECUTE pg_catalog.format('DELETE FROM tombstone.%I WHERE _ts_batch = $1', s.shadow_name) USING p_batch;
-        GET DIAGNOSTICS n = ROW_COUNT;
+        EXECUTE pg_catalog.format(
+            'WITH d AS (DELETE FROM tombstone.%I WHERE _ts_batch = $1 RETURNING _ts_deleted_at, _ts_cause) '
+            'SELECT count(*), max(_ts_deleted_at) FILTER (WHERE _ts_cause <> ''set_null'') FROM d', s.shadow_name)
+          INTO n, upto USING p_batch;
+        PERFORM tombstone._purged_through(s.source, upto);
         IF n > 0 THEN
             table_name := s.source_schema || '.' || s.source_name;
             purged := n;

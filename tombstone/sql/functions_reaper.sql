@@ -103,6 +103,15 @@ AS $$
       FROM pg_catalog.jsonb_each(coalesce(p_tables, '{}')) e
 $$;
 
+-- _purged_through raises the mark of the tombstones purged from the
+-- shadow of p_source to p_upto (tombstone.shadows.purged_through).
+CREATE OR REPLACE FUNCTION tombstone._purged_through(p_source oid, p_upto timestamptz) RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE tombstone.shadows sh SET purged_through = p_upto
+     WHERE sh.source = p_source AND p_upto IS NOT NULL AND (sh.purged_through IS NULL OR sh.purged_through < p_upto)
+$$;
+
 -- reap_chunk purges one bounded chunk: due batches in expiry order whose
 -- estimated rows add up to about p_max_rows (at least one batch), locked
 -- FOR UPDATE SKIP LOCKED and re-checked under the lock (a HOLD BATCH that
@@ -129,6 +138,7 @@ DECLARE
     n bigint;
     done boolean;
     b record;
+    upto timestamptz;
 BEGIN
     batches := 0; rows := 0; more := false;
     paused := tombstone._reaper_begin(p_token);
@@ -172,13 +182,15 @@ BEGIN
         -- One big batch: cut it.
         big := ids[1];
         budget := p_max_rows;
-        FOR s IN SELECT sh.shadow_name FROM tombstone.shadows sh ORDER BY sh.shadow_name LOOP
+        FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh ORDER BY sh.shadow_name LOOP
             CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('tombstone.%I', s.shadow_name)) IS NULL;
             EXIT WHEN budget = 0;
             EXECUTE pg_catalog.format(
-                'DELETE FROM tombstone.%1$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM tombstone.%1$I WHERE _ts_batch = $1 LIMIT $2))',
-                s.shadow_name) USING big, budget;
-            GET DIAGNOSTICS n = ROW_COUNT;
+                'WITH d AS (DELETE FROM tombstone.%1$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM tombstone.%1$I WHERE _ts_batch = $1 LIMIT $2)) '
+                'RETURNING _ts_deleted_at, _ts_cause) '
+                'SELECT count(*), max(_ts_deleted_at) FILTER (WHERE _ts_cause <> ''set_null'') FROM d',
+                s.shadow_name) INTO n, upto USING big, budget;
+            PERFORM tombstone._purged_through(s.source, upto);
             rows := rows + n;
             budget := budget - n;
         END LOOP;
@@ -202,10 +214,13 @@ BEGIN
         RETURN;
     END IF;
 
-    FOR s IN SELECT sh.shadow_name FROM tombstone.shadows sh ORDER BY sh.shadow_name LOOP
+    FOR s IN SELECT sh.source, sh.shadow_name FROM tombstone.shadows sh ORDER BY sh.shadow_name LOOP
         CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('tombstone.%I', s.shadow_name)) IS NULL;
-        EXECUTE pg_catalog.format('DELETE FROM tombstone.%I WHERE _ts_batch = ANY ($1)', s.shadow_name) USING ids;
-        GET DIAGNOSTICS n = ROW_COUNT;
+        EXECUTE pg_catalog.format(
+            'WITH d AS (DELETE FROM tombstone.%I WHERE _ts_batch = ANY ($1) RETURNING _ts_deleted_at, _ts_cause) '
+            'SELECT count(*), max(_ts_deleted_at) FILTER (WHERE _ts_cause <> ''set_null'') FROM d', s.shadow_name)
+          INTO n, upto USING ids;
+        PERFORM tombstone._purged_through(s.source, upto);
         rows := rows + n;
     END LOOP;
     UPDATE tombstone.batches x SET purged_at = now() WHERE x.id = ANY (ids);

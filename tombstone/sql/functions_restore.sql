@@ -417,6 +417,25 @@ BEGIN
                 pkey), path);
         END IF;
     END LOOP;
+    -- OVERWRITE cannot give the replaced row a GENERATED ALWAYS identity
+    -- value (Postgres refuses to update one): such a row, whose value
+    -- differs from the newer row's, is a conflict rather than come back
+    -- different.
+    IF p_overwrite AND keyix IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I IS DISTINCT FROM _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' OR ')
+          INTO live
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a' AND NOT (a.attnum = ANY (keynums));
+        IF live IS NOT NULL THEN
+            PERFORM tombstone._owned(rel, pg_catalog.format(
+                'UPDATE %s _ts_x SET _ts_state = ''conflict'', _ts_why = %L WHERE _ts_x._ts_state = ''overwrite'' '
+                'AND EXISTS (SELECT 1 FROM %s _ts_t WHERE %s AND (%s))',
+                cand, keyix::regclass::text, target,
+                (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND ')
+                   FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n),
+                live), path);
+        END IF;
+    END IF;
 END
 $$;
 
@@ -443,7 +462,8 @@ $$;
 --     candidate was deleted (the first with the key deleted at or after
 --     it: with it, by cascade, or later) is a tombstone not restored in
 --     this run: it stays deleted, and a live row with the key is a newer
---     one;
+--     one — or rows of that table deleted after the candidate were purged
+--     (shadows.purged_through), so that nobody can tell;
 --   - no live row has the key and no candidate of the run restores one.
 -- SET NULL records (link) whose parent comes back become linked.
 CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[]) RETURNS void
@@ -502,6 +522,13 @@ BEGIN
               INTO c
               FROM unnest(fk.parent_shadow_cols, fk.child_vals) u(p, ch);
             conds := conds || c;
+        END IF;
+        -- Tombstones of the parent table deleted after the candidate were
+        -- purged: the first of them may have been the row it referenced,
+        -- so a live row with the key proves nothing.
+        IF (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = fk.parent) IS NOT NULL THEN
+            conds := conds || pg_catalog.format('(_ts_x._ts_deleted_at <= %L::timestamptz AND NOT %s)',
+                (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = fk.parent), restored_here);
         END IF;
         -- No live row with the key, and none restored here.
         SELECT pg_catalog.format('(NOT EXISTS (SELECT 1 FROM %s _ts_p WHERE %s) AND NOT %s)',
@@ -595,8 +622,9 @@ BEGIN
     -- The live row holding the link's key must be the row the link was
     -- taken from: if a row with that key was deleted at or after the link
     -- (and this run does not bring that very row back), a live one is a
-    -- newer row, which the link never belonged to; and once a batch of the
-    -- table deleted after the link was purged, that evidence may be gone.
+    -- newer row, which the link never belonged to; and once rows of the
+    -- table deleted after the link were purged (shadows.purged_through),
+    -- that evidence may be gone.
     -- Such links, and links with a NULL in the key, stay in the store.
     EXECUTE pg_catalog.format(
         'UPDATE %1$s _ts_x SET _ts_state = ''link'' WHERE _ts_x._ts_state = ''linked'' AND (%4$s '
@@ -604,9 +632,9 @@ BEGIN
         'AND _ts_d._ts_deleted_at >= _ts_x._ts_deleted_at AND %2$s '
         'AND _ts_d._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = _ts_d._ts_batch) '
         'AND NOT EXISTS (SELECT 1 FROM %1$s _ts_q WHERE _ts_q._ts_ctid = _ts_d.ctid AND _ts_q._ts_state IN (''restore'', ''overwrite''))) '
-        'OR EXISTS (SELECT 1 FROM tombstone.batches b WHERE b.purged_at IS NOT NULL AND b.stmt_time >= _ts_x._ts_deleted_at AND b.tables ? %5$L))',
+        'OR _ts_x._ts_deleted_at <= %5$L::timestamptz)',
         cand, selfjoin, tombstone.shadow_name(rel::regclass), nullkey,
-        (SELECT sh.source_schema || '.' || sh.source_name FROM tombstone.shadows sh WHERE sh.source = rel));
+        (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = rel));
     FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
         CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
         -- still NULL (SET NULL) or still the default (SET DEFAULT)
@@ -637,7 +665,7 @@ BEGIN
             -- run restores. (A SET DEFAULT condition evaluates the owner's
             -- default.)
             n := tombstone._owned(rel, pg_catalog.format(
-                     'SELECT DISTINCT _ts_t._ts_rid FROM (SELECT t.ctid::text AS _ts_rid, %s FROM %s t '
+                     'SELECT DISTINCT _ts_t._ts_rid FROM (SELECT t.tableoid::text || t.ctid::text AS _ts_rid, %s FROM %s t '
                      'UNION ALL SELECT ''c'' || c._ts_ctid::text, %s FROM %s c WHERE c._ts_state IN (''restore'', ''overwrite'')) _ts_t '
                      'JOIN %s _ts_x ON %s WHERE %s',
                      tcols, tombstone._target(rel), ccols, cand, links, keyjoin, cond), 'pg_catalog, tombstone, pg_temp');
