@@ -1467,7 +1467,8 @@ func (r *round) checkRestored(prev, cur *world, sc *stepCtx, restored, vanished 
 			if !slices.Contains(restored, p.parent) {
 				continue
 			}
-			if len(rows) == 1 && len(prev.live[lk.uid]) == 1 && p.required && r.ref(cur, rows[0].table, lk.fk, rows[0].cols) != p.parent {
+			if len(rows) == 1 && len(prev.live[lk.uid]) == 1 && p.required && r.ref(cur, rows[0].table, lk.fk, rows[0].cols) != p.parent &&
+				!r.evidencePurged(rows[0].table, p.batch) {
 				f := r.tables[rows[0].table].fks[lk.fk]
 				r.violate("a SET NULL link was not re-linked to its restored parent"+map[bool]string{true: " (self-reference)"}[f.parent == rows[0].table],
 					"uid %d of %s: %v still %s, parent uid %d is back", lk.uid, r.tables[rows[0].table].name, f.cols, rows[0].cols[f.cols[0]], p.parent)
@@ -1487,4 +1488,14 @@ func (r *round) checkRestored(prev, cur *world, sc *stepCtx, restored, vanished 
 			}
 		}
 	}
+}
+
+// evidencePurged reports whether rows of table deleted after the link of
+// batch were purged since (tombstone.shadows.purged_through): the store
+// then cannot tell the link's row from a newer one with its key, and
+// keeps the link instead of re-linking it.
+func (r *round) evidencePurged(table int, batch int64) bool {
+	res := r.query(fmt.Sprintf(`SELECT coalesce(sh.purged_through >= b.stmt_time, false)
+		FROM tombstone.shadows sh, tombstone.batches b WHERE sh.source = '%s'::regclass AND b.id = %d`, r.tables[table].name, batch))
+	return len(res) == 1 && res[0][0] == "t"
 }

@@ -326,14 +326,17 @@ DECLARE
     pkeep text;
     part text;
     path text := 'pg_catalog, tombstone, pg_temp';
+    batches bigint;
 BEGIN
+    EXECUTE 'SELECT count(DISTINCT _ts_batch) FROM ' || cand INTO batches;
     SELECT i.indexrelid INTO keyix FROM pg_catalog.pg_index i
      WHERE i.indrelid = rel AND i.indkey::int2[] = keynums AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
      ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1;
     -- The key index first: under OVERWRITE its conflicts are overwrites,
     -- which the other indexes then check against every live row but the
     -- one replaced.
-    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, i.indcollation, pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
+    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, i.indcollation, i.indkey, i.indexprs,
+                     pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
                      coalesce((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nnd,
                      x.conexclop
                 FROM pg_catalog.pg_index i
@@ -384,6 +387,56 @@ BEGIN
                                      pg_catalog.string_agg(pg_catalog.format('%I = _ts_c.%s', a.attname, tombstone._val(a.attnum)), ' AND '))
               INTO pkeep
               FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
+        END IF;
+        -- Plain columns (the common case: a primary key, a UNIQUE
+        -- constraint): compared as they are stored, without evaluating
+        -- anything of the owner's per row.
+        IF ix.indexprs IS NULL AND ix.pred IS NULL AND ix.conexclop IS NULL
+           AND NOT EXISTS (SELECT 1 FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(n, g)
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
+                             LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                            WHERE k.g <= ix.indnkeyatts
+                              AND (a.attgenerated <> '' OR a.attcollation <> ix.indcollation[k.g - 1]
+                                   OR NOT coalesce(co.collisdeterministic, true))) THEN
+            SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I %s _ts_x.%s', a.attname, ops[k.g], tombstone._val(a.attnum)), ' AND '),
+                   pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NOT NULL', tombstone._val(a.attnum)), ' AND '),
+                   pg_catalog.string_agg('_ts_c.' || tombstone._val(a.attnum), ', ')
+              INTO live, nonnull, kcols
+              FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(n, g)
+              JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
+             WHERE k.g <= ix.indnkeyatts;
+            IF ix.nnd THEN
+                nonnull := 'true';
+            END IF;
+            IF pkeep <> 'true' THEN
+                SELECT pg_catalog.format('NOT (_ts_x._ts_state = ''overwrite'' AND %s)',
+                                         pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND '))
+                  INTO pkeep
+                  FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
+            END IF;
+            PERFORM tombstone._owned(rel, pg_catalog.format(
+                'UPDATE %1$s _ts_x SET _ts_state = %2$L, _ts_why = %3$L WHERE _ts_x._ts_state = ''restore'' AND %4$s '
+                'AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s)',
+                cand, CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
+                ix.indexrelid::regclass::text, nonnull, target, live, pkeep), path);
+            IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
+                PERFORM tombstone._owned(rel, pg_catalog.format(
+                    'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L WHERE _ts_x._ts_state = ''overwrite'' AND %3$s '
+                    'AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s)',
+                    cand, ix.indexrelid::regclass::text, nonnull, target, live, pkeep), path);
+            END IF;
+            -- (One batch holds one row per key: nothing to compare.)
+            IF batches > 1 THEN
+                PERFORM tombstone._owned(rel, pg_catalog.format(
+                    'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
+                    'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
+                    '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn '
+                    '      FROM %1$s _ts_c WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND %4$s) _ts_m '
+                    'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_m._ts_rn > 1',
+                    cand, 'duplicate:' || ix.indexrelid::regclass::text, kcols,
+                    pg_catalog.replace(nonnull, '_ts_x.', '_ts_c.')), path);
+            END IF;
+            CONTINUE;
         END IF;
         pkey := pg_catalog.format(
             'FROM %1$s _ts_c CROSS JOIN LATERAL (SELECT %2$s, %3$s AS _ts_in FROM %4$s _ts_u) _ts_k '
@@ -624,7 +677,8 @@ BEGIN
     -- (and this run does not bring that very row back), a live one is a
     -- newer row, which the link never belonged to; and once rows of the
     -- table deleted after the link were purged (shadows.purged_through),
-    -- that evidence may be gone.
+    -- that evidence may be gone; and a row this run overwrites with one
+    -- deleted before the link is not the link's either.
     -- Such links, and links with a NULL in the key, stay in the store.
     EXECUTE pg_catalog.format(
         'UPDATE %1$s _ts_x SET _ts_state = ''link'' WHERE _ts_x._ts_state = ''linked'' AND (%4$s '
@@ -632,9 +686,12 @@ BEGIN
         'AND _ts_d._ts_deleted_at >= _ts_x._ts_deleted_at AND %2$s '
         'AND _ts_d._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = _ts_d._ts_batch) '
         'AND NOT EXISTS (SELECT 1 FROM %1$s _ts_q WHERE _ts_q._ts_ctid = _ts_d.ctid AND _ts_q._ts_state IN (''restore'', ''overwrite''))) '
-        'OR _ts_x._ts_deleted_at <= %5$L::timestamptz)',
+        'OR _ts_x._ts_deleted_at <= %5$L::timestamptz '
+        'OR EXISTS (SELECT 1 FROM %1$s _ts_o WHERE _ts_o._ts_state = ''overwrite'' AND _ts_o._ts_deleted_at < _ts_x._ts_deleted_at AND %6$s))',
         cand, selfjoin, tombstone.shadow_name(rel::regclass), nullkey,
-        (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = rel));
+        (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = rel),
+        (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_o.%1$s = _ts_x.%1$s', tombstone._val(k.n)), ' AND ')
+           FROM unnest(keynums) k(n)));
     FOR fk IN SELECT * FROM tombstone._fks(rel) f WHERE f.deltype IN ('n', 'd') AND f.parent = ANY (rels) LOOP
         CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals);
         -- still NULL (SET NULL) or still the default (SET DEFAULT)
