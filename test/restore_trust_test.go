@@ -183,6 +183,10 @@ INSERT INTO odd VALUES (1, 'tok', 7, 'st', 11), (2, NULL, 8, NULL, 12);`)
 	show, _ := simple(t, p, "SHOW TOMBSTONES odd WHERE _ts_token = 'tok'")
 	require.Len(t, show, 1)
 	require.Contains(t, show[0][3], `"_ts_token":"tok"`)
+	show, _ = simple(t, p, fmt.Sprintf("SHOW TOMBSTONES odd BATCH %d", e.lastBatch()))
+	require.Len(t, show, 2, "SHOW TOMBSTONES … BATCH n")
+	show, _ = simple(t, p, fmt.Sprintf("SHOW TOMBSTONES odd BATCH %d", e.lastBatch()+1))
+	require.Empty(t, show)
 	res, _ := simple(t, p, "UNDELETE FROM odd WHERE _ts_batch = 8")
 	require.Equal(t, []string{"public.odd", "1", "0", "0"}, findRow(res, "public.odd"))
 	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
@@ -291,4 +295,23 @@ INSERT INTO tenants VALUES (1, 'Initech'), (2, 'Acme'); INSERT INTO docs VALUES 
 	require.Equal(t, []string{"public.links", "0", "0", "0"}, findRow(res, "public.links"))
 	require.Equal(t, 1, e.count("SELECT count(*) FROM links WHERE tenant_id IS NULL"), "the newer link row keeps its NULL")
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__links WHERE _ts_cause = 'set_null'"), "the link stays in the store")
+}
+
+// TestRestoreTablesNamedLikeOurs: tables named like the rewrite's and the
+// restore's own names are deleted from and restored like any other.
+func TestRestoreTablesNamedLikeOurs(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE _ts_d0 (id int PRIMARY KEY);
+CREATE TABLE _ts_bid (id int PRIMARY KEY, d0 int REFERENCES _ts_d0 ON DELETE CASCADE);
+CREATE TABLE s (id int PRIMARY KEY, d0 int REFERENCES _ts_d0 ON DELETE SET NULL);
+INSERT INTO _ts_d0 VALUES (1), (2); INSERT INTO _ts_bid VALUES (1, 1), (2, 2); INSERT INTO s VALUES (1, 1);`)
+	before := e.snapshot("_ts_d0", "_ts_bid", "s")
+	p := testenv.Connect(t, e.proxy)
+	tag, err := p.Exec(context.Background(), "DELETE FROM _ts_d0 WHERE id IN (SELECT d0 FROM _ts_bid WHERE id = 1)")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	res, _ := simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
+	require.Equal(t, []string{"public._ts_bid", "1", "0", "0"}, findRow(res, "public._ts_bid"))
+	require.Equal(t, []string{"public.s", "1", "0", "0"}, findRow(res, "public.s"))
+	require.Equal(t, before, e.snapshot("_ts_d0", "_ts_bid", "s"))
 }

@@ -530,6 +530,7 @@ DECLARE
     c text;
     nonnull text;
     restored_here text;
+    samestmt text;
     have_parent boolean;
     n bigint;
     changed bigint;
@@ -591,10 +592,23 @@ BEGIN
           INTO c
           FROM unnest(fk.parent_cols, fk.child_vals) u(p, ch);
         conds := conds || c;
+        -- The common case costs one hash join: a candidate whose parent
+        -- was deleted by the same statement (same batch, same time) and
+        -- comes back in this run references exactly that row.
+        samestmt := 'false';
+        IF have_parent THEN
+            SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
+                                     'AND _ts_q._ts_batch = _ts_x._ts_batch AND _ts_q._ts_deleted_at = _ts_x._ts_deleted_at AND %s)',
+                                     tombstone._cand(fk.parent),
+                                     pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
+              INTO samestmt
+              FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        END IF;
         EXECUTE pg_catalog.format(
-            'UPDATE %s _ts_x SET _ts_state = ''skipped'', _ts_why = %L '
-            'WHERE _ts_x._ts_state IN (''restore'', ''overwrite'') AND %s AND (%s)',
-            cand, fk.conoid::text, nonnull, pg_catalog.array_to_string(conds, ' OR '));
+            'UPDATE %1$s _ts_y SET _ts_state = ''skipped'', _ts_why = %2$L WHERE _ts_y._ts_ctid IN ('
+            'SELECT _ts_x._ts_ctid FROM %1$s _ts_x WHERE _ts_x._ts_state IN (''restore'', ''overwrite'') AND %3$s '
+            'AND NOT %5$s AND (%4$s))',
+            cand, fk.conoid::text, nonnull, pg_catalog.array_to_string(conds, ' OR '), samestmt);
         GET DIAGNOSTICS n = ROW_COUNT;
         changed := changed + n;
     END LOOP;
@@ -848,7 +862,13 @@ DECLARE
     stmt text;
     stmts text[];
     tr tombstone.trash;
+    jit text;
 BEGIN
+    -- The candidates have no statistics: the planner's estimates of the
+    -- restore's statements are rough and often high, and JIT compiling
+    -- them cost more than running them (430 of 620 ms on 50k rows).
+    jit := pg_catalog.current_setting('jit');
+    PERFORM pg_catalog.set_config('jit', 'off', true);
     p_on_conflict := lower(coalesce(p_on_conflict, 'fail'));
     IF p_on_conflict NOT IN ('fail', 'skip', 'overwrite') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -1000,6 +1020,7 @@ BEGIN
         EXECUTE 'DROP FUNCTION ' || stmt;
     END LOOP;
 
+    PERFORM pg_catalog.set_config('jit', jit, true);
     RETURN QUERY SELECT x.nm, x.d, x.c, x.s FROM unnest(names, done, conf, skip) x(nm, d, c, s);
 END
 $$;
