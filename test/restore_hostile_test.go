@@ -259,3 +259,56 @@ GRANT SELECT, INSERT ON public.m_chk TO PUBLIC;`)
 	require.Contains(t, consoleErr(t, h, fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m))), "42501")
 	require.Empty(t, logged(t, e))
 }
+
+// TestHostileOwnerTampersWithTheRestore: code of the owner's that runs
+// during a superuser's restore tries to replace the security-definer
+// functions the restore runs statements through, and to change the
+// candidates of another role's table restored in the same run: it finds
+// no function it could swap for a later statement, and may not touch the
+// other table's candidates. The other role's rows come back exactly.
+func TestHostileOwnerTampersWithTheRestore(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	victim := tempRole(t, e, "LOGIN", `GRANT CREATE ON SCHEMA public TO %s;`)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m_parent (id int PRIMARY KEY);
+CREATE FUNCTION public.m_tamper() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT p.proname FROM pg_catalog.pg_proc p WHERE p.pronamespace = pg_catalog.pg_my_temp_schema() LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION pg_temp.%I(p_stmt text, p_path text) RETURNS bigint '
+        'LANGUAGE plpgsql SECURITY INVOKER AS $x$ BEGIN PERFORM public.escalate(''replaced''); RETURN 0; END $x$', r.proname);
+      PERFORM public.rec('replaced ' || r.proname);
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END;
+  END LOOP;
+  FOR r IN SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind = 'r' LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('UPDATE pg_temp.%I SET _ts_v2 = ''forged''', r.relname);
+      PERFORM public.rec('updated ' || r.relname);
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END;
+  END LOOP;
+  RETURN NEW;
+END $f$;
+CREATE TRIGGER m_parent_ins AFTER INSERT ON public.m_parent FOR EACH ROW EXECUTE FUNCTION public.m_tamper();
+INSERT INTO public.m_parent VALUES (1);
+GRANT REFERENCES ON public.m_parent TO ` + victim)
+	execAs(t, e.direct, victim, `
+CREATE TABLE public.v_child (id int PRIMARY KEY, note text, m_id int REFERENCES public.m_parent ON DELETE CASCADE);
+INSERT INTO public.v_child VALUES (1, 'precious', 1), (2, 'also precious', 1);
+GRANT SELECT, DELETE ON public.v_child TO `+m) // the proxy's cascade needs them
+	before := e.snapshot("v_child")
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m_parent WHERE id = 1")
+	require.Zero(t, e.count("SELECT count(*) FROM v_child"))
+	res, _ := simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	require.Equal(t, []string{"public.v_child", "2", "0", "0"}, findRow(res, "public.v_child"))
+	require.Equal(t, before, e.snapshot("v_child"), "the other role's rows come back exactly")
+	for _, l := range logged(t, e) {
+		require.NotContains(t, l, "|true", "nothing ran as a superuser: %s", l)
+		require.NotContains(t, l, "updated _ts_cand", "the candidates cannot be changed: %s", l)
+	}
+	require.False(t, isSuper(t, e, m))
+}

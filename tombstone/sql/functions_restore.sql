@@ -31,6 +31,7 @@ DROP FUNCTION IF EXISTS tombstone.undelete_transaction(xid8, boolean, text);
 DROP FUNCTION IF EXISTS tombstone.undelete_rows(regclass, text, bigint, timestamptz, timestamptz, boolean, text);
 DROP FUNCTION IF EXISTS tombstone._as_owner(oid);
 DROP FUNCTION IF EXISTS tombstone._back(text);
+DROP FUNCTION IF EXISTS tombstone._constraint_triggers();
 
 -- _topo_order orders tables parents first over the current foreign keys
 -- among them (self-references ignored: all rows of a table are restored
@@ -65,6 +66,27 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._cand(rel oid) RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT 'pg_temp._ts_cand_' || rel::text $$;
+
+-- _marks names the scratch table into which code run as rel's owner
+-- reports the candidates it found (conflicts) or is told of (links).
+CREATE OR REPLACE FUNCTION tombstone._marks(rel oid) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'pg_temp._ts_marks_' || rel::text $$;
+
+-- _apply_marks moves the states reported in rel's scratch table onto its
+-- candidates that are in one of the states p_from, and empties it.
+CREATE OR REPLACE FUNCTION tombstone._apply_marks(rel oid, p_from text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    EXECUTE pg_catalog.format(
+        'UPDATE %s _ts_x SET _ts_state = m._ts_state, _ts_why = m._ts_why '
+        'FROM (SELECT DISTINCT ON (_ts_ctid) * FROM %s ORDER BY _ts_ctid) m '
+        'WHERE _ts_x._ts_ctid = m._ts_ctid AND _ts_x._ts_state = ANY ($1) AND m._ts_state IN (''conflict'', ''overwrite'')',
+        tombstone._cand(rel), tombstone._marks(rel)) USING p_from;
+    EXECUTE 'DELETE FROM ' || tombstone._marks(rel);
+END
+$$;
 
 -- _val names the candidate column holding the value of rel's column
 -- attnum: candidates never use the user's column names, so no user name
@@ -141,7 +163,8 @@ $$;
 --     cannot change it): inside, the owner's code cannot take the
 --     administrator's role back (Postgres refuses SET ROLE and SET SESSION
 --     AUTHORIZATION in a security-definer function), and deferred
---     constraint triggers are fired before it returns, not at COMMIT;
+--     constraints are checked (their triggers fired) before it returns,
+--     not at COMMIT;
 --   - an administrator who is not runs it itself only if the table runs no
 --     code of anyone's (tombstone._runs_code); otherwise 42501.
 -- p_path is the search_path stmt runs with: the restore's own for the
@@ -171,35 +194,28 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
     END IF;
-    fn := '_ts_as_' || owner_oid::text;
-    IF pg_catalog.to_regprocedure('pg_temp.' || fn || '(text,text,text)') IS NULL THEN
-        EXECUTE pg_catalog.format(
-            'CREATE FUNCTION pg_temp.%I(p_stmt text, p_path text, p_immediate text) RETURNS bigint '
-            'LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', fn,
-            'DECLARE n bigint; BEGIN '
-            'PERFORM pg_catalog.set_config(''search_path'', p_path, true); '
-            'EXECUTE p_stmt; GET DIAGNOSTICS n = ROW_COUNT; '
-            'IF p_immediate IS NOT NULL THEN EXECUTE ''SET CONSTRAINTS '' || p_immediate || '' IMMEDIATE''; END IF; '
-            'RETURN n; END');
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION pg_temp.%I(text, text, text) FROM PUBLIC', fn);
-        EXECUTE pg_catalog.format('ALTER FUNCTION pg_temp.%I(text, text, text) OWNER TO %I', fn, owner);
+    -- A function made for this one statement: the owner's code could
+    -- change one it saw before (it owns it), not one that does not exist
+    -- yet; it is dropped once it returns.
+    fn := '_ts_as_' || owner_oid::text || '_' || pg_catalog.md5(pg_catalog.random()::text || pg_catalog.clock_timestamp()::text);
+    EXECUTE pg_catalog.format(
+        'CREATE FUNCTION pg_temp.%I(p_stmt text, p_path text) RETURNS bigint '
+        'LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L', fn,
+        'DECLARE n bigint; BEGIN '
+        'PERFORM pg_catalog.set_config(''search_path'', p_path, true); '
+        'EXECUTE p_stmt; GET DIAGNOSTICS n = ROW_COUNT; '
+        'SET CONSTRAINTS ALL IMMEDIATE; '
+        'RETURN n; END');
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION pg_temp.%I(text, text) FROM PUBLIC', fn);
+    EXECUTE pg_catalog.format('ALTER FUNCTION pg_temp.%I(text, text) OWNER TO %I', fn, owner);
+    EXECUTE pg_catalog.format('SELECT pg_temp.%I($1, $2)', fn) INTO n USING stmt, p_path;
+    IF pg_catalog.to_regprocedure('pg_temp.' || pg_catalog.quote_ident(fn) || '(text,text)') IS NOT NULL THEN
+        EXECUTE pg_catalog.format('DROP FUNCTION pg_temp.%I(text, text)', fn);
     END IF;
-    EXECUTE pg_catalog.format('SELECT pg_temp.%I($1, $2, $3)', fn) INTO n USING stmt, p_path, tombstone._constraint_triggers();
     RETURN n;
 END
 $$;
 
--- _constraint_triggers lists the deferrable constraint triggers of the
--- database (SET CONSTRAINTS names), NULL when there are none: a restore
--- fires the ones its writes queue before it leaves the owner's rights.
--- Foreign keys keep their own timing.
-CREATE OR REPLACE FUNCTION tombstone._constraint_triggers() RETURNS text
-LANGUAGE sql STABLE
-AS $$
-    SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.conname), ', ')
-      FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace
-     WHERE c.contype = 't' AND c.condeferrable
-$$;
 
 -- _runs_code reports whether writing into rel runs code someone wrote:
 -- a trigger of its own, or a function (not a built-in: those are pinned
@@ -270,6 +286,7 @@ AS $$
 DECLARE
     vals text;
     n bigint;
+    owner name;
 BEGIN
     -- The shadow's values as they are (base types, not domains: a
     -- domain's checks are code of the owner's, run by the INSERT as the
@@ -292,9 +309,20 @@ BEGIN
         'NULL::text AS _ts_why, s._ts_batch, s._ts_cause, s._ts_deleted_at%s FROM tombstone.%I s WHERE %s',
         tombstone._cand(rel), coalesce(', ' || vals, ''), tombstone.shadow_name(rel::regclass), pred);
     GET DIAGNOSTICS n = ROW_COUNT;
-    -- The owner reads them when the conflict check and the writes run as
-    -- the owner (a temporary table is this session's alone).
-    EXECUTE 'GRANT SELECT, UPDATE ON ' || tombstone._cand(rel) || ' TO PUBLIC';
+    -- Code run as the table's owner (tombstone._owned) reads its own
+    -- table's candidates, and nothing else of the restore; it cannot
+    -- change them: what it finds (conflicts) it reports into a scratch
+    -- table of its own, which the restore applies (_apply_marks), and
+    -- which links to re-link the restore tells it the same way.
+    owner := (SELECT r.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner WHERE c.oid = rel);
+    IF pg_catalog.to_regclass(tombstone._marks(rel)) IS NOT NULL THEN
+        EXECUTE 'DROP TABLE ' || tombstone._marks(rel);
+    END IF;
+    EXECUTE 'CREATE TEMP TABLE ' || tombstone._marks(rel) || ' (_ts_ctid tid, _ts_state text, _ts_why text) ON COMMIT DROP';
+    IF owner <> current_user THEN
+        EXECUTE pg_catalog.format('GRANT SELECT ON %s TO %I', tombstone._cand(rel), owner);
+        EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON %s TO %I', tombstone._marks(rel), owner);
+    END IF;
     -- (Indexes come when something looks candidates up: _cand_index.)
     RETURN n;
 END
@@ -313,6 +341,7 @@ AS $$
 DECLARE
     ix record;
     cand text := tombstone._cand(rel);
+    marks text := tombstone._marks(rel);
     target text := tombstone._target(rel);
     keynums int2[] := tombstone._key(rel);
     keyix oid;
@@ -415,26 +444,29 @@ BEGIN
                   FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
             END IF;
             PERFORM tombstone._owned(rel, pg_catalog.format(
-                'UPDATE %1$s _ts_x SET _ts_state = %2$L, _ts_why = %3$L WHERE _ts_x._ts_state = ''restore'' AND %4$s '
+                'INSERT INTO %8$s SELECT _ts_x._ts_ctid, %2$L, %3$L FROM %1$s _ts_x WHERE _ts_x._ts_state = ''restore'' AND %4$s '
                 'AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s)',
                 cand, CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
-                ix.indexrelid::regclass::text, nonnull, target, live, pkeep), path);
+                ix.indexrelid::regclass::text, nonnull, target, live, pkeep, marks), path);
+            PERFORM tombstone._apply_marks(rel, '{restore}');
             IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
                 PERFORM tombstone._owned(rel, pg_catalog.format(
-                    'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L WHERE _ts_x._ts_state = ''overwrite'' AND %3$s '
+                    'INSERT INTO %7$s SELECT _ts_x._ts_ctid, ''conflict'', %2$L FROM %1$s _ts_x WHERE _ts_x._ts_state = ''overwrite'' AND %3$s '
                     'AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s)',
-                    cand, ix.indexrelid::regclass::text, nonnull, target, live, pkeep), path);
+                    cand, ix.indexrelid::regclass::text, nonnull, target, live, pkeep, marks), path);
+                PERFORM tombstone._apply_marks(rel, '{overwrite}');
             END IF;
             -- (One batch holds one row per key: nothing to compare.)
             IF batches > 1 THEN
                 PERFORM tombstone._owned(rel, pg_catalog.format(
-                    'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
+                    'INSERT INTO %5$s SELECT _ts_m._ts_ctid, ''conflict'', %2$L '
                     'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
                     '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn '
                     '      FROM %1$s _ts_c WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND %4$s) _ts_m '
-                    'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_m._ts_rn > 1',
+                    'WHERE _ts_m._ts_rn > 1',
                     cand, 'duplicate:' || ix.indexrelid::regclass::text, kcols,
-                    pg_catalog.replace(nonnull, '_ts_x.', '_ts_c.')), path);
+                    pg_catalog.replace(nonnull, '_ts_x.', '_ts_c.'), marks), path);
+                PERFORM tombstone._apply_marks(rel, '{restore,overwrite}');
             END IF;
             CONTINUE;
         END IF;
@@ -445,29 +477,30 @@ BEGIN
         -- Live rows holding the key. (Index keys and predicates are the
         -- owner's expressions: evaluated with the owner's rights.)
         PERFORM tombstone._owned(rel, pg_catalog.format(
-            'UPDATE %1$s _ts_x SET _ts_state = %2$L, _ts_why = %3$L '
-            'FROM (SELECT _ts_c._ts_ctid %4$s AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s AND %8$s)) _ts_m '
-            'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''restore''',
+            'INSERT INTO %9$s SELECT _ts_c._ts_ctid, %2$L, %3$L %4$s AND _ts_c._ts_state = ''restore'' '
+            'AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s AND %8$s)',
             cand,
             CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
-            ix.indexrelid::regclass::text, pkey, target, live, part, pkeep), path);
+            ix.indexrelid::regclass::text, pkey, target, live, part, pkeep, marks), path);
+        PERFORM tombstone._apply_marks(rel, '{restore}');
         IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
             PERFORM tombstone._owned(rel, pg_catalog.format(
-                'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
-                'FROM (SELECT _ts_c._ts_ctid %3$s AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s AND %7$s)) _ts_m '
-                'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_x._ts_state = ''overwrite''',
-                cand, ix.indexrelid::regclass::text, pkey, target, live, part, pkeep), path);
+                'INSERT INTO %8$s SELECT _ts_c._ts_ctid, ''conflict'', %2$L %3$s AND _ts_c._ts_state = ''overwrite'' '
+                'AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s AND %7$s)',
+                cand, ix.indexrelid::regclass::text, pkey, target, live, part, pkeep, marks), path);
+            PERFORM tombstone._apply_marks(rel, '{overwrite}');
         END IF;
         -- Two candidates with one key: the most recently deleted stays.
         IF ix.conexclop IS NULL THEN
             PERFORM tombstone._owned(rel, pg_catalog.format(
-                'UPDATE %1$s _ts_x SET _ts_state = ''conflict'', _ts_why = %2$L '
+                'INSERT INTO %5$s SELECT _ts_m._ts_ctid, ''conflict'', %2$L '
                 'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
                 '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn %4$s) _ts_m '
-                'WHERE _ts_x._ts_ctid = _ts_m._ts_ctid AND _ts_m._ts_rn > 1',
+                'WHERE _ts_m._ts_rn > 1',
                 cand, 'duplicate:' || ix.indexrelid::regclass::text,
                 (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_k._ts_k%s', g), ', ') FROM generate_series(1, ix.indnkeyatts) g),
-                pkey), path);
+                pkey, marks), path);
+            PERFORM tombstone._apply_marks(rel, '{restore,overwrite}');
         END IF;
     END LOOP;
     -- OVERWRITE cannot give the replaced row a GENERATED ALWAYS identity
@@ -481,12 +514,13 @@ BEGIN
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a' AND NOT (a.attnum = ANY (keynums));
         IF live IS NOT NULL THEN
             PERFORM tombstone._owned(rel, pg_catalog.format(
-                'UPDATE %s _ts_x SET _ts_state = ''conflict'', _ts_why = %L WHERE _ts_x._ts_state = ''overwrite'' '
+                'INSERT INTO %s SELECT _ts_x._ts_ctid, ''conflict'', %L FROM %s _ts_x WHERE _ts_x._ts_state = ''overwrite'' '
                 'AND EXISTS (SELECT 1 FROM %s _ts_t WHERE %s AND (%s))',
-                cand, keyix::regclass::text, target,
+                marks, keyix::regclass::text, cand, target,
                 (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND ')
                    FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n),
                 live), path);
+            PERFORM tombstone._apply_marks(rel, '{overwrite}');
         END IF;
     END IF;
 END
@@ -727,10 +761,15 @@ BEGIN
         -- Per row, the most recent link whose parent comes back: a row
         -- nulled twice (re-pointed in between) takes the value it had
         -- last.
-        links := pg_catalog.format(
-            '(SELECT DISTINCT ON (%1$s) _ts_y.* FROM %2$s _ts_y WHERE _ts_y._ts_state = ''linked'' AND %3$s '
-            'ORDER BY %1$s, _ts_y._ts_deleted_at DESC, _ts_y._ts_batch DESC)',
-            keyvals, cand, parent_back);
+        -- (Chosen here; the statement run as the owner reads only its own
+        -- table's candidates, and the choice through the scratch table.)
+        EXECUTE pg_catalog.format(
+            'INSERT INTO %4$s SELECT l._ts_ctid, ''apply'', NULL FROM (SELECT DISTINCT ON (%1$s) _ts_y._ts_ctid '
+            'FROM %2$s _ts_y WHERE _ts_y._ts_state = ''linked'' AND %3$s '
+            'ORDER BY %1$s, _ts_y._ts_deleted_at DESC, _ts_y._ts_batch DESC) l',
+            keyvals, cand, parent_back, tombstone._marks(rel));
+        links := pg_catalog.format('(SELECT _ts_y.* FROM %s _ts_y WHERE _ts_y._ts_ctid IN (SELECT m._ts_ctid FROM %s m WHERE m._ts_state = ''apply''))',
+                                   cand, tombstone._marks(rel));
         IF p_dry_run THEN
             -- The table as the writes leave it: its rows and the ones the
             -- run restores. (A SET DEFAULT condition evaluates the owner's
@@ -745,6 +784,7 @@ BEGIN
                      'UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE %s AND %s',
                      tombstone._target(rel), assign, links, keyjoin, cond), tombstone._owner_path());
         END IF;
+        EXECUTE 'DELETE FROM ' || tombstone._marks(rel);
         total := total + n;
     END LOOP;
     RETURN total;
@@ -893,11 +933,12 @@ BEGIN
                 HINT = pg_catalog.format('UNDROP TABLE %I.%I first, then restore its rows.', tr.original_schema, tr.original_name);
         END IF;
     END LOOP;
-    -- Deferred constraint triggers the session queued before the restore
-    -- fire now, as its own: the owners' that the restore queues fire
-    -- before it leaves their rights (tombstone._owned).
-    IF NOT p_dry_run AND tombstone._constraint_triggers() IS NOT NULL THEN
-        EXECUTE 'SET CONSTRAINTS ' || tombstone._constraint_triggers() || ' IMMEDIATE';
+    -- Deferred constraints the session queued before the restore are
+    -- checked now, as its own: the ones the restore's writes queue are
+    -- checked before they leave the owners' rights (tombstone._owned).
+    -- Constraints stay immediate for the rest of the transaction.
+    IF NOT p_dry_run THEN
+        SET CONSTRAINTS ALL IMMEDIATE;
     END IF;
     -- Nothing new may land in or leave the shadows while the rows are
     -- chosen, written and forgotten.
@@ -1013,11 +1054,7 @@ BEGIN
            AND b.restored_at IS NULL;
     END IF;
     FOREACH o IN ARRAY ordered LOOP
-        EXECUTE 'DROP TABLE ' || tombstone._cand(o);
-    END LOOP;
-    FOR stmt IN SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-                 WHERE p.pronamespace = pg_catalog.pg_my_temp_schema() AND p.proname LIKE '\_ts\_as\_%' LOOP
-        EXECUTE 'DROP FUNCTION ' || stmt;
+        EXECUTE 'DROP TABLE ' || tombstone._cand(o) || ', ' || tombstone._marks(o);
     END LOOP;
 
     PERFORM pg_catalog.set_config('jit', jit, true);
