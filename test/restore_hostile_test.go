@@ -294,7 +294,7 @@ BEGIN
 END $f$;
 CREATE TRIGGER m_parent_ins AFTER INSERT ON public.m_parent FOR EACH ROW EXECUTE FUNCTION public.m_tamper();
 INSERT INTO public.m_parent VALUES (1);
-GRANT REFERENCES ON public.m_parent TO ` + victim)
+GRANT REFERENCES ON public.m_parent TO `+victim)
 	execAs(t, e.direct, victim, `
 CREATE TABLE public.v_child (id int PRIMARY KEY, note text, m_id int REFERENCES public.m_parent ON DELETE CASCADE);
 INSERT INTO public.v_child VALUES (1, 'precious', 1), (2, 'also precious', 1);
