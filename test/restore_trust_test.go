@@ -315,3 +315,79 @@ INSERT INTO _ts_d0 VALUES (1), (2); INSERT INTO _ts_bid VALUES (1, 1), (2, 2); I
 	require.Equal(t, []string{"public.s", "1", "0", "0"}, findRow(res, "public.s"))
 	require.Equal(t, before, e.snapshot("_ts_d0", "_ts_bid", "s"))
 }
+
+// TestRestoreEveryRowWritten: a trigger that discards some of the rows a
+// restore inserts (BEFORE INSERT … RETURN NULL), or an INSTEAD rule, makes
+// the restore refuse instead of forgetting rows it never wrote.
+func TestRestoreEveryRowWritten(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE items (id int PRIMARY KEY, archived bool NOT NULL DEFAULT false);
+CREATE FUNCTION skip_archived() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.archived THEN RETURN NULL; END IF; RETURN NEW; END $$;
+CREATE TABLE ruled (id int PRIMARY KEY);
+INSERT INTO items SELECT i, i <= 4 FROM generate_series(1, 10) i; INSERT INTO ruled SELECT generate_series(1, 10);`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := p.Exec(ctx, "DELETE FROM items")
+	require.NoError(t, err)
+	itemsBatch := e.lastBatch()
+	_, err = p.Exec(ctx, "DELETE FROM ruled")
+	require.NoError(t, err)
+	testenv.Exec(t, "SELECT 1")
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, `CREATE TRIGGER items_bi BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION skip_archived();
+		CREATE RULE ruled_ins AS ON INSERT TO ruled WHERE NEW.id <= 3 DO INSTEAD NOTHING`)
+	require.NoError(t, err)
+
+	require.Contains(t, consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", itemsBatch)), "27000")
+	require.Zero(t, e.count("SELECT count(*) FROM items"))
+	require.Equal(t, 10, e.count("SELECT count(*) FROM tombstone.public__items"), "nothing forgotten")
+	require.Contains(t, consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch())), "0A000")
+	require.Equal(t, 10, e.count("SELECT count(*) FROM tombstone.public__ruled"))
+}
+
+// TestRestoreHoldsLiveParents: the live parent rows a restore's children
+// will reference are locked (FOR KEY SHARE) until the restore commits: the
+// application cannot delete one and put a newer row in its place while
+// the restore runs.
+func TestRestoreHoldsLiveParents(t *testing.T) {
+	e := newEnv(t, `
+CREATE TABLE p2 (id int PRIMARY KEY, name text);
+CREATE TABLE c2 (id int PRIMARY KEY, pid int NOT NULL REFERENCES p2, v text);
+CREATE FUNCTION c2_wait() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_lock_shared(4242); PERFORM pg_advisory_unlock_shared(4242); RETURN NULL; END $$;
+INSERT INTO p2 VALUES (1, 'orig'); INSERT INTO c2 SELECT i, 1, 'v' || i FROM generate_series(1, 5) i;`)
+	p := testenv.Connect(t, e.proxy)
+	ctx := context.Background()
+	_, err := p.Exec(ctx, "DELETE FROM c2")
+	require.NoError(t, err)
+	batch := e.lastBatch()
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, "CREATE TRIGGER c2_wait BEFORE INSERT ON c2 FOR EACH STATEMENT EXECUTE FUNCTION c2_wait()")
+	require.NoError(t, err)
+	gate := testenv.Connect(t, e.direct)
+	_, err = gate.Exec(ctx, "SELECT pg_advisory_lock(4242)")
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		admin, err := pgx.Connect(ctx, e.proxy)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer admin.Close(ctx)
+		_, err = admin.PgConn().Exec(ctx, fmt.Sprintf("UNDELETE BATCH %d", batch)).ReadAll()
+		done <- err
+	}()
+	testenv.WaitFor(t, testenv.Hang, "the restore to wait in the trigger", func() bool {
+		return e.count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0
+	})
+	app := testenv.Connect(t, e.proxy)
+	_, err = app.Exec(ctx, "SET lock_timeout = '200ms'")
+	require.NoError(t, err)
+	_, err = app.Exec(ctx, "DELETE FROM p2 WHERE id = 1")
+	require.Equal(t, "55P03", pgErrOf(t, err).Code, "the parent is held by the restore")
+	_, err = gate.Exec(ctx, "SELECT pg_advisory_unlock(4242)")
+	require.NoError(t, err)
+	require.NoError(t, <-done)
+	require.Equal(t, 5, e.count("SELECT count(*) FROM c2 JOIN p2 ON p2.id = c2.pid WHERE p2.name = 'orig'"))
+}

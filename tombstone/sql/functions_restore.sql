@@ -32,6 +32,7 @@ DROP FUNCTION IF EXISTS tombstone.undelete_rows(regclass, text, bigint, timestam
 DROP FUNCTION IF EXISTS tombstone._as_owner(oid);
 DROP FUNCTION IF EXISTS tombstone._back(text);
 DROP FUNCTION IF EXISTS tombstone._constraint_triggers();
+DROP FUNCTION IF EXISTS tombstone._mark_skipped(oid, oid[]);
 
 -- _topo_order orders tables parents first over the current foreign keys
 -- among them (self-references ignored: all rows of a table are restored
@@ -150,6 +151,22 @@ AS $$
      ORDER BY c.oid
 $$;
 
+-- _session_state fingerprints what code run in this session as another
+-- role could change behind the restore's back: the objects of its
+-- temporary schema (with their owners) and its settings (search_path
+-- aside: the security-definer function puts it back itself).
+CREATE OR REPLACE FUNCTION tombstone._session_state() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.md5(pg_catalog.string_agg(x, ',' ORDER BY x)) FROM (
+        SELECT 'c' || c.oid::text || ':' || c.relowner::text || ':' || c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
+        UNION ALL SELECT 't' || t.oid::text || ':' || t.typowner::text FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()
+        UNION ALL SELECT 'p' || p.oid::text || ':' || p.proowner::text FROM pg_catalog.pg_proc p WHERE p.pronamespace = pg_catalog.pg_my_temp_schema()
+        UNION ALL SELECT 'o' || o.oid::text FROM pg_catalog.pg_operator o WHERE o.oprnamespace = pg_catalog.pg_my_temp_schema()
+        UNION ALL SELECT 's' || g.name || '=' || coalesce(g.setting, '') FROM pg_catalog.pg_settings g WHERE g.name <> 'search_path'
+    ) s(x)
+$$;
+
 -- _owned runs stmt, a statement a restore built, with rel's owner's
 -- rights, and returns the rows it processed. What it runs of the table's
 -- own code — triggers, defaults, constraints, generated columns, index
@@ -178,6 +195,7 @@ DECLARE
     owner_oid oid;
     fn text;
     n bigint;
+    before text;
 BEGIN
     SELECT r.oid, r.rolname INTO owner_oid, owner
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner WHERE c.oid = rel;
@@ -208,7 +226,18 @@ BEGIN
         'RETURN n; END');
     EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION pg_temp.%I(text, text) FROM PUBLIC', fn);
     EXECUTE pg_catalog.format('ALTER FUNCTION pg_temp.%I(text, text) OWNER TO %I', fn, owner);
+    -- The owner's code runs in this very session: it must leave it as it
+    -- found it — no temporary object made, dropped or swapped (DISCARD
+    -- TEMP, a type named like a built-in), no setting changed — or the
+    -- restore is refused, and everything it did rolled back with it.
+    before := tombstone._session_state();
     EXECUTE pg_catalog.format('SELECT pg_temp.%I($1, $2)', fn) INTO n USING stmt, p_path;
+    IF tombstone._session_state() IS DISTINCT FROM before THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('tombstone: code of %s run by the restore of %s changed the restoring session (temporary objects or settings)',
+                                        owner, rel::regclass),
+            HINT = pg_catalog.format('Nothing was restored. Restore as %s itself, or remove the code (triggers, constraints, defaults, index expressions) that does so.', owner);
+    END IF;
     IF pg_catalog.to_regprocedure('pg_temp.' || pg_catalog.quote_ident(fn) || '(text,text)') IS NOT NULL THEN
         EXECUTE pg_catalog.format('DROP FUNCTION pg_temp.%I(text, text)', fn);
     END IF;
@@ -216,6 +245,26 @@ BEGIN
 END
 $$;
 
+
+-- _types_of lists every type a value of rel's columns is made of: the
+-- columns' types, and through them array elements, domains' base types,
+-- composite types' attributes and ranges' subtypes, to any depth. A
+-- domain among them has constraints a write checks.
+CREATE OR REPLACE FUNCTION tombstone._types_of(rel oid) RETURNS SETOF oid
+LANGUAGE sql STABLE
+AS $$
+    WITH RECURSIVE t(typ) AS (
+        SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+        SELECT x.next FROM t JOIN pg_catalog.pg_type ty ON ty.oid = t.typ,
+               LATERAL (SELECT ty.typelem WHERE ty.typelem <> 0
+                        UNION ALL SELECT ty.typbasetype WHERE ty.typbasetype <> 0
+                        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                   WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                        UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = ty.oid) x(next)
+    )
+    SELECT typ FROM t
+$$;
 
 -- _runs_code reports whether writing into rel runs code someone wrote:
 -- a trigger of its own, or a function (not a built-in: those are pinned
@@ -234,10 +283,7 @@ AS $$
                 OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
                     AND d.objid IN (SELECT c.oid FROM pg_catalog.pg_constraint c WHERE c.conrelid = rel
                                     UNION ALL
-                                    SELECT c.oid FROM pg_catalog.pg_constraint c
-                                      JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-                                      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid AND ty.typtype = 'd'
-                                     WHERE c.contypid = ty.oid))
+                                    SELECT c.oid FROM pg_catalog.pg_constraint c WHERE c.contypid IN (SELECT tombstone._types_of(rel))))
                 OR (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.objid IN (SELECT i.indexrelid FROM pg_catalog.pg_index i WHERE i.indrelid = rel))
                 OR (d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
@@ -248,10 +294,11 @@ $$;
 
 -- _owner_path is the search_path the owner's code runs with when a
 -- restore writes: the one the restoring session started with, as when the
--- application writes (the restore's own statements are schema-qualified).
+-- application writes, with pg_temp named last (else it is searched first
+-- for tables and types).
 CREATE OR REPLACE FUNCTION tombstone._owner_path() RETURNS text
 LANGUAGE sql STABLE
-AS $$ SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path' $$;
+AS $$ SELECT s.reset_val || ', pg_temp' FROM pg_catalog.pg_settings s WHERE s.name = 'search_path' $$;
 
 
 -- _insert_vals is the select list over candidates (aliased _ts_x) that
@@ -263,7 +310,7 @@ LANGUAGE sql STABLE
 AS $$
     SELECT pg_catalog.string_agg(
                CASE WHEN sc.added_at IS NULL THEN '_ts_x.' || tombstone._val(a.attnum)
-                    ELSE pg_catalog.format('CASE WHEN _ts_x._ts_deleted_at < %L::timestamptz THEN %s ELSE _ts_x.%s END',
+                    ELSE pg_catalog.format('CASE WHEN _ts_x._ts_deleted_at < %L::pg_catalog.timestamptz THEN %s ELSE _ts_x.%s END',
                              sc.added_at,
                              coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid),
                                       CASE WHEN a.attidentity <> '' THEN pg_catalog.format('pg_catalog.nextval(%L::regclass)',
@@ -553,7 +600,7 @@ $$;
 --     (shadows.purged_through), so that nobody can tell;
 --   - no live row has the key and no candidate of the run restores one.
 -- SET NULL records (link) whose parent comes back become linked.
-CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[]) RETURNS void
+CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[], p_lock boolean) RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -617,6 +664,22 @@ BEGIN
         IF (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = fk.parent) IS NOT NULL THEN
             conds := conds || pg_catalog.format('(_ts_x._ts_deleted_at <= %L::timestamptz AND NOT %s)',
                 (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = fk.parent), restored_here);
+        END IF;
+        -- The live parents the candidates will reference are held (FOR KEY
+        -- SHARE) until the restore commits: deleted and re-created by the
+        -- application meanwhile, they would be other rows by then.
+        IF p_lock THEN
+            BEGIN
+                EXECUTE pg_catalog.format(
+                    'SELECT count(*) FROM (SELECT 1 FROM %s _ts_p WHERE (%s) IN (SELECT %s FROM %s _ts_x '
+                    'WHERE _ts_x._ts_state IN (''restore'', ''overwrite'') AND %s) FOR KEY SHARE OF _ts_p) l',
+                    tombstone._target(fk.confrelid),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_p.%I', x), ', ') FROM unnest(fk.parent_cols) x),
+                    (SELECT pg_catalog.string_agg('_ts_x.' || x, ', ') FROM unnest(fk.child_vals) x),
+                    cand, nonnull) INTO n;
+            EXCEPTION WHEN insufficient_privilege THEN
+                NULL;  -- an administrator without UPDATE on the parent: not held (README)
+            END;
         END IF;
         -- No live row with the key, and none restored here.
         SELECT pg_catalog.format('(NOT EXISTS (SELECT 1 FROM %s _ts_p WHERE %s) AND NOT %s)',
@@ -901,6 +964,7 @@ DECLARE
     ns bigint;
     stmt text;
     stmts text[];
+    written bigint;
     tr tombstone.trash;
     jit text;
 BEGIN
@@ -975,7 +1039,7 @@ BEGIN
         IF p_dry_run OR p_on_conflict <> 'fail' THEN
             PERFORM tombstone._mark_conflicts(o, p_on_conflict = 'overwrite');
         END IF;
-        PERFORM tombstone._mark_skipped(o, rels);
+        PERFORM tombstone._mark_skipped(o, rels, NOT p_dry_run);
         IF p_on_conflict = 'fail' AND NOT p_dry_run THEN
             PERFORM tombstone._refuse(o);
         END IF;
@@ -1013,13 +1077,31 @@ BEGIN
                         'INSERT INTO %s AS _ts_t (%s)%s SELECT %s FROM %s _ts_x WHERE _ts_x._ts_state = ''overwrite'' '
                         'ON CONFLICT (%s) DO %s',
                         o::regclass::text, cols, overriding, vals, cand, keycols,
-                        CASE WHEN sets IS NULL THEN 'NOTHING' ELSE 'UPDATE SET ' || sets END);
+                        'UPDATE SET ' || coalesce(sets, pg_catalog.format('%1$s = EXCLUDED.%1$s', pg_catalog.split_part(keycols, ', ', 1))));
                 END IF;
             END IF;
+            -- Rows must land where they came from: an INSTEAD rule would
+            -- send them elsewhere (or nowhere).
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = o AND r.is_instead
+                          AND r.ev_type IN ('3', CASE WHEN p_on_conflict = 'overwrite' THEN '2' END)) THEN
+                RAISE EXCEPTION USING ERRCODE = '0A000',
+                    MESSAGE = pg_catalog.format('tombstone: %s has an INSTEAD rule: restored rows would not land in it', o::regclass),
+                    HINT = 'Disable or drop the rule for the restore, then restore.';
+            END IF;
             BEGIN
+                -- Every row must be written: a trigger that drops one
+                -- (BEFORE … RETURN NULL) would otherwise lose it, since the
+                -- store forgets every row it restores.
+                written := 0;
                 FOREACH stmt IN ARRAY stmts LOOP
-                    PERFORM tombstone._owned(o, stmt, tombstone._owner_path());
+                    written := written + tombstone._owned(o, stmt, tombstone._owner_path());
                 END LOOP;
+                IF written <> n THEN
+                    RAISE EXCEPTION USING ERRCODE = '27000',
+                        MESSAGE = pg_catalog.format('tombstone: %s of %s row(s) to restore into %s were not written: the table''s triggers discarded them',
+                                                    n - written, n, o::regclass),
+                        HINT = 'Nothing was restored. Disable the triggers that return NULL for the restore (ALTER TABLE … DISABLE TRIGGER), then restore.';
+                END IF;
             EXCEPTION WHEN unique_violation OR exclusion_violation THEN
                 IF p_on_conflict = 'fail' THEN
                     PERFORM tombstone._mark_conflicts(o, false);
