@@ -658,6 +658,17 @@ BEGIN
               FROM unnest(fk.parent_shadow_cols, fk.child_vals) u(p, ch);
             conds := conds || c;
         END IF;
+        -- The live parent it referenced is overwritten in this run by a
+        -- row deleted before the candidate: another row, by then.
+        IF have_parent THEN
+            SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_o WHERE _ts_o._ts_state = ''overwrite'' '
+                                     'AND _ts_o._ts_deleted_at < _ts_x._ts_deleted_at AND %s)',
+                                     tombstone._cand(fk.parent),
+                                     pg_catalog.string_agg(pg_catalog.format('_ts_o.%s = _ts_x.%s', p, ch), ' AND '))
+              INTO c
+              FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+            conds := conds || c;
+        END IF;
         -- Tombstones of the parent table deleted after the candidate were
         -- purged: the first of them may have been the row it referenced,
         -- so a live row with the key proves nothing.
@@ -1125,6 +1136,18 @@ BEGIN
                 'DELETE FROM tombstone.%I s WHERE s.ctid = ANY (ARRAY(SELECT _ts_ctid FROM %s '
                 'WHERE _ts_state IN (''restore'', ''overwrite'', ''linked'')))',
                 tombstone.shadow_name(o::regclass), tombstone._cand(o));
+            -- A row OVERWRITE replaced is gone, and so is any use for the
+            -- SET NULL links taken from it (after the row that replaced it
+            -- was deleted): re-linked later, they would land on a row they
+            -- never belonged to.
+            IF p_on_conflict = 'overwrite' AND tombstone._key(o) IS NOT NULL THEN
+                EXECUTE pg_catalog.format(
+                    'DELETE FROM tombstone.%I s USING %s _ts_o WHERE _ts_o._ts_state = ''overwrite'' AND s._ts_cause = ''set_null'' '
+                    'AND s._ts_deleted_at > _ts_o._ts_deleted_at AND %s',
+                    tombstone.shadow_name(o::regclass), tombstone._cand(o),
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I = _ts_o.%s', sc.shadow_column, tombstone._val(k.n)), ' AND ')
+                       FROM unnest(tombstone._key(o)) k(n) JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.n));
+            END IF;
         END LOOP;
         -- Batches left without tombstones are restored; the others that
         -- gave rows back, partly restored.
