@@ -96,12 +96,46 @@ func batchOf(e *env, role string) int {
 	return e.count(fmt.Sprintf("SELECT max(id) FROM tombstone.batches WHERE role = '%s'", role))
 }
 
+// trusting connects to the proxy as the superuser, opted in to running
+// table owners' code in its restores (tombstone.restore_owner_code): the
+// owner's code then runs through the restore's sandbox, which these
+// tests attack.
+func trusting(t *testing.T, e *env) *pgx.Conn {
+	t.Helper()
+	c := testenv.Connect(t, e.proxy)
+	_, err := c.Exec(context.Background(), "SET tombstone.restore_owner_code = on")
+	require.NoError(t, err)
+	return c
+}
+
 // deleteAs deletes through the proxy as role.
 func deleteAs(t *testing.T, e *env, role, sql string) {
 	t.Helper()
 	e.cats.Invalidate(dbName(t, e.direct))
 	_, err := testenv.Connect(t, as(t, e.proxy, role)).Exec(context.Background(), sql)
 	require.NoError(t, err, sql)
+}
+
+// TestHostileOwnerCodeRefused: by default a superuser's restore of a table
+// whose owner's code would run is refused, with a hint to restore as the
+// owner or to opt in; the owner, a tombstone_admin member, restores it.
+func TestHostileOwnerCodeRefused(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.m1 (id int PRIMARY KEY, v int CHECK (public.escalate('check')));
+INSERT INTO public.m1 VALUES (1, 1);`)
+	logged(t, e)
+	deleteAs(t, e, m, "DELETE FROM m1 WHERE id = 1")
+	msg := consoleErr(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batchOf(e, m)))
+	require.Contains(t, msg, "42501")
+	require.Contains(t, msg, "tombstone.restore_owner_code")
+	require.Empty(t, logged(t, e), "nothing of the owner's ran")
+	_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT tombstone_admin TO "+m)
+	require.NoError(t, err)
+	res, _ := simple(t, testenv.Connect(t, as(t, e.proxy, m)), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	require.Equal(t, []string{"public.m1", "1", "0", "0"}, findRow(res, "public.m1"))
+	require.False(t, isSuper(t, e, m))
 }
 
 // TestHostileOwnerCannotTakeTheRoleBack: a trigger and a CHECK that try
@@ -118,7 +152,7 @@ CREATE TRIGGER m1_ins BEFORE INSERT ON public.m1 FOR EACH ROW EXECUTE FUNCTION p
 INSERT INTO public.m1 VALUES (1, 1);`)
 	logged(t, e)
 	deleteAs(t, e, m, "DELETE FROM m1 WHERE id = 1")
-	simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	simple(t, trusting(t, e), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
 	require.Equal(t, []string{"check|" + m + "|false", "trigger|" + m + "|false"}, logged(t, e))
 	require.False(t, isSuper(t, e, m))
 	require.Equal(t, 1, e.count("SELECT count(*) FROM m1"))
@@ -136,7 +170,7 @@ CREATE CONSTRAINT TRIGGER m_def_t AFTER INSERT ON public.m_def DEFERRABLE INITIA
 INSERT INTO public.m_def VALUES (1);`)
 	logged(t, e)
 	deleteAs(t, e, m, "DELETE FROM m_def WHERE id = 1")
-	simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	simple(t, trusting(t, e), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
 	require.Equal(t, []string{"deferred|" + m + "|false"}, logged(t, e))
 }
 
@@ -161,7 +195,7 @@ INSERT INTO public.m_par VALUES (0), (1); INSERT INTO public.m_kid VALUES (1, 1)
 	deleteAs(t, e, m, "DELETE FROM m_ix WHERE id = 1")
 	deleteAs(t, e, m, "DELETE FROM m_par WHERE id = 1")
 	logged(t, e)
-	admin := testenv.Connect(t, e.proxy)
+	admin := trusting(t, e)
 	simple(t, admin, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batchOf(e, m)-1))
 	simple(t, admin, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batchOf(e, m)))
 	for _, l := range logged(t, e) {
@@ -303,7 +337,7 @@ GRANT SELECT, DELETE ON public.v_child TO `+m) // the proxy's cascade needs them
 	logged(t, e)
 	deleteAs(t, e, m, "DELETE FROM m_parent WHERE id = 1")
 	require.Zero(t, e.count("SELECT count(*) FROM v_child"))
-	res, _ := simple(t, testenv.Connect(t, e.proxy), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
+	res, _ := simple(t, trusting(t, e), fmt.Sprintf("UNDELETE BATCH %d", batchOf(e, m)))
 	require.Equal(t, []string{"public.v_child", "2", "0", "0"}, findRow(res, "public.v_child"))
 	require.Equal(t, before, e.snapshot("v_child"), "the other role's rows come back exactly")
 	for _, l := range logged(t, e) {

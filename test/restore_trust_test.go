@@ -237,13 +237,17 @@ RESET ROLE;`)
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	msg := consoleErr(t, a, fmt.Sprintf("UNDELETE BATCH %d", batch))
 	require.Contains(t, msg, "42501")
-	require.Contains(t, msg, "GRANT "+owner)
+	require.Contains(t, msg, "Restore as "+owner)
 	_, err = p.Exec(ctx, "DELETE FROM plain")
 	require.NoError(t, err)
 	res, _ := simple(t, a, fmt.Sprintf("UNDELETE BATCH %d", e.lastBatch()))
 	require.Equal(t, []string{"public.plain", "1", "0", "0"}, findRow(res, "public.plain"))
 
-	// The superuser: everything of the owner's runs as the owner.
+	// The superuser, by default, is refused too; opted in, everything of
+	// the owner's runs as the owner.
+	require.Contains(t, consoleErr(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch)), "42501")
+	_, err = p.Exec(ctx, "SET tombstone.restore_owner_code = on")
+	require.NoError(t, err)
 	res, _ = simple(t, p, fmt.Sprintf("UNDELETE BATCH %d DRY RUN", batch))
 	require.Equal(t, []string{"public.owned", "2", "0", "0"}, findRow(res, "public.owned"))
 	simple(t, p, fmt.Sprintf("UNDELETE BATCH %d", batch))

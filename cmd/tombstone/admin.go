@@ -289,6 +289,7 @@ type undeleteCmd struct {
 	Until      string `help:"With --table: only rows deleted before this time."`
 	DryRun     bool   `name:"dry-run" help:"Report per table what would come back and what conflicts; change nothing."`
 	OnConflict string `name:"on-conflict" help:"What to do with rows whose key was taken since the delete: fail, skip or overwrite." enum:"fail,skip,overwrite" default:"fail"`
+	OwnerCode  bool   `name:"run-owner-code" help:"Run the restored tables' owners' code (triggers, defaults, constraints) as the owners, trusting it (tombstone.restore_owner_code); without it such tables are refused unless you are their owner."`
 }
 
 // undeleteResult is the --json output of undelete.
@@ -321,6 +322,11 @@ func (c *undeleteCmd) Run(std *stdio) error {
 		return err
 	}
 	defer conn.Close(ctx)
+	if c.OwnerCode {
+		if _, err := conn.Exec(ctx, "SET tombstone.restore_owner_code = on"); err != nil {
+			return err
+		}
+	}
 	opts := tombstone.UndeleteOptions{DryRun: c.DryRun, OnConflict: tombstone.OnConflict(c.OnConflict)}
 	var rs []tombstone.Restored
 	switch {
