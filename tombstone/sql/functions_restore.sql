@@ -33,6 +33,7 @@ DROP FUNCTION IF EXISTS tombstone._as_owner(oid);
 DROP FUNCTION IF EXISTS tombstone._back(text);
 DROP FUNCTION IF EXISTS tombstone._constraint_triggers();
 DROP FUNCTION IF EXISTS tombstone._mark_skipped(oid, oid[]);
+DROP FUNCTION IF EXISTS tombstone._fks(oid);
 
 -- _topo_order orders tables parents first over the current foreign keys
 -- among them (self-references ignored: all rows of a table are restored
@@ -128,7 +129,7 @@ $$;
 -- both sides and the referenced table's own column names.
 CREATE OR REPLACE FUNCTION tombstone._fks(rel oid)
 RETURNS TABLE (conoid oid, confrelid oid, parent oid, deltype "char", child_vals text[], parent_vals text[],
-               parent_cols name[], parent_shadow_cols name[], child_attnums int2[], setnums int2[])
+               parent_cols name[], parent_shadow_cols name[], setnums int2[])
 LANGUAGE sql STABLE
 AS $$
     SELECT c.oid, c.confrelid, tombstone._root(c.confrelid), c.confdeltype,
@@ -144,7 +145,6 @@ AS $$
                    JOIN pg_catalog.pg_attribute ra ON ra.attrelid = tombstone._root(c.confrelid) AND ra.attname = pa.attname
                    JOIN tombstone.shadow_columns sc ON sc.source = tombstone._root(c.confrelid) AND sc.attnum = ra.attnum
                   ORDER BY k.i),
-           c.conkey,
            CASE WHEN cardinality(c.confdelsetcols) > 0 THEN c.confdelsetcols ELSE c.conkey END
       FROM pg_catalog.pg_constraint c
      WHERE c.conrelid = rel AND c.contype = 'f' AND c.conparentid = 0
@@ -443,7 +443,6 @@ DECLARE
     target text := tombstone._target(rel);
     keynums int2[] := tombstone._key(rel);
     keyix oid;
-    k int;
     exprs text[];
     ops text[];
     kcols text;
@@ -452,6 +451,7 @@ DECLARE
     pkey text;
     pkeep text;
     part text;
+    lat text;
     path text := 'pg_catalog, tombstone, pg_temp';
     batches bigint;
 BEGIN
@@ -462,7 +462,7 @@ BEGIN
     -- The key index first: under OVERWRITE its conflicts are overwrites,
     -- which the other indexes then check against every live row but the
     -- one replaced.
-    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indisunique, i.indclass, i.indcollation, i.indkey, i.indexprs,
+    FOR ix IN SELECT i.indexrelid, i.indnkeyatts, i.indclass, i.indcollation, i.indkey, i.indexprs,
                      pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS pred,
                      coalesce((pg_catalog.to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nnd,
                      x.conexclop
@@ -515,9 +515,10 @@ BEGIN
               INTO pkeep
               FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
         END IF;
-        -- Plain columns (the common case: a primary key, a UNIQUE
-        -- constraint): compared as they are stored, without evaluating
-        -- anything of the owner's per row.
+        -- The candidates' keys, _ts_k._ts_k1…: plain columns (the common
+        -- case: a primary key, a UNIQUE constraint) as they are stored,
+        -- anything else computed over the row (tombstone._scope: index
+        -- expressions, predicates, generated columns are the owner's code).
         IF ix.indexprs IS NULL AND ix.pred IS NULL AND ix.conexclop IS NULL
            AND NOT EXISTS (SELECT 1 FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(n, g)
                              JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
@@ -525,53 +526,18 @@ BEGIN
                             WHERE k.g <= ix.indnkeyatts
                               AND (a.attgenerated <> '' OR a.attcollation <> ix.indcollation[k.g - 1]
                                    OR NOT coalesce(co.collisdeterministic, true))) THEN
-            SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I %s _ts_x.%s', a.attname, ops[k.g], tombstone._val(a.attnum)), ' AND '),
-                   pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NOT NULL', tombstone._val(a.attnum)), ' AND '),
-                   pg_catalog.string_agg('_ts_c.' || tombstone._val(a.attnum), ', ')
-              INTO live, nonnull, kcols
+            SELECT '(SELECT ' || pg_catalog.string_agg(pg_catalog.format('_ts_c.%s AS _ts_k%s', tombstone._val(k.n), k.g), ', ')
+                   || ', true AS _ts_in)'
+              INTO lat
               FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(n, g)
-              JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
              WHERE k.g <= ix.indnkeyatts;
-            IF ix.nnd THEN
-                nonnull := 'true';
-            END IF;
-            IF pkeep <> 'true' THEN
-                SELECT pg_catalog.format('NOT (_ts_x._ts_state = ''overwrite'' AND %s)',
-                                         pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND '))
-                  INTO pkeep
-                  FROM unnest(keynums) k2(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k2.n;
-            END IF;
-            PERFORM tombstone._owned(rel, pg_catalog.format(
-                'INSERT INTO %8$s SELECT _ts_x._ts_ctid, %2$L, %3$L FROM %1$s _ts_x WHERE _ts_x._ts_state = ''restore'' AND %4$s '
-                'AND EXISTS (SELECT 1 FROM %5$s _ts_t WHERE %6$s AND %7$s)',
-                cand, CASE WHEN p_overwrite AND ix.indexrelid = keyix THEN 'overwrite' ELSE 'conflict' END,
-                ix.indexrelid::regclass::text, nonnull, target, live, pkeep, marks), path);
-            PERFORM tombstone._apply_marks(rel, '{restore}');
-            IF ix.indexrelid <> keyix OR NOT p_overwrite THEN
-                PERFORM tombstone._owned(rel, pg_catalog.format(
-                    'INSERT INTO %7$s SELECT _ts_x._ts_ctid, ''conflict'', %2$L FROM %1$s _ts_x WHERE _ts_x._ts_state = ''overwrite'' AND %3$s '
-                    'AND EXISTS (SELECT 1 FROM %4$s _ts_t WHERE %5$s AND %6$s)',
-                    cand, ix.indexrelid::regclass::text, nonnull, target, live, pkeep, marks), path);
-                PERFORM tombstone._apply_marks(rel, '{overwrite}');
-            END IF;
-            -- (One batch holds one row per key: nothing to compare.)
-            IF batches > 1 THEN
-                PERFORM tombstone._owned(rel, pg_catalog.format(
-                    'INSERT INTO %5$s SELECT _ts_m._ts_ctid, ''conflict'', %2$L '
-                    'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
-                    '      ORDER BY _ts_c._ts_deleted_at DESC, _ts_c._ts_batch DESC, _ts_c._ts_ctid DESC) AS _ts_rn '
-                    '      FROM %1$s _ts_c WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND %4$s) _ts_m '
-                    'WHERE _ts_m._ts_rn > 1',
-                    cand, 'duplicate:' || ix.indexrelid::regclass::text, kcols,
-                    pg_catalog.replace(nonnull, '_ts_x.', '_ts_c.'), marks), path);
-                PERFORM tombstone._apply_marks(rel, '{restore,overwrite}');
-            END IF;
-            CONTINUE;
+        ELSE
+            lat := pg_catalog.format('(SELECT %s, %s AS _ts_in FROM %s _ts_u)', kcols, part, tombstone._scope(rel, '_ts_c'));
         END IF;
         pkey := pg_catalog.format(
-            'FROM %1$s _ts_c CROSS JOIN LATERAL (SELECT %2$s, %3$s AS _ts_in FROM %4$s _ts_u) _ts_k '
-            'WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND _ts_k._ts_in AND %5$s',
-            cand, kcols, part, tombstone._scope(rel, '_ts_c'), nonnull);
+            'FROM %1$s _ts_c CROSS JOIN LATERAL %2$s _ts_k '
+            'WHERE _ts_c._ts_state IN (''restore'', ''overwrite'') AND _ts_k._ts_in AND %3$s',
+            cand, lat, nonnull);
         -- Live rows holding the key. (Index keys and predicates are the
         -- owner's expressions: evaluated with the owner's rights.)
         PERFORM tombstone._owned(rel, pg_catalog.format(
@@ -589,7 +555,8 @@ BEGIN
             PERFORM tombstone._apply_marks(rel, '{overwrite}');
         END IF;
         -- Two candidates with one key: the most recently deleted stays.
-        IF ix.conexclop IS NULL THEN
+        -- (One batch holds one row per key: nothing to compare.)
+        IF ix.conexclop IS NULL AND batches > 1 THEN
             PERFORM tombstone._owned(rel, pg_catalog.format(
                 'INSERT INTO %5$s SELECT _ts_m._ts_ctid, ''conflict'', %2$L '
                 'FROM (SELECT _ts_c._ts_ctid, pg_catalog.row_number() OVER (PARTITION BY %3$s '
@@ -640,6 +607,25 @@ BEGIN
 END
 $$;
 
+-- _parent_back is the condition, over a candidate aliased p_alias, that
+-- the row of the parent table holding the key the candidate references
+-- (a foreign key: parent_vals of the parent's candidates, child_vals of
+-- the candidate's) comes back in this run; p_same narrows it to the
+-- parent deleted by the same batch ('batch') or the same statement
+-- ('statement').
+CREATE OR REPLACE FUNCTION tombstone._parent_back(parent oid, parent_vals text[], child_vals text[], p_alias text, p_same text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'')%s AND %s)',
+               tombstone._cand(parent),
+               CASE p_same WHEN 'batch' THEN pg_catalog.format(' AND _ts_q._ts_batch = %s._ts_batch', p_alias)
+                           WHEN 'statement' THEN pg_catalog.format(' AND _ts_q._ts_batch = %1$s._ts_batch AND _ts_q._ts_deleted_at = %1$s._ts_deleted_at', p_alias)
+                           ELSE '' END,
+               pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = %s.%s', p, p_alias, ch), ' AND '))
+      FROM unnest(parent_vals, child_vals) u(p, ch)
+$$;
+
 -- _mark_skipped marks the candidates of rel that would not reference,
 -- once restored, the rows they referenced when they were deleted, until
 -- nothing changes (a self-reference passes it down a tree):
@@ -682,11 +668,7 @@ BEGIN
         IF have_parent THEN
             PERFORM tombstone._cand_index(fk.parent, fk.parent_vals || '_ts_batch'::text);
             PERFORM tombstone._cand_index(fk.parent, ARRAY['_ts_ctid']);
-            SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') AND %s)',
-                                     tombstone._cand(fk.parent),
-                                     pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
-              INTO restored_here
-              FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+            restored_here := tombstone._parent_back(fk.parent, fk.parent_vals, fk.child_vals, '_ts_x', '');
         END IF;
         conds := '{}';
         pshadow := tombstone.shadow_name(fk.parent::regclass);
@@ -756,12 +738,7 @@ BEGIN
         -- comes back in this run references exactly that row.
         samestmt := 'false';
         IF have_parent THEN
-            SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
-                                     'AND _ts_q._ts_batch = _ts_x._ts_batch AND _ts_q._ts_deleted_at = _ts_x._ts_deleted_at AND %s)',
-                                     tombstone._cand(fk.parent),
-                                     pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
-              INTO samestmt
-              FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+            samestmt := tombstone._parent_back(fk.parent, fk.parent_vals, fk.child_vals, '_ts_x', 'statement');
         END IF;
         EXECUTE pg_catalog.format(
             'UPDATE %1$s _ts_y SET _ts_state = ''skipped'', _ts_why = %2$L WHERE _ts_y._ts_ctid IN ('
@@ -781,12 +758,7 @@ BEGIN
         CONTINUE WHEN cardinality(fk.parent_vals) IS DISTINCT FROM cardinality(fk.child_vals)
                    OR pg_catalog.to_regclass(tombstone._cand(fk.parent)) IS NULL;
         -- (The parent deleted by the same statement: the same batch.)
-        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
-                                 'AND _ts_q._ts_batch = _ts_x._ts_batch AND %s)',
-                                 tombstone._cand(fk.parent),
-                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_x.%s', p, ch), ' AND '))
-          INTO restored_here
-          FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        restored_here := tombstone._parent_back(fk.parent, fk.parent_vals, fk.child_vals, '_ts_x', 'batch');
         EXECUTE pg_catalog.format('UPDATE %s _ts_x SET _ts_state = ''linked'' WHERE _ts_x._ts_state = ''link'' AND %s',
                                   cand, restored_here);
     END LOOP;
@@ -877,12 +849,7 @@ BEGIN
           FROM unnest(fk.setnums) k(attnum)
           JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum
           LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = rel AND d.adnum = k.attnum;
-        SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'') '
-                                 'AND _ts_q._ts_batch = _ts_y._ts_batch AND %s)',
-                                 tombstone._cand(fk.parent),
-                                 pg_catalog.string_agg(pg_catalog.format('_ts_q.%s = _ts_y.%s', p, ch), ' AND '))
-          INTO parent_back
-          FROM unnest(fk.parent_vals, fk.child_vals) u(p, ch);
+        parent_back := tombstone._parent_back(fk.parent, fk.parent_vals, fk.child_vals, '_ts_y', 'batch');
         -- Per row, the most recent link whose parent comes back: a row
         -- nulled twice (re-pointed in between) takes the value it had
         -- last.
