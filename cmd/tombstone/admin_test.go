@@ -267,3 +267,37 @@ func snapshot(t *testing.T, c *pgx.Conn) string {
 		(SELECT string_agg(x::text, ',' ORDER BY x::text) FROM notes x))`).Scan(&s))
 	return s
 }
+
+// TestCLIOwnerCode: undelete refuses a table that runs another role's
+// code (42501, exit 1, the opt-in named in the hint), and --run-owner-code
+// restores it, the owner's trigger running as the owner.
+func TestCLIOwnerCode(t *testing.T) {
+	dsn := cliDB(t)
+	ctx := context.Background()
+	role := fmt.Sprintf("ts_cli_owner_%d", rand.Uint32())
+	c := testenv.Connect(t, dsn)
+	_, err := c.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s;
+		CREATE TABLE owned (id int PRIMARY KEY, who text);
+		CREATE FUNCTION owned_who() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.who := current_user; RETURN NEW; END $$;
+		CREATE TRIGGER owned_who BEFORE INSERT ON owned FOR EACH ROW EXECUTE FUNCTION owned_who();
+		ALTER TABLE owned OWNER TO %[1]s; ALTER FUNCTION owned_who() OWNER TO %[1]s;
+		INSERT INTO owned VALUES (1, NULL)`, role))
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = c.Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE IF EXISTS "+role) })
+	code, _, stderr := tomb(t, "init", "--dsn", dsn)
+	require.Equal(t, 0, code, stderr)
+	batch := deleteCaptured(t, dsn, "DELETE FROM owned")
+
+	code, _, stderr = tomb(t, "undelete", "--dsn", dsn, "--batch", fmt.Sprint(batch))
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "(SQLSTATE 42501)")
+	require.Contains(t, stderr, "tombstone.restore_owner_code")
+	code, out, stderr := tomb(t, "undelete", "--dsn", dsn, "--batch", fmt.Sprint(batch), "--run-owner-code", "--json")
+	require.Equal(t, 0, code, stderr)
+	var ur undeleteResult
+	require.NoError(t, json.Unmarshal([]byte(out), &ur))
+	require.Equal(t, int64(1), ur.Restored)
+	var who string
+	require.NoError(t, c.QueryRow(ctx, "SELECT who FROM owned WHERE id = 1").Scan(&who))
+	require.Equal(t, role, who, "the owner's trigger ran as the owner")
+}
