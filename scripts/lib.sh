@@ -195,3 +195,15 @@ build_tombstone() {
 		die "go build -o bin/tombstone ./cmd/tombstone failed"
 	fi
 }
+
+# with_testenv installs what the tests need, starts the throwaway
+# PostgreSQL and Redis (scripts/testenv.sh), exports their addresses, and
+# stops them when the calling script exits, however it exits.
+with_testenv() {
+	bash "$REPO_ROOT/scripts/deps.sh"
+	trap 'bash "$REPO_ROOT/scripts/testenv.sh" down' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	bash "$REPO_ROOT/scripts/testenv.sh" up
+	eval "$(bash "$REPO_ROOT/scripts/testenv.sh" env)"
+}

@@ -25,12 +25,7 @@ steps="${TOMBSTONE_RESTORE_STEPS:-300}"
 seed="${SOAK_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 log "soak for ${soak}s, first seed $seed ($rounds rounds of $steps steps per run)"
 
-bash scripts/deps.sh
-trap 'bash scripts/testenv.sh down' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-bash scripts/testenv.sh up
-eval "$(bash scripts/testenv.sh env)"
+with_testenv
 
 out="$(mktemp "${TMPDIR:-/tmp}/tombstone-soak.XXXXXX")"
 end=$((SECONDS + soak))

@@ -16,12 +16,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-bash scripts/deps.sh
-trap 'bash scripts/testenv.sh down' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-bash scripts/testenv.sh up
-eval "$(bash scripts/testenv.sh env)"
+with_testenv
 
 pkgs="${TEST_PKGS:-./...}"
 # shellcheck disable=SC2206 # word splitting is the point
