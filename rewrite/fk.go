@@ -294,7 +294,7 @@ type setNull struct {
 func (sr *stmtRewriter) excludeCascaded() {
 	for _, sn := range sr.setNulls {
 		conds := []*pg.Node{sn.sel.WhereClause}
-		last := ""
+		last := -1 // position of the last cascade DELETE named
 		for _, c := range sr.captures {
 			if c.cause != "cascade" || !sameTable(c.t, sn.t) {
 				continue
@@ -304,12 +304,10 @@ func (sr *stmtRewriter) excludeCascaded() {
 			in := inSelect([]*pg.Node{colRef(sn.alias, "tableoid"), colRef(sn.alias, "ctid")}, sub)
 			conds = append(conds, &pg.Node{Node: &pg.Node_BoolExpr{BoolExpr: &pg.BoolExpr{
 				Boolop: pg.BoolExprType_NOT_EXPR, Args: []*pg.Node{in}, Location: -1}}})
-			if cteIndex(sr.gen, c.cte) > cteIndex(sr.gen, last) {
-				last = c.cte
-			}
+			last = max(last, cteIndex(sr.gen, c.cte))
 		}
 		sn.sel.WhereClause = boolExpr(pg.BoolExprType_AND_EXPR, conds...)
-		if i, j := cteIndex(sr.gen, sn.cte), cteIndex(sr.gen, last); i >= 0 && j > i {
+		if i, j := cteIndex(sr.gen, sn.cte), last; i >= 0 && j > i {
 			node := sr.gen[i]
 			sr.gen = append(sr.gen[:i], sr.gen[i+1:]...)
 			sr.gen = slices.Insert(sr.gen, j, node) // j-1 after the removal: insert after it
