@@ -9,8 +9,9 @@
 --   2. decide  each row is given a state (below), from the live tables and
 --              the other tables' decisions, the same way in a DRY RUN as
 --              in the run itself: the DRY RUN reports the decisions;
---   3. write   rows to restore are inserted (as the table's owner), SET NULL
---              links re-linked;
+--   3. write   rows to restore are inserted, SET NULL links re-linked (a
+--              table owner's code runs only when the owner restores, or an
+--              administrator opted in: tombstone._check_owner_code);
 --   4. forget  the rows restored leave the store, by ctid.
 --
 -- States: restore, overwrite (OVERWRITE: replaces the live row holding
@@ -167,26 +168,20 @@ AS $$
     ) s(x)
 $$;
 
--- _owned runs stmt, a statement a restore built, with rel's owner's
--- rights, and returns the rows it processed. What it runs of the table's
--- own code — triggers, defaults, constraints, generated columns, index
--- expressions and predicates (the conflict check evaluates those) — must
--- never run with the rights of the administrator who restores (a
--- superuser, often):
---   - the owner restoring its own table runs stmt itself;
---   - an administrator who is a member of the owner runs it through a
---     SECURITY DEFINER function owned by the owner, made for this
---     transaction in pg_temp (where no other session sees it, so the owner
---     cannot change it): inside, the owner's code cannot take the
---     administrator's role back (Postgres refuses SET ROLE and SET SESSION
---     AUTHORIZATION in a security-definer function), and deferred
---     constraints are checked (their triggers fired) before it returns,
---     not at COMMIT;
---   - an administrator who is not runs it itself only if the table runs no
---     code of anyone's (tombstone._runs_code); otherwise 42501.
--- p_path is the search_path stmt runs with: the restore's own for the
--- conflict check; for the writes, the one the restoring session started
--- with, as the owner's code sees when the application writes.
+-- _owned runs stmt, a statement a restore built, and returns the rows it
+-- processed. When rel runs code someone wrote (tombstone._runs_code) and
+-- the restoring role is not rel's owner — which tombstone._check_owner_code
+-- allowed only because the administrator opted in
+-- (tombstone.restore_owner_code) — stmt runs with the owner's rights,
+-- through a SECURITY DEFINER function owned by the owner made in pg_temp
+-- for this one statement and dropped after: inside it, the owner's code
+-- cannot take the administrator's role back (Postgres refuses SET ROLE and
+-- SET SESSION AUTHORIZATION there), deferred constraints are checked
+-- before it returns, and the session's temporary objects and settings must
+-- be as before it ran. Otherwise stmt runs as it is. p_path is the
+-- search_path stmt runs with: the restore's own for the conflict check;
+-- for the writes, the one the restoring session started with
+-- (tombstone._owner_path).
 CREATE OR REPLACE FUNCTION tombstone._owned(rel oid, stmt text, p_path text) RETURNS bigint
 LANGUAGE plpgsql
 AS $$
