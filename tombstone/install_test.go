@@ -64,3 +64,27 @@ func TestSyncNotInstalled(t *testing.T) {
 	_, err := tombstone.LoadCatalog(context.Background(), c, tombstone.CatalogOptions{})
 	require.ErrorIs(t, err, tombstone.ErrNotInstalled)
 }
+
+// TestInstallUpgradeFromVersion3: a store of schema version 3 (before
+// migration 004 and this restore) with tombstones in it upgrades in place:
+// the new columns come, the functions whose results changed are replaced,
+// and the old tombstones restore.
+func TestInstallUpgradeFromVersion3(t *testing.T) {
+	c, _ := setup(t, true)
+	ctx := context.Background()
+	before := dump(t, c)
+	batch := deleteVia(t, c, loadCatalog(t, c), "DELETE FROM sites WHERE id = 1")
+	// Back to version 3: without 004's columns, with functions of another
+	// text (so Install applies them again).
+	exec(t, c, `ALTER TABLE tombstone.batches DROP COLUMN partly_restored_at;
+		ALTER TABLE tombstone.shadows DROP COLUMN purged_through;
+		UPDATE tombstone.schema_version SET version = 3, functions_md5 = 'old'`)
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: protection()}))
+	require.Equal(t, int64(tombstone.SchemaVersion), queryInt(t, c, "SELECT version FROM tombstone.schema_version"))
+	require.Equal(t, int64(2), queryInt(t, c, `SELECT count(*) FROM pg_attribute
+		WHERE (attrelid, attname) IN (('tombstone.batches'::regclass, 'partly_restored_at'), ('tombstone.shadows'::regclass, 'purged_through'))`))
+	rs, err := tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, rs)
+	require.Equal(t, before, dump(t, c))
+}
