@@ -409,7 +409,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 func withoutOwnContext(where string) string {
 	lines := strings.Split(where, "\n")
 	for i, l := range lines {
-		if !strings.HasPrefix(l, "PL/pgSQL function tombstone.") {
+		if !ownContext(l) {
 			continue
 		}
 		if i > 0 && strings.HasPrefix(lines[i-1], "SQL statement ") {
@@ -418,6 +418,32 @@ func withoutOwnContext(where string) string {
 		return strings.Join(lines[:i], "\n")
 	}
 	return where
+}
+
+// ownFunctions are the store's functions that run Postgres's own
+// statements for a rewritten one (TRUNCATE, DROP TABLE): their frames in
+// an error's CONTEXT are the proxy's doing. Functions of the tombstone
+// schema run with tombstone on their search_path, so Postgres names them
+// unqualified in the frames below the first.
+var ownFunctions = []string{"capture_truncate(", "trash_tables(", "_resolve_as(", "_exec_as(", "_names_as("}
+
+// ownContext reports whether a CONTEXT line is a frame of the store's
+// functions.
+func ownContext(line string) bool {
+	const frame = "PL/pgSQL function "
+	if !strings.HasPrefix(line, frame) {
+		return false
+	}
+	fn := strings.TrimPrefix(line[len(frame):], "tombstone.")
+	if len(fn) < len(line)-len(frame) {
+		return true
+	}
+	for _, f := range ownFunctions {
+		if strings.HasPrefix(fn, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // CodeCatalogChanged is raised by tombstone.check_catalog when the catalog a

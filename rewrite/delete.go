@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
@@ -16,10 +15,8 @@ import (
 const (
 	genPrefix  = "_ts_"
 	rowCol     = "_ts_row"
-	bidCTE     = "_ts_bid"
 	batchCTE   = "_ts_b"
 	tsSchema   = "tombstone"
-	defaultTTL = 7 * 24 * time.Hour
 )
 
 // stmtRewriter rewrites one top-level statement.
@@ -653,24 +650,17 @@ func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *p
 	return body, nil
 }
 
-// batchCTEs are "_ts_bid" (the batch id, taken once) and "_ts_b" (the
-// batch row, written only when rows were removed and the catalog guard
-// agrees).
+// batchCTEs is "_ts_b": the batch row, written only when rows were
+// removed and the guards agree, and returning the id and secret token the
+// database gave it (an identity and a default: the statement chooses
+// neither, nor the retention, which a trigger sets from the stored
+// rules). The token goes into every tombstone, so rows an application
+// role plants in a shadow table (it may INSERT there, never read
+// batches) cannot pass for another batch's tombstones at restore time.
 func (sr *stmtRewriter) batchCTEs() []*pg.Node {
-	// The batch id, and the batch's secret token: written into the batch
-	// row and every tombstone, so rows an application role plants in a
-	// shadow table (it may INSERT there, never read batches) cannot pass
-	// for a batch's tombstones at restore time.
-	bid := selectStmt([]*pg.Node{
-		resTarget("id", funcCall([]string{"pg_catalog", "nextval"},
-			typeCast(constStr("tombstone.batches_id_seq"), "pg_catalog", "regclass"))),
-		resTarget("token", funcCall([]string{"pg_catalog", "gen_random_uuid"})),
-	}, nil, nil)
-
 	// Row counts per table, in first-capture order.
 	var order []*Table
 	counts := map[*Table]*pg.Node{}
-	ttl := time.Duration(0)
 	for _, c := range sr.captures {
 		cnt := subLink(pg.SubLinkType_EXPR_SUBLINK, nil,
 			selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", c.cte, "")}, nil))
@@ -680,11 +670,6 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 			order = append(order, c.t)
 			counts[c.t] = cnt
 		}
-		r := c.t.Retention
-		if r <= 0 {
-			r = defaultTTL
-		}
-		ttl = max(ttl, r)
 	}
 	// jsonb_build_object takes at most 100 arguments; join chunks with ||.
 	var tables *pg.Node
@@ -739,33 +724,19 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		addr = &pg.Node{Node: &pg.Node_AConst{AConst: &pg.A_Const{Isnull: true, Location: -1}}}
 	}
 	row := selectStmt([]*pg.Node{
-		resTarget("", scalarFrom("id", bidCTE)),
 		resTarget("", addr),
 		resTarget("", constStr(sr.text)),
 		resTarget("", tables),
-		resTarget("", opExpr2([]string{"pg_catalog", "+"},
-			funcCall([]string{"pg_catalog", "statement_timestamp"}),
-			typeCast(constStr(intervalText(ttl)), "pg_catalog", "interval"))),
-		resTarget("", scalarFrom("token", bidCTE)),
 	}, nil, boolExpr(pg.BoolExprType_AND_EXPR, cond...))
-	return []*pg.Node{
-		cte(bidCTE, selectNode(bid)),
-		cte(batchCTE, insertNode(tsSchema, "batches", []string{"id", "client_addr", "sql", "tables", "purge_after", "token"}, row)),
-	}
-}
-
-// intervalText renders a duration as interval input.
-func intervalText(d time.Duration) string {
-	if d%time.Second == 0 {
-		return strconv.FormatInt(int64(d/time.Second), 10) + " seconds"
-	}
-	return strconv.FormatInt(int64(d/time.Microsecond), 10) + " microseconds"
+	ins := insertNode(tsSchema, "batches", []string{"client_addr", "sql", "tables"}, row)
+	ins.GetInsertStmt().ReturningList = []*pg.Node{resTarget("", colRef("id")), resTarget("", colRef("token"))}
+	return []*pg.Node{cte(batchCTE, ins)}
 }
 
 // shadowInsert copies a capture CTE's rows into the table's shadow.
 func (sr *stmtRewriter) shadowInsert(c capture) *pg.Node {
 	cols := []string{"_ts_batch", "_ts_token", "_ts_cause"}
-	vals := []*pg.Node{resTarget("", scalarFrom("id", bidCTE)), resTarget("", scalarFrom("token", bidCTE)), resTarget("", constStr(c.cause))}
+	vals := []*pg.Node{resTarget("", scalarFrom("id", batchCTE)), resTarget("", scalarFrom("token", batchCTE)), resTarget("", constStr(c.cause))}
 	for _, col := range c.t.Columns {
 		cols = append(cols, col.Shadow())
 		vals = append(vals, resTarget("", field(colRef(rowCol), col.Name)))

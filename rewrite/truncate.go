@@ -59,7 +59,6 @@ func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Nod
 		boolConst(t.GetRestartSeqs()),
 		constStr(sr.opt.ClientAddr),
 		constStr(sr.text),
-		constStr(policy),
 	), nil
 }
 

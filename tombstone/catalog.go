@@ -114,12 +114,13 @@ func (c *Catalog) Schemas() []string { return c.schemas }
 func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Catalog, error) {
 	cat := &Catalog{byName: map[[2]string]*rewrite.Table{}, through: map[[2]string]*rewrite.Table{}}
 	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		if err := checkInstalled(ctx, tx); err != nil {
+		// format_type qualifies the types it prints relative to the
+		// search_path: pg_catalog alone makes every other type qualified
+		// (and no planted overload a better match for what follows).
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)"); err != nil {
 			return err
 		}
-		// format_type qualifies the types it prints relative to the
-		// search_path: pg_catalog alone makes every other type qualified.
-		if _, err := tx.Exec(ctx, "SELECT set_config('search_path', 'pg_catalog', true)"); err != nil {
+		if err := checkInstalled(ctx, tx); err != nil {
 			return err
 		}
 		if opts.Sync {

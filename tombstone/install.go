@@ -55,6 +55,10 @@ type Protection struct {
 	// Retention is how long tombstones are kept unless a table says
 	// otherwise (protect.retention). Zero means 7 days.
 	Retention time.Duration
+	// Truncate is the TRUNCATE policy (policies.truncate): "capture"
+	// (the default when empty), "reject" or "allow". capture_truncate
+	// reads it from the store, never from its caller.
+	Truncate string
 	// Tables holds per-table rules keyed by "schema.table"
 	// (protect.tables.<schema.table>). A table listed here with mode
 	// "shadow" is protected even outside Schemas.
@@ -144,7 +148,10 @@ func Install(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
 		log = zap.NewNop()
 	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", installLockKey); err != nil {
+		if err := pinSearchPath(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1::bigint)", installLockKey); err != nil {
 			return fmt.Errorf("tombstone: install lock: %w", err)
 		}
 		// The role is cluster-wide; installs into two databases may race
@@ -299,7 +306,8 @@ func intervalText(d time.Duration) *string {
 func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	const snapshot = `SELECT coalesce((SELECT string_agg(x::text, ';' ORDER BY x.kind, x.schema_name, x.table_name)
 		FROM tombstone.protected x), '') || '|' ||
-		coalesce((SELECT value::text FROM tombstone.settings WHERE key = 'protect.retention'), '')`
+		coalesce((SELECT string_agg(key || '=' || value::text, ';' ORDER BY key) FROM tombstone.settings
+			WHERE key IN ('protect.retention', 'policies.truncate')), '')`
 	var before, after string
 	if err := tx.QueryRow(ctx, snapshot).Scan(&before); err != nil {
 		return fmt.Errorf("tombstone: read protection: %w", err)
@@ -361,6 +369,19 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, *intervalText(ret)); err != nil {
 		return fmt.Errorf("tombstone: store protect.retention: %w", err)
 	}
+	truncate := p.Truncate
+	switch truncate {
+	case "":
+		truncate = "capture"
+	case "capture", "reject", "allow":
+	default:
+		return fmt.Errorf("tombstone: policies.truncate: %q is not one of capture, reject, allow", p.Truncate)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ('policies.truncate', to_jsonb($1::text))
+		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
+		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, truncate); err != nil {
+		return fmt.Errorf("tombstone: store policies.truncate: %w", err)
+	}
 	if err := tx.QueryRow(ctx, snapshot).Scan(&after); err != nil {
 		return fmt.Errorf("tombstone: read protection: %w", err)
 	}
@@ -384,11 +405,14 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 // version did).
 func Sync(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := pinSearchPath(ctx, tx); err != nil {
+			return err
+		}
 		if err := checkInstalled(ctx, tx); err != nil {
 			return err
 		}
 		if opts.Protection != nil {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", installLockKey); err != nil {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1::bigint)", installLockKey); err != nil {
 				return fmt.Errorf("tombstone: install lock: %w", err)
 			}
 			if err := storeProtection(ctx, tx, *opts.Protection); err != nil {
@@ -400,6 +424,34 @@ func Sync(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
 		}
 		return nil
 	})
+}
+
+// pinnedSearchPath is the search_path of every transaction that runs the
+// store's own SQL with the connecting role's rights (install, sync, the
+// catalog load, the reaper): built-ins first and nothing a less
+// privileged role can create in, so that no overload or operator planted
+// in public or in a role's own schema is a better match for a call.
+const pinnedSearchPath = "pg_catalog, pg_temp"
+
+// pinSearchPath sets pinnedSearchPath for the rest of tx. It must be the
+// first statement: until it runs, even an unqualified built-in could
+// resolve to a planted overload.
+func pinSearchPath(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', '"+pinnedSearchPath+"', true)"); err != nil {
+		return fmt.Errorf("tombstone: pin search_path: %w", err)
+	}
+	return nil
+}
+
+// PinSearchPath makes every transaction of connections opened with cfg
+// start with pinnedSearchPath: for the store's own connections (the
+// proxy's control connections, the reaper), which resolve no name a user
+// typed.
+func PinSearchPath(cfg *pgx.ConnConfig) {
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["search_path"] = pinnedSearchPath
 }
 
 type queryRower interface {

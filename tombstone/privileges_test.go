@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -36,17 +37,16 @@ func newRole(t *testing.T, dsn, prefix string) string {
 // 11" as rewrite produces it: users' SET NULL child links is captured too.
 const handWritten = `WITH "_ts_d0" AS (DELETE FROM users u WHERE u.id = 11 RETURNING u AS "_ts_row"),
  "_ts_s1" AS (SELECT "_ts_c1" AS "_ts_row" FROM public.links "_ts_c1" WHERE (user_id) IN (SELECT ("_ts_row").id FROM "_ts_d0")),
- "_ts_bid" AS (SELECT pg_catalog.nextval('tombstone.batches_id_seq'::regclass) AS id),
- "_ts_b" AS (INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after)
-    SELECT (SELECT id FROM "_ts_bid"), '192.0.2.1:5432', 'DELETE FROM users u WHERE u.id = 11',
-        pg_catalog.jsonb_build_object('public.users', (SELECT count(*) FROM "_ts_d0"), 'public.links', (SELECT count(*) FROM "_ts_s1")),
-        pg_catalog.statement_timestamp() + '604800 seconds'::interval
+ "_ts_b" AS (INSERT INTO tombstone.batches (client_addr, sql, tables)
+    SELECT '192.0.2.1:5432', 'DELETE FROM users u WHERE u.id = 11',
+        pg_catalog.jsonb_build_object('public.users', (SELECT count(*) FROM "_ts_d0"), 'public.links', (SELECT count(*) FROM "_ts_s1"))
     WHERE EXISTS (SELECT 1 FROM "_ts_d0") AND tombstone.check_catalog('users'::regclass, 'SIG_USERS')
-        AND tombstone.check_catalog('public.links'::regclass, 'SIG_LINKS')),
- "_ts_i1" AS (INSERT INTO tombstone.public__links (_ts_batch, _ts_cause, id, site_id, user_id, url)
-    SELECT (SELECT id FROM "_ts_bid"), 'set_null', ("_ts_row").id, ("_ts_row").site_id, ("_ts_row").user_id, ("_ts_row").url FROM "_ts_s1")
-INSERT INTO tombstone.public__users (_ts_batch, _ts_cause, id, tenant_id, email)
-    SELECT (SELECT id FROM "_ts_bid"), 'delete', ("_ts_row").id, ("_ts_row").tenant_id, ("_ts_row").email FROM "_ts_d0"`
+        AND tombstone.check_catalog('public.links'::regclass, 'SIG_LINKS')
+    RETURNING id, token),
+ "_ts_i1" AS (INSERT INTO tombstone.public__links (_ts_batch, _ts_token, _ts_cause, id, site_id, user_id, url)
+    SELECT (SELECT id FROM "_ts_b"), (SELECT token FROM "_ts_b"), 'set_null', ("_ts_row").id, ("_ts_row").site_id, ("_ts_row").user_id, ("_ts_row").url FROM "_ts_s1")
+INSERT INTO tombstone.public__users (_ts_batch, _ts_token, _ts_cause, id, tenant_id, email)
+    SELECT (SELECT id FROM "_ts_b"), (SELECT token FROM "_ts_b"), 'delete', ("_ts_row").id, ("_ts_row").tenant_id, ("_ts_row").email FROM "_ts_d0"`
 
 func TestPrivileges(t *testing.T) {
 	su, dsn := setup(t, true)
@@ -156,32 +156,67 @@ func TestNoEscalationThroughShadowSync(t *testing.T) {
 	require.NotEmpty(t, rows)
 	require.Equal(t, "false", queryString(t, su, "SELECT rolsuper::text FROM pg_roles WHERE rolname = '"+app+"'"), "no escalation")
 	require.Equal(t, "", queryString(t, su, `SELECT coalesce(string_agg(proname, ', '), '') FROM pg_proc
-		WHERE pronamespace = 'tombstone'::regnamespace AND proname NOT IN ('capture_truncate', 'trash_tables')
+		WHERE pronamespace = 'tombstone'::regnamespace
 		  AND NOT coalesce('search_path=pg_catalog, tombstone, pg_temp' = ANY (proconfig), false)`), "functions without the fixed search_path")
 	require.Equal(t, "integer,integer[]", queryString(t, su, `SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum)
 		FROM pg_attribute WHERE attrelid = 'tombstone.public__evil_t'::regclass AND attname IN ('y', 'z')`), "shadow stores the domain's base type")
 }
 
 // TestPlantedTombstonesDoNotComeBack: a role without rights on a table
-// that writes a batch and "tombstones" of its own cannot get an admin's
-// UNDELETE to write them into that table; nor can it forge the batch's
-// session columns.
+// can neither write a batch of its choosing (id, token, retention and
+// session columns are the database's; the id sequence is not its to
+// draw from) nor read another transaction's batches; the rows it plants
+// in a shadow table under a batch of its own (whose id and token its own
+// INSERT … RETURNING shows it) are not written into that table by an
+// admin's UNDELETE.
 func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 	su, dsn := setup(t, true)
 	ctx := context.Background()
+	cat := loadCatalog(t, su)
+	real := deleteVia(t, su, cat, "DELETE FROM tenants WHERE id = 3")
 	app := newRole(t, dsn, "ts_plant")
 	appConn := testenv.Connect(t, withUser(t, dsn, app))
-	_, err := appConn.Exec(ctx, "INSERT INTO tombstone.batches (id, sql, purge_after, role) VALUES (777, 'x', now() + interval '1 day', 'postgres')")
-	require.Equal(t, "42501", pgErr(t, err).Code, "the session columns cannot be written")
-	exec(t, appConn, "INSERT INTO tombstone.batches (id, sql, purge_after) VALUES (777, 'DELETE FROM tenants', now() + interval '1 day')")
-	exec(t, appConn, "INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (777, 'delete', 4242, 'planted')")
-	rs, err := tombstone.UndeleteBatch(ctx, su, 777, tombstone.UndeleteOptions{})
+	for _, sql := range []string{
+		"INSERT INTO tombstone.batches (id, sql) VALUES (777, 'x')",
+		"INSERT INTO tombstone.batches (sql, purge_after) VALUES ('x', now() + interval '100 years')",
+		"INSERT INTO tombstone.batches (sql, token) VALUES ('x', gen_random_uuid())",
+		"INSERT INTO tombstone.batches (sql, role) VALUES ('x', 'postgres')",
+		"SELECT nextval('tombstone.batches_id_seq')",
+		"SELECT setval('tombstone.batches_id_seq', 1000000)",
+		"SELECT sql FROM tombstone.batches",
+		"UPDATE tombstone.batches SET held = true",
+		"DELETE FROM tombstone.batches",
+		"BEGIN; LOCK TABLE tombstone.batches",
+	} {
+		_, err := appConn.Exec(ctx, sql)
+		require.Equal(t, "42501", pgErr(t, err).Code, sql)
+		_, _ = appConn.Exec(ctx, "ROLLBACK")
+	}
+	var ids []int64
+	rows, err := appConn.Query(ctx, "SELECT id FROM tombstone.batches")
+	require.NoError(t, err)
+	ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Empty(t, ids, "another transaction's batches are invisible")
+	_, err = appConn.Exec(ctx, "INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{\"public.tenants\": \"many\"}')")
+	require.Equal(t, "22023", pgErr(t, err).Code, "malformed tables")
+
+	var id int64
+	var token string
+	require.NoError(t, appConn.QueryRow(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('DELETE FROM tenants', '{"public.tenants": 1}')
+		RETURNING id, token::text`).Scan(&id, &token))
+	require.Greater(t, id, real)
+	require.Equal(t, "7 days", queryString(t, su, fmt.Sprintf("SELECT (purge_after - stmt_time)::text FROM tombstone.batches WHERE id = %d", id)))
+	exec(t, appConn, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_token, _ts_cause, id, name) VALUES (%d, '%s', 'delete', 4242, 'planted')", id, token))
+	rs, err := tombstone.UndeleteBatch(ctx, su, id, tombstone.UndeleteOptions{})
 	if err == nil {
 		for _, r := range rs {
 			require.Zero(t, r.Restored, r.Table)
 		}
 	}
 	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 4242"), "planted row not restored")
+	// Nor did any of it keep the next real capture from getting an id.
+	deleteVia(t, su, cat, "DELETE FROM tenants WHERE id = 4")
 }
 
 // TestPlantedUnderAnotherBatch: rows planted in a shadow table under a

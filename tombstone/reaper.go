@@ -259,7 +259,10 @@ func Reap(ctx context.Context, conn *pgx.Conn, opts ReaperOptions) (rep ReapRepo
 func runChunk(ctx context.Context, conn *pgx.Conn, opts ReaperOptions, token int64,
 	step func(context.Context, *pgx.Conn, int64) (Chunk, bool, bool, error)) (c Chunk, more, paused bool, err error) {
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+		if err := pinSearchPath(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('lock_timeout', $1, true), pg_catalog.set_config('statement_timeout', $2, true)",
 			strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10), strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)); err != nil {
 			return err
 		}

@@ -159,7 +159,10 @@ func TestCaptureTruncateUnprotectedCascade(t *testing.T) {
 	cat := loadCatalog(t, c)
 	before := dump(t, c)
 
-	err := callVia(t, c, cat, "TRUNCATE scratch.kinds CASCADE", rewrite.Options{Truncate: rewrite.PolicyReject})
+	// The policy is the database's: the call carries none.
+	exec(t, c, `UPDATE tombstone.settings SET value = '"reject"' WHERE key = 'policies.truncate'`)
+	err := callVia(t, c, cat, "TRUNCATE scratch.kinds CASCADE", rewrite.Options{})
+	exec(t, c, `UPDATE tombstone.settings SET value = '"capture"' WHERE key = 'policies.truncate'`)
 	pe := pgErr(t, err)
 	require.Equal(t, "0A000", pe.Code)
 	require.Contains(t, pe.Message, "TRUNCATE of protected table public.")

@@ -164,7 +164,7 @@ func (c *initCmd) Run(std *stdio) error {
 		return err
 	}
 	defer conn.Close(ctx)
-	if err := tombstone.Install(ctx, conn, tombstone.InstallOptions{Protection: protection(cfg.Protect)}); err != nil {
+	if err := tombstone.Install(ctx, conn, tombstone.InstallOptions{Protection: protection(cfg)}); err != nil {
 		return err
 	}
 	var out struct {

@@ -82,7 +82,7 @@ func (c *proxyCmd) Run() error {
 		return err
 	}
 	rewrite.TrialParse = trialParse
-	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg.Protect), Logger: log}, log)
+	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg), Logger: log}, log)
 	defer cats.Close()
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
@@ -150,10 +150,12 @@ func (c *proxyCmd) reload(log *zap.Logger, level zap.AtomicLevel) {
 	log.Info("configuration reloaded", zap.String("log_level", cfg.Log.Level))
 }
 
-// protection turns the protect: section into the store's terms.
-func protection(p config.Protect) *tombstone.Protection {
+// protection turns the protect: section and the TRUNCATE policy into the
+// store's terms.
+func protection(cfg config.Config) *tombstone.Protection {
+	p := cfg.Protect
 	out := &tombstone.Protection{Schemas: p.Schemas, Exclude: p.Exclude, Retention: time.Duration(p.Retention),
-		Tables: map[string]tombstone.TableProtection{}}
+		Truncate: cfg.Policies.Truncate, Tables: map[string]tombstone.TableProtection{}}
 	for name, r := range p.Tables {
 		out.Tables[name] = tombstone.TableProtection{Retention: time.Duration(r.Retention), Mode: r.Mode, Column: r.Column}
 	}

@@ -140,7 +140,12 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 	result := "error"
 	defer func() { m.runs.WithLabelValues(result).Inc() }()
 
-	conn, err := pgx.Connect(ctx, c.DSN)
+	cfg, err := pgx.ParseConfig(c.DSN)
+	if err != nil {
+		return fmt.Errorf("dsn: %w", err)
+	}
+	tombstone.PinSearchPath(cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

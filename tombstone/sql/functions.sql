@@ -905,6 +905,41 @@ CREATE OR REPLACE FUNCTION tombstone.release_batch(p_batch bigint) RETURNS boole
 LANGUAGE sql
 AS $$ SELECT tombstone.hold_batch(p_batch, false) $$;
 
+-- _batch_defaults completes a new batch row with what the database, not
+-- the capturing statement, decides: purge_after, from the stored rules of
+-- the tables the batch lists (the longest retention among them), after
+-- checking that tables maps names to row counts — a malformed one would
+-- stop the reaper and SHOW BATCHES. The id (identity) and token (default)
+-- need no trigger: application roles may insert only client_addr, sql and
+-- tables. An administrator's explicit purge_after is kept.
+CREATE OR REPLACE FUNCTION tombstone._batch_defaults() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $$
+DECLARE
+    keep interval;
+BEGIN
+    IF jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' OR EXISTS (
+        SELECT 1 FROM jsonb_each(NEW.tables) e
+         WHERE jsonb_typeof(e.value) <> 'number' OR e.value::numeric < 0
+            OR e.value::numeric <> trunc(e.value::numeric) OR e.value::numeric > 9223372036854775807) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
+    END IF;
+    IF NEW.purge_after IS NULL THEN
+        keep := coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
+                         interval '7 days');
+        NEW.purge_after := NEW.stmt_time + coalesce(
+            (SELECT max(coalesce(p.retention, keep)) FROM jsonb_object_keys(NEW.tables) k
+               LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = k),
+            keep);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER batch_defaults BEFORE INSERT ON tombstone.batches
+    FOR EACH ROW EXECUTE FUNCTION tombstone._batch_defaults();
+
 -- Grants. Functions are executable by PUBLIC by default; the internal
 -- and SECURITY DEFINER ones are narrowed here.
 REVOKE ALL ON FUNCTION tombstone.sync_shadow(regclass) FROM PUBLIC;
@@ -921,11 +956,27 @@ GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
 -- Table privileges: application roles write tombstones and read nothing
 -- but the settings; tombstone_admin reads, restores and purges.
 GRANT USAGE ON SCHEMA tombstone TO PUBLIC;
--- Only the columns a rewritten statement writes: xid, time and role come
--- from the session that deleted and cannot be forged.
+-- Only the columns a rewritten statement writes: id, token, xid, time,
+-- role and retention come from the database and cannot be chosen, and no
+-- role may draw from the batch id sequence (an identity: inserts need no
+-- grant on it).
 REVOKE INSERT ON tombstone.batches FROM PUBLIC;
-GRANT INSERT (id, client_addr, sql, tables, purge_after, token) ON tombstone.batches TO PUBLIC;
-GRANT USAGE ON SEQUENCE tombstone.batches_id_seq TO PUBLIC;
+GRANT INSERT (client_addr, sql, tables) ON tombstone.batches TO PUBLIC;
+REVOKE ALL ON SEQUENCE tombstone.batches_id_seq FROM PUBLIC;
+-- The capturing statement reads back the id and token of the batch row it
+-- wrote (INSERT … RETURNING), and nothing else: row-level security shows
+-- an application role only the batches of its own transaction, and only
+-- those two columns. Administrators (and the owner, whose SECURITY
+-- DEFINER functions these are) see and change everything.
+GRANT SELECT (id, token) ON tombstone.batches TO PUBLIC;
+ALTER TABLE tombstone.batches ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS capture_insert ON tombstone.batches;
+CREATE POLICY capture_insert ON tombstone.batches FOR INSERT TO PUBLIC WITH CHECK (true);
+DROP POLICY IF EXISTS capture_read ON tombstone.batches;
+CREATE POLICY capture_read ON tombstone.batches FOR SELECT TO PUBLIC
+    USING (xid = pg_current_xact_id());
+DROP POLICY IF EXISTS admin_all ON tombstone.batches;
+CREATE POLICY admin_all ON tombstone.batches TO tombstone_admin USING (true) WITH CHECK (true);
 GRANT SELECT ON tombstone.settings TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;

@@ -84,6 +84,64 @@ BEGIN
 END
 $$;
 
+-- _resolve_as resolves relation names as the statement that named them
+-- would: under p_path, the search_path of the caller (capture_truncate
+-- and trash_tables run pinned, and take their caller's path as the
+-- default of their last argument, which is evaluated before they start).
+-- Missing names raise Postgres's own error (42P01), or are NULL with
+-- p_missing_ok. Nothing but casts and schema-qualified built-ins runs
+-- under p_path.
+CREATE OR REPLACE FUNCTION tombstone._resolve_as(p_names text[], p_path text, p_missing_ok boolean) RETURNS oid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    out oid[] := '{}';
+    nm text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', p_path, true);
+    FOREACH nm IN ARRAY p_names LOOP
+        IF p_missing_ok THEN
+            out := pg_catalog.array_append(out, pg_catalog.to_regclass(nm)::pg_catalog.oid);
+        ELSE
+            out := pg_catalog.array_append(out, nm::pg_catalog.regclass::pg_catalog.oid);
+        END IF;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
+    RETURN out;
+END
+$$;
+
+-- _exec_as runs p_sql (built by the caller from names _names_as gave)
+-- under p_path, so that Postgres's errors and notices about it name
+-- objects as the caller's own statement would have.
+CREATE OR REPLACE FUNCTION tombstone._exec_as(p_sql text, p_path text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', p_path, true);
+    EXECUTE p_sql;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
+END
+$$;
+
+-- _names_as lists relations as a statement under p_path would name them
+-- (qualified only where p_path does not find them), for the statements
+-- trash_tables runs on its caller's behalf, whose errors then read as
+-- the caller's own statement's would.
+CREATE OR REPLACE FUNCTION tombstone._names_as(p_rels oid[], p_path text) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    out text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', p_path, true);
+    out := (SELECT pg_catalog.string_agg(u.r::pg_catalog.regclass::pg_catalog.text, ', ' ORDER BY u.k)
+              FROM pg_catalog.unnest(p_rels) WITH ORDINALITY u(r, k));
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
+    RETURN out;
+END
+$$;
+
 -- capture_truncate is what the proxy runs for a TRUNCATE that may remove
 -- rows of protected tables. It works out every table the TRUNCATE
 -- empties, as ExecuteTruncate does (src/backend/commands/tablecmds.c):
@@ -95,12 +153,27 @@ $$;
 -- can arrive between the capture and the truncate and no foreign key can
 -- be added meanwhile. The rows of every protected table among them go
 -- into its shadow table with cause 'truncate', all in one new batch; then
--- the TRUNCATE itself runs with the caller's privileges. Policy 'reject'
--- refuses the statement instead when a protected table is reached;
--- 'allow' truncates without capturing.
+-- the TRUNCATE itself runs with the caller's privileges. The policy is
+-- the database's (setting policies.truncate, stored from the
+-- configuration by init and the proxy), never the caller's: 'reject'
+-- refuses the statement when a protected table is reached, 'allow'
+-- truncates without capturing. A protected table whose rows row-level
+-- security hides from the caller in part is refused (42501): the
+-- capture would miss what the TRUNCATE removes.
+-- Before schema version 5 the last argument was the policy, chosen by
+-- the caller.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                WHERE p.oid = pg_catalog.to_regprocedure('tombstone.capture_truncate(text[],boolean[],boolean,boolean,text,text,text)')
+                  AND 'p_policy' = ANY (p.proargnames)) THEN
+        DROP PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text);
+    END IF;
+END
+$$;
 CREATE OR REPLACE PROCEDURE tombstone.capture_truncate(
     p_tables text[], p_only boolean[], p_cascade boolean, p_restart boolean,
-    p_client_addr text, p_sql text, p_policy text DEFAULT 'capture')
+    p_client_addr text, p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -119,21 +192,18 @@ DECLARE
     counts jsonb := '{}';
     n bigint;
     total bigint := 0;
-    keep interval;
+    policy text := coalesce((SELECT s.value #>> '{}' FROM tombstone.settings s WHERE s.key = 'policies.truncate'), 'capture');
+    resolved oid[];
 BEGIN
-    IF p_policy IS NULL OR p_policy NOT IN ('capture', 'reject', 'allow') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = pg_catalog.format('tombstone: unknown TRUNCATE policy %L', p_policy),
-            HINT = 'Use capture, reject or allow.';
-    END IF;
-    IF pg_catalog.cardinality(p_tables) IS DISTINCT FROM pg_catalog.cardinality(p_only) THEN
+    IF cardinality(p_tables) IS DISTINCT FROM cardinality(p_only) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: capture_truncate needs one ONLY flag per table';
     END IF;
-    FOR i IN 1 .. pg_catalog.cardinality(p_tables) LOOP
-        -- The caller's search_path resolves the name, with Postgres's own
-        -- error for a missing table (42P01).
-        rel := p_tables[i]::regclass;
+    -- The caller's search_path resolves the names, with Postgres's own
+    -- error for a missing table (42P01).
+    resolved := tombstone._resolve_as(p_tables, p_path, false);
+    FOR i IN 1 .. cardinality(p_tables) LOOP
+        rel := resolved[i];
         rels := rels || rel;
         listed := listed || ((CASE WHEN p_only[i] THEN 'ONLY ' ELSE '' END) || rel::regclass::text);
         SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = rel;
@@ -185,46 +255,52 @@ BEGIN
         END LOOP;
     END IF;
 
-    IF p_policy <> 'allow' THEN
-        FOR t IN SELECT x.* FROM tombstone._capture_targets(targets) x
-                   JOIN pg_catalog.pg_class c ON c.oid = x.relid
+    IF policy <> 'allow' THEN
+        -- First the checks and the counts (the batch row comes first: its
+        -- id is the database's), then the copies.
+        FOR t IN SELECT x.*, c.relkind FROM tombstone._capture_targets(targets) x
+                   JOIN pg_class c ON c.oid = x.relid
                   ORDER BY x.table_name, c.relkind DESC, x.relid
         LOOP
-            IF p_policy = 'reject' THEN
+            IF policy = 'reject' THEN
                 RAISE EXCEPTION USING ERRCODE = '0A000',
-                    MESSAGE = pg_catalog.format('tombstone: TRUNCATE of protected table %s is refused (policies.truncate: reject)',
-                                                t.table_name),
+                    MESSAGE = format('tombstone: TRUNCATE of protected table %s is refused (policies.truncate: reject)',
+                                     t.table_name),
                     HINT = 'Use DELETE, whose rows can be restored, or ask an administrator to change the policy.';
             END IF;
-            IF batch IS NULL THEN
-                batch := pg_catalog.nextval('tombstone.batches_id_seq');
-                token := pg_catalog.gen_random_uuid();
+            IF row_security_active(t.relid) THEN
+                RAISE EXCEPTION USING ERRCODE = '42501',
+                    MESSAGE = format('tombstone: TRUNCATE of protected table %s is refused: row-level security hides rows of %s from role %s, which would be removed without a tombstone',
+                                     t.table_name, t.relid::regclass, current_user),
+                    HINT = 'DELETE the rows instead (captured under the same policies), or TRUNCATE as a role that row-level security does not apply to (the table''s owner, or one with BYPASSRLS).';
             END IF;
             -- Partitioned tables hold no rows of their own (their
             -- partitions are targets too); record them with what their
             -- partitions add.
             n := 0;
-            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r' THEN
-                EXECUTE pg_catalog.format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
-                    t.shadow,
-                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
-                       FROM pg_catalog.unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
-                    (SELECT pg_catalog.string_agg(', ' || pg_catalog.quote_ident(s), '' ORDER BY o)
-                       FROM pg_catalog.unnest(t.source_cols) WITH ORDINALITY u(s, o)),
-                    t.relid::regclass)
-                  USING batch, token;
-                GET DIAGNOSTICS n = ROW_COUNT;
+            IF t.relkind = 'r' THEN
+                EXECUTE format('SELECT count(*) FROM ONLY %s', t.relid::regclass) INTO n;
             END IF;
-            counts := counts || pg_catalog.jsonb_build_object(t.table_name,
-                                    coalesce((counts ->> t.table_name)::bigint, 0) + n);
+            counts := counts || jsonb_build_object(t.table_name, coalesce((counts ->> t.table_name)::bigint, 0) + n);
             total := total + n;
-            keep := GREATEST(keep, t.retention);
         END LOOP;
         -- Like a DELETE of nothing, a TRUNCATE of empty tables leaves no
         -- batch.
         IF total > 0 THEN
-            INSERT INTO tombstone.batches (id, client_addr, sql, tables, purge_after, token)
-            VALUES (batch, p_client_addr, p_sql, counts, pg_catalog.statement_timestamp() + keep, token);
+            INSERT INTO tombstone.batches AS b (client_addr, sql, tables)
+            VALUES (p_client_addr, p_sql, counts)
+            RETURNING b.id, b.token INTO batch, token;
+            FOR t IN SELECT x.* FROM tombstone._capture_targets(targets) x
+                       JOIN pg_class c ON c.oid = x.relid
+                      WHERE c.relkind = 'r'
+            LOOP
+                EXECUTE format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
+                    t.shadow,
+                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
+                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.source_cols) WITH ORDINALITY u(s, o)),
+                    t.relid::regclass)
+                  USING batch, token;
+            END LOOP;
         END IF;
     END IF;
 
@@ -392,8 +468,10 @@ $$;
 -- so the shadow registry keeps the table's original name while it is in
 -- the trash (a table in tombstone_trash is not protected, so nothing
 -- else touches it).
+DROP PROCEDURE IF EXISTS tombstone.trash_tables(text[], boolean, boolean, text, text);
 CREATE OR REPLACE PROCEDURE tombstone.trash_tables(
-    p_tables text[], p_missing_ok boolean, p_cascade boolean, p_client_addr text, p_sql text)
+    p_tables text[], p_missing_ok boolean, p_cascade boolean, p_client_addr text, p_sql text,
+    p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -412,14 +490,22 @@ DECLARE
     has_deps boolean := false;
     sync_before text := pg_catalog.current_setting('tombstone.ddl_sync', true);
     err_detail text;
+    quoted text[];
+    resolved oid[];
 BEGIN
-    FOREACH nm IN ARRAY p_tables LOOP
-        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(p), '.' ORDER BY o) INTO q
-          FROM pg_catalog.unnest(pg_catalog.parse_ident(nm)) WITH ORDINALITY u(p, o);
-        rel := pg_catalog.to_regclass(q);
+    quoted := ARRAY(SELECT (SELECT string_agg(quote_ident(u.part), '.' ORDER BY u.o)
+                              FROM unnest(parse_ident(n.name)) WITH ORDINALITY u(part, o))
+                      FROM unnest(p_tables) WITH ORDINALITY n(name, k) ORDER BY n.k);
+    -- The caller's search_path resolves the names.
+    resolved := tombstone._resolve_as(quoted, p_path, true);
+    FOR i IN 1 .. cardinality(quoted) LOOP
+        q := quoted[i];
+        rel := resolved[i];
         SELECT c.relkind, c.relispartition INTO cls FROM pg_catalog.pg_class c WHERE c.oid = rel;
         IF rel IS NULL OR cls.relkind NOT IN ('r', 'p') THEN
-            EXECUTE 'DROP TABLE ' || CASE WHEN p_missing_ok THEN 'IF EXISTS ' ELSE '' END || q;
+            -- Postgres's own NOTICE or error, for the name as the caller
+            -- resolves it.
+            PERFORM tombstone._exec_as('DROP TABLE ' || CASE WHEN p_missing_ok THEN 'IF EXISTS ' ELSE '' END || q, p_path);
             CONTINUE;
         END IF;
         CONTINUE WHEN rel = ANY (rels);
@@ -445,7 +531,7 @@ BEGIN
     -- Postgres's own checks, on the whole list at once (tables of the
     -- list may depend on each other, as for DROP TABLE a, b).
     BEGIN
-        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(rels) u);
+        PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(rels, p_path), p_path);
         RAISE EXCEPTION USING ERRCODE = 'TS0D1';
     EXCEPTION
         WHEN SQLSTATE 'TS0D1' THEN
@@ -458,8 +544,7 @@ BEGIN
     END;
 
     IF pg_catalog.cardinality(prot) = 0 THEN
-        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(plain) u)
-                || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END;
+        PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
         RETURN;
     END IF;
 
@@ -486,7 +571,7 @@ BEGIN
                     AND NOT (c.conrelid = ANY (members))
                   ORDER BY c.oid
         LOOP
-            RAISE NOTICE 'drop cascades to constraint % on table %', r.conname, r.conrelid::regclass;
+            RAISE NOTICE 'drop cascades to constraint % on table %', r.conname, tombstone._names_as(ARRAY[r.conrelid], p_path);
             EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', r.conrelid::regclass, r.conname);
         END LOOP;
         FOR r IN SELECT DISTINCT rw.ev_class AS v, c.relkind
@@ -500,13 +585,14 @@ BEGIN
         LOOP
             -- An earlier view's CASCADE may have taken this one already.
             CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.v);
-            RAISE NOTICE 'drop cascades to % %', CASE WHEN r.relkind = 'm' THEN 'materialized view' ELSE 'view' END, r.v::regclass;
+            RAISE NOTICE 'drop cascades to % %', CASE WHEN r.relkind = 'm' THEN 'materialized view' ELSE 'view' END,
+                tombstone._names_as(ARRAY[r.v], p_path);
             EXECUTE pg_catalog.format('DROP %s %s CASCADE',
                                       CASE WHEN r.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, r.v::regclass);
         END LOOP;
         -- Anything left is something the trash cannot keep.
         BEGIN
-            EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(prot) u);
+            PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(prot, p_path), p_path);
             RAISE EXCEPTION USING ERRCODE = 'TS0D1';
         EXCEPTION
             WHEN SQLSTATE 'TS0D1' THEN
@@ -515,7 +601,7 @@ BEGIN
                 GET STACKED DIAGNOSTICS err_detail = PG_EXCEPTION_DETAIL;
                 RAISE EXCEPTION USING ERRCODE = '0A000',
                     MESSAGE = pg_catalog.format('tombstone: cannot move %s to the trash: other objects depend on it',
-                        (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(prot) u)),
+                        tombstone._names_as(prot, p_path)),
                     DETAIL = err_detail,
                     HINT = 'Drop the dependent objects first, or set policies.drop to allow.';
         END;
@@ -540,8 +626,7 @@ BEGIN
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
 
     IF pg_catalog.cardinality(plain) > 0 THEN
-        EXECUTE 'DROP TABLE ' || (SELECT pg_catalog.string_agg(u::regclass::text, ', ') FROM pg_catalog.unnest(plain) u)
-                || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END;
+        PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
     END IF;
 END
 $$;
@@ -674,5 +759,5 @@ GRANT EXECUTE ON FUNCTION tombstone._protected_roots(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._capture_targets(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
-GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;

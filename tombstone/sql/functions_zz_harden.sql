@@ -2,9 +2,9 @@
 -- tombstone schema runs with a fixed search_path, so that no object a role creates in a schema on the
 -- caller's path (a public.unnest(text[]) overload, say) can stand in for a
 -- built-in while an administrator or the installer runs our code.
--- capture_truncate and trash_tables are the exception: they must resolve
--- the user's table names exactly as the user's statement would; they call
--- built-ins schema-qualified instead.
+-- capture_truncate and trash_tables resolve the user's table names as the
+-- user's statement would through tombstone._resolve_as, under the caller's
+-- search_path passed as the default of their last argument.
 DO $$
 DECLARE
     f record;
@@ -13,7 +13,6 @@ BEGIN
         SELECT p.oid::regprocedure AS sig, p.prokind
           FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'tombstone'::regnamespace
-           AND p.proname NOT IN ('capture_truncate', 'trash_tables')
     LOOP
         EXECUTE pg_catalog.format('ALTER %s %s SET search_path = pg_catalog, tombstone, pg_temp',
                                   CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.sig);
