@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"sync/atomic"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // lexing follows the two settings that decide how the server reads a
@@ -46,19 +48,63 @@ func (l *lexing) reported(body []byte) {
 }
 
 // check refuses text the planner would read differently from the server
-// (nil: the readings agree).
-func (l *lexing) check(sql string) *Error {
-	if enc := l.encoding.Load(); enc != nil && !ascii(sql) {
-		return &Error{Code: CodeFeatureNotSupported,
-			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
-			Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
+// (nil: the readings agree). settled says whether the server has answered
+// everything sent before (tracker.settled): until then an earlier
+// statement may still change either setting — a SET, a set_config call
+// in any function, a ROLLBACK of one — and only text that reads the same
+// under every value is planned.
+func (l *lexing) check(sql string, settled bool) *Error {
+	if !ascii(sql) {
+		if enc := l.encoding.Load(); enc != nil {
+			return &Error{Code: CodeFeatureNotSupported,
+				Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
+				Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
+		}
+		if !settled {
+			return unsettledError("non-ASCII characters", "client_encoding")
+		}
 	}
-	if strings.IndexByte(sql, '\\') >= 0 && (l.escapes.Load() || containsFold(sql, "standard_conforming_strings")) {
+	if strings.IndexByte(sql, '\\') < 0 || !plainBackslash(sql) {
+		return nil // read the same whatever standard_conforming_strings says
+	}
+	if l.escapes.Load() || containsFold(sql, "standard_conforming_strings") {
 		return &Error{Code: CodeFeatureNotSupported,
-			Message: "tombstone: a statement that may remove rows cannot hold backslashes while standard_conforming_strings is off",
+			Message: "tombstone: a statement that may remove rows cannot hold backslashes in '...' strings while standard_conforming_strings is off",
 			Hint:    "SET standard_conforming_strings = on (the default) and write escapes in E'...' strings. The statement was not run: a backslash can end a string literal early, making it another statement."}
 	}
+	if !settled {
+		return unsettledError("a backslash in a '...' string", "standard_conforming_strings")
+	}
 	return nil
+}
+
+func unsettledError(what, setting string) *Error {
+	return &Error{Code: CodeFeatureNotSupported,
+		Message: "tombstone: a statement that may remove rows and holds " + what + " cannot be planned while earlier statements of the session are still running",
+		Hint: "Send it once their results are in (after a Sync, in a pipeline): they may change " + setting +
+			", which decides how the server reads it. The statement was not run."}
+}
+
+// plainBackslash reports whether a string literal without an E prefix
+// (standard_conforming_strings decides what a backslash in it means)
+// holds a backslash, as pg_query reads sql (standard strings). Up to the
+// first such literal, both readings are the same text; without one, they
+// are the same throughout. Text it cannot scan counts as holding one.
+func plainBackslash(sql string) bool {
+	res, err := pg.Scan(sql)
+	if err != nil {
+		return true
+	}
+	for _, tok := range res.GetTokens() {
+		if tok.GetToken() != pg.Token_SCONST || int(tok.GetEnd()) > len(sql) || tok.GetStart() < 0 {
+			continue
+		}
+		lit := sql[tok.GetStart():tok.GetEnd()]
+		if (lit[0] == '\'' || lit[0] == 'n' || lit[0] == 'N') && strings.IndexByte(lit, '\\') >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func ascii(s string) bool {

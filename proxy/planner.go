@@ -49,7 +49,7 @@ func (p *planner) Wants(sql []byte) bool {
 
 // Plan implements Planner.
 func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error) {
-	if e := s.lexing.check(sql); e != nil {
+	if e := s.lexing.check(sql, s.track.settled()); e != nil {
 		return nil, e
 	}
 	if console.Is([]byte(sql)) {

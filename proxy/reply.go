@@ -200,6 +200,9 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		cur.fix.stmt++
 	}
 	if completes(cur, typ) {
+		if typ == 'Z' {
+			s.track.answered.Add(1)
+		}
 		st.cur = nil
 		if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
 			st.skipping = true
@@ -251,6 +254,7 @@ func (s *Session) retryAnswer(typ byte) error {
 	if err := cw.write(frame); err != nil {
 		return errSessionDone
 	}
+	s.track.answered.Add(1)
 	s.reply.cur = nil
 	return nil
 }

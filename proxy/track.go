@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
@@ -109,6 +110,14 @@ type tracker struct {
 	// ReadyForQuery, where an implicit or committed transaction ends.
 	ends, ended uint64
 
+	// asked counts the same pushes as ends, answered the ReadyForQuery
+	// that ended each (server pump); they differ while an answer is
+	// outstanding, and either side may read them (settled).
+	asked, answered atomic.Uint64
+	// executed: an Execute was pushed since the last Sync (written by the
+	// client pump).
+	executed atomic.Bool
+
 	// direct: an event loop carries the session. Set when the loop takes
 	// the session in and cleared when it hands it back, both with the
 	// pumps stopped.
@@ -119,6 +128,13 @@ type tracker struct {
 func (t *tracker) push(p pending) {
 	if endsTransaction(p.kind) {
 		t.ends++
+		t.asked.Add(1)
+	}
+	switch p.kind {
+	case 'E':
+		t.executed.Store(true)
+	case 'S':
+		t.executed.Store(false)
 	}
 	if t.direct {
 		if t.inHd == len(t.in) {
@@ -164,6 +180,15 @@ func (t *tracker) pop() *pending {
 		t.ended++
 	}
 	return &t.cur
+}
+
+// settled reports whether the server has answered everything the client
+// pump sent before the message it is handling now, to the end: then every
+// setting change those messages made has been reported (ParameterStatus
+// comes before the ReadyForQuery). Client pump; within an extended-protocol
+// batch, an Execute not yet followed by a Sync counts as unanswered.
+func (t *tracker) settled() bool {
+	return !t.executed.Load() && t.asked.Load() == t.answered.Load()
 }
 
 // endsTransaction: the answer to a client message of this kind ends with

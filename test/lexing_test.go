@@ -32,6 +32,22 @@ func TestLexingSettings(t *testing.T) {
 		"standard_conforming_strings off in the same Query": {steps: [][]pgproto3.FrontendMessage{
 			{q(`SET standard_conforming_strings = off; DELETE FROM sc WHERE v = 'zz\' OR id > 0 --'`)},
 		}, refused: 1},
+		// Pipelined: planned before the server has run the SET, or a
+		// set_config no text search would find (issue 15, item 8).
+		"standard_conforming_strings off, pipelined in one write": {steps: [][]pgproto3.FrontendMessage{
+			{q("SET standard_conforming_strings = off"), q(`SELECT 'a\', '; DELETE FROM sc WHERE id >= 4; SELECT ''--'`)},
+		}, refused: 1},
+		"set_config of a computed name, pipelined": {steps: [][]pgproto3.FrontendMessage{
+			{q(`DO $$BEGIN PERFORM set_config('standard_' || 'conforming_strings', 'off', false); END$$`),
+				q(`SELECT 'a\', '; DELETE FROM sc WHERE id >= 4; SELECT ''--'`)},
+		}, refused: 1},
+		"extended protocol, set in the same batch": {steps: [][]pgproto3.FrontendMessage{
+			{&pgproto3.Parse{Query: "SET standard_conforming_strings = off"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: `DELETE FROM sc WHERE v = 'zz\' OR id > 0 --'`}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		}, refused: 1},
+		"pipelined, backslashes only in E'' strings read alike": {steps: [][]pgproto3.FrontendMessage{
+			{q("SET standard_conforming_strings = off"), q(`DELETE FROM sc WHERE v = E'x\\y'`)},
+		}, refused: 0},
 		"on again: escapes in E'' strings are read alike": {steps: [][]pgproto3.FrontendMessage{
 			{q("SET standard_conforming_strings = off")},
 			{q("SET standard_conforming_strings = on")},

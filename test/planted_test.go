@@ -142,3 +142,30 @@ CREATE POLICY evens ON products USING (id % 2 = 0);`)
 	require.NoError(t, err)
 	require.Equal(t, 200, e.count("SELECT count(*) FROM tombstone.public__products"))
 }
+
+// TestDeleteUnderRowSecurity (issue 15, item 6): a DELETE whose cascade
+// reaches a table with row-level security that hides rows from the
+// deleting role would have Postgres's cascade (which no policy limits)
+// remove rows the capture cannot see: refused, nothing removed. Where
+// the policies hide nothing the cascade would remove — or the role is
+// not subject to them — the delete is captured in full.
+func TestDeleteUnderRowSecurity(t *testing.T) {
+	e := newEnv(t, shopSchema+`
+ALTER TABLE products ENABLE ROW LEVEL SECURITY;
+CREATE POLICY evens ON products USING (id % 2 = 0);`)
+	app := tempRole(t, e, "LOGIN", "GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO %s")
+	ctx := context.Background()
+	before := e.count("SELECT count(*) FROM products")
+	_, err := testenv.Connect(t, as(t, e.proxy, app)).Exec(ctx, "DELETE FROM sites WHERE id = 1")
+	require.Equal(t, "42501", errCode(err))
+	require.Contains(t, err.Error(), "row-level security")
+	require.Equal(t, before, e.count("SELECT count(*) FROM products"))
+	require.Equal(t, 40, e.count("SELECT count(*) FROM sites"))
+
+	// The owner is not subject to the policy: captured in full.
+	_, err = testenv.Connect(t, e.proxy).Exec(ctx, "DELETE FROM sites WHERE id = 1")
+	require.NoError(t, err)
+	gone := before - e.count("SELECT count(*) FROM products")
+	require.Positive(t, gone)
+	require.Equal(t, gone, e.count("SELECT count(*) FROM tombstone.public__products"))
+}

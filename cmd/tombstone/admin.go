@@ -54,6 +54,13 @@ func (f dbFlags) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	// --where conditions are validated as Postgres lexes them by default;
+	// the session must agree, whatever PGOPTIONS or the role's settings
+	// say (the store's functions pin it too).
+	if _, err := conn.Exec(ctx, "SET standard_conforming_strings = on"); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("connect: %w", err)
+	}
 	return conn, nil
 }
 

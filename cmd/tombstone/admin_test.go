@@ -301,3 +301,66 @@ func TestCLIOwnerCode(t *testing.T) {
 	require.NoError(t, c.QueryRow(ctx, "SELECT who FROM owned WHERE id = 1").Scan(&who))
 	require.Equal(t, role, who, "the owner's trigger ran as the owner")
 }
+
+// TestCLIPlantedOverloads (issue 15, item 1): with a better-matching
+// overload planted in public for every built-in our sources call, every
+// CLI command a superuser runs calls none of them.
+func TestCLIPlantedOverloads(t *testing.T) {
+	dsn := cliDB(t)
+	ctx := context.Background()
+	c := testenv.Connect(t, dsn)
+	role := fmt.Sprintf("ts_plant_%d", rand.Uint32())
+	_, err := c.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT CREATE ON SCHEMA public TO %s", role, role))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = c.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", role, role))
+	})
+	require.Greater(t, testenv.Plant(t, dsn, role, "public"), 1000)
+	clean := func(what string, code int, stderr string) {
+		t.Helper()
+		require.Equal(t, 0, code, "%s: %s", what, stderr)
+		require.Empty(t, testenv.PlantedCalls(t, dsn, role, "public"), what)
+	}
+	code, _, stderr := tomb(t, "init", "--dsn", dsn)
+	clean("init", code, stderr)
+	b := deleteCaptured(t, dsn, "DELETE FROM tenants WHERE id IN (2, 3)")
+	b2 := deleteCaptured(t, dsn, "DELETE FROM tenants WHERE id = 4")
+	for _, args := range [][]string{
+		{"status"},
+		{"batches", "--table", "tenants", "--since", "yesterday"},
+		{"batch", fmt.Sprint(b)},
+		{"tombstones", "sites", "--where", "tenant_id = 3 AND name LIKE '%.2'"},
+		{"undelete", "--batch", fmt.Sprint(b), "--dry-run"},
+		{"undelete", "--table", "tenants", "--where", "id = 2"},
+		{"undelete", "--batch", fmt.Sprint(b), "--on-conflict", "skip"},
+		{"hold", "--batch", fmt.Sprint(b2)},
+		{"release", "--batch", fmt.Sprint(b2)},
+		{"purge", "--batch", fmt.Sprint(b2)},
+		{"reaper", "--once"},
+	} {
+		code, _, stderr := tomb(t, append(args, "--dsn", dsn)...)
+		clean(strings.Join(args, " "), code, stderr)
+	}
+	require.Equal(t, int64(2), count(t, c, "SELECT count(*) FROM tenants WHERE id IN (2, 3)"), "both tenants back")
+}
+
+// TestCLIWhereUnderNonStandardStrings (issue 15, item 10): a --where that
+// is one narrow condition as validated (standard_conforming_strings on)
+// but "… OR true" where backslashes escape quotes is not widened by a
+// session that has standard_conforming_strings off.
+func TestCLIWhereUnderNonStandardStrings(t *testing.T) {
+	dsn := cliDB(t)
+	c := testenv.Connect(t, dsn)
+	code, _, stderr := tomb(t, "init", "--dsn", dsn)
+	require.Equal(t, 0, code, stderr)
+	deleteCaptured(t, dsn, "DELETE FROM tenants WHERE id IN (2, 3)")
+	t.Setenv("PGOPTIONS", "-c standard_conforming_strings=off")
+	where := `name = 'a\' AND name = ' OR true --'`
+	code, out, stderr := tomb(t, "tombstones", "tenants", "--where", where, "--dsn", dsn)
+	require.Equal(t, 0, code, stderr)
+	require.NotContains(t, out, "tenant 2")
+	code, _, stderr = tomb(t, "undelete", "--table", "tenants", "--where", where, "--dsn", dsn)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "no tombstones of public.tenants match")
+	require.Equal(t, int64(0), count(t, c, "SELECT count(*) FROM tenants WHERE id IN (2, 3)"), "nothing restored")
+}

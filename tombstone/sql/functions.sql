@@ -107,21 +107,22 @@ AS $$ SELECT coalesce(pg_catalog.pg_partition_root(rel)::oid, rel) $$;
 -- It runs on every captured DELETE (through check_catalog), so it walks
 -- pg_depend, which is indexed by referenced object, instead of
 -- pg_constraint.confrelid, which is not.
-CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS text
+-- _cascade_closure is what catalog_signature fingerprints: roots, rel
+-- (its partition root) with its inheritance children, which the rewrite
+-- deletes from; rels, those and every table their ON DELETE CASCADE /
+-- SET NULL / SET DEFAULT constraints reach; fks, those constraints.
+CREATE OR REPLACE FUNCTION tombstone._cascade_closure(rel regclass, OUT roots oid[], OUT rels oid[], OUT fks text[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     root oid := tombstone._root(rel::oid);
-    rels oid[];
     frontier oid[];
     searched oid[];
     children oid[];
     cascaded oid[];
-    fks text[] := '{}';
     more text[];
-    cols text;
-    gen text;
 BEGIN
+    fks := '{}';
     -- A table's inheritance children (not partitions) are rewritten with
     -- it: their columns and cascades count too.
     WITH RECURSIVE k(oid) AS (
@@ -130,7 +131,8 @@ BEGIN
         SELECT i.inhrelid FROM k JOIN pg_catalog.pg_inherits i ON i.inhparent = k.oid
          WHERE (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = root) = 'r'
     )
-    SELECT pg_catalog.array_agg(k.oid) INTO rels FROM k;
+    SELECT pg_catalog.array_agg(k.oid) INTO roots FROM k;
+    rels := roots;
     frontier := rels;
     -- Walk the cascade graph breadth first; SET NULL / SET DEFAULT
     -- children are included but not walked further.
@@ -158,17 +160,24 @@ BEGIN
         rels := rels || children;
         frontier := coalesce(frontier, '{}');
     END LOOP;
-    SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.attname::text || ':'
-                                 || a.atttypid::text || ':' || a.atttypmod::text, ',' ORDER BY a.attrelid, a.attnum)
-      INTO cols
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped;
-    SELECT s.value::text INTO gen FROM tombstone.settings s WHERE s.key = 'protect.generation';
-    RETURN pg_catalog.md5(coalesce(cols, '') || '|'
-                          || coalesce((SELECT pg_catalog.string_agg(f, ',' ORDER BY f) FROM pg_catalog.unnest(fks) f), '')
-                          || '|' || coalesce(gen, ''));
 END
 $$;
+
+-- _signature fingerprints a _cascade_closure.
+CREATE OR REPLACE FUNCTION tombstone._signature(rels oid[], fks text[]) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.md5(coalesce((SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.attname::text || ':'
+                                                                 || a.atttypid::text || ':' || a.atttypmod::text, ',' ORDER BY a.attrelid, a.attnum)
+                                      FROM pg_catalog.pg_attribute a
+                                     WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped), '') || '|'
+                          || coalesce((SELECT pg_catalog.string_agg(f, ',' ORDER BY f) FROM pg_catalog.unnest(fks) f), '')
+                          || '|' || coalesce((SELECT s.value::text FROM tombstone.settings s WHERE s.key = 'protect.generation'), ''))
+$$;
+
+CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT tombstone._signature(c.rels, c.fks) FROM tombstone._cascade_closure(rel) c $$;
 
 -- _catalog_changed raises TS001, which tells the proxy that it planned a
 -- statement against a catalog that is out of date: it reloads it, and
@@ -191,8 +200,26 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
+DECLARE
+    closure record;
+    hidden oid;
 BEGIN
-    IF tombstone.catalog_signature(rel) IS NOT DISTINCT FROM sig THEN
+    closure := tombstone._cascade_closure(rel);
+    IF tombstone._signature(closure.rels, closure.fks) IS NOT DISTINCT FROM sig THEN
+        -- Postgres's cascades are not limited by row-level security; the
+        -- rewrite's capture of them is. Where a policy applies to the
+        -- deleting role on a table the cascades reach, rows could go
+        -- uncaptured: refused.
+        SELECT k.oid INTO hidden FROM pg_catalog.pg_class k
+         WHERE k.oid = ANY (closure.rels) AND NOT (k.oid = ANY (closure.roots)) AND k.relrowsecurity
+           AND pg_catalog.row_security_active(k.oid)
+         LIMIT 1;
+        IF hidden IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '42501',
+                MESSAGE = pg_catalog.format('tombstone: DELETE from %s is refused: its foreign keys reach %s, where row-level security applies to role %s, and the rows Postgres''s cascade removes there could not all be captured',
+                                            rel, hidden::regclass, current_user),
+                HINT = 'Delete the rows of that table first (captured under its policies), or delete as a role that row-level security does not apply to (the table''s owner, or one with BYPASSRLS).';
+        END IF;
         RETURN true;
     END IF;
     IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = rel) = 't' THEN

@@ -1,7 +1,11 @@
 -- Applied last, and the one place that sets it: every function of the
 -- tombstone schema runs with a fixed search_path, so that no object a role creates in a schema on the
 -- caller's path (a public.unnest(text[]) overload, say) can stand in for a
--- built-in while an administrator or the installer runs our code.
+-- built-in while an administrator or the installer runs our code; and
+-- with standard_conforming_strings on, so that a WHERE condition it runs
+-- (validated by the console or the CLI, whose parser treats backslashes
+-- in strings as Postgres does by default) lexes as it was validated
+-- whatever the caller's session says.
 -- capture_truncate and trash_tables resolve the user's table names as the
 -- user's statement would through tombstone._resolve_as, under the caller's
 -- search_path passed as the default of their last argument.
@@ -15,6 +19,8 @@ BEGIN
          WHERE p.pronamespace = 'tombstone'::regnamespace
     LOOP
         EXECUTE pg_catalog.format('ALTER %s %s SET search_path = pg_catalog, tombstone, pg_temp',
+                                  CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.sig);
+        EXECUTE pg_catalog.format('ALTER %s %s SET standard_conforming_strings = on',
                                   CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.sig);
     END LOOP;
 END
