@@ -35,6 +35,7 @@ type Config struct {
 	Protect    Protect  `yaml:"protect"`
 	Policies   Policies `yaml:"policies"`
 	Guards     Guards   `yaml:"guards"`
+	Limits     Limits   `yaml:"limits"`
 	Redis      Redis    `yaml:"redis"`
 	Metrics    Metrics  `yaml:"metrics"`
 	Log        Log      `yaml:"log"`
@@ -71,6 +72,16 @@ type Policies struct {
 type Guards struct {
 	RequireWhere bool  `yaml:"require_where"`
 	MaxRows      int64 `yaml:"max_rows"` // 0: no limit
+}
+
+// Limits bound the proxy's memory for planning statements.
+type Limits struct {
+	// PlanBytes is the longest statement text parsed (default 1 MiB);
+	// longer text that may remove rows is refused (54000).
+	PlanBytes int `yaml:"plan_bytes"`
+	// PlanBudgetBytes is how much text all sessions parse at once
+	// (default 2 MiB); more waits.
+	PlanBudgetBytes int `yaml:"plan_budget_bytes"`
 }
 
 // Redis configures fleet coordination; an empty Addr means in-process.
@@ -113,6 +124,7 @@ func Default() Config {
 		},
 		Policies: Policies{Truncate: "capture", Drop: "trash"},
 		Guards:   Guards{RequireWhere: true},
+		Limits:   Limits{PlanBytes: 1 << 20, PlanBudgetBytes: 2 << 20},
 		Log:      Log{Level: "info", Format: "json"},
 		TLS:      TLS{Upstream: "disable"},
 	}
@@ -344,6 +356,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Guards.MaxRows < 0 {
 		return fmt.Errorf("guards.max_rows: must be 0 (no limit) or positive")
+	}
+	if c.Limits.PlanBytes <= 0 {
+		return fmt.Errorf("limits.plan_bytes: must be positive")
+	}
+	if c.Limits.PlanBudgetBytes < c.Limits.PlanBytes {
+		return fmt.Errorf("limits.plan_budget_bytes: must be at least limits.plan_bytes (%d)", c.Limits.PlanBytes)
 	}
 	if c.Redis.Addr != "" {
 		if err := checkAddr("redis.addr", c.Redis.Addr, false); err != nil {

@@ -55,13 +55,8 @@ func (l *lexing) reported(body []byte) {
 // under every value is planned.
 func (l *lexing) check(sql string, settled bool) *Error {
 	if !ascii(sql) {
-		if enc := l.encoding.Load(); enc != nil {
-			return &Error{Code: CodeFeatureNotSupported,
-				Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
-				Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
-		}
-		if !settled {
-			return unsettledError("non-ASCII characters", "client_encoding")
+		if e := l.nonASCII(settled); e != nil {
+			return e
 		}
 	}
 	if strings.IndexByte(sql, '\\') < 0 || !plainBackslash(sql) {
@@ -74,6 +69,20 @@ func (l *lexing) check(sql string, settled bool) *Error {
 	}
 	if !settled {
 		return unsettledError("a backslash in a '...' string", "standard_conforming_strings")
+	}
+	return nil
+}
+
+// nonASCII refuses text with non-ASCII bytes unless the server surely
+// reads it as UTF-8.
+func (l *lexing) nonASCII(settled bool) *Error {
+	if enc := l.encoding.Load(); enc != nil {
+		return &Error{Code: CodeFeatureNotSupported,
+			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
+			Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
+	}
+	if !settled {
+		return unsettledError("non-ASCII characters", "client_encoding")
 	}
 	return nil
 }

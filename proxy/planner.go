@@ -3,7 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"golang.org/x/sync/semaphore"
 	"net"
+	"runtime/debug"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/tombstone-proxy/tombstone/console"
@@ -25,19 +29,44 @@ type Policies struct {
 	Drop         string
 	RequireWhere bool  // refuse DELETE without WHERE unless confirmed
 	MaxRows      int64 // abort larger DELETEs unless confirmed; 0: no limit
+	// PlanBytes bounds the text of one statement the planner parses
+	// (limits.plan_bytes; 0: DefaultPlanBytes). Longer text that may
+	// remove rows is refused; longer text that cannot is passed on.
+	PlanBytes int
+	// PlanBudgetBytes bounds the text all sessions' planners parse at
+	// once (limits.plan_budget_bytes; 0: DefaultPlanBudgetBytes); more
+	// waits its turn.
+	PlanBudgetBytes int
 }
+
+// Parsing and rewriting a statement takes about 60–250 bytes of memory per
+// byte of text (pg_query's tree in C and in Go, the rewritten copy), so
+// these bound what planning holds: by default about 250 MB for one
+// statement and 500 MB for the whole process at worst.
+const (
+	DefaultPlanBytes       = 1 << 20
+	DefaultPlanBudgetBytes = 2 << 20
+)
 
 // NewPlanner returns the standard Planner: console commands first, then
 // the rewrite of statements that may remove rows from protected tables.
 // cache may be shared by many proxies' sessions.
 func NewPlanner(cats Catalogs, cache *rewrite.Cache, pol Policies) Planner {
-	return &planner{cats: cats, cache: cache, pol: pol}
+	if pol.PlanBytes <= 0 {
+		pol.PlanBytes = DefaultPlanBytes
+	}
+	if pol.PlanBudgetBytes <= 0 {
+		pol.PlanBudgetBytes = DefaultPlanBudgetBytes
+	}
+	pol.PlanBudgetBytes = max(pol.PlanBudgetBytes, pol.PlanBytes)
+	return &planner{cats: cats, cache: cache, pol: pol, budget: semaphore.NewWeighted(int64(pol.PlanBudgetBytes))}
 }
 
 type planner struct {
-	cats  Catalogs
-	cache *rewrite.Cache
-	pol   Policies
+	cats   Catalogs
+	cache  *rewrite.Cache
+	pol    Policies
+	budget *semaphore.Weighted
 }
 
 // Wants implements Planner.
@@ -49,8 +78,18 @@ func (p *planner) Wants(sql []byte) bool {
 
 // Plan implements Planner.
 func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error) {
+	if len(sql) > p.pol.PlanBytes {
+		return p.tooLarge(s, sql)
+	}
 	if e := s.lexing.check(sql, s.track.settled()); e != nil {
 		return nil, e
+	}
+	if err := p.budget.Acquire(ctx, int64(len(sql))); err != nil {
+		return nil, err
+	}
+	defer p.budget.Release(int64(len(sql)))
+	if len(sql) >= returnMemoryOver {
+		defer returnMemory()
 	}
 	if console.Is([]byte(sql)) {
 		return consolePlan(sql)
@@ -77,6 +116,44 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 		return nil, err
 	}
 	return &Plan{Result: res}, nil
+}
+
+// returnMemoryOver is the text length from which planning is followed by
+// returnMemory: the parse trees of such a text are hundreds of megabytes
+// the runtime would otherwise keep from the system for minutes.
+const returnMemoryOver = 256 << 10
+
+var returning atomic.Bool
+
+// returnMemory hands memory no longer in use back to the system, once at
+// a time, in the background.
+func returnMemory() {
+	if returning.Swap(true) {
+		return
+	}
+	go func() {
+		defer returning.Store(false)
+		debug.FreeOSMemory()
+	}()
+}
+
+// tooLarge plans a text longer than PlanBytes without parsing it: passed
+// on unchanged when it holds no keyword of a statement that may remove
+// rows outside its constants, comments and quoted names (read as the
+// server will: UTF-8, standard strings), refused (54000) otherwise.
+func (p *planner) tooLarge(s *Session, sql string) (*Plan, error) {
+	defer returnMemory() // the frame and its text
+	if !ascii(sql) {
+		if e := s.lexing.nonASCII(s.track.settled()); e != nil {
+			return nil, e
+		}
+	}
+	if !console.Is([]byte(sql)) && !rewrite.MayRemoveRowsOutsideLiterals(sql) {
+		return &Plan{Result: &rewrite.Result{SQL: sql}}, nil
+	}
+	return nil, &Error{Code: "54000",
+		Message: fmt.Sprintf("tombstone: a statement of %d bytes that may remove rows is too long to plan (limits.plan_bytes is %d)", len(sql), p.pol.PlanBytes),
+		Hint:    "Split it into shorter statements, or raise limits.plan_bytes (planning holds about 250 bytes of proxy memory per byte of text). The statement was not run."}
 }
 
 // consolePlan turns a console command into the statement that runs it.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/stretchr/testify/require"
 )
 
 var fuzzSeeds = []string{
@@ -116,4 +117,55 @@ func FuzzRewrite(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMayRemoveRowsOutsideLiterals: whenever the scan for texts too long
+// to parse says a text holds no keyword of a statement that may remove
+// rows, pg_query's own scanner finds none either — a keyword token, not
+// one inside a constant, comment or quoted name.
+func FuzzMayRemoveRowsOutsideLiterals(f *testing.F) {
+	for _, s := range append(fuzzSeeds,
+		"INSERT INTO notes VALUES ('please delete me'), (E'it''s \\' drop'), ($$truncate$$), ($q$ merge $q$)",
+		`SELECT "delete" FROM t /* drop /* nested */ truncate */ -- execute`,
+		"SELECT $1, a$delete, delete_me, e'x', n'prepare'",
+		"SELECT 'a\\', '; DELETE FROM sc; SELECT ''--'",
+		"SELECT U&'d\\0061ta', B'01', X'ff' /* unterminated",
+	) {
+		f.Add(s)
+	}
+	keywords := map[pg.Token]bool{pg.Token_DELETE_P: true, pg.Token_DROP: true, pg.Token_TRUNCATE: true,
+		pg.Token_MERGE: true, pg.Token_EXECUTE: true, pg.Token_PREPARE: true}
+	f.Fuzz(func(t *testing.T, sql string) {
+		if MayRemoveRowsOutsideLiterals(sql) {
+			return
+		}
+		res, err := pg.Scan(sql)
+		if err != nil {
+			return // the server refuses the text
+		}
+		for _, tok := range res.GetTokens() {
+			if keywords[tok.GetToken()] {
+				t.Fatalf("%q: the scan missed %s at %d", sql, tok.GetToken(), tok.GetStart())
+			}
+		}
+	})
+}
+
+func TestMayRemoveRowsOutsideLiterals(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"INSERT INTO notes VALUES ('please delete me')":      false,
+		"INSERT INTO notes VALUES (E'it\\'s; delete')":       false,
+		"SELECT $$ truncate $$, $q$ drop $q$, $1":            false,
+		`SELECT "delete", delete_me FROM t -- drop`:          false,
+		"SELECT 1 /* drop /* nested */ truncate */":          false,
+		"SELECT 1 /* nested /* */ */ DELETE FROM t":          true,
+		"DELETE FROM t WHERE id IN (1, 2)":                   true,
+		"select 'x'; drop table t":                           true,
+		"SELECT 'a\\', '; DELETE FROM sc; SELECT ''--'":      true, // a backslash in '…'
+		"SELECT $a$ $b$ delete $a$":                          false,
+		"SELECT $a$ unterminated delete":                     false,
+		"WITH d AS (SELECT 1) SELECT * FROM d; EXECUTE stmt": true,
+	} {
+		require.Equal(t, want, MayRemoveRowsOutsideLiterals(sql), sql)
+	}
 }

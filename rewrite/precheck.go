@@ -1,5 +1,7 @@
 package rewrite
 
+import "strings"
+
 // MayRemoveRows is a cheap pre-check for the proxy, run on every Query:
 // it reports whether sql contains, as a whole word and in any letter
 // case, one of the keywords delete, truncate, drop, merge, execute or
@@ -75,4 +77,120 @@ func matchFold(s string, i int, kw string) bool {
 		}
 	}
 	return true
+}
+
+// MayRemoveRowsOutsideLiterals is MayRemoveRows for texts too large to
+// parse: it looks for the same keywords, skipping the string constants
+// ('…', E'…', $tag$…$tag$), quoted identifiers and comments a keyword may
+// sit in without being one, as Postgres reads them with
+// standard_conforming_strings on and client_encoding UTF8 (the caller
+// checks both). A backslash in a '…' string, which another setting reads
+// differently, counts as a keyword. It does not allocate.
+func MayRemoveRowsOutsideLiterals(sql string) bool {
+	n := len(sql)
+	for i := 0; i < n; {
+		c := sql[i]
+		switch {
+		case c == '\'':
+			end, backslash := skipQuoted(sql, i+1, '\'', false)
+			if backslash {
+				return true
+			}
+			i = end
+		case c == '"':
+			i, _ = skipQuoted(sql, i+1, '"', false)
+		case c == '-' && i+1 < n && sql[i+1] == '-':
+			for i < n && sql[i] != '\n' && sql[i] != '\r' {
+				i++
+			}
+		case c == '/' && i+1 < n && sql[i+1] == '*':
+			i = skipComment(sql, i)
+		case c == '$':
+			i = skipDollar(sql, i)
+		case identStart(c):
+			j := i + 1
+			for j < n && identCont(sql[j]) {
+				j++
+			}
+			if j < n && sql[j] == '\'' && j == i+1 && (c|0x20 == 'e') {
+				i, _ = skipQuoted(sql, j+1, '\'', true)
+				continue
+			}
+			if MayRemoveRows(sql[i:j]) {
+				return true
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	return false
+}
+
+// skipQuoted returns the index after the closing quote of a constant or
+// quoted identifier whose text starts at i (a doubled quote is one
+// character; with escapes, so is a backslash and what follows it), and
+// whether a backslash appeared in it. Unterminated, it returns len(s):
+// the server refuses the text.
+func skipQuoted(s string, i int, quote byte, escapes bool) (int, bool) {
+	backslash := false
+	for i < len(s) {
+		switch s[i] {
+		case '\\':
+			backslash = true
+			if escapes {
+				i++
+			}
+		case quote:
+			if i+1 < len(s) && s[i+1] == quote {
+				i++
+				break
+			}
+			return i + 1, backslash
+		}
+		i++
+	}
+	return len(s), backslash
+}
+
+// skipComment returns the index after the /* … */ comment at i, which
+// may nest.
+func skipComment(s string, i int) int {
+	depth := 0
+	for i < len(s) {
+		switch {
+		case s[i] == '/' && i+1 < len(s) && s[i+1] == '*':
+			depth++
+			i += 2
+		case s[i] == '*' && i+1 < len(s) && s[i+1] == '/':
+			depth--
+			i += 2
+			if depth == 0 {
+				return i
+			}
+		default:
+			i++
+		}
+	}
+	return len(s)
+}
+
+// skipDollar returns the index after the dollar-quoted constant starting
+// at i ($$…$$ or $tag$…$tag$), or i+1 when the $ starts none (a
+// parameter, $1).
+func skipDollar(s string, i int) int {
+	j := i + 1
+	if j < len(s) && identStart(s[j]) {
+		for j < len(s) && identCont(s[j]) && s[j] != '$' {
+			j++
+		}
+	}
+	if j >= len(s) || s[j] != '$' {
+		return i + 1
+	}
+	tag := s[i : j+1]
+	if k := strings.Index(s[j+1:], tag); k >= 0 {
+		return j + 1 + k + len(tag)
+	}
+	return len(s)
 }

@@ -28,11 +28,14 @@
 #              tombstoned rows. Rounds interleaved (bench/deletes).
 #   reaper     1M expired tombstones purged by `tombstone reaper --once`
 #              while pgbench (read-write) runs: rows/s, worst pgbench latency.
+#   memory     the proxy's peak and current RSS after DELETEs of 1, 10 and
+#              50 MB of text, then 16 sessions sending 1 MB ones at once
+#              (bench/memory; limits.plan_bytes and plan_budget_bytes).
 # Add a section by defining `section_<name>` below (see the notes above
 # section_pgbench) and naming it in BENCH_SECTIONS.
 #
 # env vars:
-#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper")
+#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper memory")
 #   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
 #   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh go-forward c-forward proxy")
 #   ROUNDS                rounds per target and mode          (default 5)
@@ -55,7 +58,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper}"
+BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper memory}"
 # Every target, in the order reports list them.
 ALL_TARGETS="direct pgbouncer pgbouncer-fresh go-forward c-forward proxy"
 BENCH_TARGETS="${BENCH_TARGETS:-$ALL_TARGETS}"
@@ -462,6 +465,15 @@ section_deletes() {
 		-direct "$base:$BENCH_PG_PORT/$BENCH_DB?sslmode=disable" \
 		-proxy "$base:$BENCH_PROXY_PORT/$BENCH_DB?sslmode=disable"
 	MD+="$(cat "$TMP/deletes.md")"$'\n\n'
+}
+
+section_memory() {
+	need_target proxy
+	log "building bench/memory"
+	go build -o "$TMP/memory" ./bench/memory
+	"$TMP/memory" -pid "$(target_pid proxy)" -md "$TMP/memory.md" \
+		-proxy "postgres://postgres@127.0.0.1:$BENCH_PROXY_PORT/$BENCH_DB?sslmode=disable"
+	MD+="$(cat "$TMP/memory.md")"$'\n\n'
 }
 
 # section_pgbench: pgbench -S against every target, rounds interleaved (who

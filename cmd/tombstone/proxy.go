@@ -87,6 +87,7 @@ func (c *proxyCmd) Run() error {
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
 		RequireWhere: cfg.Guards.RequireWhere, MaxRows: cfg.Guards.MaxRows,
+		PlanBytes: cfg.Limits.PlanBytes, PlanBudgetBytes: cfg.Limits.PlanBudgetBytes,
 	})
 	pcfg.OnCatalogChanged = cats.Invalidate
 	if cfg.EventLoops > 0 {

@@ -1,0 +1,69 @@
+package test
+
+// Bounded memory (issue 15, item 9): the planner parses no statement
+// longer than limits.plan_bytes. A longer one that may remove rows is
+// refused (54000) and nothing runs; one whose keywords sit only in
+// constants, comments or quoted names is passed on unparsed.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/rewrite"
+)
+
+func TestStatementsTooLongToPlan(t *testing.T) {
+	e := newEnv(t, shopSchema+"CREATE TABLE notes (id int PRIMARY KEY, body text);")
+	ctx := context.Background()
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{PlanBytes: 4096, PlanBudgetBytes: 4096})
+		c.OnCatalogChanged = e.cats.Invalidate
+	})
+	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+	in := ids(2000) // ~12 kB
+	for _, sql := range []string{
+		"DELETE FROM products WHERE id IN (" + in + ")",
+		"SELECT 1 WHERE 1 IN (" + in + "); DELETE FROM tenants",
+		"/* " + in + " */ TRUNCATE links",
+		"INSERT INTO notes VALUES (1, 'a\\'); DELETE FROM links; SELECT ''--" + in + "')",
+		"UNDELETE FROM links WHERE id IN (" + in + ")",
+	} {
+		before := e.snapshot(shopTables...)
+		_, err := p.Exec(ctx, sql)
+		require.Equal(t, "54000", errCode(err), sql[:40])
+		require.Contains(t, err.Error(), "limits.plan_bytes")
+		require.Equal(t, before, e.snapshot(shopTables...), "nothing ran")
+	}
+	// Keywords in constants, comments and quoted names only: passed on.
+	for _, sql := range []string{
+		"INSERT INTO notes SELECT g, 'please delete ' || g FROM generate_series(1, 3) g WHERE g NOT IN (" + in + ")",
+		"SELECT count(*) /* drop table */ FROM products WHERE id IN (" + in + ") -- truncate",
+		"INSERT INTO notes VALUES (100, $$ merge, drop $$), (101, E'it\\'s delete " + in + "')",
+	} {
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err, sql[:40])
+	}
+	require.Equal(t, 5, e.count("SELECT count(*) FROM notes"))
+	// Within the limit, planned and captured as ever.
+	_, err := p.Exec(ctx, "DELETE FROM links WHERE id IN (1, 2)")
+	require.NoError(t, err)
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__links"))
+}
+
+// ids is a list of n integers, "1000, 1001, …".
+func ids(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, 1000+i)
+	}
+	return b.String()
+}
