@@ -129,6 +129,26 @@ type ForeignKey struct {
 	// found them, for planning.
 	ParentOID  uint32
 	ParentOIDs []uint32
+	// Operator is the schema-qualified name of the equality operator that
+	// compares the child's columns with the parent's, as the key's own
+	// (the commutator of pg_constraint.conpfeqop, the same name for every
+	// column); the rewrite names it in full, so no operator a session's
+	// search_path finds first stands in. Nil: pg_catalog's "=".
+	Operator []string
+	// RunsCode: comparing the columns calls a function no superuser owns
+	// (the operator's, or a cast's), or the columns have no common
+	// operator name. Postgres's own cascade runs such code as the
+	// table's owner; a rewrite would run it as whoever deletes, so the
+	// cascade is refused instead.
+	RunsCode bool
+}
+
+// operator returns fk.Operator, or pg_catalog's "=".
+func (fk ForeignKey) operator() []string {
+	if len(fk.Operator) == 0 {
+		return []string{"pg_catalog", "="}
+	}
+	return fk.Operator
 }
 
 // FKAction is a foreign key's ON DELETE action.

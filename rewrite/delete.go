@@ -13,10 +13,10 @@ import (
 // Names of generated objects. User CTEs starting with the prefix are
 // refused so that they can never collide.
 const (
-	genPrefix  = "_ts_"
-	rowCol     = "_ts_row"
-	batchCTE   = "_ts_b"
-	tsSchema   = "tombstone"
+	genPrefix = "_ts_"
+	rowCol    = "_ts_row"
+	batchCTE  = "_ts_b"
+	tsSchema  = "tombstone"
 )
 
 // stmtRewriter rewrites one top-level statement.

@@ -7,9 +7,10 @@ import (
 
 // SQLSTATE codes used by refusals.
 const (
-	CodeFeatureNotSupported = "0A000"
-	CodeInternalError       = "XX000"
-	CodeSyntaxError         = "42601"
+	CodeFeatureNotSupported   = "0A000"
+	CodeInternalError         = "XX000"
+	CodeSyntaxError           = "42601"
+	CodeInsufficientPrivilege = "42501"
 )
 
 // Error is a refusal or failure that can be sent to the client as an

@@ -40,6 +40,13 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		if err := validTable(child); err != nil {
 			return err
 		}
+		if fk.RunsCode && (fk.OnDelete == Cascade || !child.Unprotected && (fk.OnDelete == SetNull || fk.OnDelete == SetDefault)) {
+			return sr.errorAt(&Error{Code: CodeInsufficientPrivilege,
+				Message: "tombstone: cannot capture what foreign key " + fk.Name + " of " + fk.ChildSchema + "." + fk.ChildName +
+					" does on DELETE: comparing its columns calls a function no superuser owns (an operator or a cast), which would run as you",
+				Hint: "Postgres runs it as the table's owner: let the owner of " + fk.ChildSchema + "." + fk.ChildName +
+					" delete the dependent rows first, or a superuser replace the foreign key."}, loc)
+		}
 		switch fk.OnDelete {
 		case Cascade:
 			if sameTable(child, parent) {
@@ -62,7 +69,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
 				Relation:      fkRangeVar(child, alias),
-				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), parentKeys(parentCTE, fk)),
+				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), fk.operator(), parentKeys(parentCTE, fk)),
 				ReturningList: cascadeReturning(alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -86,7 +93,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
 			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
 				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
-				inSelect(qualified(alias, fk.ChildColumns), parentKeys(parentCTE, fk)))
+				inSelect(qualified(alias, fk.ChildColumns), fk.operator(), parentKeys(parentCTE, fk)))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, name, s})
@@ -117,7 +124,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	// references itself.
 	var join []*pg.Node
 	for i := range fk.ChildColumns {
-		join = append(join, opExpr("=", colRef(inner, fk.ChildColumns[i]), colRef(rec, fk.ParentColumns[i])))
+		join = append(join, opExpr2(fk.operator(), colRef(inner, fk.ChildColumns[i]), colRef(rec, fk.ParentColumns[i])))
 	}
 	var recTargets, outTargets []*pg.Node
 	for _, c := range fk.ParentColumns {
@@ -141,7 +148,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	}
 	d := &pg.DeleteStmt{
 		Relation:      fkRangeVar(parent, alias),
-		WhereClause:   inSelect(qualified(alias, fk.ChildColumns), closure),
+		WhereClause:   inSelect(qualified(alias, fk.ChildColumns), fk.operator(), closure),
 		ReturningList: cascadeReturning(alias),
 	}
 	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -242,7 +249,7 @@ func parentKeys(cteName string, fk ForeignKey) *pg.SelectStmt {
 				nil}}}}},
 			Alias: &pg.Alias{Aliasname: "_ts_pt"},
 		}}}
-		s.WhereClause = inSelect([]*pg.Node{colRef(toidCol)}, selectStmt(
+		s.WhereClause = inSelect([]*pg.Node{colRef(toidCol)}, catalogEq, selectStmt(
 			[]*pg.Node{resTarget("", typeCast(colRef("_ts_pt", "relid"), "pg_catalog", "oid"))},
 			[]*pg.Node{tree}, nil))
 	}
@@ -301,7 +308,7 @@ func (sr *stmtRewriter) excludeCascaded() {
 			}
 			sub := selectStmt([]*pg.Node{resTarget("", colRef(toidCol)), resTarget("", colRef(tidCol))},
 				[]*pg.Node{rangeVarNode("", c.cte, "")}, nil)
-			in := inSelect([]*pg.Node{colRef(sn.alias, "tableoid"), colRef(sn.alias, "ctid")}, sub)
+			in := inSelect([]*pg.Node{colRef(sn.alias, "tableoid"), colRef(sn.alias, "ctid")}, catalogEq, sub)
 			conds = append(conds, &pg.Node{Node: &pg.Node_BoolExpr{BoolExpr: &pg.BoolExpr{
 				Boolop: pg.BoolExprType_NOT_EXPR, Args: []*pg.Node{in}, Location: -1}}})
 			last = max(last, cteIndex(sr.gen, c.cte))

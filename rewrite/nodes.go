@@ -127,16 +127,6 @@ func boolExpr(op pg.BoolExprType, args ...*pg.Node) *pg.Node {
 	return &pg.Node{Node: &pg.Node_BoolExpr{BoolExpr: &pg.BoolExpr{Boolop: op, Args: args, Location: -1}}}
 }
 
-func opExpr(op string, l, r *pg.Node) *pg.Node {
-	return &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
-		Kind:     pg.A_Expr_Kind_AEXPR_OP,
-		Name:     strNodes(op),
-		Lexpr:    l,
-		Rexpr:    r,
-		Location: -1,
-	}}}
-}
-
 // rowOrSingle is "(a, b)" for several expressions and "a" for one.
 func rowOrSingle(args []*pg.Node) *pg.Node {
 	if len(args) == 1 {
@@ -149,10 +139,16 @@ func rowOrSingle(args []*pg.Node) *pg.Node {
 	}}}
 }
 
-// inSelect is "lhs IN (sub)".
-func inSelect(lhs []*pg.Node, sub *pg.SelectStmt) *pg.Node {
-	return subLink(pg.SubLinkType_ANY_SUBLINK, rowOrSingle(lhs), sub)
+// inSelect is "lhs OPERATOR(op) ANY (sub)", lhs IN (sub) with the
+// equality operator named in full (op: schema and name).
+func inSelect(lhs []*pg.Node, op []string, sub *pg.SelectStmt) *pg.Node {
+	n := subLink(pg.SubLinkType_ANY_SUBLINK, rowOrSingle(lhs), sub)
+	n.GetSubLink().OperName = strNodes(op...)
+	return n
 }
+
+// catalogEq is pg_catalog's "=", for oids and tids.
+var catalogEq = []string{"pg_catalog", "="}
 
 func cte(name string, query *pg.Node, colnames ...string) *pg.Node {
 	return &pg.Node{Node: &pg.Node_CommonTableExpr{CommonTableExpr: &pg.CommonTableExpr{

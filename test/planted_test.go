@@ -22,7 +22,12 @@ import (
 )
 
 func TestPlantedOverloadsRunForNobody(t *testing.T) {
-	e := newEnv(t, shopSchema)
+	e := newEnv(t, shopSchema+`
+CREATE TABLE codes (code varchar PRIMARY KEY, label text);
+CREATE TABLE coded (id int PRIMARY KEY, code varchar REFERENCES codes ON DELETE CASCADE,
+  alt varchar REFERENCES codes ON DELETE SET NULL);
+INSERT INTO codes SELECT 'c' || g, 'label ' || g FROM generate_series(1, 9) g;
+INSERT INTO coded SELECT g, 'c' || (g % 9 + 1), 'c' || ((g + 1) % 9 + 1) FROM generate_series(1, 40) g;`)
 	ctx := context.Background()
 	m := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s; GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO %s")
 	n := testenv.Plant(t, e.direct, m, "public")
@@ -60,6 +65,8 @@ func TestPlantedOverloadsRunForNobody(t *testing.T) {
 	run(
 		"DELETE FROM tenants WHERE id = 1",
 		"DELETE FROM links WHERE id IN (SELECT id FROM links WHERE url LIKE '%/1_')",
+		"DELETE FROM codes WHERE code OPERATOR(pg_catalog.=) 'c1'", // the user's own '=' would be the planted one
+		"DELETE FROM nodes WHERE id = 2",
 		"CREATE TABLE public.later (id int PRIMARY KEY, v text, j jsonb)",
 		"ALTER TABLE public.later ADD COLUMN w numeric, ALTER COLUMN v TYPE varchar(20)",
 		"INSERT INTO public.later VALUES (1, 'a', '{}', 1)",
@@ -90,6 +97,30 @@ func TestPlantedOverloadsRunForNobody(t *testing.T) {
 		"RESUME REAPER",
 		"TOMBSTONE HELP",
 	)
+
+	// A session whose search_path puts public before pg_catalog, where
+	// every unqualified name in what the proxy sends resolves to a clone:
+	// its own statements name pg_catalog's operators in full.
+	pf := testenv.Connect(t, e.proxy)
+	_, err = pf.Exec(ctx, "SET search_path = public, pg_catalog")
+	require.NoError(t, err)
+	before := e.count("SELECT count(*) FROM tombstone.batches")
+	for _, sql := range []string{
+		"DELETE FROM tenants WHERE id OPERATOR(pg_catalog.=) 5",
+		"DELETE FROM codes WHERE code OPERATOR(pg_catalog.=) 'c2'::varchar",
+		"DELETE FROM nodes WHERE id OPERATOR(pg_catalog.=) 25",
+		"TRUNCATE product_users",
+		"DROP TABLE coded",
+		"UNDROP TABLE coded",
+		"SHOW BATCHES",
+		"UNDELETE FROM codes WHERE code = 'c2'",
+	} {
+		_, err := pf.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+		clean("public-first: " + sql)
+	}
+	require.Equal(t, before+4, e.count("SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, 5, e.count("SELECT count(*) FROM coded WHERE code::text = 'c2'"), "the cascade came back")
 
 	// The reaper, over expired batches and trash.
 	_, err = px.Exec(ctx, "DELETE FROM tenants WHERE id = 3; DROP TABLE product_users")
@@ -168,4 +199,20 @@ CREATE POLICY evens ON products USING (id % 2 = 0);`)
 	gone := before - e.count("SELECT count(*) FROM products")
 	require.Positive(t, gone)
 	require.Equal(t, gone, e.count("SELECT count(*) FROM tombstone.public__products"))
+}
+
+// TestRowSecurityOffTheCapturePath: row-level security on a table the
+// rewrite captures nothing from (another role's table referencing a
+// protected one, with no protected table below it) does not stop others'
+// deletes.
+func TestRowSecurityOffTheCapturePath(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	other := tempRole(t, e, "LOGIN", "GRANT REFERENCES ON tenants TO %s; CREATE SCHEMA theirs AUTHORIZATION %s")
+	execAs(t, e.direct, other, `
+CREATE TABLE theirs.t (t int REFERENCES public.tenants ON DELETE SET NULL, u int REFERENCES public.tenants ON DELETE CASCADE);
+ALTER TABLE theirs.t ENABLE ROW LEVEL SECURITY;`)
+	app := tempRole(t, e, "LOGIN", "GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO %s")
+	_, err := testenv.Connect(t, as(t, e.proxy, app)).Exec(context.Background(), "DELETE FROM tenants WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
 }

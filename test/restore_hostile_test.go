@@ -346,3 +346,43 @@ GRANT SELECT, DELETE ON public.v_child TO `+m) // the proxy's cascade needs them
 	}
 	require.False(t, isSuper(t, e, m))
 }
+
+// TestForeignKeysRunningOwnersCode: a foreign key whose comparison calls
+// a cast its owner wrote (here an implicit cast from an enum to the
+// referenced int) runs that code as the table's owner in Postgres's own
+// cascade; the rewrite of a superuser's DELETE would run it as the
+// superuser, and so would UNDROP TABLE re-creating the key. The DELETE
+// is refused, the key is not re-created (a WARNING says how), and the
+// attacker stays who it was.
+func TestForeignKeysRunningOwnersCode(t *testing.T) {
+	e := newEnv(t, pwnLog)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE TYPE public.me AS ENUM ('1', '2');
+CREATE FUNCTION public.me_int(public.me) RETURNS int LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN PERFORM public.escalate('cast'); RETURN $1::text::int; END $f$;
+CREATE CAST (public.me AS int) WITH FUNCTION public.me_int(public.me) AS IMPLICIT;
+CREATE TABLE public.mp (id int PRIMARY KEY);
+CREATE TABLE public.mc (x public.me REFERENCES public.mp (id) ON DELETE CASCADE);
+INSERT INTO public.mp VALUES (1), (2);
+INSERT INTO public.mc VALUES ('1');`)
+	logged(t, e)
+	ctx := context.Background()
+	su := testenv.Connect(t, e.proxy)
+	_, err := su.Exec(ctx, "DELETE FROM mp WHERE id = 1")
+	require.Equal(t, "42501", errCode(err))
+	require.Contains(t, err.Error(), "no superuser owns")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM mp"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM mc"))
+
+	_, err = su.Exec(ctx, "DROP TABLE mp CASCADE")
+	require.NoError(t, err)
+	require.Zero(t, e.count("SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.mc'::regclass AND contype = 'f'"))
+	_, err = su.Exec(ctx, "UNDROP TABLE mp")
+	require.NoError(t, err)
+	require.Equal(t, 2, e.count("SELECT count(*) FROM mp"))
+	require.Zero(t, e.count("SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.mc'::regclass AND contype = 'f'"),
+		"the key is left to its owner")
+	require.Empty(t, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+}

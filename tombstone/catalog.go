@@ -258,7 +258,18 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
        ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
-               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+               JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+       (SELECT CASE WHEN count(DISTINCT (co.oprnamespace, co.oprname)) = 1 AND bool_and(co.oid IS NOT NULL)
+                    THEN max(cn2.nspname::text) END
+          FROM unnest(c.conpfeqop) op
+          JOIN pg_operator po ON po.oid = op
+          LEFT JOIN pg_operator co ON co.oid = po.oprcom
+          LEFT JOIN pg_namespace cn2 ON cn2.oid = co.oprnamespace),
+       (SELECT max(co.oprname::text)
+          FROM unnest(c.conpfeqop) op
+          JOIN pg_operator po ON po.oid = op
+          JOIN pg_operator co ON co.oid = po.oprcom),
+       tombstone._fk_runs_code(c.oid)
   FROM pg_constraint c
   JOIN pg_class cc ON cc.oid = c.conrelid
   JOIN pg_namespace cn ON cn.oid = cc.relnamespace
@@ -280,8 +291,15 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 			childC, parenC []string
 		)
 		var subtree []uint32
-		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &subtree, &childC, &parenC); err != nil {
+		var opSchema, opName *string
+		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &subtree, &childC, &parenC,
+			&opSchema, &opName, &fk.RunsCode); err != nil {
 			return err
+		}
+		if opSchema != nil && opName != nil {
+			fk.Operator = []string{*opSchema, *opName}
+		} else {
+			fk.RunsCode = true // no one operator name for every column: nothing safe to name
 		}
 		fk.ChildColumns, fk.ParentColumns = childC, parenC
 		fk.OnDelete = fkAction(action)

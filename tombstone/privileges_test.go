@@ -200,6 +200,8 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 	require.Empty(t, ids, "another transaction's batches are invisible")
 	_, err = appConn.Exec(ctx, "INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{\"public.tenants\": \"many\"}')")
 	require.Equal(t, "22023", pgErr(t, err).Code, "malformed tables")
+	_, err = appConn.Exec(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.tenants": 9223372036854775807, "public.sites": 9223372036854775807}')`)
+	require.Equal(t, "22023", pgErr(t, err).Code, "counts SHOW BATCHES and the reaper could not add up")
 
 	var id int64
 	var token string

@@ -23,7 +23,10 @@ import (
 // into schema.pwn_log before returning NULL. A call our code makes under
 // a search_path that includes schema, with an argument of one of those
 // types, resolves to the planted function instead of the built-in, since
-// an exact match beats an implicit cast or a polymorphic one.
+// an exact match beats an implicit cast or a polymorphic one. It also
+// clones every pg_catalog function of those names and the common
+// operators exactly: under a search_path that names schema before
+// pg_catalog, every unqualified call resolves to a clone.
 //
 // The names come from the project's own source (SQL files and Go
 // strings), so a function our code starts calling is planted too. Planted
@@ -114,9 +117,10 @@ CREATE FUNCTION pg_temp.plant(sch text, names text[]) RETURNS int LANGUAGE plpgs
 SET search_path = pg_catalog, pg_temp AS $p$
 DECLARE
     t1 text[] := ARRAY['text', 'integer', 'bigint', 'smallint', 'name', 'oid', 'regclass', 'regtype', 'jsonb', 'boolean',
-                       'numeric', 'timestamp with time zone', 'interval', '"char"', 'text[]', 'name[]', 'oid[]', 'xid8', 'uuid'];
+                       'numeric', 'timestamp with time zone', 'interval', '"char"', 'text[]', 'name[]', 'oid[]', 'xid8', 'uuid',
+                       'character varying'];
     t2 text[] := ARRAY['text', 'integer', 'bigint', 'name', 'oid', 'regclass', 'jsonb', 'boolean', 'text[]', 'interval',
-                       'timestamp with time zone'];
+                       'timestamp with time zone', 'character varying'];
     t3 text[] := ARRAY['text', 'name', 'regclass', 'integer'];
     ops text[] := ARRAY['=', '<>', '<', '>', '<=', '>=', '||', '+', '-', '->>', '->', '@>', '<@', '~~', '#>>', '?', '&&', '~', '!~~'];
     n int := 0;
@@ -181,6 +185,44 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN NULL;
             END;
         END LOOP;
+    END LOOP;
+    -- Exact clones, which win wherever a search_path names the schema
+    -- before pg_catalog (SET search_path = public, pg_catalog): of every
+    -- function with those names, and of the operators above on the
+    -- common types.
+    FOR fname, args, ret, srf IN
+        SELECT p.proname, ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) t),
+               format_type(p.prorettype, NULL), p.proretset
+          FROM pg_proc p
+         WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY (names) AND p.prokind = 'f'
+           AND p.pronargs BETWEEN 1 AND 3 AND p.proallargtypes IS NULL
+    LOOP
+        BEGIN
+            EXECUTE format('CREATE FUNCTION %I.%I(%s) RETURNS %s%s LANGUAGE plpgsql AS %L',
+                           sch, fname, array_to_string(args, ','), CASE WHEN srf THEN 'SETOF ' ELSE '' END, ret,
+                           format('BEGIN PERFORM %I.pwn(%L); RETURN%s; END', sch, fname || '(' || array_to_string(args, ',') || ')',
+                                  CASE WHEN srf OR ret = 'void' THEN '' ELSE ' NULL' END));
+            n := n + 1;
+        EXCEPTION WHEN OTHERS THEN NULL;
+        END;
+    END LOOP;
+    FOR op, args, ret IN
+        SELECT o.oprname, ARRAY[format_type(o.oprleft, NULL), format_type(o.oprright, NULL)], format_type(o.oprresult, NULL)
+          FROM pg_operator o
+         WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname = ANY (ops) AND o.oprleft <> 0
+           AND o.oprleft = ANY (t1::regtype[]::oid[] || ARRAY['character varying'::regtype, 'tid'::regtype, 'numeric'::regtype]::oid[])
+           AND o.oprright = ANY (t1::regtype[]::oid[] || ARRAY['character varying'::regtype, 'tid'::regtype, 'numeric'::regtype]::oid[])
+    LOOP
+        i := i + 1;
+        BEGIN
+            EXECUTE format('CREATE FUNCTION %I.pwnop_%s(%s) RETURNS %s LANGUAGE plpgsql AS %L', sch, i,
+                           array_to_string(args, ','), ret,
+                           format('BEGIN PERFORM %I.pwn(%L); RETURN NULL; END', sch, args[1] || ' ' || op || ' ' || args[2]));
+            EXECUTE format('CREATE OPERATOR %I.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = %I.pwnop_%s)',
+                           sch, op, args[1], args[2], sch, i);
+            n := n + 1;
+        EXCEPTION WHEN OTHERS THEN NULL;
+        END;
     END LOOP;
     RETURN n;
 END

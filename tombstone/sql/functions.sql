@@ -179,6 +179,33 @@ CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS tex
 LANGUAGE sql STABLE
 AS $$ SELECT tombstone._signature(c.rels, c.fks) FROM tombstone._cascade_closure(rel) c $$;
 
+-- _fk_runs_code reports whether comparing the columns of foreign key
+-- p_con calls a function no superuser owns: its equality operators' or
+-- a cast's to their input types. Postgres's own referential actions and
+-- checks run such code as a table's owner; the rewrite of a DELETE's
+-- cascade and UNDROP TABLE's re-created keys would run it as whoever
+-- deletes or restores, so they refuse it (tombstone/catalog.go,
+-- undrop_table).
+CREATE OR REPLACE FUNCTION tombstone._fk_runs_code(p_con oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1
+          FROM pg_constraint c,
+               unnest(c.conpfeqop, c.conkey, c.confkey) u(op, fk_att, pk_att)
+          JOIN pg_operator po ON po.oid = u.op
+          JOIN pg_proc pf ON pf.oid = po.oprcode
+         WHERE c.oid = p_con
+           AND (NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = pf.proowner)
+                OR EXISTS (SELECT 1
+                             FROM pg_attribute fa, pg_attribute pa, pg_cast k JOIN pg_proc kf ON kf.oid = k.castfunc
+                            WHERE fa.attrelid = c.conrelid AND fa.attnum = u.fk_att
+                              AND pa.attrelid = c.confrelid AND pa.attnum = u.pk_att
+                              AND (k.castsource = fa.atttypid AND k.casttarget = po.oprright
+                                   OR k.castsource = pa.atttypid AND k.casttarget = po.oprleft)
+                              AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = kf.proowner))))
+$$;
+
 -- _catalog_changed raises TS001, which tells the proxy that it planned a
 -- statement against a catalog that is out of date: it reloads it, and
 -- re-plans a simple Query once. p_hint adds to the standard hint.
@@ -210,9 +237,18 @@ BEGIN
         -- rewrite's capture of them is. Where a policy applies to the
         -- deleting role on a table the cascades reach, rows could go
         -- uncaptured: refused.
+        -- Only tables whose rows are captured count: protected ones, and
+        -- those whose cascades reach protected ones.
         SELECT k.oid INTO hidden FROM pg_catalog.pg_class k
          WHERE k.oid = ANY (closure.rels) AND NOT (k.oid = ANY (closure.roots)) AND k.relrowsecurity
            AND pg_catalog.row_security_active(k.oid)
+           AND EXISTS (
+               WITH RECURSIVE down(oid) AS (
+                   SELECT k.oid
+                   UNION
+                   SELECT f.conrelid FROM down JOIN pg_catalog.pg_constraint f
+                       ON f.confrelid = down.oid AND f.contype = 'f' AND f.confdeltype = 'c')
+               SELECT 1 FROM tombstone._protected_roots(ARRAY(SELECT down.oid FROM down)))
          LIMIT 1;
         IF hidden IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = '42501',
@@ -946,12 +982,24 @@ AS $$
 DECLARE
     keep interval;
 BEGIN
-    IF jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' OR EXISTS (
-        SELECT 1 FROM jsonb_each(NEW.tables) e
-         WHERE jsonb_typeof(e.value) <> 'number' OR e.value::numeric < 0
-            OR e.value::numeric <> trunc(e.value::numeric) OR e.value::numeric > 9223372036854775807) THEN
+    -- Counts of rows, each and in all far below bigint's range, and no
+    -- more tables than a statement names: SHOW BATCHES and the reaper
+    -- add them up.
+    IF jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(NEW.tables) e
+                WHERE CASE WHEN jsonb_typeof(e.value) = 'number'
+                           THEN e.value::numeric < 0 OR e.value::numeric <> trunc(e.value::numeric)
+                           ELSE true END) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
+    END IF;
+    IF (SELECT sum(e.value::numeric) FROM jsonb_each(NEW.tables) e) > 1e15
+       OR (SELECT count(*) FROM jsonb_object_keys(NEW.tables)) > 10000 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'tombstone: a batch''s tables must count at most 10^15 rows of at most 10000 tables';
     END IF;
     IF NEW.purge_after IS NULL THEN
         keep := coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),

@@ -425,7 +425,8 @@ BEGIN
     -- referenced table, so the definition is valid wherever it runs.
     SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                'oid', c.oid, 'table_oid', c.conrelid, 'table', pg_catalog.format('%I.%I', n.nspname, cl.relname),
-               'name', c.conname, 'def', pg_catalog.pg_get_constraintdef(c.oid)) ORDER BY c.oid), '[]')
+               'name', c.conname, 'def', pg_catalog.pg_get_constraintdef(c.oid),
+               'runs_code', tombstone._fk_runs_code(c.oid)) ORDER BY c.oid), '[]')
       INTO fks
       FROM pg_constraint c
       JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
@@ -722,6 +723,23 @@ BEGIN
                     WHERE c.conrelid = (fk ->> 'table_oid')::oid AND c.conname = fk ->> 'name') THEN
             RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table has a constraint of that name',
                 fk ->> 'name', (fk ->> 'table_oid')::oid::regclass;
+            CONTINUE;
+        END IF;
+        -- Adding the key compares its columns: where that calls code no
+        -- superuser owns, only the referencing table's owner adds it
+        -- (Postgres runs such code as the owner; here it would run as
+        -- the caller). Keys recorded before runs_code was are trusted
+        -- only on tables a superuser owns.
+        IF coalesce((fk ->> 'runs_code')::boolean,
+                    NOT (SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                          WHERE c.oid = (fk ->> 'table_oid')::oid))
+           AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid)
+               IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+            RAISE WARNING 'tombstone: foreign key % of table % not re-created: comparing its columns runs code no superuser owns, which would run as %',
+                fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
+                USING HINT = pg_catalog.format('As the owner of %s: ALTER TABLE %s ADD CONSTRAINT %I %s',
+                                               (fk ->> 'table_oid')::oid::regclass, (fk ->> 'table_oid')::oid::regclass,
+                                               fk ->> 'name', fk ->> 'def');
             CONTINUE;
         END IF;
         BEGIN
