@@ -93,6 +93,14 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 				"tombstone: a DELETE from "+t.described()+" inside COPY, CREATE TABLE AS or DECLARE is not supported",
 				"Run the DELETE … RETURNING as a statement of its own."), loc)
 		}
+	case KindRule:
+		if t, loc := sr.findProtectedDelete(n); t != nil {
+			return nil, sr.errorAt(refuse(
+				"tombstone: a rule whose action deletes from "+t.described()+" is refused: the rows it deletes would have no tombstones",
+				"Send the DELETE itself through the proxy; deletes a rule, trigger or function runs are out of its reach."), loc)
+		}
+	case KindDetach:
+		return sr.detachStmt(n.GetAlterTableStmt(), st)
 	}
 	return nil, nil
 }

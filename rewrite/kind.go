@@ -40,9 +40,15 @@ const (
 	// KindEmbedded is a COPY (query) TO, CREATE TABLE AS or DECLARE
 	// CURSOR whose query deletes rows; such deletes cannot be captured.
 	KindEmbedded
+	// KindRule is a CREATE RULE whose actions delete: they would run
+	// whenever the rule fires, inside statements that delete nothing.
+	KindRule
+	// KindDetach is an ALTER TABLE … DETACH PARTITION, which takes the
+	// partition's rows out of its table.
+	KindDetach
 )
 
-var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "drop-schema", "embedded"}
+var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "drop-schema", "embedded", "rule", "detach"}
 
 // String returns a short lower-case name of the kind.
 func (k Kind) String() string {
@@ -106,6 +112,18 @@ func Classify(stmt *pg.Node) Kind {
 	case *pg.Node_DeclareCursorStmt:
 		if q := n.DeclareCursorStmt.GetQuery(); q != nil && Classify(q) != KindOther {
 			return KindEmbedded
+		}
+	case *pg.Node_RuleStmt:
+		for _, a := range n.RuleStmt.GetActions() {
+			if k := Classify(a); k == KindDelete || k == KindWithDelete || k == KindMerge {
+				return KindRule
+			}
+		}
+	case *pg.Node_AlterTableStmt:
+		for _, c := range n.AlterTableStmt.GetCmds() {
+			if c.GetAlterTableCmd().GetSubtype() == pg.AlterTableType_AT_DetachPartition {
+				return KindDetach
+			}
 		}
 	}
 	return KindOther

@@ -4,8 +4,8 @@ import "strings"
 
 // MayRemoveRows is a cheap pre-check for the proxy, run on every Query:
 // it reports whether sql contains, as a whole word and in any letter
-// case, one of the keywords delete, truncate, drop, merge, execute or
-// prepare. False means the text certainly needs no parsing; true means
+// case, one of the keywords delete, truncate, drop, merge, execute,
+// prepare or detach. False means the text certainly needs no parsing; true means
 // it may (keywords inside literals or comments give false positives).
 // It does not allocate.
 func MayRemoveRows(sql string) bool {
@@ -26,6 +26,8 @@ func MayRemoveRows(sql string) bool {
 				kw = "delete"
 			} else if matchFold(sql, i, "drop") {
 				kw = "drop"
+			} else if matchFold(sql, i, "detach") {
+				kw = "detach"
 			}
 		case 't':
 			if matchFold(sql, i, "truncate") {

@@ -174,3 +174,33 @@ func (sr *stmtRewriter) dropSchema(d *pg.DropStmt) error {
 	}
 	return nil
 }
+
+// detachStmt turns an ALTER TABLE … DETACH PARTITION of a protected
+// table into a call of tombstone.detach_partition, which detaches the
+// partition only if it stays protected as a table of its own (its
+// schema is protected, or a table rule says so): otherwise its rows
+// would leave protection without a tombstone, and a DROP TABLE could
+// then lose them. CONCURRENTLY, which cannot run inside a procedure, is
+// refused; FINALIZE passes.
+func (sr *stmtRewriter) detachStmt(a *pg.AlterTableStmt, st *Statement) (*pg.Node, error) {
+	rv := a.GetRelation()
+	t, ok := sr.lookup(rv)
+	if !ok {
+		return nil, nil
+	}
+	// The grammar allows DETACH PARTITION only as the one subcommand.
+	part := a.GetCmds()[0].GetAlterTableCmd().GetDef().GetPartitionCmd()
+	if part == nil || part.GetName() == nil {
+		return nil, internalErr("DETACH PARTITION without a partition")
+	}
+	if part.GetConcurrent() {
+		return nil, sr.errorAt(refuse("tombstone: DETACH PARTITION … CONCURRENTLY of "+t.described()+" is not supported",
+			"Detach without CONCURRENTLY: the proxy checks first that the partition stays protected on its own."), rv.GetLocation())
+	}
+	p := part.GetName()
+	st.Output = Output{Tag: "ALTER TABLE"}
+	return callNode([]string{"tombstone", "detach_partition"},
+		constStr(regclassText(rv.GetCatalogname(), rv.GetSchemaname(), rv.GetRelname())),
+		constStr(regclassText(p.GetCatalogname(), p.GetSchemaname(), p.GetRelname())),
+	), nil
+}

@@ -311,6 +311,48 @@ BEGIN
 END
 $$;
 
+-- _protected_alone reports whether p_rel, were it a table of its own (a
+-- partition detached), would be protected by the stored rules — as
+-- protected_tables() decides for tables that are not partitions.
+CREATE OR REPLACE FUNCTION tombstone._protected_alone(p_rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+AS $$
+    SELECT (s.kind IS NOT NULL OR t.mode = 'shadow') AND coalesce(t.mode, 'shadow') = 'shadow'
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN tombstone.protected s ON s.kind = 'schema' AND s.schema_name = n.nspname AND s.table_name = ''
+      LEFT JOIN tombstone.protected t ON t.kind = 'table' AND t.schema_name = n.nspname AND t.table_name = c.relname
+     WHERE c.oid = p_rel
+       AND n.nspname <> 'tombstone' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+$$;
+
+-- detach_partition is what the proxy runs for ALTER TABLE p DETACH
+-- PARTITION c of a protected table p: the partition's rows leave p, so c
+-- must be protected as a table of its own (else a DROP TABLE c, say,
+-- would lose them without a tombstone). It is then detached with the
+-- caller's privileges, and its shadow table made; else refused (0A000).
+CREATE OR REPLACE PROCEDURE tombstone.detach_partition(
+    p_parent text, p_partition text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rels oid[] := tombstone._resolve_as(ARRAY[p_parent, p_partition], p_path, false);
+BEGIN
+    IF EXISTS (SELECT 1 FROM tombstone._protected_roots(ARRAY[rels[2]]))
+       AND NOT coalesce(tombstone._protected_alone(rels[2]), false) THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('tombstone: DETACH PARTITION %s is refused: its rows would leave protected table %s, and as a table of its own it would not be protected',
+                             rels[2]::regclass, rels[1]::regclass),
+            HINT = 'Protect it first (its schema in protect.schemas, or protect.tables), or DELETE its rows (captured) before detaching it.';
+    END IF;
+    PERFORM tombstone._exec_as(format('ALTER TABLE %s DETACH PARTITION %s',
+                                      tombstone._names_as(ARRAY[rels[1]], p_path), tombstone._names_as(ARRAY[rels[2]], p_path)),
+                               p_path);
+    PERFORM count(*) FROM tombstone._capture_targets(ARRAY[rels[2]]); -- its own shadow table, as the DDL trigger would
+END
+$$;
+
 -- _trash_ident is p_base cut (at a character boundary) so that
 -- p_base || p_suffix fits an identifier's 63 bytes.
 CREATE OR REPLACE FUNCTION tombstone._trash_ident(p_base text, p_suffix text) RETURNS name
@@ -521,8 +563,8 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = '0A000',
                 MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported',
                                             r.relid::regclass, r.table_name),
-                HINT = pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s first; the detached table is then protected on its own.',
-                                         r.root::regclass, r.relid::regclass);
+                HINT = pg_catalog.format('DELETE FROM %s (captured) and keep the empty partition, or drop the whole table %s.',
+                                         r.relid::regclass, r.root::regclass);
         END IF;
         prot := prot || r.relid;
     END LOOP;
@@ -778,4 +820,5 @@ GRANT EXECUTE ON FUNCTION tombstone._capture_targets(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;

@@ -1,0 +1,69 @@
+package test
+
+// Capture is complete or refused (issue 15, item 8): a rule whose action
+// deletes from a protected table, and a DETACH PARTITION that would take
+// a partition's rows out of protection, are refused; a DETACH into a
+// protected schema goes ahead and the table is protected on its own.
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+func TestDetachAndRules(t *testing.T) {
+	e := newEnv(t, `CREATE SCHEMA side;
+CREATE TABLE ev (id int, at date, v text) PARTITION BY RANGE (at);
+CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE side.ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO ev SELECT g, '2025-06-01'::date + g, 'v' FROM generate_series(1, 400) g;
+CREATE TABLE notes (id int PRIMARY KEY, body text);
+INSERT INTO notes SELECT g, 'n' FROM generate_series(1, 10) g;
+CREATE VIEW note_inbox AS SELECT id FROM notes;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "DELETE FROM ev WHERE id = 1") // loads the store
+	require.NoError(t, err)
+
+	// Into a schema that is not protected: refused, nothing detached.
+	for _, sql := range []string{
+		"ALTER TABLE ev DETACH PARTITION side.ev_2026",
+		"ALTER TABLE ev DETACH PARTITION side.ev_2026 CONCURRENTLY",
+	} {
+		_, err = p.Exec(ctx, sql)
+		require.Equal(t, "0A000", errCode(err), sql)
+	}
+	require.Equal(t, 399, e.count("SELECT count(*) FROM ev"))
+	// Dropping a partition: the hint no longer leads to a loss.
+	_, err = p.Exec(ctx, "DROP TABLE side.ev_2026")
+	require.Equal(t, "0A000", errCode(err))
+	require.NotContains(t, err.Error(), "DETACH")
+
+	// Within the protected schema: detached, protected on its own, and
+	// a DROP of it goes to the trash.
+	_, err = p.Exec(ctx, "ALTER TABLE ev DETACH PARTITION ev_2025")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.shadows WHERE source = 'public.ev_2025'::regclass"))
+	n := e.count("SELECT count(*) FROM ev_2025")
+	require.Positive(t, n)
+	_, err = p.Exec(ctx, "DROP TABLE ev_2025")
+	require.NoError(t, err)
+	require.Equal(t, n, e.count("SELECT count(*) FROM tombstone_trash."+
+		queryText(t, e.direct, "SELECT trash_name FROM tombstone.trash WHERE original_name = 'ev_2025'")))
+
+	// A rule that deletes from a protected table.
+	for _, sql := range []string{
+		"CREATE RULE purge AS ON INSERT TO note_inbox DO INSTEAD DELETE FROM notes WHERE id = NEW.id",
+		"CREATE OR REPLACE RULE purge AS ON UPDATE TO note_inbox DO ALSO (SELECT 1; DELETE FROM notes)",
+	} {
+		_, err = p.Exec(ctx, sql)
+		require.Equal(t, "0A000", errCode(err), sql)
+		require.Contains(t, err.Error(), "rule")
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM pg_rewrite WHERE rulename = 'purge'"))
+	_, err = p.Exec(ctx, "CREATE RULE keep AS ON INSERT TO note_inbox DO INSTEAD INSERT INTO notes VALUES (NEW.id, 'via view')")
+	require.NoError(t, err, "rules that delete nothing pass")
+}
