@@ -105,6 +105,9 @@ type TLS struct {
 	// CertFile and KeyFile enable TLS for clients that ask for it.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// Client is allow (TLS when the client asks) or require (clients
+	// without TLS are refused, as a hostssl-only pg_hba.conf would).
+	Client string `yaml:"client"`
 	// Upstream is disable | prefer | require | verify-full.
 	Upstream string `yaml:"upstream"`
 	// UpstreamCAFile verifies the server's certificate (verify-full).
@@ -126,7 +129,7 @@ func Default() Config {
 		Guards:   Guards{RequireWhere: true},
 		Limits:   Limits{PlanBytes: 1 << 20, PlanBudgetBytes: 2 << 20},
 		Log:      Log{Level: "info", Format: "json"},
-		TLS:      TLS{Upstream: "disable"},
+		TLS:      TLS{Upstream: "disable", Client: "allow"},
 	}
 }
 
@@ -381,6 +384,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("tls.cert_file, tls.key_file: give both or neither")
+	}
+	if err := oneOf("tls.client", c.TLS.Client, "allow", "require"); err != nil {
+		return err
+	}
+	if c.TLS.Client == "require" && c.TLS.CertFile == "" {
+		return fmt.Errorf("tls.client: require needs tls.cert_file and tls.key_file")
 	}
 	if err := oneOf("tls.upstream", c.TLS.Upstream, "disable", "prefer", "require", "verify-full"); err != nil {
 		return err

@@ -283,3 +283,31 @@ func TestPgbench(t *testing.T) {
 		})
 	}
 }
+
+// TestClientTLSRequired (issue 15, item 11): with tls.client: require, a
+// client that does not start TLS is refused with the error Postgres sends
+// when pg_hba.conf allows only hostssl (the server, seeing only the
+// proxy's connection, cannot tell); one that does start TLS is served.
+func TestClientTLSRequired(t *testing.T) {
+	cert := selfSigned(t)
+	ctx := context.Background()
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		c.ClientTLSRequired = true
+	})
+	for _, mode := range []string{"disable", "prefer"} {
+		if mode == "prefer" {
+			conn := testenv.Connect(t, strings.Replace(px.DSN, "sslmode=disable", "sslmode=prefer", 1))
+			_, isTLS := conn.PgConn().Conn().(*tls.Conn)
+			require.True(t, isTLS, "prefer starts TLS and is served")
+			continue
+		}
+		_, err := pgx.Connect(ctx, px.DSN)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "28000", pe.Code)
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Regexp(t, `^no pg_hba\.conf entry for host "127\.0\.0\.1", user "postgres", database "[a-z_0-9]+", no encryption$`, pe.Message)
+	}
+	testenv.Connect(t, strings.Replace(px.DSN, "sslmode=disable", "sslmode=require", 1))
+}

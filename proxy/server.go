@@ -31,6 +31,9 @@ type Config struct {
 	Upstream string
 	// ClientTLS, when set, answers clients' SSLRequest with 'S'.
 	ClientTLS *tls.Config
+	// ClientTLSRequired refuses clients that did not start TLS, with the
+	// error Postgres sends when pg_hba.conf allows only hostssl.
+	ClientTLSRequired bool
 	// UpstreamTLS and UpstreamTLSConfig control TLS to the server.
 	UpstreamTLS       UpstreamTLS
 	UpstreamTLSConfig *tls.Config

@@ -385,6 +385,12 @@ func (s *Session) startup(ctx context.Context) error {
 			if s.Params["database"] == "" {
 				s.Params["database"] = s.Params["user"]
 			}
+			if _, encrypted := s.client.(*tls.Conn); s.srv.cfg.ClientTLSRequired && !encrypted {
+				// The server sees only the proxy's connection, so its
+				// hostssl rules cannot; the proxy applies tls.client.
+				return fatal("28000", fmt.Sprintf(`no pg_hba.conf entry for host "%s", user "%s", database "%s", no encryption`,
+					clientHost(s.ClientAddr), params["user"], s.Params["database"]), nil)
+			}
 			if err := s.connectServer(ctx, pkt); err != nil {
 				return err
 			}

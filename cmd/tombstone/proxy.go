@@ -172,6 +172,7 @@ func proxyConfig(cfg config.Config, log *zap.Logger, m *proxy.Metrics) (proxy.Co
 			return pc, fmt.Errorf("tls.cert_file: %w", err)
 		}
 		pc.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		pc.ClientTLSRequired = cfg.TLS.Client == "require"
 	}
 	switch cfg.TLS.Upstream {
 	case "prefer":
