@@ -82,6 +82,10 @@ type Limits struct {
 	// PlanBudgetBytes is how much text all sessions parse at once
 	// (default 2 MiB); more waits.
 	PlanBudgetBytes int `yaml:"plan_budget_bytes"`
+	// BufferBudgetBytes is how much statement text (messages over 1 MiB)
+	// all sessions hold whole at once (default 256 MiB); more waits, and a
+	// longer message ends its session with 54000.
+	BufferBudgetBytes int `yaml:"buffer_budget_bytes"`
 }
 
 // Redis configures fleet coordination; an empty Addr means in-process.
@@ -127,7 +131,7 @@ func Default() Config {
 		},
 		Policies: Policies{Truncate: "capture", Drop: "trash"},
 		Guards:   Guards{RequireWhere: true},
-		Limits:   Limits{PlanBytes: 1 << 20, PlanBudgetBytes: 2 << 20},
+		Limits:   Limits{PlanBytes: 1 << 20, PlanBudgetBytes: 2 << 20, BufferBudgetBytes: 256 << 20},
 		Log:      Log{Level: "info", Format: "json"},
 		TLS:      TLS{Upstream: "disable", Client: "allow"},
 	}
@@ -362,6 +366,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.PlanBytes <= 0 {
 		return fmt.Errorf("limits.plan_bytes: must be positive")
+	}
+	if c.Limits.BufferBudgetBytes < c.Limits.PlanBytes {
+		return fmt.Errorf("limits.buffer_budget_bytes: must be at least limits.plan_bytes (%d)", c.Limits.PlanBytes)
 	}
 	if c.Limits.PlanBudgetBytes < c.Limits.PlanBytes {
 		return fmt.Errorf("limits.plan_budget_bytes: must be at least limits.plan_bytes (%d)", c.Limits.PlanBytes)

@@ -143,6 +143,24 @@ func (f *frameReader) shrink() {
 	}
 }
 
+// discard consumes n bytes without keeping them: what is buffered, then
+// reads of at most the buffer's size.
+func (f *frameReader) discard(n int) error {
+	for n > 0 {
+		if f.buffered() == 0 {
+			f.start, f.end = 0, 0
+			if err := f.readSome(); err != nil && f.buffered() == 0 {
+				return err
+			}
+		}
+		k := min(n, f.buffered())
+		f.start += k
+		n -= k
+	}
+	f.shrink()
+	return nil
+}
+
 // take consumes up to n bytes already in the buffer and returns them.
 func (f *frameReader) take(n int) []byte {
 	n = min(n, f.buffered())

@@ -344,6 +344,19 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 				return false, s.serverGone(err)
 			}
 		}
+		if size > largeFrame && size > cr.buffered() {
+			if size > s.srv.cfg.BufferBudgetBytes {
+				// Read to its end, so that the client, done writing, reads
+				// the error.
+				_ = cr.discard(size)
+				return false, fatal("54000", fmt.Sprintf("tombstone: a message of %d bytes is longer than the proxy holds (limits.buffer_budget_bytes is %d)",
+					size, s.srv.cfg.BufferBudgetBytes), nil)
+			}
+			if err := s.srv.buffers.Acquire(ctx, int64(size)); err != nil {
+				return false, errSessionDone
+			}
+			defer s.srv.buffers.Release(int64(size))
+		}
 		if err := cr.fill(size); err != nil {
 			return false, errSessionDone
 		}

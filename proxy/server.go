@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/semaphore"
 	"net"
 	"strings"
 	"sync"
@@ -34,6 +35,13 @@ type Config struct {
 	// ClientTLSRequired refuses clients that did not start TLS, with the
 	// error Postgres sends when pg_hba.conf allows only hostssl.
 	ClientTLSRequired bool
+	// BufferBudgetBytes bounds the statement text (Query and Parse
+	// frames over largeFrame bytes) all sessions hold whole at once for
+	// the planner (limits.buffer_budget_bytes; 0:
+	// DefaultBufferBudgetBytes). A session whose frame does not fit yet
+	// waits; one whose frame is larger than the whole budget ends with
+	// 54000.
+	BufferBudgetBytes int
 	// UpstreamTLS and UpstreamTLSConfig control TLS to the server.
 	UpstreamTLS       UpstreamTLS
 	UpstreamTLSConfig *tls.Config
@@ -66,7 +74,16 @@ type Server struct {
 	wg       sync.WaitGroup
 	cancels  sync.Map // backend key → *Session
 	planner  Planner
+	// buffers is BufferBudgetBytes.
+	buffers *semaphore.Weighted
 }
+
+// DefaultBufferBudgetBytes is BufferBudgetBytes's default.
+const DefaultBufferBudgetBytes = 256 << 20
+
+// largeFrame is the size from which a Query or Parse frame held whole for
+// the planner counts against the buffer budget.
+const largeFrame = 1 << 20
 
 // NewServer returns a Server for cfg, filling in defaults.
 func NewServer(cfg Config) *Server {
@@ -82,7 +99,11 @@ func NewServer(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*Session]struct{}{}, planner: cfg.Planner}
+	if cfg.BufferBudgetBytes <= 0 {
+		cfg.BufferBudgetBytes = DefaultBufferBudgetBytes
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, sessions: map[*Session]struct{}{}, planner: cfg.Planner,
+		buffers: semaphore.NewWeighted(int64(cfg.BufferBudgetBytes))}
 }
 
 // Serve accepts connections on ln until Shutdown is called or ln fails.

@@ -202,6 +202,14 @@ func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 			s.close()
 		}
 	default:
+		if pe, ok := asError(err); ok && pe.Severity == "FATAL" {
+			// A refusal that ends the session: the client reads why. The
+			// server pump owns s.cw; one Write is never split by another.
+			s.log.Warn("session refused", zap.String("sqlstate", pe.Code), zap.String("message", pe.Message))
+			_ = s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = s.client.Write(pe.encode(nil))
+			s.linger()
+		}
 		s.close()
 	}
 	return err, <-done
@@ -283,12 +291,29 @@ func (s *Session) fail(err error) {
 			_ = s.cw.flush()
 		}
 		_, _ = s.client.Write(pe.encode(nil))
+		if pe.Severity == "FATAL" {
+			s.linger()
+		}
 		return
 	}
 	if errors.Is(err, errSessionDone) || errors.Is(err, io.EOF) {
 		return
 	}
 	s.log.Warn("session ended", zap.Error(err))
+}
+
+// linger lets a FATAL error reach a client that is still sending: closed
+// with unread bytes, the socket would reset, and the client lose the
+// error. It ends the proxy's side and reads what still comes, for a
+// second at most.
+func (s *Session) linger() {
+	tc, ok := s.client.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, tc, 64<<20)
 }
 
 // close closes both connections once.

@@ -9,8 +9,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -66,4 +68,48 @@ func ids(n int) string {
 		fmt.Fprint(&b, 1000+i)
 	}
 	return b.String()
+}
+
+// TestMessagesBeyondTheBufferBudget: messages over 1 MiB count against
+// limits.buffer_budget_bytes while the proxy holds them whole; sessions
+// wait their turn, and a message longer than the whole budget ends its
+// session with 54000 while the proxy serves on.
+func TestMessagesBeyondTheBufferBudget(t *testing.T) {
+	e := newEnv(t, "CREATE TABLE notes (id int PRIMARY KEY, body text);")
+	ctx := context.Background()
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = e.cats.Invalidate
+		c.BufferBudgetBytes = 3 << 20
+	})
+	dsn := withDB(t, px.DSN, dbName(t, e.direct))
+	big := strings.Repeat("x", 2<<20)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer c.Close(ctx)
+			_, errs[i] = c.Exec(ctx, fmt.Sprintf("INSERT INTO notes VALUES (%d, '%s') -- delete", i, big))
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, 4, e.count("SELECT count(*) FROM notes"))
+
+	c := testenv.Connect(t, dsn)
+	_, err := c.Exec(ctx, "SELECT '"+strings.Repeat("y", 4<<20)+"' -- drop")
+	t.Logf("err: %v", err)
+	require.Equal(t, "54000", errCode(err))
+	require.Contains(t, err.Error(), "limits.buffer_budget_bytes")
+	_, err = testenv.Connect(t, dsn).Exec(ctx, "DELETE FROM notes WHERE id = 1")
+	require.NoError(t, err, "the proxy serves on")
 }

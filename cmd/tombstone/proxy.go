@@ -165,7 +165,7 @@ func protection(cfg config.Config) *tombstone.Protection {
 
 // proxyConfig turns the file configuration into the proxy's.
 func proxyConfig(cfg config.Config, log *zap.Logger, m *proxy.Metrics) (proxy.Config, error) {
-	pc := proxy.Config{Upstream: cfg.Upstream, Logger: log, Metrics: m}
+	pc := proxy.Config{Upstream: cfg.Upstream, Logger: log, Metrics: m, BufferBudgetBytes: cfg.Limits.BufferBudgetBytes}
 	if cfg.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
