@@ -114,8 +114,8 @@ type tracker struct {
 	// that ended each (server pump); they differ while an answer is
 	// outstanding, and either side may read them (settled).
 	asked, answered atomic.Uint64
-	// executed: an Execute was pushed since the last Sync (written by the
-	// client pump).
+	// executed: a Bind or an Execute was pushed since the last Sync
+	// (written by the client pump).
 	executed atomic.Bool
 
 	// direct: an event loop carries the session. Set when the loop takes
@@ -131,7 +131,9 @@ func (t *tracker) push(p pending) {
 		t.asked.Add(1)
 	}
 	switch p.kind {
-	case 'E':
+	case 'B', 'E':
+		// A Bind runs code too: it plans the statement, evaluating
+		// immutable functions (a set_config among them) and domain checks.
 		t.executed.Store(true)
 	case 'S':
 		t.executed.Store(false)
@@ -186,7 +188,7 @@ func (t *tracker) pop() *pending {
 // pump sent before the message it is handling now, to the end: then every
 // setting change those messages made has been reported (ParameterStatus
 // comes before the ReadyForQuery). Client pump; within an extended-protocol
-// batch, an Execute not yet followed by a Sync counts as unanswered.
+// batch, a Bind or Execute not yet followed by a Sync counts as unanswered.
 func (t *tracker) settled() bool {
 	return !t.executed.Load() && t.asked.Load() == t.answered.Load()
 }

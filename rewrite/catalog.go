@@ -1,6 +1,10 @@
 package rewrite
 
-import "time"
+import (
+	"time"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
 
 // Catalog is what rewrite knows about protected tables. The tombstone
 // package loads it from the database; rewrite only reads it.
@@ -76,6 +80,12 @@ type Table struct {
 	// their own shadow tables, with all their columns, and Unprotected
 	// ones, whose cascades are.
 	Children []*Table
+	// DeleteRunsCode: a DELETE from the table fires a trigger whose
+	// function runs as the deleting role and no superuser owns
+	// (tombstone._delete_runs_code). Postgres's cascade runs it as the
+	// table's owner; a rewritten cascade would run it as whoever deletes,
+	// so a cascade into the table is refused.
+	DeleteRunsCode bool
 	// Inherited: the table has inheritance children, listed in Children
 	// or not; a DELETE without ONLY returns their rows typed as its own.
 	Inherited bool
@@ -135,12 +145,37 @@ type ForeignKey struct {
 	// column); the rewrite names it in full, so no operator a session's
 	// search_path finds first stands in. Nil: pg_catalog's "=".
 	Operator []string
+	// ChildTypes and ParentTypes are, per column, the schema and name of
+	// the operator's input types on each side, which the rewrite casts
+	// the columns to, as Postgres's cascade does (ri_GenerateQual): a text
+	// child of a char(n) key compares as bpchar. Nil: no casts.
+	ChildTypes, ParentTypes [][2]string
+	// Uncastable: a column must be cast to char(n)'s type bpchar, which
+	// the SQL generator cannot spell; the cascade is refused.
+	Uncastable bool
 	// RunsCode: comparing the columns calls a function no superuser owns
 	// (the operator's, or a cast's), or the columns have no common
 	// operator name. Postgres's own cascade runs such code as the
 	// table's owner; a rewrite would run it as whoever deletes, so the
 	// cascade is refused instead.
 	RunsCode bool
+}
+
+// childSide is column i of the child, cast to the operator's input type.
+func (fk ForeignKey) childSide(i int, n *pg.Node) *pg.Node {
+	if i < len(fk.ChildTypes) && fk.ChildTypes[i][1] != "" {
+		return typeCast(n, fk.ChildTypes[i][0], fk.ChildTypes[i][1])
+	}
+	return n
+}
+
+// parentSide is column i of the parent key, cast to the operator's input
+// type.
+func (fk ForeignKey) parentSide(i int, n *pg.Node) *pg.Node {
+	if i < len(fk.ParentTypes) && fk.ParentTypes[i][1] != "" {
+		return typeCast(n, fk.ParentTypes[i][0], fk.ParentTypes[i][1])
+	}
+	return n
 }
 
 // operator returns fk.Operator, or pg_catalog's "=".

@@ -40,7 +40,20 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		if err := validTable(child); err != nil {
 			return err
 		}
-		if fk.RunsCode && (fk.OnDelete == Cascade || !child.Unprotected && (fk.OnDelete == SetNull || fk.OnDelete == SetDefault)) {
+		acts := fk.OnDelete == Cascade || !child.Unprotected && (fk.OnDelete == SetNull || fk.OnDelete == SetDefault)
+		if fk.Uncastable && acts {
+			return sr.errorAt(refuse("tombstone: cannot capture what foreign key "+fk.Name+" of "+fk.ChildSchema+"."+fk.ChildName+
+				" does on DELETE: its columns compare as char(n) with columns of another type",
+				"Give the referencing and referenced columns the same type (both char(n), or both text)."), loc)
+		}
+		if child.DeleteRunsCode && fk.OnDelete == Cascade {
+			return sr.errorAt(&Error{Code: CodeInsufficientPrivilege,
+				Message: "tombstone: cannot capture the cascade of foreign key " + fk.Name + " into " + child.QualifiedName() +
+					": a DELETE trigger there runs code no superuser owns, which would run as you",
+				Hint: "Postgres runs it as the table's owner: let the owner of " + child.QualifiedName() +
+					" delete the dependent rows first, or make the trigger function SECURITY DEFINER."}, loc)
+		}
+		if fk.RunsCode && acts {
 			return sr.errorAt(&Error{Code: CodeInsufficientPrivilege,
 				Message: "tombstone: cannot capture what foreign key " + fk.Name + " of " + fk.ChildSchema + "." + fk.ChildName +
 					" does on DELETE: comparing its columns calls a function no superuser owns (an operator or a cast), which would run as you",
@@ -69,7 +82,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
 				Relation:      fkRangeVar(child, alias),
-				WhereClause:   inSelect(qualified(alias, fk.ChildColumns), fk.operator(), parentKeys(parentCTE, fk)),
+				WhereClause:   inSelect(fk.childCols(alias), fk.operator(), parentKeys(parentCTE, fk)),
 				ReturningList: cascadeReturning(alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -93,7 +106,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
 			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
 				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
-				inSelect(qualified(alias, fk.ChildColumns), fk.operator(), parentKeys(parentCTE, fk)))
+				inSelect(fk.childCols(alias), fk.operator(), parentKeys(parentCTE, fk)))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, name, s})
@@ -124,11 +137,11 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	// references itself.
 	var join []*pg.Node
 	for i := range fk.ChildColumns {
-		join = append(join, opExpr2(fk.operator(), colRef(inner, fk.ChildColumns[i]), colRef(rec, fk.ParentColumns[i])))
+		join = append(join, opExpr2(fk.operator(), fk.childSide(i, colRef(inner, fk.ChildColumns[i])), fk.parentSide(i, colRef(rec, fk.ParentColumns[i]))))
 	}
 	var recTargets, outTargets []*pg.Node
-	for _, c := range fk.ParentColumns {
-		recTargets = append(recTargets, resTarget("", colRef(inner, c)))
+	for i, c := range fk.ParentColumns {
+		recTargets = append(recTargets, resTarget("", fk.parentSide(i, colRef(inner, c))))
 		outTargets = append(outTargets, resTarget("", colRef(c)))
 	}
 	step := selectStmt(recTargets,
@@ -148,7 +161,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	}
 	d := &pg.DeleteStmt{
 		Relation:      fkRangeVar(parent, alias),
-		WhereClause:   inSelect(qualified(alias, fk.ChildColumns), fk.operator(), closure),
+		WhereClause:   inSelect(fk.childCols(alias), fk.operator(), closure),
 		ReturningList: cascadeReturning(alias),
 	}
 	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -217,20 +230,22 @@ func sameTable(a, b *Table) bool {
 	return a.OID == 0 && b.OID == 0 && a.Schema == b.Schema && a.Name == b.Name
 }
 
-// qualified is "alias.col" for each column.
-func qualified(alias string, cols []string) []*pg.Node {
-	out := make([]*pg.Node, len(cols))
-	for i, c := range cols {
-		out[i] = colRef(alias, c)
+// childCols is "alias.c1::t1, …": the child's key columns, each cast to
+// the operator's input type.
+func (fk ForeignKey) childCols(alias string) []*pg.Node {
+	out := make([]*pg.Node, len(fk.ChildColumns))
+	for i, c := range fk.ChildColumns {
+		out[i] = fk.childSide(i, colRef(alias, c))
 	}
 	return out
 }
 
-// keysOf is "SELECT (_ts_row).k1, … FROM cte".
-func keysOf(cteName string, cols []string) *pg.SelectStmt {
-	t := make([]*pg.Node, len(cols))
-	for i, c := range cols {
-		t[i] = resTarget("", field(colRef(rowCol), c))
+// keysOf is "SELECT (_ts_row).k1::t1, … FROM cte", the parent's key
+// columns of fk, each cast to the operator's input type.
+func keysOf(cteName string, fk ForeignKey) *pg.SelectStmt {
+	t := make([]*pg.Node, len(fk.ParentColumns))
+	for i, c := range fk.ParentColumns {
+		t[i] = resTarget("", fk.parentSide(i, field(colRef(rowCol), c)))
 	}
 	return selectStmt(t, []*pg.Node{rangeVarNode("", cteName, "")}, nil)
 }
@@ -240,7 +255,7 @@ func keysOf(cteName string, cols []string) *pg.SelectStmt {
 // its partition tree as it is when the statement runs:
 // "_ts_toid IN (SELECT relid FROM pg_partition_tree('oid'))".
 func parentKeys(cteName string, fk ForeignKey) *pg.SelectStmt {
-	s := keysOf(cteName, fk.ParentColumns)
+	s := keysOf(cteName, fk)
 	if fk.ParentOID != 0 {
 		tree := &pg.Node{Node: &pg.Node_RangeFunction{RangeFunction: &pg.RangeFunction{
 			Functions: []*pg.Node{{Node: &pg.Node_List{List: &pg.List{Items: []*pg.Node{

@@ -386,3 +386,76 @@ INSERT INTO public.mc VALUES ('1');`)
 	require.Empty(t, logged(t, e))
 	require.False(t, isSuper(t, e, m))
 }
+
+// TestCascadeComparesAsPostgres: the rewritten cascade compares a key's
+// columns as Postgres's own cascade does — cast to the key operator's
+// input types, with the operator named in full — so a text child of a
+// char(n) key compares as bpchar (a cast the SQL generator cannot write:
+// refused), and an operator a role plants for a domain over an
+// extension's type runs for nobody.
+func TestCascadeComparesAsPostgres(t *testing.T) {
+	e := newEnv(t, pwnLog+`
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TABLE cp (k char(5) PRIMARY KEY);
+CREATE TABLE cc (id int PRIMARY KEY, k text REFERENCES cp ON DELETE CASCADE);
+INSERT INTO cp VALUES ('a'), ('b');
+INSERT INTO cc VALUES (1, 'a'), (2, 'a '), (3, 'a  '), (4, 'b');
+CREATE TABLE tree (id char(4) PRIMARY KEY, parent text REFERENCES tree ON DELETE CASCADE);
+INSERT INTO tree VALUES ('r', NULL), ('c1', 'r '), ('c2', 'r'), ('g', 'c1'), ('g2', 'c2  ');
+CREATE DOMAIN dcit AS citext;
+CREATE TABLE xp (k citext PRIMARY KEY);
+CREATE TABLE xc (id int PRIMARY KEY, k dcit REFERENCES xp ON DELETE CASCADE);
+INSERT INTO xp VALUES ('a'), ('b');
+INSERT INTO xc VALUES (1, 'A'), (2, 'a'), (3, 'b');`)
+	m := mallory(t, e)
+	execAs(t, e.direct, m, `
+CREATE FUNCTION public.evil_eq(dcit, citext) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('operator'); RETURN $1::text = $2::text; END $f$;
+CREATE OPERATOR public.= (LEFTARG = dcit, RIGHTARG = citext, FUNCTION = public.evil_eq);`)
+	logged(t, e)
+	ctx := context.Background()
+	su := testenv.Connect(t, e.proxy)
+	// char(n) against text: refused (the cast to bpchar cannot be
+	// written), nothing removed.
+	for _, sql := range []string{"DELETE FROM cp WHERE k = 'a'", "DELETE FROM tree WHERE id = 'r'"} {
+		_, err := su.Exec(ctx, sql)
+		require.Equal(t, "0A000", errCode(err), sql)
+		require.Contains(t, err.Error(), "char(n)")
+	}
+	require.Equal(t, 4, e.count("SELECT count(*) FROM cc"))
+	require.Equal(t, 5, e.count("SELECT count(*) FROM tree"))
+	_, err := su.Exec(ctx, "DELETE FROM xp WHERE k = 'a'")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM xc"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__xc"))
+	require.Empty(t, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+}
+
+// TestCascadeIntoOwnersTrigger: a child table whose DELETE trigger runs
+// its owner's code as whoever deletes (Postgres's cascade runs it as the
+// owner) is not deleted from by a rewritten cascade: refused, nothing
+// removed, nobody climbs. Deleting from the child directly runs the
+// trigger as Postgres would, as the deleting role.
+func TestCascadeIntoOwnersTrigger(t *testing.T) {
+	e := newEnv(t, pwnLog+`
+CREATE TABLE tp (id int PRIMARY KEY);
+INSERT INTO tp VALUES (1), (2);`)
+	m := mallory(t, e)
+	_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT REFERENCES ON tp TO "+m)
+	require.NoError(t, err)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.tc (id int PRIMARY KEY, pid int REFERENCES public.tp ON DELETE CASCADE);
+INSERT INTO public.tc VALUES (1, 1), (2, 2);
+CREATE FUNCTION public.tc_trig() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('trigger'); RETURN OLD; END $f$;
+CREATE TRIGGER tc_del BEFORE DELETE ON public.tc FOR EACH ROW EXECUTE FUNCTION public.tc_trig();`)
+	logged(t, e)
+	_, err = testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM tp WHERE id = 1")
+	require.Equal(t, "42501", errCode(err))
+	require.Contains(t, err.Error(), "trigger")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tc"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tp"))
+	require.Empty(t, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+}

@@ -149,7 +149,8 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
               WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT tombstone._shadow_column_name(a.attname)::text FROM pg_attribute a
-              WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+              WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       tombstone._delete_runs_code(p.relid)
   FROM tombstone.protected_tables() p
   LEFT JOIN tombstone.shadows s ON s.source = p.relid
  ORDER BY p.schema_name, p.table_name`)
@@ -166,7 +167,8 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
 			names, types []string
 			shadowNames  []string
 		)
-		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Partitioned, &t.Signature, &names, &types, &shadowNames); err != nil {
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &pos, &retentionUS, &t.Shadow, &t.Partitioned, &t.Signature, &names, &types, &shadowNames,
+			&t.DeleteRunsCode); err != nil {
 			rows.Close()
 			return err
 		}
@@ -269,10 +271,30 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
           FROM unnest(c.conpfeqop) op
           JOIN pg_operator po ON po.oid = op
           JOIN pg_operator co ON co.oid = po.oprcom),
-       tombstone._fk_runs_code(c.oid)
+       tombstone._fk_runs_code(c.oid),
+       cols.l_schemas, cols.l_names, cols.r_schemas, cols.r_names, cols.uncastable
   FROM pg_constraint c
   JOIN pg_class cc ON cc.oid = c.conrelid
   JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+  -- Per column, the operator's input types where a column's own type
+  -- differs (the rewrite casts it, as Postgres's cascade does; a domain
+  -- too, so that no operator declared on the domain is chosen), and
+  -- whether one of those casts is to bpchar, which pg_query's deparser
+  -- cannot spell (it writes char, which is char(1)).
+  CROSS JOIN LATERAL (
+      SELECT array_agg(CASE WHEN fa.atttypid <> co.oprleft THEN ln.nspname::text ELSE '' END ORDER BY u.o) AS l_schemas,
+             array_agg(CASE WHEN fa.atttypid <> co.oprleft THEN lt.typname::text ELSE '' END ORDER BY u.o) AS l_names,
+             array_agg(CASE WHEN pa.atttypid <> co.oprright THEN rn.nspname::text ELSE '' END ORDER BY u.o) AS r_schemas,
+             array_agg(CASE WHEN pa.atttypid <> co.oprright THEN rt.typname::text ELSE '' END ORDER BY u.o) AS r_names,
+             coalesce(bool_or(fa.atttypid <> co.oprleft AND co.oprleft = 'pg_catalog.bpchar'::regtype
+                              OR pa.atttypid <> co.oprright AND co.oprright = 'pg_catalog.bpchar'::regtype), false) AS uncastable
+        FROM unnest(c.conpfeqop, c.conkey, c.confkey) WITH ORDINALITY u(op, fk_att, pk_att, o)
+        JOIN pg_operator po ON po.oid = u.op
+        JOIN pg_operator co ON co.oid = po.oprcom
+        JOIN pg_attribute fa ON fa.attrelid = c.conrelid AND fa.attnum = u.fk_att
+        JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = u.pk_att
+        JOIN pg_type lt ON lt.oid = co.oprleft JOIN pg_namespace ln ON ln.oid = lt.typnamespace
+        JOIN pg_type rt ON rt.oid = co.oprright JOIN pg_namespace rn ON rn.oid = rt.typnamespace) cols
  WHERE c.contype = 'f' AND c.conparentid = 0
    AND (c.confrelid IN (SELECT relid FROM tombstone.protected_tables()) OR c.confrelid = ANY ($1::oid[])
         OR c.confrelid = ANY ($2::oid[]))
@@ -292,9 +314,18 @@ SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::t
 		)
 		var subtree []uint32
 		var opSchema, opName *string
+		var lSchemas, lNames, rSchemas, rNames []string
 		if err := rows.Scan(&fk.Name, &parent, &child, &fk.ChildSchema, &fk.ChildName, &action, &subtree, &childC, &parenC,
-			&opSchema, &opName, &fk.RunsCode); err != nil {
+			&opSchema, &opName, &fk.RunsCode, &lSchemas, &lNames, &rSchemas, &rNames, &fk.Uncastable); err != nil {
 			return err
+		}
+		if len(lNames) == len(childC) && len(rNames) == len(childC) {
+			for i := range lNames {
+				fk.ChildTypes = append(fk.ChildTypes, [2]string{lSchemas[i], lNames[i]})
+				fk.ParentTypes = append(fk.ParentTypes, [2]string{rSchemas[i], rNames[i]})
+			}
+		} else {
+			fk.RunsCode = true // an operator without a commutator: nothing safe to name
 		}
 		if opSchema != nil && opName != nil {
 			fk.Operator = []string{*opSchema, *opName}
@@ -460,7 +491,8 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-              WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum)
+              WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+       tombstone._delete_runs_code(x.oid)
   FROM (SELECT * FROM through UNION ALL SELECT * FROM parts) x
   JOIN pg_class cl ON cl.oid = x.oid
   JOIN pg_namespace n ON n.oid = cl.relnamespace
@@ -477,7 +509,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
 			root         uint32
 			names, types []string
 		)
-		if err := rows.Scan(&t.OID, &root, &t.Schema, &t.Name, &t.Partitioned, &t.Signature, &names, &types); err != nil {
+		if err := rows.Scan(&t.OID, &root, &t.Schema, &t.Name, &t.Partitioned, &t.Signature, &names, &types, &t.DeleteRunsCode); err != nil {
 			return nil, nil, err
 		}
 		for i := range names {

@@ -206,6 +206,24 @@ AS $$
                               AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = kf.proowner))))
 $$;
 
+-- _delete_runs_code reports whether a DELETE from p_rel (or from one of
+-- its partitions) fires a trigger whose function runs as the deleting role
+-- (not SECURITY DEFINER) and no superuser owns. Postgres's cascade runs a
+-- child table's triggers as that table's owner; the rewrite deletes the
+-- child's rows itself, as whoever deletes, so such a cascade is refused.
+CREATE OR REPLACE FUNCTION tombstone._delete_runs_code(p_rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1
+          FROM pg_trigger tg
+          JOIN pg_proc p ON p.oid = tg.tgfoid
+         WHERE tg.tgrelid IN (SELECT t.relid FROM pg_partition_tree(p_rel) t UNION SELECT p_rel)
+           AND NOT tg.tgisinternal AND tg.tgenabled <> 'D' AND (tg.tgtype & 8) <> 0
+           AND NOT p.prosecdef
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = p.proowner))
+$$;
+
 -- _catalog_changed raises TS001, which tells the proxy that it planned a
 -- statement against a catalog that is out of date: it reloads it, and
 -- re-plans a simple Query once. p_hint adds to the standard hint.
