@@ -76,14 +76,14 @@ type Guards struct {
 
 // Limits bound the proxy's memory for planning statements.
 type Limits struct {
-	// PlanBytes is the longest statement text parsed (default 1 MiB);
+	// PlanBytes is the longest statement text parsed (default 512 KiB);
 	// longer text that may remove rows is refused (54000).
 	PlanBytes int `yaml:"plan_bytes"`
 	// PlanBudgetBytes is how much text all sessions parse at once
-	// (default 2 MiB); more waits.
+	// (default 1 MiB); more waits.
 	PlanBudgetBytes int `yaml:"plan_budget_bytes"`
 	// BufferBudgetBytes is how much statement text (messages over 1 MiB)
-	// all sessions hold whole at once (default 256 MiB); more waits, and a
+	// all sessions hold whole at once (default 128 MiB); more waits, and a
 	// longer message ends its session with 54000.
 	BufferBudgetBytes int `yaml:"buffer_budget_bytes"`
 }
@@ -131,7 +131,7 @@ func Default() Config {
 		},
 		Policies: Policies{Truncate: "capture", Drop: "trash"},
 		Guards:   Guards{RequireWhere: true},
-		Limits:   Limits{PlanBytes: 1 << 20, PlanBudgetBytes: 2 << 20, BufferBudgetBytes: 256 << 20},
+		Limits:   Limits{PlanBytes: 512 << 10, PlanBudgetBytes: 1 << 20, BufferBudgetBytes: 128 << 20},
 		Log:      Log{Level: "info", Format: "json"},
 		TLS:      TLS{Upstream: "disable", Client: "allow"},
 	}

@@ -39,13 +39,14 @@ type Policies struct {
 	PlanBudgetBytes int
 }
 
-// Parsing and rewriting a statement takes about 60–250 bytes of memory per
-// byte of text (pg_query's tree in C and in Go, the rewritten copy), so
-// these bound what planning holds: by default about 250 MB for one
-// statement and 500 MB for the whole process at worst.
+// Parsing and rewriting a statement takes about 200–600 bytes of memory
+// per byte of text, the more the denser its tokens (pg_query's tree in C
+// and in Go, the rewritten copy), so these bound what planning holds: by
+// default about 300 MB for one statement and 600 MB for the whole process
+// at worst.
 const (
-	DefaultPlanBytes       = 1 << 20
-	DefaultPlanBudgetBytes = 2 << 20
+	DefaultPlanBytes       = 512 << 10
+	DefaultPlanBudgetBytes = 1 << 20
 )
 
 // NewPlanner returns the standard Planner: console commands first, then

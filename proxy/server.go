@@ -79,7 +79,7 @@ type Server struct {
 }
 
 // DefaultBufferBudgetBytes is BufferBudgetBytes's default.
-const DefaultBufferBudgetBytes = 256 << 20
+const DefaultBufferBudgetBytes = 128 << 20
 
 // largeFrame is the size from which a Query or Parse frame held whole for
 // the planner counts against the buffer budget.

@@ -100,10 +100,11 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 		}
 		names = append(names, constStr(regclassText(catalog, schema, name)))
 	}
-	if protected == nil {
-		return nil, nil
-	}
-	if policy == PolicyReject {
+	// Every DROP TABLE goes through trash_tables, protected tables named
+	// or not: a table renamed earlier in the same transaction is
+	// protected under a name this catalog (read on another connection)
+	// does not know; the database decides, by its own rules.
+	if protected != nil && policy == PolicyReject {
 		return nil, &Error{Code: CodeFeatureNotSupported,
 			Message: "tombstone: DROP TABLE of protected table " + protected.QualifiedName() + " is refused (policies.drop: reject)",
 			Hint:    "Ask an administrator to change the policy, or exclude the table from protection first."}
@@ -175,8 +176,9 @@ func (sr *stmtRewriter) dropSchema(d *pg.DropStmt) error {
 	return nil
 }
 
-// detachStmt turns an ALTER TABLE … DETACH PARTITION of a protected
-// table into a call of tombstone.detach_partition, which detaches the
+// detachStmt turns an ALTER TABLE … DETACH PARTITION (of any table: the
+// database knows best which are protected) into a call of
+// tombstone.detach_partition, which detaches the
 // partition only if it stays protected as a table of its own (its
 // schema is protected, or a table rule says so): otherwise its rows
 // would leave protection without a tombstone, and a DROP TABLE could
@@ -185,15 +187,17 @@ func (sr *stmtRewriter) dropSchema(d *pg.DropStmt) error {
 func (sr *stmtRewriter) detachStmt(a *pg.AlterTableStmt, st *Statement) (*pg.Node, error) {
 	rv := a.GetRelation()
 	t, ok := sr.lookup(rv)
-	if !ok {
-		return nil, nil
-	}
 	// The grammar allows DETACH PARTITION only as the one subcommand.
 	part := a.GetCmds()[0].GetAlterTableCmd().GetDef().GetPartitionCmd()
 	if part == nil || part.GetName() == nil {
 		return nil, internalErr("DETACH PARTITION without a partition")
 	}
 	if part.GetConcurrent() {
+		if !ok {
+			// Runs outside any transaction, so no rename of this one
+			// can hide a protected table from the catalog.
+			return nil, nil
+		}
 		return nil, sr.errorAt(refuse("tombstone: DETACH PARTITION … CONCURRENTLY of "+t.described()+" is not supported",
 			"Detach without CONCURRENTLY: the proxy checks first that the partition stays protected on its own."), rv.GetLocation())
 	}

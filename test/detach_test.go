@@ -67,3 +67,24 @@ CREATE VIEW note_inbox AS SELECT id FROM notes;`)
 	_, err = p.Exec(ctx, "CREATE RULE keep AS ON INSERT TO note_inbox DO INSTEAD INSERT INTO notes VALUES (NEW.id, 'via view')")
 	require.NoError(t, err, "rules that delete nothing pass")
 }
+
+// TestRenamedThenDropped: a protected table renamed earlier in the same
+// transaction — under a name the proxy's catalog does not know — still
+// goes to the trash when dropped, and a rule that deletes through a view
+// is refused like one that names the table.
+func TestRenamedThenDropped(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);
+CREATE SCHEMA other; CREATE VIEW other.v AS SELECT * FROM public.t; CREATE TABLE other.log (id int);`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "DELETE FROM t WHERE id = 10") // loads the store
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "CREATE RULE r AS ON INSERT TO other.log DO ALSO DELETE FROM other.v WHERE id <= 5")
+	require.Equal(t, "0A000", errCode(err))
+	_, err = p.Exec(ctx, "ALTER TABLE t RENAME TO foo; DROP TABLE foo CASCADE")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.trash WHERE purged_at IS NULL"))
+	_, err = p.Exec(ctx, "UNDROP TABLE foo")
+	require.NoError(t, err)
+	require.Equal(t, 9, e.count("SELECT count(*) FROM foo"))
+}

@@ -59,6 +59,9 @@ type Protection struct {
 	// (the default when empty), "reject" or "allow". capture_truncate
 	// reads it from the store, never from its caller.
 	Truncate string
+	// Drop is the DROP TABLE policy (policies.drop): "trash" (the
+	// default when empty), "reject" or "allow", read by trash_tables.
+	Drop string
 	// Tables holds per-table rules keyed by "schema.table"
 	// (protect.tables.<schema.table>). A table listed here with mode
 	// "shadow" is protected even outside Schemas.
@@ -307,7 +310,7 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	const snapshot = `SELECT coalesce((SELECT string_agg(x::text, ';' ORDER BY x.kind, x.schema_name, x.table_name)
 		FROM tombstone.protected x), '') || '|' ||
 		coalesce((SELECT string_agg(key || '=' || value::text, ';' ORDER BY key) FROM tombstone.settings
-			WHERE key IN ('protect.retention', 'policies.truncate')), '')`
+			WHERE key IN ('protect.retention', 'policies.truncate', 'policies.drop')), '')`
 	var before, after string
 	if err := tx.QueryRow(ctx, snapshot).Scan(&before); err != nil {
 		return fmt.Errorf("tombstone: read protection: %w", err)
@@ -369,18 +372,22 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, *intervalText(ret)); err != nil {
 		return fmt.Errorf("tombstone: store protect.retention: %w", err)
 	}
-	truncate := p.Truncate
-	switch truncate {
-	case "":
-		truncate = "capture"
-	case "capture", "reject", "allow":
-	default:
-		return fmt.Errorf("tombstone: policies.truncate: %q is not one of capture, reject, allow", p.Truncate)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ('policies.truncate', to_jsonb($1::text))
-		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
-		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, truncate); err != nil {
-		return fmt.Errorf("tombstone: store policies.truncate: %w", err)
+	for _, pol := range []struct{ key, value, def string }{
+		{"policies.truncate", p.Truncate, "capture"},
+		{"policies.drop", p.Drop, "trash"},
+	} {
+		v := pol.value
+		if v == "" {
+			v = pol.def
+		}
+		if v != pol.def && v != "reject" && v != "allow" {
+			return fmt.Errorf("tombstone: %s: %q is not one of %s, reject, allow", pol.key, pol.value, pol.def)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ($1, to_jsonb($2::text))
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
+			WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, pol.key, v); err != nil {
+			return fmt.Errorf("tombstone: store %s: %w", pol.key, err)
+		}
 	}
 	if err := tx.QueryRow(ctx, snapshot).Scan(&after); err != nil {
 		return fmt.Errorf("tombstone: read protection: %w", err)

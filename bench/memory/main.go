@@ -1,8 +1,8 @@
 // Command memory measures the proxy's memory for long statements (make
-// bench, section memory): DELETE … WHERE id IN (…) texts of 1, 10 and 50
-// MB sent through the proxy one after another, then 16 sessions sending
-// 1 MB ones at once; after each step it reads the proxy's peak and
-// current resident set (VmHWM, VmRSS) from /proc/<pid>/status.
+// bench, section memory): DELETE … WHERE id IN (…) texts of 0.5, 10 and
+// 50 MB sent through the proxy one after another, then 16 sessions
+// sending 0.5 MB ones at once; after each step it reads the proxy's peak
+// and current resident set (VmHWM, VmRSS) from /proc/<pid>/status.
 package main
 
 import (
@@ -40,8 +40,8 @@ func main() {
 		fmt.Fprintf(&out, "| %s | %s | %s | %s |\n", step, answer, hwm, rss)
 	}
 	row("idle, after set-up", "")
-	for _, mb := range []int{1, 10, 50} {
-		row(fmt.Sprintf("one DELETE of %d MB", mb), answer(c.Exec(ctx, deleteOf(mb*1_000_000))))
+	for _, kb := range []int{500, 10_000, 50_000} {
+		row(fmt.Sprintf("one DELETE of %g MB", float64(kb)/1000), answer(c.Exec(ctx, deleteOf(kb*1000))))
 	}
 	var wg sync.WaitGroup
 	answers := make([]string, 16)
@@ -55,11 +55,11 @@ func main() {
 				return
 			}
 			defer s.Close(ctx)
-			answers[i] = answer(s.Exec(ctx, deleteOf(1_000_000)))
+			answers[i] = answer(s.Exec(ctx, deleteOf(500_000)))
 		}()
 	}
 	wg.Wait()
-	row("16 sessions, a DELETE of 1 MB each, at once", answers[0])
+	row("16 sessions, a DELETE of 0.5 MB each, at once", answers[0])
 	fmt.Print(out.String())
 	if *md != "" {
 		if err := os.WriteFile(*md, []byte(out.String()), 0o644); err != nil {

@@ -156,7 +156,7 @@ func (c *proxyCmd) reload(log *zap.Logger, level zap.AtomicLevel) {
 func protection(cfg config.Config) *tombstone.Protection {
 	p := cfg.Protect
 	out := &tombstone.Protection{Schemas: p.Schemas, Exclude: p.Exclude, Retention: time.Duration(p.Retention),
-		Truncate: cfg.Policies.Truncate, Tables: map[string]tombstone.TableProtection{}}
+		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop, Tables: map[string]tombstone.TableProtection{}}
 	for name, r := range p.Tables {
 		out.Tables[name] = tombstone.TableProtection{Retention: time.Duration(r.Retention), Mode: r.Mode, Column: r.Column}
 	}

@@ -586,6 +586,19 @@ BEGIN
             has_deps := true;
     END;
 
+    -- The policy is the database's (policies.drop), as for TRUNCATE.
+    IF pg_catalog.cardinality(prot) > 0 AND
+       (SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'policies.drop') = 'reject' THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = pg_catalog.format('tombstone: DROP TABLE of protected table %s is refused (policies.drop: reject)',
+                                        (SELECT r.table_name FROM tombstone._protected_roots(prot) r LIMIT 1)),
+            HINT = 'Ask an administrator to change the policy, or exclude the table from protection first.';
+    END IF;
+    IF pg_catalog.cardinality(prot) = 0
+       OR (SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'policies.drop') = 'allow' THEN
+        plain := rels;
+        prot := '{}';
+    END IF;
     IF pg_catalog.cardinality(prot) = 0 THEN
         PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
         RETURN;
