@@ -429,7 +429,7 @@ func withoutOwnContext(where string) string {
 // an error's CONTEXT are the proxy's doing. Functions of the tombstone
 // schema run with tombstone on their search_path, so Postgres names them
 // unqualified in the frames below the first.
-var ownFunctions = []string{"capture_truncate(", "trash_tables(", "_resolve_as(", "_exec_as(", "_names_as("}
+var ownFunctions = []string{"capture_truncate(", "trash_tables(", "detach_partition(", "guarded_ddl(", "_resolve_as(", "_exec_as(", "_names_as("}
 
 // ownContext reports whether a CONTEXT line is a frame of the store's
 // functions.

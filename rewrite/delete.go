@@ -101,6 +101,8 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 			"Send the DELETE itself through the proxy; deletes a rule, trigger or function runs are out of its reach.")
 	case KindDetach:
 		return sr.detachStmt(n.GetAlterTableStmt(), st)
+	case KindGuarded:
+		return sr.guardedStmt(n, st)
 	}
 	return nil, nil
 }

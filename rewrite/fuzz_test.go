@@ -134,7 +134,7 @@ func FuzzMayRemoveRowsOutsideLiterals(f *testing.F) {
 		f.Add(s)
 	}
 	keywords := map[pg.Token]bool{pg.Token_DELETE_P: true, pg.Token_DROP: true, pg.Token_TRUNCATE: true,
-		pg.Token_MERGE: true, pg.Token_EXECUTE: true, pg.Token_PREPARE: true, pg.Token_DETACH: true}
+		pg.Token_MERGE: true, pg.Token_EXECUTE: true, pg.Token_PREPARE: true, pg.Token_DETACH: true, pg.Token_ALTER: true}
 	f.Fuzz(func(t *testing.T, sql string) {
 		if MayRemoveRowsOutsideLiterals(sql) {
 			return

@@ -46,9 +46,14 @@ const (
 	// KindDetach is an ALTER TABLE … DETACH PARTITION, which takes the
 	// partition's rows out of its table.
 	KindDetach
+	// KindGuarded is DDL that can take a protected table out of
+	// protection or drop it by the way: ALTER TABLE … SET SCHEMA,
+	// ATTACH PARTITION, [NO] INHERIT, ALTER SCHEMA … RENAME, DROP OWNED,
+	// DROP TYPE/DOMAIN … CASCADE.
+	KindGuarded
 )
 
-var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "drop-schema", "embedded", "rule", "detach"}
+var kindNames = [...]string{"other", "delete", "with-delete", "merge", "truncate", "drop-table", "prepare", "explain-analyze", "execute", "drop-schema", "embedded", "rule", "detach", "guarded"}
 
 // String returns a short lower-case name of the kind.
 func (k Kind) String() string {
@@ -90,6 +95,10 @@ func Classify(stmt *pg.Node) Kind {
 			return KindDropTable
 		case pg.ObjectType_OBJECT_SCHEMA:
 			return KindDropSchema
+		case pg.ObjectType_OBJECT_TYPE, pg.ObjectType_OBJECT_DOMAIN:
+			if n.DropStmt.GetBehavior() == pg.DropBehavior_DROP_CASCADE {
+				return KindGuarded
+			}
 		}
 	case *pg.Node_PrepareStmt:
 		if k := Classify(n.PrepareStmt.GetQuery()); k != KindOther {
@@ -121,10 +130,24 @@ func Classify(stmt *pg.Node) Kind {
 		}
 	case *pg.Node_AlterTableStmt:
 		for _, c := range n.AlterTableStmt.GetCmds() {
-			if c.GetAlterTableCmd().GetSubtype() == pg.AlterTableType_AT_DetachPartition {
+			switch c.GetAlterTableCmd().GetSubtype() {
+			case pg.AlterTableType_AT_DetachPartition:
 				return KindDetach
+			case pg.AlterTableType_AT_AttachPartition, pg.AlterTableType_AT_AddInherit, pg.AlterTableType_AT_DropInherit:
+				return KindGuarded
 			}
 		}
+	case *pg.Node_AlterObjectSchemaStmt:
+		switch n.AlterObjectSchemaStmt.GetObjectType() {
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			return KindGuarded
+		}
+	case *pg.Node_RenameStmt:
+		if n.RenameStmt.GetRenameType() == pg.ObjectType_OBJECT_SCHEMA {
+			return KindGuarded
+		}
+	case *pg.Node_DropOwnedStmt:
+		return KindGuarded
 	}
 	return KindOther
 }

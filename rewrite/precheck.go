@@ -5,14 +5,15 @@ import "strings"
 // MayRemoveRows is a cheap pre-check for the proxy, run on every Query:
 // it reports whether sql contains, as a whole word and in any letter
 // case, one of the keywords delete, truncate, drop, merge, execute,
-// prepare or detach. False means the text certainly needs no parsing; true means
+// prepare, detach or alter (DDL that can take a table out of
+// protection). False means the text certainly needs no parsing; true means
 // it may (keywords inside literals or comments give false positives).
 // It does not allocate.
 func MayRemoveRows(sql string) bool {
 	n := len(sql)
 	for i := 0; i < n; i++ {
 		c := sql[i] | 0x20 // ASCII lower case; harmless for non-letters
-		if c != 'd' && c != 't' && c != 'm' && c != 'e' && c != 'p' {
+		if c != 'd' && c != 't' && c != 'm' && c != 'e' && c != 'p' && c != 'a' {
 			continue
 		}
 		// A keyword cannot continue an identifier.
@@ -44,6 +45,10 @@ func MayRemoveRows(sql string) bool {
 		case 'p':
 			if matchFold(sql, i, "prepare") {
 				kw = "prepare"
+			}
+		case 'a':
+			if matchFold(sql, i, "alter") {
+				kw = "alter"
 			}
 		}
 		if kw == "" {

@@ -208,3 +208,29 @@ func (sr *stmtRewriter) detachStmt(a *pg.AlterTableStmt, st *Statement) (*pg.Nod
 		constStr(regclassText(p.GetCatalogname(), p.GetSchemaname(), p.GetRelname())),
 	), nil
 }
+
+// guardedStmt runs DDL that could take a protected table out of
+// protection, or drop one by the way, through tombstone.guarded_ddl: the
+// statement runs as written, with the caller's privileges, and is rolled
+// back (0A000) if a table protected before it is no longer protected
+// after it, or gone. The client sees the statement's own tag.
+func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error) {
+	tag := "ALTER TABLE"
+	switch n.GetNode().(type) {
+	case *pg.Node_RenameStmt:
+		tag = "ALTER SCHEMA"
+	case *pg.Node_DropOwnedStmt:
+		tag = "DROP OWNED"
+	case *pg.Node_DropStmt:
+		tag = "DROP TYPE"
+		if n.GetDropStmt().GetRemoveType() == pg.ObjectType_OBJECT_DOMAIN {
+			tag = "DROP DOMAIN"
+		}
+	case *pg.Node_AlterObjectSchemaStmt:
+		if n.GetAlterObjectSchemaStmt().GetObjectType() == pg.ObjectType_OBJECT_FOREIGN_TABLE {
+			tag = "ALTER FOREIGN TABLE"
+		}
+	}
+	st.Output = Output{Tag: tag}
+	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.text)), nil
+}

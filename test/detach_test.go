@@ -88,3 +88,45 @@ CREATE SCHEMA other; CREATE VIEW other.v AS SELECT * FROM public.t; CREATE TABLE
 	require.NoError(t, err)
 	require.Equal(t, 9, e.count("SELECT count(*) FROM foo"))
 }
+
+// TestDDLOutOfProtection (second review): DDL that would take a protected
+// table out of protection, or drop it by the way, is undone and refused;
+// the same DDL on unprotected tables, or into protected places, runs.
+func TestDDLOutOfProtection(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);
+CREATE TABLE u (id int PRIMARY KEY);
+CREATE SCHEMA other; CREATE TABLE other.root (id int) PARTITION BY RANGE (id);
+CREATE TABLE other.par (id int); CREATE TYPE other.rt AS (a int); CREATE TABLE typed OF other.rt;`)
+	owner := tempRole(t, e, "LOGIN", "")
+	ctx := context.Background()
+	_, err := testenv.Connect(t, e.direct).Exec(ctx, "CREATE TABLE owned (id int); ALTER TABLE owned OWNER TO "+owner)
+	require.NoError(t, err)
+	p := testenv.Connect(t, e.proxy)
+	_, err = p.Exec(ctx, "DELETE FROM t WHERE id = 10") // loads the store
+	require.NoError(t, err)
+	for _, sql := range []string{
+		"ALTER TABLE t SET SCHEMA other",
+		"ALTER SCHEMA public RENAME TO p2",
+		"ALTER TABLE other.root ATTACH PARTITION t FOR VALUES FROM (1) TO (100)",
+		"DROP TYPE other.rt CASCADE",
+		"DROP OWNED BY " + owner,
+	} {
+		_, err := p.Exec(ctx, sql)
+		require.Equal(t, "0A000", errCode(err), sql)
+		require.Contains(t, err.Error(), "without a tombstone", sql)
+	}
+	require.Equal(t, 9, e.count("SELECT count(*) FROM public.t"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class WHERE relname = 'owned'"))
+	for _, sql := range []string{
+		"ALTER TABLE other.par SET SCHEMA public",
+		"ALTER TABLE u SET SCHEMA public",
+		"ALTER TABLE other.par NO INHERIT other.par",
+	} {
+		_, err := p.Exec(ctx, sql)
+		if sql == "ALTER TABLE other.par NO INHERIT other.par" {
+			require.Error(t, err) // Postgres's own error, as it would say it
+			continue
+		}
+		require.NoError(t, err, sql)
+	}
+}

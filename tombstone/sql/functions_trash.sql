@@ -353,6 +353,52 @@ BEGIN
 END
 $$;
 
+-- _protected_rels lists the protected tables and the partitions of
+-- protected partitioned tables: what guarded_ddl must not lose.
+CREATE OR REPLACE FUNCTION tombstone._protected_rels() RETURNS oid[]
+LANGUAGE sql STABLE
+SECURITY DEFINER
+AS $$
+    SELECT coalesce(array_agg(DISTINCT r), '{}') FROM (
+        SELECT p.relid AS r FROM tombstone.protected_tables() p
+        UNION ALL
+        SELECT pt.relid FROM tombstone.protected_tables() p, pg_partition_tree(p.relid) pt) x
+$$;
+
+-- guarded_ddl is what the proxy runs for DDL that can take a protected
+-- table out of protection, or drop one by the way (ALTER TABLE … SET
+-- SCHEMA, ATTACH PARTITION, [NO] INHERIT, ALTER SCHEMA … RENAME, DROP
+-- OWNED, DROP TYPE/DOMAIN … CASCADE): the statement runs as written,
+-- with the caller's privileges and search_path; if a table protected
+-- before it is no longer protected after it, or gone, it is undone and
+-- refused (0A000) — its rows could otherwise be removed without a
+-- tombstone.
+CREATE OR REPLACE PROCEDURE tombstone.guarded_ddl(p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    before oid[] := tombstone._protected_rels();
+    -- Names as they are before the statement, for the message.
+    names text[] := ARRAY(SELECT format('%I.%I', n.nspname, c.relname)
+                            FROM unnest(before) WITH ORDINALITY b(r, o)
+                            JOIN pg_class c ON c.oid = b.r JOIN pg_namespace n ON n.oid = c.relnamespace
+                           ORDER BY b.o);
+    after oid[];
+    i int;
+BEGIN
+    PERFORM tombstone._exec_as(p_sql, p_path);
+    after := tombstone._protected_rels();
+    FOR i IN 1 .. cardinality(before) LOOP
+        CONTINUE WHEN before[i] = ANY (after);
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('tombstone: this statement would %s protected table %s: its rows could then be removed without a tombstone',
+                             CASE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = before[i]) THEN 'take out of protection' ELSE 'drop' END,
+                             names[i]),
+            HINT = 'DROP TABLE it first (it goes to the trash), or protect its new place first (protect.schemas or protect.tables). Nothing was changed.';
+    END LOOP;
+END
+$$;
+
 -- _trash_ident is p_base cut (at a character boundary) so that
 -- p_base || p_suffix fits an identifier's 63 bytes.
 CREATE OR REPLACE FUNCTION tombstone._trash_ident(p_base text, p_suffix text) RETURNS name
@@ -834,4 +880,5 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.guarded_ddl(text, text) TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;
