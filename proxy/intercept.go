@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -356,6 +357,10 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 				return false, errSessionDone
 			}
 			defer s.srv.buffers.Release(int64(size))
+			// The budget is held for bytes still to come: a client that
+			// stops sending holds it only this long (1 MB/s at least).
+			_ = s.client.SetReadDeadline(time.Now().Add(s.srv.cfg.LargeFrameTimeout + time.Duration(size)*time.Microsecond))
+			defer func() { _ = s.client.SetReadDeadline(time.Time{}) }()
 		}
 		if err := cr.fill(size); err != nil {
 			return false, errSessionDone

@@ -42,6 +42,10 @@ type Config struct {
 	// waits; one whose frame is larger than the whole budget ends with
 	// 54000.
 	BufferBudgetBytes int
+	// LargeFrameTimeout bounds how long a session may take to send a
+	// frame that holds buffer budget, beyond 1 µs per byte (0: 30 s): a
+	// client that stops mid-frame does not keep the budget from others.
+	LargeFrameTimeout time.Duration
 	// UpstreamTLS and UpstreamTLSConfig control TLS to the server.
 	UpstreamTLS       UpstreamTLS
 	UpstreamTLSConfig *tls.Config
@@ -98,6 +102,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.LargeFrameTimeout <= 0 {
+		cfg.LargeFrameTimeout = 30 * time.Second
 	}
 	if cfg.BufferBudgetBytes <= 0 {
 		cfg.BufferBudgetBytes = DefaultBufferBudgetBytes

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -112,4 +113,31 @@ func TestMessagesBeyondTheBufferBudget(t *testing.T) {
 	require.Contains(t, err.Error(), "limits.buffer_budget_bytes")
 	_, err = testenv.Connect(t, dsn).Exec(ctx, "DELETE FROM notes WHERE id = 1")
 	require.NoError(t, err, "the proxy serves on")
+}
+
+// TestStalledFrameReleasesTheBudget (third review): a client that
+// announces a long message and stops sending holds the buffer budget only
+// until its frame times out; then another session's long message runs.
+func TestStalledFrameReleasesTheBudget(t *testing.T) {
+	e := newEnv(t, "CREATE TABLE notes (id int PRIMARY KEY, body text);")
+	ctx := context.Background()
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = e.cats.Invalidate
+		c.BufferBudgetBytes = 4 << 20
+		c.LargeFrameTimeout = time.Second
+	})
+	dsn := withDB(t, px.DSN, dbName(t, e.direct))
+	stall := testenv.Connect(t, dsn)
+	hdr := []byte{'Q', 0, 0x3f, 0, 0} // announces 4 MiB - 256 KiB
+	_, err := stall.PgConn().Conn().Write(append(hdr, []byte("SELECT '")...))
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	// Without the timeout this waits for the stalled client, which never
+	// comes: the context ends it and the test fails.
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = testenv.Connect(t, dsn).Exec(wait, "INSERT INTO notes VALUES (1, '"+strings.Repeat("x", 2<<20)+"') -- delete")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM notes"))
 }

@@ -459,3 +459,28 @@ CREATE TRIGGER tc_del BEFORE DELETE ON public.tc FOR EACH ROW EXECUTE FUNCTION p
 	require.Empty(t, logged(t, e))
 	require.False(t, isSuper(t, e, m))
 }
+
+// TestCascadeIntoTriggerWhen (third review): a trigger's WHEN condition
+// runs as whoever deletes, whatever its function: a cascade into a table
+// with one is refused.
+func TestCascadeIntoTriggerWhen(t *testing.T) {
+	e := newEnv(t, pwnLog+`
+CREATE TABLE wp (id int PRIMARY KEY);
+INSERT INTO wp VALUES (1), (2);`)
+	m := mallory(t, e)
+	_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT REFERENCES ON wp TO "+m)
+	require.NoError(t, err)
+	execAs(t, e.direct, m, `
+CREATE TABLE public.wc (id int PRIMARY KEY, pid int REFERENCES public.wp ON DELETE CASCADE);
+INSERT INTO public.wc VALUES (1, 1), (2, 2);
+CREATE FUNCTION public.wc_when(int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('when'); RETURN false; END $f$;
+CREATE TRIGGER wc_del BEFORE DELETE ON public.wc FOR EACH ROW WHEN (public.wc_when(OLD.id))
+  EXECUTE FUNCTION suppress_redundant_updates_trigger();`)
+	logged(t, e)
+	_, err = testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM wp WHERE id = 1")
+	require.Equal(t, "42501", errCode(err))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM wc"))
+	require.Empty(t, logged(t, e))
+	require.False(t, isSuper(t, e, m))
+}

@@ -208,7 +208,8 @@ $$;
 
 -- _delete_runs_code reports whether a DELETE from p_rel (or from one of
 -- its partitions) fires a trigger whose function runs as the deleting role
--- (not SECURITY DEFINER) and no superuser owns. Postgres's cascade runs a
+-- (not SECURITY DEFINER) and no superuser owns, or that has a WHEN
+-- condition (which may call anything). Postgres's cascade runs a
 -- child table's triggers as that table's owner; the rewrite deletes the
 -- child's rows itself, as whoever deletes, so such a cascade is refused.
 CREATE OR REPLACE FUNCTION tombstone._delete_runs_code(p_rel oid) RETURNS boolean
@@ -220,8 +221,10 @@ AS $$
           JOIN pg_proc p ON p.oid = tg.tgfoid
          WHERE tg.tgrelid IN (SELECT t.relid FROM pg_partition_tree(p_rel) t UNION SELECT p_rel)
            AND NOT tg.tgisinternal AND tg.tgenabled <> 'D' AND (tg.tgtype & 8) <> 0
-           AND NOT p.prosecdef
-           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = p.proowner))
+           -- its WHEN condition runs as the deleting role whatever the
+           -- function is
+           AND (tg.tgqual IS NOT NULL
+                OR NOT p.prosecdef AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = p.proowner)))
 $$;
 
 -- _catalog_changed raises TS001, which tells the proxy that it planned a
