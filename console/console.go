@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
@@ -579,6 +580,11 @@ func contains(list []string, s string) bool {
 // A predicate nested too deeply for pg_query to parse safely is refused
 // with a *rewrite.Error (54001).
 func ValidatePredicate(table, pred string) error {
+	if strings.IndexByte(pred, 0) >= 0 || !utf8.ValidString(pred) {
+		// pg_query would read up to a NUL, and lexes bytes that are not
+		// UTF-8 as it likes; the server refuses both.
+		return fmt.Errorf("bad WHERE condition: it holds a NUL byte or bytes that are not UTF-8")
+	}
 	sql := "SELECT FROM " + table + " WHERE " + pred
 	if e := rewrite.CheckNesting(sql); e != nil {
 		return e

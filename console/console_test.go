@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	pg "github.com/pganalyze/pg_query_go/v6"
 	"strings"
 	"testing"
 
@@ -151,4 +152,53 @@ func TestIsDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("console.Is allocates %.1f times per call set", allocs)
 	}
+}
+
+// FuzzValidatePredicate: a WHERE condition the console and the CLI accept
+// means one thing wherever the store puts it. Embedded as the store's
+// restore and SHOW TOMBSTONES embed it ("… AND (<pred>) …", and more
+// conditions after it) it either fails to parse or parses to the very
+// WHERE clause that was validated — it cannot close its parentheses and
+// add conditions, nor hide the ones that follow; and the console's
+// literal of it reads back as the same text.
+func FuzzValidatePredicate(f *testing.F) {
+	for _, s := range []string{"id = 1", "a = 'x' OR b IN (1, 2)", "id = 1) OR (true", "true --", "x = $$a$$",
+		"(select 1) = 1", "a = 'it''s'", "b @> '{}'::jsonb AND c IS NULL", "a = E'\\''", "/* c */ id > 2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pred string) {
+		if ValidatePredicate("t", pred) != nil {
+			return
+		}
+		want, err := pg.Parse("SELECT FROM t WHERE " + pred)
+		if err != nil {
+			t.Fatalf("validated but does not parse: %q", pred)
+		}
+		wantWhere, _ := pg.Deparse(&pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
+			WhereClause: want.GetStmts()[0].GetStmt().GetSelectStmt().GetWhereClause()}}}}}})
+		embedded := "SELECT FROM t WHERE s.k = 1 AND (" + pred + ") AND s.b = 2"
+		got, err := pg.Parse(embedded)
+		if err == nil {
+			w := got.GetStmts()
+			if len(w) != 1 || w[0].GetStmt().GetSelectStmt() == nil {
+				t.Fatalf("%q embedded is %d statements", pred, len(w))
+			}
+			outer := w[0].GetStmt().GetSelectStmt().GetWhereClause().GetBoolExpr()
+			if outer == nil || len(outer.GetArgs()) != 3 {
+				t.Fatalf("%q embedded changed the conditions around it: %s", pred, embedded)
+			}
+			mid, _ := pg.Deparse(&pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
+				WhereClause: outer.GetArgs()[1]}}}}}})
+			if mid != wantWhere {
+				t.Fatalf("%q embedded reads as %s, validated as %s", pred, mid, wantWhere)
+			}
+		}
+		lt, err := pg.Parse("SELECT " + lit(pred))
+		if err != nil {
+			t.Fatalf("literal of %q does not parse", pred)
+		}
+		if v := lt.GetStmts()[0].GetStmt().GetSelectStmt().GetTargetList()[0].GetResTarget().GetVal().GetAConst().GetSval().GetSval(); v != pred {
+			t.Fatalf("literal of %q reads back as %q", pred, v)
+		}
+	})
 }
