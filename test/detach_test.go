@@ -130,3 +130,16 @@ CREATE TABLE other.par (id int); CREATE TYPE other.rt AS (a int); CREATE TABLE t
 		require.NoError(t, err, sql)
 	}
 }
+
+// TestDropCascadeTakesNoProtectedTable: DROP TABLE … CASCADE of an
+// unprotected parent would drop a protected inheritance child with it:
+// refused, nothing dropped.
+func TestDropCascadeTakesNoProtectedTable(t *testing.T) {
+	e := newEnv(t, `CREATE SCHEMA other; CREATE TABLE other.par (id int);
+CREATE TABLE t (v text) INHERITS (other.par); INSERT INTO t VALUES (1, 'a');`)
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "DROP TABLE other.par CASCADE")
+	require.Equal(t, "0A000", errCode(err))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM public.t"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class WHERE relname = 'par'"))
+}

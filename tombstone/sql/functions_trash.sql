@@ -646,7 +646,9 @@ BEGIN
         prot := '{}';
     END IF;
     IF pg_catalog.cardinality(prot) = 0 THEN
-        PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
+        -- Guarded: a CASCADE may take a protected table with it (an
+        -- inheritance child, a typed table).
+        CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
         RETURN;
     END IF;
 
@@ -728,7 +730,9 @@ BEGIN
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
 
     IF pg_catalog.cardinality(plain) > 0 THEN
-        PERFORM tombstone._exec_as('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
+        -- Guarded: a CASCADE may take a protected table with it (an
+        -- inheritance child, a typed table).
+        CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
     END IF;
 END
 $$;
