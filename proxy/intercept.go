@@ -451,7 +451,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			p.undo = &parseUndo{name: portal, prevPortal: prev, hadPrev: had, portal: true}
 		}
 		if rewritten {
-			st.portals[portal] = boundPortal{out: out, stmt: stmt, bound: s.track.ends}
+			st.portals[portal] = boundPortal{out: out, stmt: stmt, bound: s.track.ends.Load()}
 			p.stmtName = stmt
 			// For the error of a Bind the server refuses: the rewritten
 			// text's, repaired as an Execute's.

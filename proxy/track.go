@@ -105,15 +105,14 @@ type tracker struct {
 	inHd int
 	cur  pending // server pump only: the entry pop returned last
 
-	// ends counts the Syncs, Queries and FunctionCalls pushed (client
-	// pump), ended those popped (server pump): each is answered with a
-	// ReadyForQuery, where an implicit or committed transaction ends.
-	ends, ended uint64
-
-	// asked counts the same pushes as ends, answered the ReadyForQuery
-	// that ended each (server pump); they differ while an answer is
-	// outstanding, and either side may read them (settled).
-	asked, answered atomic.Uint64
+	// ends counts the Syncs, Queries and FunctionCalls pushed (written by
+	// the client pump), ended those popped (server pump), answered the
+	// ReadyForQuery that finished each (server pump): each such answer is
+	// where an implicit or committed transaction ends. ends and answered
+	// differ while an answer is outstanding; either pump reads them
+	// (settled).
+	ends, answered atomic.Uint64
+	ended          uint64
 	// executed: a Bind or an Execute was pushed since the last Sync
 	// (written by the client pump).
 	executed atomic.Bool
@@ -127,16 +126,20 @@ type tracker struct {
 // push records an entry (client pump).
 func (t *tracker) push(p pending) {
 	if endsTransaction(p.kind) {
-		t.ends++
-		t.asked.Add(1)
+		t.ends.Add(1)
 	}
+	// A Bind runs code too: it plans the statement, evaluating immutable
+	// functions (a set_config among them) and domain checks. Stored only
+	// when it changes: this runs for every message of a pipeline.
 	switch p.kind {
 	case 'B', 'E':
-		// A Bind runs code too: it plans the statement, evaluating
-		// immutable functions (a set_config among them) and domain checks.
-		t.executed.Store(true)
+		if !t.executed.Load() {
+			t.executed.Store(true)
+		}
 	case 'S':
-		t.executed.Store(false)
+		if t.executed.Load() {
+			t.executed.Store(false)
+		}
 	}
 	if t.direct {
 		if t.inHd == len(t.in) {
@@ -190,7 +193,7 @@ func (t *tracker) pop() *pending {
 // comes before the ReadyForQuery). Client pump; within an extended-protocol
 // batch, a Bind or Execute not yet followed by a Sync counts as unanswered.
 func (t *tracker) settled() bool {
-	return !t.executed.Load() && t.asked.Load() == t.answered.Load()
+	return !t.executed.Load() && t.ends.Load() == t.answered.Load()
 }
 
 // endsTransaction: the answer to a client message of this kind ends with
