@@ -193,6 +193,8 @@ DECLARE
     n bigint;
     total bigint := 0;
     policy text := coalesce((SELECT s.value #>> '{}' FROM tombstone.settings s WHERE s.key = 'policies.truncate'), 'capture');
+    copies text[] := '{}';
+    copy text;
     resolved oid[];
 BEGIN
     IF cardinality(p_tables) IS DISTINCT FROM cardinality(p_only) THEN
@@ -256,8 +258,9 @@ BEGIN
     END IF;
 
     IF policy <> 'allow' THEN
-        -- First the checks and the counts (the batch row comes first: its
-        -- id is the database's), then the copies.
+        -- First the checks, the counts and the copies' statements (the
+        -- batch row comes first: its id is the database's), then the
+        -- copies.
         FOR t IN SELECT x.*, c.relkind FROM tombstone._capture_targets(targets) x
                    JOIN pg_class c ON c.oid = x.relid
                   ORDER BY x.table_name, c.relkind DESC, x.relid
@@ -280,6 +283,11 @@ BEGIN
             n := 0;
             IF t.relkind = 'r' THEN
                 EXECUTE format('SELECT count(*) FROM ONLY %s', t.relid::regclass) INTO n;
+                copies := copies || format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
+                    t.shadow,
+                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
+                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.source_cols) WITH ORDINALITY u(s, o)),
+                    t.relid::regclass);
             END IF;
             counts := counts || jsonb_build_object(t.table_name, coalesce((counts ->> t.table_name)::bigint, 0) + n);
             total := total + n;
@@ -290,16 +298,8 @@ BEGIN
             INSERT INTO tombstone.batches AS b (client_addr, sql, tables)
             VALUES (p_client_addr, p_sql, counts)
             RETURNING b.id, b.token INTO batch, token;
-            FOR t IN SELECT x.* FROM tombstone._capture_targets(targets) x
-                       JOIN pg_class c ON c.oid = x.relid
-                      WHERE c.relkind = 'r'
-            LOOP
-                EXECUTE format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
-                    t.shadow,
-                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
-                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.source_cols) WITH ORDINALITY u(s, o)),
-                    t.relid::regclass)
-                  USING batch, token;
+            FOREACH copy IN ARRAY copies LOOP
+                EXECUTE copy USING batch, token;
             END LOOP;
         END IF;
     END IF;
@@ -564,7 +564,6 @@ CREATE OR REPLACE PROCEDURE tombstone.trash_tables(
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    nm text;
     q text;
     rel oid;
     cls record;
