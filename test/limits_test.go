@@ -24,11 +24,7 @@ import (
 func TestStatementsTooLongToPlan(t *testing.T) {
 	e := newEnv(t, shopSchema+"CREATE TABLE notes (id int PRIMARY KEY, body text);")
 	ctx := context.Background()
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
-		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{PlanBytes: 4096, PlanBudgetBytes: 4096})
-		c.OnCatalogChanged = e.cats.Invalidate
-	})
-	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+	p := testenv.Connect(t, limitedProxy(t, e, proxy.Policies{PlanBytes: 4096, PlanBudgetBytes: 4096}, nil))
 	in := ids(2000) // ~12 kB
 	for _, sql := range []string{
 		"DELETE FROM products WHERE id IN (" + in + ")",
@@ -59,6 +55,19 @@ func TestStatementsTooLongToPlan(t *testing.T) {
 	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__links"))
 }
 
+// limitedProxy starts a proxy with pol (and mod) in front of e's database
+// and returns its URL for that database.
+func limitedProxy(t *testing.T, e *env, pol proxy.Policies, mod func(*proxy.Config)) string {
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), pol)
+		c.OnCatalogChanged = e.cats.Invalidate
+		if mod != nil {
+			mod(c)
+		}
+	})
+	return withDB(t, px.DSN, dbName(t, e.direct))
+}
+
 // ids is a list of n integers, "1000, 1001, …".
 func ids(n int) string {
 	var b strings.Builder
@@ -78,12 +87,7 @@ func ids(n int) string {
 func TestMessagesBeyondTheBufferBudget(t *testing.T) {
 	e := newEnv(t, "CREATE TABLE notes (id int PRIMARY KEY, body text);")
 	ctx := context.Background()
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
-		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{})
-		c.OnCatalogChanged = e.cats.Invalidate
-		c.BufferBudgetBytes = 3 << 20
-	})
-	dsn := withDB(t, px.DSN, dbName(t, e.direct))
+	dsn := limitedProxy(t, e, proxy.Policies{}, func(c *proxy.Config) { c.BufferBudgetBytes = 3 << 20 })
 	big := strings.Repeat("x", 2<<20)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -121,13 +125,10 @@ func TestMessagesBeyondTheBufferBudget(t *testing.T) {
 func TestStalledFrameReleasesTheBudget(t *testing.T) {
 	e := newEnv(t, "CREATE TABLE notes (id int PRIMARY KEY, body text);")
 	ctx := context.Background()
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
-		c.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(64), proxy.Policies{})
-		c.OnCatalogChanged = e.cats.Invalidate
+	dsn := limitedProxy(t, e, proxy.Policies{}, func(c *proxy.Config) {
 		c.BufferBudgetBytes = 4 << 20
 		c.LargeFrameTimeout = time.Second
 	})
-	dsn := withDB(t, px.DSN, dbName(t, e.direct))
 	stall := testenv.Connect(t, dsn)
 	hdr := []byte{'Q', 0, 0x3f, 0, 0} // announces 4 MiB - 256 KiB
 	_, err := stall.PgConn().Conn().Write(append(hdr, []byte("SELECT '")...))

@@ -435,52 +435,36 @@ CREATE OPERATOR public.= (LEFTARG = dcit, RIGHTARG = citext, FUNCTION = public.e
 // TestCascadeIntoOwnersTrigger: a child table whose DELETE trigger runs
 // its owner's code as whoever deletes (Postgres's cascade runs it as the
 // owner) is not deleted from by a rewritten cascade: refused, nothing
-// removed, nobody climbs. Deleting from the child directly runs the
-// trigger as Postgres would, as the deleting role.
+// removed, nobody climbs. The code is the trigger's function, or (third
+// review) its WHEN condition, whatever the function.
 func TestCascadeIntoOwnersTrigger(t *testing.T) {
-	e := newEnv(t, pwnLog+`
+	for name, trigger := range map[string]string{
+		"function": `CREATE FUNCTION public.tc_trig() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('trigger'); RETURN OLD; END $f$;
+CREATE TRIGGER tc_del BEFORE DELETE ON public.tc FOR EACH ROW EXECUTE FUNCTION public.tc_trig();`,
+		"when": `CREATE FUNCTION public.tc_when(int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('when'); RETURN false; END $f$;
+CREATE TRIGGER tc_del BEFORE DELETE ON public.tc FOR EACH ROW WHEN (public.tc_when(OLD.id))
+  EXECUTE FUNCTION suppress_redundant_updates_trigger();`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, pwnLog+`
 CREATE TABLE tp (id int PRIMARY KEY);
 INSERT INTO tp VALUES (1), (2);`)
-	m := mallory(t, e)
-	_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT REFERENCES ON tp TO "+m)
-	require.NoError(t, err)
-	execAs(t, e.direct, m, `
+			m := mallory(t, e)
+			_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT REFERENCES ON tp TO "+m)
+			require.NoError(t, err)
+			execAs(t, e.direct, m, `
 CREATE TABLE public.tc (id int PRIMARY KEY, pid int REFERENCES public.tp ON DELETE CASCADE);
-INSERT INTO public.tc VALUES (1, 1), (2, 2);
-CREATE FUNCTION public.tc_trig() RETURNS trigger LANGUAGE plpgsql AS $f$
-BEGIN PERFORM public.escalate('trigger'); RETURN OLD; END $f$;
-CREATE TRIGGER tc_del BEFORE DELETE ON public.tc FOR EACH ROW EXECUTE FUNCTION public.tc_trig();`)
-	logged(t, e)
-	_, err = testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM tp WHERE id = 1")
-	require.Equal(t, "42501", errCode(err))
-	require.Contains(t, err.Error(), "trigger")
-	require.Equal(t, 2, e.count("SELECT count(*) FROM tc"))
-	require.Equal(t, 2, e.count("SELECT count(*) FROM tp"))
-	require.Empty(t, logged(t, e))
-	require.False(t, isSuper(t, e, m))
-}
-
-// TestCascadeIntoTriggerWhen (third review): a trigger's WHEN condition
-// runs as whoever deletes, whatever its function: a cascade into a table
-// with one is refused.
-func TestCascadeIntoTriggerWhen(t *testing.T) {
-	e := newEnv(t, pwnLog+`
-CREATE TABLE wp (id int PRIMARY KEY);
-INSERT INTO wp VALUES (1), (2);`)
-	m := mallory(t, e)
-	_, err := testenv.Connect(t, e.direct).Exec(context.Background(), "GRANT REFERENCES ON wp TO "+m)
-	require.NoError(t, err)
-	execAs(t, e.direct, m, `
-CREATE TABLE public.wc (id int PRIMARY KEY, pid int REFERENCES public.wp ON DELETE CASCADE);
-INSERT INTO public.wc VALUES (1, 1), (2, 2);
-CREATE FUNCTION public.wc_when(int) RETURNS boolean LANGUAGE plpgsql AS $f$
-BEGIN PERFORM public.escalate('when'); RETURN false; END $f$;
-CREATE TRIGGER wc_del BEFORE DELETE ON public.wc FOR EACH ROW WHEN (public.wc_when(OLD.id))
-  EXECUTE FUNCTION suppress_redundant_updates_trigger();`)
-	logged(t, e)
-	_, err = testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM wp WHERE id = 1")
-	require.Equal(t, "42501", errCode(err))
-	require.Equal(t, 2, e.count("SELECT count(*) FROM wc"))
-	require.Empty(t, logged(t, e))
-	require.False(t, isSuper(t, e, m))
+INSERT INTO public.tc VALUES (1, 1), (2, 2);`+trigger)
+			logged(t, e)
+			_, err = testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM tp WHERE id = 1")
+			require.Equal(t, "42501", errCode(err))
+			require.Contains(t, err.Error(), "trigger")
+			require.Equal(t, 2, e.count("SELECT count(*) FROM tc"))
+			require.Equal(t, 2, e.count("SELECT count(*) FROM tp"))
+			require.Empty(t, logged(t, e))
+			require.False(t, isSuper(t, e, m))
+		})
+	}
 }
