@@ -119,7 +119,10 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		return cur, nil
 	}
 	d.stale.Store(false)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if old == nil {
+		c.install1(ctx, d.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	conn, err := c.Connect(ctx, d.name)
 	if err != nil {
@@ -127,12 +130,6 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
 	}
 	defer conn.Close(context.Background())
-	if old == nil {
-		if err := Install(ctx, conn, c.install); err != nil {
-			// A role that may not install can still use an installed schema.
-			c.log.Warn("tombstone schema install/upgrade failed; using what is installed", zap.String("database", d.name), zap.Error(err))
-		}
-	}
 	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
 	if err != nil && old == nil {
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
@@ -149,6 +146,37 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		go c.listen(d)
 	}
 	return cat, nil
+}
+
+// Bounds of the first install or upgrade in a database (it may wait for
+// another proxy's install, and an upgrade rewrites every function) and of
+// each catalog load.
+const (
+	installTimeout = 5 * time.Minute
+	loadTimeout    = 30 * time.Second
+)
+
+// install1 installs or upgrades the tombstone schema in database on its own
+// connection: a failure — a role that may not install, or an install that
+// timed out and so closed its connection — leaves the catalog load its own
+// connection, to use what is installed.
+func (c *Catalogs) install1(ctx context.Context, database string) {
+	ctx, cancel := context.WithTimeout(ctx, installTimeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := c.Connect(ctx, database)
+	if err == nil {
+		err = Install(ctx, conn, c.install)
+		_ = conn.Close(context.Background())
+	}
+	took := time.Since(start)
+	switch {
+	case err != nil:
+		c.log.Warn("tombstone schema install/upgrade failed; using what is installed",
+			zap.String("database", database), zap.Duration("took", took), zap.Error(err))
+	case took > 5*time.Second:
+		c.log.Warn("tombstone schema install/upgrade was slow", zap.String("database", database), zap.Duration("took", took))
+	}
 }
 
 // listen marks d stale whenever the database notifies a catalog change,
