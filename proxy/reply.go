@@ -398,6 +398,11 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 			s.markStale(p.stmtName)
 		}
 	default:
+		if e.Code == CodeCatalogChanged {
+			// Our guard, in a statement the proxy did not rewrite this
+			// time (the EXECUTE of a PREPAREd rewrite): stale all the same.
+			s.srv.catalogChanged(s)
+		}
 		return frame
 	}
 	out, err := e.Encode(nil)

@@ -48,6 +48,8 @@ type capture struct {
 	cause string
 }
 
+
+
 type guard struct {
 	regclass  string
 	signature string
@@ -174,35 +176,25 @@ func (sr *stmtRewriter) deleteStmt(del *pg.DeleteStmt, st *Statement) (*pg.Node,
 	}
 	d := proto.Clone(del).(*pg.DeleteStmt)
 	d.WithClause = nil
-	mainIdx := len(sr.captures)
 	name, hidden, err := sr.captureDelete(d, t, del.GetReturningList())
 	if err != nil {
 		return nil, err
 	}
 	sr.subtrees = append(sr.subtrees, subtree{orig: deleteNode(del), cte: name})
 	ctes = append(ctes, cte(name, deleteNode(d)))
-	if len(del.GetReturningList()) == 0 && (t.Unprotected || splitsRows(t, del.GetRelation())) {
-		// No shadow insert counts every row removed (the target's rows
-		// are not captured, or go to several shadows): the final
-		// statement counts them ("SELECT n"), and its empty rows, of no
-		// column, are not sent.
+	if len(del.GetReturningList()) == 0 {
+		// The final statement counts the rows removed ("SELECT n"); its
+		// empty rows, of no column, are not sent.
 		st.Output = Output{TagFrom: "SELECT", NoRows: true}
 		final := selectNode(selectStmt(nil, []*pg.Node{rangeVarNode("", name, "")}, nil))
-		return sr.assembleWith(ctes, final, del.GetWithClause(), -1)
-	}
-	if len(del.GetReturningList()) == 0 {
-		// The shadow insert of the target's rows is the final statement:
-		// its "INSERT 0 n" counts exactly the rows the DELETE removed.
-		st.Output = Output{TagFrom: "INSERT"}
-		final := sr.shadowInsert(sr.captures[mainIdx])
-		return sr.assembleWith(ctes, final, del.GetWithClause(), mainIdx)
+		return sr.assemble(ctes, final, del.GetWithClause())
 	}
 	st.Output = Output{TagFrom: "SELECT", HiddenColumns: hidden}
 	final := selectNode(selectStmt(
 		[]*pg.Node{resTarget("", &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
 			Fields: []*pg.Node{{Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}}, Location: -1}}})},
 		[]*pg.Node{rangeVarNode("", name, "")}, nil))
-	return sr.assembleWith(ctes, final, del.GetWithClause(), -1)
+	return sr.assemble(ctes, final, del.GetWithClause())
 }
 
 // withDelete rewrites a SELECT/INSERT/UPDATE/MERGE whose WITH deletes.
@@ -617,27 +609,18 @@ func (sr *stmtRewriter) addGuard(regclass, sig string) {
 	sr.guards = append(sr.guards, guard{regclass, sig})
 }
 
-// assemble puts a user statement (whose WITH had DELETEs) back together.
+// assemble builds the final statement: the user's CTEs (DELETEs
+// replaced), the generated cascade CTEs, the batch row, then body. The
+// tombstones — deleted rows, and the old values of rows an ON DELETE SET
+// NULL key changes — are written by the tables' capture triggers
+// (tombstone/sql/functions_capture.sql), into the batch the batch row's
+// trigger names for them.
 func (sr *stmtRewriter) assemble(userCTEs []*pg.Node, body *pg.Node, orig *pg.WithClause) (*pg.Node, error) {
-	return sr.assembleWith(userCTEs, body, orig, -1)
-}
-
-// assembleWith builds the final statement: the user's CTEs (DELETEs
-// replaced), the generated cascade CTEs, the batch CTEs, the shadow
-// inserts (all but capture index keepFinal, which is the final statement
-// body when >= 0), then body.
-func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *pg.WithClause, keepFinal int) (*pg.Node, error) {
 	ctes := append([]*pg.Node(nil), userCTEs...)
 	if len(sr.captures) > 0 { // else only guards of DELETEs not captured
 		sr.excludeCascaded()
 		ctes = append(ctes, sr.gen...)
 		ctes = append(ctes, sr.batchCTEs()...)
-		for i, c := range sr.captures {
-			if i == keepFinal {
-				continue
-			}
-			ctes = append(ctes, cte(sprintName("_ts_i", i), sr.shadowInsert(c)))
-		}
 	}
 	var w *pg.WithClause
 	if len(ctes) > 0 {
@@ -661,12 +644,11 @@ func (sr *stmtRewriter) assembleWith(userCTEs []*pg.Node, body *pg.Node, orig *p
 }
 
 // batchCTEs is "_ts_b": the batch row, written only when rows were
-// removed and the guards agree, and returning the id and secret token the
-// database gave it (an identity and a default: the statement chooses
-// neither, nor the retention, which a trigger sets from the stored
-// rules). The token goes into every tombstone, so rows an application
-// role plants in a shadow table (it may INSERT there, never read
-// batches) cannot pass for another batch's tombstones at restore time.
+// removed and the guards agree. Its id, token and retention are the
+// database's (an identity, a default, and a trigger that reads the
+// stored rules); that trigger also names it to the capture triggers of
+// this statement's tables, which copy the rows into it. The counts per
+// table (SET NULL links included) are the statement's.
 func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 	// Row counts per table, in first-capture order.
 	var order []*Table
@@ -738,20 +720,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 		resTarget("", constStr(sr.text)),
 		resTarget("", tables),
 	}, nil, boolExpr(pg.BoolExprType_AND_EXPR, cond...))
-	ins := insertNode(tsSchema, "batches", []string{"client_addr", "sql", "tables"}, row)
-	ins.GetInsertStmt().ReturningList = []*pg.Node{resTarget("", colRef("id")), resTarget("", colRef("token"))}
-	return []*pg.Node{cte(batchCTE, ins)}
-}
-
-// shadowInsert copies a capture CTE's rows into the table's shadow.
-func (sr *stmtRewriter) shadowInsert(c capture) *pg.Node {
-	cols := []string{"_ts_batch", "_ts_token", "_ts_cause"}
-	vals := []*pg.Node{resTarget("", scalarFrom("id", batchCTE)), resTarget("", scalarFrom("token", batchCTE)), resTarget("", constStr(c.cause))}
-	for _, col := range c.t.Columns {
-		cols = append(cols, col.Shadow())
-		vals = append(vals, resTarget("", field(colRef(rowCol), col.Name)))
-	}
-	return insertNode(tsSchema, c.t.Shadow, cols, selectStmt(vals, []*pg.Node{rangeVarNode("", c.cte, "")}, nil))
+	return []*pg.Node{cte(batchCTE, insertNode(tsSchema, "batches", []string{"client_addr", "sql", "tables"}, row))}
 }
 
 // opExpr2 is an operator with a schema-qualified name,

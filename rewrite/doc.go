@@ -14,13 +14,16 @@
 //
 //	WITH <the user's own CTEs>,
 //	  _ts_d0  AS (DELETE FROM t … WHERE p RETURNING <user list>, t.*::record AS _ts_row),
-//	  _ts_dN  AS (DELETE FROM child … WHERE fk IN (SELECT (_ts_row).key FROM _ts_d0) …),  -- ON DELETE CASCADE
-//	  _ts_sN  AS (SELECT … FROM child WHERE fk IN (…)),                                   -- ON DELETE SET NULL
-//	  _ts_bid AS (SELECT pg_catalog.nextval('tombstone.batches_id_seq'::regclass) AS id),
-//	  _ts_b   AS (INSERT INTO tombstone.batches … WHERE EXISTS (SELECT 1 FROM _ts_d0)
-//	                AND tombstone.check_catalog('t'::regclass, '<signature>')),
-//	  _ts_iN  AS (INSERT INTO tombstone.<shadow> … SELECT … FROM _ts_dN), …
-//	INSERT INTO tombstone.<shadow of t> … SELECT … FROM _ts_d0      -- or SELECT * FROM _ts_d0 with RETURNING
+//	  _ts_dN  AS (DELETE FROM ONLY child … WHERE fk = ANY (SELECT (_ts_row).key FROM _ts_d0) …),  -- ON DELETE CASCADE
+//	  _ts_sN  AS (SELECT … FROM ONLY child WHERE fk = ANY (…)),                                   -- ON DELETE SET NULL, counted
+//	  _ts_b   AS (INSERT INTO tombstone.batches (client_addr, sql, tables) … WHERE EXISTS (SELECT 1 FROM _ts_d0)
+//	                AND tombstone.check_catalog('t'::regclass, '<signature>'))
+//	SELECT FROM _ts_d0                                                  -- or SELECT * FROM _ts_d0 with RETURNING
+//
+// The tombstones are not in it: the tables' capture triggers (installed
+// by package tombstone) copy the rows each table lost in the statement
+// into its shadow table, in the batch the batch row's trigger names for
+// them, so that no application role writes a shadow table.
 //
 // All sub-statements share one snapshot, so the cascade CTEs see the
 // parent rows the first CTE deletes, and Postgres's own referential
@@ -30,9 +33,9 @@
 // catalog raise an error instead of losing rows.
 //
 // Because the final statement differs, the proxy repairs the answer with
-// the Statement's Output: the command tag ("INSERT 0 n" or "SELECT n"
-// becomes "DELETE n") and, with RETURNING, one hidden trailing column to
-// strip from RowDescription and DataRow. Result.OriginalPosition maps an
+// the Statement's Output: the command tag ("SELECT n" becomes "DELETE
+// n"), the rows of no column not sent and, with RETURNING, the hidden
+// trailing columns to strip from RowDescription and DataRow. Result.OriginalPosition maps an
 // error position in the rewritten text back to the client's text.
 //
 // DELETEs in the top-level WITH of any statement, PREPARE … AS DELETE and

@@ -165,6 +165,9 @@ func toOutcome(r *pgconn.Result, out Output) outcome {
 			rows[i] = rows[i][:len(rows[i])-n]
 		}
 	}
+	if out.NoRows {
+		fds, rows = nil, nil
+	}
 	o := outcome{tag: out.CommandTag(r.CommandTag.String())}
 	for _, f := range fds {
 		o.fields = append(o.fields, fmt.Sprintf("%s:%d:%d:%d", f.Name, f.DataTypeOID, f.TableOID, f.TableAttributeNumber))

@@ -121,14 +121,18 @@ func TestStaleCatalogDroppedColumn(t *testing.T) {
 }
 
 // TestStaleCatalogPrepare: a rewritten PREPARE planned against a stale
-// catalog is re-planned and re-sent like any statement, and the proxy
-// repairs the answers to its EXECUTE by the plan the server kept.
+// catalog is refused at its EXECUTE (TS001), nothing deleted; prepared
+// again, it runs, and the proxy repairs the answers to its EXECUTE by
+// the plan the server kept.
 func TestStaleCatalogPrepare(t *testing.T) {
 	e, p := droppedColumn(t)
 	ctx := context.Background()
-	// Re-planned and re-sent: the statement the server keeps is the
-	// re-planned one, and so is what the proxy repairs its answers by.
 	_, err := p.Exec(ctx, "PREPARE p AS DELETE FROM notes WHERE id = $1 RETURNING *", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "EXECUTE p(2)", pgx.QueryExecModeSimpleProtocol)
+	require.Equal(t, "TS001", errCode(err))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM notes WHERE id = 2"))
+	_, err = p.Exec(ctx, "DEALLOCATE p; PREPARE p AS DELETE FROM notes WHERE id = $1 RETURNING *", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)
 	rows, err := p.Query(ctx, "EXECUTE p(2)", pgx.QueryExecModeSimpleProtocol)
 	require.NoError(t, err)

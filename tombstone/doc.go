@@ -23,8 +23,10 @@
 // (cut to 63 bytes with a hash suffix when needed): the source's columns,
 // all nullable and without constraints, plus _ts_batch, _ts_cause
 // ('delete', 'cascade', 'set_null', 'truncate') and _ts_deleted_at. The rewritten
-// DELETE (package rewrite) writes the batch row and the shadow rows in the
-// same statement as the delete. Shadow columns are tracked by the source
+// DELETE (package rewrite) writes the batch row in the same statement as
+// the delete; the table's capture triggers (sql/functions_capture.sql,
+// SECURITY DEFINER) write the shadow rows from the statement's transition
+// table, into that batch. No application role may write a shadow table. Shadow columns are tracked by the source
 // column's attnum (tombstone.shadow_columns), so that tombstone.sync_shadow
 // follows ALTER TABLE without losing tombstones: added columns are added,
 // renamed ones renamed, dropped ones kept, and retyped ones retyped in

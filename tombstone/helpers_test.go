@@ -161,7 +161,7 @@ func runRewritten(t *testing.T, c *pgx.Conn, cat *tombstone.Catalog, sql string)
 	require.NotEqual(t, sql, res.SQL, "statement was not rewritten")
 	tag, err := c.Exec(context.Background(), res.SQL)
 	require.NoError(t, err, res.SQL)
-	require.True(t, strings.HasPrefix(tag.String(), "DELETE") || strings.HasPrefix(tag.String(), "INSERT"), tag.String())
+	require.True(t, strings.HasPrefix(tag.String(), "DELETE") || strings.HasPrefix(tag.String(), "SELECT"), tag.String())
 }
 
 func loadCatalog(t *testing.T, c *pgx.Conn) *tombstone.Catalog {

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/rewrite"
 	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
@@ -34,19 +34,16 @@ func newRole(t *testing.T, dsn, prefix string) string {
 }
 
 // handWritten is the tombstone form of "DELETE FROM users u WHERE u.id =
-// 11" as rewrite produces it: users' SET NULL child links is captured too.
+// 11" as rewrite produces it: the deleted user and the links its SET NULL
+// key changes are captured by the tables' triggers.
 const handWritten = `WITH "_ts_d0" AS (DELETE FROM users u WHERE u.id = 11 RETURNING u AS "_ts_row"),
  "_ts_s1" AS (SELECT "_ts_c1" AS "_ts_row" FROM public.links "_ts_c1" WHERE (user_id) IN (SELECT ("_ts_row").id FROM "_ts_d0")),
  "_ts_b" AS (INSERT INTO tombstone.batches (client_addr, sql, tables)
     SELECT '192.0.2.1:5432', 'DELETE FROM users u WHERE u.id = 11',
         pg_catalog.jsonb_build_object('public.users', (SELECT count(*) FROM "_ts_d0"), 'public.links', (SELECT count(*) FROM "_ts_s1"))
     WHERE EXISTS (SELECT 1 FROM "_ts_d0") AND tombstone.check_catalog('users'::regclass, 'SIG_USERS')
-        AND tombstone.check_catalog('public.links'::regclass, 'SIG_LINKS')
-    RETURNING id, token),
- "_ts_i1" AS (INSERT INTO tombstone.public__links (_ts_batch, _ts_token, _ts_cause, id, site_id, user_id, url)
-    SELECT (SELECT id FROM "_ts_b"), (SELECT token FROM "_ts_b"), 'set_null', ("_ts_row").id, ("_ts_row").site_id, ("_ts_row").user_id, ("_ts_row").url FROM "_ts_s1")
-INSERT INTO tombstone.public__users (_ts_batch, _ts_token, _ts_cause, id, tenant_id, email)
-    SELECT (SELECT id FROM "_ts_b"), (SELECT token FROM "_ts_b"), 'delete', ("_ts_row").id, ("_ts_row").tenant_id, ("_ts_row").email FROM "_ts_d0"`
+        AND tombstone.check_catalog('public.links'::regclass, 'SIG_LINKS'))
+SELECT FROM "_ts_d0"`
 
 func TestPrivileges(t *testing.T) {
 	su, dsn := setup(t, true)
@@ -64,9 +61,12 @@ func TestPrivileges(t *testing.T) {
 	).Replace(handWritten)
 	tag, err := appConn.Exec(ctx, stmt)
 	require.NoError(t, err)
-	require.Equal(t, "INSERT 0 1", tag.String())
+	require.Equal(t, "SELECT 1", tag.String())
 	require.Equal(t, app, queryString(t, su, "SELECT role::text FROM tombstone.batches"))
 	require.Equal(t, int64(3), queryInt(t, su, "SELECT count(*) FROM tombstone.public__links"))
+	// The deleted row was written by users' capture trigger, in the batch.
+	require.Equal(t, "delete 11", queryString(t, su,
+		"SELECT _ts_cause || ' ' || s.id FROM tombstone.public__users s JOIN tombstone.batches b ON b.id = s._ts_batch AND b.token = s._ts_token"))
 
 	// And the form rewrite generates, with cascades.
 	cat := loadCatalog(t, su)
@@ -140,7 +140,7 @@ func TestNoEscalationThroughShadowSync(t *testing.T) {
 	exec(t, appConn, `CREATE FUNCTION evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
 		BEGIN EXECUTE 'ALTER ROLE `+app+` SUPERUSER'; RETURN true; EXCEPTION WHEN OTHERS THEN RETURN true; END $$`)
 	exec(t, appConn, "CREATE DOMAIN evil_d AS int CHECK (evil(VALUE))")
-	exec(t, appConn, "INSERT INTO tombstone.public__evil_t (_ts_batch, _ts_cause, id) VALUES (1, 'delete', 1)")
+	exec(t, su, "INSERT INTO tombstone.public__evil_t (_ts_batch, _ts_cause, id) VALUES (1, 'delete', 1)")
 	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN y evil_d")
 	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN z evil_d[]")
 	exec(t, appConn, `CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
@@ -192,24 +192,25 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 		require.Equal(t, "42501", pgErr(t, err).Code, sql)
 		_, _ = appConn.Exec(ctx, "ROLLBACK")
 	}
-	var ids []int64
-	rows, err := appConn.Query(ctx, "SELECT id FROM tombstone.batches")
-	require.NoError(t, err)
-	ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-	require.NoError(t, err)
-	require.Empty(t, ids, "another transaction's batches are invisible")
+	_, err := appConn.Exec(ctx, "SELECT id FROM tombstone.batches")
+	require.Equal(t, "42501", pgErr(t, err).Code, "no batch is readable")
 	_, err = appConn.Exec(ctx, "INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{\"public.tenants\": \"many\"}')")
 	require.Equal(t, "22023", pgErr(t, err).Code, "malformed tables")
 	_, err = appConn.Exec(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.tenants": 9223372036854775807, "public.sites": 9223372036854775807}')`)
 	require.Equal(t, "22023", pgErr(t, err).Code, "counts SHOW BATCHES and the reaper could not add up")
 
-	var id int64
-	var token string
-	require.NoError(t, appConn.QueryRow(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('DELETE FROM tenants', '{"public.tenants": 1}')
-		RETURNING id, token::text`).Scan(&id, &token))
+	_, err = appConn.Exec(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('DELETE FROM tenants', '{"public.tenants": 1}')`)
+	require.NoError(t, err)
+	id := queryInt(t, su, "SELECT max(id) FROM tombstone.batches")
+	token := queryString(t, su, fmt.Sprintf("SELECT token::text FROM tombstone.batches WHERE id = %d", id))
 	require.Greater(t, id, real)
 	require.Equal(t, "7 days", queryString(t, su, fmt.Sprintf("SELECT (purge_after - stmt_time)::text FROM tombstone.batches WHERE id = %d", id)))
-	exec(t, appConn, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_token, _ts_cause, id, name) VALUES (%d, '%s', 'delete', 4242, 'planted')", id, token))
+	// Only the tables' capture triggers write deleted rows.
+	for _, cause := range []string{"delete", "cascade", "truncate", "DELETE"} {
+		_, err = appConn.Exec(ctx, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_token, _ts_cause, id, name) VALUES (%d, '%s', '%s', 4242, 'planted')", id, token, cause))
+		require.Equal(t, "42501", pgErr(t, err).Code, cause)
+	}
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tombstone.public__tenants WHERE id = 4242"))
 	rs, err := tombstone.UndeleteBatch(ctx, su, id, tombstone.UndeleteOptions{})
 	if err == nil {
 		for _, r := range rs {
@@ -222,17 +223,43 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 }
 
 // TestPlantedUnderAnotherBatch: rows planted in a shadow table under a
-// real batch's id do not carry its secret token and are not restored.
+// real batch's id are refused, and a role that points the capture
+// triggers at a real batch (tombstone.batch) attaches nothing to it:
+// the batch is not of its transaction.
 func TestPlantedUnderAnotherBatch(t *testing.T) {
 	su, dsn := setup(t, true)
 	ctx := context.Background()
 	cat := loadCatalog(t, su)
 	batch := deleteVia(t, su, cat, "DELETE FROM tenants WHERE id = 3")
 	app := newRole(t, dsn, "ts_plant2")
+	exec(t, su, "GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO "+app)
 	appConn := testenv.Connect(t, withUser(t, dsn, app))
-	exec(t, appConn, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (%d, 'delete', 4343, 'planted')", batch))
-	_, err := tombstone.UndeleteBatch(ctx, su, batch, tombstone.UndeleteOptions{})
+	_, err := appConn.Exec(ctx, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (%d, 'delete', 4343, 'planted')", batch))
+	require.Equal(t, "42501", pgErr(t, err).Code)
+	_, err = appConn.Exec(ctx, fmt.Sprintf("BEGIN; SET LOCAL tombstone.batch = '%d'; DELETE FROM product_users; DELETE FROM users WHERE tenant_id = 9; COMMIT", batch))
+	require.NoError(t, err)
+	require.Equal(t, int64(0), queryInt(t, su, fmt.Sprintf("SELECT count(*) FROM tombstone.public__users WHERE _ts_batch = %d AND tenant_id = 9", batch)))
+	_, err = tombstone.UndeleteBatch(ctx, su, batch, tombstone.UndeleteOptions{})
 	require.NoError(t, err)
 	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 3"), "the real tombstone came back")
 	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM tenants WHERE id = 4343"), "the planted one did not")
+}
+
+// TestCaptureBinding: a capture trigger writes a statement's rows into
+// the batch that statement wrote, once per table: rows a later statement
+// of the same message deletes (a function's, a script's second DELETE
+// the proxy did not rewrite) are not attached to it.
+func TestCaptureBinding(t *testing.T) {
+	su, _ := setup(t, true)
+	ctx := context.Background()
+	cat := loadCatalog(t, su)
+	res, err := rewrite.Rewrite("DELETE FROM product_users WHERE product_id = 11", cat, rewrite.Options{})
+	require.NoError(t, err)
+	_, err = su.Exec(ctx, res.SQL+"; DELETE FROM product_users WHERE product_id = 12")
+	require.NoError(t, err)
+	require.Equal(t, "11", queryString(t, su, "SELECT string_agg(DISTINCT product_id::text, ',') FROM tombstone.public__product_users"))
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM product_users WHERE product_id IN (11, 12)"))
+	// A statement that deletes nothing writes no batch and attaches
+	// nothing to the previous one.
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.batches"))
 }

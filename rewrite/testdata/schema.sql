@@ -80,3 +80,55 @@ CREATE TABLE tombstone.public_wide (_ts_batch bigint, _ts_cause text, _ts_delete
 CREATE TABLE tombstone.public_hub (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int);
 CREATE TABLE tombstone.public_spoke_a (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, hub_id int);
 CREATE TABLE tombstone.public_spoke_b (_ts_batch bigint, _ts_cause text, _ts_deleted_at timestamptz DEFAULT statement_timestamp(), _ts_token uuid, id int, hub_id int, a_id int, _ts_user__ts_token text);
+
+-- Stand-ins for the capture triggers the tombstone package installs
+-- (tombstone/sql/functions_capture.sql): the batch row names itself in
+-- tombstone.batch, and each protected table copies the rows it lost in
+-- this statement (and the old values of rows its SET NULL keys changed)
+-- into its shadow, in that batch.
+CREATE FUNCTION tombstone._stand_in_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('tombstone.batch', NEW.id::text, true); RETURN NEW; END $$;
+CREATE TRIGGER batch_defaults BEFORE INSERT ON tombstone.batches FOR EACH ROW EXECUTE FUNCTION tombstone._stand_in_batch();
+CREATE FUNCTION tombstone._stand_in_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  b tombstone.batches;
+  src text;
+  dst text;
+  rows text := CASE TG_OP WHEN 'UPDATE' THEN '(SELECT ($1).*) o' ELSE '_ts_old o' END;
+BEGIN
+  SELECT * INTO b FROM tombstone.batches
+   WHERE id::text = current_setting('tombstone.batch', true) AND stmt_time = statement_timestamp() AND xid = pg_current_xact_id();
+  IF b.id IS NULL THEN RETURN NULL; END IF;
+  SELECT string_agg(format(', o.%I', a.attname), '' ORDER BY a.attnum),
+         string_agg(format(', %I', CASE WHEN a.attname IN ('_ts_batch', '_ts_cause', '_ts_deleted_at', '_ts_token')
+                                        THEN '_ts_user_' || a.attname ELSE a.attname END), '' ORDER BY a.attnum)
+    INTO src, dst
+    FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped;
+  src := format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $2, $3, %L%s FROM %s',
+                TG_ARGV[0], dst, CASE TG_OP WHEN 'UPDATE' THEN 'set_null' ELSE 'delete' END, src, rows);
+  IF TG_OP = 'UPDATE' THEN
+    EXECUTE src USING OLD, b.id, b.token;
+  ELSE
+    EXECUTE src USING NULL::int, b.id, b.token;
+  END IF;
+  RETURN NULL;
+END $$;
+DO $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT * FROM (VALUES ('t', 'public_t'), ('sites', 'public_sites'), ('products', 'public_products'),
+      ('users', 'public_users'), ('links', 'public_links'), ('tree', 'public_tree'),
+      ('measurements', 'public_measurements'), ('measurements_2024', 'public_measurements'),
+      ('measurements_2025', 'public_measurements'), ('cyc_a', 'public_cyc_a'), ('cyc_b', 'public_cyc_b'),
+      ('pair', 'public_pair'), ('pair_child', 'public_pair_child'), ('app.orders', 'app_orders'),
+      ('app."Mixed Case"', 'app_Mixed Case'), ('readings', 'public_readings'), ('wide', 'public_wide'),
+      ('hub', 'public_hub'), ('spoke_a', 'public_spoke_a'), ('spoke_b', 'public_spoke_b')) v(tbl, shadow)
+  LOOP
+    EXECUTE format('CREATE TRIGGER _ts_capture AFTER DELETE ON %s REFERENCING OLD TABLE AS _ts_old FOR EACH STATEMENT EXECUTE FUNCTION tombstone._stand_in_capture(%L)', r.tbl, r.shadow);
+  END LOOP;
+END $$;
+CREATE TRIGGER _ts_set_null AFTER UPDATE OF user_id ON links FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)
+  EXECUTE FUNCTION tombstone._stand_in_capture('public_links');
+CREATE TRIGGER _ts_set_null AFTER UPDATE OF a_id ON spoke_b FOR EACH ROW WHEN (OLD.a_id IS DISTINCT FROM NEW.a_id)
+  EXECUTE FUNCTION tombstone._stand_in_capture('public_spoke_b');

@@ -254,6 +254,16 @@ DECLARE
 BEGIN
     closure := tombstone._cascade_closure(rel);
     IF tombstone._signature(closure.rels, closure.fks) IS NOT DISTINCT FROM sig THEN
+        -- The triggers write the tombstones: without them the rows would
+        -- go uncaptured (created by a role that may not add triggers to
+        -- the table, or disabled by its owner).
+        hidden := tombstone._capture_missing(closure.rels);
+        IF hidden IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: DELETE from %s is refused: protected table %s has no enabled capture trigger, and its rows would go uncaptured',
+                                            rel, hidden::regclass),
+                HINT = 'Run tombstone init (or SELECT tombstone.sync_all()) as a superuser or the table''s owner; ALTER TABLE … ENABLE ALWAYS TRIGGER _ts_capture if it was disabled.';
+        END IF;
         -- Postgres's cascades are not limited by row-level security; the
         -- rewrite's capture of them is. Where a policy applies to the
         -- deleting role on a table the cascades reach, rows could go
@@ -643,7 +653,6 @@ BEGIN
                        format('tombstones of %I.%I (oid %s)', nsp, relname, src));
         EXECUTE format('CREATE INDEX ON tombstone.%I (_ts_batch)', shadow);
         EXECUTE format('REVOKE ALL ON tombstone.%I FROM PUBLIC', shadow);
-        EXECUTE format('GRANT INSERT ON tombstone.%I TO PUBLIC', shadow);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON tombstone.%I TO tombstone_admin', shadow);
         INSERT INTO tombstone.shadows (source, source_schema, source_name, shadow_name, retention, filter_column)
         VALUES (src, nsp, relname, shadow, p.retention, p.filter_column)
@@ -753,6 +762,19 @@ BEGIN
         IF tombstone._ensure_index(shadow, tombstone._shadow_cols(src, c.conkey)) THEN changed := true; END IF;
     END LOOP;
 
+    -- Only the database writes tombstones: the capture triggers, as the
+    -- owner of this schema (functions_capture.sql).
+    IF tombstone._sync_capture(src, shadow) THEN changed := true; END IF;
+    -- A member of an inheritance tree is captured row by row, and so are
+    -- the others once it joins: align the neighbours' triggers too.
+    FOR c IN SELECT s.source, s.shadow_name FROM pg_inherits h
+               JOIN tombstone.shadows s ON s.source IN (h.inhrelid, h.inhparent) AND s.source <> src
+              WHERE (h.inhrelid = src OR h.inhparent = src)
+                AND NOT (SELECT k.relispartition FROM pg_class k WHERE k.oid = h.inhrelid)
+    LOOP
+        IF tombstone._sync_capture(c.source, c.shadow_name) THEN changed := true; END IF;
+    END LOOP;
+
     IF changed THEN
         PERFORM set_config('tombstone.changed', 'on', true);
     END IF;
@@ -774,6 +796,13 @@ BEGIN
     FOR r IN SELECT relid FROM tombstone.protected_tables() ORDER BY relid LOOP
         PERFORM tombstone.sync_shadow(r.relid::regclass);
         n := n + 1;
+    END LOOP;
+    -- Capture functions of tables dropped for good (no trigger uses them).
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
+              WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname ~ '^_ts_cap_[0-9]+$'
+                AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)
+    LOOP
+        EXECUTE format('DROP FUNCTION %s', r.fn);
     END LOOP;
     IF current_setting('tombstone.changed', true) = 'on' THEN
         PERFORM pg_notify('tombstone_catalog', 'sync');
@@ -1030,11 +1059,17 @@ BEGIN
                LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = k),
             keep);
     END IF;
+    -- The capture triggers of this statement's tables write its rows
+    -- into this batch (functions_capture.sql).
+    PERFORM set_config('tombstone.batch', NEW.id::text, true);
+    PERFORM set_config('tombstone.claimed', '', true);
     RETURN NEW;
 END
 $$;
 CREATE OR REPLACE TRIGGER batch_defaults BEFORE INSERT ON tombstone.batches
     FOR EACH ROW EXECUTE FUNCTION tombstone._batch_defaults();
+-- Under session_replication_role = replica too, as the capture triggers.
+ALTER TABLE tombstone.batches ENABLE ALWAYS TRIGGER batch_defaults;
 
 -- Grants. Functions are executable by PUBLIC by default; the internal
 -- and SECURITY DEFINER ones are narrowed here.
@@ -1059,30 +1094,30 @@ GRANT USAGE ON SCHEMA tombstone TO PUBLIC;
 REVOKE INSERT ON tombstone.batches FROM PUBLIC;
 GRANT INSERT (client_addr, sql, tables) ON tombstone.batches TO PUBLIC;
 REVOKE ALL ON SEQUENCE tombstone.batches_id_seq FROM PUBLIC;
--- The capturing statement reads back the id and token of the batch row it
--- wrote (INSERT … RETURNING), and nothing else: row-level security shows
--- an application role only the batches of its own transaction, and only
--- those two columns. Administrators (and the owner, whose SECURITY
--- DEFINER functions these are) see and change everything.
-GRANT SELECT (id, token) ON tombstone.batches TO PUBLIC;
+-- Application roles read no batch, not even their own: the capture
+-- triggers, which need the id and token, read them as the owner.
+-- Administrators (and the owner, whose SECURITY DEFINER functions these
+-- are) see and change everything.
+REVOKE SELECT ON tombstone.batches FROM PUBLIC;
 ALTER TABLE tombstone.batches ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS capture_insert ON tombstone.batches;
 CREATE POLICY capture_insert ON tombstone.batches FOR INSERT TO PUBLIC WITH CHECK (true);
 DROP POLICY IF EXISTS capture_read ON tombstone.batches;
-CREATE POLICY capture_read ON tombstone.batches FOR SELECT TO PUBLIC
-    USING (xid = pg_current_xact_id());
 DROP POLICY IF EXISTS admin_all ON tombstone.batches;
 CREATE POLICY admin_all ON tombstone.batches TO tombstone_admin USING (true) WITH CHECK (true);
 GRANT SELECT ON tombstone.settings TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;
+-- Shadow tables: no role but the owner and administrators writes them
+-- (PUBLIC used to insert the rows its DELETEs'
+-- rewrite captured; the capture triggers write them now).
 DO $$
 DECLARE
     s record;
 BEGIN
     FOR s IN SELECT shadow_name FROM tombstone.shadows LOOP
         IF to_regclass(format('tombstone.%I', s.shadow_name)) IS NOT NULL THEN
-            EXECUTE format('GRANT INSERT ON tombstone.%I TO PUBLIC', s.shadow_name);
+            EXECUTE format('REVOKE INSERT ON tombstone.%I FROM PUBLIC', s.shadow_name);
         END IF;
     END LOOP;
 END

@@ -304,14 +304,17 @@ AS $$
 $$;
 
 -- _runs_code reports whether writing into rel runs code someone wrote:
--- a trigger of its own, or a function (not a built-in: those are pinned
+-- a trigger of its own (not a capture trigger), or a function (not a built-in: those are pinned
 -- and leave no pg_depend row) that its defaults, generated columns,
 -- constraints, indexes, policies or rules, or the domains of its columns,
 -- call.
 CREATE OR REPLACE FUNCTION tombstone._runs_code(rel oid) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal)
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal
+                      -- (not the capture triggers: this schema's code)
+                      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                                       WHERE p.oid = t.tgfoid AND p.pronamespace = 'tombstone'::pg_catalog.regnamespace))
         -- a foreign key comparing values of different types, one of them
         -- not built in (a cast someone wrote: the restore compares keys)
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c,

@@ -14,8 +14,9 @@
 -- protection rules and the shadow registry, write tombstone.trash — goes
 -- through small SECURITY DEFINER helpers (fixed search_path) that return
 -- registry facts only (shadow names, column lists, retention), never
--- tombstones. Rows are written into batches and shadow tables with the
--- INSERT privilege PUBLIC already has for DELETE's rewrite.
+-- tombstones. The batch row is written with the INSERT privilege PUBLIC
+-- has for DELETE's rewrite; the rows themselves are copied by the
+-- tables' BEFORE TRUNCATE triggers (functions_capture.sql).
 --
 -- Reaper (implemented elsewhere; what it must do with the trash): for
 -- every tombstone.trash row with purged_at IS NULL, restored_at IS NULL,
@@ -151,9 +152,10 @@ $$;
 -- partition's constraint to the partitioned table's). Each is locked
 -- ACCESS EXCLUSIVE as soon as it is found, as TRUNCATE would, so no row
 -- can arrive between the capture and the truncate and no foreign key can
--- be added meanwhile. The rows of every protected table among them go
--- into its shadow table with cause 'truncate', all in one new batch; then
--- the TRUNCATE itself runs with the caller's privileges. The policy is
+-- be added meanwhile. It counts the rows of every protected table among
+-- them and writes one new batch; then the TRUNCATE itself runs with the
+-- caller's privileges, and each table's BEFORE TRUNCATE trigger copies
+-- its rows into its shadow table with cause 'truncate', in that batch. The policy is
 -- the database's (setting policies.truncate, stored from the
 -- configuration by init and the proxy), never the caller's: 'reject'
 -- refuses the statement when a protected table is reached, 'allow'
@@ -187,14 +189,10 @@ DECLARE
     kind "char";
     i int;
     t record;
-    batch bigint;
-    token uuid;
     counts jsonb := '{}';
     n bigint;
     total bigint := 0;
     policy text := coalesce((SELECT s.value #>> '{}' FROM tombstone.settings s WHERE s.key = 'policies.truncate'), 'capture');
-    copies text[] := '{}';
-    copy text;
     resolved oid[];
 BEGIN
     IF cardinality(p_tables) IS DISTINCT FROM cardinality(p_only) THEN
@@ -258,9 +256,7 @@ BEGIN
     END IF;
 
     IF policy <> 'allow' THEN
-        -- First the checks, the counts and the copies' statements (the
-        -- batch row comes first: its id is the database's), then the
-        -- copies.
+        -- First the checks and the counts, then the batch row.
         FOR t IN SELECT x.*, c.relkind FROM tombstone._capture_targets(targets) x
                    JOIN pg_class c ON c.oid = x.relid
                   ORDER BY x.table_name, c.relkind DESC, x.relid
@@ -283,24 +279,16 @@ BEGIN
             n := 0;
             IF t.relkind = 'r' THEN
                 EXECUTE format('SELECT count(*) FROM ONLY %s', t.relid::regclass) INTO n;
-                copies := copies || format('INSERT INTO tombstone.%I (_ts_batch, _ts_token, _ts_cause%s) SELECT $1, $2, ''truncate''%s FROM ONLY %s',
-                    t.shadow,
-                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.shadow_cols) WITH ORDINALITY u(s, o)),
-                    (SELECT string_agg(', ' || quote_ident(s), '' ORDER BY o) FROM unnest(t.source_cols) WITH ORDINALITY u(s, o)),
-                    t.relid::regclass);
             END IF;
             counts := counts || jsonb_build_object(t.table_name, coalesce((counts ->> t.table_name)::bigint, 0) + n);
             total := total + n;
         END LOOP;
         -- Like a DELETE of nothing, a TRUNCATE of empty tables leaves no
-        -- batch.
+        -- batch. The tables' BEFORE TRUNCATE triggers copy their rows
+        -- into it (functions_capture.sql).
         IF total > 0 THEN
-            INSERT INTO tombstone.batches AS b (client_addr, sql, tables)
-            VALUES (p_client_addr, p_sql, counts)
-            RETURNING b.id, b.token INTO batch, token;
-            FOREACH copy IN ARRAY copies LOOP
-                EXECUTE copy USING batch, token;
-            END LOOP;
+            INSERT INTO tombstone.batches (client_addr, sql, tables)
+            VALUES (p_client_addr, p_sql, counts);
         END IF;
     END IF;
 
