@@ -48,8 +48,6 @@ type capture struct {
 	cause string
 }
 
-
-
 type guard struct {
 	regclass  string
 	signature string
