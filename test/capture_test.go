@@ -73,3 +73,53 @@ func TestCaptureInheritanceRowwise(t *testing.T) {
 	require.Equal(t, 3, e.count("SELECT count(*) FROM animals"))
 	require.Equal(t, "collie,pug", queryText(t, e.direct, "SELECT string_agg(breed, ',' ORDER BY breed) FROM dogs"))
 }
+
+// TestCaptureHostileOwner (review of the capture triggers): a role's own
+// statement cannot keep its rows from being captured; its casts never
+// run in the capture trigger, which runs as the installer; a look-alike
+// trigger in place of a table's capture trigger refuses the DELETE or
+// is replaced.
+func TestCaptureHostileOwner(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE accounts (id int PRIMARY KEY); INSERT INTO accounts SELECT generate_series(1, 5);
+CREATE TABLE mylog (x text);`)
+	ctx := context.Background()
+	alice := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s; GRANT SELECT, INSERT, DELETE ON accounts, mylog TO %s")
+	ap := testenv.Connect(t, as(t, e.proxy, alice))
+	_, err := ap.Exec(ctx, "WITH x AS (INSERT INTO mylog SELECT pg_catalog.set_config('tombstone.batch', '', true)) DELETE FROM accounts WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__accounts WHERE id = 2"))
+
+	execAs(t, e.direct, alice, `
+CREATE TYPE evil AS ENUM ('1', '2');
+CREATE FUNCTION evil_to_int(e evil) RETURNS int LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE format('ALTER ROLE %I SUPERUSER', session_user);
+  END IF;
+  RETURN e::text::int;
+END $f$;
+CREATE CAST (evil AS int) WITH FUNCTION evil_to_int(evil) AS IMPLICIT;
+CREATE TABLE aparent (id int PRIMARY KEY);
+CREATE TABLE achild (id int PRIMARY KEY, pid evil REFERENCES aparent ON DELETE CASCADE);
+INSERT INTO aparent VALUES (1), (2); INSERT INTO achild VALUES (1, '1'), (2, '2');
+WITH b AS (INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.achild": 1}')) DELETE FROM achild WHERE id = 2;`)
+	require.False(t, isSuper(t, e, alice))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__achild WHERE id = 2 AND _ts_cause = 'delete'"))
+
+	// A look-alike, enabled ALWAYS: the DDL event trigger puts the real
+	// one back. Created without that ALTER: the DELETE is refused.
+	execAs(t, e.direct, alice, `CREATE TABLE tt (id int); INSERT INTO tt VALUES (1), (2), (3);
+CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$;
+DROP TRIGGER _ts_capture ON tt;
+CREATE TRIGGER _ts_capture AFTER DELETE ON tt FOR EACH STATEMENT EXECUTE FUNCTION noop();
+ALTER TABLE tt ENABLE ALWAYS TRIGGER _ts_capture;`)
+	e.cats.Invalidate(dbName(t, e.direct))
+	_, err = ap.Exec(ctx, "DELETE FROM tt WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__tt WHERE id = 1"))
+	execAs(t, e.direct, alice, `DROP TRIGGER _ts_capture ON tt;
+CREATE TRIGGER _ts_capture AFTER DELETE ON tt FOR EACH STATEMENT EXECUTE FUNCTION noop();`)
+	_, err = ap.Exec(ctx, "DELETE FROM tt WHERE id = 2")
+	require.Equal(t, "55000", errCode(err))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tt WHERE id = 2"))
+}

@@ -123,7 +123,17 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 		if err := checkInstalled(ctx, tx); err != nil {
 			return err
 		}
-		if opts.Sync {
+		sync := opts.Sync
+		if !sync {
+			// Without the DDL event trigger nothing keeps the shadow
+			// tables and capture triggers in step with ALTER TABLE: every
+			// load syncs.
+			if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
+				WHERE evtname = 'tombstone_ddl' AND evtenabled <> 'D')`).Scan(&sync); err != nil {
+				return err
+			}
+		}
+		if sync {
 			if _, err := tx.Exec(ctx, "SELECT tombstone.sync_all()"); err != nil {
 				return fmt.Errorf("tombstone: sync shadow tables: %w", err)
 			}

@@ -223,9 +223,8 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 }
 
 // TestPlantedUnderAnotherBatch: rows planted in a shadow table under a
-// real batch's id are refused, and a role that points the capture
-// triggers at a real batch (tombstone.batch) attaches nothing to it:
-// the batch is not of its transaction.
+// real batch's id are refused, and a role's own delete attaches nothing
+// to a batch of another transaction.
 func TestPlantedUnderAnotherBatch(t *testing.T) {
 	su, dsn := setup(t, true)
 	ctx := context.Background()
@@ -236,7 +235,7 @@ func TestPlantedUnderAnotherBatch(t *testing.T) {
 	appConn := testenv.Connect(t, withUser(t, dsn, app))
 	_, err := appConn.Exec(ctx, fmt.Sprintf("INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (%d, 'delete', 4343, 'planted')", batch))
 	require.Equal(t, "42501", pgErr(t, err).Code)
-	_, err = appConn.Exec(ctx, fmt.Sprintf("BEGIN; SET LOCAL tombstone.batch = '%d'; DELETE FROM product_users; DELETE FROM users WHERE tenant_id = 9; COMMIT", batch))
+	_, err = appConn.Exec(ctx, "DELETE FROM users WHERE tenant_id = 9")
 	require.NoError(t, err)
 	require.Equal(t, int64(0), queryInt(t, su, fmt.Sprintf("SELECT count(*) FROM tombstone.public__users WHERE _ts_batch = %d AND tenant_id = 9", batch)))
 	_, err = tombstone.UndeleteBatch(ctx, su, batch, tombstone.UndeleteOptions{})
@@ -246,20 +245,27 @@ func TestPlantedUnderAnotherBatch(t *testing.T) {
 }
 
 // TestCaptureBinding: a capture trigger writes a statement's rows into
-// the batch that statement wrote, once per table: rows a later statement
-// of the same message deletes (a function's, a script's second DELETE
-// the proxy did not rewrite) are not attached to it.
+// the batch that statement wrote. A delete in the same client message
+// that the proxy did not rewrite (a function's, say) joins that batch
+// when the batch lists its table; one in another message, or of a table
+// the batch does not list, is not captured; a batch a role writes by hand
+// in its own statement holds only rows that statement deleted.
 func TestCaptureBinding(t *testing.T) {
 	su, _ := setup(t, true)
 	ctx := context.Background()
 	cat := loadCatalog(t, su)
 	res, err := rewrite.Rewrite("DELETE FROM product_users WHERE product_id = 11", cat, rewrite.Options{})
 	require.NoError(t, err)
-	_, err = su.Exec(ctx, res.SQL+"; DELETE FROM product_users WHERE product_id = 12")
+	_, err = su.Exec(ctx, res.SQL+"; DELETE FROM product_users WHERE product_id = 12; DELETE FROM audit_log")
 	require.NoError(t, err)
-	require.Equal(t, "11", queryString(t, su, "SELECT string_agg(DISTINCT product_id::text, ',') FROM tombstone.public__product_users"))
-	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM product_users WHERE product_id IN (11, 12)"))
-	// A statement that deletes nothing writes no batch and attaches
-	// nothing to the previous one.
+	_, err = su.Exec(ctx, "DELETE FROM product_users WHERE product_id = 13")
+	require.NoError(t, err)
+	require.Equal(t, "11,12", queryString(t, su, "SELECT string_agg(DISTINCT product_id::text, ',' ORDER BY product_id::text) FROM tombstone.public__product_users"))
 	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.batches"))
+	// By hand, in one statement: only that statement's rows.
+	_, err = su.Exec(ctx, `WITH b AS (INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.product_users": 2}'))
+		DELETE FROM product_users WHERE product_id = 14`)
+	require.NoError(t, err)
+	require.Equal(t, "14", queryString(t, su, `SELECT string_agg(DISTINCT s.product_id::text, ',') FROM tombstone.public__product_users s
+		WHERE s._ts_batch = (SELECT max(id) FROM tombstone.batches)`))
 }

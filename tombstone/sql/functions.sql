@@ -641,7 +641,9 @@ BEGIN
     END IF;
     -- Serialize syncs of one table (two proxies, or the event trigger and
     -- a proxy).
-    PERFORM pg_advisory_xact_lock(hashtext('tombstone.sync_shadow'), src::int4);
+    -- (A lock on the table itself, which only roles that may write it
+    -- can take, rather than an advisory lock, which any role can hold.)
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', src::regclass);
     SELECT * INTO p FROM tombstone.protected_tables() pt WHERE pt.relid = src;
 
     SELECT * INTO reg FROM tombstone.shadows WHERE source = src;
@@ -662,7 +664,8 @@ BEGIN
     ELSE
         shadow := reg.shadow_name;
         IF (reg.source_schema, reg.source_name, reg.retention, reg.filter_column)
-           IS DISTINCT FROM (nsp, relname, p.retention, p.filter_column) THEN
+           IS DISTINCT FROM (nsp, relname, p.retention, p.filter_column)
+           AND coalesce(current_setting('tombstone.ddl_sync', true), '') <> 'off' THEN
             UPDATE tombstone.shadows
                SET source_schema = nsp, source_name = relname, retention = p.retention, filter_column = p.filter_column
              WHERE source = src;
@@ -815,7 +818,8 @@ $$;
 -- _on_ddl is the ddl_command_end event trigger: it keeps the shadow
 -- tables of protected tables in step with ALTER TABLE / CREATE TABLE in
 -- the same transaction, and tells the proxies to reload their catalog.
--- SET tombstone.ddl_sync = off skips the shadow sync (Sync catches up).
+-- Under SET tombstone.ddl_sync = off (trash_tables and undrop_table
+-- while they move a table) the registry keeps the table's names.
 CREATE OR REPLACE FUNCTION tombstone._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -823,7 +827,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    IF coalesce(current_setting('tombstone.ddl_sync', true), '') <> 'off' THEN
+    -- Always: a capture trigger left behind a renamed or added column
+    -- would write values into the wrong shadow columns, or none.
+    -- (tombstone.ddl_sync = off only keeps the registry's names.)
+    BEGIN
         FOR r IN SELECT DISTINCT tombstone._root(d.objid) AS relid
                    FROM pg_event_trigger_ddl_commands() d
                   WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
@@ -832,7 +839,7 @@ BEGIN
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
             END IF;
         END LOOP;
-    END IF;
+    END;
     PERFORM pg_notify('tombstone_catalog', tg_tag);
 END
 $$;
@@ -1059,10 +1066,6 @@ BEGIN
                LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = k),
             keep);
     END IF;
-    -- The capture triggers of this statement's tables write its rows
-    -- into this batch (functions_capture.sql).
-    PERFORM set_config('tombstone.batch', NEW.id::text, true);
-    PERFORM set_config('tombstone.claimed', '', true);
     RETURN NEW;
 END
 $$;

@@ -8,15 +8,16 @@
 -- deleted, in the table it deleted it from, in the batch of the statement
 -- that deleted it.
 --
--- Which batch: the batch row's BEFORE INSERT trigger (_batch_defaults)
--- names it in the transaction-local setting tombstone.batch. A trigger
--- uses that batch only if it belongs to this transaction and to this
--- client message (statement_timestamp()), and lists the table; each table
--- is captured once per batch (tombstone.claimed), so rows a function
--- deletes later in the same message are not attached to it. Anything else
--- — a delete on a direct connection, one inside a function, the restore's
--- overwrite — is left alone, as before: the proxy's rewrite is what
--- captures, the trigger only writes what it captured.
+-- Which batch: the newest batch row of this transaction and of this
+-- client message (statement_timestamp()) that lists the table — the one
+-- the rewritten statement wrote, which names every table it deletes from.
+-- Nothing a role can set chooses it. Anything else — a delete on a direct
+-- connection, one inside a function outside a captured message, the
+-- restore's overwrite — finds no batch and is left alone, as before: the
+-- proxy's rewrite is what captures, the trigger only writes what it
+-- captured. (Rows a function deletes later in the same message, from a
+-- table that message's captured DELETE listed, join that batch: they are
+-- tombstoned, in their own table, with the message that deleted them.)
 --
 -- Per protected table (its partition root, or itself), sync_shadow keeps:
 --   tombstone._ts_cap_<oid>()  the trigger function, generated with the
@@ -37,40 +38,22 @@
 -- would have removed it with that parent), 'delete' otherwise; a row an
 -- ON DELETE SET NULL / SET DEFAULT key changed is kept as 'set_null'.
 
--- _capture_batch returns the batch rows deleted from p_rel (named
--- p_table in batches.tables) by the current statement belong to, or NULLs.
--- p_claim: capture p_rel once per batch (statement-level triggers).
-CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_rel oid, p_table text, p_claim boolean,
-                                                    OUT id bigint, OUT token uuid)
-LANGUAGE plpgsql
+-- _capture_batch returns the batch the rows p_table (as batches.tables
+-- names it) lost in the current statement belong to, or NULLs.
+CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_table text, OUT id bigint, OUT token uuid)
+LANGUAGE sql STABLE
 AS $$
-DECLARE
-    cur text := pg_catalog.current_setting('tombstone.batch', true);
-    claimed text;
-BEGIN
-    IF cur IS NULL OR cur OPERATOR(pg_catalog.!~) '^[0-9]{1,18}$' THEN
-        RETURN;
-    END IF;
-    SELECT b.id, b.token INTO id, token
+    SELECT b.id, b.token
       FROM tombstone.batches b
-     WHERE b.id OPERATOR(pg_catalog.=) cur::bigint
-       AND b.xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
+     WHERE b.xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
        AND b.stmt_time OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()
        AND b.purged_at IS NULL
-       AND b.tables OPERATOR(pg_catalog.?) p_table;
-    IF id IS NULL OR NOT p_claim THEN
-        RETURN;
-    END IF;
-    claimed := coalesce(pg_catalog.current_setting('tombstone.claimed', true), '');
-    IF pg_catalog.strpos(claimed, ',' || p_rel::text || ',') OPERATOR(pg_catalog.>) 0 THEN
-        id := NULL;
-        token := NULL;
-        RETURN;
-    END IF;
-    PERFORM pg_catalog.set_config('tombstone.claimed', claimed || ',' || p_rel::text || ',', true);
-END
+       AND b.tables OPERATOR(pg_catalog.?) p_table
+     ORDER BY b.id DESC
+     LIMIT 1
 $$;
-REVOKE ALL ON FUNCTION tombstone._capture_batch(oid, text, boolean) FROM PUBLIC;
+DROP FUNCTION IF EXISTS tombstone._capture_batch(oid, text, boolean);
+REVOKE ALL ON FUNCTION tombstone._capture_batch(text) FROM PUBLIC;
 
 -- _capture_gone is the condition, on the row p_row ('o', 'OLD'), that
 -- for one of rel's foreign keys whose ON DELETE action is among
@@ -97,6 +80,10 @@ BEGIN
           JOIN pg_catalog.pg_operator op ON op.oid = u.op
           JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace
          WHERE con.conrelid = rel AND con.contype = 'f' AND con.confdeltype = ANY (p_actions) AND con.conparentid = 0
+           -- The comparison runs as this schema's owner: never with an
+           -- operator or cast someone else wrote (the rewrite refuses
+           -- such cascades; here the row is then just 'delete').
+           AND NOT tombstone._fk_runs_code(con.oid)
          GROUP BY con.oid, con.confrelid, p.relkind
          ORDER BY con.oid
     LOOP
@@ -132,6 +119,7 @@ AS $$
     SELECT array_agg(DISTINCT k ORDER BY k)
       FROM pg_catalog.pg_constraint con, unnest(con.conkey) k
      WHERE con.conrelid = rel AND con.contype = 'f' AND con.confdeltype IN ('n', 'd') AND con.conparentid = 0
+       AND NOT tombstone._fk_runs_code(con.oid)
 $$;
 
 -- _capture_function returns the text of src's trigger function.
@@ -159,13 +147,14 @@ BEGIN
     RETURN pg_catalog.format($f$
 -- generated by tombstone.sync_shadow for %1$s: see functions_capture.sql
 DECLARE
-    b record;
+    bid bigint;
+    btoken uuid;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID) = 'r' THEN
-            b := tombstone._capture_batch(TG_RELID, %2$L, true);
-            IF b.id IS NOT NULL THEN
-                EXECUTE pg_catalog.format(%3$L, TG_RELID::regclass) USING b.id, b.token;
+            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+            IF bid IS NOT NULL THEN
+                EXECUTE pg_catalog.format(%3$L, TG_RELID::regclass) USING bid, btoken;
             END IF;
         END IF;
         RETURN NULL;
@@ -174,24 +163,24 @@ BEGIN
         -- An ON DELETE SET NULL / SET DEFAULT action: the old values, to
         -- link the row again when its parent is restored.
         IF %9$s THEN
-            b := tombstone._capture_batch(TG_RELID, %2$L, false);
-            IF b.id IS NOT NULL THEN
-                %4$s SELECT b.id, b.token, 'set_null'%6$s;
+            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+            IF bid IS NOT NULL THEN
+                %4$s SELECT bid, btoken, 'set_null'%6$s;
             END IF;
         END IF;
         RETURN NULL;
     END IF;
     IF TG_LEVEL = 'ROW' THEN
-        b := tombstone._capture_batch(TG_RELID, %2$L, false);
-        IF b.id IS NOT NULL THEN
-            %4$s SELECT b.id, b.token, %5$s%6$s;
+        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+        IF bid IS NOT NULL THEN
+            %4$s SELECT bid, btoken, %5$s%6$s;
         END IF;
         RETURN NULL;
     END IF;
     IF EXISTS (SELECT FROM _ts_old) THEN
-        b := tombstone._capture_batch(TG_RELID, %2$L, true);
-        IF b.id IS NOT NULL THEN
-            %4$s SELECT b.id, b.token, %7$s%8$s FROM _ts_old o;
+        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+        IF bid IS NOT NULL THEN
+            %4$s SELECT bid, btoken, %7$s%8$s FROM _ts_old o;
         END IF;
     END IF;
     RETURN NULL;
@@ -215,6 +204,23 @@ AS $$
       FROM pg_catalog.pg_class c WHERE c.oid = src
 $$;
 
+-- _capture_trigger_ok reports whether rel has trigger p_name as
+-- _sync_capture makes it: of type p_type (pg_trigger.tgtype), calling
+-- function p_fn, enabled ALWAYS, with the transition table its
+-- statement-level DELETE trigger reads, and (p_cols) on those columns.
+CREATE OR REPLACE FUNCTION tombstone._capture_trigger_ok(rel oid, p_name name, p_type int, p_fn oid, p_cols int2[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_trigger t
+         WHERE t.tgrelid = rel AND t.tgname = p_name AND t.tgtype = p_type AND t.tgfoid = p_fn
+           AND t.tgenabled = 'A'
+           AND t.tgoldtable IS NOT DISTINCT FROM CASE WHEN p_type = 8 THEN '_ts_old' END
+           AND (p_cols IS NULL
+                OR (SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x) = p_cols))
+$$;
+
 -- _sync_capture creates or aligns src's trigger function and the capture
 -- triggers on src and its partitions; it changes nothing that is already
 -- right (a trigger's creation locks the table against writes).
@@ -228,7 +234,6 @@ DECLARE
     rowwise boolean := tombstone._capture_rowwise(src);
     r record;
     changed boolean := false;
-    ddl_sync text := pg_catalog.current_setting('tombstone.ddl_sync', true);
     setnull int2[];
 BEGIN
     SELECT p.oid INTO fn FROM pg_catalog.pg_proc p
@@ -241,20 +246,17 @@ BEGIN
          WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname = fname AND p.pronargs = 0;
         changed := true;
     END IF;
-    FOR r IN SELECT x.relid, x.want, t.tgtype, t.tgfoid, t.tgenabled, t.tgoldtable, x.tgname
-               FROM (SELECT pt.relid, v.tgname, v.want
-                       FROM (SELECT src AS relid
-                             UNION SELECT t2.relid FROM pg_catalog.pg_partition_tree(src) t2) pt
-                      CROSS JOIN (VALUES ('_ts_capture', CASE WHEN rowwise THEN 9 ELSE 8 END),
-                                         ('_ts_truncate', 34)) v(tgname, want)) x
-               LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = x.relid AND t.tgname = x.tgname
+    -- Each trigger is looked at afresh: ALTER TABLE … ENABLE ALWAYS
+    -- TRIGGER below has the DDL event trigger sync this table again, from
+    -- inside this loop, and that may have done the next one already.
+    FOR r IN SELECT pt.relid, v.tgname, v.want
+               FROM (SELECT src AS relid
+                     UNION SELECT t2.relid FROM pg_catalog.pg_partition_tree(src) t2) pt
+              CROSS JOIN (VALUES ('_ts_capture', CASE WHEN rowwise THEN 9 ELSE 8 END),
+                                 ('_ts_truncate', 34)) v(tgname, want)
     LOOP
-        CONTINUE WHEN r.tgtype = r.want AND r.tgfoid = fn AND r.tgenabled = 'A'
-                  AND (r.tgoldtable IS NOT DISTINCT FROM CASE WHEN r.want = 8 THEN '_ts_old' END);
-        -- The ALTER TABLE below would have the DDL event trigger sync
-        -- this table again, from inside this loop.
-        PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
-        IF r.tgtype IS NOT NULL THEN
+        CONTINUE WHEN tombstone._capture_trigger_ok(r.relid, r.tgname, r.want, fn);
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = r.relid AND t.tgname = r.tgname) THEN
             EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', r.tgname, r.relid::regclass);
         END IF;
         EXECUTE pg_catalog.format('CREATE TRIGGER %I %s ON %s %s EXECUTE FUNCTION tombstone.%I()',
@@ -265,33 +267,35 @@ BEGIN
                         WHEN 9 THEN 'FOR EACH ROW' ELSE 'FOR EACH STATEMENT' END,
             fname);
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', r.relid::regclass, r.tgname);
-        PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(ddl_sync, ''), true);
         changed := true;
     END LOOP;
     -- ON DELETE SET NULL / SET DEFAULT: a row trigger on src itself
     -- (a partitioned table's is cloned onto its partitions), firing only
     -- for updates that change one of those keys' columns.
     setnull := tombstone._set_null_columns(src);
-    SELECT t.tgtype, t.tgfoid, t.tgenabled,
-           (SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x) AS cols
-      INTO r FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null';
-    IF (setnull IS NULL) <> (r.tgtype IS NULL)
-       OR setnull IS NOT NULL AND NOT (r.tgtype = 17 AND r.tgfoid = fn AND r.tgenabled = 'A' AND r.cols = setnull) THEN
-        PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
-        IF r.tgtype IS NOT NULL THEN
+    IF setnull IS NULL AND EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null') THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
+        changed := true;
+    ELSIF setnull IS NOT NULL AND NOT tombstone._capture_trigger_ok(src, '_ts_set_null', 17, fn, setnull) THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null') THEN
             EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
         END IF;
-        IF setnull IS NOT NULL THEN
-            EXECUTE pg_catalog.format('CREATE TRIGGER _ts_set_null AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION tombstone.%I()',
-                (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-                   FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
-                src::regclass,
-                (SELECT string_agg(pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', a.attname), ' OR ' ORDER BY a.attnum)
-                   FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
-                fname);
-            EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _ts_set_null', src::regclass);
-        END IF;
-        PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(ddl_sync, ''), true);
+        -- The WHEN condition runs as whoever updates (Postgres's SET
+        -- NULL, a restore's re-link): it compares the columns' text, made
+        -- by their types' output functions, never an operator or cast a
+        -- table's owner wrote.
+        EXECUTE pg_catalog.format('CREATE TRIGGER _ts_set_null AFTER UPDATE OF %s ON %s FOR EACH ROW '
+                                  'WHEN (pg_catalog.textin(pg_catalog.record_out(ROW(%s))) IS DISTINCT FROM '
+                                  'pg_catalog.textin(pg_catalog.record_out(ROW(%s)))) EXECUTE FUNCTION tombstone.%I()',
+            (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
+            src::regclass,
+            (SELECT string_agg('OLD.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
+            (SELECT string_agg('NEW.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
+            fname);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _ts_set_null', src::regclass);
         changed := true;
     END IF;
     RETURN changed;
@@ -300,16 +304,20 @@ $$;
 REVOKE ALL ON FUNCTION tombstone._sync_capture(oid, name) FROM PUBLIC;
 
 -- _capture_missing returns a protected table among p_rels without its
--- capture trigger enabled ALWAYS, if any: a rewritten DELETE whose rows
--- no trigger would copy is refused (check_catalog).
+-- own capture trigger (this schema's function, enabled ALWAYS), if any:
+-- a rewritten DELETE whose rows no trigger would copy is refused
+-- (check_catalog).
 CREATE OR REPLACE FUNCTION tombstone._capture_missing(p_rels oid[]) RETURNS regclass
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     RETURN (SELECT x.relid::regclass
               FROM tombstone._protected_roots(p_rels) x
-             WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
-                                WHERE t.tgrelid = x.relid AND t.tgname = '_ts_capture' AND t.tgenabled = 'A')
+             WHERE NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture',
+                       CASE WHEN tombstone._capture_rowwise(x.root) THEN 9 ELSE 8 END,
+                       (SELECT p.oid FROM pg_catalog.pg_proc p
+                         WHERE p.pronamespace = 'tombstone'::pg_catalog.regnamespace
+                           AND p.proname = '_ts_cap_' || x.root::text AND p.pronargs = 0))
              LIMIT 1);
 END
 $$;
