@@ -413,7 +413,8 @@ section_reaper() {
 	sql "DROP TABLE IF EXISTS reaper_items; CREATE TABLE reaper_items (id bigint PRIMARY KEY, tenant_id int, name text, payload text, at timestamptz)"
 	bin/tombstone init --dsn "$dsn" >/dev/null
 	log "reaper: writing $rows expired tombstones in $batches batches"
-	sql "INSERT INTO tombstone.batches (id, sql, tables, purge_after)
+	sql "SET session_replication_role = replica; -- tombstones loaded, not captured
+		INSERT INTO tombstone.batches (id, sql, tables, purge_after)
 		SELECT 900000000 + g, 'DELETE FROM reaper_items', jsonb_build_object('public.reaper_items', $rows / $batches), now() - interval '1 hour'
 		FROM generate_series(1, $batches) g;
 		INSERT INTO tombstone.public__reaper_items (_ts_batch, _ts_cause, _ts_deleted_at, id, tenant_id, name, payload, at)

@@ -140,7 +140,7 @@ func TestNoEscalationThroughShadowSync(t *testing.T) {
 	exec(t, appConn, `CREATE FUNCTION evil(int) RETURNS boolean LANGUAGE plpgsql AS $$
 		BEGIN EXECUTE 'ALTER ROLE `+app+` SUPERUSER'; RETURN true; EXCEPTION WHEN OTHERS THEN RETURN true; END $$`)
 	exec(t, appConn, "CREATE DOMAIN evil_d AS int CHECK (evil(VALUE))")
-	exec(t, su, "INSERT INTO tombstone.public__evil_t (_ts_batch, _ts_cause, id) VALUES (1, 'delete', 1)")
+	exec(t, su, "SET session_replication_role = replica; INSERT INTO tombstone.public__evil_t (_ts_batch, _ts_cause, id) VALUES (1, 'delete', 1); RESET session_replication_role")
 	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN y evil_d")
 	exec(t, appConn, "ALTER TABLE evil_t ADD COLUMN z evil_d[]")
 	exec(t, appConn, `CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
@@ -268,4 +268,54 @@ func TestCaptureBinding(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "14", queryString(t, su, `SELECT string_agg(DISTINCT s.product_id::text, ',') FROM tombstone.public__product_users s
 		WHERE s._ts_batch = (SELECT max(id) FROM tombstone.batches)`))
+}
+
+// TestOlderWritersRefused: only the capture triggers write a shadow
+// table — the INSERT an older proxy's rewrite still sends fails even for
+// a superuser (who could write the table) — and a proxy of this version
+// refuses to capture on a schema older than its own.
+func TestOlderWritersRefused(t *testing.T) {
+	su, _ := setup(t, true)
+	ctx := context.Background()
+	_, err := su.Exec(ctx, "INSERT INTO tombstone.public__tenants (_ts_batch, _ts_cause, id, name) VALUES (1, 'delete', 4242, 'x')")
+	require.Equal(t, "55000", pgErr(t, err).Code)
+	exec(t, su, "UPDATE tombstone.schema_version SET version = version - 1")
+	_, err = tombstone.LoadCatalog(ctx, su, tombstone.CatalogOptions{})
+	require.ErrorIs(t, err, tombstone.ErrNotInstalled)
+}
+
+// TestInstallerWithoutTriggerRights: an installer that may not add
+// triggers to one protected table (another role owns it) installs the
+// rest; that table's DELETEs are refused (55000), the others captured.
+func TestInstallerWithoutTriggerRights(t *testing.T) {
+	dsn := newDB(t)
+	su := testenv.Connect(t, dsn)
+	inst := newRole(t, dsn, "ts_inst")
+	other := newRole(t, dsn, "ts_other")
+	exec(t, su, fmt.Sprintf(`GRANT CREATE ON DATABASE %s TO %s; GRANT CREATE ON SCHEMA public TO %s, %s`,
+		queryString(t, su, "SELECT current_database()"), inst, inst, other))
+	ic := testenv.Connect(t, withUser(t, dsn, inst))
+	oc := testenv.Connect(t, withUser(t, dsn, other))
+	exec(t, ic, "CREATE TABLE mine (id int PRIMARY KEY); INSERT INTO mine SELECT generate_series(1, 5)")
+	exec(t, oc, "CREATE TABLE theirs (id int PRIMARY KEY); INSERT INTO theirs SELECT generate_series(1, 5); GRANT SELECT, DELETE ON theirs TO "+inst)
+	ctx := context.Background()
+	require.NoError(t, tombstone.Install(ctx, ic, tombstone.InstallOptions{Protection: &tombstone.Protection{
+		Schemas: []string{"public"}, Retention: time.Hour}}))
+	cat := loadCatalog(t, ic)
+	runRewritten(t, ic, cat, "DELETE FROM mine WHERE id = 1")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.public__mine WHERE id = 1"))
+	res, err := rewrite.Rewrite("DELETE FROM theirs WHERE id = 1", cat, rewrite.Options{})
+	require.NoError(t, err)
+	_, err = ic.Exec(ctx, res.SQL)
+	require.Equal(t, "55000", pgErr(t, err).Code)
+	require.Equal(t, int64(5), queryInt(t, su, "SELECT count(*) FROM theirs"))
+	// Without the DDL event trigger (not a superuser), a column added
+	// since the last sync: the capture trigger refuses (TS001) rather than
+	// leave the column out; a load syncs it.
+	exec(t, ic, "ALTER TABLE mine ADD COLUMN extra text DEFAULT 'x'")
+	_, err = ic.Exec(ctx, `WITH b AS (INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.mine": 1}')) DELETE FROM mine WHERE id = 2`)
+	require.Equal(t, "TS001", pgErr(t, err).Code)
+	cat = loadCatalog(t, ic)
+	runRewritten(t, ic, cat, "DELETE FROM mine WHERE id = 2")
+	require.Equal(t, "x", queryString(t, su, "SELECT extra FROM tombstone.public__mine WHERE id = 2"))
 }

@@ -26,9 +26,11 @@ func fakeTombstones(t *testing.T, c *pgx.Conn, batches, perBatch int, age string
 	exec(t, c, `INSERT INTO tombstone.batches (id, sql, tables, purge_after)
 		SELECT $1::bigint + g, 'DELETE FROM items', jsonb_build_object('public.items', $3::int), now() + $4::interval
 		FROM generate_series(0, $2 - 1) g`, first, batches, perBatch, age)
+	exec(t, c, "SET session_replication_role = replica") // tombstones loaded, not captured
 	exec(t, c, `INSERT INTO tombstone.public__items (_ts_batch, _ts_cause, _ts_deleted_at, id, v)
 		SELECT $1::bigint + g / $3, 'delete', now(), $4::bigint + g, 'v' || g FROM generate_series(0, $2::int * $3 - 1) g`,
 		first, batches, perBatch, first*1_000_000)
+	exec(t, c, "RESET session_replication_role")
 	return first
 }
 

@@ -153,7 +153,7 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 // each catalog load.
 const (
 	installTimeout = 5 * time.Minute
-	loadTimeout    = 30 * time.Second
+	loadTimeout    = 2 * time.Minute
 )
 
 // install1 installs or upgrades the tombstone schema in database on its own

@@ -40,8 +40,12 @@ func reaperDB(t *testing.T, batches, perBatch int) (string, *pgx.Conn) {
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, `SELECT setval('tombstone.batches_id_seq', $1)`, batches)
 	require.NoError(t, err)
+	_, err = c.Exec(ctx, "SET session_replication_role = replica") // tombstones loaded, not captured
+	require.NoError(t, err)
 	_, err = c.Exec(ctx, `INSERT INTO tombstone.public__items (_ts_batch, _ts_cause, _ts_deleted_at, id, v)
 		SELECT g / $2 + 1, 'delete', now(), g, 'value ' || g FROM generate_series(0, $1::int * $2 - 1) g`, batches, perBatch)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, "RESET session_replication_role")
 	require.NoError(t, err)
 	return dsn, c
 }
@@ -154,8 +158,10 @@ func TestReaperKill9(t *testing.T) {
 	_, err := c.Exec(context.Background(), `INSERT INTO tombstone.batches (id, sql, tables, purge_after)
 		VALUES (3001, 'DELETE FROM items', '{"public.items": 50000}', now() - interval '2 hours')`)
 	require.NoError(t, err)
-	_, err = c.Exec(context.Background(), `INSERT INTO tombstone.public__items (_ts_batch, _ts_cause, _ts_deleted_at, id, v)
-		SELECT 3001, 'delete', now(), 1000000 + g, 'big' FROM generate_series(1, 50000) g`)
+	_, err = c.Exec(context.Background(), `SET session_replication_role = replica;
+		INSERT INTO tombstone.public__items (_ts_batch, _ts_cause, _ts_deleted_at, id, v)
+		SELECT 3001, 'delete', now(), 1000000 + g, 'big' FROM generate_series(1, 50000) g;
+		RESET session_replication_role`)
 	require.NoError(t, err)
 	const total = 350000
 

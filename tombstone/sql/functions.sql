@@ -767,6 +767,13 @@ BEGIN
 
     -- Only the database writes tombstones: the capture triggers, as the
     -- owner of this schema (functions_capture.sql).
+    IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = format('tombstone.%I', shadow)::regclass
+                                             AND t.tgname = '_ts_only_capture') THEN
+        -- (Not ALWAYS: a superuser may load tombstones under
+        -- session_replication_role = replica, as pg_restore would.)
+        EXECUTE format('CREATE TRIGGER _ts_only_capture BEFORE INSERT ON tombstone.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tombstone._shadow_guard()', shadow);
+    END IF;
     IF tombstone._sync_capture(src, shadow) THEN changed := true; END IF;
     -- A member of an inheritance tree is captured row by row, and so are
     -- the others once it joins: align the neighbours' triggers too.
@@ -796,8 +803,16 @@ DECLARE
     r record;
     n int := 0;
 BEGIN
+    -- One table's failure (a table the installer may not add triggers to)
+    -- leaves the others synced; that table's DELETEs are refused until it
+    -- syncs (check_catalog: no capture trigger).
     FOR r IN SELECT relid FROM tombstone.protected_tables() ORDER BY relid LOOP
-        PERFORM tombstone.sync_shadow(r.relid::regclass);
+        BEGIN
+            PERFORM tombstone.sync_shadow(r.relid::regclass);
+        EXCEPTION WHEN insufficient_privilege OR lock_not_available THEN
+            RAISE WARNING 'tombstone: cannot sync the shadow table and capture triggers of %: %', r.relid::regclass, SQLERRM
+                USING HINT = 'Its DELETEs are refused until a superuser or its owner runs tombstone init.';
+        END;
         n := n + 1;
     END LOOP;
     -- Capture functions of tables dropped for good (no trigger uses them).

@@ -122,6 +122,32 @@ AS $$
        AND NOT tombstone._fk_runs_code(con.oid)
 $$;
 
+-- _capture_shape is what a capture function checks src's columns
+-- against at run time (name, type and typmod, in order).
+CREATE OR REPLACE FUNCTION tombstone._capture_shape(src oid) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s:%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- _shadow_guard refuses every write of a shadow table but the capture
+-- triggers' (which run inside a trigger: depth 2 here): above all, the
+-- INSERTs a proxy older than this schema still sends.
+CREATE OR REPLACE FUNCTION tombstone._shadow_guard() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.<) 2 THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: only the capture triggers write tombstones (%s)', TG_TABLE_NAME),
+            HINT = 'A proxy or CLI older than this database''s tombstone schema sends its own: upgrade it to the version that installed the schema.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- _capture_function returns the text of src's trigger function.
 CREATE OR REPLACE FUNCTION tombstone._capture_function(src oid, shadow name) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -150,6 +176,16 @@ DECLARE
     bid bigint;
     btoken uuid;
 BEGIN
+    -- Generated for these columns: after an ALTER TABLE this function has
+    -- not followed (no DDL event trigger, a sync that failed) it refuses
+    -- rather than copy the wrong columns, or too few.
+    IF (SELECT pg_catalog.string_agg(pg_catalog.format('%%s:%%s:%%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = %10$s AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM %11$L
+       AND tombstone._capture_batch(%2$L) IS NOT NULL THEN
+        PERFORM tombstone._catalog_changed(pg_catalog.format('the capture trigger of %%s is out of date', %2$L),
+                                           'Run SELECT tombstone.sync_all() if it persists.');
+    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID) = 'r' THEN
             SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
@@ -190,7 +226,8 @@ $f$,
         pg_catalog.replace(ins || ' SELECT $1, $2, ''truncate''' || coalesce(srccols, ''), '%', '%%') || ' FROM ONLY %s',
         ins, tombstone._capture_cause(src, 'OLD'), coalesce(oldcols, ''),
         tombstone._capture_cause(src, 'o'), coalesce(rowcols, ''),
-        coalesce(tombstone._capture_gone(src, 'OLD', '{n,d}'), 'false'));
+        coalesce(tombstone._capture_gone(src, 'OLD', '{n,d}'), 'false'),
+        src::text, tombstone._capture_shape(src));
 END
 $$;
 

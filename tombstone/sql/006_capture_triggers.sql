@@ -1,0 +1,12 @@
+-- 006_capture_triggers: tombstones are written by capture triggers on the
+-- protected tables (functions_capture.sql), no longer by the proxy's
+-- rewritten DELETE. The version marks the change of contract: a proxy of
+-- an earlier version refuses to run against this schema (its Install
+-- will not downgrade the functions), and one of this version refuses to
+-- capture on an older schema it could not upgrade, instead of deleting
+-- rows no trigger copies. Everything else is in the functions files,
+-- which every install re-applies when they change: the triggers, the
+-- guard that refuses any other writer of a shadow table, and the
+-- revoked privileges (PUBLIC may no longer write shadow tables nor read
+-- batches).
+SELECT 1;
