@@ -811,8 +811,10 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		return s.writeMsg(&msg)
 	}
 	if plan == nil || plan.Result == nil || !plan.Result.Changed {
-		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 {
-			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE.
+		if plan != nil && plan.Result != nil && len(plan.Result.Statements) == 1 && plan.Result.Statements[0].ExecuteName != "" {
+			// Parse("EXECUTE p") of a rewritten SQL-level PREPARE. (Any
+			// other statement has no name to look up: "" is the unnamed
+			// statement, which this Parse replaces.)
 			out, keep = s.prepared.find(plan.Result.Statements[0].ExecuteName)
 		}
 		s.track.push(p.entry('P'))

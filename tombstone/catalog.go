@@ -129,7 +129,7 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 			// tables and capture triggers in step with ALTER TABLE: every
 			// load syncs.
 			if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger
-				WHERE evtname = 'tombstone_ddl' AND evtenabled <> 'D')`).Scan(&sync); err != nil {
+				WHERE evtname = 'tombstone_ddl' AND evtenabled = 'A')`).Scan(&sync); err != nil {
 				return err
 			}
 		}

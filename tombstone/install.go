@@ -258,7 +258,9 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 		return fmt.Errorf("tombstone: check superuser: %w", err)
 	}
 	var have int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname IN ('tombstone_ddl', 'tombstone_drop')").Scan(&have); err != nil {
+	// Enabled ALWAYS: under session_replication_role = replica too, or a
+	// capture trigger would not follow the DDL.
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A'").Scan(&have); err != nil {
 		return fmt.Errorf("tombstone: read event triggers: %w", err)
 	}
 	if have == 2 {
@@ -277,6 +279,8 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 		`CREATE EVENT TRIGGER tombstone_drop ON sql_drop
 			WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE')
 			EXECUTE FUNCTION tombstone._on_drop()`,
+		`ALTER EVENT TRIGGER tombstone_ddl ENABLE ALWAYS`,
+		`ALTER EVENT TRIGGER tombstone_drop ENABLE ALWAYS`,
 	} {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("tombstone: event trigger: %w", err)

@@ -257,7 +257,7 @@ BEGIN
         -- The triggers write the tombstones: without them the rows would
         -- go uncaptured (created by a role that may not add triggers to
         -- the table, or disabled by its owner).
-        hidden := tombstone._capture_missing(closure.rels);
+        hidden := tombstone._capture_missing(closure.rels || rel::oid);
         IF hidden IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = '55000',
                 MESSAGE = pg_catalog.format('tombstone: DELETE from %s is refused: protected table %s has no enabled capture trigger, and its rows would go uncaptured',

@@ -38,9 +38,12 @@
 -- would have removed it with that parent), 'delete' otherwise; a row an
 -- ON DELETE SET NULL / SET DEFAULT key changed is kept as 'set_null'.
 
--- _capture_batch returns the batch the rows p_table (as batches.tables
--- names it) lost in the current statement belong to, or NULLs.
-CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_table text, OUT id bigint, OUT token uuid)
+-- _capture_batch returns the batch the rows a table lost in the current
+-- statement belong to, or NULLs; p_tables are the names batches.tables
+-- may know it by (its partition root's, its own: a partition's own
+-- foreign keys cascade into it under its own name; its name now, after
+-- a rename the capture function has not followed).
+CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_tables text[], OUT id bigint, OUT token uuid)
 LANGUAGE sql STABLE
 AS $$
     SELECT b.id, b.token
@@ -48,15 +51,17 @@ AS $$
      WHERE b.xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
        AND b.stmt_time OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()
        AND b.purged_at IS NULL
-       AND b.tables OPERATOR(pg_catalog.?) p_table
+       AND b.tables OPERATOR(pg_catalog.?|) p_tables
      ORDER BY b.id DESC
      LIMIT 1
 $$;
 DROP FUNCTION IF EXISTS tombstone._capture_batch(oid, text, boolean);
-REVOKE ALL ON FUNCTION tombstone._capture_batch(text) FROM PUBLIC;
+DROP FUNCTION IF EXISTS tombstone._capture_batch(text);
+REVOKE ALL ON FUNCTION tombstone._capture_batch(text[]) FROM PUBLIC;
 
 -- _capture_gone is the condition, on the row p_row ('o', 'OLD'), that
--- for one of rel's foreign keys whose ON DELETE action is among
+-- for one of the foreign keys of rel (or of one of its partitions alone)
+-- whose ON DELETE action is among
 -- p_actions ('c' cascade, 'n' set null, 'd' set default) the referenced
 -- row is gone by now; NULL when rel has no such key. The key's own
 -- operators compare, as the cascade does.
@@ -75,11 +80,12 @@ BEGIN
           FROM pg_catalog.pg_constraint con
           JOIN pg_catalog.pg_class p ON p.oid = con.confrelid
           CROSS JOIN LATERAL unnest(con.conkey, con.confkey, con.conpfeqop) WITH ORDINALITY u(ck, pk, op, ord)
-          JOIN pg_catalog.pg_attribute ca ON ca.attrelid = rel AND ca.attnum = u.ck
+          JOIN pg_catalog.pg_attribute ca ON ca.attrelid = con.conrelid AND ca.attnum = u.ck
           JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = u.pk
           JOIN pg_catalog.pg_operator op ON op.oid = u.op
           JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace
-         WHERE con.conrelid = rel AND con.contype = 'f' AND con.confdeltype = ANY (p_actions) AND con.conparentid = 0
+         WHERE con.conrelid IN (SELECT rel UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t)
+           AND con.contype = 'f' AND con.confdeltype = ANY (p_actions) AND con.conparentid = 0
            -- The comparison runs as this schema's owner: never with an
            -- operator or cast someone else wrote (the rewrite refuses
            -- such cascades; here the row is then just 'delete').
@@ -182,13 +188,13 @@ BEGIN
     IF (SELECT pg_catalog.string_agg(pg_catalog.format('%%s:%%s:%%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = %10$s AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM %11$L
-       AND tombstone._capture_batch(%2$L) IS NOT NULL THEN
+       AND tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) IS NOT NULL THEN
         PERFORM tombstone._catalog_changed(pg_catalog.format('the capture trigger of %%s is out of date', %2$L),
                                            'Run SELECT tombstone.sync_all() if it persists.');
     END IF;
     IF TG_OP = 'TRUNCATE' THEN
         IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID) = 'r' THEN
-            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
             IF bid IS NOT NULL THEN
                 EXECUTE pg_catalog.format(%3$L, TG_RELID::regclass) USING bid, btoken;
             END IF;
@@ -199,7 +205,7 @@ BEGIN
         -- An ON DELETE SET NULL / SET DEFAULT action: the old values, to
         -- link the row again when its parent is restored.
         IF %9$s THEN
-            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
             IF bid IS NOT NULL THEN
                 %4$s SELECT bid, btoken, 'set_null'%6$s;
             END IF;
@@ -207,14 +213,14 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_LEVEL = 'ROW' THEN
-        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
         IF bid IS NOT NULL THEN
             %4$s SELECT bid, btoken, %5$s%6$s;
         END IF;
         RETURN NULL;
     END IF;
     IF EXISTS (SELECT FROM _ts_old) THEN
-        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(%2$L) x;
+        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
         IF bid IS NOT NULL THEN
             %4$s SELECT bid, btoken, %7$s%8$s FROM _ts_old o;
         END IF;
@@ -258,6 +264,48 @@ AS $$
                 OR (SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x) = p_cols))
 $$;
 
+-- _sync_set_null creates or aligns trigger p_name on rel for the columns
+-- of rel's own ON DELETE SET NULL / SET DEFAULT keys (none: no trigger).
+CREATE OR REPLACE FUNCTION tombstone._sync_set_null(rel oid, p_name name, fn oid, fname text) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    setnull int2[] := tombstone._set_null_columns(rel);
+    have boolean := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgname = p_name);
+BEGIN
+    IF setnull IS NULL THEN
+        IF have THEN
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', p_name, rel::regclass);
+        END IF;
+        RETURN have;
+    END IF;
+    IF tombstone._capture_trigger_ok(rel, p_name, 17, fn, setnull) THEN
+        RETURN false;
+    END IF;
+    IF have THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', p_name, rel::regclass);
+    END IF;
+    -- The WHEN condition runs as whoever updates (Postgres's SET NULL, a
+    -- restore's re-link): it compares the columns' text, made by their
+    -- types' output functions, never an operator or cast a table's owner
+    -- wrote.
+    EXECUTE pg_catalog.format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW '
+                              'WHEN (pg_catalog.textin(pg_catalog.record_out(ROW(%s))) IS DISTINCT FROM '
+                              'pg_catalog.textin(pg_catalog.record_out(ROW(%s)))) EXECUTE FUNCTION tombstone.%I()',
+        p_name,
+        (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (setnull)),
+        rel::regclass,
+        (SELECT string_agg('OLD.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (setnull)),
+        (SELECT string_agg('NEW.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (setnull)),
+        fname);
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', rel::regclass, p_name);
+    RETURN true;
+END
+$$;
+
 -- _sync_capture creates or aligns src's trigger function and the capture
 -- triggers on src and its partitions; it changes nothing that is already
 -- right (a trigger's creation locks the table against writes).
@@ -271,7 +319,6 @@ DECLARE
     rowwise boolean := tombstone._capture_rowwise(src);
     r record;
     changed boolean := false;
-    setnull int2[];
 BEGIN
     SELECT p.oid INTO fn FROM pg_catalog.pg_proc p
      WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname = fname AND p.pronargs = 0;
@@ -309,32 +356,14 @@ BEGIN
     -- ON DELETE SET NULL / SET DEFAULT: a row trigger on src itself
     -- (a partitioned table's is cloned onto its partitions), firing only
     -- for updates that change one of those keys' columns.
-    setnull := tombstone._set_null_columns(src);
-    IF setnull IS NULL AND EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null') THEN
-        EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
-        changed := true;
-    ELSIF setnull IS NOT NULL AND NOT tombstone._capture_trigger_ok(src, '_ts_set_null', 17, fn, setnull) THEN
-        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null') THEN
-            EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
-        END IF;
-        -- The WHEN condition runs as whoever updates (Postgres's SET
-        -- NULL, a restore's re-link): it compares the columns' text, made
-        -- by their types' output functions, never an operator or cast a
-        -- table's owner wrote.
-        EXECUTE pg_catalog.format('CREATE TRIGGER _ts_set_null AFTER UPDATE OF %s ON %s FOR EACH ROW '
-                                  'WHEN (pg_catalog.textin(pg_catalog.record_out(ROW(%s))) IS DISTINCT FROM '
-                                  'pg_catalog.textin(pg_catalog.record_out(ROW(%s)))) EXECUTE FUNCTION tombstone.%I()',
-            (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
-            src::regclass,
-            (SELECT string_agg('OLD.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
-            (SELECT string_agg('NEW.' || pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
-               FROM pg_catalog.pg_attribute a WHERE a.attrelid = src AND a.attnum = ANY (setnull)),
-            fname);
-        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER _ts_set_null', src::regclass);
-        changed := true;
-    END IF;
+    -- A partitioned table's is cloned onto its partitions; a partition's
+    -- own keys get one of their own (_ts_set_null_p).
+    FOR r IN SELECT src AS relid, '_ts_set_null' AS tgname
+             UNION ALL
+             SELECT t2.relid, '_ts_set_null_p' FROM pg_catalog.pg_partition_tree(src) t2 WHERE t2.relid <> src
+    LOOP
+        IF tombstone._sync_set_null(r.relid, r.tgname, fn, fname) THEN changed := true; END IF;
+    END LOOP;
     RETURN changed;
 END
 $$;
