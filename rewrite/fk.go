@@ -82,7 +82,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
 				Relation:      fkRangeVar(child, alias),
-				WhereClause:   inSelect(fk.childCols(alias), fk.operator(), parentKeys(parentCTE, fk)),
+				WhereClause:   inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parentCTE, fk))),
 				ReturningList: cascadeReturning(alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -106,7 +106,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
 			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
 				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
-				inSelect(fk.childCols(alias), fk.operator(), parentKeys(parentCTE, fk)))
+				inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parentCTE, fk))))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, name, s})
@@ -161,7 +161,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	}
 	d := &pg.DeleteStmt{
 		Relation:      fkRangeVar(parent, alias),
-		WhereClause:   inSelect(fk.childCols(alias), fk.operator(), closure),
+		WhereClause:   inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, closure)),
 		ReturningList: cascadeReturning(alias),
 	}
 	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
@@ -170,6 +170,24 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	}
 	// The subtree's rows have their own non-self children.
 	return sr.cascade(parent, name, path, true, loc)
+}
+
+// whenFires joins to sel, which lists the keys an action of fk applies
+// to, "(SELECT WHERE tombstone.fk_fires(child, fk)) _ts_f": a row of no
+// column, or none, so that the keys are the same — or none when
+// Postgres's own action of fk does not run in this session (its trigger
+// on the referenced table disabled, or session_replication_role =
+// replica): then neither does the rewrite's. Evaluated once per
+// statement.
+func whenFires(fk ForeignKey, sel *pg.SelectStmt) *pg.SelectStmt {
+	fires := funcCall([]string{tsSchema, "fk_fires"},
+		typeCast(constStr(quoteIdent(fk.ChildSchema)+"."+quoteIdent(fk.ChildName)), "pg_catalog", "regclass"),
+		constStr(fk.Name))
+	sel.FromClause = append(sel.FromClause, &pg.Node{Node: &pg.Node_RangeSubselect{RangeSubselect: &pg.RangeSubselect{
+		Subquery: selectNode(selectStmt(nil, nil, fires)),
+		Alias:    &pg.Alias{Aliasname: genPrefix + "f"},
+	}}})
+	return sel
 }
 
 // capturesCascade reports whether a DELETE on t has protected rows to

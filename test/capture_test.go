@@ -154,3 +154,31 @@ INSERT INTO q VALUES (101, 3, NULL), (102, NULL, 4);`)
 	require.Equal(t, "101:3:,102::", queryText(t, e.direct,
 		"SELECT string_agg(concat_ws(':', id, coalesce(pid::text, ''), coalesce(sid::text, '')), ',' ORDER BY id) FROM q"))
 }
+
+// TestCascadeOnlyWherePostgresWould (issue 16, item 2): under
+// session_replication_role = replica, or with the referenced table's
+// triggers disabled, Postgres runs no ON DELETE action; neither does the
+// rewritten DELETE — the children stay, as Postgres leaves them.
+func TestCascadeOnlyWherePostgresWould(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p SELECT generate_series(1, 4);
+CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE CASCADE); INSERT INTO c SELECT g, g FROM generate_series(1, 4) g;
+CREATE TABLE n (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE SET NULL); INSERT INTO n SELECT g, g FROM generate_series(1, 4) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "SET session_replication_role = replica; DELETE FROM p WHERE id = 1; RESET session_replication_role")
+	require.NoError(t, err)
+	require.Equal(t, "1:1", queryText(t, e.direct, "SELECT (SELECT count(*) FROM c WHERE p_id = 1) || ':' || (SELECT count(*) FROM n WHERE p_id = 1)"))
+	_, err = testenv.Connect(t, e.direct).Exec(ctx, "ALTER TABLE p DISABLE TRIGGER ALL")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "DELETE FROM p WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, "1:1", queryText(t, e.direct, "SELECT (SELECT count(*) FROM c WHERE p_id = 2) || ':' || (SELECT count(*) FROM n WHERE p_id = 2)"))
+	_, err = testenv.Connect(t, e.direct).Exec(ctx, "ALTER TABLE p ENABLE TRIGGER ALL")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "DELETE FROM p WHERE id = 3")
+	require.NoError(t, err)
+	require.Equal(t, "0:0", queryText(t, e.direct, "SELECT (SELECT count(*) FROM c WHERE p_id = 3) || ':' || (SELECT count(*) FROM n WHERE p_id = 3)"))
+	require.Equal(t, "1:delete,2:delete,3:delete", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__p"))
+	require.Equal(t, "3:cascade", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__c"))
+	require.Equal(t, "3:set_null", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__n"))
+}

@@ -132,3 +132,5 @@ CREATE TRIGGER _ts_set_null AFTER UPDATE OF user_id ON links FOR EACH ROW WHEN (
   EXECUTE FUNCTION tombstone._stand_in_capture('public_links');
 CREATE TRIGGER _ts_set_null AFTER UPDATE OF a_id ON spoke_b FOR EACH ROW WHEN (OLD.a_id IS DISTINCT FROM NEW.a_id)
   EXECUTE FUNCTION tombstone._stand_in_capture('public_spoke_b');
+CREATE FUNCTION tombstone.fk_fires(p_child regclass, p_name name) RETURNS boolean
+LANGUAGE sql STABLE AS $$ SELECT current_setting('session_replication_role') <> 'replica' $$;

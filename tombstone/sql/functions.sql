@@ -1140,3 +1140,25 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- fk_fires reports whether Postgres's ON DELETE action of foreign key
+-- p_name on p_child runs in this session: the action trigger on the
+-- referenced table is enabled as session_replication_role decides
+-- (ORIGIN: not under replica; REPLICA: only under replica; ALWAYS;
+-- DISABLED: never). A rewritten DELETE runs its own cascade only where
+-- Postgres would. A key whose trigger it cannot find counts as ORIGIN.
+CREATE OR REPLACE FUNCTION tombstone.fk_fires(p_child regclass, p_name name) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE coalesce((SELECT t.tgenabled
+                            FROM pg_catalog.pg_constraint c
+                            JOIN pg_catalog.pg_trigger t ON t.tgconstraint = c.oid AND t.tgrelid = c.confrelid
+                           WHERE c.conrelid = p_child AND c.conname = p_name AND c.contype = 'f'
+                             AND (t.tgtype::int & 8) <> 0
+                           LIMIT 1), 'O')
+           WHEN 'A' THEN true
+           WHEN 'D' THEN false
+           WHEN 'R' THEN pg_catalog.current_setting('session_replication_role') = 'replica'
+           ELSE pg_catalog.current_setting('session_replication_role') <> 'replica' END
+$$;
+GRANT EXECUTE ON FUNCTION tombstone.fk_fires(regclass, name) TO PUBLIC;
