@@ -116,7 +116,29 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 	if err != nil {
 		return nil, err
 	}
+	p.release(res)
 	return &Plan{Result: res}, nil
+}
+
+// Releaser is a Catalogs that keeps connections to the databases it
+// knows (a LISTEN for catalog changes), and lets go of one on request.
+type Releaser interface {
+	Release(database string)
+}
+
+// release lets go of the proxy's own connections to a database the
+// statement drops or renames: Postgres refuses while any session is
+// connected to it (it waits five seconds for them to leave).
+func (p *planner) release(res *rewrite.Result) {
+	r, ok := p.cats.(Releaser)
+	if !ok || res == nil {
+		return
+	}
+	for _, st := range res.Statements {
+		if st.ReleasesDatabase != "" {
+			r.Release(st.ReleasesDatabase)
+		}
+	}
 }
 
 // returnMemoryOver is the text length from which planning is followed by

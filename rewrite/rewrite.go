@@ -101,6 +101,10 @@ type Statement struct {
 	// DiscardAll: a DISCARD ALL, which drops every prepared statement
 	// (SQL-level and protocol-level) as DEALLOCATE ALL does.
 	DiscardAll bool
+	// ReleasesDatabase names the database a DROP DATABASE or ALTER
+	// DATABASE … RENAME ends: the proxy lets go of its own connections
+	// to it first, which would otherwise keep Postgres from doing it.
+	ReleasesDatabase string
 	// Refusal is set when the statement would remove rows from a
 	// protected table in a way that cannot be captured. The proxy must
 	// not forward the message and sends Refusal to the client instead.
@@ -182,6 +186,12 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		}
 		if d := raw.GetStmt().GetDiscardStmt(); d != nil && d.GetTarget() == pg.DiscardMode_DISCARD_ALL {
 			st.DiscardAll = true
+		}
+		if d := raw.GetStmt().GetDropdbStmt(); d != nil {
+			st.ReleasesDatabase = d.GetDbname()
+		}
+		if r := raw.GetStmt().GetRenameStmt(); r != nil && r.GetRenameType() == pg.ObjectType_OBJECT_DATABASE {
+			st.ReleasesDatabase = r.GetSubname()
 		}
 		if st.Kind == KindOther || st.Kind == KindExecute {
 			res.Statements = append(res.Statements, st)

@@ -47,6 +47,25 @@ type dbCatalog struct {
 	stale   atomic.Bool
 	loaded  atomic.Int64 // unix nanos of the last load
 	listens atomic.Bool
+	stop    atomic.Pointer[context.CancelFunc] // ends the listener
+}
+
+// Release forgets database's catalog and ends its listener, whose
+// connection would keep Postgres from dropping or renaming the database
+// (the proxy calls it before forwarding such a statement). The next use
+// loads the catalog anew, installing the store if it is missing — the
+// database may be another one by the same name by then.
+func (c *Catalogs) Release(database string) {
+	c.mu.Lock()
+	d, ok := c.dbs[database]
+	delete(c.dbs, database)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	if stop := d.stop.Load(); stop != nil {
+		(*stop)()
+	}
 }
 
 // NewCatalogs returns a registry that connects with controlDSN (a conninfo
@@ -131,6 +150,13 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	defer conn.Close(context.Background())
 	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
+	if errors.Is(err, ErrNotInstalled) && old != nil {
+		// Another database by that name now (dropped and created again
+		// behind the proxy's back), or a store removed: install as on
+		// first use.
+		c.install1(ctx, d.name)
+		cat, err = LoadCatalog(ctx, conn, CatalogOptions{Sync: true})
+	}
 	if err != nil && old == nil {
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
 	}
@@ -142,8 +168,10 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	d.loaded.Store(time.Now().UnixNano())
 	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())), zap.Uint64("generation", cat.Generation()))
 	if d.listens.CompareAndSwap(false, true) {
+		ctx, stop := context.WithCancel(c.ctx)
+		d.stop.Store(&stop)
 		c.wg.Add(1)
-		go c.listen(d)
+		go c.listen(ctx, d)
 	}
 	return cat, nil
 }
@@ -182,19 +210,19 @@ func (c *Catalogs) install1(ctx context.Context, database string) {
 // listen marks d stale whenever the database notifies a catalog change,
 // and whenever the listening connection had to be re-established (a
 // notification may have been missed meanwhile).
-func (c *Catalogs) listen(d *dbCatalog) {
+func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 	defer c.wg.Done()
 	backoff := 100 * time.Millisecond
-	for c.ctx.Err() == nil {
-		conn, err := c.Connect(c.ctx, d.name)
+	for ctx.Err() == nil {
+		conn, err := c.Connect(ctx, d.name)
 		if err == nil {
-			_, err = conn.Exec(c.ctx, "LISTEN "+NotifyChannel)
+			_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
 		}
 		if err == nil {
 			d.stale.Store(true) // anything may have changed while not listening
 			backoff = 100 * time.Millisecond
 			for {
-				_, err = conn.WaitForNotification(c.ctx)
+				_, err = conn.WaitForNotification(ctx)
 				if err != nil {
 					break
 				}
@@ -204,12 +232,12 @@ func (c *Catalogs) listen(d *dbCatalog) {
 		if conn != nil {
 			_ = conn.Close(context.Background())
 		}
-		if c.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 			return
 		}
 		c.log.Warn("catalog listener lost its connection; retrying", zap.String("database", d.name), zap.Error(err))
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}

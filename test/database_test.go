@@ -1,0 +1,54 @@
+package test
+
+// A database used through the proxy can be dropped, renamed and created
+// again under its name (issue 16, item 5): the proxy lets go of its own
+// connection to it (the catalog's LISTEN) when such a statement passes
+// through it, and installs the store in a database it finds without one.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
+)
+
+func TestDropAndRecreateDatabase(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	name := fmt.Sprintf("ts_dropme_%d", rand.Uint32())
+	admin := testenv.Connect(t, e.proxy) // the env's own database
+	t.Cleanup(func() {
+		_, _ = testenv.Connect(t, e.direct).Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		_, _ = testenv.Connect(t, e.direct).Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+"_2 WITH (FORCE)")
+	})
+	use := func(db string, id int) {
+		t.Helper()
+		c := testenv.Connect(t, withDB(t, e.proxy, db))
+		_, err := c.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY); INSERT INTO t VALUES (%d)", id))
+		require.NoError(t, err)
+		_, err = c.Exec(ctx, fmt.Sprintf("DELETE FROM t WHERE id = %d", id)) // loads the catalog, starts the listener
+		require.NoError(t, err)
+		require.NoError(t, c.Close(ctx))
+		d := testenv.Connect(t, withDB(t, e.direct, db))
+		var n int
+		require.NoError(t, d.QueryRow(ctx, "SELECT count(*) FROM tombstone.public__t WHERE id = $1", id).Scan(&n))
+		require.Equal(t, 1, n)
+		require.NoError(t, d.Close(ctx))
+	}
+	_, err := admin.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	use(name, 1)
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+name+" RENAME TO "+name+"_2")
+	require.NoError(t, err, "the proxy's listener let go of it")
+	use(name+"_2", 2)
+	_, err = admin.Exec(ctx, "DROP DATABASE "+name+"_2")
+	require.NoError(t, err, "the proxy's listener let go of it")
+	// Created again under a name the proxy knew: a new store, captured.
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	use(name, 3)
+}
