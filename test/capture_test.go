@@ -182,3 +182,23 @@ CREATE TABLE n (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE SET NULL); I
 	require.Equal(t, "3:cascade", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__c"))
 	require.Equal(t, "3:set_null", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__n"))
 }
+
+// TestIncludeColumnsWithoutBtree (issue 16, item 4): a key with INCLUDE
+// columns of a type btree cannot index (json, point) does not stop
+// CREATE TABLE — the shadow's index is on the key columns alone — and its
+// deletes are captured and restored.
+func TestIncludeColumnsWithoutBtree(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, `CREATE TABLE inc (id int, j json, pt point, PRIMARY KEY (id) INCLUDE (j, pt));
+INSERT INTO inc VALUES (1, '{"a": 1}', '(1,2)'), (2, '[]', '(3,4)')`)
+	require.NoError(t, err)
+	_, err = testenv.Connect(t, e.direct).Exec(ctx, "CREATE TABLE inc2 (id int, j json, UNIQUE (id) INCLUDE (j))")
+	require.NoError(t, err, "direct connections too (the DDL event trigger syncs)")
+	_, err = p.Exec(ctx, "DELETE FROM inc WHERE id = 1")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "UNDELETE FROM inc WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, `1:{"a": 1}:(1,2)`, queryText(t, e.direct, "SELECT id || ':' || j::text || ':' || pt::text FROM inc WHERE id = 1"))
+}

@@ -575,11 +575,14 @@ END
 $$;
 
 -- _key returns the attnums of rel's primary key, else of its first
--- unique, non-partial, column-only index; NULL when it has none.
+-- unique, non-partial, column-only index; NULL when it has none. Only
+-- the key columns: INCLUDE columns take no part in uniqueness (and may
+-- be of a type btree cannot index, json say, for the shadow's index).
 CREATE OR REPLACE FUNCTION tombstone._key(rel oid) RETURNS int2[]
 LANGUAGE sql STABLE
 AS $$
-    SELECT i.indkey::int2[]
+    SELECT CASE WHEN i.indnkeyatts = i.indnatts THEN i.indkey::int2[]
+                ELSE (i.indkey::int2[])[0:i.indnkeyatts - 1] END
       FROM pg_catalog.pg_index i
      WHERE i.indrelid = rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
        AND NOT (0 = ANY (i.indkey::int2[]))
