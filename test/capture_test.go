@@ -202,3 +202,24 @@ INSERT INTO inc VALUES (1, '{"a": 1}', '(1,2)'), (2, '[]', '(3,4)')`)
 	require.NoError(t, err)
 	require.Equal(t, `1:{"a": 1}:(1,2)`, queryText(t, e.direct, "SELECT id || ':' || j::text || ':' || pt::text FROM inc WHERE id = 1"))
 }
+
+// TestDropTypeKeepsTombstones (issue 16, item 3, in part): DROP TYPE …
+// CASCADE of a type a shadow column has would drop that column and the
+// deleted rows' values in it: refused (2BP01), through the proxy and
+// directly, the tombstones intact.
+func TestDropTypeKeepsTombstones(t *testing.T) {
+	e := newEnv(t, `CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id int PRIMARY KEY, m mood);
+INSERT INTO moods VALUES (1, 'sad'), (2, 'ok');`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "DELETE FROM moods WHERE id = 1")
+	require.NoError(t, err)
+	_, err = testenv.Connect(t, e.direct).Exec(ctx, "DROP TYPE mood CASCADE")
+	require.Equal(t, "2BP01", errCode(err))
+	_, err = p.Exec(ctx, "DROP TYPE mood CASCADE")
+	require.Equal(t, "2BP01", errCode(err))
+	require.Equal(t, "sad", queryText(t, e.direct, "SELECT m::text FROM tombstone.public__moods WHERE id = 1"))
+	// Other drops go on as ever.
+	_, err = p.Exec(ctx, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP FUNCTION f()")
+	require.NoError(t, err)
+}

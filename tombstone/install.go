@@ -260,7 +260,10 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 	var have int
 	// Enabled ALWAYS: under session_replication_role = replica too, or a
 	// capture trigger would not follow the DDL.
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A'").Scan(&have); err != nil {
+	// (tombstone_drop fires for every DROP: no tag list.)
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_event_trigger
+		WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A'
+		  AND (evtname = 'tombstone_ddl' OR evttags IS NULL)`).Scan(&have); err != nil {
 		return fmt.Errorf("tombstone: read event triggers: %w", err)
 	}
 	if have == 2 {
@@ -277,7 +280,6 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER SCHEMA')
 			EXECUTE FUNCTION tombstone._on_ddl()`,
 		`CREATE EVENT TRIGGER tombstone_drop ON sql_drop
-			WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE')
 			EXECUTE FUNCTION tombstone._on_drop()`,
 		`ALTER EVENT TRIGGER tombstone_ddl ENABLE ALWAYS`,
 		`ALTER EVENT TRIGGER tombstone_drop ENABLE ALWAYS`,

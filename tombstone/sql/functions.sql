@@ -862,14 +862,31 @@ BEGIN
 END
 $$;
 
--- _on_drop is the sql_drop event trigger: it only tells the proxies to
--- reload (a dropped table's shadow and tombstones stay).
+-- _on_drop is the sql_drop event trigger, for every DROP: it refuses one
+-- that would drop a column of a shadow table — DROP TYPE … CASCADE of a
+-- type a shadow column has, say, whose tombstones would lose that
+-- column's values — and tells the proxies to reload after DROP TABLE,
+-- DROP SCHEMA and ALTER TABLE (a dropped table's shadow and tombstones
+-- stay).
 CREATE OR REPLACE FUNCTION tombstone._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 AS $$
+DECLARE
+    cols text;
 BEGIN
-    PERFORM pg_notify('tombstone_catalog', tg_tag);
+    SELECT string_agg(o.object_identity, ', ') INTO cols
+      FROM pg_event_trigger_dropped_objects() o
+     WHERE o.object_type = 'table column' AND o.schema_name = 'tombstone'
+       AND o.objid IN (SELECT to_regclass(format('tombstone.%I', s.shadow_name))::oid FROM tombstone.shadows s);
+    IF cols IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '2BP01',
+            MESSAGE = format('tombstone: %s would drop tombstone columns (%s), and the deleted rows'' values in them', tg_tag, cols),
+            HINT = 'Purge those tables'' tombstones first (tombstone purge, PURGE BATCH), or drop without CASCADE.';
+    END IF;
+    IF tg_tag IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE') THEN
+        PERFORM pg_notify('tombstone_catalog', tg_tag);
+    END IF;
 END
 $$;
 
