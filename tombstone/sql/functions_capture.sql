@@ -182,48 +182,45 @@ DECLARE
     bid bigint;
     btoken uuid;
 BEGIN
+    -- Nothing to copy: a partitioned table's TRUNCATE (its partitions
+    -- copy theirs), an UPDATE no SET NULL action made, a statement that
+    -- deleted nothing.
+    IF TG_OP = 'TRUNCATE' THEN
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID) <> 'r' THEN
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF NOT (%9$s) THEN
+            RETURN NULL;
+        END IF;
+    ELSIF TG_LEVEL = 'STATEMENT' THEN
+        IF NOT EXISTS (SELECT FROM _ts_old) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
+    IF bid IS NULL THEN
+        RETURN NULL; -- not a statement the proxy captured
+    END IF;
     -- Generated for these columns: after an ALTER TABLE this function has
     -- not followed (no DDL event trigger, a sync that failed) it refuses
     -- rather than copy the wrong columns, or too few.
     IF (SELECT pg_catalog.string_agg(pg_catalog.format('%%s:%%s:%%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = %10$s AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM %11$L
-       AND tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) IS NOT NULL THEN
+         WHERE a.attrelid = %10$s AND a.attnum > 0 AND NOT a.attisdropped) IS DISTINCT FROM %11$L THEN
         PERFORM tombstone._catalog_changed(pg_catalog.format('the capture trigger of %%s is out of date', %2$L),
                                            'Run SELECT tombstone.sync_all() if it persists.');
     END IF;
     IF TG_OP = 'TRUNCATE' THEN
-        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID) = 'r' THEN
-            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
-            IF bid IS NOT NULL THEN
-                EXECUTE pg_catalog.format(%3$L, TG_RELID::regclass) USING bid, btoken;
-            END IF;
-        END IF;
-        RETURN NULL;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
+        EXECUTE pg_catalog.format(%3$L, TG_RELID::regclass) USING bid, btoken;
+    ELSIF TG_OP = 'UPDATE' THEN
         -- An ON DELETE SET NULL / SET DEFAULT action: the old values, to
         -- link the row again when its parent is restored.
-        IF %9$s THEN
-            SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
-            IF bid IS NOT NULL THEN
-                %4$s SELECT bid, btoken, 'set_null'%6$s;
-            END IF;
-        END IF;
-        RETURN NULL;
-    END IF;
-    IF TG_LEVEL = 'ROW' THEN
-        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
-        IF bid IS NOT NULL THEN
-            %4$s SELECT bid, btoken, %5$s%6$s;
-        END IF;
-        RETURN NULL;
-    END IF;
-    IF EXISTS (SELECT FROM _ts_old) THEN
-        SELECT x.id, x.token INTO bid, btoken FROM tombstone._capture_batch(ARRAY[%2$L, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME]) x;
-        IF bid IS NOT NULL THEN
-            %4$s SELECT bid, btoken, %7$s%8$s FROM _ts_old o;
-        END IF;
+        %4$s SELECT bid, btoken, 'set_null'%6$s;
+    ELSIF TG_LEVEL = 'ROW' THEN
+        %4$s SELECT bid, btoken, %5$s%6$s;
+    ELSE
+        %4$s SELECT bid, btoken, %7$s%8$s FROM _ts_old o;
     END IF;
     RETURN NULL;
 END
