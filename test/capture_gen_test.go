@@ -169,7 +169,6 @@ func (g *gen) genSchema() string {
 	n := 3 + g.rng.IntN(4)
 	var b strings.Builder
 	b.WriteString("CREATE TYPE ptype AS (x int, y text);\nCREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');\nCREATE DOMAIN posint AS int CHECK (VALUE > 0);\n")
-	b.WriteString("CREATE FUNCTION del(q text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN 1; END $$;\n")
 	for i := 0; i < n; i++ {
 		tb := &gTab{inhOf: -1}
 		tb.name = fmt.Sprintf("t%d", len(g.tabs))
@@ -755,7 +754,6 @@ type effStmt struct {
 	removed []int64
 	changed []int64
 	isTrunc bool
-	isFunc  bool
 }
 
 func (g *gen) stepDelete() {
@@ -849,7 +847,7 @@ func (g *gen) stepDelete() {
 			continue
 		}
 		after := g.live()
-		ef := &effStmt{idx: k, text: s, pre: cur, isTrunc: strings.HasPrefix(s, "TRUNCATE"), isFunc: strings.HasPrefix(s, "SELECT del(")}
+		ef := &effStmt{idx: k, text: s, pre: cur, isTrunc: strings.HasPrefix(s, "TRUNCATE")}
 		for u, v := range cur {
 			if w, ok := after[u]; !ok {
 				ef.removed = append(ef.removed, u)
@@ -959,10 +957,7 @@ func (g *gen) stepDelete() {
 	var pushed []stackEnt
 	for _, b := range newB {
 		for ei < len(effs) && strings.TrimSpace(effs[ei].text) != strings.TrimSpace(b.sql) {
-			if !effs[ei].isFunc && (len(effs[ei].removed) > 0 || len(effs[ei].changed) > 0) {
-				g.violate("a statement's rows have no batch", "%s: removed %v changed %v (batch %d is %q)", effs[ei].text, effs[ei].removed, effs[ei].changed, b.id, b.sql)
-			}
-			g.checkNoCapture(effs[ei], allTombs)
+			g.unbatched(effs[ei])
 			ei++
 		}
 		if ei == len(effs) {
@@ -975,25 +970,15 @@ func (g *gen) stepDelete() {
 		pushed = append(pushed, stackEnt{batch: b.id, xid: b.xid, pre: ef.pre, text: ef.text})
 	}
 	for ; ei < len(effs); ei++ {
-		if !effs[ei].isFunc && (len(effs[ei].removed) > 0 || len(effs[ei].changed) > 0) {
-			g.violate("a statement's rows have no batch", "%s: removed %v changed %v", effs[ei].text, effs[ei].removed, effs[ei].changed)
-		}
-		g.checkNoCapture(effs[ei], allTombs)
+		g.unbatched(effs[ei])
 	}
 	g.stack = append(g.stack, pushed...)
 }
 
-// checkNoCapture: rows a function removed have no tombstone.
-func (g *gen) checkNoCapture(ef *effStmt, all []tomb) {
-	if !ef.isFunc {
-		return
-	}
-	for _, u := range ef.removed {
-		for _, t := range all {
-			if t.uid == u && t.cause != "set_null" {
-				g.violate("a row deleted inside a function was captured into a batch", "%s: uid %d in batch %d (%s)", ef.text, u, t.batch, t.cause)
-			}
-		}
+// unbatched: a statement no batch explains removed or changed no row.
+func (g *gen) unbatched(ef *effStmt) {
+	if len(ef.removed) > 0 || len(ef.changed) > 0 {
+		g.violate("a statement's rows have no batch", "%s: removed %v changed %v", ef.text, ef.removed, ef.changed)
 	}
 }
 
