@@ -368,7 +368,11 @@ func (s *Session) startup(ctx context.Context) error {
 		pkt, err := s.cr.readStartup()
 		if err != nil {
 			if errors.Is(err, errMessageLength) {
-				return fatal(CodeProtocolViolation, "invalid length of startup packet", err)
+				// Postgres logs this (COMMERROR) and closes without a
+				// word; so does the proxy. node-postgres, for one, sends
+				// a Terminate before its startup packet when a client
+				// ends at once, and treats an answer to it as a crash.
+				s.log.Info("invalid length of startup packet", zap.Error(err))
 			}
 			return errSessionDone
 		}
@@ -638,15 +642,13 @@ func (s *Session) forward(r *frameReader, w *frameWriter, size int) error {
 	return nil
 }
 
-// protocolViolation tells the client its message framing was invalid, as
-// Postgres does, and ends the session (client pump). The error goes out in
-// one write of its own: the writer towards the client belongs to the
-// server pump, which may be using it right now, so answers it has not
-// passed on yet are dropped with the connection, as the client's garbage
-// ends it anyway.
+// protocolViolation ends the session (client pump) on a message whose
+// length is out of range. Postgres logs "invalid message length"
+// (COMMERROR) and closes the connection without a word to the client;
+// so does the proxy: answers the server pump has not passed on yet are
+// dropped with the connection, as the client's garbage ends it anyway.
 func (s *Session) protocolViolation(err error) {
-	s.log.Warn("protocol violation from client", zap.Error(err))
-	_, _ = s.client.Write(fatal(CodeProtocolViolation, "invalid message length", err).encode(nil))
+	s.log.Warn("protocol violation from client: invalid message length", zap.Error(err))
 }
 
 // serverGone handles a failed write to the server.

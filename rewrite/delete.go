@@ -457,7 +457,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		ref = a.GetAliasname()
 	}
 	name = sprintName("_ts_d", sr.next())
-	d.ReturningList = append(append([]*pg.Node(nil), returning...), resTarget(rowCol, wholeRow(ref)))
+	d.ReturningList = append(append([]*pg.Node(nil), returning...), keyTargets(t, ref)...)
 	own := name // the CTE of the target's own rows
 	split := splitsRows(t, rel)
 	if !split && referencesPartitions(t) {
@@ -471,7 +471,7 @@ func (sr *stmtRewriter) captureDelete(d *pg.DeleteStmt, t *Table, returning []*p
 		d.ReturningList = append(d.ReturningList, resTarget(toidCol, colRef(ref, "tableoid")), resTarget(tidCol, colRef(ref, "ctid")))
 		own = sprintName("_ts_p", sr.next())
 		sr.gen = append(sr.gen, cte(own, selectNode(selectStmt(
-			[]*pg.Node{resTarget(rowCol, colRef(rowCol))},
+			keyRefs(t),
 			[]*pg.Node{rangeVarNode("", name, "")},
 			opExpr2([]string{"pg_catalog", "="}, colRef(toidCol), oidConst(t.OID))))))
 	}
@@ -573,13 +573,13 @@ func (sr *stmtRewriter) inheritedRows(c *Table, tids string, loc int32) error {
 	where := &pg.Node{Node: &pg.Node_AExpr{AExpr: &pg.A_Expr{
 		Kind: pg.A_Expr_Kind_AEXPR_OP_ANY, Name: strNodes("pg_catalog", "="),
 		Lexpr: colRef(alias, "ctid"), Rexpr: typeCast(mine(), "pg_catalog", "_tid"), Location: -1}}}
-	sr.gen = append(sr.gen, cte(raw, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
+	sr.gen = append(sr.gen, cte(raw, selectNode(selectStmt(keyTargets(c, alias),
 		[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: from}}}, where))))
 	check := funcCall([]string{tsSchema, "check_captured"},
 		typeCast(constStr(quoteIdent(c.Schema)+"."+quoteIdent(c.Name)), "pg_catalog", "regclass"),
 		funcCall([]string{"pg_catalog", "cardinality"}, mine()),
 		subLink(pg.SubLinkType_EXPR_SUBLINK, nil, selectStmt([]*pg.Node{resTarget("", countStar())}, []*pg.Node{rangeVarNode("", raw, "")}, nil)))
-	sr.gen = append(sr.gen, cte(name, selectNode(selectStmt([]*pg.Node{resTarget(rowCol, colRef(rowCol))},
+	sr.gen = append(sr.gen, cte(name, selectNode(selectStmt(keyRefs(c),
 		[]*pg.Node{rangeVarNode("", raw, "")}, check))))
 	if !c.Unprotected {
 		sr.captures = append(sr.captures, capture{c, name, "delete"})

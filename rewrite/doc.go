@@ -13,15 +13,18 @@
 // A top-level "DELETE FROM t … WHERE p" becomes one atomic statement:
 //
 //	WITH <the user's own CTEs>,
-//	  _ts_d0  AS (DELETE FROM t … WHERE p RETURNING <user list>, t.*::record AS _ts_row),
-//	  _ts_dN  AS (DELETE FROM ONLY child … WHERE fk = ANY (SELECT (_ts_row).key FROM _ts_d0) …),  -- ON DELETE CASCADE
+//	  _ts_d0  AS (DELETE FROM t … WHERE p RETURNING <user list>, 1 AS _ts_row, t.key AS _ts_k0),
+//	  _ts_dN  AS (DELETE FROM ONLY child … WHERE fk = ANY (SELECT _ts_k0 FROM _ts_d0) …),  -- ON DELETE CASCADE
 //	  _ts_sN  AS (SELECT … FROM ONLY child WHERE fk = ANY (…)),                                   -- ON DELETE SET NULL, counted
 //	  _ts_b   AS (INSERT INTO tombstone.batches (client_addr, sql, tables) … WHERE EXISTS (SELECT 1 FROM _ts_d0)
 //	                AND tombstone.check_catalog('t'::regclass, '<signature>'))
 //	SELECT FROM _ts_d0                                                  -- or SELECT * FROM _ts_d0 with RETURNING
 //
-// The tombstones are not in it: the tables' capture triggers (installed
-// by package tombstone) copy the rows each table lost in the statement
+// The tombstones are not in it, and the statement keeps of each removed
+// row only the columns foreign keys reference (so SELECT privilege is
+// needed where the plain DELETE needs it, but for those keys): the
+// tables' capture triggers (installed by package tombstone) copy the
+// rows each table lost in the statement
 // into its shadow table, in the batch the batch row's trigger names for
 // them, so that no application role writes a shadow table.
 //

@@ -82,8 +82,8 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			name, alias := sprintName("_ts_d", k), sprintName("_ts_c", k)
 			d := &pg.DeleteStmt{
 				Relation:      fkRangeVar(child, alias),
-				WhereClause:   inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parentCTE, fk))),
-				ReturningList: cascadeReturning(alias),
+				WhereClause:   inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parent, parentCTE, fk))),
+				ReturningList: cascadeReturning(child, alias),
 			}
 			sr.gen = append(sr.gen, cte(name, deleteNode(d)))
 			if !child.Unprotected {
@@ -104,9 +104,10 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 			}
 			k := sr.next()
 			name, alias := sprintName("_ts_s", k), sprintName("_ts_c", k)
-			s := selectStmt([]*pg.Node{resTarget(rowCol, wholeRow(alias))},
+			// Only counted (the trigger captures the rows): no columns.
+			s := selectStmt([]*pg.Node{resTarget(rowCol, marker())},
 				[]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: fkRangeVar(child, alias)}}},
-				inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parentCTE, fk))))
+				inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, parentKeys(parent, parentCTE, fk))))
 			sr.gen = append(sr.gen, cte(name, selectNode(s)))
 			sr.captures = append(sr.captures, capture{child, name, "set_null"})
 			sr.setNulls = append(sr.setNulls, setNull{child, alias, name, s})
@@ -149,7 +150,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 		boolExpr(pg.BoolExprType_AND_EXPR, join...))
 	union := &pg.SelectStmt{
 		Op:          pg.SetOperation_SETOP_UNION,
-		Larg:        parentKeys(parentCTE, fk),
+		Larg:        parentKeys(parent, parentCTE, fk),
 		Rarg:        step,
 		LimitOption: pg.LimitOption_LIMIT_OPTION_DEFAULT,
 	}
@@ -162,7 +163,7 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 	d := &pg.DeleteStmt{
 		Relation:      fkRangeVar(parent, alias),
 		WhereClause:   inSelect(fk.childCols(alias), fk.operator(), whenFires(fk, closure)),
-		ReturningList: cascadeReturning(alias),
+		ReturningList: cascadeReturning(parent, alias),
 	}
 	sr.gen = append(sr.gen, cte(name, deleteNode(d)))
 	if !parent.Unprotected {
@@ -258,12 +259,13 @@ func (fk ForeignKey) childCols(alias string) []*pg.Node {
 	return out
 }
 
-// keysOf is "SELECT (_ts_row).k1::t1, … FROM cte", the parent's key
-// columns of fk, each cast to the operator's input type.
-func keysOf(cteName string, fk ForeignKey) *pg.SelectStmt {
+// keysOf is "SELECT _ts_kI::t1, … FROM cte", the parent's key columns
+// of fk (as keyTargets returned them), each cast to the operator's input
+// type.
+func keysOf(parent *Table, cteName string, fk ForeignKey) *pg.SelectStmt {
 	t := make([]*pg.Node, len(fk.ParentColumns))
 	for i, c := range fk.ParentColumns {
-		t[i] = resTarget("", fk.parentSide(i, field(colRef(rowCol), c)))
+		t[i] = resTarget("", fk.parentSide(i, colRef(keyCol(parent, c))))
 	}
 	return selectStmt(t, []*pg.Node{rangeVarNode("", cteName, "")}, nil)
 }
@@ -272,8 +274,8 @@ func keysOf(cteName string, fk ForeignKey) *pg.SelectStmt {
 // for a key that references a partition those rows whose _ts_toid is in
 // its partition tree as it is when the statement runs:
 // "_ts_toid IN (SELECT relid FROM pg_partition_tree('oid'))".
-func parentKeys(cteName string, fk ForeignKey) *pg.SelectStmt {
-	s := keysOf(cteName, fk)
+func parentKeys(parent *Table, cteName string, fk ForeignKey) *pg.SelectStmt {
+	s := keysOf(parent, cteName, fk)
 	if fk.ParentOID != 0 {
 		tree := &pg.Node{Node: &pg.Node_RangeFunction{RangeFunction: &pg.RangeFunction{
 			Functions: []*pg.Node{{Node: &pg.Node_List{List: &pg.List{Items: []*pg.Node{
@@ -308,12 +310,74 @@ const (
 	tidsCol = "_ts_tids"
 )
 
-func cascadeReturning(alias string) []*pg.Node {
-	return []*pg.Node{
-		resTarget(rowCol, wholeRow(alias)),
+func cascadeReturning(t *Table, alias string) []*pg.Node {
+	return append(keyTargets(t, alias),
 		resTarget(toidCol, colRef(alias, "tableoid")),
-		resTarget(tidCol, colRef(alias, "ctid")),
+		resTarget(tidCol, colRef(alias, "ctid")))
+}
+
+// The rows a rewritten DELETE removes are copied by the tables' capture
+// triggers; the statement itself keeps of each row only what its
+// cascades need: the columns foreign keys reference (keyTargets), so
+// that, as for the plain DELETE, only the columns its WHERE reads need
+// SELECT privilege, and a bulk delete does not hold whole rows. Each CTE
+// of removed rows of table t returns _ts_row (a constant: the mark
+// verifyCaptured looks for) and _ts_kI for the I-th of t's columns that
+// a foreign key references.
+
+// marker is the constant _ts_row holds.
+func marker() *pg.Node { return pg.MakeAConstIntNode(1, -1) }
+
+// keyColumns are the indexes in t.Columns of the columns that foreign
+// keys referencing t reference, in column order.
+func keyColumns(t *Table) []int {
+	var out []int
+	for _, fk := range t.Referencing {
+		if fk.Child == nil {
+			continue
+		}
+		for _, c := range fk.ParentColumns {
+			if i := columnIndex(t, c); i >= 0 && !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
 	}
+	slices.Sort(out)
+	return out
+}
+
+func columnIndex(t *Table, name string) int {
+	return slices.IndexFunc(t.Columns, func(c Column) bool { return c.Name == name })
+}
+
+// keyCol is the output name of t's key column name in a CTE of removed
+// rows. (A column the catalog does not list gets a name no CTE returns:
+// the statement then fails rather than cascade on the wrong column.)
+func keyCol(t *Table, name string) string {
+	if i := columnIndex(t, name); i >= 0 {
+		return "_ts_k" + strconv.Itoa(i)
+	}
+	return "_ts_k_" + name
+}
+
+// keyTargets is "1 AS _ts_row, alias.col AS _ts_kI, …" for t's key
+// columns.
+func keyTargets(t *Table, alias string) []*pg.Node {
+	out := []*pg.Node{resTarget(rowCol, marker())}
+	for _, i := range keyColumns(t) {
+		out = append(out, resTarget("_ts_k"+strconv.Itoa(i), colRef(alias, t.Columns[i].Name)))
+	}
+	return out
+}
+
+// keyRefs selects keyTargets' columns again from a CTE.
+func keyRefs(t *Table) []*pg.Node {
+	out := []*pg.Node{resTarget(rowCol, colRef(rowCol))}
+	for _, i := range keyColumns(t) {
+		n := "_ts_k" + strconv.Itoa(i)
+		out = append(out, resTarget(n, colRef(n)))
+	}
+	return out
 }
 
 // setNull is a SET NULL capture whose WHERE clause may still need to

@@ -41,11 +41,6 @@ func typeCast(arg *pg.Node, typ ...string) *pg.Node {
 	}}}
 }
 
-// wholeRow is "rel.*::record": a whole-row reference that, unlike a bare
-// "rel", cannot be captured by a column of the same name. The cast to
-// record is a no-op relabel that keeps the table's row type.
-func wholeRow(rel string) *pg.Node { return typeCast(starRef(rel), "record") }
-
 func funcCall(name []string, args ...*pg.Node) *pg.Node {
 	return &pg.Node{Node: &pg.Node_FuncCall{FuncCall: &pg.FuncCall{
 		Funcname:   strNodes(name...),

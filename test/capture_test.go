@@ -8,6 +8,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -222,4 +223,27 @@ INSERT INTO moods VALUES (1, 'sad'), (2, 'ok');`)
 	// Other drops go on as ever.
 	_, err = p.Exec(ctx, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; DROP FUNCTION f()")
 	require.NoError(t, err)
+}
+
+// TestDeleteWithColumnPrivileges: a role with DELETE and SELECT on the
+// key column alone deletes as it would directly — the rewritten DELETE
+// reads only what the plain one reads — and the whole row is captured; RETURNING a column it may not read is
+// refused as Postgres refuses it.
+func TestDeleteWithColumnPrivileges(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE secrets (id int PRIMARY KEY, secret text);
+INSERT INTO secrets SELECT i, 'secret ' || i FROM generate_series(1, 5) i;`)
+	ctx := context.Background()
+	bob := tempRole(t, e, "LOGIN", "GRANT DELETE, SELECT (id) ON secrets TO %s")
+	bp := testenv.Connect(t, as(t, e.proxy, bob))
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		tag, err := bp.Exec(ctx, "DELETE FROM secrets WHERE id = (SELECT min(id) FROM secrets)", mode)
+		require.NoError(t, err)
+		require.Equal(t, "DELETE 1", tag.String())
+		var id int
+		require.NoError(t, bp.QueryRow(ctx, "DELETE FROM secrets WHERE id = (SELECT max(id) FROM secrets) RETURNING id", mode).Scan(&id))
+		_, err = bp.Exec(ctx, "DELETE FROM secrets WHERE id = 3 RETURNING secret", mode)
+		require.Equal(t, "42501", pgErrCode(err))
+	}
+	require.Equal(t, 1, e.count("SELECT count(*) FROM secrets"))
+	require.Equal(t, 4, e.count("SELECT count(*) FROM tombstone.public__secrets WHERE secret LIKE 'secret %'"))
 }

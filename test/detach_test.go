@@ -128,15 +128,20 @@ CREATE TABLE other.par (id int); CREATE TYPE other.rt AS (a int); CREATE TABLE t
 	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname = 'par'"))
 }
 
-// TestDropCascadeTakesNoProtectedTable: DROP TABLE … CASCADE of an
-// unprotected parent would drop a protected inheritance child with it:
-// refused, nothing dropped.
-func TestDropCascadeTakesNoProtectedTable(t *testing.T) {
+// TestDropCascadeTakesChildrenToTheTrash: DROP TABLE … CASCADE of an
+// unprotected parent drops its inheritance children with it, as in
+// Postgres; a protected child goes to the trash, cut loose from the
+// parent, and UNDROP TABLE brings it back on its own (the parent is gone).
+func TestDropCascadeTakesChildrenToTheTrash(t *testing.T) {
 	e := newEnv(t, `CREATE SCHEMA other; CREATE TABLE other.par (id int);
 CREATE TABLE t (v text) INHERITS (other.par); INSERT INTO t VALUES (1, 'a');`)
 	p := testenv.Connect(t, e.proxy)
 	_, err := p.Exec(context.Background(), "DROP TABLE other.par CASCADE")
-	require.Equal(t, "0A000", errCode(err))
-	require.Equal(t, 1, e.count("SELECT count(*) FROM public.t"))
-	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class WHERE relname = 'par'"))
+	require.NoError(t, err)
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_class WHERE relname IN ('par', 't')"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.trash WHERE original_name = 't'"))
+	rows, _ := simple(t, p, "UNDROP TABLE t")
+	require.Len(t, rows, 1)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM public.t WHERE id = 1 AND v = 'a'"))
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'public.t'::regclass"))
 }

@@ -54,6 +54,9 @@ func connectWithNotices(t *testing.T, dsn string) (*pgx.Conn, *notices) {
 	cfg.OnNotice = func(_ *pgconn.PgConn, msg *pgconn.Notice) {
 		n.mu.Lock()
 		n.got = append(n.got, msg.Severity+": "+msg.Message)
+		if msg.Detail != "" {
+			n.got = append(n.got, "DETAIL: "+msg.Detail)
+		}
 		n.mu.Unlock()
 	}
 	c, err := pgx.ConnectConfig(context.Background(), cfg)
@@ -299,6 +302,13 @@ func TestTrashPartitionedAndRecreatedName(t *testing.T) {
 
 	err = callVia(t, c, loadCatalog(t, c), "DROP TABLE events_2024", rewrite.Options{})
 	require.Equal(t, "0A000", pgErr(t, err).Code)
+	// Named with its table, a partition goes to the trash with it.
+	mustCall(t, c, loadCatalog(t, c), "DROP TABLE events_2024, events")
+	require.Equal(t, "", queryString(t, c, "SELECT to_regclass('events_2024')::text"))
+	require.Equal(t, int64(1), queryInt(t, c, "SELECT count(*) FROM tombstone.trash WHERE original_name = 'events' AND restored_at IS NULL"))
+	_, err = c.Exec(ctx, "SELECT * FROM tombstone.undrop_table('events')")
+	require.NoError(t, err)
+	require.Equal(t, before["events"], dump(t, c)["events"])
 }
 
 // An application role that owns its table can TRUNCATE and DROP it

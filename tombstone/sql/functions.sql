@@ -20,10 +20,11 @@
 -- protected schemas, minus tables whose mode is 'off', plus tables listed
 -- with mode 'shadow' in other schemas. search_pos orders the schemas for
 -- unqualified lookups.
--- _storage_type is the type a shadow column stores a source column in:
--- the column's own type, or for a domain (also an array of one) its base
--- type, so that no domain constraint runs when a shadow table changes.
-CREATE OR REPLACE FUNCTION tombstone._storage_type(p_type oid, p_typmod integer) RETURNS text
+-- _value_type is the type a source column's values are read back in
+-- from its shadow: the column's own type, or for a domain (also an array
+-- of one) its base type, so that no domain constraint runs when a shadow
+-- table changes or a restore writes the values back.
+CREATE OR REPLACE FUNCTION tombstone._value_type(p_type oid, p_typmod integer) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     t record;
@@ -31,7 +32,7 @@ DECLARE
 BEGIN
     SELECT typtype, typbasetype, typtypmod, typelem, typcategory INTO t FROM pg_catalog.pg_type WHERE oid = p_type;
     IF t.typtype = 'd' THEN
-        RETURN tombstone._storage_type(t.typbasetype, t.typtypmod);
+        RETURN tombstone._value_type(t.typbasetype, t.typtypmod);
     END IF;
     IF t.typcategory = 'A' AND t.typelem <> 0
        AND (SELECT typtype FROM pg_catalog.pg_type WHERE oid = t.typelem) = 'd' THEN
@@ -43,6 +44,73 @@ BEGIN
     END IF;
     RETURN pg_catalog.format_type(p_type, p_typmod);
 END
+$$;
+
+-- _no_domain reports whether reading a value of type p_type from text
+-- checks no domain: none in its attributes, elements or subtype.
+CREATE OR REPLACE FUNCTION tombstone._no_domain(p_type oid, p_depth int) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t record;
+BEGIN
+    SELECT typtype, typelem, typcategory, typrelid INTO t FROM pg_catalog.pg_type WHERE oid = p_type;
+    IF NOT FOUND OR t.typtype IN ('d', 'p') OR p_depth > 20 THEN
+        RETURN false;
+    END IF;
+    IF t.typcategory = 'A' AND t.typelem <> 0 THEN
+        RETURN tombstone._no_domain(t.typelem, p_depth + 1);
+    END IF;
+    IF t.typtype = 'c' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                              AND NOT tombstone._no_domain(a.atttypid, p_depth + 1));
+    END IF;
+    IF t.typtype = 'r' THEN
+        RETURN tombstone._no_domain((SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = p_type), p_depth + 1);
+    END IF;
+    IF t.typtype = 'm' THEN
+        RETURN tombstone._no_domain((SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngmultitypid = p_type), p_depth + 1);
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- _as_text reports whether values of type p_type (domains stripped) are
+-- kept as text in shadow tables: a type a user created (an enum, a
+-- composite type or a table's row type, a range, an extension's type,
+-- arrays of those), so that no shadow column depends on it — the user
+-- may drop or change it, as after a plain DELETE. Its output function
+-- writes the text and its input function reads it back; both are
+-- Postgres's own or a superuser's (only superusers create base types).
+-- Not where reading the text back would check a domain (a composite
+-- with a domain attribute, say): that would run code of the domain
+-- owner's choosing as whoever restores, so such a type stays as it is.
+CREATE OR REPLACE FUNCTION tombstone._as_text(p_type oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT v::oid >= 16384 AND tombstone._no_domain(v::oid, 0)
+      FROM pg_catalog.to_regtype(tombstone._value_type(p_type, -1)) v
+$$;
+
+-- _storage_type is the type a shadow column stores a source column in:
+-- text for the types _as_text names, else _value_type.
+CREATE OR REPLACE FUNCTION tombstone._storage_type(p_type oid, p_typmod integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN tombstone._as_text(p_type) THEN 'text' ELSE tombstone._value_type(p_type, p_typmod) END
+$$;
+
+-- _sval is the expression that reads source column p_attnum of rel from
+-- its shadow row aliased p_alias, in the column's value type: converted
+-- back from text where the shadow keeps it as text (tombstone._as_text).
+-- A value the type no longer reads (an enum label since renamed) fails
+-- the restore with the type's own error, which names it.
+CREATE OR REPLACE FUNCTION tombstone._sval(rel oid, p_attnum int2, p_alias text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN sc.type = 'text' AND tombstone._as_text(a.atttypid)
+                THEN pg_catalog.format('(%s.%I)::%s', p_alias, sc.shadow_column, tombstone._value_type(a.atttypid, a.atttypmod))
+                ELSE pg_catalog.format('%s.%I', p_alias, sc.shadow_column) END
+      FROM pg_catalog.pg_attribute a
+      JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
+     WHERE a.attrelid = rel AND a.attnum = p_attnum
 $$;
 
 -- _builtin_casts reports whether converting between two types (as
@@ -697,7 +765,7 @@ BEGIN
     -- domain type checks the domain's constraints on every stored row,
     -- which would run code of the table owner's choosing as the owner of
     -- this SECURITY DEFINER function.
-    FOR c IN SELECT a.attnum, a.attname, tombstone._shadow_column_name(a.attname) AS col,
+    FOR c IN SELECT a.attnum, a.attname, a.atttypid, tombstone._shadow_column_name(a.attname) AS col,
                     tombstone._storage_type(a.atttypid, a.atttypmod) AS typ
                FROM pg_attribute a
               WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
@@ -726,7 +794,13 @@ BEGIN
             -- user's would run as the owner of this SECURITY DEFINER
             -- function. Anything else is set aside below.
             lossless := tombstone._builtin_casts(sc.type, c.typ);
-            IF lossless THEN
+            IF c.typ = 'text' AND tombstone._as_text(c.atttypid) THEN
+                -- A user's type, kept as text from now on (schema
+                -- version 7 and later): its own output function writes
+                -- each stored value as text; it reads back as before.
+                EXECUTE format('ALTER TABLE tombstone.%1$I ALTER COLUMN %2$I TYPE text USING %2$I::text', shadow, c.col);
+                lossless := true;
+            ELSIF lossless THEN
             BEGIN
                 EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM tombstone.%1$I WHERE %2$I IS NOT NULL '
                                'AND (%2$I::%3$s)::%4$s IS DISTINCT FROM %2$I)', shadow, c.col, c.typ, sc.type)

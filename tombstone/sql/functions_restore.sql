@@ -386,11 +386,12 @@ DECLARE
 BEGIN
     -- The shadow's values as they are (base types, not domains: a
     -- domain's checks are code of the owner's, run by the INSERT as the
-    -- owner); defaults of columns added since are the INSERT's too
+    -- owner; a user's type read back from text, tombstone._sval);
+    -- defaults of columns added since are the INSERT's too
     -- (tombstone._insert_vals).
     SELECT pg_catalog.string_agg(
-               coalesce('s.' || pg_catalog.quote_ident(sc.shadow_column),
-                        'NULL::' || tombstone._storage_type(a.atttypid, a.atttypmod))
+               coalesce(tombstone._sval(rel, a.attnum, 's'),
+                        'NULL::' || tombstone._value_type(a.atttypid, a.atttypmod))
                || ' AS ' || tombstone._val(a.attnum), ', ' ORDER BY a.attnum)
       INTO vals
       FROM pg_catalog.pg_attribute a
@@ -681,7 +682,9 @@ BEGIN
                        'AND _ts_s._ts_token IS NOT DISTINCT FROM (SELECT b.token FROM tombstone.batches b WHERE b.id = _ts_s._ts_batch) '
                        'ORDER BY _ts_s._ts_deleted_at, _ts_s._ts_batch <> _ts_x._ts_batch LIMIT 1) _ts_f%s)',
                        pshadow,
-                       pg_catalog.string_agg(pg_catalog.format('_ts_s.%I = _ts_x.%s', p, ch), ' AND '),
+                       pg_catalog.string_agg(pg_catalog.format('%s = _ts_x.%s',
+                           tombstone._sval(fk.parent, (SELECT sc.attnum FROM tombstone.shadow_columns sc WHERE sc.source = fk.parent AND sc.shadow_column = p), '_ts_s'),
+                           ch), ' AND '),
                        CASE WHEN have_parent THEN pg_catalog.format(
                            ' WHERE NOT EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_ctid = _ts_f._ts_id '
                            'AND _ts_q._ts_state IN (''restore'', ''overwrite''))', tombstone._cand(fk.parent)) ELSE '' END)
@@ -800,7 +803,7 @@ BEGIN
         RETURN 0;
     END IF;
     SELECT pg_catalog.string_agg(pg_catalog.format('_ts_t.%I = _ts_x.%s', a.attname, tombstone._val(a.attnum)), ' AND '),
-           pg_catalog.string_agg(pg_catalog.format('_ts_d.%I = _ts_x.%s', sc.shadow_column, tombstone._val(a.attnum)), ' AND '),
+           pg_catalog.string_agg(pg_catalog.format('%s = _ts_x.%s', tombstone._sval(rel, a.attnum, '_ts_d'), tombstone._val(a.attnum)), ' AND '),
            pg_catalog.string_agg(pg_catalog.format('_ts_x.%s IS NULL', tombstone._val(a.attnum)), ' OR ')
       INTO keyjoin, selfjoin, nullkey
       FROM unnest(keynums) k(n) JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.n
@@ -1162,8 +1165,8 @@ BEGIN
                     'DELETE FROM tombstone.%I s USING %s _ts_o WHERE _ts_o._ts_state = ''overwrite'' AND s._ts_cause = ''set_null'' '
                     'AND s._ts_deleted_at > _ts_o._ts_deleted_at AND %s',
                     tombstone.shadow_name(o::regclass), tombstone._cand(o),
-                    (SELECT pg_catalog.string_agg(pg_catalog.format('s.%I = _ts_o.%s', sc.shadow_column, tombstone._val(k.n)), ' AND ')
-                       FROM unnest(tombstone._key(o)) k(n) JOIN tombstone.shadow_columns sc ON sc.source = o AND sc.attnum = k.n));
+                    (SELECT pg_catalog.string_agg(pg_catalog.format('%s = _ts_o.%s', tombstone._sval(o, k.n, 's'), tombstone._val(k.n)), ' AND ')
+                       FROM unnest(tombstone._key(o)) k(n)));
             END IF;
         END LOOP;
         -- Batches left without tombstones are restored; the others that
@@ -1475,7 +1478,8 @@ BEGIN
             cpred := pg_catalog.format(
                 's._ts_cause = %L AND (s._ts_batch, %s) IN (SELECT _ts_p._ts_batch, %s FROM %s _ts_p WHERE _ts_p._ts_cause <> ''set_null'')',
                 CASE WHEN fk.confdeltype = 'c' THEN 'cascade' ELSE 'set_null' END,
-                (SELECT pg_catalog.string_agg('s.' || pg_catalog.quote_ident(x), ', ') FROM unnest(ckeys) x),
+                (SELECT pg_catalog.string_agg(tombstone._sval(tombstone._root(fk.conrelid), k.n, 's'), ', ' ORDER BY k.i)
+                   FROM unnest(fk.conkey) WITH ORDINALITY k(n, i)),
                 (SELECT pg_catalog.string_agg('_ts_p.' || x, ', ') FROM unnest(fk.pvals) x),
                 tombstone._cand(o));
             IF preds ? tombstone._root(fk.conrelid)::text THEN
@@ -1503,13 +1507,15 @@ $$;
 -- rel's shadow rows (aliased s): as it is when every column has its own
 -- name in the shadow (the common case, which keeps the shadow's indexes
 -- usable); else evaluated over the columns under their own names, so that
--- a user column called like one of ours (_ts_batch) means the user's.
+-- a user column called like one of ours (_ts_batch) means the user's, and
+-- in their own types (a user's type is kept as text: tombstone._sval).
 CREATE OR REPLACE FUNCTION tombstone._user_pred(rel oid, p_where text) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT CASE WHEN bool_and(sc.shadow_column = a.attname) OR count(*) = 0 THEN p_where
+    SELECT CASE WHEN bool_and(sc.shadow_column = a.attname AND tombstone._sval(rel, a.attnum, 's') = pg_catalog.format('s.%I', a.attname))
+                     OR count(*) = 0 THEN p_where
                 ELSE '(SELECT (' || p_where || ') FROM (SELECT '
-                     || pg_catalog.string_agg(pg_catalog.format('s.%I AS %I', sc.shadow_column, a.attname), ', ' ORDER BY a.attnum)
+                     || pg_catalog.string_agg(pg_catalog.format('%s AS %I', tombstone._sval(rel, a.attnum, 's'), a.attname), ', ' ORDER BY a.attnum)
                      || ') _ts_u)' END
       FROM pg_catalog.pg_attribute a
       JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum

@@ -419,13 +419,226 @@ BEGIN
 END
 $$;
 
+-- _trash_wiring lists what ties p_members (a protected table and its
+-- partitions) to the rest of the database, for trash_tables to cut and
+-- undrop_table to restore: inheritance links either way, its own foreign
+-- keys to other tables (not to those in p_keep, which the same statement
+-- drops for real), its triggers (not the capture's own), rules and
+-- row-level security policies, and the column defaults that use other
+-- objects (a function, a sequence the table does not own). The
+-- definitions are Postgres's own (pg_get_*def) under the pinned
+-- search_path, so every object they name is schema-qualified.
+CREATE OR REPLACE FUNCTION tombstone._trash_wiring(p_members oid[], p_keep oid[]) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'parents', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                               'table_oid', i.inhrelid, 'parent_oid', i.inhparent,
+                               'table', i.inhrelid::regclass::text, 'parent', i.inhparent::regclass::text)
+                           ORDER BY i.inhrelid, i.inhseqno), '[]')
+                      FROM pg_catalog.pg_inherits i
+                     WHERE i.inhrelid = ANY (p_members) AND NOT (i.inhparent = ANY (p_members))),
+        'children', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                'table_oid', i.inhrelid, 'parent_oid', i.inhparent,
+                                'table', i.inhrelid::regclass::text, 'parent', i.inhparent::regclass::text)
+                            ORDER BY i.inhrelid), '[]')
+                       FROM pg_catalog.pg_inherits i
+                      WHERE i.inhparent = ANY (p_members) AND NOT (i.inhrelid = ANY (p_members))),
+        'keys', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                            'oid', k.oid, 'table_oid', k.conrelid, 'ref_oid', k.confrelid,
+                            'table', k.conrelid::regclass::text, 'ref', k.confrelid::regclass::text, 'name', k.conname,
+                            'def', pg_catalog.pg_get_constraintdef(k.oid), 'runs_code', tombstone._fk_runs_code(k.oid))
+                        ORDER BY k.oid), '[]')
+                   FROM pg_catalog.pg_constraint k
+                  WHERE k.contype = 'f' AND k.conparentid = 0 AND k.conrelid = ANY (p_members)
+                    AND NOT (k.confrelid = ANY (p_members || coalesce(p_keep, '{}')))),
+        'triggers', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                'table_oid', g.tgrelid, 'name', g.tgname,
+                                'def', pg_catalog.pg_get_triggerdef(g.oid), 'enabled', g.tgenabled::text)
+                            ORDER BY pg_catalog.array_position(p_members, g.tgrelid), g.tgname), '[]')
+                       FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc f ON f.oid = g.tgfoid
+                      WHERE g.tgrelid = ANY (p_members) AND NOT g.tgisinternal AND g.tgparentid = 0
+                        AND f.pronamespace <> 'tombstone'::regnamespace),
+        'rules', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                             'table_oid', r.ev_class, 'name', r.rulename,
+                             'def', pg_catalog.pg_get_ruledef(r.oid), 'enabled', r.ev_enabled::text)
+                         ORDER BY pg_catalog.array_position(p_members, r.ev_class), r.rulename), '[]')
+                    FROM pg_catalog.pg_rewrite r
+                   WHERE r.ev_class = ANY (p_members) AND r.rulename <> '_RETURN'),
+        'policies', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                'table_oid', p.polrelid, 'name', p.polname,
+                                'def', pg_catalog.format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s',
+                                    p.polname, p.polrelid::regclass,
+                                    CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                                    CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                                    (SELECT pg_catalog.string_agg(CASE WHEN u.r = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(a.rolname) END, ', ' ORDER BY u.k)
+                                       FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY u(r, k)
+                                       LEFT JOIN pg_catalog.pg_roles a ON a.oid = u.r),
+                                    ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')',
+                                    ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'))
+                            ORDER BY pg_catalog.array_position(p_members, p.polrelid), p.polname), '[]')
+                       FROM pg_catalog.pg_policy p
+                      WHERE p.polrelid = ANY (p_members)),
+        'defaults', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                'table_oid', d.adrelid, 'column', a.attname,
+                                'def', pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+                            ORDER BY pg_catalog.array_position(p_members, d.adrelid), d.adnum), '[]')
+                       FROM pg_catalog.pg_attrdef d
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                      WHERE d.adrelid = ANY (p_members) AND a.attgenerated = ''
+                        AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend x
+                                     WHERE x.classid = 'pg_catalog.pg_attrdef'::regclass AND x.objid = d.oid
+                                       AND x.refobjid >= 16384
+                                       AND NOT (x.refclassid = 'pg_catalog.pg_class'::regclass
+                                                AND (x.refobjid = ANY (p_members)
+                                                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend o
+                                                                 WHERE o.classid = 'pg_catalog.pg_class'::regclass
+                                                                   AND o.objid = x.refobjid AND o.refobjid = ANY (p_members)
+                                                                   AND o.deptype IN ('a', 'i'))))))
+    )
+$$;
+
+-- _trash_disown hands the tables (and owned sequences) of trash entry
+-- p_id over to the store's owner and revokes every privilege granted on
+-- them, recording owner and grants in the entry's wiring: a role that
+-- owned a trashed table, or was granted rights on it, can then be
+-- dropped (DROP ROLE, DROP OWNED, REASSIGN OWNED), as after a plain
+-- DROP TABLE. It acts only on an entry whose tables are in the trash and
+-- not yet handed over, which only their owner's DROP TABLE brings about;
+-- where the store's owner may not take tables over (it is not a
+-- superuser), the tables keep their owner and grants.
+CREATE OR REPLACE FUNCTION tombstone._trash_disown(p_id bigint) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $$
+DECLARE
+    t tombstone.trash;
+    objs oid[];
+    owner oid;
+    acl jsonb;
+    m record;
+BEGIN
+    SELECT x.* INTO t FROM tombstone.trash x
+     WHERE x.id = p_id AND x.restored_at IS NULL AND x.purged_at IS NULL
+       AND x.trash_schema = 'tombstone_trash' AND NOT (x.wiring ? 'owner');
+    IF NOT FOUND OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.trash_schema, t.trash_name)) IS DISTINCT FROM t.source THEN
+        RETURN;
+    END IF;
+    objs := ARRAY(SELECT (e ->> 'oid')::oid FROM pg_catalog.jsonb_array_elements(t.renames) e
+                   WHERE e ->> 'kind' IN ('table', 'sequence'));
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest(objs) o LEFT JOIN pg_catalog.pg_class c ON c.oid = o
+                WHERE c.relnamespace IS DISTINCT FROM 'tombstone_trash'::regnamespace) THEN
+        RETURN;
+    END IF;
+    owner := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = t.source);
+    SELECT coalesce(pg_catalog.jsonb_agg(g ORDER BY g.rel, g.col NULLS FIRST, g.grantee, g.privilege), '[]') INTO acl FROM (
+        SELECT c.oid AS rel, NULL::name AS col, c.relkind::text AS kind, a.grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a WHERE c.oid = ANY (objs)
+        UNION ALL
+        SELECT at.attrelid, at.attname, 'c', a.grantee, a.privilege_type, a.is_grantable
+          FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) a
+         WHERE at.attrelid = ANY (objs) AND NOT at.attisdropped) g;
+    BEGIN
+        FOR m IN SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = ANY (objs) ORDER BY c.relkind = 'S', c.oid LOOP
+            IF m.relkind <> 'S' THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', m.oid::regclass, current_user);
+            END IF;
+        END LOOP;
+        FOR m IN SELECT DISTINCT (g ->> 'rel')::oid AS rel, g ->> 'kind' = 'S' AS seq, (g ->> 'grantee')::oid AS grantee
+                   FROM pg_catalog.jsonb_array_elements(acl) g
+                  WHERE (g ->> 'grantee')::oid IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s CASCADE',
+                CASE WHEN m.seq THEN 'SEQUENCE' ELSE 'TABLE' END, m.rel::regclass,
+                CASE WHEN m.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(m.grantee)) END);
+        END LOOP;
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RETURN;
+    END;
+    UPDATE tombstone.trash x SET wiring = x.wiring || pg_catalog.jsonb_build_object('owner', owner, 'acl', acl)
+     WHERE x.id = p_id;
+END
+$$;
+
+-- _trash_reown gives the tables of trash entry p_id back to the owner
+-- _trash_disown recorded, with the grants it revoked, for undrop_table,
+-- whose caller p_caller (claimed; believed only when the session user
+-- may be that role) must be an administrator. A role that no longer
+-- exists gets nothing back: its tables stay with the store's owner, its
+-- grants are left out, each with a NOTICE.
+CREATE OR REPLACE FUNCTION tombstone._trash_reown(p_id bigint, p_caller name) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $$
+DECLARE
+    t tombstone.trash;
+    owner name;
+    g record;
+BEGIN
+    IF NOT (pg_catalog.pg_has_role(session_user, p_caller, 'MEMBER')
+            AND (pg_catalog.pg_has_role(p_caller, 'tombstone_admin', 'MEMBER')
+                 OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = p_caller))) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('tombstone: role %s may not read or restore tombstones', p_caller),
+            HINT = pg_catalog.format('GRANT tombstone_admin TO %I', p_caller);
+    END IF;
+    SELECT x.* INTO t FROM tombstone.trash x
+     WHERE x.id = p_id AND x.restored_at IS NULL AND x.purged_at IS NULL AND x.wiring ? 'owner';
+    IF NOT FOUND OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.trash_schema, t.trash_name)) IS DISTINCT FROM t.source THEN
+        RETURN;
+    END IF;
+    owner := pg_catalog.pg_get_userbyid((t.wiring ->> 'owner')::oid);
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = (t.wiring ->> 'owner')::oid) THEN
+        RAISE NOTICE 'tombstone: %.% stays owned by %: its owner (role oid %) no longer exists',
+            t.original_schema, t.original_name, current_user, t.wiring ->> 'owner';
+    ELSE
+        FOR g IN SELECT (e ->> 'oid')::oid AS oid FROM pg_catalog.jsonb_array_elements(t.renames) e WHERE e ->> 'kind' = 'table' LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', g.oid::regclass, owner);
+        END LOOP;
+    END IF;
+    -- The recorded grants, owner's own included: the owner's first
+    -- revoked where its table's grants were not the default.
+    FOR g IN SELECT DISTINCT (e ->> 'rel')::oid AS rel, e ->> 'kind' = 'S' AS seq
+               FROM pg_catalog.jsonb_array_elements(t.wiring -> 'acl') e
+              WHERE e ->> 'col' IS NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = (t.wiring ->> 'owner')::oid)
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %I', CASE WHEN g.seq THEN 'SEQUENCE' ELSE 'TABLE' END, g.rel::regclass, owner);
+    END LOOP;
+    FOR g IN SELECT (e ->> 'rel')::oid AS rel, e ->> 'kind' = 'S' AS seq, e ->> 'col' AS col, (e ->> 'grantee')::oid AS grantee,
+                    e ->> 'privilege' AS privilege, (e ->> 'grantable')::boolean AS grantable
+               FROM pg_catalog.jsonb_array_elements(t.wiring -> 'acl') e
+    LOOP
+        IF g.grantee <> 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = g.grantee) THEN
+            RAISE NOTICE 'tombstone: % on % not granted again: the role (oid %) no longer exists', g.privilege, g.rel::regclass, g.grantee;
+            CONTINUE;
+        END IF;
+        EXECUTE pg_catalog.format('GRANT %s%s ON %s %s TO %s%s', g.privilege,
+            CASE WHEN g.col IS NOT NULL THEN ' (' || pg_catalog.quote_ident(g.col) || ')' ELSE '' END,
+            CASE WHEN g.seq THEN 'SEQUENCE' ELSE 'TABLE' END, g.rel::regclass,
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+            CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+-- _trash_kind is the keyword ALTER takes for a kind of object renames
+-- records.
+CREATE OR REPLACE FUNCTION tombstone._trash_kind(p_kind text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE p_kind WHEN 'table' THEN 'TABLE' WHEN 'index' THEN 'INDEX' WHEN 'statistics' THEN 'STATISTICS' ELSE 'SEQUENCE' END
+$$;
+
 -- _trash_register records that the protected table p_rel is about to be
 -- moved to the trash and plans the move: the trash names of the table,
 -- its partitions, their indexes and owned sequences (every one of them
 -- moves into tombstone_trash, where the names of earlier trashed tables
--- must not collide), and the foreign keys of other tables (not in
--- p_keep, which lists the tables dropped by the same statement) that
--- reference it. It returns the plan; trash_tables carries it out with
+-- must not collide; its statistics objects too), the foreign keys of
+-- other tables (not in p_keep, which lists the tables the same statement
+-- drops for real) that reference it, and what else ties it to the rest
+-- of the database (_trash_wiring). It returns the plan; trash_tables carries it out with
 -- the caller's privileges, so a caller that may not drop the table fails
 -- there and this row rolls back with the statement.
 --
@@ -450,6 +663,7 @@ DECLARE
     trash_nsp oid := 'tombstone_trash'::regnamespace::oid;
     renames jsonb := '[]';
     fks jsonb;
+    wiring jsonb;
     k int := 0;
     trash_name name;
     who name := session_user;
@@ -496,6 +710,24 @@ BEGIN
         renames := renames || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
             'kind', m.kind, 'oid', m.oid, 'schema', m.nspname, 'name', m.relname, 'trash', trash_name));
     END LOOP;
+    -- Statistics objects do not move with their table (they live in a
+    -- schema of their own choosing): they go to the trash by themselves,
+    -- so that their names are free again, as after a plain DROP TABLE.
+    FOR m IN SELECT s.oid, s.stxname, s.stxnamespace, n.nspname
+               FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+              WHERE s.stxrelid = ANY (members)
+              ORDER BY s.oid
+    LOOP
+        k := k + 1;
+        trash_name := ('t' || v_id || '_x' || k)::name;
+        WHILE EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s
+                       WHERE s.stxname = trash_name AND s.stxnamespace IN (trash_nsp, m.stxnamespace)) LOOP
+            k := k + 1;
+            trash_name := ('t' || v_id || '_x' || k)::name;
+        END LOOP;
+        renames := renames || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'kind', 'statistics', 'oid', m.oid, 'schema', m.nspname, 'name', m.stxname, 'trash', trash_name));
+    END LOOP;
 
     -- With search_path = pg_catalog, pg_get_constraintdef qualifies the
     -- referenced table, so the definition is valid wherever it runs.
@@ -512,11 +744,12 @@ BEGIN
     IF p_role IS NOT NULL AND pg_has_role(session_user, p_role, 'MEMBER') THEN
         who := p_role;
     END IF;
+    wiring := tombstone._trash_wiring(members, p_keep);
     INSERT INTO tombstone.trash (id, source, original_schema, original_name, trash_schema, trash_name, role,
-                                 purge_after, renames, foreign_keys, client_addr, sql)
+                                 purge_after, renames, foreign_keys, wiring, client_addr, sql)
     VALUES (v_id, p_rel, p.schema_name, p.table_name, 'tombstone_trash', renames -> 0 ->> 'trash', who,
-            statement_timestamp() + p.retention, renames, fks, p_client_addr, p_sql);
-    RETURN pg_catalog.jsonb_build_object('id', v_id, 'renames', renames, 'foreign_keys', fks);
+            statement_timestamp() + p.retention, renames, fks, wiring, p_client_addr, p_sql);
+    RETURN pg_catalog.jsonb_build_object('id', v_id, 'renames', renames, 'foreign_keys', fks, 'wiring', wiring);
 END
 $$;
 
@@ -568,6 +801,7 @@ DECLARE
     err_detail text;
     quoted text[];
     resolved oid[];
+    cascaded text[] := '{}';
 BEGIN
     quoted := ARRAY(SELECT (SELECT string_agg(quote_ident(u.part), '.' ORDER BY u.o)
                               FROM unnest(parse_ident(n.name)) WITH ORDINALITY u(part, o))
@@ -590,8 +824,25 @@ BEGIN
     IF pg_catalog.cardinality(rels) = 0 THEN
         RETURN;
     END IF;
+    -- CASCADE drops inheritance children with their parent: they are
+    -- dropped (or trashed) as if listed.
+    IF p_cascade THEN
+        FOR r IN WITH RECURSIVE d(oid) AS (
+                     SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (rels)
+                     UNION
+                     SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+                 SELECT d.oid FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
+                  WHERE NOT c.relispartition AND c.relkind IN ('r', 'p') AND NOT (d.oid = ANY (rels))
+                  ORDER BY d.oid
+        LOOP
+            rels := rels || r.oid;
+            cascaded := cascaded || ('drop cascades to table ' || tombstone._names_as(ARRAY[r.oid], p_path));
+        END LOOP;
+    END IF;
 
     FOR r IN SELECT p.relid, p.root, p.table_name FROM tombstone._protected_roots(rels) p LOOP
+        -- A partition named with its table goes to the trash with it.
+        CONTINUE WHEN r.relid <> r.root AND r.root = ANY (rels);
         IF r.relid <> r.root THEN
             RAISE EXCEPTION USING ERRCODE = '0A000',
                 MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported',
@@ -601,8 +852,8 @@ BEGIN
         END IF;
         prot := prot || r.relid;
     END LOOP;
-    plain := ARRAY(SELECT u FROM pg_catalog.unnest(rels) u WHERE NOT (u = ANY (prot)));
     members := prot || ARRAY(SELECT t.relid FROM pg_catalog.unnest(prot) p, pg_catalog.pg_partition_tree(p) t WHERE t.relid <> p);
+    plain := ARRAY(SELECT u FROM pg_catalog.unnest(rels) u WHERE NOT (u = ANY (members)));
 
     -- Postgres's own checks, on the whole list at once (tables of the
     -- list may depend on each other, as for DROP TABLE a, b).
@@ -642,7 +893,7 @@ BEGIN
     -- Record and plan every protected table before anything changes, so
     -- the recorded foreign keys are the ones that exist now.
     FOREACH rel IN ARRAY prot LOOP
-        plans := plans || tombstone._trash_register(rel, rels, current_user, p_client_addr, p_sql);
+        plans := plans || tombstone._trash_register(rel, plain, current_user, p_client_addr, p_sql);
     END LOOP;
 
     -- Foreign keys of trashed tables that reference tables dropped for
@@ -662,7 +913,7 @@ BEGIN
                     AND NOT (c.conrelid = ANY (members))
                   ORDER BY c.oid
         LOOP
-            RAISE NOTICE 'drop cascades to constraint % on table %', r.conname, tombstone._names_as(ARRAY[r.conrelid], p_path);
+            cascaded := cascaded || pg_catalog.format('drop cascades to constraint %s on table %s', r.conname, tombstone._names_as(ARRAY[r.conrelid], p_path));
             EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', r.conrelid::regclass, r.conname);
         END LOOP;
         FOR r IN SELECT DISTINCT rw.ev_class AS v, c.relkind
@@ -676,8 +927,8 @@ BEGIN
         LOOP
             -- An earlier view's CASCADE may have taken this one already.
             CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.v);
-            RAISE NOTICE 'drop cascades to % %', CASE WHEN r.relkind = 'm' THEN 'materialized view' ELSE 'view' END,
-                tombstone._names_as(ARRAY[r.v], p_path);
+            cascaded := cascaded || pg_catalog.format('drop cascades to %s %s', CASE WHEN r.relkind = 'm' THEN 'materialized view' ELSE 'view' END,
+                tombstone._names_as(ARRAY[r.v], p_path));
             EXECUTE pg_catalog.format('DROP %s %s CASCADE',
                                       CASE WHEN r.relkind = 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, r.v::regclass);
         END LOOP;
@@ -698,29 +949,214 @@ BEGIN
         END;
     END IF;
 
+    -- Postgres reports what a DROP takes along in one NOTICE.
+    IF pg_catalog.cardinality(cascaded) = 1 THEN
+        RAISE NOTICE '%', cascaded[1];
+    ELSIF pg_catalog.cardinality(cascaded) > 1 THEN
+        RAISE NOTICE 'drop cascades to % other objects', pg_catalog.cardinality(cascaded)
+            USING DETAIL = pg_catalog.array_to_string(cascaded, E'\n');
+    END IF;
+
+    -- Cut the trashed tables loose from everything else (their plans'
+    -- wiring records it for UNDROP): inheritance links, foreign keys
+    -- that leave a table's partition tree, triggers, rules, policies and
+    -- the defaults that use other objects. Nothing reaches into the trash
+    -- then, and nothing in it holds on to another object.
+    FOR r IN SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+              WHERE NOT c.relispartition AND (i.inhrelid = ANY (members) OR i.inhparent = ANY (members))
+              ORDER BY i.inhrelid, i.inhseqno
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s NO INHERIT %s', r.inhrelid::regclass, r.inhparent::regclass);
+    END LOOP;
+    FOR r IN SELECT c.conrelid, c.conname FROM pg_catalog.pg_constraint c
+              WHERE c.contype = 'f' AND c.conparentid = 0
+                AND (c.conrelid = ANY (members) OR c.confrelid = ANY (members))
+                AND tombstone._root(c.conrelid) <> tombstone._root(c.confrelid)
+              ORDER BY c.oid
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', r.conrelid::regclass, r.conname);
+    END LOOP;
+    FOREACH plan IN ARRAY plans LOOP
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'wiring' -> 'triggers') e LOOP
+            EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', x ->> 'name', (x ->> 'table_oid')::oid::regclass);
+        END LOOP;
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'wiring' -> 'rules') e LOOP
+            EXECUTE pg_catalog.format('DROP RULE %I ON %s', x ->> 'name', (x ->> 'table_oid')::oid::regclass);
+        END LOOP;
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'wiring' -> 'policies') e LOOP
+            EXECUTE pg_catalog.format('DROP POLICY %I ON %s', x ->> 'name', (x ->> 'table_oid')::oid::regclass);
+        END LOOP;
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'wiring' -> 'defaults') e LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', (x ->> 'table_oid')::oid::regclass, x ->> 'column');
+        END LOOP;
+    END LOOP;
+
     -- The move. Renames first (in the original schemas, where the caller
     -- can name the objects), then SET SCHEMA, which takes indexes and
-    -- owned sequences along; each partition moves on its own.
+    -- owned sequences along; each partition moves on its own, and so
+    -- does each statistics object. Then the trash takes the tables over
+    -- from their owner (_trash_disown).
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
     FOREACH plan IN ARRAY plans LOOP
         FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'renames') e
                   ORDER BY (e ->> 'kind') = 'table', (e ->> 'oid')::oid
         LOOP
-            EXECUTE pg_catalog.format('ALTER %s %I.%I RENAME TO %I',
-                CASE x ->> 'kind' WHEN 'table' THEN 'TABLE' WHEN 'index' THEN 'INDEX' ELSE 'SEQUENCE' END,
+            EXECUTE pg_catalog.format('ALTER %s %I.%I RENAME TO %I', tombstone._trash_kind(x ->> 'kind'),
                 x ->> 'schema', x ->> 'name', x ->> 'trash');
         END LOOP;
-        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'renames') e WHERE e ->> 'kind' = 'table' LOOP
-            EXECUTE pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA tombstone_trash', x ->> 'schema', x ->> 'trash');
+        FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(plan -> 'renames') e WHERE e ->> 'kind' IN ('table', 'statistics') LOOP
+            EXECUTE pg_catalog.format('ALTER %s %I.%I SET SCHEMA tombstone_trash', tombstone._trash_kind(x ->> 'kind'),
+                x ->> 'schema', x ->> 'trash');
         END LOOP;
     END LOOP;
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
+    FOREACH plan IN ARRAY plans LOOP
+        PERFORM tombstone._trash_disown((plan ->> 'id')::bigint);
+    END LOOP;
 
     IF pg_catalog.cardinality(plain) > 0 THEN
         -- Guarded: a CASCADE may take a protected table with it (an
         -- inheritance child, a typed table).
         CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
     END IF;
+END
+$$;
+
+-- _undrop_key re-creates foreign key fk (as trash recorded it) for
+-- undrop_table, when the table at its other end (p_other: the
+-- referencing table of a key that pointed at the trashed table, the
+-- referenced one of the trashed table's own key) still exists, under the
+-- name it had, outside the trash; NOT VALID, with a NOTICE, when rows
+-- written since violate it; else it says why not.
+CREATE OR REPLACE FUNCTION tombstone._undrop_key(fk jsonb, p_other oid, p_other_name text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    msg text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p_other) THEN
+        RAISE NOTICE 'tombstone: foreign key % of table % not re-created: table % no longer exists',
+            fk ->> 'name', fk ->> 'table', p_other_name;
+        RETURN;
+    END IF;
+    IF (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = p_other) = 'tombstone_trash'::regnamespace THEN
+        RAISE NOTICE 'tombstone: foreign key % of table % not re-created yet: table % is in the trash; UNDROP TABLE it to re-create the key',
+            fk ->> 'name', fk ->> 'table', p_other_name;
+        RETURN;
+    END IF;
+    IF p_other::regclass::text IS DISTINCT FROM p_other_name THEN
+        RAISE NOTICE 'tombstone: foreign key % of table % not re-created: table % is now called %',
+            fk ->> 'name', fk ->> 'table', p_other_name, p_other::regclass
+            USING HINT = pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s, naming the table as it is called now.',
+                                           (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                WHERE c.conrelid = (fk ->> 'table_oid')::oid AND c.conname = fk ->> 'name') THEN
+        RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table has a constraint of that name',
+            fk ->> 'name', (fk ->> 'table_oid')::oid::regclass;
+        RETURN;
+    END IF;
+    -- Adding the key compares its columns: where that calls code no
+    -- superuser owns, only the referencing table's owner adds it
+    -- (Postgres runs such code as the owner; here it would run as
+    -- the caller). Keys recorded before runs_code was are trusted
+    -- only on tables a superuser owns.
+    IF coalesce((fk ->> 'runs_code')::boolean,
+                NOT (SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                      WHERE c.oid = (fk ->> 'table_oid')::oid))
+       AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid)
+           IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE WARNING 'tombstone: foreign key % of table % not re-created: comparing its columns runs code no superuser owns, which would run as %',
+            fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
+            USING HINT = pg_catalog.format('As the owner of %s: ALTER TABLE %s ADD CONSTRAINT %I %s',
+                                           (fk ->> 'table_oid')::oid::regclass, (fk ->> 'table_oid')::oid::regclass,
+                                           fk ->> 'name', fk ->> 'def');
+        RETURN;
+    END IF;
+    BEGIN
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s',
+            (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+    EXCEPTION
+        WHEN foreign_key_violation THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID',
+                (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+            RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: rows written since the drop violate it',
+                fk ->> 'name', (fk ->> 'table_oid')::oid::regclass
+                USING HINT = pg_catalog.format('Fix those rows, then ALTER TABLE %s VALIDATE CONSTRAINT %I.',
+                                               (fk ->> 'table_oid')::oid::regclass, fk ->> 'name');
+        WHEN insufficient_privilege THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name',
+                (fk ->> 'table_oid')::oid::regclass, msg
+                USING HINT = pg_catalog.format('As the table''s owner: ALTER TABLE %s ADD CONSTRAINT %I %s',
+                                               (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+    END;
+END
+$$;
+
+-- _undrop_wiring gives a table undrop_table has moved back what
+-- trash_tables cut it loose from (p_wiring, see _trash_wiring), in the
+-- caller's name: inheritance links to tables that are outside the trash
+-- (a parent or child still in it is linked by its own UNDROP), its own
+-- foreign keys, triggers (enabled as they were), rules, policies and
+-- column defaults. What cannot be restored — the other table is gone,
+-- a function was dropped, a column no longer matches — is left out
+-- with a WARNING that says why and how to restore it by hand.
+CREATE OR REPLACE FUNCTION tombstone._undrop_wiring(p_wiring jsonb) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    x jsonb;
+    other oid;
+    ddl text;
+    what text;
+    msg text;
+BEGIN
+    FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]') || coalesce(p_wiring -> 'children', '[]')) e LOOP
+        other := CASE WHEN x ->> 'table_oid' = ANY (ARRAY(SELECT p ->> 'table_oid' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]')) p))
+                      THEN (x ->> 'parent_oid')::oid ELSE (x ->> 'table_oid')::oid END;
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = other AND c.relnamespace <> 'tombstone_trash'::regnamespace);
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                               WHERE i.inhrelid = (x ->> 'table_oid')::oid AND i.inhparent = (x ->> 'parent_oid')::oid);
+        ddl := pg_catalog.format('ALTER TABLE %s INHERIT %s', (x ->> 'table_oid')::oid::regclass, (x ->> 'parent_oid')::oid::regclass);
+        BEGIN
+            EXECUTE ddl;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE WARNING 'tombstone: table % not made a child of % again: %', x ->> 'table', x ->> 'parent', msg
+                USING HINT = ddl;
+        END;
+    END LOOP;
+    FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'keys', '[]')) e LOOP
+        PERFORM tombstone._undrop_key(x, (x ->> 'ref_oid')::oid, x ->> 'ref');
+    END LOOP;
+    FOR x, what IN
+        SELECT e, 'trigger' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'triggers', '[]')) e
+        UNION ALL SELECT e, 'rule' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'rules', '[]')) e
+        UNION ALL SELECT e, 'policy' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'policies', '[]')) e
+        UNION ALL SELECT e, 'default' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'defaults', '[]')) e
+    LOOP
+        ddl := CASE what
+            WHEN 'default' THEN pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s',
+                                                  (x ->> 'table_oid')::oid::regclass, x ->> 'column', x ->> 'def')
+            ELSE pg_catalog.rtrim(x ->> 'def', ';') END;
+        BEGIN
+            EXECUTE ddl;
+            -- Enabled as it was (O, the default, needs nothing).
+            IF what IN ('trigger', 'rule') AND x ->> 'enabled' IN ('D', 'R', 'A') THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s %s %s %I', (x ->> 'table_oid')::oid::regclass,
+                    CASE x ->> 'enabled' WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END,
+                    pg_catalog.upper(what), x ->> 'name');
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE WARNING 'tombstone: % % of table % not re-created: %', what, coalesce(x ->> 'name', x ->> 'column'),
+                (x ->> 'table_oid')::oid::regclass, msg
+                USING HINT = ddl;
+        END;
+    END LOOP;
 END
 $$;
 
@@ -784,21 +1220,28 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- The trash gives the tables back to their owner first (the caller
+    -- moves them back with the owner's rights).
+    PERFORM tombstone._trash_reown(e.id, current_user);
     sync_before := pg_catalog.current_setting('tombstone.ddl_sync', true);
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
-    FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' = 'table' LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE tombstone_trash.%I SET SCHEMA %I', x ->> 'trash', x ->> 'schema');
+    FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' IN ('table', 'statistics') LOOP
+        EXECUTE pg_catalog.format('ALTER %s tombstone_trash.%I SET SCHEMA %I', tombstone._trash_kind(x ->> 'kind'), x ->> 'trash', x ->> 'schema');
+        CONTINUE WHEN x ->> 'kind' <> 'table';
         EXECUTE pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', x ->> 'schema', x ->> 'trash', x ->> 'name');
     END LOOP;
     FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' <> 'table' LOOP
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = x ->> 'schema' AND c.relname = x ->> 'name') THEN
+        IF (CASE WHEN x ->> 'kind' = 'statistics'
+                THEN EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+                              WHERE n.nspname = x ->> 'schema' AND s.stxname = x ->> 'name')
+                ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                              WHERE n.nspname = x ->> 'schema' AND c.relname = x ->> 'name') END) THEN
             RAISE NOTICE 'tombstone: % %.% keeps the name % (its old name % is taken)',
                 x ->> 'kind', x ->> 'schema', x ->> 'trash', x ->> 'trash', x ->> 'name';
             CONTINUE;
         END IF;
         EXECUTE pg_catalog.format('ALTER %s %I.%I RENAME TO %I',
-            CASE x ->> 'kind' WHEN 'index' THEN 'INDEX' ELSE 'SEQUENCE' END, x ->> 'schema', x ->> 'trash', x ->> 'name');
+            tombstone._trash_kind(x ->> 'kind'), x ->> 'schema', x ->> 'trash', x ->> 'name');
     END LOOP;
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
     IF EXISTS (SELECT 1 FROM tombstone.shadows s WHERE s.source = e.source) THEN
@@ -806,53 +1249,9 @@ BEGIN
     END IF;
 
     FOR fk IN SELECT v FROM pg_catalog.jsonb_array_elements(e.foreign_keys) v LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid) THEN
-            RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table no longer exists',
-                fk ->> 'name', fk ->> 'table';
-            CONTINUE;
-        END IF;
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
-                    WHERE c.conrelid = (fk ->> 'table_oid')::oid AND c.conname = fk ->> 'name') THEN
-            RAISE NOTICE 'tombstone: foreign key % of table % not re-created: the table has a constraint of that name',
-                fk ->> 'name', (fk ->> 'table_oid')::oid::regclass;
-            CONTINUE;
-        END IF;
-        -- Adding the key compares its columns: where that calls code no
-        -- superuser owns, only the referencing table's owner adds it
-        -- (Postgres runs such code as the owner; here it would run as
-        -- the caller). Keys recorded before runs_code was are trusted
-        -- only on tables a superuser owns.
-        IF coalesce((fk ->> 'runs_code')::boolean,
-                    NOT (SELECT r.rolsuper FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
-                          WHERE c.oid = (fk ->> 'table_oid')::oid))
-           AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid)
-               IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
-            RAISE WARNING 'tombstone: foreign key % of table % not re-created: comparing its columns runs code no superuser owns, which would run as %',
-                fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
-                USING HINT = pg_catalog.format('As the owner of %s: ALTER TABLE %s ADD CONSTRAINT %I %s',
-                                               (fk ->> 'table_oid')::oid::regclass, (fk ->> 'table_oid')::oid::regclass,
-                                               fk ->> 'name', fk ->> 'def');
-            CONTINUE;
-        END IF;
-        BEGIN
-            EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s',
-                (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
-        EXCEPTION
-            WHEN foreign_key_violation THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID',
-                    (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
-                RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: rows written since the drop violate it',
-                    fk ->> 'name', (fk ->> 'table_oid')::oid::regclass
-                    USING HINT = pg_catalog.format('Fix those rows, then ALTER TABLE %s VALIDATE CONSTRAINT %I.',
-                                                   (fk ->> 'table_oid')::oid::regclass, fk ->> 'name');
-            WHEN insufficient_privilege THEN
-                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-                RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name',
-                    (fk ->> 'table_oid')::oid::regclass, msg
-                    USING HINT = pg_catalog.format('As the table''s owner: ALTER TABLE %s ADD CONSTRAINT %I %s',
-                                                   (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
-        END;
+        PERFORM tombstone._undrop_key(fk, (fk ->> 'table_oid')::oid, fk ->> 'table');
     END LOOP;
+    PERFORM tombstone._undrop_wiring(e.wiring);
 
     UPDATE tombstone.trash t SET restored_at = pg_catalog.now() WHERE t.id = e.id;
     table_name := e.original_schema || '.' || e.original_name;
@@ -868,6 +1267,8 @@ $$;
 GRANT EXECUTE ON FUNCTION tombstone._protected_roots(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._capture_targets(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
