@@ -10,7 +10,6 @@ import (
 	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
-
 // TestTrashIsInert: a table in the trash takes part in nothing —
 // inheritance, foreign keys either way, triggers, rules, policies,
 // defaults, statistics names, ownership and grants — and UNDROP TABLE
