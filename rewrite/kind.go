@@ -96,9 +96,10 @@ func Classify(stmt *pg.Node) Kind {
 		case pg.ObjectType_OBJECT_SCHEMA:
 			return KindDropSchema
 		case pg.ObjectType_OBJECT_TYPE, pg.ObjectType_OBJECT_DOMAIN:
-			if n.DropStmt.GetBehavior() == pg.DropBehavior_DROP_CASCADE {
-				return KindGuarded
-			}
+			// With CASCADE it may drop a protected table's column; either
+			// way a table in the trash that still uses the type gives it
+			// up first (tombstone.drop_types).
+			return KindGuarded
 		}
 	case *pg.Node_PrepareStmt:
 		if k := Classify(n.PrepareStmt.GetQuery()); k != KindOther {

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -226,6 +228,21 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 		if n.GetDropStmt().GetRemoveType() == pg.ObjectType_OBJECT_DOMAIN {
 			tag = "DROP DOMAIN"
 		}
+		// The types by name, as the session's search_path resolves them:
+		// drop_types frees them from the trash, then runs the statement
+		// as guarded_ddl does.
+		var names []*pg.Node
+		for _, o := range n.GetDropStmt().GetObjects() {
+			var parts []string
+			for _, p := range o.GetTypeName().GetNames() {
+				parts = append(parts, quoteIdent(p.GetString_().GetSval()))
+			}
+			if len(parts) > 0 {
+				names = append(names, constStr(strings.Join(parts, ".")))
+			}
+		}
+		st.Output = Output{Tag: tag}
+		return callNode([]string{"tombstone", "drop_types"}, constStr(sr.text), arrayCast(names, "text")), nil
 	case *pg.Node_AlterObjectSchemaStmt:
 		if n.GetAlterObjectSchemaStmt().GetObjectType() == pg.ObjectType_OBJECT_FOREIGN_TABLE {
 			tag = "ALTER FOREIGN TABLE"

@@ -168,6 +168,16 @@ BEGIN
             NULL;
         END;
     END IF;
+    -- The owner of the tables in the trash (tombstone._trash_disown): a
+    -- role with no rights, so that code Postgres runs as a table's owner
+    -- (ANALYZE, autovacuum, an index build) runs with none.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tombstone_trash_owner') THEN
+        BEGIN
+            CREATE ROLE tombstone_trash_owner NOLOGIN NOINHERIT;
+        EXCEPTION WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN
+            NULL;
+        END;
+    END IF;
 END
 $$`); err != nil {
 			return fmt.Errorf("tombstone: create role %s: %w", AdminRole, err)
@@ -260,10 +270,11 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 	var have int
 	// Enabled ALWAYS: under session_replication_role = replica too, or a
 	// capture trigger would not follow the DDL.
-	// (tombstone_drop fires for every DROP: no tag list.)
+	// (tombstone_drop fires for every DROP: no tag list. tombstone_ddl
+	// follows ALTER TYPE too: a composite a shadow keeps as text.)
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_event_trigger
 		WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A'
-		  AND (evtname = 'tombstone_ddl' OR evttags IS NULL)`).Scan(&have); err != nil {
+		  AND (evtname = 'tombstone_ddl' AND 'ALTER TYPE' = ANY (evttags) OR evttags IS NULL)`).Scan(&have); err != nil {
 		return fmt.Errorf("tombstone: read event triggers: %w", err)
 	}
 	if have == 2 {
@@ -277,7 +288,7 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 		`DROP EVENT TRIGGER IF EXISTS tombstone_ddl`,
 		`DROP EVENT TRIGGER IF EXISTS tombstone_drop`,
 		`CREATE EVENT TRIGGER tombstone_ddl ON ddl_command_end
-			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER SCHEMA')
+			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER SCHEMA', 'ALTER TYPE')
 			EXECUTE FUNCTION tombstone._on_ddl()`,
 		`CREATE EVENT TRIGGER tombstone_drop ON sql_drop
 			EXECUTE FUNCTION tombstone._on_drop()`,

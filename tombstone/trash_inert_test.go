@@ -118,3 +118,165 @@ func TestTrashIsInert(t *testing.T) {
 	require.Equal(t, int64(3), queryInt(t, appConn, "SELECT count(*) FROM cities"))
 	require.Contains(t, note.all(), "NOTICE: drop cascades to table capitals")
 }
+
+// TestCaptureTriggersHidden: the capture's triggers are the store's
+// machinery: marked internal, they are not among a table's triggers
+// where users look (information_schema, psql's describe query), its
+// owner's DISABLE TRIGGER USER leaves them alone, and only a superuser
+// may disable them.
+func TestCaptureTriggersHidden(t *testing.T) {
+	su, dsn := setup(t, true)
+	ctx := context.Background()
+	app := newRole(t, dsn, "ts_hide")
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	exec(t, appConn, "CREATE TABLE mine (id int PRIMARY KEY); INSERT INTO mine SELECT generate_series(1, 3)")
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	require.Equal(t, int64(2), queryInt(t, su, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'mine'::regclass AND tgisinternal"))
+	for _, tb := range []string{"mine", "sites", "events"} {
+		require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM information_schema.triggers WHERE event_object_table = $1", tb), tb)
+		require.Equal(t, int64(0), queryInt(t, su, `SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = $1::regclass
+			AND (NOT t.tgisinternal OR (t.tgisinternal AND t.tgenabled = 'D'))`, tb), tb)
+	}
+	exec(t, appConn, "ALTER TABLE mine DISABLE TRIGGER USER")
+	_, err := appConn.Exec(ctx, "ALTER TABLE mine DISABLE TRIGGER _ts_capture")
+	require.Equal(t, "42501", pgErr(t, err).Code)
+	deleteVia(t, su, loadCatalog(t, su), "DELETE FROM mine WHERE id = 2")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.public__mine WHERE id = 2"))
+}
+
+// TestDropTypeOfTrashedTable: DROP TYPE / DROP DOMAIN of a type only a
+// table in the trash still uses works, as after a plain DROP TABLE: the
+// trashed column gives it up (to text, or a domain's base type), and
+// UNDROP converts it back where a type of that name exists again, else
+// keeps the text and says so.
+func TestDropTypeOfTrashedTable(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	c, note := connectWithNotices(t, dsn)
+	exec(t, su, `
+		CREATE TYPE mood AS ENUM ('sad', 'happy');
+		CREATE TYPE color AS ENUM ('red', 'blue');
+		CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+		CREATE TABLE paint (id posint PRIMARY KEY, m mood, c color[], n int);
+		INSERT INTO paint VALUES (1, 'sad', '{red,blue}', 1), (2, 'happy', NULL, 2);`)
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	before := queryString(t, su, "SELECT string_agg(p::text, ';' ORDER BY id) FROM paint p")
+	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"paint"'], false, false, '', 'DROP TABLE paint')`)
+	for _, q := range []string{
+		`CALL tombstone.drop_types('DROP TYPE mood, color', ARRAY['"mood"', '"color"'])`,
+		`CALL tombstone.drop_types('DROP DOMAIN posint', ARRAY['"posint"'])`,
+	} {
+		exec(t, su, q)
+	}
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM pg_type WHERE typname IN ('mood', 'color', 'posint')"))
+	exec(t, su, "CREATE TYPE mood AS ENUM ('sad', 'happy')")
+	_, err := c.Exec(ctx, "SELECT * FROM tombstone.undrop_table('paint')")
+	require.NoError(t, err)
+	require.Equal(t, before, queryString(t, su, "SELECT string_agg(p::text, ';' ORDER BY id) FROM paint p"))
+	require.Equal(t, "id:integer,m:mood,c:text,n:integer", queryString(t, su, `SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = 'paint'::regclass AND attnum > 0`))
+	require.Contains(t, note.all(), "WARNING: tombstone: column c of table public.paint keeps type text instead of public.color[]")
+	require.Contains(t, note.all(), "WARNING: tombstone: column id of table public.paint keeps type integer instead of public.posint")
+}
+
+// TestStoreDDLUnseenByUserEventTriggers: the store's own DDL (a new
+// table's shadow, its indexes, capture function and triggers) does not
+// reach the user's event triggers: they see the user's statements only,
+// as without the proxy.
+func TestStoreDDLUnseenByUserEventTriggers(t *testing.T) {
+	su, _ := setup(t, false)
+	exec(t, su, `
+		CREATE TABLE ddl_log (tag text, identity text);
+		CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+		DECLARE r record;
+		BEGIN
+			FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+				INSERT INTO public.ddl_log VALUES (r.command_tag, r.object_identity);
+			END LOOP;
+		END $$;
+		CREATE EVENT TRIGGER user_log ON ddl_command_end EXECUTE FUNCTION log_ddl();`)
+	t.Cleanup(func() { exec(t, su, "DROP EVENT TRIGGER IF EXISTS user_log") })
+	exec(t, su, "CREATE TABLE watched (id int PRIMARY KEY, note text)")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.shadows WHERE source_name = 'watched'"), "protected, with its shadow")
+	require.Equal(t, "CREATE INDEX public.watched_pkey,CREATE TABLE public.watched", queryString(t, su,
+		"SELECT string_agg(tag || ' ' || identity, ',' ORDER BY tag, identity) FROM ddl_log WHERE identity NOT LIKE 'public.ddl_log%'"))
+}
+
+// TestUndropWiresWhatItWired: UNDROP re-creates a trigger only if its
+// definition still means the function it called (not one dropped and
+// created again under its name while the table lay in the trash); keys
+// and inheritance links between tables undropped in any order come back;
+// the trash's tables belong to tombstone_trash_owner, a role with no
+// rights, meanwhile.
+func TestUndropWiresWhatItWired(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	c, note := connectWithNotices(t, dsn)
+	exec(t, su, `
+		CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+		CREATE TABLE docs (id int PRIMARY KEY);
+		CREATE TRIGGER docs_audit BEFORE INSERT ON docs FOR EACH ROW EXECUTE FUNCTION audit();
+		CREATE TABLE fa (id int PRIMARY KEY); CREATE TABLE fb (id int PRIMARY KEY, a int REFERENCES fa);
+		INSERT INTO fa VALUES (1); INSERT INTO fb VALUES (1, 1);
+		CREATE TABLE ha (x int); CREATE TABLE hb (y int) INHERITS (ha); INSERT INTO hb VALUES (1, 2);`)
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	fkDef := queryString(t, su, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'fb'::regclass AND contype = 'f'")
+	drop := func(sql string) {
+		t.Helper()
+		exec(t, su, sql)
+	}
+	undrop := func(name string) {
+		t.Helper()
+		_, err := c.Exec(ctx, "SELECT * FROM tombstone.undrop_table($1)", name)
+		require.NoError(t, err, name)
+	}
+
+	drop(`CALL tombstone.trash_tables(ARRAY['"docs"'], false, false, '', 'DROP TABLE docs')`)
+	require.Equal(t, "tombstone_trash_owner", queryString(t, su,
+		"SELECT relowner::regrole::text FROM pg_class WHERE oid = (SELECT source FROM tombstone.trash WHERE original_name = 'docs')"))
+	exec(t, su, "DROP FUNCTION audit(); CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+	undrop("docs")
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass AND tgname = 'docs_audit'"))
+	require.Contains(t, note.all(), "trigger docs_audit of table public.docs not re-created: it would now use other objects")
+	require.Equal(t, "postgres", queryString(t, su, "SELECT relowner::regrole::text FROM pg_class WHERE oid = 'docs'::regclass"))
+
+	// Dropped one after the other, undropped in either order.
+	drop(`CALL tombstone.trash_tables(ARRAY['"fa"'], false, true, '', 'DROP TABLE fa CASCADE')`)
+	drop(`CALL tombstone.trash_tables(ARRAY['"fb"'], false, false, '', 'DROP TABLE fb')`)
+	undrop("fa")
+	undrop("fb")
+	require.Equal(t, fkDef, queryString(t, su, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'fb'::regclass AND contype = 'f'"))
+	drop(`CALL tombstone.trash_tables(ARRAY['"hb"'], false, false, '', 'DROP TABLE hb')`)
+	drop(`CALL tombstone.trash_tables(ARRAY['"ha"'], false, false, '', 'DROP TABLE ha')`)
+	undrop("hb")
+	undrop("ha")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM ha"), "hb is ha's child again")
+}
+
+// TestUndropRunsNoOwnerCode: re-creating a foreign key checks the rows
+// with a query over both tables, whose code (an index predicate's
+// function) is their owner's: where that owner is another role, the key
+// comes back NOT VALID, for the owner to validate, and nothing of the
+// owner's runs as the admin.
+func TestUndropRunsNoOwnerCode(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	m := newRole(t, dsn, "ts_mal")
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+m+"; CREATE TABLE ran (who text); GRANT INSERT ON ran TO "+m)
+	mc := testenv.Connect(t, withUser(t, dsn, m))
+	exec(t, mc, `
+		CREATE FUNCTION note() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN INSERT INTO public.ran VALUES (current_user); RETURN true; END $$;
+		CREATE FUNCTION g() RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT public.note()';
+		CREATE TABLE mp (id int PRIMARY KEY); CREATE TABLE mc (id int, pid int REFERENCES mp);
+		INSERT INTO mp VALUES (1); INSERT INTO mc VALUES (1, 1);`)
+	exec(t, su, "TRUNCATE ran")
+	exec(t, mc, "CREATE INDEX ON mc (pid) WHERE g()")
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	exec(t, mc, `CALL tombstone.trash_tables(ARRAY['"mp"'], false, true, '', 'DROP TABLE mp CASCADE')`)
+	exec(t, su, "TRUNCATE ran")
+	_, err := su.Exec(ctx, "SELECT * FROM tombstone.undrop_table('mp')")
+	require.NoError(t, err)
+	require.Equal(t, "", queryString(t, su, "SELECT string_agg(who, ',') FROM ran"), "the owner's code ran as the admin")
+	require.Equal(t, "false", queryString(t, su, "SELECT convalidated::text FROM pg_constraint WHERE conrelid = 'mc'::regclass AND contype = 'f'"))
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
 	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
@@ -74,4 +75,71 @@ func TestShadowsHoldNoUserTypes(t *testing.T) {
 	require.Equal(t, "text|blue", queryString(t, c, `SELECT format_type(a.atttypid, a.atttypmod) || '|' || s.col
 		FROM pg_attribute a, tombstone.public__feelings s WHERE a.attrelid = 'tombstone.public__feelings'::regclass AND a.attname = 'col' AND s.id = 2`))
 	exec(t, c, "DROP TYPE color CASCADE")
+}
+
+// TestUserTypesHostileCasts: a type's owner may write casts to and from
+// text; the capture writes the type's text with its output function and
+// a restore reads it back only where no such cast would run (42501,
+// naming it), so no cast of the owner's runs as the capture's definer or
+// the restoring admin.
+func TestUserTypesHostileCasts(t *testing.T) {
+	c, dsn := setup(t, false)
+	ctx := context.Background()
+	owner := newRole(t, dsn, "ts_caster")
+	exec(t, c, "GRANT CREATE ON SCHEMA public TO "+owner+"; CREATE TABLE cast_log (who text); GRANT INSERT ON cast_log TO "+owner)
+	exec(t, testenv.Connect(t, withUser(t, dsn, owner)), `
+		CREATE TYPE mood AS ENUM ('sad', 'ok');
+		CREATE FUNCTION mood_out(mood) RETURNS text LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO public.cast_log VALUES ('out'); RETURN 'forged'; END $$;
+		CREATE CAST (mood AS text) WITH FUNCTION mood_out(mood) AS ASSIGNMENT;
+		CREATE FUNCTION mood_in(text) RETURNS mood LANGUAGE plpgsql AS $$
+			BEGIN INSERT INTO public.cast_log VALUES ('in'); RETURN 'ok'; END $$;
+		CREATE CAST (text AS mood) WITH FUNCTION mood_in(text);
+		CREATE TABLE moody (id int PRIMARY KEY, m mood, ms mood[]);
+		INSERT INTO moody VALUES (1, 'sad', '{sad,ok}');`)
+	require.NoError(t, tombstone.Sync(ctx, c, tombstone.InstallOptions{}))
+	batch := deleteVia(t, c, loadCatalog(t, c), "DELETE FROM moody")
+	require.Equal(t, "sad|{sad,ok}", queryString(t, c, "SELECT m || '|' || ms FROM tombstone.public__moody"))
+	_, err := tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
+	pe := pgErr(t, err)
+	require.Equal(t, "42501", pe.Code)
+	require.Contains(t, pe.Message, "mood_in(text)")
+	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM cast_log"))
+	exec(t, c, "DROP CAST (text AS mood)")
+	_, err = tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
+	require.NoError(t, err)
+	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM cast_log"))
+	require.Equal(t, "sad|{sad,ok}", queryString(t, c, "SELECT format('%s|%s', m, ms) FROM moody WHERE id = 1"))
+}
+
+// TestUserTypesTextIsSettled: the text a composite is kept in does not
+// follow the deleting session's settings (DateStyle, float digits), and
+// a change of the composite's shape sets the old text aside rather than
+// read it back into the wrong attributes.
+func TestUserTypesTextIsSettled(t *testing.T) {
+	c, _ := setup(t, false)
+	ctx := context.Background()
+	exec(t, c, `
+		CREATE TYPE stamp AS (d date, f float8, i interval);
+		CREATE TYPE person AS (first text, last text);
+		CREATE TABLE events2 (id int PRIMARY KEY, s stamp, p person);
+		INSERT INTO events2 VALUES (1, ROW('2024-03-05', 0.1::float8 + 0.2::float8, '1 day 2 hours'), ROW('Ada', 'Lovelace'));`)
+	require.NoError(t, tombstone.Sync(ctx, c, tombstone.InstallOptions{}))
+	before := queryString(t, c, "SELECT e::text FROM events2 e")
+	exec(t, c, "SET DateStyle = 'SQL, DMY'; SET extra_float_digits = 0; SET IntervalStyle = 'sql_standard'")
+	batch := deleteVia(t, c, loadCatalog(t, c), "DELETE FROM events2")
+	exec(t, c, "RESET DateStyle; RESET extra_float_digits; RESET IntervalStyle")
+	_, err := tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
+	require.NoError(t, err)
+	require.Equal(t, before, queryString(t, c, "SELECT e::text FROM events2 e"))
+
+	batch = deleteVia(t, c, loadCatalog(t, c), "DELETE FROM events2")
+	exec(t, c, "ALTER TYPE person DROP ATTRIBUTE first, ADD ATTRIBUTE first text")
+	aside := queryString(t, c, `SELECT attname::text FROM pg_attribute WHERE attrelid = 'tombstone.public__events2'::regclass
+		AND attname::text LIKE 'p%' AND attname <> 'p' AND NOT attisdropped`)
+	require.NotEmpty(t, aside, "the old shape's text is set aside at once")
+	require.Equal(t, "(Ada,Lovelace)", queryString(t, c, "SELECT "+aside+" FROM tombstone.public__events2"))
+	_, err = tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "", queryString(t, c, "SELECT (p).last FROM events2"), "not Ada")
 }

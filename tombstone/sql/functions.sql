@@ -20,6 +20,15 @@
 -- protected schemas, minus tables whose mode is 'off', plus tables listed
 -- with mode 'shadow' in other schemas. search_pos orders the schemas for
 -- unqualified lookups.
+-- _base_type is a type with its domains peeled off.
+CREATE OR REPLACE FUNCTION tombstone._base_type(p_type oid) RETURNS oid
+LANGUAGE sql STABLE
+AS $$
+    WITH RECURSIVE d(t) AS (SELECT p_type UNION ALL
+        SELECT ty.typbasetype FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype = 'd')
+    SELECT t FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd'
+$$;
+
 -- _value_type is the type a source column's values are read back in
 -- from its shadow: the column's own type, or for a domain (also an array
 -- of one) its base type, so that no domain constraint runs when a shadow
@@ -46,33 +55,33 @@ BEGIN
 END
 $$;
 
+-- _type_tree walks the types a value of type p_type is made of: itself,
+-- array elements, range subtypes, composite attributes (attname set),
+-- each with its path from the top (attribute numbers), 20 levels at most.
+CREATE OR REPLACE FUNCTION tombstone._type_tree(p_type oid) RETURNS TABLE (typ oid, path int[], attname name)
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE tree(typ, path, attname) AS (
+        SELECT p_type, ARRAY[]::int[], NULL::name
+        UNION ALL
+        SELECT x.child, tree.path || x.k, x.attname
+          FROM tree JOIN pg_catalog.pg_type t ON t.oid = tree.typ
+         CROSS JOIN LATERAL (
+               SELECT t.typelem AS child, 0 AS k, NULL::name AS attname WHERE t.typcategory = 'A' AND t.typelem <> 0
+               UNION ALL SELECT r.rngsubtype, 0, NULL FROM pg_catalog.pg_range r WHERE t.typtype = 'r' AND r.rngtypid = t.oid
+               UNION ALL SELECT r.rngsubtype, 0, NULL FROM pg_catalog.pg_range r WHERE t.typtype = 'm' AND r.rngmultitypid = t.oid
+               UNION ALL SELECT a.atttypid, a.attnum::int, a.attname FROM pg_catalog.pg_attribute a
+                          WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) x
+         WHERE pg_catalog.cardinality(tree.path) < 20)
+    SELECT typ, path, attname FROM tree
+$$;
+
 -- _no_domain reports whether reading a value of type p_type from text
 -- checks no domain: none in its attributes, elements or subtype.
-CREATE OR REPLACE FUNCTION tombstone._no_domain(p_type oid, p_depth int) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    t record;
-BEGIN
-    SELECT typtype, typelem, typcategory, typrelid INTO t FROM pg_catalog.pg_type WHERE oid = p_type;
-    IF NOT FOUND OR t.typtype IN ('d', 'p') OR p_depth > 20 THEN
-        RETURN false;
-    END IF;
-    IF t.typcategory = 'A' AND t.typelem <> 0 THEN
-        RETURN tombstone._no_domain(t.typelem, p_depth + 1);
-    END IF;
-    IF t.typtype = 'c' THEN
-        RETURN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                            WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                              AND NOT tombstone._no_domain(a.atttypid, p_depth + 1));
-    END IF;
-    IF t.typtype = 'r' THEN
-        RETURN tombstone._no_domain((SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = p_type), p_depth + 1);
-    END IF;
-    IF t.typtype = 'm' THEN
-        RETURN tombstone._no_domain((SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngmultitypid = p_type), p_depth + 1);
-    END IF;
-    RETURN true;
-END
+CREATE OR REPLACE FUNCTION tombstone._no_domain(p_type oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM tombstone._type_tree(p_type) x
+                         LEFT JOIN pg_catalog.pg_type t ON t.oid = x.typ
+                        WHERE t.oid IS NULL OR t.typtype IN ('d', 'p') OR pg_catalog.cardinality(x.path) >= 19)
 $$;
 
 -- _as_text reports whether values of type p_type (domains stripped) are
@@ -87,15 +96,64 @@ $$;
 -- owner's choosing as whoever restores, so such a type stays as it is.
 CREATE OR REPLACE FUNCTION tombstone._as_text(p_type oid) RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    SELECT v::oid >= 16384 AND tombstone._no_domain(v::oid, 0)
+    SELECT v::oid >= 16384 AND tombstone._no_domain(v::oid)
       FROM pg_catalog.to_regtype(tombstone._value_type(p_type, -1)) v
+$$;
+
+-- _shape describes the composite types in type p_type's tree (names and
+-- types of their attributes, by position), or is NULL when there is none.
+CREATE OR REPLACE FUNCTION tombstone._shape(p_type oid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s %s', x.path, x.attname, x.typ::regtype), ', ' ORDER BY x.path)
+      FROM tombstone._type_tree(p_type) x WHERE x.attname IS NOT NULL
 $$;
 
 -- _storage_type is the type a shadow column stores a source column in:
 -- text for the types _as_text names, else _value_type.
+-- A composite's text is positional: its storage type carries the
+-- shape's signature as a comment (text /* shape … */), so that a change
+-- of shape reads as a change of type, and the column stored in the old
+-- shape is set aside rather than read back into the wrong attributes.
 CREATE OR REPLACE FUNCTION tombstone._storage_type(p_type oid, p_typmod integer) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN tombstone._as_text(p_type) THEN 'text' ELSE tombstone._value_type(p_type, p_typmod) END
+    SELECT CASE WHEN tombstone._as_text(p_type)
+                THEN 'text' || coalesce(' /* shape ' || pg_catalog.left(pg_catalog.md5(tombstone._shape(tombstone._base_type(p_type))), 12) || ' */', '')
+                ELSE tombstone._value_type(p_type, p_typmod) END
+$$;
+
+-- _text_reads is true when a value of type p_type can be read back from
+-- text by its type's input function: the cast from text to it is
+-- Postgres's own conversion, or a superuser's. A cast whose function
+-- another role wrote would run that role's code as whoever restores:
+-- refused (42501), naming it. Evaluated as the value is read, by the
+-- statement that reads it (tombstone._from_text), so that a cast created
+-- in between is seen by the check as by the read.
+CREATE OR REPLACE FUNCTION tombstone._text_reads(p_type oid) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    SELECT c.castfunc::regprocedure INTO fn
+      FROM pg_catalog.pg_cast c
+      JOIN pg_catalog.pg_proc f ON f.oid = c.castfunc
+      JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
+     WHERE c.castsource = 'pg_catalog.text'::pg_catalog.regtype AND c.casttarget = p_type AND NOT r.rolsuper
+     LIMIT 1;
+    IF fn IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('tombstone: cannot read values of type %s back: the cast from text to it runs %s, which no superuser owns',
+                                        p_type::regtype, fn),
+            HINT = pg_catalog.format('Drop the cast (DROP CAST (text AS %s)) and restore again.', p_type::regtype);
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- _from_text is the expression that reads text p_expr back as p_typ
+-- (format_type text), behind _text_reads.
+CREATE OR REPLACE FUNCTION tombstone._from_text(p_expr text, p_typ text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_catalog.format('CASE WHEN tombstone._text_reads(%L::pg_catalog.regtype) THEN (%s)::%s END', p_typ, p_expr, p_typ)
 $$;
 
 -- _sval is the expression that reads source column p_attnum of rel from
@@ -105,8 +163,8 @@ $$;
 -- the restore with the type's own error, which names it.
 CREATE OR REPLACE FUNCTION tombstone._sval(rel oid, p_attnum int2, p_alias text) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN sc.type = 'text' AND tombstone._as_text(a.atttypid)
-                THEN pg_catalog.format('(%s.%I)::%s', p_alias, sc.shadow_column, tombstone._value_type(a.atttypid, a.atttypmod))
+    SELECT CASE WHEN (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND tombstone._as_text(a.atttypid)
+                THEN tombstone._from_text(pg_catalog.format('%s.%I', p_alias, sc.shadow_column), tombstone._value_type(a.atttypid, a.atttypmod))
                 ELSE pg_catalog.format('%s.%I', p_alias, sc.shadow_column) END
       FROM pg_catalog.pg_attribute a
       JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
@@ -685,9 +743,40 @@ $$;
 --                      the round trip; otherwise the old column is set
 --                      aside as "<col>__old_N" and a new one added.
 -- It returns the shadow table's name (inside schema tombstone).
+--
+-- The work is the store's own, not the user's: its DDL (the shadow
+-- table, its indexes, the capture function and triggers) runs under
+-- session_replication_role = replica where the installer may set it
+-- (a superuser), so that the user's own event triggers (enabled for
+-- origin, the default) do not see it, as they would not without the
+-- proxy. The store's event triggers are enabled ALWAYS.
 CREATE OR REPLACE FUNCTION tombstone.sync_shadow(rel regclass) RETURNS name
 LANGUAGE plpgsql
 SECURITY DEFINER
+AS $$
+DECLARE
+    before text := pg_catalog.current_setting('session_replication_role');
+    quiet boolean := before = 'origin' AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+    nested text := pg_catalog.current_setting('tombstone.in_sync', true);
+    out name;
+BEGIN
+    IF quiet THEN
+        PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
+    END IF;
+    PERFORM pg_catalog.set_config('tombstone.in_sync', 'on', true);
+    out := tombstone._sync_shadow(rel);
+    PERFORM pg_catalog.set_config('tombstone.in_sync', coalesce(nested, ''), true);
+    IF quiet THEN
+        PERFORM pg_catalog.set_config('session_replication_role', before, true);
+    END IF;
+    RETURN out;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tombstone._sync_shadow(rel regclass) RETURNS name
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
 AS $$
 DECLARE
     src oid := tombstone._root(rel::oid);
@@ -794,11 +883,20 @@ BEGIN
             -- user's would run as the owner of this SECURITY DEFINER
             -- function. Anything else is set aside below.
             lossless := tombstone._builtin_casts(sc.type, c.typ);
-            IF c.typ = 'text' AND tombstone._as_text(c.atttypid) THEN
+            IF (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND (c.typ = 'text' OR c.typ LIKE 'text /* shape %') THEN
+                -- Kept as text both, of a composite type whose shape
+                -- changed: the stored text is positional, and would read
+                -- back into the wrong attributes. Set aside (below).
+                lossless := false;
+            ELSIF (c.typ = 'text' OR c.typ LIKE 'text /* shape %') AND tombstone._as_text(c.atttypid) THEN
                 -- A user's type, kept as text from now on (schema
-                -- version 7 and later): its own output function writes
-                -- each stored value as text; it reads back as before.
-                EXECUTE format('ALTER TABLE tombstone.%1$I ALTER COLUMN %2$I TYPE text USING %2$I::text', shadow, c.col);
+                -- version 7 and later): the stored type's own output
+                -- function writes each value as text (never a cast); it
+                -- reads back as before.
+                EXECUTE format('ALTER TABLE tombstone.%1$I ALTER COLUMN %2$I TYPE %3$s USING %4$s', shadow, c.col, c.typ,
+                               tombstone._text_of((SELECT a.atttypid FROM pg_attribute a
+                                                    WHERE a.attrelid = format('tombstone.%I', shadow)::regclass AND a.attname = c.col),
+                                                  quote_ident(c.col)));
                 lossless := true;
             ELSIF lossless THEN
             BEGIN
@@ -931,6 +1029,20 @@ BEGIN
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
             END IF;
         END LOOP;
+        -- A type (or a table's row type) changed: the tables that keep a
+        -- composite's text in a shadow column follow its shape now, before
+        -- another row is captured in the new one.
+        -- (Not for the store's own DDL, made by a sync.)
+        IF coalesce(current_setting('tombstone.in_sync', true), '') <> 'on'
+           AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
+                        WHERE d.classid IN ('pg_type'::regclass, 'pg_class'::regclass)) THEN
+            FOR r IN SELECT DISTINCT sc.source AS relid FROM tombstone.shadow_columns sc
+                      WHERE sc.type LIKE 'text /* shape %' AND sc.attnum IS NOT NULL
+                        AND EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = sc.source)
+            LOOP
+                PERFORM tombstone.sync_shadow(r.relid::regclass);
+            END LOOP;
+        END IF;
     END;
     PERFORM pg_notify('tombstone_catalog', tg_tag);
 END
@@ -1186,6 +1298,7 @@ ALTER TABLE tombstone.batches ENABLE ALWAYS TRIGGER batch_defaults;
 -- Grants. Functions are executable by PUBLIC by default; the internal
 -- and SECURITY DEFINER ones are narrowed here.
 REVOKE ALL ON FUNCTION tombstone.sync_shadow(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tombstone._sync_shadow(regclass) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.sync_shadow(regclass) TO tombstone_admin;
 REVOKE ALL ON FUNCTION tombstone._on_ddl() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._on_drop() FROM PUBLIC;

@@ -154,6 +154,45 @@ BEGIN
 END
 $$;
 
+-- _text_of is "pg_catalog.textin(<output function>(p_expr))" for a value
+-- of type p_type (domains peeled off).
+CREATE OR REPLACE FUNCTION tombstone._text_of(p_type oid, p_expr text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.format('pg_catalog.textin(%I.%I(%s))', n.nspname, f.proname, p_expr)
+      FROM pg_catalog.pg_type t
+      JOIN pg_catalog.pg_proc f ON f.oid = t.typoutput
+      JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace
+     WHERE t.oid = tombstone._base_type(p_type)
+$$;
+
+-- _stored is the expression that writes p_expr, source column a's
+-- value, into its shadow column sc: as it is, or for a column kept as
+-- text, its type's output function's text (the function named by its
+-- schema: Postgres's own for enums, composites, arrays and ranges, a
+-- superuser's for base types).
+CREATE OR REPLACE FUNCTION tombstone._stored(sc tombstone.shadow_columns, a pg_catalog.pg_attribute, p_expr text) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND tombstone._as_text(a.atttypid)
+                THEN tombstone._text_of(a.atttypid, p_expr) ELSE p_expr END
+$$;
+
+-- _capture_settings are the settings a capture function runs with when
+-- it writes values as text: their text must read back the same whatever
+-- the deleting session's DateStyle, IntervalStyle, float digits or
+-- currency locale.
+CREATE OR REPLACE FUNCTION tombstone._capture_settings(src oid) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                              JOIN tombstone.shadow_columns sc ON sc.source = src AND sc.attnum = a.attnum
+                             WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped
+                               AND (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND tombstone._as_text(a.atttypid))
+                THEN ' SET DateStyle = ''ISO, MDY'' SET IntervalStyle = ''postgres'' SET extra_float_digits = 1 SET lc_monetary = ''C'''
+                ELSE '' END
+$$;
+
 -- _capture_function returns the text of src's trigger function.
 CREATE OR REPLACE FUNCTION tombstone._capture_function(src oid, shadow name) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -167,10 +206,13 @@ DECLARE
 BEGIN
     SELECT n.nspname || '.' || c.relname INTO tname
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = src;
+    -- A column kept as text (a user's type: tombstone._as_text) is
+    -- written by its type's own output function, called by name — never
+    -- through a cast, which the type's owner may have written.
     SELECT string_agg(pg_catalog.format(', %I', sc.shadow_column), '' ORDER BY a.attnum),
-           string_agg(pg_catalog.format(', %I', a.attname), '' ORDER BY a.attnum),
-           string_agg(pg_catalog.format(', o.%I', a.attname), '' ORDER BY a.attnum),
-           string_agg(pg_catalog.format(', OLD.%I', a.attname), '' ORDER BY a.attnum)
+           string_agg(', ' || tombstone._stored(sc, a, pg_catalog.quote_ident(a.attname)), '' ORDER BY a.attnum),
+           string_agg(', ' || tombstone._stored(sc, a, 'o.' || pg_catalog.quote_ident(a.attname)), '' ORDER BY a.attnum),
+           string_agg(', ' || tombstone._stored(sc, a, 'OLD.' || pg_catalog.quote_ident(a.attname)), '' ORDER BY a.attnum)
       INTO ins, srccols, rowcols, oldcols
       FROM pg_catalog.pg_attribute a
       JOIN tombstone.shadow_columns sc ON sc.source = src AND sc.attnum = a.attnum
@@ -312,6 +354,7 @@ AS $$
 DECLARE
     fname text := '_ts_cap_' || src::text;
     body text := tombstone._capture_function(src, shadow);
+    settings text := tombstone._capture_settings(src);
     fn oid;
     rowwise boolean := tombstone._capture_rowwise(src);
     r record;
@@ -319,9 +362,11 @@ DECLARE
 BEGIN
     SELECT p.oid INTO fn FROM pg_catalog.pg_proc p
      WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname = fname AND p.pronargs = 0;
-    IF fn IS NULL OR (SELECT p.prosrc FROM pg_catalog.pg_proc p WHERE p.oid = fn) IS DISTINCT FROM body THEN
+    IF fn IS NULL OR (SELECT p.prosrc FROM pg_catalog.pg_proc p WHERE p.oid = fn) IS DISTINCT FROM body
+       OR (SELECT 'DateStyle=ISO, MDY' = ANY (coalesce(p.proconfig, '{}')) FROM pg_catalog.pg_proc p WHERE p.oid = fn)
+          IS DISTINCT FROM (settings <> '') THEN
         EXECUTE pg_catalog.format('CREATE OR REPLACE FUNCTION tombstone.%I() RETURNS trigger LANGUAGE plpgsql '
-                                  'SECURITY DEFINER SET search_path = pg_catalog, tombstone, pg_temp AS %L', fname, body);
+                                  'SECURITY DEFINER SET search_path = pg_catalog, tombstone, pg_temp%s AS %L', fname, settings, body);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION tombstone.%I() FROM PUBLIC', fname);
         SELECT p.oid INTO fn FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname = fname AND p.pronargs = 0;
@@ -361,6 +406,22 @@ BEGIN
     LOOP
         IF tombstone._sync_set_null(r.relid, r.tgname, fn, fname) THEN changed := true; END IF;
     END LOOP;
+    -- The capture's triggers are the store's machinery, not the table's:
+    -- marked internal, like the triggers of a foreign key, they are left
+    -- out where users look at a table's triggers (psql's describe,
+    -- information_schema.triggers, pg_dump), ALTER TABLE … DISABLE
+    -- TRIGGER USER passes them by, and only a superuser may disable
+    -- them. Only a superuser may mark them (an installer that is not one
+    -- leaves them as they are). Not a partitioned table's SET NULL
+    -- trigger: Postgres clones that one onto new partitions, which it
+    -- does not do for internal ones.
+    IF (SELECT ro.rolsuper FROM pg_catalog.pg_roles ro WHERE ro.rolname = current_user) THEN
+        UPDATE pg_catalog.pg_trigger t SET tgisinternal = true
+          FROM pg_catalog.pg_class c
+         WHERE c.oid = t.tgrelid AND t.tgfoid = fn AND NOT t.tgisinternal AND t.tgparentid = 0
+           AND t.tgrelid IN (SELECT src UNION SELECT t2.relid FROM pg_catalog.pg_partition_tree(src) t2)
+           AND NOT (t.tgname = '_ts_set_null' AND c.relkind = 'p');
+    END IF;
     RETURN changed;
 END
 $$;

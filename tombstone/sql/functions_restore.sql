@@ -294,15 +294,6 @@ BEGIN
 END
 $$;
 
--- _base_type is a type with its domains peeled off.
-CREATE OR REPLACE FUNCTION tombstone._base_type(p_type oid) RETURNS oid
-LANGUAGE sql STABLE
-AS $$
-    WITH RECURSIVE d(t) AS (SELECT p_type UNION ALL
-        SELECT ty.typbasetype FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype = 'd')
-    SELECT t FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd'
-$$;
-
 -- _runs_code reports whether writing into rel runs code someone wrote:
 -- a trigger of its own (not a capture trigger), or a function (not a built-in: those are pinned
 -- and leave no pg_depend row) that its defaults, generated columns,

@@ -411,12 +411,29 @@ DECLARE
     cand name := tombstone._trash_ident(p_base, p_suffix);
     k int := 1;
 BEGIN
-    WHILE EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = cand AND c.relnamespace = ANY (p_nsps)) LOOP
+    -- (A table's row type takes its name too.)
+    WHILE EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = cand AND c.relnamespace = ANY (p_nsps))
+          OR EXISTS (SELECT 1 FROM pg_type t WHERE t.typname = cand AND t.typnamespace = ANY (p_nsps)) LOOP
         k := k + 1;
         cand := tombstone._trash_ident(p_base, p_suffix || '_' || k);
     END LOOP;
     RETURN cand;
 END
+$$;
+
+-- _deps lists the objects object p_obj of catalog p_class depends on
+-- (pg_depend), for undrop_table to check that a definition it parses
+-- again means the objects it meant: a function dropped and created again
+-- under its name, or an overload created since, is another object.
+CREATE OR REPLACE FUNCTION tombstone._deps(p_class regclass, p_obj oid) RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(x ORDER BY x), '[]')
+      FROM (SELECT DISTINCT d.refclassid::oid::text || ':' || d.refobjid::text || ':' || d.refobjsubid::text AS x
+              FROM pg_catalog.pg_depend d
+             WHERE d.classid = p_class AND d.objid = p_obj
+               -- (a constraint trigger's own constraint is made anew)
+               AND d.refclassid <> 'pg_catalog.pg_constraint'::regclass) s
 $$;
 
 -- _trash_wiring lists what ties p_members (a protected table and its
@@ -454,14 +471,16 @@ AS $$
                     AND NOT (k.confrelid = ANY (p_members || coalesce(p_keep, '{}')))),
         'triggers', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                                 'table_oid', g.tgrelid, 'name', g.tgname,
-                                'def', pg_catalog.pg_get_triggerdef(g.oid), 'enabled', g.tgenabled::text)
+                                'def', pg_catalog.pg_get_triggerdef(g.oid), 'enabled', g.tgenabled::text,
+                                'deps', tombstone._deps('pg_catalog.pg_trigger', g.oid))
                             ORDER BY pg_catalog.array_position(p_members, g.tgrelid), g.tgname), '[]')
                        FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc f ON f.oid = g.tgfoid
                       WHERE g.tgrelid = ANY (p_members) AND NOT g.tgisinternal AND g.tgparentid = 0
                         AND f.pronamespace <> 'tombstone'::regnamespace),
         'rules', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                              'table_oid', r.ev_class, 'name', r.rulename,
-                             'def', pg_catalog.pg_get_ruledef(r.oid), 'enabled', r.ev_enabled::text)
+                             'def', pg_catalog.pg_get_ruledef(r.oid), 'enabled', r.ev_enabled::text,
+                             'deps', tombstone._deps('pg_catalog.pg_rewrite', r.oid))
                          ORDER BY pg_catalog.array_position(p_members, r.ev_class), r.rulename), '[]')
                     FROM pg_catalog.pg_rewrite r
                    WHERE r.ev_class = ANY (p_members) AND r.rulename <> '_RETURN'),
@@ -476,13 +495,15 @@ AS $$
                                        FROM pg_catalog.unnest(p.polroles) WITH ORDINALITY u(r, k)
                                        LEFT JOIN pg_catalog.pg_roles a ON a.oid = u.r),
                                     ' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')',
-                                    ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'))
+                                    ' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'),
+                                'deps', tombstone._deps('pg_catalog.pg_policy', p.oid))
                             ORDER BY pg_catalog.array_position(p_members, p.polrelid), p.polname), '[]')
                        FROM pg_catalog.pg_policy p
                       WHERE p.polrelid = ANY (p_members)),
         'defaults', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                                 'table_oid', d.adrelid, 'column', a.attname,
-                                'def', pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+                                'def', pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+                                'deps', tombstone._deps('pg_catalog.pg_attrdef', d.oid))
                             ORDER BY pg_catalog.array_position(p_members, d.adrelid), d.adnum), '[]')
                        FROM pg_catalog.pg_attrdef d
                        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
@@ -499,15 +520,18 @@ AS $$
     )
 $$;
 
--- _trash_disown hands the tables (and owned sequences) of trash entry
--- p_id over to the store's owner and revokes every privilege granted on
--- them, recording owner and grants in the entry's wiring: a role that
--- owned a trashed table, or was granted rights on it, can then be
--- dropped (DROP ROLE, DROP OWNED, REASSIGN OWNED), as after a plain
+-- _trash_disown hands the tables (with their owned sequences) and
+-- statistics objects of trash entry p_id over to tombstone_trash_owner —
+-- a role with no rights, not the store's owner: Postgres runs a table's
+-- index expressions and statistics as its owner (ANALYZE, autovacuum),
+-- and that code is the table's author's — and revokes every privilege
+-- granted on them, recording owner and grants in the entry's wiring: a
+-- role that owned a trashed table, or was granted rights on it, can then
+-- be dropped (DROP ROLE, DROP OWNED, REASSIGN OWNED), as after a plain
 -- DROP TABLE. It acts only on an entry whose tables are in the trash and
 -- not yet handed over, which only their owner's DROP TABLE brings about;
--- where the store's owner may not take tables over (it is not a
--- superuser), the tables keep their owner and grants.
+-- where the store's owner may not hand tables over (it is not a
+-- superuser, or the role is missing), they keep their owner and grants.
 CREATE OR REPLACE FUNCTION tombstone._trash_disown(p_id bigint) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -539,15 +563,25 @@ BEGIN
         SELECT at.attrelid, at.attname, 'c', a.grantee, a.privilege_type, a.is_grantable
           FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) a
          WHERE at.attrelid = ANY (objs) AND NOT at.attisdropped) g;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = 'tombstone_trash_owner') THEN
+        RETURN;
+    END IF;
     BEGIN
         FOR m IN SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = ANY (objs) ORDER BY c.relkind = 'S', c.oid LOOP
             IF m.relkind <> 'S' THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', m.oid::regclass, current_user);
+                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO tombstone_trash_owner', m.oid::regclass);
             END IF;
+        END LOOP;
+        FOR m IN SELECT (e ->> 'oid')::oid AS oid, e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
+                  WHERE e ->> 'kind' = 'statistics'
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
+                                   AND x.stxnamespace = 'tombstone_trash'::regnamespace)
+        LOOP
+            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO tombstone_trash_owner', m.trash);
         END LOOP;
         FOR m IN SELECT DISTINCT (g ->> 'rel')::oid AS rel, g ->> 'kind' = 'S' AS seq, (g ->> 'grantee')::oid AS grantee
                    FROM pg_catalog.jsonb_array_elements(acl) g
-                  WHERE (g ->> 'grantee')::oid IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+                  WHERE (g ->> 'grantee')::oid IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tombstone_trash_owner')
         LOOP
             EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s CASCADE',
                 CASE WHEN m.seq THEN 'SEQUENCE' ELSE 'TABLE' END, m.rel::regclass,
@@ -591,11 +625,19 @@ BEGIN
     END IF;
     owner := pg_catalog.pg_get_userbyid((t.wiring ->> 'owner')::oid);
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = (t.wiring ->> 'owner')::oid) THEN
-        RAISE NOTICE 'tombstone: %.% stays owned by %: its owner (role oid %) no longer exists',
-            t.original_schema, t.original_name, current_user, t.wiring ->> 'owner';
+        RAISE NOTICE 'tombstone: %.% stays owned by tombstone_trash_owner: its owner (role oid %) no longer exists',
+            t.original_schema, t.original_name, t.wiring ->> 'owner'
+            USING HINT = pg_catalog.format('ALTER TABLE %I.%I OWNER TO <role>', t.original_schema, t.original_name);
     ELSE
         FOR g IN SELECT (e ->> 'oid')::oid AS oid FROM pg_catalog.jsonb_array_elements(t.renames) e WHERE e ->> 'kind' = 'table' LOOP
             EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', g.oid::regclass, owner);
+        END LOOP;
+        FOR g IN SELECT e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
+                  WHERE e ->> 'kind' = 'statistics'
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
+                                   AND x.stxnamespace = 'tombstone_trash'::regnamespace)
+        LOOP
+            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO %I', g.trash, owner);
         END LOOP;
     END IF;
     -- The recorded grants, owner's own included: the owner's first
@@ -620,6 +662,88 @@ BEGIN
             CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
             CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
+END
+$$;
+
+-- _trash_free_type gives type p_type up in the tables of the trash, for
+-- DROP TYPE / DROP DOMAIN (drop_types): each column of a trashed table
+-- of that type (or an array of it) is converted to the type's text, or
+-- to a domain's base type, so that the type can go, as after a plain
+-- DROP TABLE; the entry records the column's type for UNDROP TABLE.
+-- p_caller (claimed; believed only when the session user may be that
+-- role) must own the type, as its DROP requires: else nothing changes,
+-- and the DROP fails as it would have. SECURITY DEFINER: the trash's
+-- tables belong to the store's owner (_trash_disown).
+CREATE OR REPLACE FUNCTION tombstone._trash_free_type(p_type oid, p_caller name) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
+AS $$
+DECLARE
+    types oid[];
+    r record;
+    target text;
+BEGIN
+    IF p_type IS NULL OR NOT pg_catalog.pg_has_role(session_user, p_caller, 'MEMBER')
+       OR NOT pg_catalog.pg_has_role(p_caller, (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = p_type), 'MEMBER') THEN
+        RETURN;
+    END IF;
+    SELECT ARRAY[t.oid, t.typarray] || coalesce(ARRAY(SELECT x FROM pg_catalog.pg_range rg,
+                                                       LATERAL unnest(ARRAY[rg.rngmultitypid, (SELECT m.typarray FROM pg_catalog.pg_type m WHERE m.oid = rg.rngmultitypid)]) x
+                                                 WHERE rg.rngtypid = t.oid), '{}')
+      INTO types FROM pg_catalog.pg_type t WHERE t.oid = p_type;
+    FOR r IN SELECT DISTINCT e.id, a.attrelid, a.attname, a.atttypid, a.atttypmod,
+                    pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN tombstone.trash e ON e.source = c.oid AND e.restored_at IS NULL AND e.purged_at IS NULL
+              WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_type'::regclass
+                AND d.refobjid = ANY (types) AND d.objsubid > 0
+                AND c.relnamespace = 'tombstone_trash'::regnamespace
+              ORDER BY e.id, a.attrelid, a.attname
+    LOOP
+        -- (A partitioned table's partitions follow it.)
+        target := CASE WHEN (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = r.atttypid) = 'd'
+                            AND NOT tombstone._as_text(r.atttypid)
+                       THEN tombstone._value_type(r.atttypid, r.atttypmod) ELSE 'text' END;
+        BEGIN
+            -- (To text by the type's output function, never a cast.)
+            EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %s',
+                                      r.attrelid::regclass, r.attname, target,
+                                      CASE WHEN target = 'text' THEN tombstone._text_of(r.atttypid, pg_catalog.quote_ident(r.attname))
+                                           ELSE pg_catalog.format('%I::%s', r.attname, target) END);
+        EXCEPTION WHEN OTHERS THEN
+            CONTINUE; -- (a partition key, say): the DROP fails as it would have
+        END;
+        UPDATE tombstone.trash x
+           SET wiring = x.wiring || pg_catalog.jsonb_build_object('retyped',
+                   coalesce(x.wiring -> 'retyped', '[]') || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                       'table_oid', r.attrelid, 'column', r.attname, 'type', r.typ)))
+         WHERE x.id = r.id;
+    END LOOP;
+END
+$$;
+
+-- drop_types is what the proxy runs for DROP TYPE and DROP DOMAIN
+-- (p_sql as written, p_names the types it names): the tables of the
+-- trash give those types up first (_trash_free_type), then the
+-- statement runs as guarded_ddl runs it (with CASCADE it must not take
+-- a protected table's column along).
+CREATE OR REPLACE PROCEDURE tombstone.drop_types(p_sql text, p_names text[], p_path text DEFAULT pg_catalog.current_setting('search_path'))
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    nm text;
+    typ oid;
+BEGIN
+    FOREACH nm IN ARRAY coalesce(p_names, '{}') LOOP
+        PERFORM pg_catalog.set_config('search_path', p_path, true);
+        typ := pg_catalog.to_regtype(nm)::pg_catalog.oid;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
+        PERFORM tombstone._trash_free_type(typ, current_user);
+    END LOOP;
+    CALL tombstone.guarded_ddl(p_sql, p_path);
 END
 $$;
 
@@ -1029,11 +1153,13 @@ $$;
 -- referenced one of the trashed table's own key) still exists, under the
 -- name it had, outside the trash; NOT VALID, with a NOTICE, when rows
 -- written since violate it; else it says why not.
-CREATE OR REPLACE FUNCTION tombstone._undrop_key(fk jsonb, p_other oid, p_other_name text) RETURNS void
+CREATE OR REPLACE FUNCTION tombstone._undrop_key(fk jsonb, p_other oid, p_other_name text, p_ref oid) RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
     msg text;
+    ref oid := coalesce((fk ->> 'ref_oid')::oid, p_ref);
+    later text := '';
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p_other) THEN
         RAISE NOTICE 'tombstone: foreign key % of table % not re-created: table % no longer exists',
@@ -1075,9 +1201,22 @@ BEGIN
                                            fk ->> 'name', fk ->> 'def');
         RETURN;
     END IF;
+    -- Checking the rows plans a query over both tables, which runs code
+    -- of theirs (an index predicate's function, folded by the planner):
+    -- where that code is another role's, the key comes back NOT VALID,
+    -- for that role to validate.
+    IF (tombstone._runs_code((fk ->> 'table_oid')::oid) OR tombstone._runs_code(ref))
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+                    WHERE c.oid IN ((fk ->> 'table_oid')::oid, ref) AND r.rolname <> current_user AND NOT r.rolsuper) THEN
+        later := ' NOT VALID';
+        RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: checking its rows would run code of the tables'' owners as %',
+            fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
+            USING HINT = pg_catalog.format('As the owner of %s: ALTER TABLE %s VALIDATE CONSTRAINT %I',
+                                           (fk ->> 'table_oid')::oid::regclass, (fk ->> 'table_oid')::oid::regclass, fk ->> 'name');
+    END IF;
     BEGIN
-        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s',
-            (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+        EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s%s',
+            (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def', later);
     EXCEPTION
         WHEN foreign_key_violation THEN
             EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID',
@@ -1094,6 +1233,14 @@ BEGIN
                                                (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
     END;
 END
+$$;
+
+-- _live reports whether table p_rel exists outside the trash.
+CREATE OR REPLACE FUNCTION tombstone._live(p_rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                    WHERE c.oid = p_rel AND c.relnamespace <> 'tombstone_trash'::regnamespace)
 $$;
 
 -- _undrop_wiring gives a table undrop_table has moved back what
@@ -1114,10 +1261,43 @@ DECLARE
     what text;
     msg text;
 BEGIN
+    -- Columns a DROP TYPE converted while the table lay in the trash:
+    -- back to their type, if it exists again under that name.
+    -- (Rewriting the table checks its constraints: run as its owner where
+    -- they are code someone wrote, tombstone._owned; the text is read
+    -- back behind tombstone._text_reads.)
+    FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'retyped', '[]')) e LOOP
+        ddl := pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %s', (x ->> 'table_oid')::oid::regclass,
+                                 x ->> 'column', x ->> 'type',
+                                 CASE WHEN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                             WHERE a.attrelid = (x ->> 'table_oid')::oid AND a.attname = x ->> 'column') = 'pg_catalog.text'::regtype
+                                      THEN tombstone._from_text(pg_catalog.quote_ident(x ->> 'column'), x ->> 'type')
+                                      ELSE pg_catalog.format('%I::%s', x ->> 'column', x ->> 'type') END);
+        BEGIN
+            PERFORM tombstone._owned((x ->> 'table_oid')::oid, ddl, pg_catalog.current_setting('search_path'));
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE WARNING 'tombstone: column % of table % keeps type % instead of %: %', x ->> 'column',
+                (x ->> 'table_oid')::oid::regclass,
+                (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = (x ->> 'table_oid')::oid AND a.attname = x ->> 'column'),
+                x ->> 'type', msg
+                USING HINT = ddl;
+        END;
+    END LOOP;
     FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]') || coalesce(p_wiring -> 'children', '[]')) e LOOP
         other := CASE WHEN x ->> 'table_oid' = ANY (ARRAY(SELECT p ->> 'table_oid' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]')) p))
                       THEN (x ->> 'parent_oid')::oid ELSE (x ->> 'table_oid')::oid END;
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = other AND c.relnamespace <> 'tombstone_trash'::regnamespace);
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = other) THEN
+            RAISE NOTICE 'tombstone: table % not made a child of % again: % no longer exists', x ->> 'table', x ->> 'parent',
+                CASE WHEN other = (x ->> 'parent_oid')::oid THEN x ->> 'parent' ELSE x ->> 'table' END;
+            CONTINUE;
+        END IF;
+        IF (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = other) = 'tombstone_trash'::regnamespace THEN
+            RAISE NOTICE 'tombstone: table % not made a child of % again yet: % is in the trash; its UNDROP TABLE links them',
+                x ->> 'table', x ->> 'parent', CASE WHEN other = (x ->> 'parent_oid')::oid THEN x ->> 'parent' ELSE x ->> 'table' END;
+            CONTINUE;
+        END IF;
         CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
                                WHERE i.inhrelid = (x ->> 'table_oid')::oid AND i.inhparent = (x ->> 'parent_oid')::oid);
         ddl := pg_catalog.format('ALTER TABLE %s INHERIT %s', (x ->> 'table_oid')::oid::regclass, (x ->> 'parent_oid')::oid::regclass);
@@ -1130,7 +1310,7 @@ BEGIN
         END;
     END LOOP;
     FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'keys', '[]')) e LOOP
-        PERFORM tombstone._undrop_key(x, (x ->> 'ref_oid')::oid, x ->> 'ref');
+        PERFORM tombstone._undrop_key(x, (x ->> 'ref_oid')::oid, x ->> 'ref', NULL);
     END LOOP;
     FOR x, what IN
         SELECT e, 'trigger' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'triggers', '[]')) e
@@ -1144,6 +1324,27 @@ BEGIN
             ELSE pg_catalog.rtrim(x ->> 'def', ';') END;
         BEGIN
             EXECUTE ddl;
+            -- Parsed again, the definition must mean the objects it did:
+            -- a function dropped and created again, or an overload or a
+            -- type created since under a name it uses, is not what the
+            -- table's owner wired in (and may be anyone's code).
+            IF x ? 'deps' AND tombstone._deps(
+                   CASE what WHEN 'trigger' THEN 'pg_catalog.pg_trigger' WHEN 'rule' THEN 'pg_catalog.pg_rewrite'
+                             WHEN 'policy' THEN 'pg_catalog.pg_policy' ELSE 'pg_catalog.pg_attrdef' END::regclass,
+                   CASE what
+                       WHEN 'trigger' THEN (SELECT g.oid FROM pg_catalog.pg_trigger g
+                                             WHERE g.tgrelid = (x ->> 'table_oid')::oid AND g.tgname = x ->> 'name')
+                       WHEN 'rule' THEN (SELECT r.oid FROM pg_catalog.pg_rewrite r
+                                          WHERE r.ev_class = (x ->> 'table_oid')::oid AND r.rulename = x ->> 'name')
+                       WHEN 'policy' THEN (SELECT p.oid FROM pg_catalog.pg_policy p
+                                            WHERE p.polrelid = (x ->> 'table_oid')::oid AND p.polname = x ->> 'name')
+                       ELSE (SELECT d.oid FROM pg_catalog.pg_attrdef d
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                             WHERE d.adrelid = (x ->> 'table_oid')::oid AND a.attname = x ->> 'column') END)
+               IS DISTINCT FROM x -> 'deps' THEN
+                RAISE EXCEPTION USING ERRCODE = 'TS0D2',
+                    MESSAGE = 'it would now use other objects than it did: one it used was dropped (and maybe created again) while the table was in the trash';
+            END IF;
             -- Enabled as it was (O, the default, needs nothing).
             IF what IN ('trigger', 'rule') AND x ->> 'enabled' IN ('D', 'R', 'A') THEN
                 EXECUTE pg_catalog.format('ALTER TABLE %s %s %s %I', (x ->> 'table_oid')::oid::regclass,
@@ -1226,11 +1427,20 @@ BEGIN
     sync_before := pg_catalog.current_setting('tombstone.ddl_sync', true);
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', 'off', true);
     FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' IN ('table', 'statistics') LOOP
+        IF x ->> 'kind' = 'statistics' AND NOT EXISTS (
+               SELECT 1 FROM pg_catalog.pg_statistic_ext s
+                WHERE s.oid = (x ->> 'oid')::oid AND s.stxnamespace = 'tombstone_trash'::regnamespace) THEN
+            RAISE NOTICE 'tombstone: statistics object %.% not restored: it was dropped while its table was in the trash',
+                x ->> 'schema', x ->> 'name';
+            CONTINUE;
+        END IF;
         EXECUTE pg_catalog.format('ALTER %s tombstone_trash.%I SET SCHEMA %I', tombstone._trash_kind(x ->> 'kind'), x ->> 'trash', x ->> 'schema');
         CONTINUE WHEN x ->> 'kind' <> 'table';
         EXECUTE pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', x ->> 'schema', x ->> 'trash', x ->> 'name');
     END LOOP;
     FOR x IN SELECT v FROM pg_catalog.jsonb_array_elements(e.renames) v WHERE v ->> 'kind' <> 'table' LOOP
+        CONTINUE WHEN x ->> 'kind' = 'statistics'
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s WHERE s.oid = (x ->> 'oid')::oid);
         IF (CASE WHEN x ->> 'kind' = 'statistics'
                 THEN EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
                               WHERE n.nspname = x ->> 'schema' AND s.stxname = x ->> 'name')
@@ -1249,9 +1459,35 @@ BEGIN
     END IF;
 
     FOR fk IN SELECT v FROM pg_catalog.jsonb_array_elements(e.foreign_keys) v LOOP
-        PERFORM tombstone._undrop_key(fk, (fk ->> 'table_oid')::oid, fk ->> 'table');
+        PERFORM tombstone._undrop_key(fk, (fk ->> 'table_oid')::oid, fk ->> 'table', e.source);
     END LOOP;
     PERFORM tombstone._undrop_wiring(e.wiring);
+    -- And what other entries recorded and could not restore while this
+    -- table lay in the trash: keys and inheritance links between it and
+    -- tables undropped before it (or dropped after it), whose own
+    -- UNDROP skipped them.
+    PERFORM tombstone._undrop_wiring(pg_catalog.jsonb_build_object(
+        'keys',
+            (SELECT coalesce(pg_catalog.jsonb_agg(v || pg_catalog.jsonb_build_object(
+                        'ref_oid', o.source, 'ref', pg_catalog.format('%I.%I', o.original_schema, o.original_name))), '[]')
+               FROM tombstone.trash o, pg_catalog.jsonb_array_elements(o.foreign_keys) v
+              WHERE o.id <> e.id AND (v ->> 'table_oid')::oid = e.source
+                AND tombstone._live(o.source)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = e.source AND c.conname = v ->> 'name'))
+            || (SELECT coalesce(pg_catalog.jsonb_agg(v), '[]')
+                  FROM tombstone.trash o, pg_catalog.jsonb_array_elements(o.wiring -> 'keys') v
+                 WHERE o.id <> e.id AND (v ->> 'ref_oid')::oid = e.source
+                   AND tombstone._live((v ->> 'table_oid')::oid)
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
+                                    WHERE c.conrelid = (v ->> 'table_oid')::oid AND c.conname = v ->> 'name')),
+        'children',
+            (SELECT coalesce(pg_catalog.jsonb_agg(v), '[]')
+               FROM tombstone.trash o, pg_catalog.jsonb_array_elements(o.wiring -> 'parents') v
+              WHERE o.id <> e.id AND (v ->> 'parent_oid')::oid = e.source AND tombstone._live((v ->> 'table_oid')::oid)),
+        'parents',
+            (SELECT coalesce(pg_catalog.jsonb_agg(v), '[]')
+               FROM tombstone.trash o, pg_catalog.jsonb_array_elements(o.wiring -> 'children') v
+              WHERE o.id <> e.id AND (v ->> 'table_oid')::oid = e.source AND tombstone._live((v ->> 'parent_oid')::oid))));
 
     UPDATE tombstone.trash t SET restored_at = pg_catalog.now() WHERE t.id = e.id;
     table_name := e.original_schema || '.' || e.original_name;
@@ -1269,6 +1505,8 @@ GRANT EXECUTE ON FUNCTION tombstone._capture_targets(oid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
