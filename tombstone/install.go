@@ -168,16 +168,6 @@ BEGIN
             NULL;
         END;
     END IF;
-    -- The owner of the tables in the trash (tombstone._trash_disown): a
-    -- role with no rights, so that code Postgres runs as a table's owner
-    -- (ANALYZE, autovacuum, an index build) runs with none.
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'tombstone_trash_owner') THEN
-        BEGIN
-            CREATE ROLE tombstone_trash_owner NOLOGIN NOINHERIT;
-        EXCEPTION WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN
-            NULL;
-        END;
-    END IF;
 END
 $$`); err != nil {
 			return fmt.Errorf("tombstone: create role %s: %w", AdminRole, err)

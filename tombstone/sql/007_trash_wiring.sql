@@ -13,3 +13,9 @@
 -- Statistics objects move into the trash with the table (renames, kind
 -- statistics).
 ALTER TABLE tombstone.trash ADD COLUMN IF NOT EXISTS wiring jsonb NOT NULL DEFAULT '{}';
+
+-- A shadow column kept as a composite's text and set aside because the
+-- composite's shape changed: the column of the source it belonged to. A
+-- restore of rows with values in it is refused (they would come back
+-- without them); see tombstone._read.
+ALTER TABLE tombstone.shadow_columns ADD COLUMN IF NOT EXISTS reshaped_from int2;

@@ -100,11 +100,13 @@ LANGUAGE sql STABLE AS $$
       FROM pg_catalog.to_regtype(tombstone._value_type(p_type, -1)) v
 $$;
 
--- _shape describes the composite types in type p_type's tree (names and
--- types of their attributes, by position), or is NULL when there is none.
+-- _shape describes the composite types in type p_type's tree (the
+-- attributes' numbers and types: a composite's text is positional, so a
+-- renamed attribute reads back as it did, a dropped and re-added one
+-- does not), or is NULL when there is none.
 CREATE OR REPLACE FUNCTION tombstone._shape(p_type oid) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s %s', x.path, x.attname, x.typ::regtype), ', ' ORDER BY x.path)
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', x.path, x.typ::regtype), ', ' ORDER BY x.path)
       FROM tombstone._type_tree(p_type) x WHERE x.attname IS NOT NULL
 $$;
 
@@ -757,15 +759,12 @@ AS $$
 DECLARE
     before text := pg_catalog.current_setting('session_replication_role');
     quiet boolean := before = 'origin' AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
-    nested text := pg_catalog.current_setting('tombstone.in_sync', true);
     out name;
 BEGIN
     IF quiet THEN
         PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
     END IF;
-    PERFORM pg_catalog.set_config('tombstone.in_sync', 'on', true);
     out := tombstone._sync_shadow(rel);
-    PERFORM pg_catalog.set_config('tombstone.in_sync', coalesce(nested, ''), true);
     IF quiet THEN
         PERFORM pg_catalog.set_config('session_replication_role', before, true);
     END IF;
@@ -915,7 +914,9 @@ BEGIN
                 UPDATE tombstone.shadow_columns s SET type = c.typ WHERE s.source = src AND s.attnum = c.attnum;
             ELSE
                 aside := tombstone._set_aside(src, shadow, c.col);
-                UPDATE tombstone.shadow_columns s SET attnum = NULL, detached_at = statement_timestamp()
+                UPDATE tombstone.shadow_columns s SET attnum = NULL, detached_at = statement_timestamp(),
+                       reshaped_from = CASE WHEN (sc.type = 'text' OR sc.type LIKE 'text /* shape %')
+                                             AND (c.typ = 'text' OR c.typ LIKE 'text /* shape %') THEN c.attnum END
                  WHERE s.source = src AND s.shadow_column = aside;
                 EXECUTE format('ALTER TABLE tombstone.%I ADD COLUMN %I %s', shadow, c.col, c.typ);
                 INSERT INTO tombstone.shadow_columns (source, shadow_column, attnum, type, added_at)
@@ -1032,12 +1033,21 @@ BEGIN
         -- A type (or a table's row type) changed: the tables that keep a
         -- composite's text in a shadow column follow its shape now, before
         -- another row is captured in the new one.
-        -- (Not for the store's own DDL, made by a sync.)
-        IF coalesce(current_setting('tombstone.in_sync', true), '') <> 'on'
-           AND EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() d
-                        WHERE d.classid IN ('pg_type'::regclass, 'pg_class'::regclass)) THEN
-            FOR r IN SELECT DISTINCT sc.source AS relid FROM tombstone.shadow_columns sc
-                      WHERE sc.type LIKE 'text /* shape %' AND sc.attnum IS NOT NULL
+        -- Only the tables whose kept text holds a type the statement
+        -- changed; not for the store's own DDL (a sync runs it as
+        -- replica, which only a superuser may set).
+        IF pg_catalog.current_setting('session_replication_role') <> 'replica' THEN
+            FOR r IN SELECT DISTINCT sc.source AS relid
+                       FROM tombstone.shadow_columns sc
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = sc.source AND a.attnum = sc.attnum
+                      WHERE sc.type LIKE 'text /* shape %'
+                        AND EXISTS (SELECT 1 FROM tombstone._type_tree(a.atttypid) x
+                                     WHERE x.typ IN (SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                                                      WHERE d.classid = 'pg_type'::regclass
+                                                     UNION ALL
+                                                     SELECT c.reltype FROM pg_event_trigger_ddl_commands() d
+                                                       JOIN pg_catalog.pg_class c ON c.oid = d.objid
+                                                      WHERE d.classid = 'pg_class'::regclass))
                         AND EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = sc.source)
             LOOP
                 PERFORM tombstone.sync_shadow(r.relid::regclass);

@@ -154,12 +154,14 @@ BEGIN
 END
 $$;
 
--- _text_of is "pg_catalog.textin(<output function>(p_expr))" for a value
--- of type p_type (domains peeled off).
+-- _text_of is "pg_catalog.textin(<output function>(p_expr::<base>))" for
+-- a value of type p_type: a domain's value is taken as its base type (a
+-- relabeling, no function) for the base type's output function.
 CREATE OR REPLACE FUNCTION tombstone._text_of(p_type oid, p_expr text) RETURNS text
 LANGUAGE sql STABLE
 AS $$
-    SELECT pg_catalog.format('pg_catalog.textin(%I.%I(%s))', n.nspname, f.proname, p_expr)
+    SELECT pg_catalog.format('pg_catalog.textin(%I.%I((%s)::%s))', n.nspname, f.proname, p_expr,
+                             pg_catalog.format_type(t.oid, NULL))
       FROM pg_catalog.pg_type t
       JOIN pg_catalog.pg_proc f ON f.oid = t.typoutput
       JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace

@@ -249,6 +249,7 @@ BEGIN
             MESSAGE = pg_catalog.format('tombstone: trash entry %s is not an expired trash table', p_id);
     END IF;
     EXECUTE pg_catalog.format('DROP TABLE %I.%I CASCADE', t.trash_schema, t.trash_name);
+    PERFORM tombstone._trash_role_gone(t.wiring ->> 'holder');
 END
 $$;
 REVOKE ALL ON FUNCTION tombstone._drop_trashed(bigint) FROM PUBLIC;

@@ -374,6 +374,7 @@ DECLARE
     vals text;
     n bigint;
     owner name;
+    aside record;
 BEGIN
     -- The shadow's values as they are (base types, not domains: a
     -- domain's checks are code of the owner's, run by the INSERT as the
@@ -388,6 +389,24 @@ BEGIN
       FROM pg_catalog.pg_attribute a
       LEFT JOIN tombstone.shadow_columns sc ON sc.source = rel AND sc.attnum = a.attnum
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    -- Rows holding a composite's text in a shape its type has since left
+    -- (set aside: tombstone.sync_shadow) would come back without those
+    -- values, which the restore then forgets: refused, naming the type.
+    FOR aside IN SELECT sc.shadow_column, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
+                   FROM tombstone.shadow_columns sc
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = sc.reshaped_from AND NOT a.attisdropped
+                  WHERE sc.source = rel AND sc.attnum IS NULL AND sc.reshaped_from IS NOT NULL
+    LOOP
+        EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE (%s) AND s.%I IS NOT NULL',
+                                  tombstone.shadow_name(rel::regclass), pred, aside.shadow_column) INTO n;
+        IF n > 0 THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: %s deleted row(s) of %s hold column %I in a shape its type %s no longer has; restoring them would lose those values',
+                                            n, rel::regclass, aside.attname, aside.typ),
+                DETAIL = pg_catalog.format('Their values are kept, as text, in tombstone.%I.%I.', tombstone.shadow_name(rel::regclass), aside.shadow_column),
+                HINT = pg_catalog.format('Give %s its old shape again to restore them, or copy the values from there by hand.', aside.typ);
+        END IF;
+    END LOOP;
     IF pg_catalog.to_regclass(tombstone._cand(rel)) IS NOT NULL THEN  -- (no NOTICE for the client)
         EXECUTE 'DROP TABLE ' || tombstone._cand(rel);
     END IF;

@@ -520,11 +520,39 @@ AS $$
     )
 $$;
 
+-- _trash_role is the role that holds the trashed tables of role p_owner
+-- in this database: tombstone_trash_<database oid>_<owner oid>, NOLOGIN,
+-- with no rights and no members, made when first needed (by
+-- _trash_disown, as a superuser). One per owner, not one for all:
+-- Postgres runs a table's index expressions and statistics as its owner
+-- (ANALYZE, autovacuum), and that code, the table's author's, must reach
+-- no other role's trashed tables.
+CREATE OR REPLACE FUNCTION tombstone._trash_role(p_owner oid) RETURNS name
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.format('tombstone_trash_%s_%s', d.oid, p_owner)::name
+      FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+$$;
+
+-- _trash_role_gone drops trash role p_role once it holds nothing more
+-- (in any database); the installer's rights.
+CREATE OR REPLACE FUNCTION tombstone._trash_role_gone(p_role name) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF p_role LIKE 'tombstone\_trash\_%' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = p_role)
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_shdepend d
+                        WHERE d.refclassid = 'pg_catalog.pg_authid'::regclass
+                          AND d.refobjid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = p_role)) THEN
+        EXECUTE pg_catalog.format('DROP ROLE %I', p_role);
+    END IF;
+END
+$$;
+
 -- _trash_disown hands the tables (with their owned sequences) and
--- statistics objects of trash entry p_id over to tombstone_trash_owner —
--- a role with no rights, not the store's owner: Postgres runs a table's
--- index expressions and statistics as its owner (ANALYZE, autovacuum),
--- and that code is the table's author's — and revokes every privilege
+-- statistics objects of trash entry p_id over to the owner's trash role
+-- (_trash_role) — not the store's owner, whose rights the table's index
+-- code would then run with — and revokes every privilege
 -- granted on them, recording owner and grants in the entry's wiring: a
 -- role that owned a trashed table, or was granted rights on it, can then
 -- be dropped (DROP ROLE, DROP OWNED, REASSIGN OWNED), as after a plain
@@ -540,6 +568,7 @@ DECLARE
     t tombstone.trash;
     objs oid[];
     owner oid;
+    holder name;
     acl jsonb;
     m record;
 BEGIN
@@ -556,6 +585,7 @@ BEGIN
         RETURN;
     END IF;
     owner := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = t.source);
+    holder := tombstone._trash_role(owner);
     SELECT coalesce(pg_catalog.jsonb_agg(g ORDER BY g.rel, g.col NULLS FIRST, g.grantee, g.privilege), '[]') INTO acl FROM (
         SELECT c.oid AS rel, NULL::name AS col, c.relkind::text AS kind, a.grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
           FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a WHERE c.oid = ANY (objs)
@@ -563,13 +593,17 @@ BEGIN
         SELECT at.attrelid, at.attname, 'c', a.grantee, a.privilege_type, a.is_grantable
           FROM pg_catalog.pg_attribute at, pg_catalog.aclexplode(at.attacl) a
          WHERE at.attrelid = ANY (objs) AND NOT at.attisdropped) g;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = 'tombstone_trash_owner') THEN
-        RETURN;
-    END IF;
     BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = holder) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', holder);
+        END IF;
         FOR m IN SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = ANY (objs) ORDER BY c.relkind = 'S', c.oid LOOP
             IF m.relkind <> 'S' THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO tombstone_trash_owner', m.oid::regclass);
+                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', m.oid::regclass, holder);
+                -- Autovacuum would run the table's code for nothing.
+                IF m.relkind = 'r' THEN
+                    EXECUTE pg_catalog.format('ALTER TABLE %s SET (autovacuum_enabled = false)', m.oid::regclass);
+                END IF;
             END IF;
         END LOOP;
         FOR m IN SELECT (e ->> 'oid')::oid AS oid, e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
@@ -577,11 +611,11 @@ BEGIN
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
                                    AND x.stxnamespace = 'tombstone_trash'::regnamespace)
         LOOP
-            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO tombstone_trash_owner', m.trash);
+            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO %I', m.trash, holder);
         END LOOP;
         FOR m IN SELECT DISTINCT (g ->> 'rel')::oid AS rel, g ->> 'kind' = 'S' AS seq, (g ->> 'grantee')::oid AS grantee
                    FROM pg_catalog.jsonb_array_elements(acl) g
-                  WHERE (g ->> 'grantee')::oid IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = 'tombstone_trash_owner')
+                  WHERE (g ->> 'grantee')::oid IS DISTINCT FROM owner
         LOOP
             EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s CASCADE',
                 CASE WHEN m.seq THEN 'SEQUENCE' ELSE 'TABLE' END, m.rel::regclass,
@@ -591,7 +625,7 @@ BEGIN
         WHEN insufficient_privilege THEN
             RETURN;
     END;
-    UPDATE tombstone.trash x SET wiring = x.wiring || pg_catalog.jsonb_build_object('owner', owner, 'acl', acl)
+    UPDATE tombstone.trash x SET wiring = x.wiring || pg_catalog.jsonb_build_object('owner', owner, 'holder', holder, 'acl', acl)
      WHERE x.id = p_id;
 END
 $$;
@@ -625,12 +659,15 @@ BEGIN
     END IF;
     owner := pg_catalog.pg_get_userbyid((t.wiring ->> 'owner')::oid);
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = (t.wiring ->> 'owner')::oid) THEN
-        RAISE NOTICE 'tombstone: %.% stays owned by tombstone_trash_owner: its owner (role oid %) no longer exists',
-            t.original_schema, t.original_name, t.wiring ->> 'owner'
+        RAISE NOTICE 'tombstone: %.% stays owned by %: its owner (role oid %) no longer exists',
+            t.original_schema, t.original_name, t.wiring ->> 'holder', t.wiring ->> 'owner'
             USING HINT = pg_catalog.format('ALTER TABLE %I.%I OWNER TO <role>', t.original_schema, t.original_name);
     ELSE
         FOR g IN SELECT (e ->> 'oid')::oid AS oid FROM pg_catalog.jsonb_array_elements(t.renames) e WHERE e ->> 'kind' = 'table' LOOP
             EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', g.oid::regclass, owner);
+            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = g.oid) = 'r' THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s RESET (autovacuum_enabled)', g.oid::regclass);
+            END IF;
         END LOOP;
         FOR g IN SELECT e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
                   WHERE e ->> 'kind' = 'statistics'
@@ -662,6 +699,7 @@ BEGIN
             CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
             CASE WHEN g.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
+    PERFORM tombstone._trash_role_gone(t.wiring ->> 'holder');
 END
 $$;
 
@@ -703,6 +741,19 @@ BEGIN
                 AND c.relnamespace = 'tombstone_trash'::regnamespace
               ORDER BY e.id, a.attrelid, a.attname
     LOOP
+        -- Rewriting the column would check its CHECK constraints and
+        -- compute generated columns from it, code of the table's author's,
+        -- as this function's owner: such a table keeps the type (and the
+        -- DROP fails as it would have).
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM pg_catalog.pg_depend d
+             WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = r.attrelid
+               AND d.refobjsubid = (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = r.attrelid AND a.attname = r.attname)
+               AND (d.classid = 'pg_catalog.pg_constraint'::regclass
+                    AND (SELECT c.contype FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid) = 'c'
+                    OR d.classid = 'pg_catalog.pg_attrdef'::regclass
+                    AND (SELECT a.attgenerated FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a
+                                                  ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum WHERE ad.oid = d.objid) <> ''));
         -- (A partitioned table's partitions follow it.)
         target := CASE WHEN (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = r.atttypid) = 'd'
                             AND NOT tombstone._as_text(r.atttypid)
@@ -1267,6 +1318,19 @@ BEGIN
     -- they are code someone wrote, tombstone._owned; the text is read
     -- back behind tombstone._text_reads.)
     FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'retyped', '[]')) e LOOP
+        -- A type with a domain in it checks the domain's constraints on
+        -- the way: code of whoever made the type under that name since,
+        -- which must not run as the admin. Left for the owner.
+        IF pg_catalog.to_regtype(x ->> 'type') IS NOT NULL AND NOT tombstone._no_domain(pg_catalog.to_regtype(x ->> 'type')) THEN
+            RAISE WARNING 'tombstone: column % of table % keeps type % instead of %: converting it would check a domain''s constraints as %',
+                x ->> 'column', (x ->> 'table_oid')::oid::regclass,
+                (SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = (x ->> 'table_oid')::oid AND a.attname = x ->> 'column'),
+                x ->> 'type', current_user
+                USING HINT = pg_catalog.format('As the table''s owner: ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::%s',
+                                               (x ->> 'table_oid')::oid::regclass, x ->> 'column', x ->> 'type', x ->> 'column', x ->> 'type');
+            CONTINUE;
+        END IF;
         ddl := pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %s', (x ->> 'table_oid')::oid::regclass,
                                  x ->> 'column', x ->> 'type',
                                  CASE WHEN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
@@ -1506,6 +1570,7 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text
 GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
+REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
