@@ -24,19 +24,20 @@ func TestShadowsHoldNoUserTypes(t *testing.T) {
 		CREATE TABLE other (x int, y text);
 		CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 		CREATE TYPE wrapped AS (v posint);
-		CREATE TABLE feelings (id int PRIMARY KEY, m mood, p pair, o other, ms mood[], w wrapped, k mood UNIQUE);
+		CREATE DOMAIN dmood AS mood;
+		CREATE TABLE feelings (id int PRIMARY KEY, m mood, p pair, o other, ms mood[], w wrapped, k mood UNIQUE, dm dmood);
 		INSERT INTO feelings VALUES
-			(1, 'sad', (1, 'x'), (7, 'seven'), '{sad,happy}', ROW(3), 'ok'),
-			(2, 'happy', NULL, (8, NULL), '{}', NULL, 'happy'),
-			(3, NULL, (3, 'z"q'), NULL, NULL, ROW(5), NULL);`)
+			(1, 'sad', (1, 'x'), (7, 'seven'), '{sad,happy}', ROW(3), 'ok', 'ok'),
+			(2, 'happy', NULL, (8, NULL), '{}', NULL, 'happy', NULL),
+			(3, NULL, (3, 'z"q'), NULL, NULL, ROW(5), NULL, 'sad');`)
 	require.NoError(t, tombstone.Sync(ctx, c, tombstone.InstallOptions{}))
 	rows := func() string {
 		return queryString(t, c, "SELECT string_agg(f::text, E'\\n' ORDER BY id) FROM feelings f")
 	}
 	before := rows()
-	require.Equal(t, "k:text,m:text,ms:text,o:text,p:text,w:wrapped", queryString(t, c, `
+	require.Equal(t, "dm:text,k:text,m:text,ms:text,o:text,p:text,w:wrapped", queryString(t, c, `
 		SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attname) FROM pg_attribute
-		 WHERE attrelid = 'tombstone.public__feelings'::regclass AND attname IN ('m', 'p', 'o', 'ms', 'w', 'k')`))
+		 WHERE attrelid = 'tombstone.public__feelings'::regclass AND attname IN ('m', 'p', 'o', 'ms', 'w', 'k', 'dm')`))
 
 	batch := deleteVia(t, c, loadCatalog(t, c), "DELETE FROM feelings")
 	_, err := tombstone.UndeleteBatch(ctx, c, batch, tombstone.UndeleteOptions{})
@@ -57,8 +58,8 @@ func TestShadowsHoldNoUserTypes(t *testing.T) {
 	// Once the columns have gone, their types can change or go, as after
 	// a plain DELETE: the shadow keeps the values, as text.
 	deleteVia(t, c, loadCatalog(t, c), "DELETE FROM feelings WHERE id = 1")
-	exec(t, c, "ALTER TABLE feelings DROP COLUMN ms, DROP COLUMN m, DROP COLUMN k, DROP COLUMN o, DROP COLUMN p")
-	exec(t, c, "DROP TYPE mood")
+	exec(t, c, "ALTER TABLE feelings DROP COLUMN ms, DROP COLUMN m, DROP COLUMN k, DROP COLUMN o, DROP COLUMN p, DROP COLUMN dm")
+	exec(t, c, "DROP DOMAIN dmood; DROP TYPE mood")
 	exec(t, c, "ALTER TYPE pair ADD ATTRIBUTE c int")
 	exec(t, c, "ALTER TABLE other ALTER COLUMN y TYPE varchar(20)")
 	exec(t, c, "DROP TABLE other")
