@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/tombstone
 
-.PHONY: all build run test soak bench fuzz lint fmt vet testenv-up testenv-down deps clean
+.PHONY: all build run test soak bench fuzz lint fmt vet testenv-up testenv-down deps clean regress
 
 all: build
 
@@ -29,6 +29,12 @@ soak:
 # e.g. ROUNDS=5 DURATION=8 BENCH_SECTIONS=pgbench
 bench:
 	scripts/bench.sh
+
+# PostgreSQL's own regression suite (installed server's version), direct vs
+# through the proxy; summary + per-test diffs in regress-out/ (scripts/regress.sh).
+# e.g. TOMBSTONE_REGRESS_TESTS="int4 triggers"
+regress:
+	scripts/regress.sh
 
 # Every FuzzXxx target for FUZZTIME (default 30s) each.
 fuzz:
