@@ -163,3 +163,29 @@ func TestStaleCatalogPrepare(t *testing.T) {
 	rows.Close()
 	require.Equal(t, "SELECT 1", rows.CommandTag().String())
 }
+
+// TestDeleteFromTableCreatedInTransaction: a table created in the open
+// transaction is unknown to the proxy's catalog (it cannot see it until
+// commit); its rows are all the transaction's own, so a DELETE of them
+// goes ahead, uncaptured, as a plain DELETE would, instead of failing
+// the transaction with a stale-catalog error.
+func TestDeleteFromTableCreatedInTransaction(t *testing.T) {
+	e := newEnv(t, "CREATE TABLE seed (id int)")
+	ctx := context.Background()
+	c := testenv.Connect(t, e.proxy)
+	_, err := c.Exec(ctx, "DELETE FROM seed") // the store is in place
+	require.NoError(t, err)
+	tx, err := c.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "CREATE TABLE fresh (id int PRIMARY KEY); INSERT INTO fresh SELECT generate_series(1, 3)")
+	require.NoError(t, err)
+	tag, err := tx.Exec(ctx, "DELETE FROM fresh WHERE id = 1")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM fresh"))
+	// Committed, it is protected like any other.
+	_, err = c.Exec(ctx, "DELETE FROM fresh WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__fresh WHERE id = 2"))
+}

@@ -303,3 +303,17 @@ func TestDropTypeRunsNoOwnerCode(t *testing.T) {
 	require.Equal(t, "2BP01", pgErr(t, err).Code)
 	require.Equal(t, "", queryString(t, su, "SELECT string_agg(who, ',') FROM ran"))
 }
+
+// TestParentFollowsNewChild: a table that gains an inheritance child
+// captures per row from then on (the DDL event trigger syncs the parent
+// too), so its DELETEs are not refused for a missing capture trigger.
+func TestParentFollowsNewChild(t *testing.T) {
+	su, _ := setup(t, false)
+	exec(t, su, "CREATE TABLE par (x int); INSERT INTO par VALUES (1)")
+	require.Equal(t, "8", queryString(t, su, "SELECT tgtype::text FROM pg_trigger WHERE tgrelid = 'par'::regclass AND tgname = '_ts_capture'"))
+	exec(t, su, "CREATE TABLE kid (y int) INHERITS (par); INSERT INTO kid VALUES (2, 3)")
+	require.Equal(t, "9", queryString(t, su, "SELECT tgtype::text FROM pg_trigger WHERE tgrelid = 'par'::regclass AND tgname = '_ts_capture'"))
+	deleteVia(t, su, loadCatalog(t, su), "DELETE FROM par")
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.public__par"))
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.public__kid"))
+}

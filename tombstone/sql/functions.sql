@@ -544,6 +544,16 @@ BEGIN
            (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid = ANY (fk_self)))[1]
       INTO itself, by_rule, by_kid, by_fk_rule, by_fk
       FROM tombstone._protected_roots(via_rules || kids || fk_self || fk_rule) pr;
+    -- A table created by this very transaction (not yet committed, so
+    -- the proxy's catalog cannot know it) holds only rows this
+    -- transaction wrote, which nobody else has seen: deleting them needs
+    -- no tombstones, as a plain DELETE would not. Created, not renamed or
+    -- moved (those rewrite its pg_class row): the row of its system
+    -- column ctid is written once, when the table is.
+    IF itself AND (SELECT a.xmin::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = -1)
+                  = (pg_catalog.txid_current_if_assigned() % 4294967296)::text THEN
+        itself := false;
+    END IF;
     IF itself THEN
         PERFORM tombstone._catalog_changed(
             pg_catalog.format('table %s is protected, but the proxy did not know it by this name', rel),
@@ -772,10 +782,14 @@ BEGIN
 END
 $$;
 
+-- (Its queries run without parallel workers: in a session that forces
+-- them (select_parallel's settings) a sync inside the DDL event trigger
+-- of an ALTER TABLE waited on its workers for ever.)
 CREATE OR REPLACE FUNCTION tombstone._sync_shadow(rel regclass) RETURNS name
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     src oid := tombstone._root(rel::oid);
@@ -1014,6 +1028,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     r record;
@@ -1022,9 +1037,15 @@ BEGIN
     -- would write values into the wrong shadow columns, or none.
     -- (tombstone.ddl_sync = off only keeps the registry's names.)
     BEGIN
-        FOR r IN SELECT DISTINCT tombstone._root(d.objid) AS relid
-                   FROM pg_event_trigger_ddl_commands() d
-                  WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
+        -- (And their inheritance parents: a parent that gains or loses
+        -- a child captures per row or per statement from then on.)
+        FOR r IN SELECT DISTINCT tombstone._root(x.oid) AS relid
+                   FROM (SELECT d.objid AS oid FROM pg_event_trigger_ddl_commands() d
+                          WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')
+                         UNION
+                         SELECT i.inhparent FROM pg_event_trigger_ddl_commands() d
+                           JOIN pg_catalog.pg_inherits i ON i.inhrelid = d.objid
+                          WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')) x
         LOOP
             IF EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = r.relid) THEN
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
@@ -1054,8 +1075,22 @@ BEGIN
             END LOOP;
         END IF;
     END;
-    PERFORM pg_notify('tombstone_catalog', tg_tag);
+    IF tombstone._may_notify() THEN
+        PERFORM pg_notify('tombstone_catalog', tg_tag);
+    END IF;
 END
+$$;
+
+-- _may_notify reports whether the DDL event triggers may tell the proxies
+-- (NOTIFY): a transaction that has sent a NOTIFY cannot PREPARE
+-- TRANSACTION, so on a server that allows prepared transactions, DDL
+-- inside a transaction block says nothing — the proxies find out when a
+-- statement fails the catalog check (TS001) or a lookup misses.
+CREATE OR REPLACE FUNCTION tombstone._may_notify() RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.current_setting('max_prepared_transactions')::int = 0
+        OR pg_catalog.statement_timestamp() = pg_catalog.transaction_timestamp()
 $$;
 
 -- _on_drop is the sql_drop event trigger, for every DROP: it refuses one
@@ -1067,6 +1102,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     cols text;
@@ -1080,7 +1116,7 @@ BEGIN
             MESSAGE = format('tombstone: %s would drop tombstone columns (%s), and the deleted rows'' values in them', tg_tag, cols),
             HINT = 'Purge those tables'' tombstones first (tombstone purge, PURGE BATCH), or drop without CASCADE.';
     END IF;
-    IF tg_tag IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE') THEN
+    IF tg_tag IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE') AND tombstone._may_notify() THEN
         PERFORM pg_notify('tombstone_catalog', tg_tag);
     END IF;
 END

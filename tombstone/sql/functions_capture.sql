@@ -437,13 +437,16 @@ CREATE OR REPLACE FUNCTION tombstone._capture_missing(p_rels oid[]) RETURNS regc
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
+    -- (Per row captures right whether or not the table is in an
+    -- inheritance tree: a table whose last child went keeps its row
+    -- trigger until the next sync.)
     RETURN (SELECT x.relid::regclass
               FROM tombstone._protected_roots(p_rels) x
-             WHERE NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture',
-                       CASE WHEN tombstone._capture_rowwise(x.root) THEN 9 ELSE 8 END,
-                       (SELECT p.oid FROM pg_catalog.pg_proc p
-                         WHERE p.pronamespace = 'tombstone'::pg_catalog.regnamespace
-                           AND p.proname = '_ts_cap_' || x.root::text AND p.pronargs = 0))
+              LEFT JOIN LATERAL (SELECT p.oid FROM pg_catalog.pg_proc p
+                                  WHERE p.pronamespace = 'tombstone'::pg_catalog.regnamespace
+                                    AND p.proname = '_ts_cap_' || x.root::text AND p.pronargs = 0) f ON true
+             WHERE NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture', 9, f.oid)
+               AND (tombstone._capture_rowwise(x.root) OR NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture', 8, f.oid))
              LIMIT 1);
 END
 $$;

@@ -353,6 +353,16 @@ AS $$
         SELECT pt.relid FROM tombstone.protected_tables() p, pg_partition_tree(p.relid) pt) x
 $$;
 
+-- _in_trash reports whether table p_rel lies in the trash, registered.
+CREATE OR REPLACE FUNCTION tombstone._in_trash(p_rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+AS $$
+    SELECT EXISTS (SELECT 1 FROM tombstone.trash x JOIN pg_catalog.pg_class c ON c.oid = x.source
+                    WHERE x.source = p_rel AND x.restored_at IS NULL AND x.purged_at IS NULL
+                      AND c.relnamespace = 'tombstone_trash'::regnamespace)
+$$;
+
 -- guarded_ddl is what the proxy runs for DDL that can take a protected
 -- table out of protection, or drop one by the way (ALTER TABLE … SET
 -- SCHEMA, ATTACH PARTITION, [NO] INHERIT, ALTER SCHEMA … RENAME, DROP
@@ -378,6 +388,9 @@ BEGIN
     after := tombstone._protected_rels();
     FOR i IN 1 .. cardinality(before) LOOP
         CONTINUE WHEN before[i] = ANY (after);
+        -- (Moved to the trash meanwhile by another session's DROP TABLE,
+        -- committed between the two looks: not this statement's doing.)
+        CONTINUE WHEN tombstone._in_trash(before[i]);
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = format('tombstone: this statement would %s protected table %s: its rows could then be removed without a tombstone',
                              CASE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = before[i]) THEN 'take out of protection' ELSE 'drop' END,
@@ -790,7 +803,11 @@ DECLARE
 BEGIN
     FOREACH nm IN ARRAY coalesce(p_names, '{}') LOOP
         PERFORM pg_catalog.set_config('search_path', p_path, true);
-        typ := pg_catalog.to_regtype(nm)::pg_catalog.oid;
+        BEGIN
+            typ := pg_catalog.to_regtype(nm)::pg_catalog.oid;
+        EXCEPTION WHEN OTHERS THEN
+            typ := NULL; -- (a shell type, say: the DROP says what it says)
+        END;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
         PERFORM tombstone._trash_free_type(typ, current_user);
     END LOOP;
@@ -1059,6 +1076,14 @@ BEGIN
         prot := '{}';
     END IF;
     IF pg_catalog.cardinality(prot) = 0 THEN
+        -- The children CASCADE took along are listed now: Postgres's
+        -- NOTICE for them is ours to give.
+        IF pg_catalog.cardinality(cascaded) = 1 THEN
+            RAISE NOTICE '%', cascaded[1];
+        ELSIF pg_catalog.cardinality(cascaded) > 1 THEN
+            RAISE NOTICE 'drop cascades to % other objects', pg_catalog.cardinality(cascaded)
+                USING DETAIL = pg_catalog.array_to_string(cascaded, E'\n');
+        END IF;
         -- Guarded: a CASCADE may take a protected table with it (an
         -- inheritance child, a typed table).
         CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
@@ -1570,6 +1595,7 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text
 GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._in_trash(oid) TO PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
