@@ -815,6 +815,21 @@ BEGIN
 END
 $$;
 
+-- _notice_cascaded reports what a DROP took along as Postgres does: in
+-- one NOTICE, the objects in its DETAIL when there are several.
+CREATE OR REPLACE FUNCTION tombstone._notice_cascaded(p_lines text[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF pg_catalog.cardinality(p_lines) = 1 THEN
+        RAISE NOTICE '%', p_lines[1];
+    ELSIF pg_catalog.cardinality(p_lines) > 1 THEN
+        RAISE NOTICE 'drop cascades to % other objects', pg_catalog.cardinality(p_lines)
+            USING DETAIL = pg_catalog.array_to_string(p_lines, E'\n');
+    END IF;
+END
+$$;
+
 -- _trash_kind is the keyword ALTER takes for a kind of object renames
 -- records.
 CREATE OR REPLACE FUNCTION tombstone._trash_kind(p_kind text) RETURNS text
@@ -1078,12 +1093,7 @@ BEGIN
     IF pg_catalog.cardinality(prot) = 0 THEN
         -- The children CASCADE took along are listed now: Postgres's
         -- NOTICE for them is ours to give.
-        IF pg_catalog.cardinality(cascaded) = 1 THEN
-            RAISE NOTICE '%', cascaded[1];
-        ELSIF pg_catalog.cardinality(cascaded) > 1 THEN
-            RAISE NOTICE 'drop cascades to % other objects', pg_catalog.cardinality(cascaded)
-                USING DETAIL = pg_catalog.array_to_string(cascaded, E'\n');
-        END IF;
+        PERFORM tombstone._notice_cascaded(cascaded);
         -- Guarded: a CASCADE may take a protected table with it (an
         -- inheritance child, a typed table).
         CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
@@ -1149,13 +1159,7 @@ BEGIN
         END;
     END IF;
 
-    -- Postgres reports what a DROP takes along in one NOTICE.
-    IF pg_catalog.cardinality(cascaded) = 1 THEN
-        RAISE NOTICE '%', cascaded[1];
-    ELSIF pg_catalog.cardinality(cascaded) > 1 THEN
-        RAISE NOTICE 'drop cascades to % other objects', pg_catalog.cardinality(cascaded)
-            USING DETAIL = pg_catalog.array_to_string(cascaded, E'\n');
-    END IF;
+    PERFORM tombstone._notice_cascaded(cascaded);
 
     -- Cut the trashed tables loose from everything else (their plans'
     -- wiring records it for UNDROP): inheritance links, foreign keys
