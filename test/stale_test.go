@@ -182,6 +182,12 @@ func TestDeleteFromTableCreatedInTransaction(t *testing.T) {
 	tag, err := tx.Exec(ctx, "DELETE FROM fresh WHERE id = 1")
 	require.NoError(t, err)
 	require.Equal(t, "DELETE 1", tag.String())
+	// In a savepoint too (PostgreSQL's transactions test).
+	_, err = tx.Exec(ctx, "SAVEPOINT s; CREATE TABLE fresher (id int); INSERT INTO fresher VALUES (1)")
+	require.NoError(t, err)
+	tag, err = tx.Exec(ctx, "DELETE FROM fresher")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
 	require.NoError(t, tx.Commit(ctx))
 	require.Equal(t, 2, e.count("SELECT count(*) FROM fresh"))
 	// Committed, it is protected like any other.

@@ -549,9 +549,13 @@ BEGIN
     -- transaction wrote, which nobody else has seen: deleting them needs
     -- no tombstones, as a plain DELETE would not. Created, not renamed or
     -- moved (those rewrite its pg_class row): the row of its system
-    -- column ctid is written once, when the table is.
-    IF itself AND (SELECT a.xmin::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = -1)
-                  = (pg_catalog.txid_current_if_assigned() % 4294967296)::text THEN
+    -- column ctid is written once, when the table is. A row this
+    -- session sees whose writer is still in progress is this
+    -- transaction's (a savepoint's too).
+    IF itself AND pg_catalog.txid_current_if_assigned() IS NOT NULL
+       AND pg_catalog.txid_status((pg_catalog.txid_current_if_assigned() >> 32 << 32)
+                                  + (SELECT a.xmin::text::bigint FROM pg_catalog.pg_attribute a
+                                      WHERE a.attrelid = rel AND a.attnum = -1)) = 'in progress' THEN
         itself := false;
     END IF;
     IF itself THEN
