@@ -347,10 +347,16 @@ CREATE OR REPLACE FUNCTION tombstone._protected_rels() RETURNS oid[]
 LANGUAGE sql STABLE
 SECURITY DEFINER
 AS $$
-    SELECT coalesce(array_agg(DISTINCT r), '{}') FROM (
-        SELECT p.relid AS r FROM tombstone.protected_tables() p
-        UNION ALL
-        SELECT pt.relid FROM tombstone.protected_tables() p, pg_partition_tree(p.relid) pt) x
+    -- (Partitions from pg_inherits: pg_partition_tree would lock every
+    -- protected table's partitions for the rest of the caller's
+    -- transaction, and a DROP waiting on one of them would then wait on
+    -- it.)
+    WITH RECURSIVE tree(r) AS (
+        SELECT p.relid FROM tombstone.protected_tables() p
+        UNION
+        SELECT i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.r
+          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND c.relispartition)
+    SELECT coalesce(array_agg(r), '{}') FROM tree
 $$;
 
 -- _in_trash reports whether table p_rel lies in the trash, registered.
