@@ -568,6 +568,37 @@ BEGIN
 END
 $$;
 
+-- _trash_give hands the tables (their owned sequences follow) and the
+-- statistics objects a trash entry recorded (p_renames) to role p_to: to
+-- the owner's trash role on the way in (p_in: autovacuum off, it would
+-- run the table's code for nothing), back to the owner on the way out.
+-- The callers' (SECURITY DEFINER) rights.
+CREATE OR REPLACE FUNCTION tombstone._trash_give(p_renames jsonb, p_to name, p_in boolean) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN SELECT c.oid, c.relkind FROM pg_catalog.jsonb_array_elements(p_renames) e
+               JOIN pg_catalog.pg_class c ON c.oid = (e ->> 'oid')::oid
+              WHERE e ->> 'kind' = 'table' ORDER BY c.oid
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', m.oid::regclass, p_to);
+        IF m.relkind = 'r' THEN
+            EXECUTE pg_catalog.format(CASE WHEN p_in THEN 'ALTER TABLE %s SET (autovacuum_enabled = false)'
+                                           ELSE 'ALTER TABLE %s RESET (autovacuum_enabled)' END, m.oid::regclass);
+        END IF;
+    END LOOP;
+    FOR m IN SELECT e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(p_renames) e
+              WHERE e ->> 'kind' = 'statistics'
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
+                               AND x.stxnamespace = 'tombstone_trash'::regnamespace)
+    LOOP
+        EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO %I', m.trash, p_to);
+    END LOOP;
+END
+$$;
+
 -- _trash_disown hands the tables (with their owned sequences) and
 -- statistics objects of trash entry p_id over to the owner's trash role
 -- (_trash_role) — not the store's owner, whose rights the table's index
@@ -616,22 +647,7 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = holder) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', holder);
         END IF;
-        FOR m IN SELECT c.oid, c.relkind FROM pg_catalog.pg_class c WHERE c.oid = ANY (objs) ORDER BY c.relkind = 'S', c.oid LOOP
-            IF m.relkind <> 'S' THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', m.oid::regclass, holder);
-                -- Autovacuum would run the table's code for nothing.
-                IF m.relkind = 'r' THEN
-                    EXECUTE pg_catalog.format('ALTER TABLE %s SET (autovacuum_enabled = false)', m.oid::regclass);
-                END IF;
-            END IF;
-        END LOOP;
-        FOR m IN SELECT (e ->> 'oid')::oid AS oid, e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
-                  WHERE e ->> 'kind' = 'statistics'
-                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
-                                   AND x.stxnamespace = 'tombstone_trash'::regnamespace)
-        LOOP
-            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO %I', m.trash, holder);
-        END LOOP;
+        PERFORM tombstone._trash_give(t.renames, holder, true);
         FOR m IN SELECT DISTINCT (g ->> 'rel')::oid AS rel, g ->> 'kind' = 'S' AS seq, (g ->> 'grantee')::oid AS grantee
                    FROM pg_catalog.jsonb_array_elements(acl) g
                   WHERE (g ->> 'grantee')::oid IS DISTINCT FROM owner
@@ -653,7 +669,7 @@ $$;
 -- _trash_disown recorded, with the grants it revoked, for undrop_table,
 -- whose caller p_caller (claimed; believed only when the session user
 -- may be that role) must be an administrator. A role that no longer
--- exists gets nothing back: its tables stay with the store's owner, its
+-- exists gets nothing back: its tables stay with its trash role, its
 -- grants are left out, each with a NOTICE.
 CREATE OR REPLACE FUNCTION tombstone._trash_reown(p_id bigint, p_caller name) RETURNS void
 LANGUAGE plpgsql
@@ -682,19 +698,7 @@ BEGIN
             t.original_schema, t.original_name, t.wiring ->> 'holder', t.wiring ->> 'owner'
             USING HINT = pg_catalog.format('ALTER TABLE %I.%I OWNER TO <role>', t.original_schema, t.original_name);
     ELSE
-        FOR g IN SELECT (e ->> 'oid')::oid AS oid FROM pg_catalog.jsonb_array_elements(t.renames) e WHERE e ->> 'kind' = 'table' LOOP
-            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO %I', g.oid::regclass, owner);
-            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = g.oid) = 'r' THEN
-                EXECUTE pg_catalog.format('ALTER TABLE %s RESET (autovacuum_enabled)', g.oid::regclass);
-            END IF;
-        END LOOP;
-        FOR g IN SELECT e ->> 'trash' AS trash FROM pg_catalog.jsonb_array_elements(t.renames) e
-                  WHERE e ->> 'kind' = 'statistics'
-                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.oid = (e ->> 'oid')::oid
-                                   AND x.stxnamespace = 'tombstone_trash'::regnamespace)
-        LOOP
-            EXECUTE pg_catalog.format('ALTER STATISTICS tombstone_trash.%I OWNER TO %I', g.trash, owner);
-        END LOOP;
+        PERFORM tombstone._trash_give(t.renames, owner, false);
     END IF;
     -- The recorded grants, owner's own included: the owner's first
     -- revoked where its table's grants were not the default.
@@ -1606,6 +1610,7 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._in_trash(oid) TO PUBLIC;
+REVOKE ALL ON FUNCTION tombstone._trash_give(jsonb, name, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
