@@ -445,8 +445,10 @@ BEGIN
               LEFT JOIN LATERAL (SELECT p.oid FROM pg_catalog.pg_proc p
                                   WHERE p.pronamespace = 'tombstone'::pg_catalog.regnamespace
                                     AND p.proname = '_ts_cap_' || x.root::text AND p.pronargs = 0) f ON true
-             WHERE NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture', 9, f.oid)
-               AND (tombstone._capture_rowwise(x.root) OR NOT tombstone._capture_trigger_ok(x.relid, '_ts_capture', 8, f.oid))
+             WHERE NOT CASE WHEN tombstone._capture_rowwise(x.root)
+                            THEN tombstone._capture_trigger_ok(x.relid, '_ts_capture', 9, f.oid)
+                            ELSE tombstone._capture_trigger_ok(x.relid, '_ts_capture', 8, f.oid)
+                                 OR tombstone._capture_trigger_ok(x.relid, '_ts_capture', 9, f.oid) END
              LIMIT 1);
 END
 $$;
