@@ -184,6 +184,43 @@ CREATE TABLE n (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE SET NULL); I
 	require.Equal(t, "3:set_null", queryText(t, e.direct, "SELECT string_agg(id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__n"))
 }
 
+// TestSetNullColumnsCanChangeType: the capture's SET NULL trigger is on
+// no column, so ALTER COLUMN … TYPE of a key's column goes through, as
+// without the proxy (PostgreSQL's foreign_key test); the old values are
+// kept as before, and an application's own UPDATE of the key — of a row
+// whose parent is gone, or whose parent stays — is not taken for the
+// action.
+func TestSetNullColumnsCanChangeType(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p SELECT generate_series(1, 4);
+CREATE TABLE n (id int PRIMARY KEY, p_id int REFERENCES p ON DELETE SET NULL, v text); INSERT INTO n SELECT g, g, 'v' FROM generate_series(1, 4) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(ctx, "DELETE FROM p WHERE id = 1")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "ALTER TABLE n ALTER COLUMN p_id TYPE bigint")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "DELETE FROM p WHERE id = 2")
+	require.NoError(t, err)
+	require.Equal(t, "1:1:set_null,2:2:set_null", queryText(t, e.direct,
+		"SELECT string_agg(id || ':' || p_id || ':' || _ts_cause, ',' ORDER BY id) FROM tombstone.public__n"))
+	// Not the action's: updates of the key by the application, one inside
+	// a trigger of its own, and of other columns.
+	_, err = p.Exec(ctx, `CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE n SET p_id = NULL, v = 'w' WHERE id = NEW.id; RETURN NULL; END $$;
+CREATE TABLE log (id int); CREATE TRIGGER bump AFTER INSERT ON log FOR EACH ROW EXECUTE FUNCTION bump()`)
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "UPDATE n SET p_id = NULL WHERE id = 3; INSERT INTO log VALUES (4); UPDATE n SET v = 'x'")
+	require.NoError(t, err)
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__n"))
+	require.Equal(t, "", queryText(t, e.direct,
+		"SELECT coalesce(string_agg(tgname || ':' || tgattr::text, ','), '') FROM pg_trigger WHERE tgrelid = 'n'::regclass AND tgattr::text <> ''"))
+	// And the restore links the rows again.
+	_, err = p.Exec(ctx, "UNDELETE FROM p WHERE id IN (1, 2)")
+	require.NoError(t, err)
+	require.Equal(t, "1:1,2:2,3:,4:", queryText(t, e.direct,
+		"SELECT string_agg(id || ':' || coalesce(p_id::text, ''), ',' ORDER BY id) FROM n"))
+}
+
 // TestIncludeColumnsWithoutBtree (issue 16, item 4): a key with INCLUDE
 // columns of a type btree cannot index (json, point) does not stop
 // CREATE TABLE — the shadow's index is on the key columns alone — and its

@@ -128,9 +128,9 @@ BEGIN
     EXECUTE format('CREATE TRIGGER _ts_capture AFTER DELETE ON %s REFERENCING OLD TABLE AS _ts_old FOR EACH STATEMENT EXECUTE FUNCTION tombstone._stand_in_capture(%L)', r.tbl, r.shadow);
   END LOOP;
 END $$;
-CREATE TRIGGER _ts_set_null AFTER UPDATE OF user_id ON links FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)
+CREATE TRIGGER _ts_set_null AFTER UPDATE ON links FOR EACH ROW WHEN (pg_trigger_depth() > 0)
   EXECUTE FUNCTION tombstone._stand_in_capture('public_links');
-CREATE TRIGGER _ts_set_null AFTER UPDATE OF a_id ON spoke_b FOR EACH ROW WHEN (OLD.a_id IS DISTINCT FROM NEW.a_id)
+CREATE TRIGGER _ts_set_null AFTER UPDATE ON spoke_b FOR EACH ROW WHEN (pg_trigger_depth() > 0)
   EXECUTE FUNCTION tombstone._stand_in_capture('public_spoke_b');
 CREATE FUNCTION tombstone.fk_fires(p_child regclass, p_name name) RETURNS boolean
 LANGUAGE sql STABLE AS $$ SELECT current_setting('session_replication_role') <> 'replica' $$;
