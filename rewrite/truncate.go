@@ -223,6 +223,14 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 		tag = "ALTER SCHEMA"
 	case *pg.Node_DropOwnedStmt:
 		tag = "DROP OWNED"
+		if sr.opt.Drop == "" || sr.opt.Drop == PolicyTrash {
+			// The roles' protected tables go to the trash first, as DROP
+			// TABLE sends them (tombstone.drop_owned).
+			st.Output = Output{Tag: tag}
+			d := n.GetDropOwnedStmt()
+			return callNode([]string{"tombstone", "drop_owned"}, constStr(sr.text), arrayCast(roleSpecs(d.GetRoles()), "text"),
+				boolConst(d.GetBehavior() == pg.DropBehavior_DROP_CASCADE), constStr(sr.opt.ClientAddr)), nil
+		}
 	case *pg.Node_DropStmt:
 		tag = "DROP TYPE"
 		if n.GetDropStmt().GetRemoveType() == pg.ObjectType_OBJECT_DOMAIN {
@@ -250,4 +258,26 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 	}
 	st.Output = Output{Tag: tag}
 	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.text)), nil
+}
+
+// roleSpecs are the roles of a DROP OWNED as tombstone.drop_owned takes
+// them: a name double-quoted, or the keyword current_user, current_role
+// or session_user.
+func roleSpecs(roles []*pg.Node) []*pg.Node {
+	var out []*pg.Node
+	for _, r := range roles {
+		switch rs := r.GetRoleSpec(); rs.GetRoletype() {
+		case pg.RoleSpecType_ROLESPEC_CURRENT_USER:
+			out = append(out, constStr("current_user"))
+		case pg.RoleSpecType_ROLESPEC_CURRENT_ROLE:
+			out = append(out, constStr("current_role"))
+		case pg.RoleSpecType_ROLESPEC_SESSION_USER:
+			out = append(out, constStr("session_user"))
+		case pg.RoleSpecType_ROLESPEC_PUBLIC:
+			out = append(out, constStr("public")) // (no role: the statement fails on it)
+		default:
+			out = append(out, constStr(quoteIdent(rs.GetRolename())))
+		}
+	}
+	return out
 }

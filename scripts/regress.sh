@@ -36,8 +36,9 @@
 # diffs/<test>.diff (direct vs proxied results), direct/ and proxy/ (each
 # run's results/, regression.diffs, pg_regress.log, postgresql.log),
 # proxy.log, tombstone.yaml. Exit 0 when both runs completed, whatever they
-# printed; non-zero when the harness broke (a run timed out, pg_regress
-# could not run, a cluster or the proxy did not start).
+# printed (3 under TOMBSTONE_REGRESS_STRICT=1 when a test differs); another
+# non-zero code when the harness broke (a run timed out, pg_regress could
+# not run, a cluster or the proxy did not start).
 #
 # usage: scripts/regress.sh
 #
@@ -55,6 +56,8 @@
 #     (these lie in Linux's ephemeral range: if a bind fails although the
 #     port check passed, an outgoing connection held it; pick others)
 #   TOMBSTONE_REGRESS_NO_BUILD     1 = use the existing bin/tombstone as is
+#   TOMBSTONE_REGRESS_STRICT       1 = exit 3 when a test differs through the
+#                              proxy (make test runs a subset so)
 #   TOMBSTONE_PGBIN            PostgreSQL bin dir (default: newest installed)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -465,4 +468,9 @@ for r in "direct:$DIRECT_RC" "proxy:$PROXY_RC"; do
 		;;
 	esac
 done
+if [ "$broken" = 0 ] && [ "${TOMBSTONE_REGRESS_STRICT:-0}" = 1 ] && [ "${#differ[@]}" -gt 0 ]; then
+	log "TOMBSTONE_REGRESS_STRICT: differ through the proxy:$(names "${differ[@]}")"
+	for t in "${differ[@]}"; do head -n 60 "$OUT/diffs/$t.diff" >&2; done
+	exit 3
+fi
 exit "$broken"

@@ -7,6 +7,8 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -144,4 +146,57 @@ CREATE TABLE t (v text) INHERITS (other.par); INSERT INTO t VALUES (1, 'a');`)
 	require.Len(t, rows, 1)
 	require.Equal(t, 1, e.count("SELECT count(*) FROM public.t WHERE id = 1 AND v = 'a'"))
 	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'public.t'::regclass"))
+}
+
+// TestDropOwnedTrashesTables (PostgreSQL's privileges and matview
+// tests): DROP OWNED sends the roles' protected tables to the trash, as
+// DROP TABLE does, and drops the rest as Postgres does — the role can
+// then be dropped. What Postgres refuses it refuses the same way, with
+// nothing trashed.
+func TestDropOwnedTrashesTables(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	owner := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s")
+	other := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s")
+	u, _ := url.Parse(e.proxy)
+	u.User = url.User(owner)
+	oc := testenv.Connect(t, u.String())
+	_, err := oc.Exec(ctx, `CREATE TABLE o_parent (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE o_part PARTITION OF o_parent FOR VALUES FROM (0) TO (100);
+CREATE TABLE o_plain (id int PRIMARY KEY, v text);
+INSERT INTO o_parent SELECT generate_series(1, 5); INSERT INTO o_plain VALUES (1, 'a'), (2, 'b');
+CREATE VIEW o_view AS SELECT * FROM o_plain; CREATE SEQUENCE o_seq`)
+	require.NoError(t, err)
+	_, err = oc.Exec(ctx, "GRANT SELECT ON o_plain TO "+other)
+	require.NoError(t, err)
+	p := testenv.Connect(t, e.proxy)
+	_, err = p.Exec(ctx, "SELECT 1 FROM o_plain") // loads the catalog
+	require.NoError(t, err)
+
+	// Another role's view on the table: refused as Postgres refuses it.
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, fmt.Sprintf("SET ROLE %s; CREATE VIEW other_view AS SELECT * FROM o_plain; RESET ROLE", other))
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "DROP OWNED BY "+owner)
+	require.Equal(t, "2BP01", errCode(err), "%v", err)
+	// A role that does not act for the owner: Postgres's 42501.
+	u.User = url.User(other)
+	_, err = testenv.Connect(t, u.String()).Exec(ctx, "DROP OWNED BY "+owner)
+	require.Equal(t, "42501", errCode(err), "%v", err)
+	require.Equal(t, 0, e.count("SELECT count(*) FROM tombstone.trash"))
+	require.Equal(t, 3, e.count("SELECT count(*) FROM pg_class WHERE relname IN ('o_parent', 'o_part', 'o_plain')"))
+
+	_, err = p.Exec(ctx, "DROP VIEW other_view; DROP OWNED BY "+owner)
+	require.NoError(t, err)
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_class WHERE relname IN ('o_parent', 'o_part', 'o_plain', 'o_view', 'o_seq')"))
+	require.Equal(t, "o_parent,o_plain", queryText(t, e.direct,
+		"SELECT string_agg(original_name, ',' ORDER BY original_name) FROM tombstone.trash WHERE restored_at IS NULL"))
+	_, err = d.Exec(ctx, "DROP ROLE "+owner)
+	require.NoError(t, err, "nothing of the role's is left, in the trash either")
+
+	// The tables come back whole (to their new owner: the original one is gone).
+	_, _ = simple(t, p, "UNDROP TABLE o_plain")
+	_, _ = simple(t, p, "UNDROP TABLE o_parent")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM o_plain"))
+	require.Equal(t, 5, e.count("SELECT count(*) FROM o_part"))
 }

@@ -825,6 +825,50 @@ BEGIN
 END
 $$;
 
+-- drop_owned is what the proxy runs for DROP OWNED (p_sql as written,
+-- p_roles the roles it names: a name double-quoted, or current_user,
+-- current_role, session_user): the protected tables those roles own go
+-- to the trash as DROP TABLE sends them, then the statement runs as
+-- guarded_ddl runs it. It runs once first and is rolled back, so that
+-- what Postgres refuses (a role the caller does not act for, objects of
+-- other roles that depend on these without CASCADE) fails as Postgres
+-- fails it, with nothing trashed; after that the tables' dependents are
+-- the statement's to drop, so the trash takes them along.
+CREATE OR REPLACE PROCEDURE tombstone.drop_owned(p_sql text, p_roles text[], p_cascade boolean, p_client_addr text,
+                                                 p_path text DEFAULT pg_catalog.current_setting('search_path'))
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    owners oid[];
+    tables text[];
+BEGIN
+    BEGIN
+        PERFORM tombstone._exec_as(p_sql, p_path);
+        RAISE EXCEPTION USING ERRCODE = 'TS900';
+    EXCEPTION WHEN SQLSTATE 'TS900' THEN
+        NULL; -- it would run: rolled back, for the trash to go first
+    END;
+    owners := ARRAY(SELECT ro.oid FROM unnest(p_roles) x
+                      JOIN pg_catalog.pg_roles ro
+                        ON ro.rolname = CASE x WHEN 'current_user' THEN current_user
+                                               WHEN 'current_role' THEN current_user
+                                               WHEN 'session_user' THEN session_user
+                                               ELSE (pg_catalog.parse_ident(x, false))[1] END);
+    -- The roots it would drop (a partition goes with its table, when
+    -- the statement drops that too), named for the caller's search_path.
+    SELECT array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.oid) INTO tables
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = ANY (tombstone._protected_rels()) AND c.relowner = ANY (owners)
+       AND NOT (c.relispartition AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
+                 WHERE i.inhrelid = c.oid AND pc.relowner = ANY (owners)));
+    IF tables IS NOT NULL THEN
+        CALL tombstone.trash_tables(tables, true, true, p_client_addr, p_sql, p_path);
+    END IF;
+    CALL tombstone.guarded_ddl(p_sql, p_path);
+END
+$$;
+
 -- _notice_cascaded reports what a DROP took along as Postgres does: in
 -- one NOTICE, the objects in its DETAIL when there are several.
 CREATE OR REPLACE FUNCTION tombstone._notice_cascaded(p_lines text[]) RETURNS void
@@ -1617,4 +1661,5 @@ GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.guarded_ddl(text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.drop_owned(text, text[], boolean, text, text) TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;
