@@ -250,7 +250,8 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 			}
 		}
 		st.Output = Output{Tag: tag}
-		return callNode([]string{"tombstone", "drop_types"}, constStr(sr.text), arrayCast(names, "text")), nil
+		return callNode([]string{"tombstone", "drop_types"}, constStr(sr.text), arrayCast(names, "text"),
+			boolConst(n.GetDropStmt().GetBehavior() == pg.DropBehavior_DROP_CASCADE), constStr(sr.opt.ClientAddr)), nil
 	case *pg.Node_AlterObjectSchemaStmt:
 		if n.GetAlterObjectSchemaStmt().GetObjectType() == pg.ObjectType_OBJECT_FOREIGN_TABLE {
 			tag = "ALTER FOREIGN TABLE"

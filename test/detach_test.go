@@ -200,3 +200,27 @@ CREATE VIEW o_view AS SELECT * FROM o_plain; CREATE SEQUENCE o_seq`)
 	require.Equal(t, 2, e.count("SELECT count(*) FROM o_plain"))
 	require.Equal(t, 5, e.count("SELECT count(*) FROM o_part"))
 }
+
+// TestDropTypeCascadeTrashesTypedTables (PostgreSQL's typed_table
+// test): DROP TYPE … CASCADE drops the tables of that type; protected
+// ones go to the trash, with their rows, as DROP TABLE sends them.
+func TestDropTypeCascadeTrashesTypedTables(t *testing.T) {
+	e := newEnv(t, `CREATE TYPE person AS (id int, name text);
+CREATE TABLE persons OF person (PRIMARY KEY (id)); INSERT INTO persons VALUES (1, 'ann'), (2, 'bob');
+CREATE TABLE keeps (id int, who person); INSERT INTO keeps VALUES (1, '(1,ann)')`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	// Without CASCADE: Postgres's own refusal, nothing trashed.
+	_, err := p.Exec(ctx, "DROP TYPE person")
+	require.Equal(t, "2BP01", errCode(err), "%v", err)
+	require.Equal(t, 0, e.count("SELECT count(*) FROM tombstone.trash"))
+	// Another table's column of the type goes, as Postgres drops it (as
+	// ALTER TABLE … DROP COLUMN would: not captured).
+	_, err = p.Exec(ctx, "DROP TYPE person CASCADE")
+	require.NoError(t, err)
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_attribute WHERE attrelid = 'keeps'::regclass AND attname = 'who'"))
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_type WHERE typname = 'person'"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.trash WHERE original_name = 'persons' AND restored_at IS NULL"))
+	_, _ = simple(t, p, "UNDROP TABLE persons")
+	require.Equal(t, "1:ann,2:bob", queryText(t, e.direct, "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM persons"))
+}

@@ -164,8 +164,8 @@ func TestDropTypeOfTrashedTable(t *testing.T) {
 	before := queryString(t, su, "SELECT string_agg(p::text, ';' ORDER BY id) FROM paint p")
 	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"paint"'], false, false, '', 'DROP TABLE paint')`)
 	for _, q := range []string{
-		`CALL tombstone.drop_types('DROP TYPE mood, color', ARRAY['"mood"', '"color"'])`,
-		`CALL tombstone.drop_types('DROP DOMAIN posint', ARRAY['"posint"'])`,
+		`CALL tombstone.drop_types('DROP TYPE mood, color', ARRAY['"mood"', '"color"'], false, '')`,
+		`CALL tombstone.drop_types('DROP DOMAIN posint', ARRAY['"posint"'], false, '')`,
 	} {
 		exec(t, su, q)
 	}
@@ -178,6 +178,33 @@ func TestDropTypeOfTrashedTable(t *testing.T) {
 		FROM pg_attribute WHERE attrelid = 'paint'::regclass AND attnum > 0`))
 	require.Contains(t, note.all(), "WARNING: tombstone: column c of table public.paint keeps type text instead of public.color[]")
 	require.Contains(t, note.all(), "WARNING: tombstone: column id of table public.paint keeps type integer instead of public.posint")
+}
+
+// TestDropTypeOfTrashedTypedTable (PostgreSQL's privileges test): a
+// typed table in the trash (CREATE TABLE … OF type) lets its type go,
+// keeping the columns as its own; UNDROP makes it of the type again
+// when one of that name exists, else says so.
+func TestDropTypeOfTrashedTypedTable(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	c, note := connectWithNotices(t, dsn)
+	exec(t, su, `
+		CREATE TYPE pair AS (a int, b text);
+		CREATE TABLE typed1 OF pair; CREATE TABLE typed2 OF pair;
+		INSERT INTO typed1 VALUES (1, 'x'); INSERT INTO typed2 VALUES (2, 'y');`)
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"typed1"', '"typed2"'], false, false, '', 'DROP TABLE typed1, typed2')`)
+	exec(t, su, `CALL tombstone.drop_types('DROP TYPE pair', ARRAY['"pair"'], false, '')`)
+	require.Equal(t, int64(0), queryInt(t, su, "SELECT count(*) FROM pg_type WHERE typname = 'pair'"))
+	exec(t, su, "CREATE TYPE pair AS (a int, b text)")
+	_, err := c.Exec(ctx, "SELECT * FROM tombstone.undrop_table('typed1')")
+	require.NoError(t, err)
+	require.Equal(t, "pair:(1,x)", queryString(t, su, "SELECT reloftype::regtype::text || ':' || (SELECT string_agg(t::text, ',') FROM typed1 t) FROM pg_class WHERE oid = 'typed1'::regclass"))
+	exec(t, su, "DROP TABLE typed1; DROP TYPE pair; CREATE TYPE pair AS (a int)")
+	_, err = c.Exec(ctx, "SELECT * FROM tombstone.undrop_table('typed2')")
+	require.NoError(t, err)
+	require.Equal(t, "-:(2,y)", queryString(t, su, "SELECT coalesce(nullif(reloftype, 0)::regtype::text, '-') || ':' || (SELECT string_agg(t::text, ',') FROM typed2 t) FROM pg_class WHERE oid = 'typed2'::regclass"))
+	require.Contains(t, note.all(), "WARNING: tombstone: table public.typed2 is no longer of type public.pair")
 }
 
 // TestStoreDDLUnseenByUserEventTriggers: the store's own DDL (a new
@@ -299,7 +326,7 @@ func TestDropTypeRunsNoOwnerCode(t *testing.T) {
 	require.NoError(t, tombstone.Sync(context.Background(), su, tombstone.InstallOptions{}))
 	exec(t, mc, `CALL tombstone.trash_tables(ARRAY['"chk"'], false, false, '', 'DROP TABLE chk')`)
 	exec(t, su, "TRUNCATE ran")
-	_, err := mc.Exec(context.Background(), `CALL tombstone.drop_types('DROP TYPE mood', ARRAY['"mood"'])`)
+	_, err := mc.Exec(context.Background(), `CALL tombstone.drop_types('DROP TYPE mood', ARRAY['"mood"'], false, '')`)
 	require.Equal(t, "2BP01", pgErr(t, err).Code)
 	require.Equal(t, "", queryString(t, su, "SELECT string_agg(who, ',') FROM ran"))
 }

@@ -796,20 +796,40 @@ BEGIN
                        'table_oid', r.attrelid, 'column', r.attname, 'type', r.typ)))
          WHERE x.id = r.id;
     END LOOP;
+    -- A typed table (CREATE TABLE … OF type) keeps its columns as its
+    -- own (NOT OF); UNDROP TABLE makes it of the type again.
+    FOR r IN SELECT e.id, c.oid AS rel, pg_catalog.format_type(c.reloftype, NULL) AS typ
+               FROM pg_catalog.pg_class c
+               JOIN tombstone.trash e ON e.source = c.oid AND e.restored_at IS NULL AND e.purged_at IS NULL
+              WHERE c.reloftype = p_type AND c.relnamespace = 'tombstone_trash'::regnamespace
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s NOT OF', r.rel::regclass);
+        UPDATE tombstone.trash x
+           SET wiring = x.wiring || pg_catalog.jsonb_build_object('typed',
+                   coalesce(x.wiring -> 'typed', '[]') || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                       'table_oid', r.rel, 'type', r.typ)))
+         WHERE x.id = r.id;
+    END LOOP;
 END
 $$;
 
 -- drop_types is what the proxy runs for DROP TYPE and DROP DOMAIN
--- (p_sql as written, p_names the types it names): the tables of the
--- trash give those types up first (_trash_free_type), then the
--- statement runs as guarded_ddl runs it (with CASCADE it must not take
--- a protected table's column along).
-CREATE OR REPLACE PROCEDURE tombstone.drop_types(p_sql text, p_names text[], p_path text DEFAULT pg_catalog.current_setting('search_path'))
+-- (p_sql as written, p_names the types it names, p_cascade its CASCADE):
+-- the tables of the trash give those types up first (_trash_free_type);
+-- with CASCADE, which drops the typed tables of a type (CREATE TABLE …
+-- OF), those that are protected go to the trash first, as DROP TABLE …
+-- CASCADE sends them. Then the statement runs as guarded_ddl runs it
+-- (it must not take a protected table's column along).
+DROP PROCEDURE IF EXISTS tombstone.drop_types(text, text[], text);
+CREATE OR REPLACE PROCEDURE tombstone.drop_types(p_sql text, p_names text[], p_cascade boolean, p_client_addr text,
+                                                 p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
 AS $$
 DECLARE
     nm text;
     typ oid;
+    types oid[] := '{}';
+    tables text[];
 BEGIN
     FOREACH nm IN ARRAY coalesce(p_names, '{}') LOOP
         PERFORM pg_catalog.set_config('search_path', p_path, true);
@@ -819,6 +839,25 @@ BEGIN
             typ := NULL; -- (a shell type, say: the DROP says what it says)
         END;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
+        types := types || typ;
+    END LOOP;
+    IF p_cascade THEN
+        -- Refused by Postgres (a type the caller does not own), refused
+        -- so, before anything goes to the trash.
+        BEGIN
+            PERFORM tombstone._exec_as(p_sql, p_path);
+            RAISE EXCEPTION USING ERRCODE = 'TS900';
+        EXCEPTION WHEN SQLSTATE 'TS900' THEN
+            NULL;
+        END;
+        SELECT array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.oid) INTO tables
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.reloftype = ANY (types) AND c.oid = ANY (tombstone._protected_rels()) AND NOT c.relispartition;
+        IF tables IS NOT NULL THEN
+            CALL tombstone.trash_tables(tables, true, true, p_client_addr, p_sql, p_path);
+        END IF;
+    END IF;
+    FOREACH typ IN ARRAY types LOOP
         PERFORM tombstone._trash_free_type(typ, current_user);
     END LOOP;
     CALL tombstone.guarded_ddl(p_sql, p_path);
@@ -1432,6 +1471,18 @@ BEGIN
                 USING HINT = ddl;
         END;
     END LOOP;
+    -- Typed tables a DROP TYPE made NOT OF: of the type again, if one of
+    -- that name exists and matches the columns.
+    FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'typed', '[]')) e LOOP
+        ddl := pg_catalog.format('ALTER TABLE %s OF %s', (x ->> 'table_oid')::oid::regclass, x ->> 'type');
+        BEGIN
+            PERFORM tombstone._owned((x ->> 'table_oid')::oid, ddl, pg_catalog.current_setting('search_path'));
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RAISE WARNING 'tombstone: table % is no longer of type %: %', (x ->> 'table_oid')::oid::regclass, x ->> 'type', msg
+                USING HINT = ddl;
+        END;
+    END LOOP;
     FOR x IN SELECT e FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]') || coalesce(p_wiring -> 'children', '[]')) e LOOP
         other := CASE WHEN x ->> 'table_oid' = ANY (ARRAY(SELECT p ->> 'table_oid' FROM pg_catalog.jsonb_array_elements(coalesce(p_wiring -> 'parents', '[]')) p))
                       THEN (x ->> 'parent_oid')::oid ELSE (x ->> 'table_oid')::oid END;
@@ -1656,7 +1707,7 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._in_trash(oid) TO PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_give(jsonb, name, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
-GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], boolean, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
