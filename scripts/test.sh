@@ -10,6 +10,10 @@
 #   SKIP_VET=1     skip go vet
 #   RACE_PKGS      packages run again under the race detector afterwards
 #                  (default ./proxy/ ./test/, the concurrent ones; empty: none)
+#   REGRESS_TESTS  PostgreSQL regression tests run afterwards, directly and
+#                  through the proxy, which must print the same
+#                  (scripts/regress.sh, TOMBSTONE_REGRESS_STRICT; default:
+#                  the subset below; empty: none)
 #   plus testenv.sh's TOMBSTONE_TEST_PG_PORT / TOMBSTONE_TEST_REDIS_PORT
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -37,5 +41,22 @@ race=(${RACE_PKGS-./proxy/ ./test/})
 if [ "$rc" = 0 ] && [ "${#race[@]}" -gt 0 ]; then
 	log "go test -race -count=1 ${race[*]}"
 	go test -race -count=1 -timeout "${TEST_TIMEOUT:-20m}" ${extra[@]+"${extra[@]}"} "${race[@]}" || rc=$?
+fi
+# A fixed subset of PostgreSQL's regression suite (make regress runs all
+# of it, too slow for here), chosen to cover what issue 16 found: DDL
+# around the trash, user types, keys with INCLUDE columns, cascades
+# under session_replication_role, triggers with transition tables, DROP
+# OWNED, databases renamed and dropped. Each must print the same through
+# the proxy as directly.
+regress=(${REGRESS_TESTS-$REGRESS_SUBSET})
+if [ "$rc" = 0 ] && [ "${#regress[@]}" -gt 0 ]; then
+	log "PostgreSQL regression tests, direct vs through the proxy: ${regress[*]}"
+	TOMBSTONE_REGRESS_TESTS="${regress[*]}" TOMBSTONE_REGRESS_STRICT=1 \
+		TOMBSTONE_REGRESS_OUT="${TOMBSTONE_REGRESS_OUT:-$REPO_ROOT/regress-out/ci}" \
+		TOMBSTONE_REGRESS_DIRECT_PORT="${TOMBSTONE_REGRESS_DIRECT_PORT:-35421}" \
+		TOMBSTONE_REGRESS_PG_PORT="${TOMBSTONE_REGRESS_PG_PORT:-35422}" \
+		TOMBSTONE_REGRESS_PROXY_PORT="${TOMBSTONE_REGRESS_PROXY_PORT:-35430}" \
+		TOMBSTONE_REGRESS_TIMEOUT="${TOMBSTONE_REGRESS_TIMEOUT:-1200}" \
+		scripts/regress.sh || rc=$?
 fi
 exit "$rc"

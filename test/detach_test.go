@@ -92,8 +92,10 @@ CREATE SCHEMA other; CREATE VIEW other.v AS SELECT * FROM public.t; CREATE TABLE
 }
 
 // TestDDLOutOfProtection (second review): DDL that would take a protected
-// table out of protection, or drop it by the way, is undone and refused;
-// the same DDL on unprotected tables, or into protected places, runs.
+// table out of protection is undone and refused, and DDL that drops one
+// by the way (DROP TYPE … CASCADE of a typed table's type, DROP OWNED)
+// sends it to the trash; the same DDL on unprotected tables, or into
+// protected places, runs.
 func TestDDLOutOfProtection(t *testing.T) {
 	e := newEnv(t, `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);
 CREATE TABLE u (id int PRIMARY KEY);
@@ -110,15 +112,19 @@ CREATE TABLE other.par (id int); CREATE TYPE other.rt AS (a int); CREATE TABLE t
 		"ALTER TABLE t SET SCHEMA other",
 		"ALTER SCHEMA public RENAME TO p2",
 		"ALTER TABLE other.root ATTACH PARTITION t FOR VALUES FROM (1) TO (100)",
-		"DROP TYPE other.rt CASCADE",
-		"DROP OWNED BY " + owner,
 	} {
 		_, err := p.Exec(ctx, sql)
 		require.Equal(t, "0A000", errCode(err), sql)
 		require.Contains(t, err.Error(), "without a tombstone", sql)
 	}
 	require.Equal(t, 9, e.count("SELECT count(*) FROM public.t"))
-	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class WHERE relname = 'owned'"))
+	// Those that drop protected tables by the way send them to the trash.
+	for _, sql := range []string{"DROP TYPE other.rt CASCADE", "DROP OWNED BY " + owner} {
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	require.Equal(t, 0, e.count("SELECT count(*) FROM pg_class WHERE relname IN ('owned', 'typed') AND relnamespace = 'public'::regnamespace"))
+	require.Equal(t, "owned,typed", queryText(t, e.direct, "SELECT string_agg(original_name, ',' ORDER BY original_name) FROM tombstone.trash"))
 	// Unprotected tables, and into protected places, as ever.
 	for _, sql := range []string{
 		"CREATE TABLE other.loose (id int); ALTER TABLE other.root ATTACH PARTITION other.loose FOR VALUES FROM (1) TO (100)",

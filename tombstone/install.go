@@ -457,15 +457,20 @@ func pinSearchPath(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// PinSearchPath makes every transaction of connections opened with cfg
-// start with pinnedSearchPath: for the store's own connections (the
-// proxy's control connections, the reaper), which resolve no name a user
-// typed.
-func PinSearchPath(cfg *pgx.ConnConfig) {
+// StoreSession sets up the store's own connections (the proxy's control
+// connections, the reaper): every transaction starts with
+// pinnedSearchPath, as they resolve no name a user typed, and without
+// JIT.
+func StoreSession(cfg *pgx.ConnConfig) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["search_path"] = pinnedSearchPath
+	// The store's catalog queries are planned with default estimates for
+	// its set-returning functions, costly enough to be compiled by JIT
+	// (about half a second per catalog load on a database with a few
+	// hundred tables) for queries that run in milliseconds.
+	cfg.RuntimeParams["jit"] = "off"
 }
 
 type queryRower interface {

@@ -96,7 +96,7 @@ func (c *Catalogs) Connect(ctx context.Context, database string) (*pgx.Conn, err
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["application_name"] = "tombstone proxy"
-	PinSearchPath(cfg)
+	StoreSession(cfg)
 	return pgx.ConnectConfig(ctx, cfg)
 }
 

@@ -144,7 +144,7 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 	if err != nil {
 		return fmt.Errorf("dsn: %w", err)
 	}
-	tombstone.PinSearchPath(cfg)
+	tombstone.StoreSession(cfg)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)

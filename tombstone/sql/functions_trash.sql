@@ -1083,6 +1083,7 @@ CREATE OR REPLACE PROCEDURE tombstone.trash_tables(
     p_tables text[], p_missing_ok boolean, p_cascade boolean, p_client_addr text, p_sql text,
     p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET jit = off -- (its catalog queries: see _sync_shadow)
 AS $$
 DECLARE
     q text;
@@ -1572,6 +1573,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.undrop_table(p_name text)
 RETURNS TABLE (table_name text, restored_from text, dropped_at timestamptz)
 LANGUAGE plpgsql
+SET jit = off -- (its catalog queries: see _sync_shadow)
 AS $$
 DECLARE
     parts text[];
