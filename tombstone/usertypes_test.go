@@ -157,3 +157,23 @@ func TestUserTypesTextIsSettled(t *testing.T) {
 	require.Equal(t, "(Ada,Lovelace)", queryString(t, c, "SELECT "+aside+" FROM tombstone.public__events2"))
 	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM events2"))
 }
+
+// TestArrayOfDomainOverArray (PostgreSQL's domain test): an array of a
+// domain over an array of a domain is kept as the scalar's array, with
+// no dependency on either domain: DROP DOMAIN posint CASCADE drops the
+// table's column, as without the store, and no shadow column.
+func TestArrayOfDomainOverArray(t *testing.T) {
+	c, _ := setup(t, false)
+	ctx := context.Background()
+	exec(t, c, `
+		CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+		CREATE DOMAIN dposinta AS posint[];
+		CREATE TABLE dposintatable (id int PRIMARY KEY, f1 dposinta[]);
+		INSERT INTO dposintatable VALUES (1, array[array[42]::dposinta])`)
+	require.NoError(t, tombstone.Sync(ctx, c, tombstone.InstallOptions{}))
+	require.Equal(t, "integer[]", queryString(t, c,
+		"SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'tombstone.public__dposintatable'::regclass AND attname = 'f1'"))
+	exec(t, c, "DROP DOMAIN posint CASCADE")
+	require.Equal(t, int64(0), queryInt(t, c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'dposintatable'::regclass AND attname = 'f1' AND NOT attisdropped"))
+	require.Equal(t, int64(1), queryInt(t, c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tombstone.public__dposintatable'::regclass AND attname = 'f1' AND NOT attisdropped"))
+}

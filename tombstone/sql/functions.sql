@@ -45,9 +45,18 @@ BEGIN
     END IF;
     IF t.typcategory = 'A' AND t.typelem <> 0
        AND (SELECT typtype FROM pg_catalog.pg_type WHERE oid = t.typelem) = 'd' THEN
+        -- Down to the scalar type: through domains, and through arrays a
+        -- domain is over (an array of a domain over int[] is an int[]).
         elem := t.typelem;
-        WHILE (SELECT typtype FROM pg_catalog.pg_type WHERE oid = elem) = 'd' LOOP
-            elem := (SELECT typbasetype FROM pg_catalog.pg_type WHERE oid = elem);
+        LOOP
+            SELECT typtype, typbasetype, typelem, typcategory INTO t FROM pg_catalog.pg_type WHERE oid = elem;
+            IF t.typtype = 'd' THEN
+                elem := t.typbasetype;
+            ELSIF t.typcategory = 'A' AND t.typelem <> 0 THEN
+                elem := t.typelem;
+            ELSE
+                EXIT;
+            END IF;
         END LOOP;
         RETURN pg_catalog.format_type(elem, NULL) || '[]';
     END IF;
