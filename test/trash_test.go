@@ -46,6 +46,23 @@ func TestTruncateUndelete(t *testing.T) {
 	require.Equal(t, before, e.snapshot(shopTables...))
 }
 
+// TestTruncateTriggersSeeTheCallersPath (PostgreSQL's truncate test):
+// a table's own TRUNCATE triggers run under the caller's search_path,
+// as without the proxy — an unqualified name in them resolves.
+func TestTruncateTriggersSeeTheCallersPath(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE tt (id int); INSERT INTO tt VALUES (1), (2);
+CREATE TABLE tt_log (n bigint);
+CREATE FUNCTION tt_count() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c bigint;
+BEGIN EXECUTE 'SELECT count(*) FROM ' || quote_ident(TG_TABLE_NAME) INTO c; INSERT INTO tt_log VALUES (c); RETURN NULL; END $$;
+CREATE TRIGGER tt_before BEFORE TRUNCATE ON tt FOR EACH STATEMENT EXECUTE FUNCTION tt_count()`)
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "TRUNCATE tt")
+	require.NoError(t, err)
+	require.Equal(t, "2", queryText(t, e.direct, "SELECT string_agg(n::text, ',') FROM tt_log"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__tt"))
+}
+
 // TestDropUndrop: DROP TABLE through the proxy moves the table to the
 // trash; UNDROP TABLE brings it back with its rows.
 func TestDropUndrop(t *testing.T) {

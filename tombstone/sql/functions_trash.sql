@@ -292,10 +292,12 @@ BEGIN
         END IF;
     END IF;
 
-    EXECUTE pg_catalog.format('TRUNCATE %s%s%s',
+    -- Under the caller's search_path: the tables' own TRUNCATE triggers
+    -- run in it, as they would without the proxy.
+    PERFORM tombstone._exec_as(pg_catalog.format('TRUNCATE %s%s%s',
         pg_catalog.array_to_string(listed, ', '),
         CASE WHEN p_restart THEN ' RESTART IDENTITY' ELSE '' END,
-        CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END);
+        CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END), p_path);
 END
 $$;
 
