@@ -207,6 +207,30 @@ func TestDropTypeOfTrashedTypedTable(t *testing.T) {
 	require.Contains(t, note.all(), "WARNING: tombstone: table public.typed2 is no longer of type public.pair")
 }
 
+// TestTrashedColumnOfRowType (PostgreSQL's alter_table test): a trashed
+// table's column of another table's row type (or an array of it) does
+// not block that table's ALTER TABLE or DROP TABLE; UNDROP gives the
+// column its type back while the table exists.
+func TestTrashedColumnOfRowType(t *testing.T) {
+	su, _ := setup(t, false)
+	ctx := context.Background()
+	exec(t, su, `
+		CREATE TABLE at_tab1 (x int, y text);
+		CREATE TABLE at_tab2 (id int PRIMARY KEY, r at_tab1, rs at_tab1[]);
+		INSERT INTO at_tab2 VALUES (1, ROW(1, 'a'), ARRAY[ROW(2, 'b')::at_tab1]), (2, NULL, '{}');`)
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	before := queryString(t, su, "SELECT string_agg(t::text, ';' ORDER BY id) FROM at_tab2 t")
+	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"at_tab2"'], false, false, '', 'DROP TABLE at_tab2')`)
+	exec(t, su, "ALTER TABLE at_tab1 ALTER COLUMN y TYPE varchar(10)")
+	_, err := su.Exec(ctx, "SELECT * FROM tombstone.undrop_table('at_tab2')")
+	require.NoError(t, err)
+	require.Equal(t, before, queryString(t, su, "SELECT string_agg(t::text, ';' ORDER BY id) FROM at_tab2 t"))
+	require.Equal(t, "r:at_tab1,rs:at_tab1[]", queryString(t, su, `SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = 'at_tab2'::regclass AND attname IN ('r', 'rs')`))
+	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"at_tab2"'], false, false, '', 'DROP TABLE at_tab2')`)
+	exec(t, su, "DROP TABLE at_tab1")
+}
+
 // TestStoreDDLUnseenByUserEventTriggers: the store's own DDL (a new
 // table's shadow, its indexes, capture function and triggers) does not
 // reach the user's event triggers: they see the user's statements only,

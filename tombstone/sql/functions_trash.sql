@@ -744,8 +744,6 @@ SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits
 AS $$
 DECLARE
     types oid[];
-    r record;
-    target text;
 BEGIN
     IF p_type IS NULL OR NOT pg_catalog.pg_has_role(session_user, p_caller, 'MEMBER')
        OR NOT pg_catalog.pg_has_role(p_caller, (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = p_type), 'MEMBER') THEN
@@ -755,6 +753,56 @@ BEGIN
                                                        LATERAL unnest(ARRAY[rg.rngmultitypid, (SELECT m.typarray FROM pg_catalog.pg_type m WHERE m.oid = rg.rngmultitypid)]) x
                                                  WHERE rg.rngtypid = t.oid), '{}')
       INTO types FROM pg_catalog.pg_type t WHERE t.oid = p_type;
+    PERFORM tombstone._trash_retype(types, NULL);
+END
+$$;
+
+-- _trash_free_rowtypes gives up, in the tables of trash entry p_id, the
+-- row types of other tables (and arrays of them) their columns have, as
+-- _trash_free_type does for a dropped type: a trashed table's column of
+-- another table's row type would block that table's ALTER TABLE and
+-- DROP TABLE. UNDROP TABLE converts them back. SECURITY DEFINER, as
+-- _trash_free_type; it acts only on an entry the calling statement made.
+CREATE OR REPLACE FUNCTION tombstone._trash_free_rowtypes(p_id bigint) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
+AS $$
+DECLARE
+    types oid[];
+BEGIN
+    SELECT array_agg(DISTINCT ty.oid) INTO types
+      FROM tombstone.trash e
+      JOIN pg_catalog.pg_class t ON t.oid = e.source
+           OR t.oid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = e.source)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+           OR ty.oid = (SELECT x.typelem FROM pg_catalog.pg_type x WHERE x.oid = a.atttypid AND x.typcategory = 'A')
+      JOIN pg_catalog.pg_class rc ON rc.oid = ty.typrelid AND rc.relkind <> 'c'
+     WHERE e.id = p_id AND e.restored_at IS NULL AND e.purged_at IS NULL
+       AND t.relnamespace = 'tombstone_trash'::regnamespace
+       -- only as its DROP TABLE moves it, by the role that dropped it
+       AND e.dropped_at = pg_catalog.statement_timestamp()
+       AND pg_catalog.pg_has_role(session_user, e.role, 'MEMBER');
+    IF types IS NOT NULL THEN
+        PERFORM tombstone._trash_retype(types || ARRAY(SELECT ty.typarray FROM pg_catalog.pg_type ty WHERE ty.oid = ANY (types)), p_id);
+    END IF;
+END
+$$;
+
+-- _trash_retype converts the columns of the tables of the trash (of
+-- entry p_id, or all) whose type is among p_types to the type's text,
+-- or a domain's base type, recording each in its entry's wiring
+-- (retyped) for UNDROP TABLE; typed tables of those types are made NOT
+-- OF (typed). For _trash_free_type and _trash_free_rowtypes.
+CREATE OR REPLACE FUNCTION tombstone._trash_retype(p_types oid[], p_id bigint) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    types oid[] := p_types;
+    r record;
+    target text;
+BEGIN
     FOR r IN SELECT DISTINCT e.id, a.attrelid, a.attname, a.atttypid, a.atttypmod,
                     pg_catalog.format_type(a.atttypid, a.atttypmod) AS typ
                FROM pg_catalog.pg_depend d
@@ -764,6 +812,7 @@ BEGIN
               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_type'::regclass
                 AND d.refobjid = ANY (types) AND d.objsubid > 0
                 AND c.relnamespace = 'tombstone_trash'::regnamespace
+                AND (p_id IS NULL OR e.id = p_id)
               ORDER BY e.id, a.attrelid, a.attname
     LOOP
         -- Rewriting the column would check its CHECK constraints and
@@ -803,7 +852,8 @@ BEGIN
     FOR r IN SELECT e.id, c.oid AS rel, pg_catalog.format_type(c.reloftype, NULL) AS typ
                FROM pg_catalog.pg_class c
                JOIN tombstone.trash e ON e.source = c.oid AND e.restored_at IS NULL AND e.purged_at IS NULL
-              WHERE c.reloftype = p_type AND c.relnamespace = 'tombstone_trash'::regnamespace
+              WHERE c.reloftype = ANY (types) AND c.relnamespace = 'tombstone_trash'::regnamespace
+                AND (p_id IS NULL OR e.id = p_id)
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s NOT OF', r.rel::regclass);
         UPDATE tombstone.trash x
@@ -1313,6 +1363,7 @@ BEGIN
     PERFORM pg_catalog.set_config('tombstone.ddl_sync', coalesce(sync_before, ''), true);
     FOREACH plan IN ARRAY plans LOOP
         PERFORM tombstone._trash_disown((plan ->> 'id')::bigint);
+        PERFORM tombstone._trash_free_rowtypes((plan ->> 'id')::bigint);
     END LOOP;
 
     IF pg_catalog.cardinality(plain) > 0 THEN
@@ -1708,9 +1759,11 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_register(oid, oid[], name, text, text
 GRANT EXECUTE ON FUNCTION tombstone._trash_disown(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_free_rowtypes(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._in_trash(oid) TO PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_give(jsonb, name, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tombstone._trash_retype(oid[], bigint) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_types(text, text[], boolean, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
