@@ -231,6 +231,29 @@ func TestTrashedColumnOfRowType(t *testing.T) {
 	exec(t, su, "DROP TABLE at_tab1")
 }
 
+// TestDropTypeCascadeKeepsTrashedDomainColumns (PostgreSQL's domain
+// test): DROP TYPE … CASCADE drops the domains over the type; a trashed
+// table's column of such a domain gives it up first (as text), so the
+// CASCADE does not drop that column of the trash, and the client sees
+// Postgres's own NOTICE, once.
+func TestDropTypeCascadeKeepsTrashedDomainColumns(t *testing.T) {
+	su, dsn := setup(t, false)
+	ctx := context.Background()
+	c, note := connectWithNotices(t, dsn)
+	exec(t, su, `
+		CREATE TYPE comptype AS (r float8, i float8);
+		CREATE DOMAIN dcomptype AS comptype;
+		CREATE TABLE dcomptable (id int PRIMARY KEY, d1 dcomptype);
+		INSERT INTO dcomptable VALUES (1, ROW(1, 2)), (2, ROW(3, 4));`)
+	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
+	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"dcomptable"'], false, false, '', 'DROP TABLE dcomptable')`)
+	_, err := c.Exec(ctx, `CALL tombstone.drop_types('DROP TYPE comptype CASCADE', ARRAY['"comptype"'], true, '')`)
+	require.NoError(t, err)
+	require.Equal(t, "NOTICE: drop cascades to type dcomptype", note.all())
+	trashed := queryString(t, su, "SELECT trash_name::text FROM tombstone.trash WHERE original_name = 'dcomptable'")
+	require.Equal(t, "1:(1,2),2:(3,4)", queryString(t, su, "SELECT string_agg(id || ':' || d1, ',' ORDER BY id) FROM tombstone_trash."+trashed))
+}
+
 // TestStoreDDLUnseenByUserEventTriggers: the store's own DDL (a new
 // table's shadow, its indexes, capture function and triggers) does not
 // reach the user's event triggers: they see the user's statements only,

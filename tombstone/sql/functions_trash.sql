@@ -749,10 +749,19 @@ BEGIN
        OR NOT pg_catalog.pg_has_role(p_caller, (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = p_type), 'MEMBER') THEN
         RETURN;
     END IF;
-    SELECT ARRAY[t.oid, t.typarray] || coalesce(ARRAY(SELECT x FROM pg_catalog.pg_range rg,
-                                                       LATERAL unnest(ARRAY[rg.rngmultitypid, (SELECT m.typarray FROM pg_catalog.pg_type m WHERE m.oid = rg.rngmultitypid)]) x
-                                                 WHERE rg.rngtypid = t.oid), '{}')
-      INTO types FROM pg_catalog.pg_type t WHERE t.oid = p_type;
+    -- The type, the domains over it (a CASCADE drops them too), their
+    -- arrays, a range's multirange.
+    WITH RECURSIVE d(oid) AS (
+        SELECT p_type
+        UNION
+        SELECT t.oid FROM d JOIN pg_catalog.pg_type t ON t.typbasetype = d.oid AND t.typtype = 'd')
+    SELECT array_agg(x) INTO types
+      FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid,
+           LATERAL unnest(ARRAY[t.oid, t.typarray] || coalesce(ARRAY(
+               SELECT m FROM pg_catalog.pg_range rg,
+                      LATERAL unnest(ARRAY[rg.rngmultitypid, (SELECT mt.typarray FROM pg_catalog.pg_type mt WHERE mt.oid = rg.rngmultitypid)]) m
+                WHERE rg.rngtypid = t.oid), '{}')) x
+     WHERE x <> 0;
     PERFORM tombstone._trash_retype(types, NULL);
 END
 $$;
@@ -882,6 +891,7 @@ DECLARE
     typ oid;
     types oid[] := '{}';
     tables text[];
+    quiet text;
 BEGIN
     FOREACH nm IN ARRAY coalesce(p_names, '{}') LOOP
         PERFORM pg_catalog.set_config('search_path', p_path, true);
@@ -893,26 +903,30 @@ BEGIN
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, tombstone, pg_temp', true);
         types := types || typ;
     END LOOP;
+    -- The trash gives the types up first: the statement then sees no
+    -- trashed column of them (with CASCADE it would drop it).
+    FOREACH typ IN ARRAY types LOOP
+        PERFORM tombstone._trash_free_type(typ, current_user);
+    END LOOP;
     IF p_cascade THEN
         -- Refused by Postgres (a type the caller does not own), refused
-        -- so, before anything goes to the trash.
-        BEGIN
-            PERFORM tombstone._exec_as(p_sql, p_path);
-            RAISE EXCEPTION USING ERRCODE = 'TS900';
-        EXCEPTION WHEN SQLSTATE 'TS900' THEN
-            NULL;
-        END;
+        -- so, before anything goes to the trash; its NOTICE (what the
+        -- CASCADE drops) is Postgres's own: the run that follows is quiet.
+        quiet := tombstone._dry_run(p_sql, p_path);
         SELECT array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.oid) INTO tables
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.reloftype = ANY (types) AND c.oid = ANY (tombstone._protected_rels()) AND NOT c.relispartition;
         IF tables IS NOT NULL THEN
             CALL tombstone.trash_tables(tables, true, true, p_client_addr, p_sql, p_path);
+            FOREACH typ IN ARRAY types LOOP
+                PERFORM tombstone._trash_free_type(typ, current_user);
+            END LOOP;
         END IF;
     END IF;
-    FOREACH typ IN ARRAY types LOOP
-        PERFORM tombstone._trash_free_type(typ, current_user);
-    END LOOP;
     CALL tombstone.guarded_ddl(p_sql, p_path);
+    IF quiet IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('client_min_messages', quiet, true);
+    END IF;
 END
 $$;
 
@@ -932,13 +946,11 @@ AS $$
 DECLARE
     owners oid[];
     tables text[];
+    quiet text;
 BEGIN
-    BEGIN
-        PERFORM tombstone._exec_as(p_sql, p_path);
-        RAISE EXCEPTION USING ERRCODE = 'TS900';
-    EXCEPTION WHEN SQLSTATE 'TS900' THEN
-        NULL; -- it would run: rolled back, for the trash to go first
-    END;
+    -- (Its NOTICE, what a CASCADE drops, is Postgres's own: the run that
+    -- follows is quiet.)
+    quiet := tombstone._dry_run(p_sql, p_path);
     owners := ARRAY(SELECT ro.oid FROM unnest(p_roles) x
                       JOIN pg_catalog.pg_roles ro
                         ON ro.rolname = CASE x WHEN 'current_user' THEN current_user
@@ -957,6 +969,31 @@ BEGIN
         CALL tombstone.trash_tables(tables, true, true, p_client_addr, p_sql, p_path);
     END IF;
     CALL tombstone.guarded_ddl(p_sql, p_path);
+    PERFORM pg_catalog.set_config('client_min_messages', quiet, true);
+END
+$$;
+
+-- _dry_run runs p_sql under p_path and rolls it back: what Postgres
+-- refuses fails here, with Postgres's error, before anything else
+-- happens. It then keeps NOTICEs from the client until the caller puts
+-- client_min_messages back to the level it returns: the statement's
+-- own NOTICEs were sent once, by this run.
+CREATE OR REPLACE FUNCTION tombstone._dry_run(p_sql text, p_path text) RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    level text := pg_catalog.current_setting('client_min_messages');
+BEGIN
+    BEGIN
+        PERFORM tombstone._exec_as(p_sql, p_path);
+        RAISE EXCEPTION USING ERRCODE = 'TS900';
+    EXCEPTION WHEN SQLSTATE 'TS900' THEN
+        NULL; -- it would run: rolled back
+    END;
+    IF level NOT IN ('warning', 'error') THEN
+        PERFORM pg_catalog.set_config('client_min_messages', 'warning', true);
+    END IF;
+    RETURN level;
 END
 $$;
 
