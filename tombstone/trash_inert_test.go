@@ -243,15 +243,16 @@ func TestDropTypeCascadeKeepsTrashedDomainColumns(t *testing.T) {
 	exec(t, su, `
 		CREATE TYPE comptype AS (r float8, i float8);
 		CREATE DOMAIN dcomptype AS comptype;
-		CREATE TABLE dcomptable (id int PRIMARY KEY, d1 dcomptype);
-		INSERT INTO dcomptable VALUES (1, ROW(1, 2)), (2, ROW(3, 4));`)
+		CREATE DOMAIN dcomptypea AS comptype[];
+		CREATE TABLE dcomptable (id int PRIMARY KEY, d1 dcomptype, d2 dcomptypea);
+		INSERT INTO dcomptable VALUES (1, ROW(1, 2), ARRAY[ROW(5, 6)::comptype]), (2, ROW(3, 4), NULL);`)
 	require.NoError(t, tombstone.Sync(ctx, su, tombstone.InstallOptions{}))
 	exec(t, su, `CALL tombstone.trash_tables(ARRAY['"dcomptable"'], false, false, '', 'DROP TABLE dcomptable')`)
 	_, err := c.Exec(ctx, `CALL tombstone.drop_types('DROP TYPE comptype CASCADE', ARRAY['"comptype"'], true, '')`)
 	require.NoError(t, err)
-	require.Equal(t, "NOTICE: drop cascades to type dcomptype", note.all())
+	require.Equal(t, "NOTICE: drop cascades to 2 other objects\nDETAIL: drop cascades to type dcomptypea\ndrop cascades to type dcomptype", note.all())
 	trashed := queryString(t, su, "SELECT trash_name::text FROM tombstone.trash WHERE original_name = 'dcomptable'")
-	require.Equal(t, "1:(1,2),2:(3,4)", queryString(t, su, "SELECT string_agg(id || ':' || d1, ',' ORDER BY id) FROM tombstone_trash."+trashed))
+	require.Equal(t, `1:(1,2){"(5,6)"},2:(3,4)`, queryString(t, su, "SELECT string_agg(id || ':' || d1 || coalesce(d2, ''), ',' ORDER BY id) FROM tombstone_trash."+trashed))
 }
 
 // TestStoreDDLUnseenByUserEventTriggers: the store's own DDL (a new

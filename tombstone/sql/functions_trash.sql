@@ -754,7 +754,9 @@ BEGIN
     WITH RECURSIVE d(oid) AS (
         SELECT p_type
         UNION
-        SELECT t.oid FROM d JOIN pg_catalog.pg_type t ON t.typbasetype = d.oid AND t.typtype = 'd')
+        -- a domain over the type or over its array
+        SELECT t.oid FROM d JOIN pg_catalog.pg_type b ON b.oid = d.oid
+          JOIN pg_catalog.pg_type t ON t.typbasetype IN (b.oid, b.typarray) AND t.typtype = 'd')
     SELECT array_agg(x) INTO types
       FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid,
            LATERAL unnest(ARRAY[t.oid, t.typarray] || coalesce(ARRAY(
