@@ -3,6 +3,7 @@ package rewrite
 import (
 	"errors"
 	"fmt"
+	"regexp"
 )
 
 // SQLSTATE codes used by refusals.
@@ -63,4 +64,28 @@ func unfaithful() *Error {
 		Detail:  "The SQL generator (pg_query's deparser) would drop parentheses this statement needs, so the server would run a different statement.",
 		Hint:    "Nothing was executed. Rephrase the expression so that no operator needs parentheses around its operand: (a OR b) IS NULL, say, as COALESCE(a OR b) IS NULL.",
 	}
+}
+
+//go:generate go run ./internal/gengrammar
+
+// grammarError is an error PostgreSQL's grammar raises with its own
+// SQLSTATE or a hint (grammar_errors.go).
+type grammarError struct {
+	message *regexp.Regexp
+	code    string
+	hint    string
+}
+
+// syntaxError is the error for text pg_query's parser rejects with
+// message msg at 1-based position pos: the server's own SQLSTATE and hint
+// for that message (pg_query reports neither), else 42601.
+func syntaxError(msg string, pos int) *Error {
+	e := &Error{Code: CodeSyntaxError, Message: msg, Position: pos}
+	for _, g := range grammarErrors {
+		if g.message.MatchString(msg) {
+			e.Code, e.Hint = g.code, g.hint
+			break
+		}
+	}
+	return e
 }

@@ -154,9 +154,9 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 			// json_value, say), removing rows uncaptured. So the error is
 			// the proxy's answer: for text the server refuses too, it is
 			// the server's own message, from the same parser.
-			// No hint: for the typo it usually is, the answer is the same
-			// as the server's.
-			return nil, &Error{Code: CodeSyntaxError, Message: syntax.Message, Position: syntax.Cursorpos}
+			// pg_query reports no SQLSTATE or hint: those of the grammar's
+			// own checks come from its source (grammar_errors.go).
+			return nil, syntaxError(syntax.Message, syntax.Cursorpos)
 		}
 		// Not the server's kind of error (the Go side failed to read the
 		// tree): what the text does cannot be known, so it does not go

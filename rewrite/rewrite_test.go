@@ -2,6 +2,9 @@ package rewrite
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -271,4 +274,22 @@ func TestConfirmOnlyInComments(t *testing.T) {
 		require.NoError(t, err, sql)
 		assert.Equal(t, !confirmed, strings.Contains(res.SQL, "guard_where"), sql)
 	}
+}
+
+// TestGrammarErrorsGenerated: grammar_errors.go is what gengrammar makes
+// of the pg_query_go version go.mod names (run go generate ./rewrite
+// after upgrading it).
+func TestGrammarErrorsGenerated(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "grammar_errors.go")
+	cmd := exec.Command("go", "run", "./internal/gengrammar", "-o", out)
+	msg, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", msg)
+	want, err := os.ReadFile(out)
+	require.NoError(t, err)
+	got, err := os.ReadFile("grammar_errors.go")
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got), "run go generate ./rewrite")
+	e := syntaxError("UNENCRYPTED PASSWORD is no longer supported", 20)
+	require.Equal(t, "0A000", e.Code)
+	require.Equal(t, "42601", syntaxError(`syntax error at or near ")"`, 3).Code)
 }

@@ -1,12 +1,16 @@
 package test
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tombstone-proxy/tombstone/internal/testenv"
 )
 
 // TestLexingSettings: pg_query reads text as UTF-8 with
@@ -88,5 +92,35 @@ func TestLexingSettings(t *testing.T) {
 			require.Equal(t, 1, strings.Count(got, refused), got)
 			require.Equal(t, before, e.snapshot("sc", `"Ã©"`), "nothing may run")
 		})
+	}
+}
+
+// TestGrammarErrorsAsTheServers (PostgreSQL's errors test): text the
+// proxy's parser rejects is answered as the server answers it — the
+// grammar's own SQLSTATE and hint, its message and position — for the
+// grammar's checks that carry either (rewrite/grammar_errors.go, from
+// the parser's C source). Each text holds a DELETE, so that the proxy
+// parses it rather than pass it on.
+func TestGrammarErrorsAsTheServers(t *testing.T) {
+	e := newEnv(t, "CREATE TABLE h (a int) PARTITION BY HASH (a)")
+	ctx := context.Background()
+	d := testenv.Connect(t, e.direct)
+	p := testenv.Connect(t, e.proxy)
+	for _, sql := range []string{
+		"drop operator === (); DELETE FROM h",
+		"CREATE USER nobody UNENCRYPTED PASSWORD 'x'; DELETE FROM h",
+		"DELETE FROM h WHERE a IN (SELECT 1 LIMIT 1, 2)",
+		"DELETE FROM h WHERE a IN (SELECT sum(1) OVER (ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW))",
+		"CREATE TABLE h1 PARTITION OF h FOR VALUES WITH (MODULUS 2, MODULUS 2); DELETE FROM h",
+		"DELETE FROM h WHERE a = 1::float(0)",
+		"CREATE POLICY p ON h AS SOMETIMES; DELETE FROM h",
+		"DELETE FROM h WHERE a = 1 AND b = )", // a plain syntax error: 42601, no hint
+	} {
+		_, derr := d.Exec(ctx, sql)
+		_, perr := p.Exec(ctx, sql)
+		var dpg, ppg *pgconn.PgError
+		require.ErrorAs(t, derr, &dpg, sql)
+		require.ErrorAs(t, perr, &ppg, sql)
+		require.Equal(t, [4]any{dpg.Code, dpg.Message, dpg.Hint, dpg.Position}, [4]any{ppg.Code, ppg.Message, ppg.Hint, ppg.Position}, sql)
 	}
 }
