@@ -204,34 +204,56 @@ BEGIN
 END
 $$;
 
+-- protected_among is protected_tables for the relations p_rels only: one
+-- index probe each, where every captured DELETE asks about its tables
+-- (a database's whole pg_class otherwise).
+CREATE OR REPLACE FUNCTION tombstone.protected_among(p_rels oid[])
+RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
+               retention interval, filter_column name)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT c.oid, n.nspname, c.relname,
+               coalesce(s.position, 2147483647),
+               coalesce(t.retention,
+                        (SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
+                        interval '7 days'),
+               t.filter_column
+          FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN tombstone.protected s ON s.kind = 'schema' AND s.schema_name = n.nspname AND s.table_name = ''
+          LEFT JOIN tombstone.protected t ON t.kind = 'table' AND t.schema_name = n.nspname AND t.table_name = c.relname
+         WHERE c.oid = ANY (p_rels)
+           AND c.relkind IN ('r', 'p')
+           AND NOT c.relispartition
+           AND n.nspname <> 'tombstone' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+           AND (s.kind IS NOT NULL OR t.mode = 'shadow')
+           AND coalesce(t.mode, 'shadow') = 'shadow';
+END
+$$;
+
+-- protected_tables lists the protected tables (partition roots and
+-- tables outside partitioning) with their retention.
 CREATE OR REPLACE FUNCTION tombstone.protected_tables()
 RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
                retention interval, filter_column name)
 LANGUAGE sql STABLE
 AS $$
-    SELECT c.oid, n.nspname, c.relname,
-           coalesce(s.position, 2147483647),
-           coalesce(t.retention,
-                    (SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
-                    interval '7 days'),
-           t.filter_column
-      FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-      LEFT JOIN tombstone.protected s ON s.kind = 'schema' AND s.schema_name = n.nspname AND s.table_name = ''
-      LEFT JOIN tombstone.protected t ON t.kind = 'table' AND t.schema_name = n.nspname AND t.table_name = c.relname
-     WHERE c.relkind IN ('r', 'p')
-       AND NOT c.relispartition
-       AND n.nspname <> 'tombstone' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-       AND (s.kind IS NOT NULL OR t.mode = 'shadow')
-       AND coalesce(t.mode, 'shadow') = 'shadow'
+    SELECT * FROM tombstone.protected_among(ARRAY(
+        SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition))
 $$;
 
 -- _root maps a partition to the root of its partition tree: a DELETE
 -- naming a partition is protected as its root (same shadow, same
 -- signature).
 CREATE OR REPLACE FUNCTION tombstone._root(rel oid) RETURNS oid
-LANGUAGE sql STABLE
-AS $$ SELECT coalesce(pg_catalog.pg_partition_root(rel)::oid, rel) $$;
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN coalesce(pg_catalog.pg_partition_root(rel)::oid, rel);
+END
+$$;
 
 -- catalog_signature fingerprints what the proxy's rewrite of a DELETE on
 -- rel depends on: the live columns of rel (its partition root), of its
@@ -302,14 +324,18 @@ $$;
 
 -- _signature fingerprints a _cascade_closure.
 CREATE OR REPLACE FUNCTION tombstone._signature(rels oid[], fks text[]) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT pg_catalog.md5(coalesce((SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.attname::text || ':'
-                                                                 || a.atttypid::text || ':' || a.atttypmod::text, ',' ORDER BY a.attrelid, a.attnum)
-                                      FROM pg_catalog.pg_attribute a
-                                     WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped), '') || '|'
-                          || coalesce((SELECT pg_catalog.string_agg(f, ',' ORDER BY f) FROM pg_catalog.unnest(fks) f), '')
-                          || '|' || coalesce((SELECT s.value::text FROM tombstone.settings s WHERE s.key = 'protect.generation'), ''))
+BEGIN
+    RETURN (
+        SELECT pg_catalog.md5(coalesce((SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.attname::text || ':'
+                                                                     || a.atttypid::text || ':' || a.atttypmod::text, ',' ORDER BY a.attrelid, a.attnum)
+                                          FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = ANY (rels) AND a.attnum > 0 AND NOT a.attisdropped), '') || '|'
+                              || coalesce((SELECT pg_catalog.string_agg(f, ',' ORDER BY f) FROM pg_catalog.unnest(fks) f), '')
+                              || '|' || coalesce((SELECT s.value::text FROM tombstone.settings s WHERE s.key = 'protect.generation'), ''))
+    );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS text
@@ -833,7 +859,7 @@ BEGIN
     -- (A lock on the table itself, which only roles that may write it
     -- can take, rather than an advisory lock, which any role can hold.)
     EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', src::regclass);
-    SELECT * INTO p FROM tombstone.protected_tables() pt WHERE pt.relid = src;
+    SELECT * INTO p FROM tombstone.protected_among(ARRAY[src::oid]) pt;
 
     SELECT * INTO reg FROM tombstone.shadows WHERE source = src;
     IF NOT FOUND THEN
@@ -1063,7 +1089,7 @@ BEGIN
                            JOIN pg_catalog.pg_inherits i ON i.inhrelid = d.objid
                           WHERE d.classid = 'pg_class'::regclass AND d.object_type IN ('table', 'table column')) x
         LOOP
-            IF EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = r.relid) THEN
+            IF EXISTS (SELECT 1 FROM tombstone.protected_among(ARRAY[r.relid::oid])) THEN
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
             END IF;
         END LOOP;
@@ -1085,7 +1111,7 @@ BEGIN
                                                      SELECT c.reltype FROM pg_event_trigger_ddl_commands() d
                                                        JOIN pg_catalog.pg_class c ON c.oid = d.objid
                                                       WHERE d.classid = 'pg_class'::regclass))
-                        AND EXISTS (SELECT 1 FROM tombstone.protected_tables() pt WHERE pt.relid = sc.source)
+                        AND EXISTS (SELECT 1 FROM tombstone.protected_among(ARRAY[sc.source]))
             LOOP
                 PERFORM tombstone.sync_shadow(r.relid::regclass);
             END LOOP;

@@ -44,17 +44,22 @@
 -- may know it by (its partition root's, its own: a partition's own
 -- foreign keys cascade into it under its own name; its name now, after
 -- a rename the capture function has not followed).
+-- (PL/pgSQL, as the other functions every captured DELETE calls: its
+-- plan is kept for the session, where a SQL function's body is parsed
+-- and planned again at each call.)
 CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_tables text[], OUT id bigint, OUT token uuid)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT b.id, b.token
+BEGIN
+    SELECT b.id, b.token INTO id, token
       FROM tombstone.batches b
      WHERE b.xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()
        AND b.stmt_time OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp()
        AND b.purged_at IS NULL
        AND b.tables OPERATOR(pg_catalog.?|) p_tables
      ORDER BY b.id DESC
-     LIMIT 1
+     LIMIT 1;
+END
 $$;
 DROP FUNCTION IF EXISTS tombstone._capture_batch(oid, text, boolean);
 DROP FUNCTION IF EXISTS tombstone._capture_batch(text);
@@ -305,11 +310,15 @@ $$;
 -- _capture_rowwise reports whether src is a member of an inheritance tree
 -- (not partitioning): its rows are captured FOR EACH ROW.
 CREATE OR REPLACE FUNCTION tombstone._capture_rowwise(src oid) RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT c.relkind = 'r' AND NOT c.relispartition
-       AND EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = src OR h.inhparent = src)
-      FROM pg_catalog.pg_class c WHERE c.oid = src
+BEGIN
+    RETURN (
+        SELECT c.relkind = 'r' AND NOT c.relispartition
+           AND EXISTS (SELECT FROM pg_catalog.pg_inherits h WHERE h.inhrelid = src OR h.inhparent = src)
+          FROM pg_catalog.pg_class c WHERE c.oid = src
+    );
+END
 $$;
 
 -- _capture_trigger_ok reports whether rel has trigger p_name as
@@ -318,15 +327,19 @@ $$;
 -- statement-level DELETE trigger reads, and (p_cols) on those columns.
 CREATE OR REPLACE FUNCTION tombstone._capture_trigger_ok(rel oid, p_name name, p_type int, p_fn oid, p_cols int2[] DEFAULT NULL)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT EXISTS (
-        SELECT FROM pg_catalog.pg_trigger t
-         WHERE t.tgrelid = rel AND t.tgname = p_name AND t.tgtype = p_type AND t.tgfoid = p_fn
-           AND t.tgenabled = 'A'
-           AND t.tgoldtable IS NOT DISTINCT FROM CASE WHEN p_type = 8 THEN '_ts_old' END
-           AND (p_cols IS NULL
-                OR coalesce((SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x), '{}') = p_cols))
+BEGIN
+    RETURN (
+        SELECT EXISTS (
+            SELECT FROM pg_catalog.pg_trigger t
+             WHERE t.tgrelid = rel AND t.tgname = p_name AND t.tgtype = p_type AND t.tgfoid = p_fn
+               AND t.tgenabled = 'A'
+               AND t.tgoldtable IS NOT DISTINCT FROM CASE WHEN p_type = 8 THEN '_ts_old' END
+               AND (p_cols IS NULL
+                    OR coalesce((SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x), '{}') = p_cols))
+    );
+END
 $$;
 
 -- _sync_set_null creates or aligns trigger p_name on rel for the columns

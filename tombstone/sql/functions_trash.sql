@@ -36,12 +36,16 @@
 -- ("schema.table") and its retention.
 CREATE OR REPLACE FUNCTION tombstone._protected_roots(p_rels oid[])
 RETURNS TABLE (relid oid, root oid, table_name text, retention interval)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 AS $$
-    SELECT x.rel, pt.relid, pt.schema_name || '.' || pt.table_name, pt.retention
-      FROM (SELECT DISTINCT r AS rel FROM unnest(p_rels) r) x
-      JOIN tombstone.protected_tables() pt ON pt.relid = tombstone._root(x.rel)
+BEGIN
+    RETURN QUERY
+        SELECT x.rel, pt.relid, pt.schema_name || '.' || pt.table_name, pt.retention
+          FROM (SELECT DISTINCT r AS rel FROM unnest(p_rels) r) x
+          JOIN tombstone.protected_among(ARRAY(SELECT DISTINCT tombstone._root(r) FROM unnest(p_rels) r)) pt
+            ON pt.relid = tombstone._root(x.rel);
+END
 $$;
 
 -- Gone: check_unprotected reads the protection rules once itself.
@@ -205,7 +209,13 @@ BEGIN
     FOR i IN 1 .. cardinality(p_tables) LOOP
         rel := resolved[i];
         rels := rels || rel;
-        listed := listed || ((CASE WHEN p_only[i] THEN 'ONLY ' ELSE '' END) || rel::regclass::text);
+        -- Schema-qualified: the TRUNCATE runs under the caller's path,
+        -- where a bare name may mean another table (pg_temp.t when
+        -- public comes first).
+        listed := listed || ((CASE WHEN p_only[i] THEN 'ONLY ' ELSE '' END)
+                             || (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.oid = rel));
         SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = rel;
         -- Anything but a table is left to the TRUNCATE below, which fails
         -- with Postgres's own message.
@@ -754,7 +764,9 @@ BEGIN
     WITH RECURSIVE d(oid) AS (
         SELECT p_type
         UNION
-        -- a domain over the type or over its array
+        SELECT rg.rngmultitypid FROM pg_catalog.pg_range rg WHERE rg.rngtypid = p_type
+        UNION
+        -- a domain over one of them or over its array
         SELECT t.oid FROM d JOIN pg_catalog.pg_type b ON b.oid = d.oid
           JOIN pg_catalog.pg_type t ON t.typbasetype IN (b.oid, b.typarray) AND t.typtype = 'd')
     SELECT array_agg(x) INTO types
@@ -855,7 +867,8 @@ BEGIN
         UPDATE tombstone.trash x
            SET wiring = x.wiring || pg_catalog.jsonb_build_object('retyped',
                    coalesce(x.wiring -> 'retyped', '[]') || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-                       'table_oid', r.attrelid, 'column', r.attname, 'type', r.typ)))
+                       'table_oid', r.attrelid, 'column', r.attname, 'type', r.typ,
+                       'shape', tombstone._shape(r.atttypid))))
          WHERE x.id = r.id;
     END LOOP;
     -- A typed table (CREATE TABLE … OF type) keeps its columns as its
@@ -950,15 +963,19 @@ DECLARE
     tables text[];
     quiet text;
 BEGIN
-    -- (Its NOTICE, what a CASCADE drops, is Postgres's own: the run that
-    -- follows is quiet.)
-    quiet := tombstone._dry_run(p_sql, p_path);
     owners := ARRAY(SELECT ro.oid FROM unnest(p_roles) x
                       JOIN pg_catalog.pg_roles ro
                         ON ro.rolname = CASE x WHEN 'current_user' THEN current_user
                                                WHEN 'current_role' THEN current_user
                                                WHEN 'session_user' THEN session_user
                                                ELSE (pg_catalog.parse_ident(x, false))[1] END);
+    -- The types it drops (the roles', and those in the roles' schemas):
+    -- the trash gives them up first, as for DROP TYPE (drop_types), so
+    -- the statement meets no trashed column of them.
+    PERFORM tombstone._drop_owned_types(owners);
+    -- (Its NOTICE, what a CASCADE drops, is Postgres's own: the run that
+    -- follows is quiet.)
+    quiet := tombstone._dry_run(p_sql, p_path);
     -- The roots it would drop (a partition goes with its table, when
     -- the statement drops that too), named for the caller's search_path.
     SELECT array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname) ORDER BY c.oid) INTO tables
@@ -969,9 +986,28 @@ BEGIN
                  WHERE i.inhrelid = c.oid AND pc.relowner = ANY (owners)));
     IF tables IS NOT NULL THEN
         CALL tombstone.trash_tables(tables, true, true, p_client_addr, p_sql, p_path);
+        PERFORM tombstone._drop_owned_types(owners); -- (the tables just trashed)
     END IF;
     CALL tombstone.guarded_ddl(p_sql, p_path);
     PERFORM pg_catalog.set_config('client_min_messages', quiet, true);
+END
+$$;
+
+-- _drop_owned_types has the trash give up the types DROP OWNED BY
+-- p_owners drops: theirs, and those in their schemas (_trash_free_type,
+-- which believes only an owner or a member of one). A table's own row
+-- type goes with its table; an array with its element type.
+CREATE OR REPLACE FUNCTION tombstone._drop_owned_types(p_owners oid[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM tombstone._trash_free_type(t.oid, current_user)
+       FROM pg_catalog.pg_type t
+      WHERE (t.typowner = ANY (p_owners)
+             OR t.typnamespace IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspowner = ANY (p_owners)))
+        AND t.typtype IN ('b', 'c', 'd', 'e', 'r', 'm')
+        AND NOT (t.typcategory = 'A' AND t.typelem <> 0)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c');
 END
 $$;
 
@@ -1059,7 +1095,7 @@ DECLARE
     trash_name name;
     who name := session_user;
 BEGIN
-    SELECT pt.* INTO p FROM tombstone.protected_tables() pt WHERE pt.relid = p_rel;
+    SELECT pt.* INTO p FROM tombstone.protected_among(ARRAY[p_rel]) pt;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('tombstone: %s is not a protected table', p_rel::regclass);
@@ -1536,6 +1572,16 @@ BEGIN
         -- A type with a domain in it checks the domain's constraints on
         -- the way: code of whoever made the type under that name since,
         -- which must not run as the admin. Left for the owner.
+        -- A composite's text is positional: read back only into the
+        -- shape it was written from (an attribute dropped and another
+        -- added since would take its value).
+        IF x ? 'shape' AND pg_catalog.to_regtype(x ->> 'type') IS NOT NULL
+           AND tombstone._shape(pg_catalog.to_regtype(x ->> 'type')) IS DISTINCT FROM x ->> 'shape' THEN
+            RAISE WARNING 'tombstone: column % of table % keeps type text instead of %: the type''s attributes changed since the column was set aside',
+                x ->> 'column', (x ->> 'table_oid')::oid::regclass, x ->> 'type'
+                USING HINT = 'Convert the text by hand, attribute by attribute.';
+            CONTINUE;
+        END IF;
         IF pg_catalog.to_regtype(x ->> 'type') IS NOT NULL AND NOT tombstone._no_domain(pg_catalog.to_regtype(x ->> 'type')) THEN
             RAISE WARNING 'tombstone: column % of table % keeps type % instead of %: converting it would check a domain''s constraints as %',
                 x ->> 'column', (x ->> 'table_oid')::oid::regclass,
