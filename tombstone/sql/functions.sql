@@ -571,14 +571,16 @@ BEGIN
       INTO fk_self, fk_rule
       FROM down
      WHERE NOT (down.oid = ANY (via_rules || kids));
-    -- One look at the protection rules for all of them.
+    -- One look at the protection rules for all of them. Each message
+    -- names the nearest such table (the walks list them breadth first).
     SELECT coalesce(bool_or(pr.relid = rel::oid), false),
-           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (via_rules)))[1],
-           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (kids)))[1],
-           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid = ANY (fk_rule)))[1],
-           (pg_catalog.array_agg(pr.root::regclass) FILTER (WHERE pr.relid = ANY (fk_self)))[1]
+           (pg_catalog.array_agg(pr.root::regclass ORDER BY pr.k) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (via_rules)))[1],
+           (pg_catalog.array_agg(pr.root::regclass ORDER BY pr.k) FILTER (WHERE pr.relid <> rel::oid AND pr.relid = ANY (kids)))[1],
+           (pg_catalog.array_agg(pr.root::regclass ORDER BY pr.k) FILTER (WHERE pr.relid = ANY (fk_rule)))[1],
+           (pg_catalog.array_agg(pr.root::regclass ORDER BY pr.k) FILTER (WHERE pr.relid = ANY (fk_self)))[1]
       INTO itself, by_rule, by_kid, by_fk_rule, by_fk
-      FROM tombstone._protected_roots(via_rules || kids || fk_self || fk_rule) pr;
+      FROM (SELECT p.relid, p.root, pg_catalog.array_position(via_rules || kids || fk_self || fk_rule, p.relid) AS k
+              FROM tombstone._protected_roots(via_rules || kids || fk_self || fk_rule) p) pr;
     -- A table created by this very transaction (not yet committed, so
     -- the proxy's catalog cannot know it) holds only rows this
     -- transaction wrote, which nobody else has seen: deleting them needs
