@@ -28,6 +28,10 @@
 #              tombstoned rows. Rounds interleaved (bench/deletes).
 #   reaper     1M expired tombstones purged by `tombstone reaper --once`
 #              while pgbench (read-write) runs: rows/s, worst pgbench latency.
+#   oltp       the OLTP delete workload (issue 17): pgbench, a script that
+#              deletes one row by key and inserts it back, simple and
+#              prepared, direct vs pgbouncer vs proxy, rounds interleaved;
+#              the proxy/pgbouncer ratio and rows deleted vs tombstones.
 #   memory     the proxy's peak and current RSS after DELETEs of 1, 10 and
 #              50 MB of text, then 16 sessions sending 1 MB ones at once
 #              (bench/memory; limits.plan_bytes and plan_budget_bytes).
@@ -35,7 +39,7 @@
 # section_pgbench) and naming it in BENCH_SECTIONS.
 #
 # env vars:
-#   BENCH_SECTIONS        sections to run                     (default "pgbench deletes reaper memory")
+#   BENCH_SECTIONS        sections to run                     (default "pgbench oltp deletes reaper memory")
 #   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
 #   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh go-forward c-forward proxy")
 #   ROUNDS                rounds per target and mode          (default 5)
@@ -58,7 +62,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench deletes reaper memory}"
+BENCH_SECTIONS="${BENCH_SECTIONS:-pgbench oltp deletes reaper memory}"
 # Every target, in the order reports list them.
 ALL_TARGETS="direct pgbouncer pgbouncer-fresh go-forward c-forward proxy"
 BENCH_TARGETS="${BENCH_TARGETS:-$ALL_TARGETS}"
@@ -576,6 +580,80 @@ section_pgbench() {
 			md "- $t, $mode: ${s% }${c:+; CPU ${c% }}"
 		done
 	done
+	md ""
+}
+
+# section_oltp: the OLTP delete workload of issue 17 — pgbench with a
+# custom script that deletes one row of a 100k-row table by key and puts it
+# back (INSERT … ON CONFLICT DO NOTHING), -c BENCH_CLIENTS -j BENCH_JOBS,
+# simple and prepared protocol, rounds interleaved across direct, pgbouncer
+# and the proxy: median tps, the median of the rounds' proxy/pgbouncer
+# ratios, and whether every row the proxy's runs deleted has its tombstone
+# (the table's n_tup_del against the shadow table's rows).
+section_oltp() {
+	local -a targets=()
+	local t
+	for t in direct pgbouncer proxy; do
+		if has_target "$t"; then
+			targets+=("$t")
+			need_target "$t"
+		fi
+	done
+	sql "DROP TABLE IF EXISTS oltp_accounts; CREATE TABLE oltp_accounts (id int PRIMARY KEY, v text);
+		INSERT INTO oltp_accounts SELECT g, 'v' || g FROM generate_series(1, 100000) g" >/dev/null
+	sql "VACUUM ANALYZE oltp_accounts" >/dev/null
+	if has_target proxy; then
+		# The proxy installs its store (and the table's shadow) when it
+		# first plans a DELETE in the database.
+		sql "$BENCH_PROXY_PORT" "DELETE FROM oltp_accounts WHERE id = 0" >/dev/null
+	fi
+	cat >"$TMP/oltp.sql" <<'SCRIPT'
+\set id random(1, 100000)
+DELETE FROM oltp_accounts WHERE id = :id;
+INSERT INTO oltp_accounts VALUES (:id, 'v') ON CONFLICT DO NOTHING;
+SCRIPT
+	local -A samples=() round=() ratios=()
+	local r mode del0 ts0 deleted=0 captured=0 shadow=""
+	for ((r = 0; r < ROUNDS; r++)); do
+		for mode in simple prepared; do
+			round=()
+			for t in $(rotated "$r" "${targets[@]}"); do
+				if [ "$t" = proxy ]; then
+					shadow="$(sql "SELECT to_regclass('tombstone.public__oltp_accounts')")"
+					[ -n "$shadow" ] || die "oltp_accounts has no shadow table: is the proxy's store installed in $BENCH_DB?"
+					sleep 1 # (statistics of earlier runs flushed)
+					del0="$(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass")"
+					ts0="$(sql "SELECT count(*) FROM $shadow")"
+				fi
+				pgbench_run "$(target_port "$t")" -f "$TMP/oltp.sql" -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" -T "$DURATION" -M "$mode"
+				if [ "$t" = proxy ]; then
+					sleep 1
+					deleted=$((deleted + $(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass") - del0))
+					captured=$((captured + $(sql "SELECT count(*) FROM $shadow") - ts0))
+				fi
+				log "round $((r + 1))/$ROUNDS  oltp $mode  $t: $RUN_TPS tps"
+				samples["$t/$mode"]+="$RUN_TPS "
+				round["$t"]="$RUN_TPS"
+			done
+			if [ -n "${round[proxy]:-}" ] && [ -n "${round[pgbouncer]:-}" ]; then
+				ratios["$mode"]+="$(awk -v p="${round[proxy]}" -v q="${round[pgbouncer]}" 'BEGIN { printf "%.3f", p / q }') "
+			fi
+		done
+	done
+	local title="OLTP deletes (pgbench script: DELETE one row by key, INSERT it back ON CONFLICT DO NOTHING; 100k rows): $BENCH_CLIENTS clients, $BENCH_JOBS threads, ${DURATION}s x $ROUNDS rounds"
+	printf '\n%s, median tps\n' "$title"
+	printf '%-9s %10s %10s %10s %26s\n' mode direct pgbouncer proxy "proxy/pgbouncer [lo, hi]"
+	md "## OLTP deletes" "" "$title. Median tps, and the median of the rounds' proxy/pgbouncer ratios with the lowest and highest round." "" \
+		"| mode | direct | pgbouncer | proxy | proxy / pgbouncer |" \
+		"| --- | ---: | ---: | ---: | ---: |"
+	for mode in simple prepared; do
+		row '%-9s %10s %10s %10s %26s' "$mode" "$(median "${samples[direct/$mode]:-}")" "$(median "${samples[pgbouncer/$mode]:-}")" \
+			"$(median "${samples[proxy/$mode]:-}")" "$(summary "${ratios[$mode]:-}")"
+	done
+	if has_target proxy; then
+		printf 'rows the proxy runs deleted: %s; tombstones written meanwhile: %s\n' "$deleted" "$captured"
+		md "" "Rows the proxy's runs deleted (the table's \`n_tup_del\`): $deleted; tombstones written meanwhile: $captured."
+	fi
 	md ""
 }
 
