@@ -107,7 +107,7 @@ func TestGrammarErrorsAsTheServers(t *testing.T) {
 	d := testenv.Connect(t, e.direct)
 	p := testenv.Connect(t, e.proxy)
 	for _, sql := range []string{
-		"drop operator === (); DELETE FROM h",
+		"drop operator === (int4); DELETE FROM h", // missing argument, with the grammar's hint
 		"CREATE USER nobody UNENCRYPTED PASSWORD 'x'; DELETE FROM h",
 		"DELETE FROM h WHERE a IN (SELECT 1 LIMIT 1, 2)",
 		"DELETE FROM h WHERE a IN (SELECT sum(1) OVER (ROWS BETWEEN UNBOUNDED FOLLOWING AND CURRENT ROW))",

@@ -750,7 +750,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_free_type(p_type oid, p_caller name) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
 AS $$
 DECLARE
     types oid[];
@@ -759,8 +758,8 @@ BEGIN
        OR NOT pg_catalog.pg_has_role(p_caller, (SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.oid = p_type), 'MEMBER') THEN
         RETURN;
     END IF;
-    -- The type, the domains over it (a CASCADE drops them too), their
-    -- arrays, a range's multirange.
+    -- The type, a range's multirange, the domains over them or their
+    -- arrays (a CASCADE drops those too), and all of their arrays.
     WITH RECURSIVE d(oid) AS (
         SELECT p_type
         UNION
@@ -771,10 +770,7 @@ BEGIN
           JOIN pg_catalog.pg_type t ON t.typbasetype IN (b.oid, b.typarray) AND t.typtype = 'd')
     SELECT array_agg(x) INTO types
       FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid,
-           LATERAL unnest(ARRAY[t.oid, t.typarray] || coalesce(ARRAY(
-               SELECT m FROM pg_catalog.pg_range rg,
-                      LATERAL unnest(ARRAY[rg.rngmultitypid, (SELECT mt.typarray FROM pg_catalog.pg_type mt WHERE mt.oid = rg.rngmultitypid)]) m
-                WHERE rg.rngtypid = t.oid), '{}')) x
+           LATERAL unnest(ARRAY[t.oid, t.typarray]) x
      WHERE x <> 0;
     PERFORM tombstone._trash_retype(types, NULL);
 END
@@ -789,7 +785,6 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_free_rowtypes(p_id bigint) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
 AS $$
 DECLARE
     types oid[];
@@ -820,9 +815,10 @@ $$;
 -- OF (typed). For _trash_free_type and _trash_free_rowtypes.
 CREATE OR REPLACE FUNCTION tombstone._trash_retype(p_types oid[], p_id bigint) RETURNS void
 LANGUAGE plpgsql
+-- (the text a column is converted to must read back the same: _capture_settings)
+SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
 AS $$
 DECLARE
-    types oid[] := p_types;
     r record;
     target text;
 BEGIN
@@ -833,7 +829,7 @@ BEGIN
                JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
                JOIN tombstone.trash e ON e.source = c.oid AND e.restored_at IS NULL AND e.purged_at IS NULL
               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_type'::regclass
-                AND d.refobjid = ANY (types) AND d.objsubid > 0
+                AND d.refobjid = ANY (p_types) AND d.objsubid > 0
                 AND c.relnamespace = 'tombstone_trash'::regnamespace
                 AND (p_id IS NULL OR e.id = p_id)
               ORDER BY e.id, a.attrelid, a.attname
@@ -876,7 +872,7 @@ BEGIN
     FOR r IN SELECT e.id, c.oid AS rel, pg_catalog.format_type(c.reloftype, NULL) AS typ
                FROM pg_catalog.pg_class c
                JOIN tombstone.trash e ON e.source = c.oid AND e.restored_at IS NULL AND e.purged_at IS NULL
-              WHERE c.reloftype = ANY (types) AND c.relnamespace = 'tombstone_trash'::regnamespace
+              WHERE c.reloftype = ANY (p_types) AND c.relnamespace = 'tombstone_trash'::regnamespace
                 AND (p_id IS NULL OR e.id = p_id)
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s NOT OF', r.rel::regclass);
