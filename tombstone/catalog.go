@@ -44,6 +44,12 @@ type Catalog struct {
 	tables  []*rewrite.Table
 	schemas []string
 	gen     uint64
+	// snapshot is the snapshot the catalog was read in, nil when
+	// check_catalog's fast path may not use it (tombstone.catalog_state).
+	snapshot *string
+	// Unsnapped: the fast path was withheld only because the load's sync
+	// wrote; a load that changes nothing would allow it.
+	Unsnapped bool
 }
 
 var (
@@ -138,6 +144,23 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 				return fmt.Errorf("tombstone: sync shadow tables: %w", err)
 			}
 		}
+		// The snapshot the catalog is read in, for check_catalog's fast
+		// path: only when the event triggers log every change from now
+		// on, and this transaction changed nothing itself (a sync that
+		// wrote is not visible to its own snapshot, so no later statement
+		// could take the fast path with it).
+		var logged, wrote bool
+		var snap string
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger
+			         WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A') = 2
+			       AND to_regclass('tombstone.catalog_log') IS NOT NULL,
+			       pg_current_xact_id_if_assigned() IS NOT NULL, pg_current_snapshot()::text`).Scan(&logged, &wrote, &snap); err != nil {
+			return err
+		}
+		if logged && !wrote {
+			cat.snapshot = &snap
+		}
+		cat.Unsnapped = logged && wrote
 		return cat.load(ctx, tx)
 	})
 	if err != nil {
@@ -153,7 +176,7 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
        (extract(epoch FROM p.retention) * 1000000)::bigint,
        coalesce(s.shadow_name, tombstone._shadow_name(p.schema_name, p.table_name, p.relid))::text,
        (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = p.relid),
-       tombstone.catalog_signature(p.relid::regclass),
+       tombstone.catalog_state(p.relid::regclass, $1),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = p.relid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -163,7 +186,7 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
        tombstone._delete_runs_code(p.relid)
   FROM tombstone.protected_tables() p
   LEFT JOIN tombstone.shadows s ON s.source = p.relid
- ORDER BY p.schema_name, p.table_name`)
+ ORDER BY p.schema_name, p.table_name`, c.snapshot)
 	if err != nil {
 		return err
 	}
@@ -497,7 +520,7 @@ WITH RECURSIVE prot(oid) AS (
       CROSS JOIN LATERAL pg_partition_tree(th.oid::regclass) t
      WHERE t.relid <> th.oid
 )
-SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombstone.catalog_signature(x.oid::regclass),
+SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombstone.catalog_state(x.oid::regclass, $1),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = x.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
        ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -506,7 +529,7 @@ SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombs
   FROM (SELECT * FROM through UNION ALL SELECT * FROM parts) x
   JOIN pg_class cl ON cl.oid = x.oid
   JOIN pg_namespace n ON n.oid = cl.relnamespace
- WHERE cl.relkind IN ('r', 'p')`)
+ WHERE cl.relkind IN ('r', 'p')`, c.snapshot)
 	if err != nil {
 		return nil, nil, err
 	}

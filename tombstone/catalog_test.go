@@ -3,6 +3,7 @@ package tombstone_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,7 +77,10 @@ func TestLoadCatalog(t *testing.T) {
 
 	// A partition's signature is its root's, so the guard written with
 	// the partition's name agrees.
-	require.Equal(t, events.Signature, queryString(t, c, "SELECT tombstone.catalog_signature('events_2024')"))
+	// (Then the root's oid and the snapshot of the load: check_catalog's
+	// fast path.)
+	sig, _, _ := strings.Cut(events.Signature, ";")
+	require.Equal(t, sig, queryString(t, c, "SELECT tombstone.catalog_signature('events_2024')"))
 }
 
 func TestSignature(t *testing.T) {

@@ -246,6 +246,12 @@ func Reap(ctx context.Context, conn *pgx.Conn, opts ReaperOptions) (rep ReapRepo
 			}
 		}
 	}
+	// The catalog log keeps a day of changes (check_catalog's fast path
+	// for a proxy whose catalog is older reads the full check instead).
+	var pruned int64
+	if err := conn.QueryRow(ctx, "SELECT tombstone.prune_catalog_log()").Scan(&pruned); err != nil {
+		return rep, fmt.Errorf("tombstone: reaper: prune the catalog log: %w", err)
+	}
 	// Due batches left are locked by others (SKIP LOCKED passed them).
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tombstone.batches
 		WHERE purged_at IS NULL AND NOT held AND purge_after <= now())`).Scan(&rep.Busy); err != nil {

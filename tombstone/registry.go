@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"go.uber.org/zap"
 
 	"github.com/tombstone-proxy/tombstone/rewrite"
@@ -87,6 +89,15 @@ func (c *Catalogs) Close() {
 
 // Connect opens a control connection to database.
 func (c *Catalogs) Connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := c.config(database)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// config is the configuration of a control connection to database.
+func (c *Catalogs) config(database string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(c.controlDSN)
 	if err != nil {
 		return nil, fmt.Errorf("control_dsn: %w", err)
@@ -97,7 +108,7 @@ func (c *Catalogs) Connect(ctx context.Context, database string) (*pgx.Conn, err
 	}
 	cfg.RuntimeParams["application_name"] = "tombstone proxy"
 	StoreSession(cfg)
-	return pgx.ConnectConfig(ctx, cfg)
+	return cfg, nil
 }
 
 func (c *Catalogs) db(name string) *dbCatalog {
@@ -166,6 +177,11 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	d.cur.Store(cat)
 	d.loaded.Store(time.Now().UnixNano())
+	if cat.Unsnapped {
+		// Its sync changed the store: the next use loads it again, in a
+		// snapshot that sees those changes (check_catalog's fast path).
+		d.stale.Store(true)
+	}
 	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())), zap.Uint64("generation", cat.Generation()))
 	if d.listens.CompareAndSwap(false, true) {
 		ctx, stop := context.WithCancel(c.ctx)
@@ -214,7 +230,7 @@ func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 	defer c.wg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		conn, err := c.Connect(ctx, d.name)
+		conn, err := c.connectListener(ctx, d.name)
 		if err == nil {
 			_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
 		}
@@ -222,7 +238,7 @@ func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 			d.stale.Store(true) // anything may have changed while not listening
 			backoff = 100 * time.Millisecond
 			for {
-				_, err = conn.WaitForNotification(ctx)
+				err = c.awaitChange(ctx, conn, d)
 				if err != nil {
 					break
 				}
@@ -242,6 +258,54 @@ func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// PollEvery is how often a listener that heard nothing asks the database
+// whether a change was logged that its catalog has not seen: DDL in a
+// transaction block sends no NOTIFY on a server that allows prepared
+// transactions (tombstone._may_notify), and until the proxy reloads, its
+// DELETEs take check_catalog's full check.
+var PollEvery = 5 * time.Second
+
+// connectListener opens the listening connection of database: one whose
+// waits a context ends by a deadline on the socket (the poll), not by a
+// cancel request, which would open a connection to the server each time.
+func (c *Catalogs) connectListener(ctx context.Context, database string) (*pgx.Conn, error) {
+	cfg, err := c.config(database)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// awaitChange returns nil when the database notifies a catalog change, or
+// when d's catalog was loaded in a snapshot that a change logged since
+// (tombstone.catalog_log) does not see.
+func (c *Catalogs) awaitChange(ctx context.Context, conn *pgx.Conn, d *dbCatalog) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, PollEvery)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !pgconn.Timeout(err) {
+			return err
+		}
+		cat := d.cur.Load()
+		if cat == nil || cat.snapshot == nil || d.stale.Load() {
+			continue
+		}
+		var changed bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM tombstone.catalog_log l
+			WHERE l.xid >= pg_snapshot_xmin($1::pg_snapshot)
+			  AND (l.horizon OR NOT pg_visible_in_snapshot(l.xid, $1::pg_snapshot)))`, *cat.snapshot).Scan(&changed); err != nil {
+			return err
+		}
+		if changed {
+			return nil
+		}
 	}
 }
 

@@ -404,17 +404,127 @@ BEGIN
 END
 $$;
 
+-- _catalog_logged records that the current transaction changes what a
+-- rewritten DELETE depends on (008_catalog_log.sql): the DDL event
+-- triggers and changes of the protection rules call it.
+CREATE OR REPLACE FUNCTION tombstone._catalog_logged() RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+AS $$
+    INSERT INTO tombstone.catalog_log DEFAULT VALUES ON CONFLICT (xid) DO NOTHING
+$$;
+REVOKE ALL ON FUNCTION tombstone._catalog_logged() FROM PUBLIC;
+
+-- (The protection rules: every change of them bumps protect.generation,
+-- which catalog_signature includes. Row by row, so that the reaper's
+-- settings, say, change no catalog.)
+CREATE OR REPLACE FUNCTION tombstone._catalog_logged_rules() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM tombstone._catalog_logged();
+    ELSIF coalesce(NEW.key, OLD.key) = 'protect.generation' THEN
+        PERFORM tombstone._catalog_logged();
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION tombstone._catalog_logged_rules() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER catalog_logged AFTER INSERT OR UPDATE OR DELETE ON tombstone.settings
+    FOR EACH ROW EXECUTE FUNCTION tombstone._catalog_logged_rules();
+CREATE OR REPLACE TRIGGER catalog_logged_truncate AFTER TRUNCATE ON tombstone.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION tombstone._catalog_logged_rules();
+ALTER TABLE tombstone.settings ENABLE ALWAYS TRIGGER catalog_logged;
+ALTER TABLE tombstone.settings ENABLE ALWAYS TRIGGER catalog_logged_truncate;
+
+-- prune_catalog_log drops the log rows older than p_age that every
+-- snapshot taken now sees as committed, and moves the horizon row up to
+-- the newest of them: a catalog loaded in a snapshot older than the
+-- horizon takes check_catalog's full check. Returns the rows dropped.
+CREATE OR REPLACE FUNCTION tombstone.prune_catalog_log(p_age interval DEFAULT interval '1 day') RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+AS $$
+DECLARE
+    top xid8;
+    n bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM tombstone.catalog_log l
+         WHERE NOT l.horizon AND l.logged_at < pg_catalog.statement_timestamp() - p_age
+           AND l.xid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+        RETURNING l.xid)
+    SELECT pg_catalog.max(gone.xid), pg_catalog.count(*) INTO top, n FROM gone;
+    IF top IS NOT NULL THEN
+        DELETE FROM tombstone.catalog_log l WHERE l.horizon AND l.xid < top;
+        INSERT INTO tombstone.catalog_log (xid, horizon) VALUES (top, true) ON CONFLICT (xid) DO NOTHING;
+    END IF;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION tombstone.prune_catalog_log(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.prune_catalog_log(interval) TO tombstone_admin;
+
+-- catalog_state is what the proxy loads as the signature of each table a
+-- rewritten DELETE may name, its catalog being read in snapshot p_snap:
+-- catalog_signature(rel), or "signature;root;p_snap" when check_catalog
+-- may take its fast path for the table — every protected table of its
+-- closure has its capture trigger, and no table its cascades reach has
+-- row-level security enabled (what the full check asks per role and
+-- session). p_snap NULL: the signature alone.
+CREATE OR REPLACE FUNCTION tombstone.catalog_state(rel regclass, p_snap text) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    closure record;
+    sig text;
+BEGIN
+    closure := tombstone._cascade_closure(rel);
+    sig := tombstone._signature(closure.rels, closure.fks);
+    IF p_snap IS NULL
+       OR tombstone._capture_missing(closure.rels || rel::oid) IS NOT NULL
+       OR EXISTS (SELECT FROM pg_catalog.pg_class k
+                   WHERE k.oid = ANY (closure.rels) AND NOT (k.oid = ANY (closure.roots)) AND k.relrowsecurity) THEN
+        RETURN sig;
+    END IF;
+    RETURN sig || ';' || coalesce(pg_catalog.pg_partition_root(rel)::oid, rel::oid)::text || ';' || p_snap;
+END
+$$;
+
 -- check_catalog is the guard of every rewritten DELETE: it raises TS001
 -- when the proxy planned the statement with a catalog that has changed
 -- since, so that a stale catalog fails the statement instead of losing
 -- the rows of a cascade it did not know about.
+--
+-- sig is a catalog_signature, or "signature;root;snapshot" when the
+-- proxy loaded its catalog in that snapshot and catalog_state said the
+-- fast path holds for the table: then, when rel (resolved as the
+-- statement resolved it) still has that partition root, the event
+-- triggers that log changes are enabled, and no transaction logged in
+-- catalog_log is invisible to that snapshot — nothing changed since the
+-- load, in or outside this transaction — the statement may run without
+-- the full check.
 CREATE OR REPLACE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     closure record;
     hidden oid;
+    loaded pg_catalog.pg_snapshot;
 BEGIN
+    IF pg_catalog.strpos(sig, ';') OPERATOR(pg_catalog.>) 0 THEN
+        loaded := pg_catalog.split_part(sig, ';', 3)::pg_catalog.pg_snapshot;
+        IF coalesce(pg_catalog.pg_partition_root(rel)::oid, rel::oid) OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 2)::oid
+           AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_event_trigger e
+                 WHERE e.evtname IN ('tombstone_ddl', 'tombstone_drop') AND e.evtenabled = 'A') OPERATOR(pg_catalog.=) 2
+           AND NOT EXISTS (SELECT FROM tombstone.catalog_log l
+                            WHERE l.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin(loaded)
+                              AND (l.horizon OR NOT pg_catalog.pg_visible_in_snapshot(l.xid, loaded))) THEN
+            RETURN true;
+        END IF;
+        sig := pg_catalog.split_part(sig, ';', 1);
+    END IF;
     closure := tombstone._cascade_closure(rel);
     IF tombstone._signature(closure.rels, closure.fks) IS NOT DISTINCT FROM sig THEN
         -- The triggers write the tombstones: without them the rows would
@@ -1077,6 +1187,7 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    PERFORM tombstone._catalog_logged();
     -- Always: a capture trigger left behind a renamed or added column
     -- would write values into the wrong shadow columns, or none.
     -- (tombstone.ddl_sync = off only keeps the registry's names.)
@@ -1151,6 +1262,7 @@ AS $$
 DECLARE
     cols text;
 BEGIN
+    PERFORM tombstone._catalog_logged();
     SELECT string_agg(o.object_identity, ', ') INTO cols
       FROM pg_event_trigger_dropped_objects() o
      WHERE o.object_type = 'table column' AND o.schema_name = 'tombstone'
@@ -1349,33 +1461,42 @@ SECURITY DEFINER
 AS $$
 DECLARE
     keep interval;
+    longest interval;
+    bad boolean;
+    total numeric;
+    n bigint;
 BEGIN
     -- Counts of rows, each and in all far below bigint's range, and no
     -- more tables than a statement names: SHOW BATCHES and the reaper
-    -- add them up.
+    -- add them up. (One pass over the tables, which every captured
+    -- DELETE's batch row goes through.)
     IF jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_each(NEW.tables) e
-                WHERE CASE WHEN jsonb_typeof(e.value) = 'number'
-                           THEN e.value::numeric < 0 OR e.value::numeric <> trunc(e.value::numeric)
-                           ELSE true END) THEN
+    keep := coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
+                     interval '7 days');
+    SELECT bool_or(CASE WHEN jsonb_typeof(e.value) = 'number'
+                        THEN e.value::numeric < 0 OR e.value::numeric <> trunc(e.value::numeric)
+                        ELSE true END),
+           sum(CASE WHEN jsonb_typeof(e.value) = 'number' THEN e.value::numeric END),
+           count(*),
+           max(coalesce(p.retention, keep))
+      INTO bad, total, n, longest
+      FROM jsonb_each(NEW.tables) e
+      LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = e.key;
+    IF bad THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
     END IF;
-    IF (SELECT sum(e.value::numeric) FROM jsonb_each(NEW.tables) e) > 1e15
-       OR (SELECT count(*) FROM jsonb_object_keys(NEW.tables)) > 10000 THEN
+    IF total > 1e15 OR n > 10000 THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must count at most 10^15 rows of at most 10000 tables';
     END IF;
+    -- The longest retention among the tables (a table without its own
+    -- has the default); an administrator's explicit purge_after is kept.
     IF NEW.purge_after IS NULL THEN
-        keep := coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
-                         interval '7 days');
-        NEW.purge_after := NEW.stmt_time + coalesce(
-            (SELECT max(coalesce(p.retention, keep)) FROM jsonb_object_keys(NEW.tables) k
-               LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = k),
-            keep);
+        NEW.purge_after := NEW.stmt_time + coalesce(longest, keep);
     END IF;
     RETURN NEW;
 END
@@ -1398,6 +1519,7 @@ GRANT EXECUTE ON FUNCTION tombstone.check_catalog(regclass, text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_unprotected(regclass, boolean) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.check_captured(regclass, bigint, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.catalog_signature(regclass) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone.catalog_state(regclass, text) TO PUBLIC;
 
 -- Table privileges: application roles write tombstones and read nothing
 -- but the settings; tombstone_admin reads, restores and purges.
@@ -1421,6 +1543,9 @@ DROP POLICY IF EXISTS capture_read ON tombstone.batches;
 DROP POLICY IF EXISTS admin_all ON tombstone.batches;
 CREATE POLICY admin_all ON tombstone.batches TO tombstone_admin USING (true) WITH CHECK (true);
 GRANT SELECT ON tombstone.settings TO PUBLIC;
+-- (check_catalog runs as the deleting role.)
+REVOKE ALL ON tombstone.catalog_log FROM PUBLIC;
+GRANT SELECT ON tombstone.catalog_log TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;
 -- Shadow tables: no role but the owner and administrators writes them
