@@ -30,11 +30,14 @@ type cacheKey struct {
 	sql        string
 	generation uint64
 	opt        Options
+	// shape: sql is a shape's key, and the entry its template.
+	shape bool
 }
 
 type cacheEntry struct {
 	key  cacheKey
 	res  *Result
+	tpl  *template // a shape's (nil: the shape has none)
 	size int
 }
 
@@ -44,46 +47,79 @@ func NewCache(size int) *Cache {
 }
 
 // Rewrite is Rewrite with caching. Errors are not cached, nor texts
-// longer than cacheMaxSQL.
+// longer than cacheMaxSQL. A text not seen before whose shape is (its
+// constants aside, shape.go) is filled in from the shape's template.
 func (c *Cache) Rewrite(sql string, cat Catalog, opt Options) (*Result, error) {
 	gc, ok := cat.(GenerationalCatalog)
 	if !ok || len(sql) > cacheMaxSQL {
 		return Rewrite(sql, cat, opt)
 	}
-	key := cacheKey{sql, gc.Generation(), opt}
-	c.mu.Lock()
-	if e, ok := c.items[key]; ok {
-		c.ll.MoveToFront(e)
-		res := e.Value.(*cacheEntry).res
-		c.mu.Unlock()
-		return res, nil
+	key := cacheKey{sql: sql, generation: gc.Generation(), opt: opt}
+	if e, ok := c.get(key); ok {
+		return e.res, nil
 	}
-	c.mu.Unlock()
-
+	sh, shaped := shapeOf(sql)
+	skey := cacheKey{sql: sh.id(), generation: key.generation, opt: opt, shape: true}
+	if shaped {
+		if e, ok := c.get(skey); ok {
+			if e.tpl == nil {
+				shaped = false // a shape without a template
+			} else {
+				return e.tpl.fill(sh, sql), nil
+			}
+		}
+	}
 	res, err := Rewrite(sql, cat, opt)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[key]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*cacheEntry).res, nil
+	if shaped {
+		// Made once per shape; a shape that has none is remembered too.
+		tpl := newTemplate(sh, sql, res, cat, opt)
+		size := len(sh.id())
+		if tpl != nil {
+			size += len(tpl.res.SQL)
+		}
+		c.put(&cacheEntry{key: skey, tpl: tpl, size: size})
 	}
 	size := len(sql)
 	if res.SQL != sql {
 		size += len(res.SQL)
 	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key, res, size})
-	c.bytes += size
+	return c.put(&cacheEntry{key: key, res: res, size: size}).res, nil
+}
+
+// get returns the entry of key, marking it used.
+func (c *Cache) get(key cacheKey) (*cacheEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry), true
+}
+
+// put adds e unless its key is there already, and returns the entry
+// kept; the least recently used go beyond the bounds.
+func (c *Cache) put(e *cacheEntry) *cacheEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.items[e.key]; ok {
+		c.ll.MoveToFront(old)
+		return old.Value.(*cacheEntry)
+	}
+	c.items[e.key] = c.ll.PushFront(e)
+	c.bytes += e.size
 	for c.ll.Len() > c.max || c.bytes > cacheMaxBytes {
 		old := c.ll.Back()
 		c.ll.Remove(old)
-		e := old.Value.(*cacheEntry)
-		delete(c.items, e.key)
-		c.bytes -= e.size
+		oe := old.Value.(*cacheEntry)
+		delete(c.items, oe.key)
+		c.bytes -= oe.size
 	}
-	return res, nil
+	return e
 }
 
 // Bytes returns the length of the texts the cache holds.
@@ -93,7 +129,7 @@ func (c *Cache) Bytes() int {
 	return c.bytes
 }
 
-// Len returns the number of cached results.
+// Len returns the number of cached results and shape templates.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -26,6 +26,8 @@ type stmtRewriter struct {
 	full string // the whole original text (locations are relative to it)
 	span Span   // this statement's range in full
 	text string // this statement's text, recorded in the batch row
+	// (record, when set, is recorded instead: a shape template's slot)
+	record string
 
 	version int32 // pg_query parse tree version, needed by Deparse
 
@@ -40,6 +42,14 @@ type stmtRewriter struct {
 	cascades  int
 	setNulls  []setNull
 	subtrees  []subtree // for the position map
+}
+
+// recorded is the statement text the batch row records.
+func (sr *stmtRewriter) recorded() string {
+	if sr.record != "" {
+		return sr.record
+	}
+	return sr.text
 }
 
 type capture struct {
@@ -715,7 +725,7 @@ func (sr *stmtRewriter) batchCTEs() []*pg.Node {
 	}
 	row := selectStmt([]*pg.Node{
 		resTarget("", addr),
-		resTarget("", constStr(sr.text)),
+		resTarget("", constStr(sr.recorded())),
 		resTarget("", tables),
 	}, nil, boolExpr(pg.BoolExprType_AND_EXPR, cond...))
 	return []*pg.Node{cte(batchCTE, insertNode(tsSchema, "batches", []string{"client_addr", "sql", "tables"}, row))}

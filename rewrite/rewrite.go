@@ -199,6 +199,7 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		}
 		sr := &stmtRewriter{cat: cat, opt: opt, full: sql, span: st.Original, version: tree.GetVersion()}
 		sr.text = strings.TrimSpace(sql[st.Original.Start:st.Original.End])
+		sr.record = opt.recordAs
 		node, rerr := sr.statement(raw.GetStmt(), st.Kind, &st)
 		if rerr == nil {
 			check := node

@@ -60,7 +60,7 @@ func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Nod
 		boolConst(cascade),
 		boolConst(t.GetRestartSeqs()),
 		constStr(sr.opt.ClientAddr),
-		constStr(sr.text),
+		constStr(sr.recorded()),
 	), nil
 }
 
@@ -117,7 +117,7 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 		boolConst(d.GetMissingOk()),
 		boolConst(d.GetBehavior() == pg.DropBehavior_DROP_CASCADE),
 		constStr(sr.opt.ClientAddr),
-		constStr(sr.text),
+		constStr(sr.recorded()),
 	), nil
 }
 
@@ -228,7 +228,7 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 			// TABLE sends them (tombstone.drop_owned).
 			st.Output = Output{Tag: tag}
 			d := n.GetDropOwnedStmt()
-			return callNode([]string{"tombstone", "drop_owned"}, constStr(sr.text), arrayCast(roleSpecs(d.GetRoles()), "text"),
+			return callNode([]string{"tombstone", "drop_owned"}, constStr(sr.recorded()), arrayCast(roleSpecs(d.GetRoles()), "text"),
 				boolConst(d.GetBehavior() == pg.DropBehavior_DROP_CASCADE), constStr(sr.opt.ClientAddr)), nil
 		}
 	case *pg.Node_DropStmt:
@@ -250,7 +250,7 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 			}
 		}
 		st.Output = Output{Tag: tag}
-		return callNode([]string{"tombstone", "drop_types"}, constStr(sr.text), arrayCast(names, "text"),
+		return callNode([]string{"tombstone", "drop_types"}, constStr(sr.recorded()), arrayCast(names, "text"),
 			boolConst(n.GetDropStmt().GetBehavior() == pg.DropBehavior_DROP_CASCADE), constStr(sr.opt.ClientAddr)), nil
 	case *pg.Node_AlterObjectSchemaStmt:
 		if n.GetAlterObjectSchemaStmt().GetObjectType() == pg.ObjectType_OBJECT_FOREIGN_TABLE {
@@ -258,7 +258,7 @@ func (sr *stmtRewriter) guardedStmt(n *pg.Node, st *Statement) (*pg.Node, error)
 		}
 	}
 	st.Output = Output{Tag: tag}
-	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.text)), nil
+	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.recorded())), nil
 }
 
 // roleSpecs are the roles of a DROP OWNED as tombstone.drop_owned takes

@@ -153,6 +153,59 @@ func TestDeleteUndeleteRoundTrip(t *testing.T) {
 	require.Equal(t, before, e.snapshot(shopTables...), "restore is byte-identical")
 }
 
+// TestSameShapeDeletes: deletes that differ only in their constants, as
+// simple-protocol clients send them (the proxy fills all but the first in
+// from its template of the shape): each one deletes, cascades and
+// captures its own rows, its batch records its own text, and UNDELETE of
+// each brings back exactly its rows.
+func TestSameShapeDeletes(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	before := e.snapshot(shopTables...)
+	ctx := context.Background()
+	c := testenv.Connect(t, e.proxy)
+	texts := []string{
+		"DELETE FROM sites WHERE id = 3 RETURNING id, name",
+		"DELETE FROM sites WHERE id = 17 RETURNING id, name",
+		"DELETE FROM sites WHERE id = 40   RETURNING id, name",
+		"DELETE FROM sites WHERE id = 0 RETURNING id, name",
+	}
+	for i, sql := range texts {
+		rows, tag := simple(t, c, sql)
+		if i == 3 {
+			require.Equal(t, "DELETE 0", tag.String())
+			continue
+		}
+		require.Equal(t, "DELETE 1", tag.String(), sql)
+		require.Len(t, rows, 1)
+		id := strings.Fields(strings.TrimPrefix(sql, "DELETE FROM sites WHERE id = "))[0]
+		require.Equal(t, id, rows[0][0], sql)
+		require.Equal(t, "Site "+id, rows[0][1], sql)
+	}
+	d := testenv.Connect(t, e.direct)
+	var recorded []string
+	var ids []int64
+	rows, err := d.Query(ctx, "SELECT id, sql FROM tombstone.batches ORDER BY id")
+	require.NoError(t, err)
+	for rows.Next() {
+		var id int64
+		var s string
+		require.NoError(t, rows.Scan(&id, &s))
+		ids, recorded = append(ids, id), append(recorded, s)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, texts[:3], recorded, "each batch records its own statement")
+	for _, id := range []int{3, 17, 40} {
+		require.Equal(t, 1, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.public__sites WHERE id = %d", id)))
+		require.Equal(t, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.public__products WHERE site_id = %d", id)),
+			5, "the cascade's rows of site %d", id)
+	}
+	require.Equal(t, 3, e.count("SELECT count(*) FROM tombstone.public__sites"))
+	for _, id := range ids {
+		simple(t, c, fmt.Sprintf("UNDELETE BATCH %d", id))
+	}
+	require.Equal(t, before, e.snapshot(shopTables...), "each batch restored its own rows")
+}
+
 // TestDeleteLooksLikePostgres: tags, RETURNING columns and values, errors
 // and positions are what plain Postgres sends, in the simple and extended
 // protocols; rollback leaves no batch; each execution is its own batch.
@@ -207,6 +260,12 @@ func TestDeleteLooksLikePostgres(t *testing.T) {
 		"DELETE FROM sites WHERE id = 'x'",
 		"SELECT 1; DELETE FROM sites WHERE tenant_id = 1 AND nosuch_col > 0",
 		"DELETE FROM tenants WHERE id = 1 RETURNING nosuch",
+		// The same shapes with other constants: filled in from the
+		// proxy's template of the shape, positions and all.
+		"DELETE FROM sites WHERE nosuch = 123456",
+		"DELETE FROM sites WHERE id = 'a longer value'",
+		"DELETE FROM sites WHERE id = $$x$$",
+		"SELECT 1; DELETE FROM sites WHERE tenant_id = 22 AND nosuch_col > 0",
 	} {
 		_, derr := d.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 		_, perr := p.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
