@@ -267,6 +267,49 @@ func (s *Session) clientToServer(ctx context.Context) error {
 	}
 }
 
+// planAtHand reports whether the planner has the plan of the Query or
+// Parse frame at hand (cachedPlanner), and keeps it for plan.
+func (s *Session) planAtHand(typ byte, frame []byte) bool {
+	cp, ok := s.srv.planner.(cachedPlanner)
+	if !ok {
+		return false
+	}
+	body := frame[5:]
+	var sql string
+	if typ == 'Q' {
+		sql = string(body[:len(body)-1])
+	} else {
+		_, rest, _ := cstring(body)
+		sql = string(rest[:bytes.IndexByte(rest, 0)])
+	}
+	plan, ok := cp.PlanCached(s, sql)
+	if ok {
+		s.atHand = &atHand{sql: sql, plan: plan}
+	}
+	return ok
+}
+
+// atHand is a plan made before its message was taken (planAtHand).
+type atHand struct {
+	sql  string
+	plan *Plan
+}
+
+// plan is the planner's plan of sql, or the one at hand for it.
+func (s *Session) plan(ctx context.Context, sql string, extended bool) (*Plan, error) {
+	if h := s.atHand; h != nil {
+		s.atHand = nil
+		if h.sql == sql {
+			return h.plan, nil
+		}
+	}
+	return s.srv.planner.Plan(ctx, s, sql, extended)
+}
+
+// errNeedsPumps: the server's frame at the front of s.sr needs what the
+// event loop must not do (re-planning a statement); nothing was consumed.
+var errNeedsPumps = errors.New("answer for the pumps")
+
 // errNeedsPlanner: the message at the front of s.cr is a statement for the
 // planner, which clientMessage was told not to call (the event loop must
 // not wait on it); nothing was consumed.
@@ -367,7 +410,11 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 		}
 		planned := s.plans(cr.buf[cr.start : cr.start+size])
 		if planned && !mayPlan {
-			return false, errNeedsPlanner // not consumed: the pumps take it from here
+			// A plan at hand is used here; any other is the pumps' to
+			// make (not consumed).
+			if !s.planAtHand(typ, cr.buf[cr.start:cr.start+size]) {
+				return false, errNeedsPlanner
+			}
 		}
 		frame := cr.take(size)
 		if typ == 'Q' {
@@ -547,7 +594,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		return s.sw.write(frame)
 	}
 	sql := string(frame[5 : len(frame)-1])
-	plan, err := s.srv.planner.Plan(ctx, s, sql, false)
+	plan, err := s.plan(ctx, sql, false)
 	if err != nil {
 		// Refuse the whole text: the server runs a statement that raises
 		// the error, so transaction state ends up exactly as Postgres
@@ -788,7 +835,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		s.track.push(p.entry('P'))
 		return s.sw.write(frame)
 	}
-	plan, err := s.srv.planner.Plan(ctx, s, msg.Query, true)
+	plan, err := s.plan(ctx, msg.Query, true)
 	switch {
 	case err != nil:
 		p.refusal = refusalOf(err)

@@ -22,6 +22,20 @@ type Catalogs interface {
 	Catalog(ctx context.Context, database string) (rewrite.GenerationalCatalog, error)
 }
 
+// FreshCatalogs is a Catalogs that can also answer without waiting
+// (tombstone.Catalogs): the catalog as loaded, if it is not known to be
+// stale.
+type FreshCatalogs interface {
+	Fresh(database string) (rewrite.GenerationalCatalog, bool)
+}
+
+// cachedPlanner plans, without waiting on anything, the statements whose
+// plan is at hand: the event loop runs those itself instead of handing
+// the session to its goroutines.
+type cachedPlanner interface {
+	PlanCached(s *Session, sql string) (*Plan, bool)
+}
+
 // Policies are the TRUNCATE and DROP TABLE policies (rewrite.Policy…) and
 // the delete guards.
 type Policies struct {
@@ -77,6 +91,39 @@ func (p *planner) Wants(sql []byte) bool {
 	return console.Is(sql) || rewrite.MayRemoveRows(unsafe.String(unsafe.SliceData(sql), len(sql)))
 }
 
+// inlinePlanBytes bounds the texts the event loop plans itself.
+const inlinePlanBytes = 8 << 10
+
+// PlanCached implements cachedPlanner: a text the rewrite cache has
+// (itself or its shape), against a fresh catalog; nothing that would
+// block, parse at length or release a database.
+func (p *planner) PlanCached(s *Session, sql string) (*Plan, bool) {
+	fc, ok := p.cats.(FreshCatalogs)
+	if !ok || len(sql) > inlinePlanBytes || console.Is([]byte(sql)) || s.lexing.check(sql, s.track.settled()) != nil {
+		return nil, false
+	}
+	cat, ok := fc.Fresh(s.Params["database"])
+	if !ok {
+		return nil, false
+	}
+	res, ok := p.cache.Cached(sql, cat, p.options(s))
+	if !ok {
+		return nil, false
+	}
+	for _, st := range res.Statements {
+		if st.ReleasesDatabase != "" {
+			return nil, false
+		}
+	}
+	return &Plan{Result: res}, true
+}
+
+// options are the rewrite options of session s.
+func (p *planner) options(s *Session) rewrite.Options {
+	return rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
+		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows}
+}
+
 // Plan implements Planner.
 func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error) {
 	if len(sql) > p.pol.PlanBytes {
@@ -95,8 +142,7 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 	if console.Is([]byte(sql)) {
 		return consolePlan(sql)
 	}
-	opt := rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
-		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows}
+	opt := p.options(s)
 	cat, err := p.cats.Catalog(ctx, s.Params["database"])
 	if err != nil {
 		// Without a catalog nothing can be called protected or not: parse

@@ -144,6 +144,11 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	}
 	cur := st.cur
 	if cur != nil && cur.fix != nil && cur.fix.retry != nil && (typ == 'E' || typ == 'Z' && cur.fix.retry.savedErr != nil) {
+		if s.track.direct {
+			// A re-send re-plans, which may wait on a catalog load: not
+			// on the event loop. Untouched, the frame goes to the pumps.
+			return errNeedsPumps
+		}
 		return s.retryAnswer(typ)
 	}
 	if typ == 'Z' && size == 6 {

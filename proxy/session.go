@@ -63,6 +63,9 @@ type Session struct {
 	// lexing is how the server reads statement text, from its
 	// ParameterStatus reports (lexing.reported).
 	lexing lexing
+	// atHand: the plan the event loop made of the frame it is about to
+	// take (planAtHand).
+	atHand *atHand
 
 	track    tracker
 	reply    replyState // server → client pump only

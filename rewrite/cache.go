@@ -89,6 +89,28 @@ func (c *Cache) Rewrite(sql string, cat Catalog, opt Options) (*Result, error) {
 	return c.put(&cacheEntry{key: key, res: res, size: size}).res, nil
 }
 
+// Cached is Rewrite when the answer is in the cache already (the text's
+// own, or its shape's template): no parse and no catalog look-up, so it
+// never waits. false: Rewrite has work to do.
+func (c *Cache) Cached(sql string, cat GenerationalCatalog, opt Options) (*Result, bool) {
+	if len(sql) > cacheMaxSQL {
+		return nil, false
+	}
+	key := cacheKey{sql: sql, generation: cat.Generation(), opt: opt}
+	if e, ok := c.get(key); ok {
+		return e.res, true
+	}
+	sh, ok := shapeOf(sql)
+	if !ok {
+		return nil, false
+	}
+	e, ok := c.get(cacheKey{sql: sh.id(), generation: key.generation, opt: opt, shape: true})
+	if !ok || e.tpl == nil {
+		return nil, false
+	}
+	return e.tpl.fill(sh, sql), true
+}
+
 // get returns the entry of key, marking it used.
 func (c *Cache) get(key cacheKey) (*cacheEntry, bool) {
 	c.mu.Lock()

@@ -2,7 +2,9 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +24,7 @@ type frozenCatalogs struct {
 	inner *tombstone.Catalogs
 	mu    sync.Mutex
 	old   rewrite.GenerationalCatalog
+	fresh atomic.Int64
 }
 
 func (f *frozenCatalogs) Catalog(ctx context.Context, db string) (rewrite.GenerationalCatalog, error) {
@@ -32,6 +35,19 @@ func (f *frozenCatalogs) Catalog(ctx context.Context, db string) (rewrite.Genera
 		return old, nil
 	}
 	return f.inner.Catalog(ctx, db)
+}
+
+// Fresh serves the snapshot too, to the event loop's plans of texts the
+// rewrite cache knows (proxy.FreshCatalogs); fresh counts those.
+func (f *frozenCatalogs) Fresh(db string) (rewrite.GenerationalCatalog, bool) {
+	f.mu.Lock()
+	old := f.old
+	f.mu.Unlock()
+	if old != nil {
+		f.fresh.Add(1)
+		return old, true
+	}
+	return f.inner.Fresh(db)
 }
 
 func (f *frozenCatalogs) invalidate(db string) {
@@ -94,6 +110,23 @@ func TestStaleCatalogNeverLosesRows(t *testing.T) {
 	require.Zero(t, e.count("SELECT count(*) FROM reviews WHERE product_id = 8"))
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.batches"))
 	require.Equal(t, 1, e.count(`SELECT (tables->>'public.reviews')::int FROM tombstone.batches`), "the new cascade child was captured")
+
+	// The same shape again, stale each time: the event loop plans it from
+	// the template without waiting, the server refuses it (TS001), and
+	// the answer goes to the pumps, which re-plan and re-send.
+	for id := 9; id <= 12; id++ {
+		frozen.mu.Lock()
+		frozen.old = old
+		frozen.mu.Unlock()
+		tag, err := p.Exec(ctx, fmt.Sprintf("DELETE FROM products WHERE id = %d", id), pgx.QueryExecModeSimpleProtocol)
+		require.NoError(t, err)
+		require.Equal(t, "DELETE 1", tag.String())
+		require.Zero(t, e.count(fmt.Sprintf("SELECT count(*) FROM reviews WHERE product_id = %d", id)))
+	}
+	require.Positive(t, frozen.fresh.Load(), "no statement was planned by the event loop")
+	require.Equal(t, 5, e.count("SELECT count(*) FROM tombstone.batches"))
+	require.Equal(t, e.count("SELECT count(*) FROM tombstone.public__reviews"),
+		e.count(`SELECT sum((tables->>'public.reviews')::int) FROM tombstone.batches`), "every cascaded review captured")
 }
 
 // droppedColumn drops a column of a protected table behind the back of a

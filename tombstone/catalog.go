@@ -44,7 +44,8 @@ type Catalog struct {
 	tables  []*rewrite.Table
 	schemas []string
 	gen     uint64
-	// snapshot is the snapshot the catalog was read in, nil when
+	// snapshot is the snapshot the catalog was read in and the state of
+	// the event triggers then ("snapshot;triggers"), nil when
 	// check_catalog's fast path may not use it (tombstone.catalog_state).
 	snapshot *string
 	// Unsnapped: the fast path was withheld only because the load's sync
@@ -151,11 +152,15 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 		// could take the fast path with it).
 		var logged, wrote bool
 		var snap string
-		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger
-			         WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A') = 2
-			       AND to_regclass('tombstone.catalog_log') IS NOT NULL,
-			       pg_current_xact_id_if_assigned() IS NOT NULL, pg_current_snapshot()::text`).Scan(&logged, &wrote, &snap); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT to_regprocedure('tombstone._event_triggers()') IS NOT NULL
+			       AND tombstone._event_triggers() IS NOT NULL AND to_regclass('tombstone.catalog_log') IS NOT NULL,
+			       pg_current_xact_id_if_assigned() IS NOT NULL`).Scan(&logged, &wrote); err != nil {
 			return err
+		}
+		if logged {
+			if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text || ';' || tombstone._event_triggers()`).Scan(&snap); err != nil {
+				return err
+			}
 		}
 		if logged && !wrote {
 			cat.snapshot = &snap

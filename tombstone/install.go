@@ -261,12 +261,14 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 	// Enabled ALWAYS: under session_replication_role = replica too, or a
 	// capture trigger would not follow the DDL.
 	// (tombstone_drop fires for every DROP: no tag list. tombstone_ddl
-	// follows ALTER TYPE too: a composite a shadow keeps as text; and
-	// ALTER TRIGGER, which may rename a capture trigger: both log the
-	// change for check_catalog's fast path.)
+	// follows ALTER TYPE too: a composite a shadow keeps as text; and,
+	// to log every change check_catalog's fast path depends on, ALTER
+	// TRIGGER (a capture trigger renamed), CREATE SCHEMA (which may
+	// create tables, under its own tag) and foreign tables (inheritance
+	// children).)
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_event_trigger
 		WHERE evtname IN ('tombstone_ddl', 'tombstone_drop') AND evtenabled = 'A'
-		  AND (evtname = 'tombstone_ddl' AND 'ALTER TRIGGER' = ANY (evttags) OR evttags IS NULL)`).Scan(&have); err != nil {
+		  AND (evtname = 'tombstone_ddl' AND 'CREATE SCHEMA' = ANY (evttags) OR evttags IS NULL)`).Scan(&have); err != nil {
 		return fmt.Errorf("tombstone: read event triggers: %w", err)
 	}
 	if have == 2 {
@@ -280,7 +282,8 @@ func installEventTriggers(ctx context.Context, tx pgx.Tx, log *zap.Logger) error
 		`DROP EVENT TRIGGER IF EXISTS tombstone_ddl`,
 		`DROP EVENT TRIGGER IF EXISTS tombstone_drop`,
 		`CREATE EVENT TRIGGER tombstone_ddl ON ddl_command_end
-			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER SCHEMA', 'ALTER TYPE', 'ALTER TRIGGER')
+			WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'CREATE SCHEMA', 'ALTER SCHEMA', 'ALTER TYPE',
+				'ALTER TRIGGER', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'IMPORT FOREIGN SCHEMA')
 			EXECUTE FUNCTION tombstone._on_ddl()`,
 		`CREATE EVENT TRIGGER tombstone_drop ON sql_drop
 			EXECUTE FUNCTION tombstone._on_drop()`,

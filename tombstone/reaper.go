@@ -248,9 +248,15 @@ func Reap(ctx context.Context, conn *pgx.Conn, opts ReaperOptions) (rep ReapRepo
 	}
 	// The catalog log keeps a day of changes (check_catalog's fast path
 	// for a proxy whose catalog is older reads the full check instead).
-	var pruned int64
-	if err := conn.QueryRow(ctx, "SELECT tombstone.prune_catalog_log()").Scan(&pruned); err != nil {
-		return rep, fmt.Errorf("tombstone: reaper: prune the catalog log: %w", err)
+	// (A schema older than the log has none.)
+	var hasLog bool
+	if err := conn.QueryRow(ctx, "SELECT to_regprocedure('tombstone.prune_catalog_log(interval)') IS NOT NULL").Scan(&hasLog); err != nil {
+		return rep, fmt.Errorf("tombstone: reaper: %w", err)
+	}
+	if hasLog {
+		if _, err := conn.Exec(ctx, "SELECT tombstone.prune_catalog_log()"); err != nil {
+			return rep, fmt.Errorf("tombstone: reaper: prune the catalog log: %w", err)
+		}
 	}
 	// Due batches left are locked by others (SKIP LOCKED passed them).
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tombstone.batches

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +140,23 @@ func (c *Catalogs) Catalog(ctx context.Context, database string) (rewrite.Genera
 		return nil, err
 	}
 	return &missAware{Catalog: cat, c: c, d: d}, nil
+}
+
+// Fresh returns database's catalog when it is loaded and not known to be
+// stale: what Catalog would return without waiting. Its look-ups never
+// reload.
+func (c *Catalogs) Fresh(database string) (rewrite.GenerationalCatalog, bool) {
+	c.mu.Lock()
+	d, ok := c.dbs[database]
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	cat := d.cur.Load()
+	if cat == nil || d.stale.Load() {
+		return nil, false
+	}
+	return cat, true
 }
 
 // reload loads d's catalog unless another goroutine already replaced old.
@@ -298,9 +316,11 @@ func (c *Catalogs) awaitChange(ctx context.Context, conn *pgx.Conn, d *dbCatalog
 			continue
 		}
 		var changed bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM tombstone.catalog_log l
+		snap, triggers, _ := strings.Cut(*cat.snapshot, ";")
+		if err := conn.QueryRow(ctx, `SELECT tombstone._event_triggers() IS DISTINCT FROM $2
+			OR EXISTS (SELECT FROM tombstone.catalog_log l
 			WHERE l.xid >= pg_snapshot_xmin($1::pg_snapshot)
-			  AND (l.horizon OR NOT pg_visible_in_snapshot(l.xid, $1::pg_snapshot)))`, *cat.snapshot).Scan(&changed); err != nil {
+			  AND (l.horizon OR NOT pg_visible_in_snapshot(l.xid, $1::pg_snapshot)))`, snap, triggers).Scan(&changed); err != nil {
 			return err
 		}
 		if changed {

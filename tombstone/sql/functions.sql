@@ -467,7 +467,8 @@ REVOKE ALL ON FUNCTION tombstone.prune_catalog_log(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.prune_catalog_log(interval) TO tombstone_admin;
 
 -- catalog_state is what the proxy loads as the signature of each table a
--- rewritten DELETE may name, its catalog being read in snapshot p_snap:
+-- rewritten DELETE may name, its catalog being read in the snapshot and
+-- event trigger state p_snap ("snapshot;_event_triggers()"):
 -- catalog_signature(rel), or "signature;root;p_snap" when check_catalog
 -- may take its fast path for the table — every protected table of its
 -- closure has its capture trigger, and no table its cascades reach has
@@ -492,16 +493,31 @@ BEGIN
 END
 $$;
 
+-- _event_triggers identifies the state of the event triggers that log
+-- changes: their row versions (xmin) when both are enabled ALWAYS, else
+-- NULL. A catalog loaded while they were in that very state may take
+-- check_catalog's fast path: DDL run while they were disabled or gone
+-- went unlogged, and enabling or re-creating them writes new versions.
+CREATE OR REPLACE FUNCTION tombstone._event_triggers() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 2
+                THEN pg_catalog.string_agg(e.xmin::text, ',' ORDER BY e.evtname) END
+      FROM pg_catalog.pg_event_trigger e
+     WHERE e.evtname IN ('tombstone_ddl', 'tombstone_drop') AND e.evtenabled = 'A'
+$$;
+
 -- check_catalog is the guard of every rewritten DELETE: it raises TS001
 -- when the proxy planned the statement with a catalog that has changed
 -- since, so that a stale catalog fails the statement instead of losing
 -- the rows of a cascade it did not know about.
 --
--- sig is a catalog_signature, or "signature;root;snapshot" when the
--- proxy loaded its catalog in that snapshot and catalog_state said the
--- fast path holds for the table: then, when rel (resolved as the
--- statement resolved it) still has that partition root, the event
--- triggers that log changes are enabled, and no transaction logged in
+-- sig is a catalog_signature, or "signature;root;snapshot;triggers"
+-- when the proxy loaded its catalog in that snapshot and catalog_state
+-- said the fast path holds for the table: then, when rel (resolved as
+-- the statement resolved it) still has that partition root, the event
+-- triggers that log changes are as they were at the load (enabled, and
+-- not touched since: _event_triggers), and no transaction logged in
 -- catalog_log is invisible to that snapshot — nothing changed since the
 -- load, in or outside this transaction — the statement may run without
 -- the full check.
@@ -516,8 +532,7 @@ BEGIN
     IF pg_catalog.strpos(sig, ';') OPERATOR(pg_catalog.>) 0 THEN
         loaded := pg_catalog.split_part(sig, ';', 3)::pg_catalog.pg_snapshot;
         IF coalesce(pg_catalog.pg_partition_root(rel)::oid, rel::oid) OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 2)::oid
-           AND (SELECT pg_catalog.count(*) FROM pg_catalog.pg_event_trigger e
-                 WHERE e.evtname IN ('tombstone_ddl', 'tombstone_drop') AND e.evtenabled = 'A') OPERATOR(pg_catalog.=) 2
+           AND tombstone._event_triggers() OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 4)
            AND NOT EXISTS (SELECT FROM tombstone.catalog_log l
                             WHERE l.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin(loaded)
                               AND (l.horizon OR NOT pg_catalog.pg_visible_in_snapshot(l.xid, loaded))) THEN
@@ -1186,8 +1201,19 @@ SET max_parallel_workers_per_gather = 0 SET jit = off
 AS $$
 DECLARE
     r record;
+    -- A temporary table of one session, which no other's DELETE reaches
+    -- (not an inheritance child), changes nothing a rewrite depends on:
+    -- no log row (which would take every proxy off check_catalog's fast
+    -- path until it reloads), no notification.
+    relevant boolean := EXISTS (
+        SELECT FROM pg_event_trigger_ddl_commands() d
+          LEFT JOIN pg_catalog.pg_class c ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid
+         WHERE c.oid IS NULL OR c.relpersistence <> 't'
+            OR EXISTS (SELECT FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid));
 BEGIN
-    PERFORM tombstone._catalog_logged();
+    IF relevant THEN
+        PERFORM tombstone._catalog_logged();
+    END IF;
     -- Always: a capture trigger left behind a renamed or added column
     -- would write values into the wrong shadow columns, or none.
     -- (tombstone.ddl_sync = off only keeps the registry's names.)
@@ -1230,7 +1256,7 @@ BEGIN
             END LOOP;
         END IF;
     END;
-    IF tombstone._may_notify() THEN
+    IF relevant AND tombstone._may_notify() THEN
         PERFORM pg_notify('tombstone_catalog', tg_tag);
     END IF;
 END
