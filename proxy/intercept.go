@@ -80,6 +80,12 @@ type statements struct {
 	// anyStale: stale is not empty (read without the lock, so that Binds
 	// look only then).
 	anyStale atomic.Bool
+	// oldest is the oldest catalog generation a rewrite in origins was
+	// planned against (0: none known): once a newer catalog is loaded,
+	// those rewrites are prepared again at their next Bind (outdated),
+	// so that a statement planned before some DDL does not keep the
+	// catalog check's full path.
+	oldest atomic.Uint64
 	// rewritten turns true with the session's first rewritten prepared
 	// statement. Until then Bind, Describe and Execute need no look-up —
 	// the per-message path of ordinary traffic takes no lock.
@@ -101,6 +107,7 @@ type boundPortal struct {
 type origin struct {
 	sql  string
 	oids []uint32
+	gen  uint64 // the catalog generation it was planned against (0: not known)
 }
 
 // parseUndo is how to take back what a Parse of a new named statement
@@ -425,6 +432,9 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 		if s.prepared.rewritten.Load() || typ == 'C' {
 			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
+			}
+			if typ == 'B' {
+				s.outdated()
 			}
 			if typ == 'B' && s.prepared.anyStale.Load() {
 				if err := s.reprepareBound(ctx, size, mayPlan); err != nil {
@@ -871,7 +881,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	if len(res.Statements) == 1 {
 		out, keep = res.Statements[0].Output, true
 		if !redefining {
-			s.setOrigin(name, origin{msg.Query, msg.ParameterOIDs})
+			s.setOrigin(name, origin{msg.Query, msg.ParameterOIDs, res.Generation})
 		}
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
@@ -889,6 +899,51 @@ func (s *Session) setOrigin(name string, o origin) {
 	st.maps()
 	st.origins[name] = o
 	st.unstale(name)
+	st.noteGeneration(o.gen)
+}
+
+// noteGeneration lowers oldest to gen (st.mu held).
+func (st *statements) noteGeneration(gen uint64) {
+	if old := st.oldest.Load(); gen != 0 && (old == 0 || gen < old) {
+		st.oldest.Store(gen)
+	}
+}
+
+// outdated marks stale the rewritten statements planned against an older
+// catalog than the database's own, once one newer than the oldest of
+// them has been loaded (the cheap test first: no lock, no look-up).
+func (s *Session) outdated() {
+	st := &s.prepared
+	p, ok := s.srv.planner.(*planner)
+	if !ok {
+		return
+	}
+	oldest := st.oldest.Load()
+	if oldest == 0 || p.latestGeneration() <= oldest {
+		return
+	}
+	cur := p.freshGeneration(s)
+	if cur == 0 {
+		return // reloading: the next Bind looks again
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.oldest.Store(0)
+	for name, o := range st.origins {
+		if o.gen != 0 && o.gen < cur {
+			// Prepared again at its next Bind (or left as it is, if
+			// its rewrite has not changed): either way checked against
+			// cur, and not again until a newer catalog.
+			st.stale[name] = true
+			st.anyStale.Store(true)
+			o.gen = cur
+			st.origins[name] = o
+		}
+		st.noteGeneration(o.gen)
+	}
+	if st.oldest.Load() == 0 {
+		st.oldest.Store(cur)
+	}
 }
 
 // markStale notes that statement name's rewrite is out of date (server
@@ -945,6 +1000,13 @@ func (s *Session) reprepare(ctx context.Context, name string) error {
 		return err
 	}
 	s.setStatement(name, plan.Result.Statements[0].Output, true)
+	st.mu.Lock()
+	if o, ok := st.origins[name]; ok {
+		o.gen = plan.Result.Generation
+		st.origins[name] = o
+		st.noteGeneration(o.gen)
+	}
+	st.mu.Unlock()
 	return nil
 }
 

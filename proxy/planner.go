@@ -27,6 +27,8 @@ type Catalogs interface {
 // stale.
 type FreshCatalogs interface {
 	Fresh(database string) (rewrite.GenerationalCatalog, bool)
+	// Latest is the newest generation loaded, of any database.
+	Latest() uint64
 }
 
 // cachedPlanner plans, without waiting on anything, the statements whose
@@ -116,6 +118,24 @@ func (p *planner) PlanCached(s *Session, sql string) (*Plan, bool) {
 		}
 	}
 	return &Plan{Result: res}, true
+}
+
+// latestGeneration is the newest catalog generation loaded (0: not
+// known); freshGeneration that of s's database, if fresh.
+func (p *planner) latestGeneration() uint64 {
+	if fc, ok := p.cats.(FreshCatalogs); ok {
+		return fc.Latest()
+	}
+	return 0
+}
+
+func (p *planner) freshGeneration(s *Session) uint64 {
+	if fc, ok := p.cats.(FreshCatalogs); ok {
+		if cat, ok := fc.Fresh(s.Params["database"]); ok {
+			return cat.Generation()
+		}
+	}
+	return 0
 }
 
 // options are the rewrite options of session s.

@@ -65,7 +65,9 @@ func (c *Cache) Rewrite(sql string, cat Catalog, opt Options) (*Result, error) {
 			if e.tpl == nil {
 				shaped = false // a shape without a template
 			} else {
-				return e.tpl.fill(sh, sql), nil
+				res := e.tpl.fill(sh, sql)
+				res.Generation = key.generation
+				return res, nil
 			}
 		}
 	}
@@ -73,6 +75,7 @@ func (c *Cache) Rewrite(sql string, cat Catalog, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Generation = key.generation
 	if shaped {
 		// Made once per shape; a shape that has none is remembered too.
 		tpl := newTemplate(sh, sql, res, cat, opt)
@@ -108,7 +111,9 @@ func (c *Cache) Cached(sql string, cat GenerationalCatalog, opt Options) (*Resul
 	if !ok || e.tpl == nil {
 		return nil, false
 	}
-	return e.tpl.fill(sh, sql), true
+	res := e.tpl.fill(sh, sql)
+	res.Generation = key.generation
+	return res, true
 }
 
 // get returns the entry of key, marking it used.

@@ -25,6 +25,9 @@ type Result struct {
 	// Statements describes each top-level statement in order. It is nil
 	// when the text did not parse (the server will report the error).
 	Statements []Statement
+	// Generation is the generation of the catalog the text was planned
+	// against, when the cache planned it (0: not known).
+	Generation uint64
 
 	orig string
 }

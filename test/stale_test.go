@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,6 +50,8 @@ func (f *frozenCatalogs) Fresh(db string) (rewrite.GenerationalCatalog, bool) {
 	}
 	return f.inner.Fresh(db)
 }
+
+func (f *frozenCatalogs) Latest() uint64 { return f.inner.Latest() }
 
 func (f *frozenCatalogs) invalidate(db string) {
 	f.mu.Lock()
@@ -227,4 +230,49 @@ func TestDeleteFromTableCreatedInTransaction(t *testing.T) {
 	_, err = c.Exec(ctx, "DELETE FROM fresh WHERE id = 2")
 	require.NoError(t, err)
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__fresh WHERE id = 2"))
+}
+
+// TestPreparedAfterUnrelatedDDL: a prepared DELETE planned before some unrelated
+// DDL is prepared again at its next Bind once the proxy has loaded the
+// new catalog (the listener loads it on the notification), so that it
+// takes the catalog check's fast path again with the new snapshot; it
+// deletes and captures as before.
+func TestPreparedAfterUnrelatedDDL(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Prepare(ctx, "del", "DELETE FROM links WHERE id = $1")
+	require.NoError(t, err)
+	tag, err := p.Exec(ctx, "del", 1)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	text := func() string {
+		var s string
+		require.NoError(t, p.QueryRow(ctx, "SELECT statement FROM pg_prepared_statements WHERE name = 'del'").Scan(&s))
+		return s
+	}
+	before := text()
+	require.Contains(t, before, "check_catalog")
+
+	loaded := e.cats.Latest()
+	d := testenv.Connect(t, e.direct)
+	_, err = d.Exec(ctx, "CREATE TABLE unrelated (id int)")
+	require.NoError(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.cats.Latest() == loaded {
+		require.True(t, time.Now().Before(deadline), "the proxy did not load the new catalog")
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	tag, err = p.Exec(ctx, "del", 2)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	after := text()
+	require.NotEqual(t, before, after, "not prepared again")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.public__links WHERE id IN (1, 2)"))
+	// And not again while nothing changes.
+	tag, err = p.Exec(ctx, "del", 3)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, after, text())
 }

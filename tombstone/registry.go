@@ -48,9 +48,16 @@ type dbCatalog struct {
 	load    sync.Mutex // one load at a time
 	cur     atomic.Pointer[Catalog]
 	stale   atomic.Bool
-	loaded  atomic.Int64 // unix nanos of the last load
+	changes atomic.Uint64 // invalidations so far
+	loaded  atomic.Int64  // unix nanos of the last load
 	listens atomic.Bool
 	stop    atomic.Pointer[context.CancelFunc] // ends the listener
+}
+
+// invalidate marks d's catalog stale, also for a load under way.
+func (d *dbCatalog) invalidate() {
+	d.changes.Add(1)
+	d.stale.Store(true)
 }
 
 // Release forgets database's catalog and ends its listener, whose
@@ -125,7 +132,7 @@ func (c *Catalogs) db(name string) *dbCatalog {
 
 // Invalidate marks database's catalog stale: the next use reloads it.
 func (c *Catalogs) Invalidate(database string) {
-	c.db(database).stale.Store(true)
+	c.db(database).invalidate()
 }
 
 // Catalog returns the current catalog of database, loading it if needed.
@@ -141,6 +148,11 @@ func (c *Catalogs) Catalog(ctx context.Context, database string) (rewrite.Genera
 	}
 	return &missAware{Catalog: cat, c: c, d: d}, nil
 }
+
+// Latest is the newest catalog generation loaded, of any database: a
+// statement planned against an older one may be out of date (Fresh says
+// whether its database's is).
+func (c *Catalogs) Latest() uint64 { return generations.Load() }
 
 // Fresh returns database's catalog when it is loaded and not known to be
 // stale: what Catalog would return without waiting. Its look-ups never
@@ -166,7 +178,10 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	if cur := d.cur.Load(); cur != nil && cur != old && !d.stale.Load() {
 		return cur, nil
 	}
-	d.stale.Store(false)
+	// Stale until this load is in place (a concurrent Catalog must not
+	// take the old one for current meanwhile), and after it too if the
+	// database changed again while it ran: the load may not have seen it.
+	changes := d.changes.Load()
 	if old == nil {
 		c.install1(ctx, d.name)
 	}
@@ -174,7 +189,7 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	defer cancel()
 	conn, err := c.Connect(ctx, d.name)
 	if err != nil {
-		d.stale.Store(true)
+		d.invalidate()
 		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
 	}
 	defer conn.Close(context.Background())
@@ -190,15 +205,16 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
 	}
 	if err != nil {
-		d.stale.Store(true)
+		d.invalidate()
 		return nil, err
 	}
 	d.cur.Store(cat)
 	d.loaded.Store(time.Now().UnixNano())
-	if cat.Unsnapped {
-		// Its sync changed the store: the next use loads it again, in a
-		// snapshot that sees those changes (check_catalog's fast path).
-		d.stale.Store(true)
+	if !cat.Unsnapped && d.changes.Load() == changes {
+		// (An Unsnapped load's sync changed the store: the next use
+		// loads it again, in a snapshot that sees those changes, for
+		// check_catalog's fast path.)
+		d.stale.Store(false)
 	}
 	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())), zap.Uint64("generation", cat.Generation()))
 	if d.listens.CompareAndSwap(false, true) {
@@ -253,14 +269,24 @@ func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 			_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
 		}
 		if err == nil {
-			d.stale.Store(true) // anything may have changed while not listening
+			d.invalidate() // anything may have changed while not listening
 			backoff = 100 * time.Millisecond
 			for {
 				err = c.awaitChange(ctx, conn, d)
 				if err != nil {
 					break
 				}
-				d.stale.Store(true)
+				d.invalidate()
+				if err = c.settle(ctx, conn); err != nil {
+					break
+				}
+				// Loaded now rather than at the next statement's plan:
+				// prepared statements planned against the old catalog
+				// are prepared again at their next Bind once a newer one
+				// is there (proxy), and only a load makes one.
+				if _, rerr := c.reload(ctx, d, d.cur.Load()); rerr != nil && ctx.Err() == nil {
+					c.log.Warn("catalog reload after a change failed; the next statement retries", zap.String("database", d.name), zap.Error(rerr))
+				}
 			}
 		}
 		if conn != nil {
@@ -298,6 +324,27 @@ func (c *Catalogs) connectListener(ctx context.Context, database string) (*pgx.C
 		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
 	}
 	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// settleFor is how long the listener waits for a burst of changes to end
+// before it reloads.
+const settleFor = 50 * time.Millisecond
+
+// settle returns once no notification has come for settleFor.
+func (c *Catalogs) settle(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, settleFor)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			continue
+		case ctx.Err() == nil && pgconn.Timeout(err):
+			return nil
+		default:
+			return err
+		}
+	}
 }
 
 // awaitChange returns nil when the database notifies a catalog change, or
