@@ -393,10 +393,11 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
 		e.Position = 0
 		s.rewrittenError(&e)
-		if e.Code == CodeCatalogChanged || e.Code == "42703" {
+		if e.Code == CodeCatalogChanged || e.Code == "42703" || e.Code == "42P01" || e.Code == "42704" {
 			// Out of date: prepared again at its next Bind, against a
-			// catalog loaded anew (a 42703 — a column its rewrite names
-			// is gone — says the catalog is stale too).
+			// catalog loaded anew (a 42703, 42P01 or 42704 — a column,
+			// table or type its rewrite names is gone — says the
+			// catalog is stale too).
 			if e.Code != CodeCatalogChanged {
 				s.srv.catalogChanged(s)
 			}
@@ -510,16 +511,24 @@ func stripDataRow(frame []byte, n int) []byte {
 
 // staleCatalog reports whether an ErrorResponse to a rewritten statement
 // means the catalog it was planned with is out of date: TS001 from the
-// signature guard, or — when a column was dropped a moment ago, before the
-// guard could run — an undefined column in the capture the proxy
-// generated (judged by where the error points, not by its wording, which
-// follows the server's lc_messages).
+// signature guard, or — when a column or table was dropped or renamed a
+// moment ago, before the guard could run — an undefined column, table or
+// type in the capture the proxy generated (judged by where the error
+// points, not by its wording, which follows the server's lc_messages).
 func staleCatalog(p *fix, frame []byte) bool {
 	var e pgproto3.ErrorResponse
 	if e.Decode(frame[5:]) != nil {
 		return false
 	}
-	return e.Code == CodeCatalogChanged || e.Code == "42703" && p.res.Generated(int(e.Position))
+	// (42P01, 42704: a cascade's table or type the capture names is
+	// gone or renamed.)
+	switch e.Code {
+	case CodeCatalogChanged:
+		return true
+	case "42703", "42P01", "42704":
+		return p.res.Generated(int(e.Position))
+	}
+	return false
 }
 
 // resend plans a Query again after TS001 (the catalog was reloaded) and

@@ -26,6 +26,12 @@ import (
 // several statements, constants glued to a word (N'x', a typed literal's
 // string) or a shape that does not parse, have no template.
 
+// maxShapeConstants bounds the constants of a text with a shape: a
+// template is for the statements applications send over and over, and a
+// long IN list is cheaper to rewrite in full than to make a template of
+// (and checking it costs a full rewrite and two more parses).
+const maxShapeConstants = 64
+
 // shape is a statement text with its constants taken out.
 type shape struct {
 	key    string // the text, each constant token replaced by $1, $2, …
@@ -78,6 +84,9 @@ func shapeOf(sql string) (shape, bool) {
 		if !constantToken(t.Token) {
 			continue
 		}
+		if len(sh.consts) == maxShapeConstants {
+			return shape{}, false
+		}
 		start, end := int(t.Start), int(t.End)
 		if start < prev || end > len(sql) || start >= end ||
 			start > 0 && wordByte(sql[start-1]) || end < len(sql) && wordByte(sql[end]) {
@@ -91,7 +100,7 @@ func shapeOf(sql string) (shape, bool) {
 		sh.kinds = append(sh.kinds, byte(t.Token-pg.Token_FCONST))
 		prev = end
 	}
-	if len(sh.consts) == 0 {
+	if len(sh.consts) == 0 || len(sh.consts) > maxShapeConstants {
 		return shape{}, false
 	}
 	b.WriteString(sql[prev:])
@@ -204,6 +213,7 @@ func sameResult(a, b *Result) bool {
 
 // fill is the rewrite of sql, a text of shape sh, from the template.
 func (t *template) fill(sh shape, sql string) *Result {
+	inText := sh.constSpans()
 	var b strings.Builder
 	b.Grow(len(t.res.SQL) + len(sql)*2)
 	// The slots' places in the new text.
@@ -215,7 +225,8 @@ func (t *template) fill(sh shape, sql string) *Result {
 		}
 		start := b.Len()
 		if k := t.slots[i]; k == recordSlot {
-			b.WriteString(stringLiteral(strings.TrimSpace(sql[sh.origin(t.res.Statements[0].Original.Start):sh.origin(t.res.Statements[0].Original.End)])))
+			o := t.res.Statements[0].Original
+			b.WriteString(stringLiteral(strings.TrimSpace(sql[moved(sh.keySlots, inText, o.Start):moved(sh.keySlots, inText, o.End)])))
 		} else {
 			b.WriteString(sh.consts[k])
 		}
@@ -223,31 +234,31 @@ func (t *template) fill(sh shape, sql string) *Result {
 	}
 	st := t.res.Statements[0]
 	ost := st
-	st.Original = Span{sh.origin(ost.Original.Start), sh.origin(ost.Original.End)}
+	origin := func(off int) int { return moved(sh.keySlots, inText, off) }
+	st.Original = Span{origin(ost.Original.Start), origin(ost.Original.End)}
 	st.Span = Span{moved(t.spans, spans, ost.Span.Start), moved(t.spans, spans, ost.Span.End)}
 	st.pairs = make([]posPair, len(ost.pairs))
 	for i, p := range ost.pairs {
 		st.pairs[i] = posPair{
 			rew:   moved(t.spans, spans, p.rew+ost.Span.Start) - st.Span.Start,
-			orig:  sh.origin(p.orig),
+			orig:  origin(p.orig),
 			exact: p.exact,
 		}
 	}
 	return &Result{Changed: true, SQL: b.String(), Statements: []Statement{st}, orig: sql}
 }
 
-// origin maps an offset in sh's key to the text sh was taken from.
-func (sh shape) origin(off int) int {
+// constSpans are the places of sh's constants in the text it was taken
+// from: where each slot is in the key, moved by the constants before it.
+func (sh shape) constSpans() []Span {
 	to := make([]Span, len(sh.keySlots))
 	shift := 0
 	for i, s := range sh.keySlots {
-		// The constant's place in the text: where its slot is, moved by
-		// the constants before it.
 		start := s.Start + shift
 		to[i] = Span{start, start + len(sh.consts[i])}
 		shift += len(sh.consts[i]) - (s.End - s.Start)
 	}
-	return moved(sh.keySlots, to, off)
+	return to
 }
 
 // moved maps offset off of a text whose slots are at from to the text

@@ -167,7 +167,18 @@ func isSlotStart(r *Result, p int) bool {
 // and texts that must not have one do not.
 func TestShapeTemplateUsed(t *testing.T) {
 	cat := newTestCatalog()
+	list := func(n int) string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = strconv.Itoa(i)
+		}
+		return "DELETE FROM t WHERE id IN (" + strings.Join(ids, ", ") + ")"
+	}
 	for sql, want := range map[string]bool{
+		// (A longer list is rewritten in full each time: no template
+		// whose making and filling grow with it.)
+		list(maxShapeConstants):                                  true,
+		list(maxShapeConstants + 1):                              false,
 		"DELETE FROM t WHERE id = 1":                             true,
 		"DELETE FROM t WHERE id = 'x' RETURNING *":               true,
 		"DELETE FROM parent WHERE id IN (1, 2)":                  true,

@@ -156,6 +156,29 @@ func TestStaleCatalogDroppedColumn(t *testing.T) {
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 2"))
 }
 
+// TestStaleCatalogDroppedChild: a cascade child dropped (or renamed) a
+// moment ago makes the stale capture fail at analysis, before its guard
+// runs (42P01 in the text the proxy generated): a stale catalog too, so
+// the proxy re-plans and re-sends, and the client sees its DELETE.
+func TestStaleCatalogDroppedChild(t *testing.T) {
+	for _, ddl := range []string{"DROP TABLE reviews", "ALTER TABLE reviews RENAME TO reviews_old"} {
+		t.Run(ddl, func(t *testing.T) {
+			e := newEnv(t, shopSchema+`CREATE TABLE reviews (id int PRIMARY KEY, product_id bigint REFERENCES products ON DELETE CASCADE);
+				INSERT INTO reviews SELECT i, i FROM generate_series(1, 50) i;`)
+			ctx := context.Background()
+			_, through := frozenProxy(t, e)
+			d := testenv.Connect(t, e.direct)
+			_, err := d.Exec(ctx, ddl)
+			require.NoError(t, err)
+			p := testenv.Connect(t, through)
+			tag, err := p.Exec(ctx, "DELETE FROM products WHERE id = 9", pgx.QueryExecModeSimpleProtocol)
+			require.NoError(t, err)
+			require.Equal(t, "DELETE 1", tag.String())
+			require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__products WHERE id = 9"))
+		})
+	}
+}
+
 // TestStaleCatalogPrepare: a rewritten PREPARE planned against a stale
 // catalog is refused at its EXECUTE (TS001), nothing deleted; prepared
 // again, it runs, and the proxy repairs the answers to its EXECUTE by
