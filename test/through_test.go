@@ -487,6 +487,10 @@ func TestSetNullRestoreOnlyTheTable(t *testing.T) {
 func TestPreparedAfterDDL(t *testing.T) {
 	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, extra text);
 		INSERT INTO notes SELECT g, 'x' FROM generate_series(1, 6) g;`)
+	// (Loaded at the next plan, not on the notification, so that the use
+	// right after the first change meets the old rewrite:
+	// TestPreparedAfterUnrelatedDDL has the proxy load it first.)
+	e.cats.SetReloadOnChange(false)
 	use := func(id string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s", Parameters: [][]byte{[]byte(id)}},
 			&pgproto3.Execute{}, &pgproto3.Sync{}}
@@ -499,13 +503,21 @@ func TestPreparedAfterDDL(t *testing.T) {
 		{q("ALTER TABLE notes DROP COLUMN extra")},
 		use("4"), use("5"),
 	})
-	require.Equal(t, 2, strings.Count(out, `"Code":"TS001"`), out)
+	// (A use right after a change fails unless the proxy has loaded a
+	// newer catalog by then — another plan may have — and prepared the
+	// statement again first; nothing else may fail.)
+	failed := strings.Count(out, `"Code":"TS001"`)
+	require.Positive(t, failed, out)
+	require.LessOrEqual(t, failed, 2, out)
+	require.Equal(t, failed, strings.Count(out, `"Type":"ErrorResponse"`), out)
 	require.NotRegexp(t, `"Position":[1-9]`, out)
 	require.NotContains(t, out, "_ts_")
 	require.NotContains(t, out, `"Type":"CloseComplete"`, "the proxy's own Close is not answered to the client")
 	require.Equal(t, 1, strings.Count(out, `"Type":"ParseComplete"`), "nor its own Parse")
-	require.Equal(t, 3, strings.Count(out, `"CommandTag":"DELETE 1"`), out)
-	require.Equal(t, "== notes\n(2,m)\n(4,m)\n(6,m)\n", e.snapshot("notes"))
+	require.Equal(t, 5-failed, strings.Count(out, `"CommandTag":"DELETE 1"`), out)
+	require.Equal(t, 1+failed, e.count("SELECT count(*) FROM notes"))
+	require.Equal(t, 1, e.count("SELECT count(*) FROM notes WHERE id = 6"))
+	require.Equal(t, 5-failed, e.count("SELECT count(*) FROM tombstone.public__notes"))
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 3 AND more = 'm'"))
 	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__notes WHERE id = 5 AND more = 'm'"))
 }
@@ -652,6 +664,10 @@ func TestPreparedAfterDDLReview(t *testing.T) {
 			use(stmt, "1"), // TS001: stale
 		}
 	}
+	lazy := func(e *env) *env {
+		e.cats.SetReloadOnChange(false) // (as in TestPreparedAfterDDL)
+		return e
+	}
 	for name, tail := range map[string][][]pgproto3.FrontendMessage{
 		"the unnamed statement Parsed again": {
 			{&pgproto3.Parse{Query: "SELECT $1::int AS v"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("3")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
@@ -668,7 +684,7 @@ func TestPreparedAfterDDLReview(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, schema)
+			e := lazy(newEnv(t, schema))
 			stmt := "s"
 			if name == "the unnamed statement Parsed again" {
 				stmt = ""
@@ -679,7 +695,7 @@ func TestPreparedAfterDDLReview(t *testing.T) {
 		})
 	}
 	t.Run("in a failed transaction, and after", func(t *testing.T) {
-		e := newEnv(t, schema)
+		e := lazy(newEnv(t, schema))
 		out := converse(t, e.proxy, append(stale("s"),
 			[]pgproto3.FrontendMessage{q("BEGIN")}, []pgproto3.FrontendMessage{q("SELECT 1/0")},
 			use("s", "2"), // 25P02, as from Postgres

@@ -36,6 +36,10 @@ type Catalogs struct {
 	// MissReload bounds how often a lookup miss reloads a catalog.
 	MissReload time.Duration
 
+	// lazy: a change marks a catalog stale and nothing more; the next
+	// statement's plan loads it (SetReloadOnChange).
+	lazy atomic.Bool
+
 	mu     sync.Mutex
 	dbs    map[string]*dbCatalog
 	ctx    context.Context
@@ -148,6 +152,12 @@ func (c *Catalogs) Catalog(ctx context.Context, database string) (rewrite.Genera
 	}
 	return &missAware{Catalog: cat, c: c, d: d}, nil
 }
+
+// SetReloadOnChange chooses whether the listener loads a database's
+// catalog as soon as it hears of a change (the default: prepared
+// statements planned against the old one are then prepared again before
+// they fail), or only marks it stale for the next plan to load.
+func (c *Catalogs) SetReloadOnChange(on bool) { c.lazy.Store(!on) }
 
 // Latest is the newest catalog generation loaded, of any database: a
 // statement planned against an older one may be out of date (Fresh says
@@ -277,6 +287,9 @@ func (c *Catalogs) listen(ctx context.Context, d *dbCatalog) {
 					break
 				}
 				d.invalidate()
+				if c.lazy.Load() {
+					continue
+				}
 				if err = c.settle(ctx, conn); err != nil {
 					break
 				}
