@@ -100,7 +100,7 @@ func shapeOf(sql string) (shape, bool) {
 		sh.kinds = append(sh.kinds, byte(t.Token-pg.Token_FCONST))
 		prev = end
 	}
-	if len(sh.consts) == 0 || len(sh.consts) > maxShapeConstants {
+	if len(sh.consts) == 0 {
 		return shape{}, false
 	}
 	b.WriteString(sql[prev:])

@@ -37,23 +37,29 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5) g;`)
 	require.Equal(t, 5, e.count("SELECT count(*) FROM public.t"), "public.t was truncated instead")
 }
 
+// ownedTable starts an environment with a role that may create in
+// public and runs ddl as that role on a direct connection.
+func ownedTable(t *testing.T, ddl string) (*env, string) {
+	t.Helper()
+	e := newEnv(t, "")
+	role := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s")
+	d := testenv.Connect(t, e.direct)
+	_, err := d.Exec(context.Background(), "SET ROLE "+role+";\n"+ddl+"\nRESET ROLE")
+	require.NoError(t, err)
+	return e, role
+}
+
 // TestDropOwnedFreesTheTrashFromItsTypes: DROP OWNED BY a role whose
 // type a trashed table's column has succeeds, as in Postgres: the trash
 // gives the roles' types up first (drop_owned, as drop_types does), and
 // UNDROP TABLE brings the column back (as text once the type is gone).
 func TestDropOwnedFreesTheTrashFromItsTypes(t *testing.T) {
-	e := newEnv(t, "")
-	role := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s")
-	ctx := context.Background()
-	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(ctx, "SET ROLE "+role+`;
-CREATE TYPE bty AS ENUM ('a', 'b');
+	e, role := ownedTable(t, `CREATE TYPE bty AS ENUM ('a', 'b');
 CREATE TABLE bt (id int PRIMARY KEY, t bty);
-INSERT INTO bt SELECT g, 'b' FROM generate_series(1, 20) g;
-RESET ROLE`)
-	require.NoError(t, err)
+INSERT INTO bt SELECT g, 'b' FROM generate_series(1, 20) g;`)
+	ctx := context.Background()
 	c := testenv.Connect(t, e.proxy)
-	_, err = c.Exec(ctx, "DROP TABLE bt")
+	_, err := c.Exec(ctx, "DROP TABLE bt")
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, "DROP OWNED BY "+role)
 	require.NoError(t, err, "plain Postgres drops the type: the table is gone")
@@ -65,18 +71,12 @@ RESET ROLE`)
 // TestDropOwnedCascadeKeepsTrashedColumns: as above, with CASCADE, and
 // the table still live: it goes to the trash and keeps the column.
 func TestDropOwnedCascadeKeepsTrashedColumns(t *testing.T) {
-	e := newEnv(t, "")
-	role := tempRole(t, e, "LOGIN", "GRANT CREATE ON SCHEMA public TO %s")
-	ctx := context.Background()
-	d := testenv.Connect(t, e.direct)
-	_, err := d.Exec(ctx, "SET ROLE "+role+`;
-CREATE TYPE bty AS (a int, b text);
+	e, role := ownedTable(t, `CREATE TYPE bty AS (a int, b text);
 CREATE TABLE bt (id int PRIMARY KEY, v text, t bty);
-INSERT INTO bt SELECT g, md5(g::text), ROW(g, 'q' || g)::bty FROM generate_series(1, 20) g;
-RESET ROLE`)
-	require.NoError(t, err)
+INSERT INTO bt SELECT g, md5(g::text), ROW(g, 'q' || g)::bty FROM generate_series(1, 20) g;`)
+	ctx := context.Background()
 	c := testenv.Connect(t, e.proxy)
-	_, err = c.Exec(ctx, "DROP OWNED BY "+role+" CASCADE")
+	_, err := c.Exec(ctx, "DROP OWNED BY "+role+" CASCADE")
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, "UNDROP TABLE bt")
 	require.NoError(t, err)

@@ -48,9 +48,9 @@ type Catalog struct {
 	// the event triggers then ("snapshot;triggers"), nil when
 	// check_catalog's fast path may not use it (tombstone.catalog_state).
 	snapshot *string
-	// Unsnapped: the fast path was withheld only because the load's sync
+	// unsnapped: the fast path was withheld only because the load's sync
 	// wrote; a load that changes nothing would allow it.
-	Unsnapped bool
+	unsnapped bool
 }
 
 var (
@@ -165,7 +165,7 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 		if logged && !wrote {
 			cat.snapshot = &snap
 		}
-		cat.Unsnapped = logged && wrote
+		cat.unsnapped = logged && wrote
 		return cat.load(ctx, tx)
 	})
 	if err != nil {

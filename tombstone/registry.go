@@ -220,8 +220,8 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	d.cur.Store(cat)
 	d.loaded.Store(time.Now().UnixNano())
-	if !cat.Unsnapped && d.changes.Load() == changes {
-		// (An Unsnapped load's sync changed the store: the next use
+	if !cat.unsnapped && d.changes.Load() == changes {
+		// (An unsnapped load's sync changed the store: the next use
 		// loads it again, in a snapshot that sees those changes, for
 		// check_catalog's fast path.)
 		d.stale.Store(false)
