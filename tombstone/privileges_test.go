@@ -198,6 +198,11 @@ func TestPlantedTombstonesDoNotComeBack(t *testing.T) {
 	require.Equal(t, "22023", pgErr(t, err).Code, "malformed tables")
 	_, err = appConn.Exec(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.tenants": 9223372036854775807, "public.sites": 9223372036854775807}')`)
 	require.Equal(t, "22023", pgErr(t, err).Code, "counts SHOW BATCHES and the reaper could not add up")
+	_, err = appConn.Exec(ctx, "INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '[]')")
+	require.Equal(t, "22023", pgErr(t, err).Code, "tables not an object")
+	_, err = appConn.Exec(ctx, "INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{}')")
+	require.NoError(t, err, "a batch of no table")
+	require.Equal(t, "7 days", queryString(t, su, "SELECT (purge_after - stmt_time)::text FROM tombstone.batches ORDER BY id DESC LIMIT 1"))
 
 	_, err = appConn.Exec(ctx, `INSERT INTO tombstone.batches (sql, tables) VALUES ('DELETE FROM tenants', '{"public.tenants": 1}')`)
 	require.NoError(t, err)
@@ -268,6 +273,19 @@ func TestCaptureBinding(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "14", queryString(t, su, `SELECT string_agg(DISTINCT s.product_id::text, ',') FROM tombstone.public__product_users s
 		WHERE s._ts_batch = (SELECT max(id) FROM tombstone.batches)`))
+	// A DELETE that removes nothing takes no transaction id for the
+	// capture trigger's look for its batch: a read-only transaction stays
+	// one.
+	for _, sql := range []string{"DELETE FROM product_users WHERE product_id = -1", "DELETE FROM tenants WHERE id = -1"} {
+		tx, err := su.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, sql)
+		require.NoError(t, err)
+		var assigned bool
+		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_current_xact_id_if_assigned() IS NOT NULL").Scan(&assigned))
+		require.False(t, assigned, sql)
+		require.NoError(t, tx.Rollback(ctx))
+	}
 }
 
 // TestOlderWritersRefused: only the capture triggers write a shadow

@@ -532,7 +532,13 @@ BEGIN
     IF pg_catalog.strpos(sig, ';') OPERATOR(pg_catalog.>) 0 THEN
         loaded := pg_catalog.split_part(sig, ';', 3)::pg_catalog.pg_snapshot;
         IF coalesce(pg_catalog.pg_partition_root(rel)::oid, rel::oid) OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 2)::oid
-           AND tombstone._event_triggers() OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 4)
+           -- (tombstone._event_triggers(), written out: a SQL function
+           -- called here is planned again in every transaction.)
+           AND (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 2
+                            THEN pg_catalog.string_agg(e.xmin::text, ',' ORDER BY e.evtname) END
+                  FROM pg_catalog.pg_event_trigger e
+                 WHERE e.evtname IN ('tombstone_ddl', 'tombstone_drop') AND e.evtenabled = 'A')
+               OPERATOR(pg_catalog.=) pg_catalog.split_part(sig, ';', 4)
            AND NOT EXISTS (SELECT FROM tombstone.catalog_log l
                             WHERE l.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin(loaded)
                               AND (l.horizon OR NOT pg_catalog.pg_visible_in_snapshot(l.xid, loaded))) THEN
@@ -1126,12 +1132,19 @@ BEGIN
 
     -- Only the database writes tombstones: the capture triggers, as the
     -- owner of this schema (functions_capture.sql).
+    -- (Called only outside triggers: the capture triggers' inserts do not
+    -- pay for a function call.)
     IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = format('tombstone.%I', shadow)::regclass
-                                             AND t.tgname = '_ts_only_capture') THEN
+                                             AND t.tgname = '_ts_only_capture' AND t.tgqual IS NOT NULL) THEN
+        IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = format('tombstone.%I', shadow)::regclass
+                                              AND t.tgname = '_ts_only_capture') THEN
+            EXECUTE format('DROP TRIGGER _ts_only_capture ON tombstone.%I', shadow);
+        END IF;
         -- (Not ALWAYS: a superuser may load tombstones under
         -- session_replication_role = replica, as pg_restore would.)
-        EXECUTE format('CREATE TRIGGER _ts_only_capture BEFORE INSERT ON tombstone.%I '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION tombstone._shadow_guard()', shadow);
+        EXECUTE format('CREATE TRIGGER _ts_only_capture BEFORE INSERT ON tombstone.%I FOR EACH STATEMENT '
+                       'WHEN (pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.<) 1) '
+                       'EXECUTE FUNCTION tombstone._shadow_guard()', shadow);
     END IF;
     IF tombstone._sync_capture(src, shadow) THEN changed := true; END IF;
     -- A member of an inheritance tree is captured row by row, and so are
@@ -1486,7 +1499,6 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 AS $$
 DECLARE
-    keep interval;
     longest interval;
     bad boolean;
     total numeric;
@@ -1494,24 +1506,21 @@ DECLARE
 BEGIN
     -- Counts of rows, each and in all far below bigint's range, and no
     -- more tables than a statement names: SHOW BATCHES and the reaper
-    -- add them up. (One pass over the tables, which every captured
-    -- DELETE's batch row goes through.)
-    IF jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
-    END IF;
-    keep := coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
-                     interval '7 days');
-    SELECT bool_or(CASE WHEN jsonb_typeof(e.value) = 'number'
+    -- add them up. (One query, which every captured DELETE's batch row
+    -- goes through.)
+    SELECT bool_or(CASE WHEN e.key IS NULL THEN false
+                        WHEN jsonb_typeof(e.value) = 'number'
                         THEN e.value::numeric < 0 OR e.value::numeric <> trunc(e.value::numeric)
                         ELSE true END),
            sum(CASE WHEN jsonb_typeof(e.value) = 'number' THEN e.value::numeric END),
-           count(*),
-           max(coalesce(p.retention, keep))
+           count(e.key),
+           max(coalesce(p.retention, k.keep))
       INTO bad, total, n, longest
-      FROM jsonb_each(NEW.tables) e
+      FROM (SELECT coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
+                            interval '7 days') AS keep) k
+      LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(NEW.tables) = 'object' THEN NEW.tables END) e ON true
       LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = e.key;
-    IF bad THEN
+    IF bad OR jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';
     END IF;
@@ -1522,7 +1531,7 @@ BEGIN
     -- The longest retention among the tables (a table without its own
     -- has the default); an administrator's explicit purge_after is kept.
     IF NEW.purge_after IS NULL THEN
-        NEW.purge_after := NEW.stmt_time + coalesce(longest, keep);
+        NEW.purge_after := NEW.stmt_time + longest;
     END IF;
     RETURN NEW;
 END
