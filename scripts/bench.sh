@@ -31,7 +31,9 @@
 #   oltp       the OLTP delete workload (issue 17): pgbench, a script that
 #              deletes one row by key and inserts it back, simple and
 #              prepared, direct vs pgbouncer vs proxy, rounds interleaved;
-#              the proxy/pgbouncer ratio and rows deleted vs tombstones.
+#              the proxy/pgbouncer ratio, CPU per transaction (the whole
+#              machine's from /proc/stat, and each relay process's), and
+#              rows deleted vs tombstones.
 #   memory     the proxy's peak and current RSS after DELETEs of 1, 10 and
 #              50 MB of text, then 16 sessions sending 1 MB ones at once
 #              (bench/memory; limits.plan_bytes and plan_budget_bytes).
@@ -151,6 +153,19 @@ target_pid() {
 # cpu_ticks PID: user + system CPU time of the process so far, in clock ticks.
 cpu_ticks() {
 	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# machine_ticks: CPU time the whole machine has spent busy so far (user,
+# nice, system, irq, softirq; /proc/stat), in clock ticks. Per transaction
+# it is what one transaction costs pgbench, the relay and PostgreSQL
+# together: noise from outside slows a run down but adds little to it.
+machine_ticks() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# per_txn A B: microseconds per transaction of run RUN_TXNS between tick counts A and B.
+per_txn() {
+	awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v n="$RUN_TXNS" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }'
 }
 
 # sql [PORT] SQL: run SQL in the bench database (default: directly on PostgreSQL), print -At output.
@@ -590,6 +605,24 @@ section_pgbench() {
 # and the proxy: median tps, the median of the rounds' proxy/pgbouncer
 # ratios, and whether every row the proxy's runs deleted has its tombstone
 # (the table's n_tup_del against the shadow table's rows).
+# settled_deletes: oltp_accounts' n_tup_del once no backend has any left
+# to report: unchanged for two seconds. (A backend reports its counts at
+# most once a second, and an idle one kept by pgbouncer's pool as late as
+# ten seconds after its last transaction when the statistics are busy: a
+# count read a second after a run could take a pgbouncer run's deletes for
+# the proxy's.)
+settled_deletes() {
+	local n m i
+	n="$(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass")"
+	for ((i = 0; i < 30; i++)); do
+		sleep 2
+		m="$(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass")"
+		[ "$m" != "$n" ] || break
+		n="$m"
+	done
+	echo "$n"
+}
+
 section_oltp() {
 	local -a targets=()
 	local t
@@ -612,8 +645,8 @@ section_oltp() {
 DELETE FROM oltp_accounts WHERE id = :id;
 INSERT INTO oltp_accounts VALUES (:id, 'v') ON CONFLICT DO NOTHING;
 SCRIPT
-	local -A samples=() round=() ratios=()
-	local r mode del0 ts0 deleted=0 captured=0 shadow=""
+	local -A samples=() round=() ratios=() mcpu=() pcpu=() cround=() cratios=()
+	local r mode del0 ts0 deleted=0 captured=0 shadow="" m0 p0 pid us
 	for ((r = 0; r < ROUNDS; r++)); do
 		for mode in simple prepared; do
 			round=()
@@ -621,22 +654,32 @@ SCRIPT
 				if [ "$t" = proxy ]; then
 					shadow="$(sql "SELECT to_regclass('tombstone.public__oltp_accounts')")"
 					[ -n "$shadow" ] || die "oltp_accounts has no shadow table: is the proxy's store installed in $BENCH_DB?"
-					sleep 1 # (statistics of earlier runs flushed)
-					del0="$(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass")"
+					del0="$(settled_deletes)"
 					ts0="$(sql "SELECT count(*) FROM $shadow")"
 				fi
+				pid="$(target_pid "$t")"
+				[ -z "$pid" ] || p0="$(cpu_ticks "$pid")"
+				m0="$(machine_ticks)"
 				pgbench_run "$(target_port "$t")" -f "$TMP/oltp.sql" -c "$BENCH_CLIENTS" -j "$BENCH_JOBS" -T "$DURATION" -M "$mode"
+				us="$(per_txn "$m0" "$(machine_ticks)")"
+				mcpu["$t/$mode"]+="$us "
+				cround["$t"]="$us"
+				if [ -n "$pid" ]; then
+					pcpu["$t/$mode"]+="$(per_txn "$p0" "$(cpu_ticks "$pid")") "
+				fi
 				if [ "$t" = proxy ]; then
-					sleep 1
-					deleted=$((deleted + $(sql "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = 'oltp_accounts'::regclass") - del0))
+					deleted=$((deleted + $(settled_deletes) - del0))
 					captured=$((captured + $(sql "SELECT count(*) FROM $shadow") - ts0))
 				fi
-				log "round $((r + 1))/$ROUNDS  oltp $mode  $t: $RUN_TPS tps"
+				log "round $((r + 1))/$ROUNDS  oltp $mode  $t: $RUN_TPS tps, $us µs machine CPU per transaction"
 				samples["$t/$mode"]+="$RUN_TPS "
 				round["$t"]="$RUN_TPS"
 			done
 			if [ -n "${round[proxy]:-}" ] && [ -n "${round[pgbouncer]:-}" ]; then
 				ratios["$mode"]+="$(awk -v p="${round[proxy]}" -v q="${round[pgbouncer]}" 'BEGIN { printf "%.3f", p / q }') "
+				# (pgbouncer's cost over the proxy's: a throughput the
+				# machine's CPU would allow, as the tps ratio is)
+				cratios["$mode"]+="$(awk -v p="${cround[proxy]}" -v q="${cround[pgbouncer]}" 'BEGIN { printf "%.3f", q / p }') "
 			fi
 		done
 	done
@@ -649,6 +692,18 @@ SCRIPT
 	for mode in simple prepared; do
 		row '%-9s %10s %10s %10s %26s' "$mode" "$(median "${samples[direct/$mode]:-}")" "$(median "${samples[pgbouncer/$mode]:-}")" \
 			"$(median "${samples[proxy/$mode]:-}")" "$(summary "${ratios[$mode]:-}")"
+	done
+	printf '\nmachine CPU per transaction, µs (pgbench, relay and PostgreSQL together; medians)\n'
+	printf '%-9s %10s %10s %10s %15s %13s %26s\n' mode direct pgbouncer proxy "pgbouncer's own" "proxy's own" "pgbouncer/proxy [lo, hi]"
+	md "" "CPU per transaction, µs: the whole machine's (pgbench, relay and PostgreSQL together; \`/proc/stat\` around each run), which" \
+		"noise from outside the machine disturbs far less than tps; the relay processes' own; and pgbouncer's machine CPU per" \
+		"transaction over the proxy's, per round (the throughput ratio the CPU alone would allow)." "" \
+		"| mode | direct | pgbouncer | proxy | the pgbouncer process | the proxy process | pgbouncer / proxy |" \
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for mode in simple prepared; do
+		row '%-9s %10s %10s %10s %15s %13s %26s' "$mode" "$(median "${mcpu[direct/$mode]:-}")" "$(median "${mcpu[pgbouncer/$mode]:-}")" \
+			"$(median "${mcpu[proxy/$mode]:-}")" "$(median "${pcpu[pgbouncer/$mode]:-}")" "$(median "${pcpu[proxy/$mode]:-}")" \
+			"$(summary "${cratios[$mode]:-}")"
 	done
 	if has_target proxy; then
 		printf 'rows the proxy runs deleted: %s; tombstones written meanwhile: %s\n' "$deleted" "$captured"
