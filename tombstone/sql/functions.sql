@@ -1508,9 +1508,11 @@ BEGIN
     -- more tables than a statement names: SHOW BATCHES and the reaper
     -- add them up. (One query, which every captured DELETE's batch row
     -- goes through.)
+    -- (Written as whole numbers: SHOW BATCHES and the reaper read them
+    -- as bigint, which takes neither 1.0 nor 1e3.)
     SELECT bool_or(CASE WHEN e.key IS NULL THEN false
                         WHEN jsonb_typeof(e.value) = 'number'
-                        THEN e.value::numeric < 0 OR e.value::numeric <> trunc(e.value::numeric)
+                        THEN (e.value #>> '{}') OPERATOR(pg_catalog.!~) '^[0-9]+$'
                         ELSE true END),
            sum(CASE WHEN jsonb_typeof(e.value) = 'number' THEN e.value::numeric END),
            count(e.key),

@@ -252,12 +252,15 @@ BEGIN
     -- The batch of this statement that lists the table (as
     -- _capture_batch finds it) and the column check, in one query: a
     -- captured single-row DELETE pays for each query its trigger runs.
-    -- The check runs only where there is a batch: a function generated
-    -- for other columns (after an ALTER TABLE it has not followed: no
-    -- DDL event trigger, a sync that failed) refuses rather than copy the
-    -- wrong columns, or too few. Without a transaction id there is no
-    -- batch of this transaction (writing one assigns it), and asking
-    -- assigns none.
+    -- The check runs only where there is a batch, and before the copy
+    -- (whose own errors, on a column gone or retyped, would not say
+    -- TS001): a function generated for other columns (after an ALTER
+    -- TABLE it has not followed: no DDL event trigger, a sync that
+    -- failed) refuses rather than copy the wrong columns, or too few.
+    -- Without a transaction id there is no batch of this transaction
+    -- (writing one assigns it), and asking assigns none. A statement
+    -- that is not captured leaves the shadow table alone (not even a
+    -- lock an UNDELETE would wait for).
     batch := pg_catalog.format($q$(SELECT b.id, b.token,
                  CASE WHEN (SELECT pg_catalog.string_agg(pg_catalog.format('%%s:%%s:%%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
                               FROM pg_catalog.pg_attribute a
@@ -288,10 +291,12 @@ BEGIN
             RETURN NULL;
         END IF;
     ELSIF TG_LEVEL = 'STATEMENT' THEN
-        -- The rows the statement deleted, in its batch, in one query
-        -- (none, when the proxy did not capture the statement).
-        WITH b AS MATERIALIZED %10$s
-        %3$s SELECT b.id, b.token, %6$s%7$s FROM b, _ts_old o WHERE b.stale IS NULL;
+        -- (Nothing deleted: the batch is not looked for.)
+        SELECT b.id, b.token INTO bid, btoken FROM %10$s b WHERE b.stale IS NULL AND EXISTS (SELECT FROM _ts_old);
+        IF bid IS NULL THEN
+            RETURN NULL; -- not a statement the proxy captured
+        END IF;
+        %3$s SELECT bid, btoken, %6$s%7$s FROM _ts_old o;
         RETURN NULL;
     END IF;
     SELECT b.id, b.token INTO bid, btoken FROM %10$s b WHERE b.stale IS NULL;
