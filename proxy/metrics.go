@@ -15,6 +15,10 @@ type Metrics struct {
 	// big frame, the session's end, …).
 	LoopSessions  prometheus.Counter
 	LoopHandBacks prometheus.Counter
+	// StaleResends counts statements the server refused because they were
+	// planned against a catalog that had changed (TS001), planned again
+	// and re-sent by the proxy, unseen by the client.
+	StaleResends prometheus.Counter
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg (nil: not
@@ -35,9 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Times a session joined an event loop: after authentication, and again whenever a session handed back has everything answered."),
 		LoopHandBacks: counter("loop_handbacks_total",
 			"Hand-backs of a session from an event loop to goroutine pumps (a planned statement, a frame larger than the buffer, the end of the session)."),
+		StaleResends: counter("stale_catalog_resends_total",
+			"Statements planned against a catalog that had changed (refused by the server with TS001, nothing done), planned again and re-sent."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks)
+		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks, m.StaleResends)
 	}
 	return m
 }

@@ -558,6 +558,7 @@ func (s *Session) resend(cur *fix) bool {
 		return false
 	}
 	s.log.Info("statement planned against a stale catalog: re-planned and re-sent")
+	s.srv.cfg.Metrics.StaleResends.Inc()
 	if cur.sqlUndo != nil {
 		// A PREPARE: registered again as re-planned.
 		s.undoSQL(cur.sqlUndo, 0)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -26,6 +27,7 @@ type frozenCatalogs struct {
 	mu    sync.Mutex
 	old   rewrite.GenerationalCatalog
 	fresh atomic.Int64
+	px    *testenv.Proxy
 }
 
 func (f *frozenCatalogs) Catalog(ctx context.Context, db string) (rewrite.GenerationalCatalog, error) {
@@ -68,11 +70,11 @@ func frozenProxy(t *testing.T, e *env) (*frozenCatalogs, string) {
 	old, err := e.cats.Catalog(context.Background(), dbName(t, e.direct))
 	require.NoError(t, err)
 	frozen := &frozenCatalogs{inner: e.cats, old: old}
-	px := testenv.StartProxy(t, func(c *proxy.Config) {
+	frozen.px = testenv.StartProxy(t, func(c *proxy.Config) {
 		c.Planner = proxy.NewPlanner(frozen, rewrite.NewCache(64), proxy.Policies{})
 		c.OnCatalogChanged = frozen.invalidate
 	})
-	return frozen, withDB(t, px.DSN, dbName(t, e.direct))
+	return frozen, withDB(t, frozen.px.DSN, dbName(t, e.direct))
 }
 
 // TestStaleCatalogNeverLosesRows: a cascade added by another connection a
@@ -166,7 +168,7 @@ func TestStaleCatalogDroppedChild(t *testing.T) {
 			e := newEnv(t, shopSchema+`CREATE TABLE reviews (id int PRIMARY KEY, product_id bigint REFERENCES products ON DELETE CASCADE);
 				INSERT INTO reviews SELECT i, i FROM generate_series(1, 50) i;`)
 			ctx := context.Background()
-			_, through := frozenProxy(t, e)
+			frozen, through := frozenProxy(t, e)
 			d := testenv.Connect(t, e.direct)
 			_, err := d.Exec(ctx, ddl)
 			require.NoError(t, err)
@@ -175,6 +177,7 @@ func TestStaleCatalogDroppedChild(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "DELETE 1", tag.String())
 			require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__products WHERE id = 9"))
+			require.Equal(t, 1.0, testutil.ToFloat64(frozen.px.Metrics().StaleResends), "counted as re-sent")
 		})
 	}
 }
