@@ -34,6 +34,10 @@
 #              the proxy/pgbouncer ratio, CPU per transaction (the whole
 #              machine's from /proc/stat, and each relay process's), and
 #              rows deleted vs tombstones.
+#   ddl        BENCH_DDL_TABLES (200) x CREATE TABLE + INSERT, then as many
+#              DROP TABLE, in a psql script: without the store, directly
+#              with it, through the proxy (not in the default sections;
+#              issue 17's schema changes).
 #   memory     the proxy's peak and current RSS after DELETEs of 1, 10 and
 #              50 MB of text, then 16 sessions sending 1 MB ones at once
 #              (bench/memory; limits.plan_bytes and plan_budget_bytes).
@@ -43,6 +47,7 @@
 # env vars:
 #   BENCH_SECTIONS        sections to run                     (default "pgbench oltp deletes reaper memory")
 #   BENCH_REAPER_CHUNK    reaper --chunk in section reaper    (default 50000)
+#   BENCH_DDL_TABLES      tables per step in section ddl      (default 200)
 #   BENCH_TARGETS         targets for comparisons             (default "direct pgbouncer pgbouncer-fresh go-forward c-forward proxy")
 #   ROUNDS                rounds per target and mode          (default 5)
 #   DURATION              seconds per pgbench run             (default 8)
@@ -728,6 +733,64 @@ SCRIPT
 		md "" "Rows the proxy's runs deleted (the table's \`n_tup_del\`, which counts the rows of a statement that failed too): $deleted;" \
 			"tombstones written meanwhile: $captured; statements the proxy re-sent after a stale catalog (each first failed, TS001): $resent."
 	fi
+	md ""
+}
+
+# section_ddl: schema changes as migrations and test suites send them
+# (issue 17) — BENCH_DDL_TABLES times CREATE TABLE (with a primary key)
+# and one INSERT, then as many DROP TABLE, in one psql script each: in a
+# database without the store ("none"), directly in the proxy's database
+# (whose DDL event triggers give each new table its shadow), and through
+# the proxy (where each DROP moves the table to the trash); rounds
+# rotating; median milliseconds and the ratios to "none".
+section_ddl() {
+	need_target proxy
+	local n="${BENCH_DDL_TABLES:-200}" r i t0 t1 target port db name step ms
+	local -A took=()
+	# The store installed first (the proxy installs it at its first DELETE
+	# in a database), as in a database the proxy serves.
+	sql "CREATE TABLE IF NOT EXISTS ddl_seed (id int PRIMARY KEY)" >/dev/null
+	sql "$BENCH_PROXY_PORT" "DELETE FROM ddl_seed WHERE id = 0" >/dev/null
+	sql "DROP DATABASE IF EXISTS ${BENCH_DB}_nostore" >/dev/null
+	sql "CREATE DATABASE ${BENCH_DB}_nostore" >/dev/null
+	for ((r = 0; r < ROUNDS; r++)); do
+		for target in $(rotated "$r" none direct proxy); do
+			port="$BENCH_PG_PORT" db="$BENCH_DB"
+			case "$target" in
+			none) db="${BENCH_DB}_nostore" ;;
+			proxy) port="$BENCH_PROXY_PORT" ;;
+			esac
+			name="ddl_${target}_$r"
+			: >"$TMP/create.sql"
+			: >"$TMP/drop.sql"
+			for ((i = 0; i < n; i++)); do
+				printf 'CREATE TABLE %s_%d (id int PRIMARY KEY, v text);\nINSERT INTO %s_%d VALUES (1, %s);\n' \
+					"$name" "$i" "$name" "$i" "'x'" >>"$TMP/create.sql"
+				printf 'DROP TABLE %s_%d;\n' "$name" "$i" >>"$TMP/drop.sql"
+			done
+			for step in create drop; do
+				t0="$(date +%s%N)"
+				"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -d "$db" -f "$TMP/$step.sql" >/dev/null ||
+					die "ddl $step ($target) failed"
+				t1="$(date +%s%N)"
+				ms="$(((t1 - t0) / 1000000))"
+				took["$target/$step"]+="$ms "
+				log "round $((r + 1))/$ROUNDS  ddl $step $n tables  $target: $ms ms"
+			done
+		done
+	done
+	local title="Schema changes: $n x CREATE TABLE (primary key) + INSERT, then $n x DROP TABLE, one psql script each; $ROUNDS rounds"
+	printf '\n%s, median ms\n' "$title"
+	printf '%-8s %12s %12s %12s %14s %14s\n' step "no store" direct proxy "direct/none" "proxy/none"
+	md "## Schema changes" "" "$title. Median milliseconds: in a database without the store, directly in the proxy's database (its DDL event triggers run), through the proxy." "" \
+		"| step | no store | direct | proxy | direct / no store | proxy / no store |" "| --- | ---: | ---: | ---: | ---: | ---: |"
+	local z d p
+	for step in create drop; do
+		z="$(median "${took[none/$step]:-}")" d="$(median "${took[direct/$step]:-}")" p="$(median "${took[proxy/$step]:-}")"
+		row '%-8s %12s %12s %12s %14s %14s' "$step" "$z" "$d" "$p" \
+			"$(awk -v a="$d" -v b="$z" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "-" }')" \
+			"$(awk -v a="$p" -v b="$z" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "-" }')"
+	done
 	md ""
 }
 
