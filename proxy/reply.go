@@ -393,7 +393,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
 		e.Position = 0
 		s.rewrittenError(&e)
-		if e.Code == CodeCatalogChanged || e.Code == "42703" || e.Code == "42P01" || e.Code == "42704" {
+		if e.Code == CodeCatalogChanged || missingObject(e.Code) {
 			// Out of date: prepared again at its next Bind, against a
 			// catalog loaded anew (a 42703, 42P01 or 42704 — a column,
 			// table or type its rewrite names is gone — says the
@@ -520,15 +520,16 @@ func staleCatalog(p *fix, frame []byte) bool {
 	if e.Decode(frame[5:]) != nil {
 		return false
 	}
-	// (42P01, 42704: a cascade's table or type the capture names is
-	// gone or renamed.)
-	switch e.Code {
-	case CodeCatalogChanged:
-		return true
-	case "42703", "42P01", "42704":
-		return p.res.Generated(int(e.Position))
-	}
-	return false
+	return e.Code == CodeCatalogChanged || missingObject(e.Code) && p.res.Generated(int(e.Position))
+}
+
+// missingObject reports whether SQLSTATE code says a column (42703), a
+// table (42P01) or a type (42704) a statement names does not exist: when
+// the statement is a rewrite's, a sign of the catalog it was planned
+// with being out of date (a cascade's table the capture names was
+// dropped or renamed since).
+func missingObject(code string) bool {
+	return code == "42703" || code == "42P01" || code == "42704"
 }
 
 // resend plans a Query again after TS001 (the catalog was reloaded) and
