@@ -50,9 +50,9 @@
 #                              needs another's objects needs it listed too
 #   TOMBSTONE_REGRESS_TIMEOUT  seconds each run may take   (default 7200; the
 #                              proxied run took 2366 s here, the direct one 62 s)
-#   TOMBSTONE_REGRESS_DIRECT_PORT  cluster 1 on 127.0.0.1  (default 35401)
-#   TOMBSTONE_REGRESS_PG_PORT      cluster 2 on 127.0.0.1  (default 35402)
-#   TOMBSTONE_REGRESS_PROXY_PORT   the proxy on 127.0.0.1  (default 35410)
+#   TOMBSTONE_REGRESS_DIRECT_PORT  cluster 1 on 127.0.0.1  (default 29401)
+#   TOMBSTONE_REGRESS_PG_PORT      cluster 2 on 127.0.0.1  (default 29402)
+#   TOMBSTONE_REGRESS_PROXY_PORT   the proxy on 127.0.0.1  (default 29410)
 #     (these lie in Linux's ephemeral range: if a bind fails although the
 #     port check passed, an outgoing connection held it; pick others)
 #   TOMBSTONE_REGRESS_NO_BUILD     1 = use the existing bin/tombstone as is
@@ -67,9 +67,12 @@ cd "$REPO_ROOT"
 CACHE="${TOMBSTONE_REGRESS_DIR:-/var/tmp/tombstone-regress}"
 OUT="${TOMBSTONE_REGRESS_OUT:-$REPO_ROOT/regress-out}"
 TIMEOUT="${TOMBSTONE_REGRESS_TIMEOUT:-7200}"
-DIRECT_PORT="${TOMBSTONE_REGRESS_DIRECT_PORT:-35401}"
-PG_PORT="${TOMBSTONE_REGRESS_PG_PORT:-35402}"
-PROXY_PORT="${TOMBSTONE_REGRESS_PROXY_PORT:-35410}"
+# (Below the kernel's ephemeral range, 32768–60999 here: a port in it can
+# be taken, between the check below and a listen, by a client connection
+# of the run itself — CI failed once on "address already in use".)
+DIRECT_PORT="${TOMBSTONE_REGRESS_DIRECT_PORT:-29401}"
+PG_PORT="${TOMBSTONE_REGRESS_PG_PORT:-29402}"
+PROXY_PORT="${TOMBSTONE_REGRESS_PROXY_PORT:-29410}"
 # shellcheck disable=SC2206 # word splitting is the point
 SUBSET=(${TOMBSTONE_REGRESS_TESTS:-})
 case "$TIMEOUT" in '' | *[!0-9]*) die "TOMBSTONE_REGRESS_TIMEOUT must be a number of seconds, not '$TIMEOUT'" ;; esac
