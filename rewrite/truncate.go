@@ -97,8 +97,13 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 		if name == "" {
 			return nil, internalErr("DROP TABLE without a table name")
 		}
-		if tb, ok := sr.cat.Lookup(schema, name); ok && protected == nil {
-			protected = tb
+		// (Asked only to refuse: otherwise the statement does not
+		// depend on the catalog, and is planned without waiting for
+		// one that is being reloaded.)
+		if policy == PolicyReject && protected == nil {
+			if tb, ok := sr.cat.Lookup(schema, name); ok {
+				protected = tb
+			}
 		}
 		names = append(names, constStr(regclassText(catalog, schema, name)))
 	}

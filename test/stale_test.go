@@ -302,3 +302,61 @@ func TestPreparedAfterUnrelatedDDL(t *testing.T) {
 	require.Equal(t, "DELETE 1", tag.String())
 	require.Equal(t, after, text())
 }
+
+// staleCatalogs says the catalog is always out of date and counts the
+// plans that wait for it (Catalog reloads a stale one).
+type staleCatalogs struct {
+	inner *tombstone.Catalogs
+	waits atomic.Int64
+}
+
+func (s *staleCatalogs) Catalog(ctx context.Context, db string) (rewrite.GenerationalCatalog, error) {
+	s.waits.Add(1)
+	return s.inner.Catalog(ctx, db)
+}
+
+func (s *staleCatalogs) Stale(string) bool { return true }
+
+// TestStaleCatalogDDLDoesNotWait: while a database's catalog is being
+// reloaded after DDL, statements whose rewrite asks about no table —
+// CREATE TABLE, INSERT, a DROP TABLE (trash_tables asks the database) —
+// are planned without waiting for it, and still do what they would with
+// it: the dropped protected table is in the trash. A DELETE, a DROP
+// SCHEMA and a TRUNCATE wait, and the DELETE is captured.
+func TestStaleCatalogDDLDoesNotWait(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	_, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	require.NoError(t, err)
+	stale := &staleCatalogs{inner: e.cats}
+	px := testenv.StartProxy(t, func(c *proxy.Config) {
+		c.Planner = proxy.NewPlanner(stale, rewrite.NewCache(64), proxy.Policies{})
+		c.OnCatalogChanged = e.cats.Invalidate
+	})
+	p := testenv.Connect(t, withDB(t, px.DSN, dbName(t, e.direct)))
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		for _, sql := range []string{
+			"CREATE TABLE scratch (id int PRIMARY KEY, body text)",
+			"INSERT INTO scratch VALUES (1, 'a'), (2, 'b')",
+			"DROP TABLE scratch",
+		} {
+			_, err := p.Exec(ctx, sql, mode)
+			require.NoError(t, err, sql)
+		}
+	}
+	require.Zero(t, stale.waits.Load(), "a statement that asks about no table waited for the catalog")
+	require.Equal(t, 2, e.count("SELECT count(*) FROM tombstone.trash WHERE original_name = 'scratch'"), "DROP TABLE moved the table to the trash")
+
+	tag, err := p.Exec(ctx, "DELETE FROM products WHERE id = 7")
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Equal(t, int64(1), stale.waits.Load(), "the DELETE was planned without the catalog")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.public__products WHERE id = 7"), "the DELETE was captured")
+
+	for _, sql := range []string{"DROP SCHEMA nowhere", "TRUNCATE products CASCADE"} {
+		before := stale.waits.Load()
+		_, _ = p.Exec(ctx, sql)
+		require.Equal(t, before+1, stale.waits.Load(), "%s was planned without the catalog", sql)
+	}
+}

@@ -253,3 +253,49 @@ func TestCatalogsPollLoggedChange(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestCatalogsLoadConnection: reloads reuse one connection (a backend
+// started per load cost a DDL statement some 70 ms), which Release
+// closes along with the listener's, so the database can be dropped.
+func TestCatalogsLoadConnection(t *testing.T) {
+	c, dsn := setup(t, true)
+	ctx := context.Background()
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	db := strings.TrimPrefix(u.Path, "/")
+	cats := tombstone.NewCatalogs(dsn, tombstone.InstallOptions{Protection: protection()}, zaptest.NewLogger(t))
+	t.Cleanup(cats.Close)
+	cats.SetReloadOnChange(false)
+
+	// The loads' backends: the proxy's connections but the listener.
+	loaders := func() []int64 {
+		rows, err := c.Query(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = $1 AND application_name = 'tombstone proxy'
+			  AND query NOT LIKE 'LISTEN%' AND query NOT LIKE '%catalog_log l%' AND query <> '' ORDER BY pid`, db)
+		require.NoError(t, err)
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		require.NoError(t, err)
+		return pids
+	}
+	var first []int64
+	for i := range 3 {
+		cats.Invalidate(db)
+		require.True(t, cats.Stale(db) || i == 0)
+		cat, err := cats.Catalog(ctx, db)
+		require.NoError(t, err)
+		_, ok := cat.Lookup("public", "sites")
+		require.True(t, ok)
+		if i == 0 {
+			// (The install's own connection goes as the load starts.)
+			require.Eventually(t, func() bool { first = loaders(); return len(first) == 1 },
+				5*time.Second, 20*time.Millisecond, "one load connection")
+			continue
+		}
+		require.Equal(t, first, loaders(), "load %d used another connection", i+1)
+	}
+
+	cats.Release(db)
+	require.Eventually(t, func() bool {
+		return queryInt(t, c, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tombstone proxy'`, db) == 0
+	}, 5*time.Second, 20*time.Millisecond, "Release left a connection to the database")
+}

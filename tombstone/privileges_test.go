@@ -365,3 +365,37 @@ func TestInstallerWithoutTriggerRights(t *testing.T) {
 	exec(t, ic, `WITH b AS (INSERT INTO tombstone.batches (sql, tables) VALUES ('x', '{"public.mine2": 1}')) DELETE FROM mine2 WHERE id = 3`)
 	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.public__mine WHERE id = 3"))
 }
+
+// TestSyncOnceForItsOwnDDL: a CREATE TABLE syncs the new table once — the
+// DDL event trigger does not sync it again for the capture triggers that
+// sync creates and enables (it did, twice) — and a role that sets
+// tombstone.syncing itself still has its ALTER TABLE synced.
+func TestSyncOnceForItsOwnDDL(t *testing.T) {
+	dsn := newDB(t)
+	su := testenv.Connect(t, dsn)
+	ctx := context.Background()
+	require.NoError(t, tombstone.Install(ctx, su, tombstone.InstallOptions{
+		Protection: &tombstone.Protection{Schemas: []string{"public"}, Retention: time.Hour}}))
+	tx, err := su.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SET LOCAL track_functions = 'all'; CREATE TABLE once_t (id int PRIMARY KEY, body text)")
+	require.NoError(t, err)
+	var syncs int64
+	require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+		WHERE schemaname = 'tombstone' AND funcname = '_sync_shadow'`).Scan(&syncs))
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, int64(1), syncs, "syncs of one CREATE TABLE")
+	require.Equal(t, "_ts_capture,_ts_truncate", queryString(t, su, `SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
+		WHERE tgrelid = 'once_t'::regclass AND tgenabled = 'A'`), "capture triggers enabled ALWAYS")
+
+	app := newRole(t, dsn, "ts_sync")
+	exec(t, su, "GRANT CREATE ON SCHEMA public TO "+app)
+	appConn := testenv.Connect(t, withUser(t, dsn, app))
+	exec(t, appConn, "CREATE TABLE app_t (id int PRIMARY KEY, body text)")
+	exec(t, appConn, "SET tombstone.syncing = on")
+	exec(t, appConn, "ALTER TABLE app_t RENAME COLUMN body TO note")
+	exec(t, appConn, "ALTER TABLE app_t ADD COLUMN extra text")
+	require.Equal(t, "id,note,extra", queryString(t, su, `SELECT string_agg(shadow_column, ',' ORDER BY attnum) FROM tombstone.shadow_columns
+		WHERE source = 'app_t'::regclass AND attnum IS NOT NULL`), "the role's ALTER TABLE was synced")
+	require.Contains(t, queryString(t, su, `SELECT prosrc FROM pg_proc WHERE proname = '_ts_cap_' || 'app_t'::regclass::oid`), "extra")
+}

@@ -56,6 +56,65 @@ type dbCatalog struct {
 	loaded  atomic.Int64  // unix nanos of the last load
 	listens atomic.Bool
 	stop    atomic.Pointer[context.CancelFunc] // ends the listener
+
+	// conn is the connection loads reuse, guarded by load: a connection
+	// per load paid for a backend's start and its cold caches (some
+	// 70 ms) on every DDL statement a proxy saw. idle closes it when no
+	// load has used it for LoadConnIdle.
+	conn *pgx.Conn
+	idle *time.Timer
+}
+
+// LoadConnIdle is how long a database's load connection stays open
+// without a load.
+var LoadConnIdle = 30 * time.Second
+
+// loadConn returns d's load connection, opening one if needed; d.load
+// must be held.
+func (c *Catalogs) loadConn(ctx context.Context, d *dbCatalog) (*pgx.Conn, error) {
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+	if d.conn != nil && !d.conn.IsClosed() {
+		return d.conn, nil
+	}
+	conn, err := c.Connect(ctx, d.name)
+	if err != nil {
+		return nil, err
+	}
+	d.conn = conn
+	return conn, nil
+}
+
+// putLoadConn keeps d's load connection after a load for the next one
+// (closing it after LoadConnIdle), or closes it after a failed load,
+// which may have left it in any state; d.load must be held.
+func (d *dbCatalog) putLoadConn(failed bool) {
+	if d.conn == nil {
+		return
+	}
+	if failed {
+		d.closeConn()
+		return
+	}
+	d.idle = time.AfterFunc(LoadConnIdle, func() {
+		d.load.Lock()
+		defer d.load.Unlock()
+		d.closeConn()
+	})
+}
+
+// closeConn closes d's load connection; d.load must be held.
+func (d *dbCatalog) closeConn() {
+	if d.idle != nil {
+		d.idle.Stop()
+	}
+	if d.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = d.conn.Close(ctx)
+		cancel()
+		d.conn = nil
+	}
 }
 
 // invalidate marks d's catalog stale, also for a load under way.
@@ -80,6 +139,9 @@ func (c *Catalogs) Release(database string) {
 	if stop := d.stop.Load(); stop != nil {
 		(*stop)()
 	}
+	d.load.Lock()
+	d.closeConn()
+	d.load.Unlock()
 }
 
 // NewCatalogs returns a registry that connects with controlDSN (a conninfo
@@ -93,10 +155,21 @@ func NewCatalogs(controlDSN string, install InstallOptions, log *zap.Logger) *Ca
 		dbs: map[string]*dbCatalog{}, ctx: ctx, cancel: cancel}
 }
 
-// Close stops the listeners.
+// Close stops the listeners and closes the load connections.
 func (c *Catalogs) Close() {
 	c.cancel()
 	c.wg.Wait()
+	c.mu.Lock()
+	dbs := make([]*dbCatalog, 0, len(c.dbs))
+	for _, d := range c.dbs {
+		dbs = append(dbs, d)
+	}
+	c.mu.Unlock()
+	for _, d := range dbs {
+		d.load.Lock()
+		d.closeConn()
+		d.load.Unlock()
+	}
 }
 
 // Connect opens a control connection to database.
@@ -181,6 +254,15 @@ func (c *Catalogs) Fresh(database string) (rewrite.GenerationalCatalog, bool) {
 	return cat, true
 }
 
+// Stale reports whether database's catalog is loaded but known to be out
+// of date (Catalog would reload it first).
+func (c *Catalogs) Stale(database string) bool {
+	c.mu.Lock()
+	d, ok := c.dbs[database]
+	c.mu.Unlock()
+	return ok && d.cur.Load() != nil && d.stale.Load()
+}
+
 // reload loads d's catalog unless another goroutine already replaced old.
 func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Catalog, error) {
 	d.load.Lock()
@@ -197,12 +279,11 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	conn, err := c.Connect(ctx, d.name)
+	conn, err := c.loadConn(ctx, d)
 	if err != nil {
 		d.invalidate()
 		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
 	}
-	defer conn.Close(context.Background())
 	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
 	if errors.Is(err, ErrNotInstalled) && old != nil {
 		// Another database by that name now (dropped and created again
@@ -214,6 +295,7 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	if err != nil && old == nil {
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
 	}
+	d.putLoadConn(err != nil)
 	if err != nil {
 		d.invalidate()
 		return nil, err

@@ -960,6 +960,12 @@ $$;
 -- the planner's default estimates for the catalog functions it calls
 -- made it compile queries that run in milliseconds, for a few hundred
 -- milliseconds per CREATE TABLE on a database with 300 tables.)
+--
+-- tombstone.syncing = on while it runs, with the replica role sync_shadow
+-- sets: the DDL event trigger does not sync again for the sync's own DDL
+-- (_on_ddl). (Set in the body: PostgreSQL 15 lets only a superuser name
+-- an undeclared parameter in a function's SET clause. An error's
+-- rollback resets it.)
 CREATE OR REPLACE FUNCTION tombstone._sync_shadow(rel regclass) RETURNS name
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -980,6 +986,7 @@ DECLARE
     aside name;
     changed boolean := false;
     created boolean := false;
+    syncing text := pg_catalog.current_setting('tombstone.syncing', true);
 BEGIN
     SELECT cl.relkind, n.nspname, cl.relname INTO kind, nsp, relname
       FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace WHERE cl.oid = src;
@@ -992,6 +999,7 @@ BEGIN
     -- (A lock on the table itself, which only roles that may write it
     -- can take, rather than an advisory lock, which any role can hold.)
     EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', src::regclass);
+    PERFORM pg_catalog.set_config('tombstone.syncing', 'on', true);
     SELECT * INTO p FROM tombstone.protected_among(ARRAY[src::oid]) pt;
 
     SELECT * INTO reg FROM tombstone.shadows WHERE source = src;
@@ -1160,6 +1168,7 @@ BEGIN
     IF changed THEN
         PERFORM set_config('tombstone.changed', 'on', true);
     END IF;
+    PERFORM pg_catalog.set_config('tombstone.syncing', coalesce(syncing, ''), true);
     RETURN shadow;
 END
 $$;
@@ -1230,6 +1239,20 @@ BEGIN
     -- Always: a capture trigger left behind a renamed or added column
     -- would write values into the wrong shadow columns, or none.
     -- (tombstone.ddl_sync = off only keeps the registry's names.)
+    -- Except for a sync's own DDL (the capture triggers it creates and
+    -- enables on the table it syncs, its shadow table): syncing again
+    -- from inside it would find what it is making, twice per CREATE
+    -- TABLE. Known by the replica role only a superuser may set, which
+    -- sync_shadow sets for its work, with tombstone.syncing, which
+    -- _sync_shadow sets: a role that sets tombstone.syncing itself
+    -- still has its DDL synced.
+    IF pg_catalog.current_setting('session_replication_role') = 'replica'
+       AND pg_catalog.current_setting('tombstone.syncing', true) = 'on' THEN
+        IF relevant AND tombstone._may_notify() THEN
+            PERFORM pg_notify('tombstone_catalog', tg_tag);
+        END IF;
+        RETURN;
+    END IF;
     BEGIN
         -- (And their inheritance parents: a parent that gains or loses
         -- a child captures per row or per statement from then on.)

@@ -81,7 +81,15 @@ AS $$
 DECLARE
     k record;
     conds text[] := '{}';
+    -- (An array, for the index on conrelid: the query below ran a
+    -- sequential scan of pg_constraint for each of the three conditions
+    -- a capture function has, on every sync.)
+    rels oid[] := ARRAY(SELECT rel UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t);
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint con
+                    WHERE con.conrelid = ANY (rels) AND con.contype = 'f' AND con.confdeltype = ANY (p_actions)) THEN
+        RETURN NULL;
+    END IF;
     FOR k IN
         SELECT con.oid, con.confrelid, p.relkind,
                array_agg(pg_catalog.format('%s.%I IS NOT NULL', p_row, ca.attname) ORDER BY u.ord) AS notnull,
@@ -94,7 +102,7 @@ BEGIN
           JOIN pg_catalog.pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = u.pk
           JOIN pg_catalog.pg_operator op ON op.oid = u.op
           JOIN pg_catalog.pg_namespace opn ON opn.oid = op.oprnamespace
-         WHERE con.conrelid IN (SELECT rel UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t)
+         WHERE con.conrelid = ANY (rels)
            AND con.contype = 'f' AND con.confdeltype = ANY (p_actions) AND con.conparentid = 0
          GROUP BY con.oid, con.confrelid, p.relkind
          ORDER BY con.oid
