@@ -787,21 +787,28 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 AS $$
 DECLARE
+    rels oid[];
     types oid[];
 BEGIN
-    SELECT array_agg(DISTINCT ty.oid) INTO types
+    SELECT ARRAY(SELECT e.source UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = e.source)
+      INTO rels
       FROM tombstone.trash e
-      JOIN pg_catalog.pg_class t ON t.oid = e.source
-           OR t.oid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = e.source)
-      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
-      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-           OR ty.oid = (SELECT x.typelem FROM pg_catalog.pg_type x WHERE x.oid = a.atttypid AND x.typcategory = 'A')
-      JOIN pg_catalog.pg_class rc ON rc.oid = ty.typrelid AND rc.relkind <> 'c'
      WHERE e.id = p_id AND e.restored_at IS NULL AND e.purged_at IS NULL
-       AND t.relnamespace = 'tombstone_trash'::regnamespace
        -- only as its DROP TABLE moves it, by the role that dropped it
        AND e.dropped_at = pg_catalog.statement_timestamp()
        AND pg_catalog.pg_has_role(session_user, e.role, 'MEMBER');
+    -- (The tables first, then their columns by index: joined on an OR,
+    -- this read all of pg_attribute and pg_class, 20 ms a DROP TABLE in a
+    -- database of a thousand tables.)
+    SELECT array_agg(DISTINCT ty.oid) INTO types
+      FROM pg_catalog.pg_class t
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+      CROSS JOIN LATERAL (SELECT a.atttypid
+                          UNION ALL
+                          SELECT x.typelem FROM pg_catalog.pg_type x WHERE x.oid = a.atttypid AND x.typcategory = 'A') k(typ)
+      JOIN pg_catalog.pg_type ty ON ty.oid = k.typ
+      JOIN pg_catalog.pg_class rc ON rc.oid = ty.typrelid AND rc.relkind <> 'c'
+     WHERE t.oid = ANY (rels) AND t.relnamespace = 'tombstone_trash'::regnamespace;
     IF types IS NOT NULL THEN
         PERFORM tombstone._trash_retype(types || ARRAY(SELECT ty.typarray FROM pg_catalog.pg_type ty WHERE ty.oid = ANY (types)), p_id);
     END IF;
