@@ -124,7 +124,11 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 		// format_type qualifies the types it prints relative to the
 		// search_path: pg_catalog alone makes every other type qualified
 		// (and no planted overload a better match for what follows).
-		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)"); err != nil {
+		// Generic plans: the catalog functions run once per table with
+		// other arguments, and planning each call anew took more than half
+		// of a load (125 against 57 ms for catalog_state of 120 tables).
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true), "+
+			"pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"); err != nil {
 			return err
 		}
 		if err := checkInstalled(ctx, tx); err != nil {
