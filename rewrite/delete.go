@@ -76,7 +76,7 @@ func (sr *stmtRewriter) statement(n *pg.Node, kind Kind, st *Statement) (*pg.Nod
 	case KindDropTable:
 		return sr.dropStmt(n.GetDropStmt(), st)
 	case KindDropSchema:
-		return nil, sr.dropSchema(n.GetDropStmt())
+		return sr.dropSchema(n, st)
 	case KindPrepare:
 		p := n.GetPrepareStmt()
 		inner, err := sr.statement(p.GetQuery(), Classify(p.GetQuery()), st)

@@ -164,23 +164,30 @@ func callNode(name []string, args ...*pg.Node) *pg.Node {
 
 // dropSchema refuses a DROP SCHEMA that would take protected tables with
 // it (unless policies.drop is allow): their rows could not be recovered.
-func (sr *stmtRewriter) dropSchema(d *pg.DropStmt) error {
+// The catalog knows the tables it loaded; a CASCADE also runs through
+// tombstone.guarded_ddl, where the database refuses it for a table
+// protected under a name the catalog does not know yet (moved into the
+// schema earlier in the same transaction or Query, say).
+func (sr *stmtRewriter) dropSchema(n *pg.Node, st *Statement) (*pg.Node, error) {
 	if sr.opt.Drop == PolicyAllow {
-		return nil
+		return nil, nil
 	}
-	sc, ok := sr.cat.(SchemaCatalog)
-	if !ok {
-		return nil
-	}
-	for _, o := range d.GetObjects() {
-		name := o.GetString_().GetSval()
-		if name != "" && sc.HoldsProtected(name) {
-			return &Error{Code: CodeFeatureNotSupported,
-				Message: "tombstone: DROP SCHEMA " + name + " would drop protected tables, whose rows could not be restored",
-				Hint:    "DROP TABLE them first (they go to the trash and can be brought back with UNDROP TABLE), or ask an administrator to set policies.drop: allow."}
+	d := n.GetDropStmt()
+	if sc, ok := sr.cat.(SchemaCatalog); ok {
+		for _, o := range d.GetObjects() {
+			name := o.GetString_().GetSval()
+			if name != "" && sc.HoldsProtected(name) {
+				return nil, &Error{Code: CodeFeatureNotSupported,
+					Message: "tombstone: DROP SCHEMA " + name + " would drop protected tables, whose rows could not be restored",
+					Hint:    "DROP TABLE them first (they go to the trash and can be brought back with UNDROP TABLE), or ask an administrator to set policies.drop: allow."}
+			}
 		}
 	}
-	return nil
+	if d.GetBehavior() != pg.DropBehavior_DROP_CASCADE {
+		return nil, nil // (a schema that holds a table is not dropped without CASCADE)
+	}
+	st.Output = Output{Tag: "DROP SCHEMA"}
+	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.recorded())), nil
 }
 
 // detachStmt turns an ALTER TABLE … DETACH PARTITION (of any table: the

@@ -360,3 +360,45 @@ func TestStaleCatalogDDLDoesNotWait(t *testing.T) {
 		require.Equal(t, before+1, stale.waits.Load(), "%s was planned without the catalog", sql)
 	}
 }
+
+// TestDropSchemaCascadeGuarded: a DROP SCHEMA … CASCADE of a protected
+// schema the proxy's catalog holds no table of — a protected table moved
+// into it earlier in the same Query or transaction — is refused by the
+// database (guarded_ddl), with nothing dropped: it dropped the table,
+// rows and all, with no trash entry. A schema without protected tables
+// is dropped as usual.
+func TestDropSchemaCascadeGuarded(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE notes (id int PRIMARY KEY, body text);
+		INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 20) i`)
+	ctx := context.Background()
+	_, err := e.cats.Catalog(ctx, dbName(t, e.direct)) // installs, as a proxy's first use does
+	require.NoError(t, err)
+	d := testenv.Connect(t, e.direct)
+	require.NoError(t, tombstone.Install(ctx, d, tombstone.InstallOptions{Protection: &tombstone.Protection{
+		Schemas: []string{"public", "s2"}, Retention: time.Hour}}))
+	_, err = d.Exec(ctx, "CREATE SCHEMA s2")
+	require.NoError(t, err)
+	p := testenv.Connect(t, e.proxy)
+
+	_, err = p.Exec(ctx, "ALTER TABLE notes SET SCHEMA s2; DROP SCHEMA s2 CASCADE", pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code, pe.Message)
+	require.Equal(t, 20, e.count("SELECT count(*) FROM public.notes"))
+
+	tx, err := p.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "ALTER TABLE notes SET SCHEMA s2")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DROP SCHEMA s2 CASCADE")
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code, pe.Message)
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 20, e.count("SELECT count(*) FROM public.notes"))
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.trash"))
+
+	tag, err := p.Exec(ctx, "CREATE SCHEMA s3; CREATE TABLE s3.x (id int); DROP SCHEMA s3 CASCADE", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.Equal(t, "DROP SCHEMA", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM pg_namespace WHERE nspname = 's3'"))
+}

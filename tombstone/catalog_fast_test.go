@@ -255,8 +255,9 @@ func TestCatalogsPollLoggedChange(t *testing.T) {
 }
 
 // TestCatalogsLoadConnection: reloads reuse one connection (a backend
-// started per load cost a DDL statement some 70 ms), which Release
-// closes along with the listener's, so the database can be dropped.
+// started per load cost a DDL statement some 70 ms), a load whose kept
+// connection was ended meanwhile takes a new one, and Release closes it
+// along with the listener's, so the database can be dropped.
 func TestCatalogsLoadConnection(t *testing.T) {
 	c, dsn := setup(t, true)
 	ctx := context.Background()
@@ -293,6 +294,15 @@ func TestCatalogsLoadConnection(t *testing.T) {
 		}
 		require.Equal(t, first, loaders(), "load %d used another connection", i+1)
 	}
+
+	// Ended while kept (a restart, idle_session_timeout): the next load
+	// finds out, and loads on a new connection instead of failing.
+	exec(t, c, "SELECT pg_terminate_backend($1)", first[0])
+	require.Eventually(t, func() bool { return len(loaders()) == 0 }, 5*time.Second, 20*time.Millisecond)
+	cats.Invalidate(db)
+	_, err = cats.Catalog(ctx, db)
+	require.NoError(t, err, "the load after its connection was ended")
+	require.NotEqual(t, first, loaders())
 
 	cats.Release(db)
 	require.Eventually(t, func() bool {

@@ -279,12 +279,24 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
+	reused := d.conn != nil && !d.conn.IsClosed()
 	conn, err := c.loadConn(ctx, d)
 	if err != nil {
 		d.invalidate()
 		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
 	}
 	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
+	if err != nil && reused && conn.IsClosed() && ctx.Err() == nil {
+		// The kept connection had been ended meanwhile (a server restart,
+		// idle_session_timeout, pg_terminate_backend), which pgx finds out
+		// only by using it: once more on a new one.
+		d.closeConn()
+		if conn, err = c.loadConn(ctx, d); err != nil {
+			d.invalidate()
+			return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
+		}
+		cat, err = LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
+	}
 	if errors.Is(err, ErrNotInstalled) && old != nil {
 		// Another database by that name now (dropped and created again
 		// behind the proxy's back), or a store removed: install as on

@@ -384,3 +384,18 @@ func TestReaperAdminDropsOthersTrash(t *testing.T) {
 	_, err = admConn.Exec(ctx, "SELECT tombstone._drop_trashed(1)")
 	require.Error(t, err, "only expired, unpurged trash entries can be dropped")
 }
+
+// TestTrashRejectPolicy: under policies.drop: reject the database refuses
+// a DROP TABLE of a protected table the proxy could not name (created in
+// the same Query), with its own message; the table stays.
+func TestTrashRejectPolicy(t *testing.T) {
+	c, _ := setup(t, true)
+	exec(t, c, `UPDATE tombstone.settings SET value = '"reject"' WHERE key = 'policies.drop'`)
+	exec(t, c, "CREATE TABLE n2 (id int PRIMARY KEY)")
+	_, err := c.Exec(context.Background(), "CALL tombstone.trash_tables(ARRAY['n2'], false, false, '', 'DROP TABLE n2')")
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "0A000", pe.Code)
+	require.Equal(t, "tombstone: DROP TABLE of protected table public.n2 is refused (policies.drop: reject)", pe.Message)
+	require.Equal(t, int64(1), queryInt(t, c, "SELECT count(*) FROM pg_class WHERE relname = 'n2'"))
+}

@@ -1258,13 +1258,19 @@ BEGIN
     -- CASCADE drops inheritance children with their parent: they are
     -- dropped (or trashed) as if listed.
     IF p_cascade THEN
-        FOR r IN WITH RECURSIVE d(oid) AS (
-                     SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (rels)
-                     UNION
-                     SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
-                 SELECT d.oid FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
-                  WHERE NOT c.relispartition AND c.relkind IN ('r', 'p') AND NOT (d.oid = ANY (rels))
-                  ORDER BY d.oid
+        -- In Postgres's order: depth first, each table's children by
+        -- ascending oid (findDependentObjects), each child once.
+        FOR r IN WITH RECURSIVE d(oid, path) AS (
+                     SELECT i.inhrelid, ARRAY[pg_catalog.array_position(rels, i.inhparent)::bigint, i.inhrelid::bigint]
+                       FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (rels)
+                     UNION ALL
+                     SELECT i.inhrelid, d.path || i.inhrelid::bigint FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
+                 SELECT x.oid FROM (
+                     SELECT DISTINCT ON (d.oid) d.oid, d.path
+                       FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
+                      WHERE NOT c.relispartition AND c.relkind IN ('r', 'p') AND NOT (d.oid = ANY (rels))
+                      ORDER BY d.oid, d.path) x
+                  ORDER BY x.path
         LOOP
             rels := rels || r.oid;
             cascaded := cascaded || ('drop cascades to table ' || tombstone._names_as(ARRAY[r.oid], p_path));
@@ -1306,7 +1312,7 @@ BEGIN
        (SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'policies.drop') = 'reject' THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = pg_catalog.format('tombstone: DROP TABLE of protected table %s is refused (policies.drop: reject)',
-                                        (SELECT r.table_name FROM tombstone._protected_roots(prot) r LIMIT 1)),
+                                        (SELECT pr.table_name FROM tombstone._protected_roots(prot) pr LIMIT 1)),
             HINT = 'Ask an administrator to change the policy, or exclude the table from protection first.';
     END IF;
     IF pg_catalog.cardinality(prot) = 0
