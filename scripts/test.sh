@@ -46,12 +46,13 @@ fi
 # of it, too slow for here), chosen to cover what issue 16 found: DDL
 # around the trash (DROP TABLE with policies, typed tables, DROP OWNED),
 # user types in shadow tables, keys with INCLUDE columns, databases
-# renamed and dropped, the NOTICE of a DROP TABLE … CASCADE (truncate).
+# renamed and dropped, the NOTICE of a DROP TABLE … CASCADE (truncate),
+# DROP TABLE of a partition (plancache, vacuum).
 # Each must print the same through the proxy as
 # directly. (foreign_key, inherit, triggers and domain still differ: see
 # README, What the proxy cannot see; cascades under
 # session_replication_role and the rest have Go tests of their own.)
-REGRESS_SUBSET="enum rowtypes typed_table index_including index_including_gist database drop_if_exists dependency rowsecurity create_table_like temp delete truncate"
+REGRESS_SUBSET="enum rowtypes typed_table index_including index_including_gist database drop_if_exists dependency rowsecurity create_table_like temp delete truncate plancache vacuum"
 # shellcheck disable=SC2206 # word splitting is the point
 regress=(${REGRESS_TESTS-$REGRESS_SUBSET})
 if [ "$rc" = 0 ] && [ "${#regress[@]}" -gt 0 ]; then

@@ -230,3 +230,48 @@ CREATE TABLE keeps (id int, who person); INSERT INTO keeps VALUES (1, '(1,ann)')
 	_, _ = simple(t, p, "UNDROP TABLE persons")
 	require.Equal(t, "1:ann,2:bob", queryText(t, e.direct, "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM persons"))
 }
+
+// TestDropPartitionToTrash: a DROP TABLE naming partitions without their
+// table — one, a sub-partitioned one with a sub-partition of it, in a
+// transaction too — succeeds as in Postgres: each is detached and goes to
+// the trash as a table of its own, its rows kept; UNDROP TABLE brings one
+// back, detached, and it can be attached again with every row.
+func TestDropPartitionToTrash(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE ev (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE ev_2023 PARTITION OF ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY RANGE (at);
+CREATE TABLE ev_2024a PARTITION OF ev_2024 FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+CREATE TABLE ev_2024b PARTITION OF ev_2024 FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO ev SELECT g, date '2023-01-01' + (g % 1000), 'v' || g FROM generate_series(1, 3000) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	before := e.snapshot("ev_2023")
+	n2023, n2024, n2025 := e.count("SELECT count(*) FROM ev_2023"), e.count("SELECT count(*) FROM ev_2024"), e.count("SELECT count(*) FROM ev_2025")
+
+	tag, err := p.Exec(ctx, "DROP TABLE ev_2023")
+	require.NoError(t, err)
+	require.Equal(t, "DROP TABLE", tag.String())
+	_, err = p.Exec(ctx, "DROP TABLE ev_2024, ev_2024a")
+	require.NoError(t, err)
+	tx, err := p.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DROP TABLE ev_2025")
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+
+	require.Zero(t, e.count("SELECT count(*) FROM ev"))
+	require.Zero(t, e.count("SELECT count(*) FROM pg_inherits WHERE inhparent = 'ev'::regclass"))
+	for name, n := range map[string]int{"ev_2023": n2023, "ev_2024": n2024, "ev_2025": n2025} {
+		trashed := queryText(t, e.direct, "SELECT trash_name FROM tombstone.trash WHERE original_name = '"+name+"'")
+		require.Equal(t, n, e.count("SELECT count(*) FROM tombstone_trash."+trashed), name)
+	}
+	require.Equal(t, 3, e.count("SELECT count(*) FROM tombstone.trash WHERE original_name LIKE 'ev_20%'"), "ev_2024a went with ev_2024")
+
+	_, err = p.Exec(ctx, "UNDROP TABLE ev_2023")
+	require.NoError(t, err)
+	require.Equal(t, before, e.snapshot("ev_2023"))
+	_, err = p.Exec(ctx, "ALTER TABLE ev ATTACH PARTITION ev_2023 FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')")
+	require.NoError(t, err)
+	require.Equal(t, n2023, e.count("SELECT count(*) FROM ev"))
+}

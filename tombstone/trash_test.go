@@ -300,8 +300,16 @@ func TestTrashPartitionedAndRecreatedName(t *testing.T) {
 	require.Equal(t, "events_2024,events_2025", queryString(t, c,
 		"SELECT string_agg(relid::regclass::text, ',' ORDER BY 1) FROM pg_partition_tree('events') WHERE relid <> 'events'::regclass"))
 
-	err = callVia(t, c, loadCatalog(t, c), "DROP TABLE events_2024", rewrite.Options{})
-	require.Equal(t, "0A000", pgErr(t, err).Code)
+	// A partition named alone: detached, and to the trash as a table of
+	// its own; UNDROP gives it back detached, to be attached again.
+	bound := queryString(t, c, "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = 'events_2024'::regclass")
+	mustCall(t, c, loadCatalog(t, c), "DROP TABLE events_2024")
+	require.Equal(t, "events_2025", queryString(t, c,
+		"SELECT string_agg(relid::regclass::text, ',' ORDER BY 1) FROM pg_partition_tree('events') WHERE relid <> 'events'::regclass"))
+	_, err = c.Exec(ctx, "SELECT * FROM tombstone.undrop_table('events_2024')")
+	require.NoError(t, err)
+	exec(t, c, "ALTER TABLE events ATTACH PARTITION events_2024 "+bound)
+	require.Equal(t, before["events"], dump(t, c)["events"])
 	// Named with its table, a partition goes to the trash with it.
 	mustCall(t, c, loadCatalog(t, c), "DROP TABLE events_2024, events")
 	require.Equal(t, "", queryString(t, c, "SELECT to_regclass('events_2024')::text"))

@@ -1200,8 +1200,9 @@ $$;
 -- UNDROP) and dependent views are dropped, as Postgres would; anything
 -- else that still depends on it (inheritance children, functions using
 -- its row type, …) refuses the statement (0A000) rather than destroying
--- what UNDROP could not give back. Naming a partition alone is refused
--- too: DETACH it first (it is then a protected table of its own).
+-- what UNDROP could not give back. A partition named alone is detached
+-- first and trashed as a protected table of its own (refused where it
+-- would not be protected on its own); UNDROP gives it back detached.
 --
 -- The DDL event trigger (tombstone._on_ddl) fires on these ALTERs; with
 -- tombstone.ddl_sync off for the duration it only notifies the proxies,
@@ -1233,6 +1234,8 @@ DECLARE
     quoted text[];
     resolved oid[];
     cascaded text[] := '{}';
+    parts oid[] := '{}';
+    parent oid;
 BEGIN
     quoted := ARRAY(SELECT (SELECT string_agg(quote_ident(u.part), '.' ORDER BY u.o)
                               FROM unnest(parse_ident(n.name)) WITH ORDINALITY u(part, o))
@@ -1281,15 +1284,25 @@ BEGIN
         -- A partition named with its table goes to the trash with it.
         CONTINUE WHEN r.relid <> r.root AND r.root = ANY (rels);
         IF r.relid <> r.root THEN
-            RAISE EXCEPTION USING ERRCODE = '0A000',
-                MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported',
-                                            r.relid::regclass, r.table_name),
-                HINT = pg_catalog.format('DELETE FROM %s (captured) and keep the empty partition, or drop the whole table %s.',
-                                         r.relid::regclass, r.root::regclass);
+            -- A partition named without its table: detached below, it
+            -- goes to the trash as a table of its own (with what it
+            -- holds; a sub-partition listed with it goes along).
+            IF NOT coalesce(tombstone._protected_alone(r.relid), false) THEN
+                RAISE EXCEPTION USING ERRCODE = '0A000',
+                    MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported: as a table of its own it would not be protected',
+                                                r.relid::regclass, r.table_name),
+                    HINT = pg_catalog.format('DELETE FROM %s (captured) and keep the empty partition, protect it (protect.schemas or protect.tables), or drop the whole table %s.',
+                                             r.relid::regclass, r.root::regclass);
+            END IF;
+            parts := parts || r.relid;
+            CONTINUE;
         END IF;
         prot := prot || r.relid;
     END LOOP;
-    members := prot || ARRAY(SELECT t.relid FROM pg_catalog.unnest(prot) p, pg_catalog.pg_partition_tree(p) t WHERE t.relid <> p);
+    parts := ARRAY(SELECT pt.p FROM pg_catalog.unnest(parts) pt(p)
+                    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(pt.p) a
+                                       WHERE a.relid <> pt.p AND a.relid = ANY (parts)));
+    members := prot || parts || ARRAY(SELECT t.relid FROM pg_catalog.unnest(prot || parts) p, pg_catalog.pg_partition_tree(p) t WHERE t.relid <> p);
     plain := ARRAY(SELECT u FROM pg_catalog.unnest(rels) u WHERE NOT (u = ANY (members)));
 
     -- Postgres's own checks, on the whole list at once (tables of the
@@ -1308,19 +1321,20 @@ BEGIN
     END;
 
     -- The policy is the database's (policies.drop), as for TRUNCATE.
-    IF pg_catalog.cardinality(prot) > 0 AND
+    IF pg_catalog.cardinality(prot || parts) > 0 AND
        (SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'policies.drop') = 'reject' THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = pg_catalog.format('tombstone: DROP TABLE of protected table %s is refused (policies.drop: reject)',
-                                        (SELECT pr.table_name FROM tombstone._protected_roots(prot) pr LIMIT 1)),
+                                        (SELECT pr.table_name FROM tombstone._protected_roots(prot || parts) pr LIMIT 1)),
             HINT = 'Ask an administrator to change the policy, or exclude the table from protection first.';
     END IF;
-    IF pg_catalog.cardinality(prot) = 0
+    IF pg_catalog.cardinality(prot || parts) = 0
        OR (SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'policies.drop') = 'allow' THEN
         plain := rels;
         prot := '{}';
+        parts := '{}';
     END IF;
-    IF pg_catalog.cardinality(prot) = 0 THEN
+    IF pg_catalog.cardinality(prot || parts) = 0 THEN
         -- The children CASCADE took along are listed now: Postgres's
         -- NOTICE for them is ours to give.
         PERFORM tombstone._notice_cascaded(cascaded);
@@ -1329,6 +1343,20 @@ BEGIN
         CALL tombstone.guarded_ddl('DROP TABLE ' || tombstone._names_as(plain, p_path) || CASE WHEN p_cascade THEN ' CASCADE' ELSE '' END, p_path);
         RETURN;
     END IF;
+
+    -- The partitions named alone leave their tables, as ALTER TABLE …
+    -- DETACH PARTITION (the caller's) would do it: UNDROP TABLE brings
+    -- each back as a table of its own, to be attached again.
+    FOREACH rel IN ARRAY parts LOOP
+        SELECT i.inhparent INTO parent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = rel;
+        PERFORM tombstone._exec_as(pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s',
+                                                     tombstone._names_as(ARRAY[parent], p_path), tombstone._names_as(ARRAY[rel], p_path)),
+                                   p_path);
+        -- Its own shadow table, under its own name, as detach_partition
+        -- makes it (the rename into the trash would name it so).
+        PERFORM pg_catalog.count(*) FROM tombstone._capture_targets(ARRAY[rel]);
+        prot := prot || rel;
+    END LOOP;
 
     -- Record and plan every protected table before anything changes, so
     -- the recorded foreign keys are the ones that exist now.
