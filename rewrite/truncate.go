@@ -165,14 +165,23 @@ func callNode(name []string, args ...*pg.Node) *pg.Node {
 // dropSchema refuses a DROP SCHEMA that would take protected tables with
 // it (unless policies.drop is allow): their rows could not be recovered.
 // The catalog knows the tables it loaded; a CASCADE also runs through
-// tombstone.guarded_ddl, where the database refuses it for a table
+// tombstone.drop_schema, where the database refuses it for a table
 // protected under a name the catalog does not know yet (moved into the
-// schema earlier in the same transaction or Query, say).
+// schema earlier in the same transaction or Query, say), and for tables
+// in the trash that would lose columns or go. The store's own schemas
+// are not dropped through the proxy.
 func (sr *stmtRewriter) dropSchema(n *pg.Node, st *Statement) (*pg.Node, error) {
 	if sr.opt.Drop == PolicyAllow {
 		return nil, nil
 	}
 	d := n.GetDropStmt()
+	for _, o := range d.GetObjects() {
+		if name := o.GetString_().GetSval(); name == "tombstone" || name == "tombstone_trash" {
+			return nil, &Error{Code: CodeFeatureNotSupported,
+				Message: "tombstone: DROP SCHEMA " + name + " would drop the store: every tombstone, or every table in the trash",
+				Hint:    "Drop it on a direct connection, if that is what you mean."}
+		}
+	}
 	if sc, ok := sr.cat.(SchemaCatalog); ok {
 		for _, o := range d.GetObjects() {
 			name := o.GetString_().GetSval()
@@ -187,7 +196,7 @@ func (sr *stmtRewriter) dropSchema(n *pg.Node, st *Statement) (*pg.Node, error) 
 		return nil, nil // (a schema that holds a table is not dropped without CASCADE)
 	}
 	st.Output = Output{Tag: "DROP SCHEMA"}
-	return callNode([]string{"tombstone", "guarded_ddl"}, constStr(sr.recorded())), nil
+	return callNode([]string{"tombstone", "drop_schema"}, constStr(sr.recorded())), nil
 }
 
 // detachStmt turns an ALTER TABLE … DETACH PARTITION (of any table: the

@@ -402,3 +402,37 @@ func TestDropSchemaCascadeGuarded(t *testing.T) {
 	require.Equal(t, "DROP SCHEMA", tag.String())
 	require.Zero(t, e.count("SELECT count(*) FROM pg_namespace WHERE nspname = 's3'"))
 }
+
+// TestDropSchemaKeepsTheTrash: DROP SCHEMA … CASCADE of a schema whose
+// type a table in the trash uses is refused (it dropped the column, and
+// its values, for good); DROP TYPE … CASCADE first keeps them as text,
+// and UNDROP brings them back. The store's own schemas are not dropped
+// through the proxy.
+func TestDropSchemaKeepsTheTrash(t *testing.T) {
+	e := newEnv(t, `CREATE SCHEMA sc;
+CREATE TYPE sc.mood AS ENUM ('happy', 'sad');
+CREATE TABLE t4 (id int PRIMARY KEY, m sc.mood, ms sc.mood[]);
+INSERT INTO t4 VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL);`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	before := e.snapshot("t4")
+	_, err := p.Exec(ctx, "DROP TABLE t4")
+	require.NoError(t, err)
+	trashed := "tombstone_trash." + queryText(t, e.direct, "SELECT trash_name FROM tombstone.trash WHERE original_name = 't4'")
+	cols := "SELECT count(*) FROM pg_attribute WHERE attrelid = '" + trashed + "'::regclass AND attnum > 0 AND NOT attisdropped"
+	require.Equal(t, 3, e.count(cols))
+
+	_, err = p.Exec(ctx, "DROP SCHEMA sc CASCADE")
+	require.Equal(t, "0A000", errCode(err))
+	require.Equal(t, 3, e.count(cols), "a column of the trashed table was dropped")
+	for _, s := range []string{"tombstone", "tombstone_trash"} {
+		_, err = p.Exec(ctx, "DROP SCHEMA "+s+" CASCADE")
+		require.Equal(t, "0A000", errCode(err), s)
+	}
+
+	for _, sql := range []string{"DROP TYPE sc.mood CASCADE", "DROP SCHEMA sc CASCADE", "UNDROP TABLE t4"} {
+		_, err = p.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	require.Equal(t, before, e.snapshot("t4"), "the values come back (as text)")
+}

@@ -279,23 +279,22 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	reused := d.conn != nil && !d.conn.IsClosed()
-	conn, err := c.loadConn(ctx, d)
-	if err != nil {
-		d.invalidate()
-		return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
-	}
-	cat, err := LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
-	if err != nil && reused && conn.IsClosed() && ctx.Err() == nil {
-		// The kept connection had been ended meanwhile (a server restart,
-		// idle_session_timeout, pg_terminate_backend), which pgx finds out
-		// only by using it: once more on a new one.
-		d.closeConn()
+	var conn *pgx.Conn
+	var cat *Catalog
+	var err error
+	// A connection ended under the load (a server restart,
+	// idle_session_timeout, pg_terminate_backend; pgx finds out about a
+	// kept one only by using it): again on a new one, a few times.
+	for attempt := 0; ; attempt++ {
 		if conn, err = c.loadConn(ctx, d); err != nil {
 			d.invalidate()
 			return nil, fmt.Errorf("control connection to database %q: %w", d.name, err)
 		}
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{Sync: old == nil})
+		if err == nil || !conn.IsClosed() || ctx.Err() != nil || attempt == loadAttempts-1 {
+			break
+		}
+		d.closeConn()
 	}
 	if errors.Is(err, ErrNotInstalled) && old != nil {
 		// Another database by that name now (dropped and created again
@@ -329,6 +328,10 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	return cat, nil
 }
+
+// loadAttempts bounds the loads tried on new connections when one is
+// ended under a load.
+const loadAttempts = 3
 
 // Bounds of the first install or upgrade in a database (it may wait for
 // another proxy's install, and an upgrade rewrites every function) and of

@@ -418,6 +418,39 @@ BEGIN
 END
 $$;
 
+-- drop_schema is what the proxy runs for DROP SCHEMA … CASCADE: the
+-- statement as guarded_ddl runs it, and one check more. A table in the
+-- trash that uses the schema's objects would lose columns of its types,
+-- or go with the function its partition key calls: refused (0A000) —
+-- DROP TYPE … CASCADE converts such columns to text first
+-- (drop_types), or UNDROP or PURGE the table first.
+CREATE OR REPLACE PROCEDURE tombstone.drop_schema(p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    kept text := tombstone._trash_shape();
+BEGIN
+    CALL tombstone.guarded_ddl(p_sql, p_path);
+    IF tombstone._trash_shape() IS DISTINCT FROM kept THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = 'tombstone: this DROP SCHEMA would drop tables in the trash, or columns of them',
+            HINT = 'DROP TYPE … CASCADE the schema''s types first (the trash keeps those columns'' values as text), or UNDROP or PURGE the tables first. Nothing was changed.';
+    END IF;
+END
+$$;
+
+-- _trash_shape identifies the tables in the trash and how many columns
+-- each has, for drop_schema.
+CREATE OR REPLACE FUNCTION tombstone._trash_shape() RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.string_agg(c.oid::text || ':' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                                                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::text,
+                                 ',' ORDER BY c.oid)
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'tombstone_trash'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p')
+$$;
+
 -- _trash_ident is p_base cut (at a character boundary) so that
 -- p_base || p_suffix fits an identifier's 63 bytes.
 CREATE OR REPLACE FUNCTION tombstone._trash_ident(p_base text, p_suffix text) RETURNS name
@@ -657,7 +690,11 @@ BEGIN
          WHERE at.attrelid = ANY (objs) AND NOT at.attisdropped) g;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = holder) THEN
-            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', holder);
+            BEGIN
+                EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN NOINHERIT', holder);
+            EXCEPTION WHEN unique_violation OR duplicate_object THEN
+                NULL; -- made a moment ago by another session's DROP TABLE
+            END;
         END IF;
         PERFORM tombstone._trash_give(t.renames, holder, true);
         FOR m IN SELECT DISTINCT (g ->> 'rel')::oid AS rel, g ->> 'kind' = 'S' AS seq, (g ->> 'grantee')::oid AS grantee
@@ -1183,6 +1220,49 @@ BEGIN
 END
 $$;
 
+-- _inheritors lists the inheritance descendants of p_rels (not
+-- partitions, nor p_rels themselves) in the order Postgres's DROP …
+-- CASCADE reports them (findDependentObjects): each listed table in
+-- turn, a table's children by descending oid, each once, a table after
+-- its children; the whole list reversed. Each table is visited once
+-- (a walk of every path took exponential time on multiple inheritance).
+CREATE OR REPLACE FUNCTION tombstone._inheritors(p_rels oid[]) RETURNS oid[]
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    seen oid[] := p_rels;
+    found oid[] := '{}';
+    stack oid[];
+    top oid;
+    child oid;
+    rel oid;
+BEGIN
+    -- Depth first without recursion: the stack holds the tables whose
+    -- children are being walked; a table is recorded once it has no
+    -- child left unseen.
+    FOREACH rel IN ARRAY p_rels LOOP
+        stack := ARRAY[rel];
+        WHILE pg_catalog.cardinality(stack) > 0 LOOP
+            top := stack[pg_catalog.cardinality(stack)];
+            SELECT i.inhrelid INTO child FROM pg_catalog.pg_inherits i
+             JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = top AND NOT c.relispartition AND NOT (i.inhrelid = ANY (seen))
+             ORDER BY i.inhrelid DESC LIMIT 1;
+            IF child IS NULL THEN
+                stack := stack[1:pg_catalog.cardinality(stack) - 1];
+                IF NOT (top = ANY (p_rels)) THEN
+                    found := found || top;
+                END IF;
+            ELSE
+                seen := seen || child;
+                stack := stack || child;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN ARRAY(SELECT f.oid FROM pg_catalog.unnest(found) WITH ORDINALITY f(oid, k) ORDER BY f.k DESC);
+END
+$$;
+
 -- trash_tables is what the proxy runs for a DROP TABLE that names a
 -- protected table. Unprotected tables are dropped as usual; protected
 -- ones (with their partitions) are renamed and moved to schema
@@ -1261,19 +1341,11 @@ BEGIN
     -- CASCADE drops inheritance children with their parent: they are
     -- dropped (or trashed) as if listed.
     IF p_cascade THEN
-        -- In Postgres's order: depth first, each table's children by
-        -- ascending oid (findDependentObjects), each child once.
-        FOR r IN WITH RECURSIVE d(oid, path) AS (
-                     SELECT i.inhrelid, ARRAY[pg_catalog.array_position(rels, i.inhparent)::bigint, i.inhrelid::bigint]
-                       FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (rels)
-                     UNION ALL
-                     SELECT i.inhrelid, d.path || i.inhrelid::bigint FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.oid)
-                 SELECT x.oid FROM (
-                     SELECT DISTINCT ON (d.oid) d.oid, d.path
-                       FROM d JOIN pg_catalog.pg_class c ON c.oid = d.oid
-                      WHERE NOT c.relispartition AND c.relkind IN ('r', 'p') AND NOT (d.oid = ANY (rels))
-                      ORDER BY d.oid, d.path) x
-                  ORDER BY x.path
+        -- In the order of Postgres's NOTICE (_inheritors).
+        FOR r IN SELECT u.oid FROM pg_catalog.unnest(tombstone._inheritors(rels)) WITH ORDINALITY u(oid, k)
+                   JOIN pg_catalog.pg_class c ON c.oid = u.oid
+                  WHERE NOT c.relispartition AND c.relkind IN ('r', 'p')
+                  ORDER BY u.k
         LOOP
             rels := rels || r.oid;
             cascaded := cascaded || ('drop cascades to table ' || tombstone._names_as(ARRAY[r.oid], p_path));
@@ -1891,5 +1963,6 @@ GRANT EXECUTE ON PROCEDURE tombstone.capture_truncate(text[], boolean[], boolean
 GRANT EXECUTE ON PROCEDURE tombstone.trash_tables(text[], boolean, boolean, text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.guarded_ddl(text, text) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE tombstone.drop_schema(text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_owned(text, text[], boolean, text, text) TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;
