@@ -250,7 +250,7 @@ SELECT p.relid, p.schema_name::text, p.table_name::text, p.search_pos,
 SELECT t.relid::oid, n.nspname::text, c.relname::text, p.relid
   FROM tombstone.protected_tables() p
   JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'p'
-  CROSS JOIN LATERAL pg_partition_tree(p.relid::regclass) t
+  CROSS JOIN LATERAL tombstone._partition_tree(p.relid) t
   JOIN pg_class c ON c.oid = t.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE t.relid <> p.relid`)
@@ -297,7 +297,7 @@ SELECT t.relid::oid, n.nspname::text, c.relname::text, p.relid
 	// parent constraint covers them.
 	rows, err = tx.Query(ctx, `
 SELECT c.conname::text, c.confrelid, c.conrelid, cn.nspname::text, cc.relname::text, c.confdeltype::text,
-       ARRAY(SELECT pt.relid::oid FROM pg_partition_tree(c.confrelid::regclass) pt
+       ARRAY(SELECT pt.relid::oid FROM tombstone._partition_tree(c.confrelid) pt
               WHERE (SELECT pc.relispartition FROM pg_class pc WHERE pc.oid = c.confrelid)),
        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
@@ -495,7 +495,7 @@ WITH RECURSIVE prot(oid) AS (
     UNION
     SELECT t.relid FROM tombstone.protected_tables() p
       JOIN pg_class pc ON pc.oid = p.relid AND pc.relkind = 'p'
-      CROSS JOIN LATERAL pg_partition_tree(p.relid::regclass) t
+      CROSS JOIN LATERAL tombstone._partition_tree(p.relid) t
 ), up(oid) AS (
     SELECT c.confrelid FROM pg_constraint c
      WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd')
@@ -508,7 +508,7 @@ WITH RECURSIVE prot(oid) AS (
     SELECT nxt.oid FROM up CROSS JOIN LATERAL (
         SELECT c.confrelid FROM pg_constraint c
          WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype = 'c'
-           AND (c.conrelid = up.oid OR c.conrelid IN (SELECT pt.relid FROM pg_partition_tree(up.oid::regclass) pt))
+           AND (c.conrelid = up.oid OR c.conrelid IN (SELECT pt.relid FROM tombstone._partition_tree(up.oid) pt))
         UNION ALL
         SELECT i.inhparent FROM pg_inherits i
           JOIN pg_class pc ON pc.oid = i.inhparent AND pc.relkind = 'r'
@@ -526,7 +526,7 @@ WITH RECURSIVE prot(oid) AS (
 ), parts(oid, root) AS (
     SELECT t.relid::oid, th.oid FROM through th
       JOIN pg_class pc ON pc.oid = th.oid AND pc.relkind = 'p'
-      CROSS JOIN LATERAL pg_partition_tree(th.oid::regclass) t
+      CROSS JOIN LATERAL tombstone._partition_tree(th.oid) t
      WHERE t.relid <> th.oid
 )
 SELECT x.oid, x.root, n.nspname::text, cl.relname::text, cl.relkind = 'p', tombstone.catalog_state(x.oid::regclass, $1),

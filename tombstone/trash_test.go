@@ -407,3 +407,30 @@ func TestTrashRejectPolicy(t *testing.T) {
 	require.Equal(t, "tombstone: DROP TABLE of protected table public.n2 is refused (policies.drop: reject)", pe.Message)
 	require.Equal(t, int64(1), queryInt(t, c, "SELECT count(*) FROM pg_class WHERE relname = 'n2'"))
 }
+
+// TestTrashPartitionEdges: a sub-partition in an unprotected schema goes
+// with its partition named alongside it; a partition whose rows other
+// rows reference is refused with the store's 0A000 (not the detach's
+// 23503), and nothing is detached.
+func TestTrashPartitionEdges(t *testing.T) {
+	c, _ := setup(t, true)
+	exec(t, c, `CREATE SCHEMA unprot;
+CREATE TABLE mx (id int, k int) PARTITION BY RANGE (k);
+CREATE TABLE mx_1 PARTITION OF mx FOR VALUES FROM (0) TO (10) PARTITION BY RANGE (k);
+CREATE TABLE unprot.mx_1_u PARTITION OF mx_1 FOR VALUES FROM (0) TO (10);
+INSERT INTO mx SELECT g, g % 10 FROM generate_series(1, 50) g;
+CREATE TABLE pk (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE pk_a PARTITION OF pk FOR VALUES FROM (0) TO (100);
+CREATE TABLE pk_b PARTITION OF pk FOR VALUES FROM (100) TO (200);
+INSERT INTO pk VALUES (1), (150);
+CREATE TABLE rf (id int PRIMARY KEY, pk_id int REFERENCES pk);
+INSERT INTO rf VALUES (1, 1);`)
+	exec(t, c, "CALL tombstone.trash_tables(ARRAY['unprot.mx_1_u', 'mx_1'], false, false, '', 'DROP TABLE unprot.mx_1_u, mx_1')")
+	require.Equal(t, int64(50), queryInt(t, c, "SELECT count(*) FROM tombstone_trash."+
+		queryString(t, c, "SELECT trash_name FROM tombstone.trash WHERE original_name = 'mx_1'")))
+
+	_, err := c.Exec(context.Background(), "CALL tombstone.trash_tables(ARRAY['pk_a'], false, true, '', 'DROP TABLE pk_a CASCADE')")
+	require.Equal(t, "0A000", pgErr(t, err).Code)
+	require.Equal(t, "pk_a,pk_b", queryString(t, c,
+		"SELECT string_agg(relid::regclass::text, ',' ORDER BY 1) FROM pg_partition_tree('pk') WHERE relid <> 'pk'::regclass"))
+}

@@ -244,6 +244,23 @@ AS $$
         SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition))
 $$;
 
+-- _partition_tree is pg_partition_tree(p_rel)'s tables (p_rel and its
+-- partitions, at every level; nothing for a table outside partitioning)
+-- read from pg_inherits: pg_partition_tree locks each partition, and a
+-- catalog load waiting on one that an open transaction dropped or
+-- altered held up that transaction's own DELETE (which waits for the
+-- load) and every other DELETE in the database, until the load timed out.
+CREATE OR REPLACE FUNCTION tombstone._partition_tree(p_rel oid) RETURNS TABLE (relid oid)
+LANGUAGE sql STABLE
+AS $$
+    WITH RECURSIVE t(r) AS (
+        SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = p_rel AND (c.relkind = 'p' OR c.relispartition)
+        UNION ALL
+        SELECT i.inhrelid FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.r
+          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND c.relispartition)
+    SELECT t.r FROM t
+$$;
+
 -- _root maps a partition to the root of its partition tree: a DELETE
 -- naming a partition is protected as its root (same shadow, same
 -- signature).
@@ -298,7 +315,7 @@ BEGIN
     WHILE cardinality(frontier) > 0 LOOP
         -- A foreign key may reference a partition of a table reached.
         searched := frontier || ARRAY(
-            SELECT pt.relid FROM pg_catalog.unnest(frontier) x, pg_catalog.pg_partition_tree(x) pt
+            SELECT pt.relid FROM pg_catalog.unnest(frontier) x, tombstone._partition_tree(x) pt
              WHERE pt.relid <> x);
         SELECT pg_catalog.array_agg(DISTINCT c.conrelid),
                pg_catalog.array_agg(DISTINCT c.conrelid) FILTER (WHERE c.confdeltype = 'c'),
@@ -382,7 +399,7 @@ AS $$
         SELECT 1
           FROM pg_trigger tg
           JOIN pg_proc p ON p.oid = tg.tgfoid
-         WHERE tg.tgrelid IN (SELECT t.relid FROM pg_partition_tree(p_rel) t UNION SELECT p_rel)
+         WHERE tg.tgrelid IN (SELECT t.relid FROM tombstone._partition_tree(p_rel) t UNION SELECT p_rel)
            AND NOT tg.tgisinternal AND tg.tgenabled <> 'D' AND (tg.tgtype & 8) <> 0
            -- its WHEN condition runs as the deleting role whatever the
            -- function is

@@ -84,7 +84,7 @@ DECLARE
     -- (An array, for the index on conrelid: the query below ran a
     -- sequential scan of pg_constraint for each of the three conditions
     -- a capture function has, on every sync.)
-    rels oid[] := ARRAY(SELECT rel UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(rel) t);
+    rels oid[] := ARRAY(SELECT rel UNION SELECT t.relid FROM tombstone._partition_tree(rel) t);
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint con
                     WHERE con.conrelid = ANY (rels) AND con.contype = 'f' AND con.confdeltype = ANY (p_actions)) THEN
@@ -161,7 +161,7 @@ AS $$
                              string_agg('OLD.' || pg_catalog.quote_ident(c.attname), ', ' ORDER BY c.attname),
                              string_agg('NEW.' || pg_catalog.quote_ident(c.attname), ', ' ORDER BY c.attname))
       FROM (SELECT DISTINCT a.attname
-              FROM (SELECT src AS relid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(src) t) r
+              FROM (SELECT src AS relid UNION SELECT t.relid FROM tombstone._partition_tree(src) t) r
              CROSS JOIN LATERAL unnest(tombstone._set_null_columns(r.relid)) k
               JOIN pg_catalog.pg_attribute a ON a.attrelid = r.relid AND a.attnum = k) c
     HAVING count(*) > 0
@@ -438,7 +438,7 @@ BEGIN
     -- inside this loop, and that may have done the next one already.
     FOR r IN SELECT pt.relid, v.tgname, v.want
                FROM (SELECT src AS relid
-                     UNION SELECT t2.relid FROM pg_catalog.pg_partition_tree(src) t2) pt
+                     UNION SELECT t2.relid FROM tombstone._partition_tree(src) t2) pt
               CROSS JOIN (VALUES ('_ts_capture', CASE WHEN rowwise THEN 9 ELSE 8 END),
                                  ('_ts_truncate', 34)) v(tgname, want)
     LOOP
@@ -463,7 +463,7 @@ BEGIN
     -- own keys get one of their own (_ts_set_null_p).
     FOR r IN SELECT src AS relid, '_ts_set_null' AS tgname
              UNION ALL
-             SELECT t2.relid, '_ts_set_null_p' FROM pg_catalog.pg_partition_tree(src) t2 WHERE t2.relid <> src
+             SELECT t2.relid, '_ts_set_null_p' FROM tombstone._partition_tree(src) t2 WHERE t2.relid <> src
     LOOP
         IF tombstone._sync_set_null(r.relid, r.tgname, fn, fname) THEN changed := true; END IF;
     END LOOP;
@@ -480,7 +480,7 @@ BEGIN
         UPDATE pg_catalog.pg_trigger t SET tgisinternal = true
           FROM pg_catalog.pg_class c
          WHERE c.oid = t.tgrelid AND t.tgfoid = fn AND NOT t.tgisinternal AND t.tgparentid = 0
-           AND t.tgrelid IN (SELECT src UNION SELECT t2.relid FROM pg_catalog.pg_partition_tree(src) t2)
+           AND t.tgrelid IN (SELECT src UNION SELECT t2.relid FROM tombstone._partition_tree(src) t2)
            AND NOT (t.tgname = '_ts_set_null' AND c.relkind = 'p');
     END IF;
     RETURN changed;

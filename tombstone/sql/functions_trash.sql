@@ -1359,13 +1359,6 @@ BEGIN
             -- A partition named without its table: detached below, it
             -- goes to the trash as a table of its own (with what it
             -- holds; a sub-partition listed with it goes along).
-            IF NOT coalesce(tombstone._protected_alone(r.relid), false) THEN
-                RAISE EXCEPTION USING ERRCODE = '0A000',
-                    MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported: as a table of its own it would not be protected',
-                                                r.relid::regclass, r.table_name),
-                    HINT = pg_catalog.format('DELETE FROM %s (captured) and keep the empty partition, protect it (protect.schemas or protect.tables), or drop the whole table %s.',
-                                             r.relid::regclass, r.root::regclass);
-            END IF;
             parts := parts || r.relid;
             CONTINUE;
         END IF;
@@ -1391,6 +1384,12 @@ BEGIN
             END IF;
             has_deps := true;
     END;
+    -- Locked for the rest of the statement now, before anything changes
+    -- (the trial's locks went with its subtransaction): taken by a later
+    -- RENAME, after this transaction had written to the catalog, the lock
+    -- deadlocked with an autovacuum of the table, which Postgres otherwise
+    -- cancels for a waiting DROP.
+    PERFORM tombstone._exec_as('LOCK TABLE ' || tombstone._names_as(rels, p_path) || ' IN ACCESS EXCLUSIVE MODE', p_path);
 
     -- The policy is the database's (policies.drop), as for TRUNCATE.
     IF pg_catalog.cardinality(prot || parts) > 0 AND
@@ -1418,12 +1417,30 @@ BEGIN
 
     -- The partitions named alone leave their tables, as ALTER TABLE …
     -- DETACH PARTITION (the caller's) would do it: UNDROP TABLE brings
-    -- each back as a table of its own, to be attached again.
+    -- each back as a table of its own, to be attached again. (After
+    -- Postgres's own checks: their errors first.)
+    FOREACH rel IN ARRAY parts LOOP
+        IF NOT coalesce(tombstone._protected_alone(rel), false) THEN
+            RAISE EXCEPTION USING ERRCODE = '0A000',
+                MESSAGE = pg_catalog.format('tombstone: DROP TABLE of partition %s of protected table %s is not supported: as a table of its own it would not be protected',
+                                            rel::regclass, pg_catalog.pg_partition_root(rel)),
+                HINT = pg_catalog.format('DELETE FROM %s (captured) and keep the empty partition, protect it (protect.schemas or protect.tables), or drop the whole table %s.',
+                                         rel::regclass, pg_catalog.pg_partition_root(rel));
+        END IF;
+    END LOOP;
     FOREACH rel IN ARRAY parts LOOP
         SELECT i.inhparent INTO parent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = rel;
-        PERFORM tombstone._exec_as(pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s',
-                                                     tombstone._names_as(ARRAY[parent], p_path), tombstone._names_as(ARRAY[rel], p_path)),
-                                   p_path);
+        BEGIN
+            PERFORM tombstone._exec_as(pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s',
+                                                         tombstone._names_as(ARRAY[parent], p_path), tombstone._names_as(ARRAY[rel], p_path)),
+                                       p_path);
+        EXCEPTION WHEN foreign_key_violation THEN
+            GET STACKED DIAGNOSTICS err_detail = MESSAGE_TEXT;
+            RAISE EXCEPTION USING ERRCODE = '0A000',
+                MESSAGE = pg_catalog.format('tombstone: cannot move partition %s to the trash: rows of other tables reference its rows', rel::regclass),
+                DETAIL = err_detail,
+                HINT = 'Delete the referencing rows first (captured), or drop the foreign key.';
+        END;
         -- Its own shadow table, under its own name, as detach_partition
         -- makes it (the rename into the trash would name it so).
         PERFORM pg_catalog.count(*) FROM tombstone._capture_targets(ARRAY[rel]);
