@@ -423,15 +423,22 @@ $$;
 -- trash that uses the schema's objects would lose columns of its types,
 -- or go with the function its partition key calls: refused (0A000) —
 -- DROP TYPE … CASCADE converts such columns to text first
--- (drop_types), or UNDROP or PURGE the table first.
+-- (drop_types), or UNDROP or PURGE the table first. Only the trashed
+-- tables that were there before are looked at, and one gone counts
+-- only while its entry is open (another session's DROP TABLE, UNDROP
+-- or purge meanwhile is not this statement's doing).
 CREATE OR REPLACE PROCEDURE tombstone.drop_schema(p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    kept text := tombstone._trash_shape();
+    kept jsonb := tombstone._trash_shape();
 BEGIN
     CALL tombstone.guarded_ddl(p_sql, p_path);
-    IF tombstone._trash_shape() IS DISTINCT FROM kept THEN
+    IF EXISTS (SELECT FROM pg_catalog.jsonb_each_text(kept) k
+                LEFT JOIN pg_catalog.pg_class c ON c.oid = k.key::oid
+               WHERE CASE WHEN c.oid IS NULL THEN tombstone._trash_open(k.key::oid)
+                          ELSE (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) < k.value::bigint END) THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
             MESSAGE = 'tombstone: this DROP SCHEMA would drop tables in the trash, or columns of them',
             HINT = 'DROP TYPE … CASCADE the schema''s types first (the trash keeps those columns'' values as text), or UNDROP or PURGE the tables first. Nothing was changed.';
@@ -439,16 +446,27 @@ BEGIN
 END
 $$;
 
--- _trash_shape identifies the tables in the trash and how many columns
--- each has, for drop_schema.
-CREATE OR REPLACE FUNCTION tombstone._trash_shape() RETURNS text
+-- _trash_shape maps each table in the trash to its number of columns,
+-- for drop_schema. (It returned text for a while.)
+DROP FUNCTION IF EXISTS tombstone._trash_shape();
+CREATE OR REPLACE FUNCTION tombstone._trash_shape() RETURNS jsonb
 LANGUAGE sql STABLE
 AS $$
-    SELECT pg_catalog.string_agg(c.oid::text || ':' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
-                                                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::text,
-                                 ',' ORDER BY c.oid)
+    SELECT coalesce(pg_catalog.jsonb_object_agg(c.oid::text, (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                                                               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)),
+                    '{}')
       FROM pg_catalog.pg_class c
      WHERE c.relnamespace = 'tombstone_trash'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p')
+$$;
+
+-- _trash_open reports whether a trash entry for table p_rel is neither
+-- restored nor purged.
+CREATE OR REPLACE FUNCTION tombstone._trash_open(p_rel oid) RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+AS $$
+    SELECT EXISTS (SELECT 1 FROM tombstone.trash x
+                    WHERE x.source = p_rel AND x.restored_at IS NULL AND x.purged_at IS NULL)
 $$;
 
 -- _trash_ident is p_base cut (at a character boundary) so that
@@ -1972,6 +1990,7 @@ GRANT EXECUTE ON FUNCTION tombstone._trash_reown(bigint, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_type(oid, name) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._trash_free_rowtypes(bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._in_trash(oid) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._trash_open(oid) TO PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_give(jsonb, name, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_role_gone(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tombstone._trash_retype(oid[], bigint) FROM PUBLIC;
