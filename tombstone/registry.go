@@ -97,11 +97,14 @@ func (d *dbCatalog) putLoadConn(failed bool) {
 		d.closeConn()
 		return
 	}
-	d.idle = time.AfterFunc(LoadConnIdle, func() {
-		d.load.Lock()
-		defer d.load.Unlock()
-		d.closeConn()
-	})
+	d.idle = time.AfterFunc(LoadConnIdle, d.dropConn)
+}
+
+// dropConn closes d's load connection once no load uses it.
+func (d *dbCatalog) dropConn() {
+	d.load.Lock()
+	defer d.load.Unlock()
+	d.closeConn()
 }
 
 // closeConn closes d's load connection; d.load must be held.
@@ -139,9 +142,7 @@ func (c *Catalogs) Release(database string) {
 	if stop := d.stop.Load(); stop != nil {
 		(*stop)()
 	}
-	d.load.Lock()
-	d.closeConn()
-	d.load.Unlock()
+	d.dropConn()
 }
 
 // NewCatalogs returns a registry that connects with controlDSN (a conninfo
@@ -166,9 +167,7 @@ func (c *Catalogs) Close() {
 	}
 	c.mu.Unlock()
 	for _, d := range dbs {
-		d.load.Lock()
-		d.closeConn()
-		d.load.Unlock()
+		d.dropConn()
 	}
 }
 
@@ -241,9 +240,7 @@ func (c *Catalogs) Latest() uint64 { return generations.Load() }
 // stale: what Catalog would return without waiting. Its look-ups never
 // reload.
 func (c *Catalogs) Fresh(database string) (rewrite.GenerationalCatalog, bool) {
-	c.mu.Lock()
-	d, ok := c.dbs[database]
-	c.mu.Unlock()
+	d, ok := c.known(database)
 	if !ok {
 		return nil, false
 	}
@@ -257,10 +254,16 @@ func (c *Catalogs) Fresh(database string) (rewrite.GenerationalCatalog, bool) {
 // Stale reports whether database's catalog is loaded but known to be out
 // of date (Catalog would reload it first).
 func (c *Catalogs) Stale(database string) bool {
-	c.mu.Lock()
-	d, ok := c.dbs[database]
-	c.mu.Unlock()
+	d, ok := c.known(database)
 	return ok && d.cur.Load() != nil && d.stale.Load()
+}
+
+// known returns database's entry if it has one, without making one.
+func (c *Catalogs) known(database string) (*dbCatalog, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.dbs[database]
+	return d, ok
 }
 
 // reload loads d's catalog unless another goroutine already replaced old.
