@@ -144,17 +144,10 @@ func (g *gen) violate(kind, format string, args ...any) {
 }
 
 func TestCaptureGenerated(t *testing.T) {
-	testenv.PGURL(t)
-	seed := envUint(t, "TOMBSTONE_CAPTURE_SEED", 1)
-	rounds := envUint(t, "TOMBSTONE_CAPTURE_ROUNDS", 2)
-	steps := int(envUint(t, "TOMBSTONE_CAPTURE_STEPS", 30))
-	for i := range rounds {
-		s := seed + i
-		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) {
-			g := &gen{t: t, seed: s, rng: rand.New(rand.NewPCG(s, 77)), seen: map[string]bool{}, stats: map[string]int{}}
-			g.run(steps)
-		})
-	}
+	seeded(t, "TOMBSTONE_CAPTURE", 2, 30, func(t *testing.T, s uint64, steps int) {
+		g := &gen{t: t, seed: s, rng: rand.New(rand.NewPCG(s, 77)), seen: map[string]bool{}, stats: map[string]int{}}
+		g.run(steps)
+	})
 }
 
 func bare(ident string) string {

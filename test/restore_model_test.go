@@ -66,6 +66,19 @@ func envUint(t *testing.T, name string, def uint64) uint64 {
 	return def
 }
 
+// seeded runs run once per round, as a subtest, with seeds from the knobs
+// <prefix>_SEED (first seed, default 1), <prefix>_ROUNDS and <prefix>_STEPS.
+func seeded(t *testing.T, prefix string, rounds, steps uint64, run func(t *testing.T, seed uint64, steps int)) {
+	testenv.PGURL(t)
+	seed := envUint(t, prefix+"_SEED", 1)
+	rounds = envUint(t, prefix+"_ROUNDS", rounds)
+	n := int(envUint(t, prefix+"_STEPS", steps))
+	for i := range rounds {
+		s := seed + i
+		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s, n) })
+	}
+}
+
 // weighted returns an index drawn with the given weights.
 func weighted(rng *rand.Rand, ws ...int) int {
 	total := 0

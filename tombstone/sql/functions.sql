@@ -1363,6 +1363,19 @@ CREATE OR REPLACE FUNCTION tombstone.shadow_name(rel regclass) RETURNS name
 LANGUAGE sql STABLE
 AS $$ SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = tombstone._root(rel::oid) $$;
 
+-- _shadow_of is the shadow table of exactly rel, which a restore reads a
+-- batch's tombstones from (_batch_preds names the shadows that hold
+-- them): a table attached as a partition since it had a shadow of its
+-- own keeps the tombstones of its deletes from before in that one, not
+-- in its new root's.
+CREATE OR REPLACE FUNCTION tombstone._shadow_of(rel oid) RETURNS name
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    RETURN (SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = rel);
+END
+$$;
+
 -- _state is a batch's state as shown to people.
 CREATE OR REPLACE FUNCTION tombstone._state(b tombstone.batches) RETURNS text
 LANGUAGE sql IMMUTABLE

@@ -31,7 +31,9 @@
 --   _ts_set_null AFTER UPDATE FOR EACH ROW, made inside a trigger, on a
 --                table with ON DELETE SET NULL / SET DEFAULT keys, keeping
 --                the old values of the rows such a key changed whose
---                parent is gone (cause 'set_null');
+--                parent is gone (cause 'set_null'); named so on a
+--                partitioned table (and cloned onto its partitions),
+--                _ts_set_null_p on any other table, for its own keys;
 -- all enabled ALWAYS, so session_replication_role does not silence them.
 --
 -- A row's cause is 'cascade' when a parent it references through an ON
@@ -460,13 +462,26 @@ BEGIN
     -- (a partitioned table's is cloned onto its partitions), firing only
     -- for updates that change one of those keys' columns.
     -- A partitioned table's is cloned onto its partitions; a partition's
-    -- own keys get one of their own (_ts_set_null_p).
-    FOR r IN SELECT src AS relid, '_ts_set_null' AS tgname
+    -- own keys get one of their own (_ts_set_null_p), and so do a table's
+    -- outside partitioning: under the partitioned table's name it would
+    -- keep the table from being attached as a partition (ATTACH PARTITION
+    -- clones the partitioned table's trigger under that name: a partition
+    -- dropped alone and undropped could not go back).
+    FOR r IN SELECT src AS relid,
+                    CASE WHEN (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = src) = 'p'
+                         THEN '_ts_set_null' ELSE '_ts_set_null_p' END AS tgname
              UNION ALL
              SELECT t2.relid, '_ts_set_null_p' FROM tombstone._partition_tree(src) t2 WHERE t2.relid <> src
     LOOP
         IF tombstone._sync_set_null(r.relid, r.tgname, fn, fname) THEN changed := true; END IF;
     END LOOP;
+    -- (Made under the partitioned table's name before.)
+    IF (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = src) <> 'p'
+       AND EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null'
+                                                       AND t.tgparentid = 0 AND t.tgfoid = fn) THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
+        changed := true;
+    END IF;
     -- The capture's triggers are the store's machinery, not the table's:
     -- marked internal, like the triggers of a foreign key, they are left
     -- out where users look at a table's triggers (psql's describe,

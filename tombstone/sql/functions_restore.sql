@@ -398,12 +398,12 @@ BEGIN
                   WHERE sc.source = rel AND sc.attnum IS NULL AND sc.reshaped_from IS NOT NULL
     LOOP
         EXECUTE pg_catalog.format('SELECT count(*) FROM tombstone.%I s WHERE (%s) AND s.%I IS NOT NULL',
-                                  tombstone.shadow_name(rel::regclass), pred, aside.shadow_column) INTO n;
+                                  tombstone._shadow_of(rel), pred, aside.shadow_column) INTO n;
         IF n > 0 THEN
             RAISE EXCEPTION USING ERRCODE = '55000',
                 MESSAGE = pg_catalog.format('tombstone: %s deleted row(s) of %s hold column %I in a shape its type %s no longer has; restoring them would lose those values',
                                             n, rel::regclass, aside.attname, aside.typ),
-                DETAIL = pg_catalog.format('Their values are kept, as text, in tombstone.%I.%I.', tombstone.shadow_name(rel::regclass), aside.shadow_column),
+                DETAIL = pg_catalog.format('Their values are kept, as text, in tombstone.%I.%I.', tombstone._shadow_of(rel), aside.shadow_column),
                 HINT = pg_catalog.format('Give %s its old shape again to restore them, or copy the values from there by hand.', aside.typ);
         END IF;
     END LOOP;
@@ -414,7 +414,7 @@ BEGIN
         'CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT s.ctid AS _ts_ctid, '
         'CASE WHEN s._ts_cause = ''set_null'' THEN ''link'' ELSE ''restore'' END AS _ts_state, '
         'NULL::text AS _ts_why, s._ts_batch, s._ts_cause, s._ts_deleted_at%s FROM tombstone.%I s WHERE %s',
-        tombstone._cand(rel), coalesce(', ' || vals, ''), tombstone.shadow_name(rel::regclass), pred);
+        tombstone._cand(rel), coalesce(', ' || vals, ''), tombstone._shadow_of(rel), pred);
     GET DIAGNOSTICS n = ROW_COUNT;
     -- Code run as the table's owner (tombstone._owned) reads its own
     -- table's candidates, and nothing else of the restore; it cannot
@@ -844,7 +844,7 @@ BEGIN
         'AND NOT EXISTS (SELECT 1 FROM %1$s _ts_q WHERE _ts_q._ts_ctid = _ts_d.ctid AND _ts_q._ts_state IN (''restore'', ''overwrite''))) '
         'OR _ts_x._ts_deleted_at <= %5$L::timestamptz '
         'OR EXISTS (SELECT 1 FROM %1$s _ts_o WHERE _ts_o._ts_state = ''overwrite'' AND _ts_o._ts_deleted_at < _ts_x._ts_deleted_at AND %6$s))',
-        cand, selfjoin, tombstone.shadow_name(rel::regclass), nullkey,
+        cand, selfjoin, tombstone._shadow_of(rel), nullkey,
         (SELECT sh.purged_through FROM tombstone.shadows sh WHERE sh.source = rel),
         (SELECT pg_catalog.string_agg(pg_catalog.format('_ts_o.%1$s = _ts_x.%1$s', tombstone._val(k.n)), ' AND ')
            FROM unnest(keynums) k(n)));
@@ -1165,7 +1165,7 @@ BEGIN
             EXECUTE pg_catalog.format(
                 'DELETE FROM tombstone.%I s WHERE s.ctid = ANY (ARRAY(SELECT _ts_ctid FROM %s '
                 'WHERE _ts_state IN (''restore'', ''overwrite'', ''linked'')))',
-                tombstone.shadow_name(o::regclass), tombstone._cand(o));
+                tombstone._shadow_of(o), tombstone._cand(o));
             -- A row OVERWRITE replaced is gone, and so is any use for the
             -- SET NULL links taken from it (after the row that replaced it
             -- was deleted): re-linked later, they would land on a row they
@@ -1174,7 +1174,7 @@ BEGIN
                 EXECUTE pg_catalog.format(
                     'DELETE FROM tombstone.%I s USING %s _ts_o WHERE _ts_o._ts_state = ''overwrite'' AND s._ts_cause = ''set_null'' '
                     'AND s._ts_deleted_at > _ts_o._ts_deleted_at AND %s',
-                    tombstone.shadow_name(o::regclass), tombstone._cand(o),
+                    tombstone._shadow_of(o), tombstone._cand(o),
                     (SELECT pg_catalog.string_agg(pg_catalog.format('%s = _ts_o.%s', tombstone._sval(o, k.n, 's'), tombstone._val(k.n)), ' AND ')
                        FROM unnest(tombstone._key(o)) k(n)));
             END IF;

@@ -1593,12 +1593,26 @@ BEGIN
 END
 $$;
 
+-- _key_left_out warns that UNDROP TABLE leaves foreign key fk out, and
+-- why, with the statement that would re-create it (p_first: who runs it,
+-- or what comes first).
+CREATE OR REPLACE FUNCTION tombstone._key_left_out(fk jsonb, p_why text, p_first text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, p_why
+        USING HINT = pg_catalog.format('%s: ALTER TABLE %s ADD CONSTRAINT %I %s',
+                                       p_first, (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+END
+$$;
+
 -- _undrop_key re-creates foreign key fk (as trash recorded it) for
 -- undrop_table, when the table at its other end (p_other: the
 -- referencing table of a key that pointed at the trashed table, the
 -- referenced one of the trashed table's own key) still exists, under the
 -- name it had, outside the trash; NOT VALID, with a NOTICE, when rows
--- written since violate it; else it says why not.
+-- written since violate it (on a partitioned table, which takes no NOT
+-- VALID key, not at all, with a WARNING); else it says why not.
 CREATE OR REPLACE FUNCTION tombstone._undrop_key(fk jsonb, p_other oid, p_other_name text, p_ref oid) RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -1640,11 +1654,8 @@ BEGIN
                       WHERE c.oid = (fk ->> 'table_oid')::oid))
        AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid)
            IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
-        RAISE WARNING 'tombstone: foreign key % of table % not re-created: comparing its columns runs code no superuser owns, which would run as %',
-            fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
-            USING HINT = pg_catalog.format('As the owner of %s: ALTER TABLE %s ADD CONSTRAINT %I %s',
-                                           (fk ->> 'table_oid')::oid::regclass, (fk ->> 'table_oid')::oid::regclass,
-                                           fk ->> 'name', fk ->> 'def');
+        PERFORM tombstone._key_left_out(fk, pg_catalog.format('comparing its columns runs code no superuser owns, which would run as %s', current_user),
+                                        pg_catalog.format('As the owner of %s', (fk ->> 'table_oid')::oid::regclass));
         RETURN;
     END IF;
     -- Checking the rows plans a query over both tables, which runs code
@@ -1654,6 +1665,12 @@ BEGIN
     IF (tombstone._runs_code((fk ->> 'table_oid')::oid) OR tombstone._runs_code(ref))
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
                     WHERE c.oid IN ((fk ->> 'table_oid')::oid, ref) AND r.rolname <> current_user AND NOT r.rolsuper) THEN
+        -- (A partitioned table takes no NOT VALID key.)
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid) = 'p' THEN
+            PERFORM tombstone._key_left_out(fk, pg_catalog.format('checking its rows would run code of the tables'' owners as %s', current_user),
+                                            pg_catalog.format('As the owner of %s', (fk ->> 'table_oid')::oid::regclass));
+            RETURN;
+        END IF;
         later := ' NOT VALID';
         RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: checking its rows would run code of the tables'' owners as %',
             fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, current_user
@@ -1665,6 +1682,11 @@ BEGIN
             (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def', later);
     EXCEPTION
         WHEN foreign_key_violation THEN
+            IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = (fk ->> 'table_oid')::oid) = 'p' THEN
+                -- (A partitioned table takes no NOT VALID key.)
+                PERFORM tombstone._key_left_out(fk, 'rows written since the drop violate it', 'Fix those rows, then');
+                RETURN;
+            END IF;
             EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID',
                 (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
             RAISE NOTICE 'tombstone: foreign key % of table % re-created NOT VALID: rows written since the drop violate it',
@@ -1673,10 +1695,7 @@ BEGIN
                                                (fk ->> 'table_oid')::oid::regclass, fk ->> 'name');
         WHEN insufficient_privilege THEN
             GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-            RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name',
-                (fk ->> 'table_oid')::oid::regclass, msg
-                USING HINT = pg_catalog.format('As the table''s owner: ALTER TABLE %s ADD CONSTRAINT %I %s',
-                                               (fk ->> 'table_oid')::oid::regclass, fk ->> 'name', fk ->> 'def');
+            PERFORM tombstone._key_left_out(fk, msg, 'As the table''s owner');
     END;
 END
 $$;
