@@ -427,20 +427,32 @@ func withoutOwnContext(where string) string {
 		if !ownContext(l) {
 			continue
 		}
-		if i > 0 && strings.HasPrefix(lines[i-1], "SQL statement ") {
-			i-- // the statement our function ran
+		// The statement our function ran, over as many lines as its
+		// text has.
+		for j := i - 1; j >= 0 && !contextFrame(lines[j]); j-- {
+			if strings.HasPrefix(lines[j], `SQL statement "`) {
+				i = j
+				break
+			}
 		}
 		return strings.Join(lines[:i], "\n")
 	}
 	return where
 }
 
+// contextFrame reports whether a CONTEXT line starts a frame of code
+// (not a line of a statement's text, which goes on over lines).
+func contextFrame(line string) bool {
+	return strings.HasPrefix(line, "PL/pgSQL function ") || strings.HasPrefix(line, "SQL function ")
+}
+
 // ownFunctions are the store's functions that run Postgres's own
-// statements for a rewritten one (TRUNCATE, DROP TABLE): their frames in
-// an error's CONTEXT are the proxy's doing. Functions of the tombstone
+// statements for a rewritten one (TRUNCATE, DROP TABLE), and its event
+// triggers: their frames in an error's CONTEXT are the proxy's doing. Functions of the tombstone
 // schema run with tombstone on their search_path, so Postgres names them
 // unqualified in the frames below the first.
-var ownFunctions = []string{"capture_truncate(", "trash_tables(", "detach_partition(", "guarded_ddl(", "_resolve_as(", "_exec_as(", "_names_as("}
+var ownFunctions = []string{"capture_truncate(", "trash_tables(", "detach_partition(", "guarded_ddl(", "_resolve_as(", "_exec_as(", "_names_as(",
+	"_on_drop(", "_on_ddl("}
 
 // ownContext reports whether a CONTEXT line is a frame of the store's
 // functions.

@@ -180,6 +180,8 @@ func TestWithoutOwnContext(t *testing.T) {
 		"":  "",
 		own: "",
 		"PL/pgSQL function audit() line 3 at RAISE\nSQL statement \"TRUNCATE public.t\"\n" + own: "PL/pgSQL function audit() line 3 at RAISE",
+		"SQL statement \"ALTER TABLE p ATTACH PARTITION c\n  FOR VALUES IN (1)\"\n" + own:        "",
+		"PL/pgSQL function audit() line 3 at RAISE\nSQL statement \"TRUNCATE\n t\"\n" + own:      "PL/pgSQL function audit() line 3 at RAISE",
 		"SQL function \"f\" statement 1":                             "SQL function \"f\" statement 1",
 		"PL/pgSQL function public.tombstone_like() line 1 at RETURN": "PL/pgSQL function public.tombstone_like() line 1 at RETURN",
 	} {

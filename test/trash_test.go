@@ -121,3 +121,35 @@ func TestTruncateDropRejected(t *testing.T) {
 	require.Equal(t, before, e.snapshot(shopTables...))
 	require.Zero(t, e.count("SELECT count(*) FROM tombstone.batches"))
 }
+
+// TestTrashKeptFromCascade: a DROP … CASCADE of an object a table in
+// the trash still uses (here its partition key's function) would drop
+// the trashed table and its rows; it is refused (2BP01) — through the
+// proxy and on a direct connection alike — while the table's time in the
+// trash runs, and the reaper's drop once it is up goes through.
+func TestTrashKeptFromCascade(t *testing.T) {
+	e := newEnv(t, `CREATE FUNCTION pk(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 10';
+CREATE TABLE pf (a int, v text) PARTITION BY RANGE (pk(a));
+CREATE TABLE pf0 PARTITION OF pf FOR VALUES FROM (0) TO (10);
+INSERT INTO pf SELECT g, 'v' || g FROM generate_series(1, 20) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	d := testenv.Connect(t, e.direct)
+	_, err := p.Exec(ctx, "DROP TABLE pf")
+	require.NoError(t, err)
+	trashed := "tombstone_trash." + queryText(t, e.direct, "SELECT trash_name FROM tombstone.trash WHERE original_name = 'pf'")
+	for _, c := range []*pgx.Conn{p, d} {
+		_, err = c.Exec(ctx, "DROP FUNCTION pk(int) CASCADE")
+		require.Equal(t, "2BP01", pgErrCode(err), "%v", err)
+		require.Contains(t, err.Error(), "public.pf")
+		require.Equal(t, 20, e.count("SELECT count(*) FROM "+trashed))
+	}
+
+	// Its time up, the reaper drops it (CASCADE) and the function can go.
+	_, err = d.Exec(ctx, "UPDATE tombstone.trash SET purge_after = now() - interval '1 second' WHERE original_name = 'pf'")
+	require.NoError(t, err)
+	require.Equal(t, "true", queryText(t, e.direct, "SELECT dropped::text FROM tombstone.reap_trash()"))
+	require.Zero(t, e.count("SELECT count(*) FROM pg_class WHERE relnamespace = 'tombstone_trash'::regnamespace"))
+	_, err = p.Exec(ctx, "DROP FUNCTION pk(int)")
+	require.NoError(t, err)
+}

@@ -1340,8 +1340,29 @@ SET max_parallel_workers_per_gather = 0 SET jit = off
 AS $$
 DECLARE
     cols text;
+    trashed oid[];
+    kept text;
 BEGIN
     PERFORM tombstone._catalog_logged();
+    -- A table in the trash goes only with the reaper (or once its time is
+    -- up): a DROP … CASCADE of an object it still uses (a partition key's
+    -- function, an operator class, an access method) would take its rows
+    -- with it, which a plain DROP TABLE had left to UNDROP.
+    trashed := ARRAY(SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+                      WHERE o.object_type = 'table' AND o.schema_name = 'tombstone_trash');
+    IF pg_catalog.cardinality(trashed) > 0 THEN
+        SELECT string_agg(format('%I.%I', t.original_schema, t.original_name), ', ' ORDER BY t.id) INTO kept
+          FROM tombstone.trash t
+         WHERE t.restored_at IS NULL AND t.purged_at IS NULL AND (t.held OR t.purge_after > now())
+           AND (t.source = ANY (trashed)
+                OR EXISTS (SELECT FROM jsonb_array_elements(t.renames) e
+                            WHERE e ->> 'kind' = 'table' AND (e ->> 'oid')::oid = ANY (trashed)));
+        IF kept IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '2BP01',
+                MESSAGE = format('tombstone: %s would drop tables in the trash, and their rows: %s', tg_tag, kept),
+                HINT = 'UNDROP TABLE them first, or drop without CASCADE; the reaper drops them when their time is up.';
+        END IF;
+    END IF;
     SELECT string_agg(o.object_identity, ', ') INTO cols
       FROM pg_event_trigger_dropped_objects() o
      WHERE o.object_type = 'table column' AND o.schema_name = 'tombstone'
