@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -327,4 +328,53 @@ INSERT INTO ev SELECT g, g % 20, 'v' || g, 1 + g % 10 FROM generate_series(1, 40
 	require.Equal(t, 1, e.count("SELECT count(*) FROM pg_class WHERE relname = 'ev_b' AND relnamespace = 'public'::regnamespace"))
 	require.Zero(t, e.count("SELECT count(*) FROM pg_constraint WHERE conrelid = 'ev_b'::regclass AND contype = 'f'"))
 	require.Equal(t, 2, e.count("SELECT count(*) FROM ev_b WHERE p = 3"), "the rows that kept the key of a row deleted since")
+}
+
+// TestSubPartitionGoesBack: a sub-partitioned partition whose table has
+// an ON DELETE SET NULL key, dropped alone, undropped and attached again
+// (its SET NULL trigger, made while it was a tree of its own, had the
+// name its new root's clone takes: 42710), captures each SET NULL once
+// (its own trigger from then is gone); and a store's SET NULL trigger of
+// an earlier name is replaced by sync, not kept beside the new one.
+func TestSubPartitionGoesBack(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
+INSERT INTO par SELECT generate_series(1, 10);
+CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
+CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (k);
+CREATE TABLE ev_b1 PARTITION OF ev_b FOR VALUES FROM (10) TO (15);
+CREATE TABLE ev_b2 PARTITION OF ev_b FOR VALUES FROM (15) TO (20);
+INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;
+CREATE TABLE plain (id int PRIMARY KEY, p int REFERENCES par ON DELETE SET NULL);
+INSERT INTO plain SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	exec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		_, err := c.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	before := e.snapshot("ev", "plain")
+	exec(p, "DROP TABLE ev_b")
+	exec(p, "UNDROP TABLE ev_b")
+	exec(p, "ALTER TABLE ev ATTACH PARTITION ev_b FOR VALUES FROM (10) TO (20)")
+	require.Equal(t, before, e.snapshot("ev", "plain"))
+
+	// An earlier store's name on plain's SET NULL trigger, as a sync of
+	// before this one left it: the next sync replaces it.
+	d := testenv.Connect(t, e.direct)
+	exec(d, "CREATE TRIGGER _ts_set_null AFTER UPDATE ON plain FOR EACH ROW WHEN (pg_trigger_depth() > 0) EXECUTE FUNCTION tombstone._ts_cap_"+
+		queryText(t, e.direct, "SELECT 'plain'::regclass::oid::text")+"()")
+	exec(d, "SELECT tombstone.sync_all()")
+	require.Equal(t, "_ts_set_null_p", queryText(t, e.direct,
+		"SELECT string_agg(tgname, ',') FROM pg_trigger WHERE tgrelid = 'plain'::regclass AND tgname LIKE '%set_null%'"))
+
+	exec(p, "DELETE FROM par WHERE id = 3")
+	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
+	for tb, n := range map[string]int{"ev": 4, "plain": 2} {
+		require.Equal(t, n, e.count("SELECT count(*) FROM tombstone."+queryText(t, e.direct, "SELECT tombstone.shadow_name('"+tb+"')")+
+			" WHERE _ts_cause = 'set_null' AND _ts_batch = "+batch), tb)
+	}
+	exec(p, "UNDELETE BATCH "+batch)
+	require.Equal(t, before, e.snapshot("ev", "plain"))
 }

@@ -282,6 +282,7 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
+	start := time.Now()
 	var conn *pgx.Conn
 	var cat *Catalog
 	var err error
@@ -322,7 +323,8 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		// check_catalog's fast path.)
 		d.stale.Store(false)
 	}
-	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())), zap.Uint64("generation", cat.Generation()))
+	c.log.Info("catalog loaded", zap.String("database", d.name), zap.Int("protected_tables", len(cat.Tables())),
+		zap.Uint64("generation", cat.Generation()), zap.Duration("took", time.Since(start)))
 	if d.listens.CompareAndSwap(false, true) {
 		ctx, stop := context.WithCancel(c.ctx)
 		d.stop.Store(&stop)

@@ -28,12 +28,13 @@
 --                parents' transition tables hold the children's rows cut
 --                down to the parent's columns);
 --   _ts_truncate BEFORE TRUNCATE, copying the rows about to go;
---   _ts_set_null AFTER UPDATE FOR EACH ROW, made inside a trigger, on a
---                table with ON DELETE SET NULL / SET DEFAULT keys, keeping
---                the old values of the rows such a key changed whose
---                parent is gone (cause 'set_null'); named so on a
---                partitioned table (and cloned onto its partitions),
---                _ts_set_null_p on any other table, for its own keys;
+--   _ts_set_null_<oid> AFTER UPDATE FOR EACH ROW, made inside a
+--                trigger, on a table with ON DELETE SET NULL / SET
+--                DEFAULT keys, keeping the old values of the rows such a
+--                key changed whose parent is gone (cause 'set_null'); so
+--                named on a partitioned table (and cloned onto its
+--                partitions), _ts_set_null_p on any other table, for its
+--                own keys;
 -- all enabled ALWAYS, so session_replication_role does not silence them.
 --
 -- A row's cause is 'cascade' when a parent it references through an ON
@@ -420,6 +421,8 @@ DECLARE
     settings text := tombstone._capture_settings(src);
     fn oid;
     rowwise boolean := tombstone._capture_rowwise(src);
+    setnull name := CASE WHEN (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = src) = 'p'
+                         THEN '_ts_set_null_' || src::text ELSE '_ts_set_null_p' END;
     r record;
     changed boolean := false;
 BEGIN
@@ -461,27 +464,32 @@ BEGIN
     -- ON DELETE SET NULL / SET DEFAULT: a row trigger on src itself
     -- (a partitioned table's is cloned onto its partitions), firing only
     -- for updates that change one of those keys' columns.
-    -- A partitioned table's is cloned onto its partitions; a partition's
-    -- own keys get one of their own (_ts_set_null_p), and so do a table's
-    -- outside partitioning: under the partitioned table's name it would
-    -- keep the table from being attached as a partition (ATTACH PARTITION
-    -- clones the partitioned table's trigger under that name: a partition
-    -- dropped alone and undropped could not go back).
-    FOR r IN SELECT src AS relid,
-                    CASE WHEN (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = src) = 'p'
-                         THEN '_ts_set_null' ELSE '_ts_set_null_p' END AS tgname
+    -- A partitioned table's is cloned onto its partitions, under its
+    -- name, which is the table's own (_ts_set_null_<oid>): a table that
+    -- had one as the root of a tree of its own (a partition dropped alone
+    -- and undropped, say) must not have the name its new root's clone
+    -- takes when it is attached, or ATTACH PARTITION fails (42710). A
+    -- partition's own keys get one of their own (_ts_set_null_p), and so
+    -- do a table's outside partitioning.
+    FOR r IN SELECT src AS relid, setnull AS tgname
              UNION ALL
              SELECT t2.relid, '_ts_set_null_p' FROM tombstone._partition_tree(src) t2 WHERE t2.relid <> src
     LOOP
         IF tombstone._sync_set_null(r.relid, r.tgname, fn, fname) THEN changed := true; END IF;
     END LOOP;
-    -- (Made under the partitioned table's name before.)
-    IF (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = src) <> 'p'
-       AND EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = src AND t.tgname = '_ts_set_null'
-                                                       AND t.tgparentid = 0 AND t.tgfoid = fn) THEN
-        EXECUTE pg_catalog.format('DROP TRIGGER _ts_set_null ON %s', src::regclass);
+    -- And no others of ours: made under another name before, or a
+    -- partition's from when it was the root of a tree of its own (they
+    -- would capture twice). Its clones go with it.
+    FOR r IN SELECT t.tgrelid, t.tgname FROM pg_catalog.pg_trigger t
+              WHERE t.tgrelid IN (SELECT src UNION SELECT t2.relid FROM tombstone._partition_tree(src) t2)
+                AND t.tgparentid = 0 AND pg_catalog.left(t.tgname, 12) = '_ts_set_null'
+                AND t.tgname <> CASE WHEN t.tgrelid = src THEN setnull ELSE '_ts_set_null_p' END
+                AND t.tgfoid IN (SELECT p.oid FROM pg_catalog.pg_proc p
+                                  WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname ~ '^_ts_cap_[0-9]+$')
+    LOOP
+        EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', r.tgname, r.tgrelid::regclass);
         changed := true;
-    END IF;
+    END LOOP;
     -- The capture's triggers are the store's machinery, not the table's:
     -- marked internal, like the triggers of a foreign key, they are left
     -- out where users look at a table's triggers (psql's describe,
@@ -496,7 +504,7 @@ BEGIN
           FROM pg_catalog.pg_class c
          WHERE c.oid = t.tgrelid AND t.tgfoid = fn AND NOT t.tgisinternal AND t.tgparentid = 0
            AND t.tgrelid IN (SELECT src UNION SELECT t2.relid FROM tombstone._partition_tree(src) t2)
-           AND NOT (t.tgname = '_ts_set_null' AND c.relkind = 'p');
+           AND NOT (t.tgrelid = src AND c.relkind = 'p' AND t.tgname = setnull);
     END IF;
     RETURN changed;
 END
