@@ -63,6 +63,11 @@ type Config struct {
 	// OnCatalogChanged is called when the server reports that a rewrite
 	// was planned with a stale catalog (SQLSTATE TS001).
 	OnCatalogChanged func(database string)
+	// OnSession, when set, is called as a client's session starts (once
+	// authenticated) with its database, and what it returns as the
+	// session ends: the catalogs keep connections to a database only
+	// while a session uses it.
+	OnSession func(database string) (ended func())
 }
 
 // Server accepts client connections and runs a Session for each.

@@ -119,6 +119,9 @@ func (s *Session) run(ctx context.Context) {
 		zap.String("user", s.Params["user"]),
 		zap.String("database", s.Params["database"]),
 		zap.String("application_name", s.Params["application_name"]))
+	if on := s.srv.cfg.OnSession; on != nil {
+		defer on(s.Params["database"])()
+	}
 	s.relay(ctx)
 }
 

@@ -310,7 +310,7 @@ INSERT INTO ev SELECT g, g % 20, 'v' || g, 1 + g % 10 FROM generate_series(1, 40
 	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
 	rows, tag := simple(t, p, "UNDELETE BATCH "+batch)
 	require.Equal(t, "SELECT 1", tag.String())
-	require.Equal(t, [][]string{{"public.ev_a", "6", "0", "0"}}, rows)
+	require.Equal(t, [][]string{{"public.ev", "6", "0", "0"}}, rows) // moved to ev's shadow at the ATTACH
 	require.Equal(t, before, e.snapshot("ev"))
 
 	// A SET NULL through the attached partition is captured once.
@@ -377,4 +377,72 @@ INSERT INTO plain SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;`)
 	}
 	exec(p, "UNDELETE BATCH "+batch)
 	require.Equal(t, before, e.snapshot("ev", "plain"))
+}
+
+// TestPartitionTombstonesFollowAttach (found by a review): the
+// tombstones of a partition's deletes while it stood alone (dropped
+// alone and undropped) join its table's shadow when it is attached again,
+// where UNDELETE FROM finds them and a restore of the parent re-links the
+// SET NULL keys it took from it (both answered "no tombstones" or
+// "restored 0" and left the links unrestorable).
+func TestPartitionTombstonesFollowAttach(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
+INSERT INTO par SELECT generate_series(1, 10);
+CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
+CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20);
+INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	before := e.snapshot("par", "ev")
+	exec("DROP TABLE ev_a")
+	exec("UNDROP TABLE ev_a")
+	exec("DELETE FROM par WHERE id = 3") // SET NULL in ev_a (alone) and in ev_b
+	parBatch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
+	exec("DELETE FROM ev_a WHERE id = 4")
+	own := queryText(t, e.direct, "SELECT shadow_name FROM tombstone.shadows WHERE source = 'ev_a'::regclass")
+	require.Equal(t, 3, e.count("SELECT count(*) FROM tombstone."+own))
+	exec("ALTER TABLE ev ATTACH PARTITION ev_a FOR VALUES FROM (0) TO (10)")
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone."+own), "moved to ev's shadow")
+
+	rows, _ := simple(t, p, "UNDELETE FROM ev WHERE id = 4")
+	require.Equal(t, [][]string{{"public.ev", "1", "0", "0"}}, rows)
+	exec("UNDELETE BATCH " + parBatch)
+	require.Equal(t, before, e.snapshot("par", "ev"))
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone."+queryText(t, e.direct, "SELECT tombstone.shadow_name('ev')")))
+}
+
+// TestSetNullLinksKeptForAbsentRows (found by a review): a restore of a
+// parent re-links the SET NULL keys its delete nulled in rows that are
+// there; the links of rows that are not (their partition dropped alone
+// since, here) stay in the store with their values, where they went with
+// the applied ones before — the keys' old values lost for good.
+func TestSetNullLinksKeptForAbsentRows(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
+INSERT INTO par SELECT generate_series(1, 10);
+CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
+CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20);
+INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
+	ctx := context.Background()
+	p := testenv.Connect(t, e.proxy)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := p.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	exec("DELETE FROM par WHERE id = 3") // nulls p of ids 2, 22 (ev_a) and 12, 32 (ev_b)
+	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
+	shadow := "tombstone." + queryText(t, e.direct, "SELECT tombstone.shadow_name('ev')")
+	require.Equal(t, 4, e.count("SELECT count(*) FROM "+shadow+" WHERE _ts_cause = 'set_null'"))
+	exec("DROP TABLE ev_a")
+	exec("UNDELETE BATCH " + batch)
+	require.Equal(t, 2, e.count("SELECT count(*) FROM ev WHERE p = 3"), "ev_b's rows re-linked")
+	require.Equal(t, "2,22", queryText(t, e.direct, "SELECT string_agg(id::text, ',' ORDER BY id) FROM "+shadow+" WHERE _ts_cause = 'set_null' AND p = 3"),
+		"ev_a's links kept, with their values")
 }

@@ -50,6 +50,7 @@ func newEnv(t *testing.T, schema string, mod ...func(*proxy.Config)) *env {
 	px := testenv.StartProxy(t, func(c *proxy.Config) {
 		c.Planner = proxy.NewPlanner(cats, rewrite.NewCache(256), proxy.Policies{})
 		c.OnCatalogChanged = cats.Invalidate
+		c.OnSession = cats.Use
 		c.Logger = log
 		for _, m := range mod {
 			m(c)

@@ -153,3 +153,41 @@ INSERT INTO pf SELECT g, 'v' || g FROM generate_series(1, 20) g;`)
 	_, err = p.Exec(ctx, "DROP FUNCTION pk(int)")
 	require.NoError(t, err)
 }
+
+// TestGuardedDDLBesideConcurrentTrash: a guarded statement (here ALTER
+// TABLE … NO INHERIT) that waited for another session's transaction,
+// which meanwhile moved a partitioned table and its partitions to the
+// trash, is not refused for the partitions it found gone: their trash
+// entry is their table's (the regression suite's parallel schedule hit
+// this in insert_conflict, namespace and collate.icu.utf8).
+func TestGuardedDDLBesideConcurrentTrash(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE up (a int, b text) PARTITION BY LIST (a);
+CREATE TABLE up_1 PARTITION OF up FOR VALUES IN (1);
+CREATE TABLE up_2 PARTITION OF up FOR VALUES IN (2);
+INSERT INTO up VALUES (1, 'x'), (2, 'y');
+CREATE TABLE lkp (id int);
+CREATE TABLE lk () INHERITS (lkp);`)
+	ctx := context.Background()
+	a := testenv.Connect(t, e.proxy)
+	b := testenv.Connect(t, e.proxy)
+	_, err := a.Exec(ctx, "DELETE FROM up WHERE false") // the store, and the catalog
+	require.NoError(t, err)
+	tx, err := a.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "LOCK TABLE lk IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "DROP TABLE up")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(ctx, "ALTER TABLE lk NO INHERIT lkp")
+		done <- err
+	}()
+	testenv.WaitFor(t, testenv.Hang, "the ALTER waits for the DROP's transaction", func() bool {
+		return e.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%NO INHERIT%'") > 0
+	})
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, <-done)
+	require.Zero(t, e.count("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'lk'::regclass"))
+	require.Equal(t, 2, e.count("SELECT count(*) FROM pg_class WHERE relnamespace = 'tombstone_trash'::regnamespace AND relkind = 'r'"))
+}

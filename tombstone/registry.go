@@ -42,6 +42,7 @@ type Catalogs struct {
 
 	mu     sync.Mutex
 	dbs    map[string]*dbCatalog
+	users  map[string]int // client sessions per database (Use)
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,6 +146,60 @@ func (c *Catalogs) Release(database string) {
 	d.dropConn()
 }
 
+// ListenIdle is how long the proxy keeps its connections to a database
+// (the listener, the load connection) after the last client session of
+// that database ended: DROP DATABASE, ALTER DATABASE … RENAME and CREATE
+// DATABASE … TEMPLATE wait five seconds for other sessions to leave, and
+// then fail.
+var ListenIdle = time.Second
+
+// Use counts a client session of database until the function it returns
+// is called. When the last one ends, the registry lets go of the
+// database's connections after ListenIdle (suspend).
+func (c *Catalogs) Use(database string) (ended func()) {
+	c.mu.Lock()
+	c.users[database]++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.users[database]--; c.users[database] > 0 {
+				return
+			}
+			delete(c.users, database)
+			time.AfterFunc(ListenIdle, func() { c.suspend(database) })
+		})
+	}
+}
+
+// suspend ends database's listener and closes its load connection if no
+// session uses the database: nothing tells the proxy of changes from then
+// on, so its catalog is stale, and the next use loads it and listens
+// again.
+func (c *Catalogs) suspend(database string) {
+	c.mu.Lock()
+	d, ok := c.dbs[database]
+	ok = ok && c.users[database] == 0
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	d.load.Lock() // (no load starts a listener meanwhile)
+	defer d.load.Unlock()
+	if !d.listens.Load() {
+		return
+	}
+	d.invalidate()
+	if stop := d.stop.Swap(nil); stop != nil {
+		(*stop)()
+	}
+	d.listens.Store(false)
+	d.closeConn()
+	c.log.Debug("no session uses the database: its connections closed", zap.String("database", database))
+}
+
 // NewCatalogs returns a registry that connects with controlDSN (a conninfo
 // or URL without dbname; empty means the libpq environment).
 func NewCatalogs(controlDSN string, install InstallOptions, log *zap.Logger) *Catalogs {
@@ -153,7 +208,7 @@ func NewCatalogs(controlDSN string, install InstallOptions, log *zap.Logger) *Ca
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Catalogs{controlDSN: controlDSN, install: install, log: log, MissReload: time.Second,
-		dbs: map[string]*dbCatalog{}, ctx: ctx, cancel: cancel}
+		dbs: map[string]*dbCatalog{}, users: map[string]int{}, ctx: ctx, cancel: cancel}
 }
 
 // Close stops the listeners and closes the load connections.

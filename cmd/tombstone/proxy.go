@@ -90,6 +90,7 @@ func (c *proxyCmd) Run() error {
 		PlanBytes: cfg.Limits.PlanBytes, PlanBudgetBytes: cfg.Limits.PlanBudgetBytes,
 	})
 	pcfg.OnCatalogChanged = cats.Invalidate
+	pcfg.OnSession = cats.Use
 	if cfg.EventLoops > 0 {
 		loops, err := proxy.NewLoops(cfg.EventLoops, log)
 		if err != nil {

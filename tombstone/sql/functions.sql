@@ -1172,6 +1172,15 @@ BEGIN
                        'EXECUTE FUNCTION tombstone._shadow_guard()', shadow);
     END IF;
     IF tombstone._sync_capture(src, shadow) THEN changed := true; END IF;
+    -- Partitions of src now that have tombstones of their own, from
+    -- deletes while they stood alone (dropped alone and undropped, or
+    -- detached, then attached again): those join src's, where restores,
+    -- UNDELETE FROM and the checks of the rows they link to look.
+    FOR c IN SELECT s.source, s.shadow_name FROM tombstone.shadows s
+              WHERE s.source IN (SELECT t.relid FROM tombstone._partition_tree(src) t WHERE t.relid <> src)
+    LOOP
+        IF tombstone._shadow_merge(c.source, c.shadow_name, src, shadow) THEN changed := true; END IF;
+    END LOOP;
     -- A member of an inheritance tree is captured row by row, and so are
     -- the others once it joins: align the neighbours' triggers too.
     FOR c IN SELECT s.source, s.shadow_name FROM pg_inherits h
@@ -1189,6 +1198,53 @@ BEGIN
     RETURN shadow;
 END
 $$;
+
+-- _shadow_merge moves the tombstones in p_from_shadow, the shadow of
+-- p_from (a partition of p_to now), into p_to's shadow p_to_shadow,
+-- column by column name; true when it moved any. It moves nothing, with
+-- a WARNING, when a column does not map to one of the same stored type
+-- (or one set aside holds values), or when the shadows' guard would stop
+-- it (not a superuser's sync).
+CREATE OR REPLACE FUNCTION tombstone._shadow_merge(p_from oid, p_from_shadow name, p_to oid, p_to_shadow name) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    tocols text;
+    fromcols text;
+    clean boolean;
+    n bigint;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM tombstone.%I)', p_from_shadow) INTO clean;
+    IF NOT clean THEN
+        RETURN false;
+    END IF;
+    SELECT string_agg(format(', %I', rc.shadow_column), '' ORDER BY mc.attnum),
+           string_agg(format(', s.%I', mc.shadow_column), '' ORDER BY mc.attnum),
+           coalesce(bool_and(rc.type IS NOT DISTINCT FROM mc.type), true)
+      INTO tocols, fromcols, clean
+      FROM tombstone.shadow_columns mc
+      JOIN pg_attribute ma ON ma.attrelid = p_from AND ma.attnum = mc.attnum
+      LEFT JOIN pg_attribute ra ON ra.attrelid = p_to AND ra.attname = ma.attname AND NOT ra.attisdropped
+      LEFT JOIN tombstone.shadow_columns rc ON rc.source = p_to AND rc.attnum = ra.attnum
+     WHERE mc.source = p_from AND mc.attnum IS NOT NULL;
+    IF clean THEN
+        SELECT NOT EXISTS (SELECT 1 FROM tombstone.shadow_columns mc WHERE mc.source = p_from AND mc.attnum IS NULL)
+          INTO clean;
+    END IF;
+    IF NOT clean OR current_setting('session_replication_role') <> 'replica' THEN
+        RAISE WARNING 'tombstone: the tombstones of % from before it was a partition of % stay in tombstone.%, where UNDELETE BATCH finds them (UNDELETE FROM does not)',
+            p_from::regclass, p_to::regclass, p_from_shadow;
+        RETURN false;
+    END IF;
+    EXECUTE format('WITH moved AS (DELETE FROM tombstone.%I s RETURNING s.*) '
+                   'INSERT INTO tombstone.%I (_ts_batch, _ts_cause, _ts_deleted_at, _ts_token%s) '
+                   'SELECT s._ts_batch, s._ts_cause, s._ts_deleted_at, s._ts_token%s FROM moved s',
+                   p_from_shadow, p_to_shadow, coalesce(tocols, ''), coalesce(fromcols, ''));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n > 0;
+END
+$$;
+REVOKE ALL ON FUNCTION tombstone._shadow_merge(oid, name, oid, name) FROM PUBLIC;
 
 -- sync_all creates or aligns the shadow table of every protected table
 -- and returns how many it looked at. It NOTIFYs tombstone_catalog when

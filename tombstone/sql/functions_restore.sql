@@ -883,9 +883,21 @@ BEGIN
                      'JOIN %s _ts_x ON %s WHERE %s',
                      tcols, tombstone._target(rel), ccols, cand, links, keyjoin, cond), 'pg_catalog, tombstone, pg_temp');
         ELSE
+            -- The links whose row is there to take them; the others (a
+            -- partition detached or in the trash since, a row deleted
+            -- since) stay in the store, their values kept, rather than go
+            -- with the ones applied.
+            PERFORM tombstone._owned(rel, pg_catalog.format(
+                'INSERT INTO %s SELECT DISTINCT _ts_x._ts_ctid, ''present'', NULL FROM %s _ts_t JOIN %s _ts_x ON %s',
+                tombstone._marks(rel), tombstone._target(rel), links, keyjoin), 'pg_catalog, tombstone, pg_temp');
             n := tombstone._owned(rel, pg_catalog.format(
                      'UPDATE %s _ts_t SET %s FROM %s _ts_x WHERE %s AND %s',
                      tombstone._target(rel), assign, links, keyjoin, cond), tombstone._owner_path());
+            EXECUTE pg_catalog.format(
+                'UPDATE %1$s SET _ts_state = ''link'' WHERE _ts_state = ''linked'' '
+                'AND _ts_ctid IN (SELECT m._ts_ctid FROM %2$s m WHERE m._ts_state = ''apply'') '
+                'AND _ts_ctid NOT IN (SELECT m._ts_ctid FROM %2$s m WHERE m._ts_state = ''present'')',
+                cand, tombstone._marks(rel));
         END IF;
         EXECUTE 'DELETE FROM ' || tombstone._marks(rel);
         total := total + n;

@@ -371,14 +371,18 @@ AS $$
     SELECT coalesce(array_agg(r), '{}') FROM tree
 $$;
 
--- _in_trash reports whether table p_rel lies in the trash, registered.
+-- _in_trash reports whether table p_rel lies in the trash, registered:
+-- as a trashed table, or as a partition that went along with one.
 CREATE OR REPLACE FUNCTION tombstone._in_trash(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER
 AS $$
-    SELECT EXISTS (SELECT 1 FROM tombstone.trash x JOIN pg_catalog.pg_class c ON c.oid = x.source
-                    WHERE x.source = p_rel AND x.restored_at IS NULL AND x.purged_at IS NULL
-                      AND c.relnamespace = 'tombstone_trash'::regnamespace)
+    SELECT (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = p_rel) = 'tombstone_trash'::regnamespace
+       AND EXISTS (SELECT 1 FROM tombstone.trash x
+                    WHERE x.restored_at IS NULL AND x.purged_at IS NULL
+                      AND (x.source = p_rel
+                           OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(x.renames) e
+                                       WHERE e ->> 'kind' = 'table' AND (e ->> 'oid')::oid = p_rel)))
 $$;
 
 -- guarded_ddl is what the proxy runs for DDL that can take a protected
