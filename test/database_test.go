@@ -16,6 +16,20 @@ import (
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
 )
 
+// deleteThrough creates table t in database db if it is not there,
+// inserts row id and deletes it through the proxy (which loads the
+// catalog and starts the listener), and ends the session.
+func deleteThrough(t *testing.T, e *env, db string, id int) {
+	t.Helper()
+	ctx := context.Background()
+	c := testenv.Connect(t, withDB(t, e.proxy, db))
+	_, err := c.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY); INSERT INTO t VALUES (%d)", id))
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, fmt.Sprintf("DELETE FROM t WHERE id = %d", id))
+	require.NoError(t, err)
+	require.NoError(t, c.Close(ctx))
+}
+
 func TestDropAndRecreateDatabase(t *testing.T) {
 	e := newEnv(t, "")
 	ctx := context.Background()
@@ -27,12 +41,7 @@ func TestDropAndRecreateDatabase(t *testing.T) {
 	})
 	use := func(db string, id int) {
 		t.Helper()
-		c := testenv.Connect(t, withDB(t, e.proxy, db))
-		_, err := c.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY); INSERT INTO t VALUES (%d)", id))
-		require.NoError(t, err)
-		_, err = c.Exec(ctx, fmt.Sprintf("DELETE FROM t WHERE id = %d", id)) // loads the catalog, starts the listener
-		require.NoError(t, err)
-		require.NoError(t, c.Close(ctx))
+		deleteThrough(t, e, db, id)
 		d := testenv.Connect(t, withDB(t, e.direct, db))
 		var n int
 		require.NoError(t, d.QueryRow(ctx, "SELECT count(*) FROM tombstone.public__t WHERE id = $1", id).Scan(&n))
@@ -70,19 +79,10 @@ func TestDatabaseLetGoOnDirectDDL(t *testing.T) {
 	})
 	_, err := direct.Exec(ctx, "CREATE DATABASE "+name)
 	require.NoError(t, err)
-	deleteThrough := func(db string, id int) {
-		t.Helper()
-		c := testenv.Connect(t, withDB(t, e.proxy, db))
-		_, err := c.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY); INSERT INTO t VALUES (%d)", id))
-		require.NoError(t, err)
-		_, err = c.Exec(ctx, fmt.Sprintf("DELETE FROM t WHERE id = %d", id)) // loads the catalog, starts the listener
-		require.NoError(t, err)
-		require.NoError(t, c.Close(ctx))
-	}
-	deleteThrough(name, 1)
+	deleteThrough(t, e, name, 1)
 	_, err = direct.Exec(ctx, "ALTER DATABASE "+name+" RENAME TO "+name+"_2")
 	require.NoError(t, err, "Postgres waits 5 s for the proxy's connections to go")
-	deleteThrough(name+"_2", 2)
+	deleteThrough(t, e, name+"_2", 2)
 	_, err = direct.Exec(ctx, "CREATE DATABASE "+name+"_copy TEMPLATE "+name+"_2")
 	require.NoError(t, err)
 	// While a session uses it, Postgres refuses, as without the proxy.
@@ -94,7 +94,7 @@ func TestDatabaseLetGoOnDirectDDL(t *testing.T) {
 	require.NoError(t, c.Close(ctx))
 	_, err = direct.Exec(ctx, "DROP DATABASE "+name+"_2")
 	require.NoError(t, err)
-	deleteThrough(name+"_copy", 3) // the copy's store, its catalog loaded anew
+	deleteThrough(t, e, name+"_copy", 3) // the copy's store, its catalog loaded anew
 	d := testenv.Connect(t, withDB(t, e.direct, name+"_copy"))
 	var n int
 	require.NoError(t, d.QueryRow(ctx, "SELECT count(*) FROM tombstone.public__t").Scan(&n))

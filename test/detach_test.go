@@ -379,6 +379,25 @@ INSERT INTO plain SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;`)
 	require.Equal(t, before, e.snapshot("ev", "plain"))
 }
 
+// setNullPartitions makes par (ids 1-10) and ev, partitioned in ev_a
+// (k 0-9) and ev_b (k 10-19), whose key p takes par's ids ON DELETE SET
+// NULL (row g: k = g % 20, p = 1 + g % 10); it returns a connection
+// through the proxy and a function that runs a statement on it.
+func setNullPartitions(t *testing.T) (*env, *pgx.Conn, func(string)) {
+	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
+INSERT INTO par SELECT generate_series(1, 10);
+CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
+CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20);
+INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
+	p := testenv.Connect(t, e.proxy)
+	return e, p, func(sql string) {
+		t.Helper()
+		_, err := p.Exec(context.Background(), sql)
+		require.NoError(t, err, sql)
+	}
+}
+
 // TestPartitionTombstonesFollowAttach (found by a review): the
 // tombstones of a partition's deletes while it stood alone (dropped
 // alone and undropped) join its table's shadow when it is attached again,
@@ -386,19 +405,7 @@ INSERT INTO plain SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;`)
 // SET NULL keys it took from it (both answered "no tombstones" or
 // "restored 0" and left the links unrestorable).
 func TestPartitionTombstonesFollowAttach(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
-INSERT INTO par SELECT generate_series(1, 10);
-CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
-CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
-CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20);
-INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
-	ctx := context.Background()
-	p := testenv.Connect(t, e.proxy)
-	exec := func(sql string) {
-		t.Helper()
-		_, err := p.Exec(ctx, sql)
-		require.NoError(t, err, sql)
-	}
+	e, p, exec := setNullPartitions(t)
 	before := e.snapshot("par", "ev")
 	exec("DROP TABLE ev_a")
 	exec("UNDROP TABLE ev_a")
@@ -423,19 +430,7 @@ INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
 // since, here) stay in the store with their values, where they went with
 // the applied ones before — the keys' old values lost for good.
 func TestSetNullLinksKeptForAbsentRows(t *testing.T) {
-	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
-INSERT INTO par SELECT generate_series(1, 10);
-CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
-CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
-CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM (10) TO (20);
-INSERT INTO ev SELECT g, g % 20, 1 + g % 10 FROM generate_series(1, 40) g;`)
-	ctx := context.Background()
-	p := testenv.Connect(t, e.proxy)
-	exec := func(sql string) {
-		t.Helper()
-		_, err := p.Exec(ctx, sql)
-		require.NoError(t, err, sql)
-	}
+	e, _, exec := setNullPartitions(t)
 	exec("DELETE FROM par WHERE id = 3") // nulls p of ids 2, 22 (ev_a) and 12, 32 (ev_b)
 	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
 	shadow := "tombstone." + queryText(t, e.direct, "SELECT tombstone.shadow_name('ev')")
