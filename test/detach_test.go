@@ -441,3 +441,26 @@ func TestSetNullLinksKeptForAbsentRows(t *testing.T) {
 	require.Equal(t, "2,22", queryText(t, e.direct, "SELECT string_agg(id::text, ',' ORDER BY id) FROM "+shadow+" WHERE _ts_cause = 'set_null' AND p = 3"),
 		"ev_a's links kept, with their values")
 }
+
+// TestNoRestoreIntoTrashedPartition (found by a review): tombstones a
+// partition kept in its own shadow (ones its attach could not move: a
+// column it had then is gone) are not restored while the partition lies
+// in the trash with its table — into the trash, where they would go with
+// it when the reaper drops it.
+func TestNoRestoreIntoTrashedPartition(t *testing.T) {
+	e, _, exec := setNullPartitions(t)
+	exec("DROP TABLE ev_a")
+	exec("UNDROP TABLE ev_a")
+	exec("ALTER TABLE ev_a ADD COLUMN x int")
+	exec("DELETE FROM ev_a WHERE id < 7")
+	exec("ALTER TABLE ev_a DROP COLUMN x")
+	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
+	exec("ALTER TABLE ev ATTACH PARTITION ev_a FOR VALUES FROM (0) TO (10)")
+	own := "tombstone." + queryText(t, e.direct, "SELECT shadow_name FROM tombstone.shadows WHERE source = 'ev_a'::regclass")
+	require.Equal(t, 6, e.count("SELECT count(*) FROM "+own+" WHERE _ts_cause = 'delete'"), "kept in its own shadow")
+	exec("DROP TABLE ev")
+	p := testenv.Connect(t, e.proxy)
+	_, err := p.Exec(context.Background(), "UNDELETE BATCH "+batch)
+	require.Equal(t, "55000", pgErrCode(err), "%v", err)
+	require.Equal(t, 6, e.count("SELECT count(*) FROM "+own+" WHERE _ts_cause = 'delete'"))
+}

@@ -1048,6 +1048,13 @@ BEGIN
                                             tr.original_schema, tr.original_name, tr.dropped_at),
                 HINT = pg_catalog.format('UNDROP TABLE %I.%I first, then restore its rows.', tr.original_schema, tr.original_name);
         END IF;
+        -- (A partition that went along with its table: no entry of its
+        -- own.)
+        IF (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = o) = 'tombstone_trash'::regnamespace THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = pg_catalog.format('tombstone: table %s is in the trash, with the table it is a partition of', o::regclass),
+                HINT = 'UNDROP TABLE that table first, then restore its rows.';
+        END IF;
     END LOOP;
     PERFORM tombstone._check_owner_code(rels);
     -- Deferred constraints the session queued before the restore are
