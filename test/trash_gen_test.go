@@ -2,10 +2,12 @@ package test
 
 // TestTrashGenerated: a generator of table trees (plain tables, partition
 // trees two levels deep, inheritance trees, foreign keys between them)
-// and of random sequences of DELETE, DROP TABLE (one table, several,
-// CASCADE, a partition alone), UNDROP TABLE, UNDELETE BATCH, ATTACH
-// PARTITION and INSERT through the proxy, some inside transactions rolled
-// back or committed. Every row carries a unique key u and a value v;
+// and of random sequences of DELETE, TRUNCATE, DROP TABLE (one table,
+// several, CASCADE, a partition alone), UNDROP TABLE, UNDELETE BATCH,
+// UNDELETE TRANSACTION (each conflict mode), UNDELETE FROM, DETACH and
+// ATTACH PARTITION, NO INHERIT and INHERIT, and INSERT through the proxy,
+// some inside transactions rolled back or committed (the DETACH,
+// INHERIT, TRUNCATE and UNDELETE forms came from a review's generator). Every row carries a unique key u and a value v;
 // after every step each row ever inserted must be in exactly one place —
 // a live table, a table in the trash, or a tombstone — with its value,
 // and the trash must be cut out of every inheritance tree and foreign
@@ -263,9 +265,10 @@ func (g *trashGen) exec(sql string) bool {
 }
 
 // live lists the user's tables as the database has them now, with
-// whether each is attached to its partitioned table.
+// whether each is attached to its partitioned table or inherits from its
+// parent.
 func (g *trashGen) live() (names []string, attached map[string]bool) {
-	rows, err := g.dir.Query(ctx, `SELECT c.relname, c.relispartition FROM pg_class c
+	rows, err := g.dir.Query(ctx, `SELECT c.relname, EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = c.oid) FROM pg_class c
 		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1`)
 	require.NoError(g.t, err)
 	attached = map[string]bool{}
@@ -297,7 +300,41 @@ func (g *trashGen) op() string {
 	names, attached := g.live()
 	trashed := g.strings(`SELECT original_name FROM tombstone.trash WHERE restored_at IS NULL AND purged_at IS NULL ORDER BY id`)
 	batches := g.strings(`SELECT id::text FROM tombstone.batches WHERE restored_at IS NULL AND purged_at IS NULL AND tables <> '{}' ORDER BY id`)
-	switch weighted(g.rng, 5, 4, 3, 2, 2, 2) {
+	switch weighted(g.rng, 5, 4, 3, 2, 2, 2, 2, 2, 2, 1, 2) {
+	case 6: // DETACH PARTITION, NO INHERIT
+		var cand []string
+		for _, n := range names {
+			if tb := g.byName[n]; tb.parent != "" && attached[n] {
+				cand = append(cand, n)
+			}
+		}
+		if len(cand) == 0 {
+			return ""
+		}
+		tb := g.byName[g.pick(cand)]
+		if tb.bound != "" {
+			return fmt.Sprintf("ALTER TABLE %s DETACH PARTITION %s", tb.parent, tb.name)
+		}
+		return fmt.Sprintf("ALTER TABLE %s NO INHERIT %s", tb.name, tb.parent)
+	case 7: // UNDELETE TRANSACTION
+		xids := g.strings(`SELECT DISTINCT xid::text FROM tombstone.batches WHERE restored_at IS NULL AND purged_at IS NULL AND tables <> '{}' ORDER BY 1`)
+		if len(xids) == 0 {
+			return ""
+		}
+		return "UNDELETE TRANSACTION " + g.pick(xids) + []string{"", " ON CONFLICT SKIP", " ON CONFLICT OVERWRITE"}[g.rng.IntN(3)]
+	case 8: // UNDELETE FROM
+		if len(names) == 0 {
+			return ""
+		}
+		m := 2 + g.rng.IntN(3)
+		return fmt.Sprintf("UNDELETE FROM %s WHERE u %% %d = %d", g.pick(names), m, g.rng.IntN(m))
+	case 9: // TRUNCATE
+		if len(names) == 0 {
+			return ""
+		}
+		return "TRUNCATE " + g.pick(names)
+	case 10: // INHERIT again
+		return first(g.reattach(names, attached, false))
 	case 0: // DELETE
 		if len(names) == 0 {
 			return ""
@@ -341,13 +378,7 @@ func (g *trashGen) op() string {
 		}
 		return "UNDELETE BATCH " + g.pick(batches)
 	case 4: // ATTACH a partition that came back detached
-		for _, n := range names {
-			tb := g.byName[n]
-			if tb.bound != "" && !attached[n] && slices.Contains(names, tb.parent) {
-				return fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s %s", tb.parent, n, tb.bound)
-			}
-		}
-		return ""
+		return first(g.reattach(names, attached, true))
 	default: // INSERT into a table that holds rows
 		var leaves []string
 		for _, n := range names {
@@ -360,6 +391,33 @@ func (g *trashGen) op() string {
 		}
 		return g.insert(g.byName[g.pick(leaves)], 4, true)
 	}
+}
+
+// reattach lists the statements that put tables of names back where the
+// schema had them: partitions (ATTACH PARTITION with their bound) or
+// inheritance children (INHERIT).
+func (g *trashGen) reattach(names []string, attached map[string]bool, partition bool) []string {
+	var out []string
+	for _, n := range names {
+		tb := g.byName[n]
+		if tb.parent == "" || attached[n] || (tb.bound != "") != partition || !slices.Contains(names, tb.parent) {
+			continue
+		}
+		if partition {
+			out = append(out, fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s %s", tb.parent, n, tb.bound))
+		} else {
+			out = append(out, fmt.Sprintf("ALTER TABLE %s INHERIT %s", n, tb.parent))
+		}
+	}
+	return out
+}
+
+// first is xs' first, or "".
+func first(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	return xs[0]
 }
 
 // where finds every copy of every row: in the live tables, in the
@@ -433,10 +491,10 @@ func (g *trashGen) restoreAll() {
 		for _, n := range g.strings(`SELECT original_name FROM tombstone.trash WHERE restored_at IS NULL AND purged_at IS NULL ORDER BY id DESC`) {
 			progress = g.exec("UNDROP TABLE "+n) || progress
 		}
-		names, attached := g.live()
-		for _, n := range names {
-			if tb := g.byName[n]; tb.bound != "" && !attached[n] && slices.Contains(names, tb.parent) {
-				progress = g.exec(fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION %s %s", tb.parent, n, tb.bound)) || progress
+		for _, partition := range []bool{true, false} {
+			names, attached := g.live()
+			for _, sql := range g.reattach(names, attached, partition) {
+				progress = g.exec(sql) || progress
 			}
 		}
 		for _, b := range g.strings(`SELECT id::text FROM tombstone.batches WHERE restored_at IS NULL AND purged_at IS NULL AND tables <> '{}' ORDER BY id DESC`) {
