@@ -487,3 +487,25 @@ INSERT INTO ch VALUES (100, 1, 1);`)
 	require.Equal(t, "23503", pgErrCode(err), "%v", err)
 	require.Zero(t, e.count("SELECT count(*) FROM ch"))
 }
+
+// TestSetNullOnceWithPartitionKeys (found by a review): a partition with
+// an ON DELETE SET NULL key of its own besides its table's carries both
+// capture triggers; each of Postgres's SET NULL updates is captured once,
+// as in a table outside partitioning with the same keys (it was twice).
+func TestSetNullOnceWithPartitionKeys(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE par (id int PRIMARY KEY);
+INSERT INTO par SELECT generate_series(1, 10);
+CREATE TABLE ev (id int, k int, p int REFERENCES par ON DELETE SET NULL, q int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM (0) TO (10);
+ALTER TABLE ev_a ADD FOREIGN KEY (q) REFERENCES par ON DELETE SET NULL;
+CREATE TABLE pl (id int PRIMARY KEY, k int, p int REFERENCES par ON DELETE SET NULL, q int REFERENCES par ON DELETE SET NULL);
+INSERT INTO ev SELECT g, g % 10, 1 + g % 10, 1 + g % 10 FROM generate_series(1, 30) g;
+INSERT INTO pl SELECT g, g % 10, 1 + g % 10, 1 + g % 10 FROM generate_series(1, 30) g;`)
+	_, err := testenv.Connect(t, e.proxy).Exec(context.Background(), "DELETE FROM par WHERE id = 3")
+	require.NoError(t, err)
+	n := func(tb string) int {
+		return e.count("SELECT count(*) FROM tombstone." + queryText(t, e.direct, "SELECT tombstone.shadow_name('"+tb+"')") + " WHERE _ts_cause = 'set_null'")
+	}
+	require.Equal(t, 6, n("pl"), "two updates of each of the three rows")
+	require.Equal(t, n("pl"), n("ev"))
+}

@@ -302,7 +302,7 @@ BEGIN
             RETURN NULL;
         END IF;
     ELSIF TG_OP = 'UPDATE' THEN
-        IF NOT ((%9$s) AND (%8$s)) THEN
+        IF NOT ((%9$s) AND (%8$s))%11$s THEN
             RETURN NULL;
         END IF;
     ELSIF TG_LEVEL = 'STATEMENT' THEN
@@ -336,7 +336,15 @@ $f$,
         tombstone._capture_cause(src, 'o'), coalesce(rowcols, ''),
         coalesce(tombstone._capture_gone(src, 'OLD', '{n,d}'), 'false'),
         coalesce(tombstone._set_null_changed(src), 'false'),
-        batch);
+        batch,
+        -- A partition with keys of its own besides its table's has both
+        -- triggers, which fire for the same UPDATE: its own
+        -- (_ts_set_null_p) leaves it to the clone of its table's, whose
+        -- condition covers every key of the tree.
+        CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = src) = 'p'
+                  AND tombstone._set_null_columns(src) IS NOT NULL
+             THEN pg_catalog.format(' OR TG_NAME OPERATOR(pg_catalog.=) ''_ts_set_null_p'' AND TG_RELID OPERATOR(pg_catalog.<>) %s::pg_catalog.oid', src)
+             ELSE '' END);
 END
 $$;
 
