@@ -509,3 +509,18 @@ INSERT INTO pl SELECT g, g % 10, 1 + g % 10, 1 + g % 10 FROM generate_series(1, 
 	require.Equal(t, 6, n("pl"), "two updates of each of the three rows")
 	require.Equal(t, n("pl"), n("ev"))
 }
+
+// TestRestoreWithoutItsPartition: rows to restore into a partitioned
+// table whose partition for them is detached or in the trash get the
+// store's error with what to do (it was Postgres's bare "no partition of
+// relation found for row"), and nothing is restored.
+func TestRestoreWithoutItsPartition(t *testing.T) {
+	e, p, exec := setNullPartitions(t)
+	exec("DELETE FROM ev WHERE id % 5 = 0") // rows in ev_a and ev_b
+	batch := queryText(t, e.direct, "SELECT max(id) FROM tombstone.batches")
+	exec("DROP TABLE ev_a")
+	_, err := p.Exec(context.Background(), "UNDELETE BATCH "+batch)
+	require.Equal(t, "23514", pgErrCode(err), "%v", err)
+	require.Contains(t, err.Error(), "belong in a partition")
+	require.Equal(t, 8, e.count("SELECT count(*) FROM tombstone."+queryText(t, e.direct, "SELECT tombstone.shadow_name('ev')")))
+}

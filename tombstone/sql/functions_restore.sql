@@ -1019,6 +1019,7 @@ DECLARE
     written bigint;
     tr tombstone.trash;
     jit text;
+    conname text;
 BEGIN
     -- The candidates have no statistics: the planner's estimates of the
     -- restore's statements are rough and often high, and JIT compiling
@@ -1168,6 +1169,17 @@ BEGIN
                     PERFORM tombstone._refuse(o);  -- the keys, when they were foreseeable
                 END IF;
                 RAISE;
+            WHEN check_violation THEN
+                -- No partition takes a row (a CHECK constraint's
+                -- violation names the constraint): the one it was deleted
+                -- from is detached, or in the trash.
+                GET STACKED DIAGNOSTICS conname = CONSTRAINT_NAME;
+                IF conname <> '' OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = o) <> 'p' THEN
+                    RAISE;
+                END IF;
+                RAISE EXCEPTION USING ERRCODE = '23514',
+                    MESSAGE = pg_catalog.format('tombstone: rows to restore into %s belong in a partition it does not have now', o::regclass),
+                    HINT = 'ATTACH the partition they were deleted from again (UNDROP TABLE it first if it was dropped), then restore. Nothing was restored.';
             END;
         END IF;
         done := done || n;
