@@ -436,3 +436,28 @@ INSERT INTO t4 VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL);`)
 	}
 	require.Equal(t, before, e.snapshot("t4"), "the values come back (as text)")
 }
+
+// TestStaleCatalogRetypedChild: the referencing table dropped and made
+// again under its name with a key of another type, a moment before a
+// DELETE the proxy planned with its catalog from before: the rewrite's
+// cascade compares the parent's integer key with the new text column, an
+// error (42883) of the proxy's text, not the client's — re-planned and
+// re-sent like TS001, where it reached the client (the regression
+// suite's foreign_key test, which makes its tables again and again).
+func TestStaleCatalogRetypedChild(t *testing.T) {
+	e := newEnv(t, `CREATE TABLE pk (id int PRIMARY KEY);
+INSERT INTO pk SELECT generate_series(1, 10);
+CREATE TABLE fk (id int PRIMARY KEY, pid int REFERENCES pk ON DELETE CASCADE);
+INSERT INTO fk SELECT g, g FROM generate_series(1, 10) g;`)
+	ctx := context.Background()
+	_, through := frozenProxy(t, e)
+	d := testenv.Connect(t, e.direct)
+	_, err := d.Exec(ctx, `DROP TABLE fk; CREATE TABLE fk (id int PRIMARY KEY, pid text, pk_id int REFERENCES pk ON DELETE CASCADE);
+		INSERT INTO fk SELECT g, 'x' || g, g FROM generate_series(1, 10) g`)
+	require.NoError(t, err)
+	tag, err := testenv.Connect(t, through).Exec(ctx, "DELETE FROM pk WHERE id = 3", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.Equal(t, "DELETE 1", tag.String())
+	require.Zero(t, e.count("SELECT count(*) FROM fk WHERE pk_id = 3"))
+	require.Equal(t, 1, e.count(`SELECT (tables->>'public.fk')::int FROM tombstone.batches`), "the new cascade child was captured")
+}
