@@ -140,10 +140,19 @@ func (c *Catalogs) Release(database string) {
 	if !ok {
 		return
 	}
-	if stop := d.stop.Load(); stop != nil {
+	d.load.Lock()
+	defer d.load.Unlock()
+	d.disconnect()
+}
+
+// disconnect ends d's listener and closes its load connection; d.load
+// must be held. The next load starts a listener again.
+func (d *dbCatalog) disconnect() {
+	if stop := d.stop.Swap(nil); stop != nil {
 		(*stop)()
 	}
-	d.dropConn()
+	d.listens.Store(false)
+	d.closeConn()
 }
 
 // ListenIdle is how long the proxy keeps its connections to a database
@@ -192,11 +201,7 @@ func (c *Catalogs) suspend(database string) {
 		return
 	}
 	d.invalidate()
-	if stop := d.stop.Swap(nil); stop != nil {
-		(*stop)()
-	}
-	d.listens.Store(false)
-	d.closeConn()
+	d.disconnect()
 	c.log.Debug("no session uses the database: its connections closed", zap.String("database", database))
 }
 

@@ -1211,11 +1211,12 @@ AS $$
 DECLARE
     tocols text;
     fromcols text;
+    stored boolean;
     clean boolean;
     n bigint;
 BEGIN
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM tombstone.%I)', p_from_shadow) INTO clean;
-    IF NOT clean THEN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM tombstone.%I)', p_from_shadow) INTO stored;
+    IF NOT stored THEN
         RETURN false;
     END IF;
     SELECT string_agg(format(', %I', rc.shadow_column), '' ORDER BY mc.attnum),
