@@ -268,7 +268,7 @@ func (s *Session) clientToServer(ctx context.Context) error {
 			}
 			return errSessionDone
 		}
-		if err := s.clientMessage(ctx, typ, size, true); err != nil {
+		if err := s.clientMessage(ctx, clientMsg(typ), size, true); err != nil {
 			return err
 		}
 	}
@@ -276,14 +276,14 @@ func (s *Session) clientToServer(ctx context.Context) error {
 
 // planAtHand reports whether the planner has the plan of the Query or
 // Parse frame at hand (cachedPlanner), and keeps it for plan.
-func (s *Session) planAtHand(typ byte, frame []byte) bool {
+func (s *Session) planAtHand(typ clientMsg, frame []byte) bool {
 	cp, ok := s.srv.planner.(cachedPlanner)
 	if !ok {
 		return false
 	}
 	body := frame[5:]
 	var sql string
-	if typ == 'Q' {
+	if typ == clientQuery {
 		sql = string(body[:len(body)-1])
 	} else {
 		_, rest, _ := cstring(body)
@@ -326,8 +326,8 @@ var errNeedsPlanner = errors.New("statement for the planner")
 // s.cr: forwarded as is, or planned and replaced (only if mayPlan, else
 // errNeedsPlanner). It reads more of the client's bytes only for a frame
 // that is not buffered whole.
-func (s *Session) clientMessage(ctx context.Context, typ byte, size int, mayPlan bool) error {
-	if typ == 'X' {
+func (s *Session) clientMessage(ctx context.Context, typ clientMsg, size int, mayPlan bool) error {
+	if typ == clientTerminate {
 		// Terminate: pass it on so the server ends cleanly, then stop.
 		s.terminating.Store(true)
 		_ = s.forward(s.cr, s.sw, size)
@@ -352,7 +352,7 @@ func (s *Session) clientMessage(ctx context.Context, typ byte, size int, mayPlan
 // text up to its first NUL — a statement the server never would.
 func (s *Session) plans(frame []byte) bool {
 	body := frame[5:]
-	if frame[0] == 'P' {
+	if clientMsg(frame[0]) == clientParse {
 		if !wellFormedParse(body) {
 			return false
 		}
@@ -386,10 +386,10 @@ func wellFormedParse(body []byte) bool {
 // intercept records what the server will answer to the next message and
 // plans Query and Parse texts. handled means the message was consumed
 // (and whatever replaces it queued); otherwise the caller forwards it.
-func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan bool) (handled bool, err error) {
+func (s *Session) intercept(ctx context.Context, typ clientMsg, size int, mayPlan bool) (handled bool, err error) {
 	cr := s.cr
 	switch typ {
-	case 'Q', 'P':
+	case clientQuery, clientParse:
 		if size > cr.buffered() {
 			if err := s.sw.flush(); err != nil {
 				return false, s.serverGone(err)
@@ -424,30 +424,29 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 			}
 		}
 		frame := cr.take(size)
-		if typ == 'Q' {
+		if typ == clientQuery {
 			return true, s.query(ctx, frame, planned)
 		}
 		return true, s.parse(ctx, frame, planned)
-	case 'B', 'D', 'E', 'C':
-		if s.prepared.rewritten.Load() || typ == 'C' {
+	case clientBind, clientDescribe, clientExecute, clientClose:
+		if s.prepared.rewritten.Load() || typ == clientClose {
 			if err := cr.fill(min(size, len(cr.buf))); err != nil {
 				return false, errSessionDone
 			}
-			if typ == 'B' {
+			if typ == clientBind {
 				s.outdated()
 			}
-			if typ == 'B' && s.prepared.anyStale.Load() {
+			if typ == clientBind && s.prepared.anyStale.Load() {
 				if err := s.reprepareBound(ctx, size, mayPlan); err != nil {
 					return false, err
 				}
 			}
-			var f fix
-			hidden := s.track_(typ, &f, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
-			s.track.push(f.entry(typ))
-			if typ == 'B' && hidden > 0 {
+			f, hidden := s.track_(typ, cr.buf[cr.start+5:cr.start+min(size, cr.buffered())])
+			s.track.push(expect(typ, f))
+			if typ == clientBind && hidden > 0 {
 				return true, s.bindHidden(size, hidden)
 			}
-			if typ == 'E' && f.out.NoRows && size >= 9 && size <= cr.buffered() {
+			if typ == clientExecute && f != nil && f.out.NoRows && size >= 9 && size <= cr.buffered() {
 				// The client's statement returns no rows, so a row limit
 				// does not stop it; the rewritten one returns rows of no
 				// column, which a limit would suspend: no limit.
@@ -455,11 +454,11 @@ func (s *Session) intercept(ctx context.Context, typ byte, size int, mayPlan boo
 			}
 			return false, nil
 		}
-		s.track.push(pending{kind: typ})
-	case 'S', 'F':
-		s.track.push(pending{kind: typ})
-	case 'c', 'f':
-		s.track.push(pending{kind: copyEnd})
+		s.track.push(relayed(typ))
+	case clientSync, clientFunctionCall:
+		s.track.push(relayed(typ))
+	case clientCopyDone, clientCopyFail:
+		s.track.push(relayed(copyEnd))
 	}
 	return false, nil
 }
@@ -482,72 +481,77 @@ func pgName(b []byte) string {
 	return string(b[:min(len(b), 63)])
 }
 
-// track_ fills in what the answer to a Bind, Describe, Execute or Close
-// (kind) needs from the start of its body, and keeps the statement/portal
-// registry current. For a Bind of a statement with hidden columns it
-// returns how many.
-func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
+// track_ returns what the answer to a Bind, Describe, Execute or Close
+// (kind) needs, from the start of its body (nil: nothing), and keeps the
+// statement/portal registry current. For a Bind of a statement with
+// hidden columns it returns how many.
+func (s *Session) track_(kind clientMsg, body []byte) (f *fix, hidden int) {
 	st := &s.prepared
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.maps()
 	switch kind {
-	case 'B':
+	case clientBind:
 		portal, rest, ok := cstring(body)
 		if !ok {
-			return 0
+			return nil, 0
 		}
 		stmt, _, ok := cstring(rest)
 		if !ok {
-			return 0
+			return nil, 0
 		}
 		// A Bind the server fails or skips leaves the portal as it was.
 		prev, had := st.portals[portal]
 		out, rewritten := st.lookup(stmt)
 		if had || rewritten {
-			p.undo = &parseUndo{name: portal, prevPortal: prev, hadPrev: had, portal: true}
+			f = &fix{undo: &parseUndo{name: portal, prevPortal: prev, hadPrev: had, portal: true}}
 		}
 		if rewritten {
 			st.portals[portal] = boundPortal{out: out, stmt: stmt, bound: s.track.ends.Load()}
-			p.stmtName = stmt
 			// For the error of a Bind the server refuses: the rewritten
 			// text's, repaired as an Execute's.
-			p.out, p.rewritten = out, true
-			return out.HiddenColumns
+			f.out, f.rewritten, f.stmtName = out, true, stmt
+			return f, out.HiddenColumns
 		}
 		delete(st.portals, portal)
-	case 'D':
+	case clientDescribe:
 		if len(body) < 1 {
-			return 0
+			return nil, 0
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return 0
+			return nil, 0
 		}
-		if body[0] == 'S' {
-			p.out, _ = st.lookup(name)
+		var out rewrite.Output
+		if body[0] == targetStatement {
+			out, _ = st.lookup(name)
 		} else {
-			p.out = st.portals[name].out
+			out = st.portals[name].out
 		}
-	case 'E':
+		if out != (rewrite.Output{}) {
+			f = &fix{out: out}
+		}
+	case clientExecute:
 		portal, _, ok := cstring(body)
-		if ok {
-			pt, ok := st.portals[portal]
-			p.out, p.rewritten, p.stmtName = pt.out, ok, pt.stmt
+		if !ok {
+			return nil, 0
 		}
-	case 'C':
+		if pt, ok := st.portals[portal]; ok {
+			f = &fix{out: pt.out, rewritten: true, stmtName: pt.stmt}
+		}
+	case clientClose:
 		if len(body) < 1 {
-			return 0
+			return nil, 0
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return 0
+			return nil, 0
 		}
-		if body[0] == 'S' {
+		if body[0] == targetStatement {
 			if st.names[name] {
 				prev, had := st.stmts[name]
-				p.undo = &parseUndo{name: name, prev: prev, hadPrev: had, closed: true}
-				st.change(p.undo)
+				f = &fix{undo: &parseUndo{name: name, prev: prev, hadPrev: had, closed: true}}
+				st.change(f.undo)
 			}
 			st.drop(name)
 			delete(st.names, name)
@@ -555,7 +559,7 @@ func (s *Session) track_(kind byte, p *fix, body []byte) (hidden int) {
 			delete(st.portals, name)
 		}
 	}
-	return 0
+	return f, 0
 }
 
 // portalsEnded forgets the rewritten portals bound before the message
@@ -600,7 +604,7 @@ func (s *Session) bindHidden(size, hidden int) error {
 // query handles a Query message.
 func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 	if !planned {
-		s.track.push(pending{kind: 'Q'})
+		s.track.push(relayed(clientQuery))
 		return s.sw.write(frame)
 	}
 	sql := string(frame[5 : len(frame)-1])
@@ -611,18 +615,16 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		// leaves it after a failed statement.
 		r := refusalOf(err)
 		s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
-		f := fix{refusal: r}
-		s.track.push(f.entry('Q'))
+		s.track.push(expect(clientQuery, &fix{refusal: r}))
 		return s.writeQuery(raiseStatement(r))
 	}
 	if plan == nil || plan.Result == nil {
-		s.track.push(pending{kind: 'Q'})
+		s.track.push(relayed(clientQuery))
 		return s.sw.write(frame)
 	}
 	res := plan.Result
 	if r := s.createAsRewritten(res); r != nil {
-		f := fix{refusal: r}
-		s.track.push(f.entry('Q'))
+		s.track.push(expect(clientQuery, &fix{refusal: r}))
 		return s.writeQuery(raiseStatement(r))
 	}
 	p := fix{res: res, admin: plan.Admin}
@@ -651,19 +653,26 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		}
 	}
 	if !res.Changed && res.Refusal() == nil {
-		if p.execOut == nil {
-			p.res = nil
+		// Sent as it came; its answer needs mending only for what the
+		// registry knows (an EXECUTE of a rewritten PREPARE) or must
+		// take back if the server fails a PREPARE or DEALLOCATE in it.
+		if p.execOut == nil && p.sqlUndo == nil && !p.admin {
+			s.track.push(relayed(clientQuery))
+		} else {
+			if p.execOut == nil {
+				p.res = nil
+			}
+			s.track.push(expect(clientQuery, &p))
 		}
-		s.track.push(p.entry('Q'))
 		return s.sw.write(frame)
 	}
 	if !plan.Admin {
 		s.srv.cfg.Metrics.StatementsRewritten.Inc()
-		if len(res.Statements) == 1 && res.Statements[0].Rewritten && s.TxStatus() == 'I' {
+		if len(res.Statements) == 1 && res.Statements[0].Rewritten && s.TxStatus() == TxIdle {
 			p.retry = &retry{sql: sql}
 		}
 	}
-	s.track.push(p.entry('Q'))
+	s.track.push(expect(clientQuery, &p))
 	return s.writeQuery(out)
 }
 
@@ -820,11 +829,14 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 	name, rest, ok := cstring(body)
 	end := bytes.IndexByte(rest, 0)
 	if !ok || end < 0 {
-		s.track.push(pending{kind: 'P'})
+		s.track.push(relayed(clientParse))
 		return s.sw.write(frame)
 	}
 	undo, redefining := s.noteParse(name)
-	p := fix{undo: undo}
+	var p *fix
+	if undo != nil {
+		p = &fix{undo: undo}
+	}
 	// What the registry will say about the statement: its output repair,
 	// or nothing (keep false).
 	var out rewrite.Output
@@ -837,33 +849,37 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		}
 	}()
 	if !planned {
-		s.track.push(p.entry('P'))
+		s.track.push(expect(clientParse, p))
 		return s.sw.write(frame)
 	}
 	var msg pgproto3.Parse
 	if err := msg.Decode(body); err != nil {
-		s.track.push(p.entry('P'))
+		s.track.push(expect(clientParse, p))
 		return s.sw.write(frame)
 	}
 	plan, err := s.plan(ctx, msg.Query, true)
+	var refusal *rewrite.Error
 	switch {
 	case err != nil:
-		p.refusal = refusalOf(err)
+		refusal = refusalOf(err)
 	case plan != nil && plan.Result != nil && plan.Result.Refusal() != nil:
-		p.refusal = plan.Result.Refusal()
+		refusal = plan.Result.Refusal()
 	case plan != nil && plan.Admin:
 		// A console command prepared like any statement: it runs as the
 		// SQL it stands for; errors carry no position into that SQL.
+		p = p.orNew()
 		p.admin = true
-		s.track.push(p.entry('P'))
+		s.track.push(expect(clientParse, p))
 		msg.Query = plan.Result.SQL
 		return s.writeMsg(&msg)
 	case plan != nil && plan.Result != nil:
-		p.refusal = s.createAsRewritten(plan.Result)
+		refusal = s.createAsRewritten(plan.Result)
 	}
-	if p.refusal != nil {
-		s.log.Info("statement refused", zap.String("sqlstate", p.refusal.Code), zap.String("reason", p.refusal.Message))
-		s.track.push(p.entry('P'))
+	if refusal != nil {
+		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))
+		p = p.orNew()
+		p.refusal = refusal
+		s.track.push(expect(clientParse, p))
 		msg.Query = refusedParse
 		return s.writeMsg(&msg)
 	}
@@ -874,7 +890,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 			// statement, which this Parse replaces.)
 			out, keep = s.prepared.find(plan.Result.Statements[0].ExecuteName)
 		}
-		s.track.push(p.entry('P'))
+		s.track.push(expect(clientParse, p))
 		return s.sw.write(frame)
 	}
 	res := plan.Result
@@ -885,8 +901,9 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		}
 	}
 	s.srv.cfg.Metrics.StatementsRewritten.Inc()
+	p = p.orNew()
 	p.res = res
-	s.track.push(p.entry('P'))
+	s.track.push(expect(clientParse, p))
 	msg.Query = res.SQL
 	return s.writeMsg(&msg)
 }
@@ -975,7 +992,7 @@ func (s *Session) reprepare(ctx context.Context, name string) error {
 	// the Parse would fail after the Close had run.
 	_, live := st.stmts[name]
 	ok = ok && live && st.stale[name] && name != ""
-	aborted := s.TxStatus() == 'E'
+	aborted := s.TxStatus() == TxFailed
 	if !ok || !aborted {
 		// Done with (or for nothing to do); an aborted transaction
 		// leaves it stale for after the rollback.
@@ -991,11 +1008,11 @@ func (s *Session) reprepare(ctx context.Context, name string) error {
 		return nil
 	}
 	s.log.Info("prepared statement re-planned against a new catalog and prepared again", zap.String("statement", name))
-	s.track.push(pending{kind: 'C', fix: &fix{hidden: true}})
-	if err := s.writeMsg(&pgproto3.Close{ObjectType: 'S', Name: name}); err != nil {
+	s.track.push(swallowed(clientClose, name, nil))
+	if err := s.writeMsg(&pgproto3.Close{ObjectType: targetStatement, Name: name}); err != nil {
 		return err
 	}
-	s.track.push(pending{kind: 'P', fix: &fix{hidden: true, res: plan.Result, stmtName: name}})
+	s.track.push(swallowed(clientParse, name, plan.Result))
 	if err := s.writeMsg(&pgproto3.Parse{Name: name, Query: plan.Result.SQL, ParameterOIDs: o.oids}); err != nil {
 		return err
 	}

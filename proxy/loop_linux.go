@@ -449,14 +449,14 @@ func (lc *loopConn) event(fd int, ev uint32) {
 func (lc *loopConn) clientFrames() {
 	s := lc.s
 	lc.frames(s.cr, s.sw, func(typ byte, size int) bool {
-		return typ != 'X' && s.clientMessage(lc.ctx, typ, size, false) == nil
+		return clientMsg(typ) != clientTerminate && s.clientMessage(lc.ctx, clientMsg(typ), size, false) == nil
 	})
 }
 
 // serverFrames passes on every whole server frame in the buffer.
 func (lc *loopConn) serverFrames() {
 	lc.frames(lc.s.sr, lc.s.cw, func(typ byte, size int) bool {
-		return lc.s.serverMessage(typ, size) == nil
+		return lc.s.serverMessage(serverMsg(typ), size) == nil
 	})
 }
 

@@ -47,10 +47,10 @@ func (s *Session) serverToClient() error {
 			s.serverClosed(err)
 			return errSessionDone
 		}
-		if err := s.serverMessage(typ, size); err != nil {
+		if err := s.serverMessage(serverMsg(typ), size); err != nil {
 			return err
 		}
-		if typ == 'Z' && s.mayRejoin() {
+		if serverMsg(typ) == serverReadyForQuery && s.mayRejoin() {
 			// Everything is answered: the client pump stops at its next
 			// message boundary (a deadline in the past wakes it if it
 			// waits for the client), then this pump at its next one.
@@ -81,11 +81,11 @@ type replyState struct {
 // serverMessage handles the server message whose header is at the front of
 // s.sr: forwarded as is, or repaired. It reads more of the server's bytes
 // only for a frame that is not buffered whole.
-func (s *Session) serverMessage(typ byte, size int) error {
+func (s *Session) serverMessage(typ serverMsg, size int) error {
 	sr, cw, st := s.sr, s.cw, &s.reply
 	tracking := s.srv.planner != nil
-	st.lastError = typ == 'E'
-	if tracking && typ == 'S' && size <= maxSettingReport {
+	st.lastError = typ == serverErrorResponse
+	if tracking && typ == serverParameterStatus && size <= maxSettingReport {
 		// client_encoding and standard_conforming_strings decide how the
 		// server reads text; it reports each change (only the planner
 		// needs to know).
@@ -107,7 +107,7 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		// everything up to Sync: so do we. In COPY-in mode it ignores
 		// Syncs (libpq sends one right after the Execute), up to the
 		// client's CopyDone or CopyFail (marker entries).
-		for st.cur != nil && (st.cur.kind == copyEnd || st.skipping && st.cur.kind != 'S' || st.copyIn && st.cur.kind == 'S') {
+		for st.cur != nil && (st.cur.kind == copyEnd || st.skipping && st.cur.kind != clientSync || st.copyIn && st.cur.kind == clientSync) {
 			if st.cur.kind == copyEnd {
 				st.copyIn = false
 			}
@@ -115,12 +115,12 @@ func (s *Session) serverMessage(typ byte, size int) error {
 				// A Parse, Bind or Close the server skipped changed nothing.
 				st.undos = append(st.undos, func() { s.undoParse(u) })
 			}
-			if f := st.cur.fix; st.skipping && st.cur.kind == 'P' && f != nil && f.hidden {
+			if st.skipping && st.cur.kind == clientParse && st.cur.act == swallow {
 				// A re-prepare the server skipped: the statement is still
 				// the old one, to prepare again at its next Bind.
-				s.markStale(f.stmtName)
+				s.markStale(st.cur.fix.stmtName)
 			}
-			if f := st.cur.fix; st.skipping && st.cur.kind == 'Q' && f != nil && f.sqlUndo != nil {
+			if f := st.cur.fix; st.skipping && st.cur.kind == clientQuery && f != nil && f.sqlUndo != nil {
 				// Nor did a Query: the server skips those too up to the
 				// Sync, and its PREPAREs and DEALLOCATEs never ran.
 				st.undos = append(st.undos, func() { s.undoSQL(f.sqlUndo, 0) })
@@ -136,14 +136,14 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		clear(st.undos)
 		st.undos = st.undos[:0]
 	}
-	if typ == 'G' {
+	if typ == serverCopyInResponse {
 		st.copyIn = true
 	}
 	if st.cur == nil && tracking {
 		s.log.Debug("answer matches no pending message", zap.String("type", string(typ)))
 	}
 	cur := st.cur
-	if cur != nil && cur.fix != nil && cur.fix.retry != nil && (typ == 'E' || typ == 'Z' && cur.fix.retry.savedErr != nil) {
+	if cur != nil && cur.fix != nil && cur.fix.retry != nil && (typ == serverErrorResponse || typ == serverReadyForQuery && cur.fix.retry.savedErr != nil) {
 		if s.track.direct {
 			// A re-send re-plans, which may wait on a catalog load: not
 			// on the event loop. Untouched, the frame goes to the pumps.
@@ -151,13 +151,13 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		}
 		return s.retryAnswer(typ)
 	}
-	if typ == 'Z' && size == 6 {
+	if typ == serverReadyForQuery && size == 6 {
 		if err := sr.fill(6); err != nil {
 			s.serverClosed(err)
 			return errSessionDone
 		}
 		s.txStatus.Store(uint32(sr.buf[sr.start+5]))
-		if sr.buf[sr.start+5] == 'I' && tracking && s.prepared.rewritten.Load() {
+		if sr.buf[sr.start+5] == TxIdle && tracking && s.prepared.rewritten.Load() {
 			s.portalsEnded()
 		}
 		// No ReadyForQuery in COPY-in mode: a COPY that failed is over
@@ -165,29 +165,34 @@ func (s *Session) serverMessage(typ byte, size int) error {
 		// protocol lets it stop), and later Syncs count again.
 		st.copyIn = false
 	}
-	if cur != nil && (cur.kind == 'P' && typ == '1' || cur.kind == 'C' && typ == '3') && cur.undo() != nil {
+	if cur != nil && (cur.kind == clientParse && typ == serverParseComplete || cur.kind == clientClose && typ == serverCloseComplete) && cur.undo() != nil {
 		s.parseAnswered(cur.undo())
 	}
-	if cur != nil && (cur.kind == 'P' || cur.kind == 'C' || cur.kind == 'B') && typ == 'E' && cur.undo() != nil {
+	if cur != nil && (cur.kind == clientParse || cur.kind == clientClose || cur.kind == clientBind) && typ == serverErrorResponse && cur.undo() != nil {
 		// The server skips what follows up to the Sync: taken back with
 		// those messages, after them.
 		u := cur.undo()
 		st.undos = append(st.undos, func() { s.undoParse(u) })
 	}
-	if cur != nil && cur.kind == 'Q' && typ == 'E' && cur.fix != nil && cur.fix.sqlUndo != nil {
+	if cur != nil && cur.kind == clientQuery && typ == serverErrorResponse && cur.fix != nil && cur.fix.sqlUndo != nil {
 		s.undoSQL(cur.fix.sqlUndo, cur.fix.stmt)
 	}
-	if cur == nil || cur.fix == nil || !cur.fix.hidden && !needsRepair(cur.fix, typ) {
+	act := relay
+	if cur != nil {
+		act = cur.act
+	}
+	switch {
+	case act == relay, act == mend && !needsRepair(cur.fix, typ):
 		if err := s.forward(sr, cw, size); err != nil {
 			return errSessionDone
 		}
-	} else if cur.fix.hidden && typ != 'E' {
+	case act == swallow && typ != serverErrorResponse:
 		// The answer to a message the client never sent.
 		if _, err := s.wholeFrame(); err != nil {
 			return err
 		}
-	} else {
-		if cur.fix.hidden && cur.kind == 'P' {
+	default:
+		if act == swallow && cur.kind == clientParse {
 			s.forgetStatement(cur.fix.stmtName) // its Close ran; the client sees the error
 		}
 		frame, err := s.wholeFrame()
@@ -201,15 +206,15 @@ func (s *Session) serverMessage(typ byte, size int) error {
 	if cur == nil {
 		return nil
 	}
-	if cur.kind == 'Q' && cur.fix != nil && (typ == 'C' || typ == 'I') {
+	if cur.kind == clientQuery && cur.fix != nil && (typ == serverCommandComplete || typ == serverEmptyQueryResponse) {
 		cur.fix.stmt++
 	}
 	if completes(cur, typ) {
-		if typ == 'Z' {
+		if typ == serverReadyForQuery {
 			s.track.answered.Add(1)
 		}
 		st.cur = nil
-		if typ == 'E' && cur.kind != 'Q' && cur.kind != 'S' && cur.kind != 'F' {
+		if typ == serverErrorResponse && !endsTransaction(cur.kind) {
 			st.skipping = true
 		}
 	}
@@ -218,13 +223,13 @@ func (s *Session) serverMessage(typ byte, size int) error {
 
 // retryAnswer handles an ErrorResponse to a Query that may be re-sent after
 // a stale catalog, and the ReadyForQuery after a held-back one.
-func (s *Session) retryAnswer(typ byte) error {
+func (s *Session) retryAnswer(typ serverMsg) error {
 	cur, cw := s.reply.cur.fix, s.cw
 	frame, err := s.wholeFrame()
 	if err != nil {
 		return err
 	}
-	if typ == 'E' {
+	if typ == serverErrorResponse {
 		out := s.repair(cur, frame)
 		if !cur.retry.done && staleCatalog(cur, frame) {
 			s.srv.catalogChanged(s)
@@ -245,7 +250,7 @@ func (s *Session) retryAnswer(typ byte) error {
 	if len(frame) == 6 {
 		s.txStatus.Store(uint32(frame[5]))
 	}
-	if len(frame) == 6 && frame[5] == 'I' && s.resend(cur) {
+	if len(frame) == 6 && frame[5] == TxIdle && s.resend(cur) {
 		return nil
 	}
 	saved := cur.retry.savedErr
@@ -266,11 +271,11 @@ func (s *Session) retryAnswer(typ byte) error {
 
 // needsRepair reports whether server message typ, answering p, must be
 // decoded and changed.
-func needsRepair(p *fix, typ byte) bool {
+func needsRepair(p *fix, typ serverMsg) bool {
 	switch typ {
-	case 'E':
+	case serverErrorResponse:
 		return true
-	case 'C', 'T', 'D':
+	case serverCommandComplete, serverRowDescription, serverDataRow:
 		o := outputOf(p)
 		return o.TagFrom != "" || o.Tag != "" || o.HiddenColumns > 0 || o.NoRows
 	}
@@ -306,12 +311,12 @@ func (s *Session) rewrittenError(e *pgproto3.ErrorResponse) {
 }
 
 // noData is a NoData message.
-var noData = []byte{'n', 0, 0, 0, 4}
+var noData = []byte{byte(serverNoData), 0, 0, 0, 4}
 
 // repair rewrites one server frame answering p; nil: it is not sent.
 func (s *Session) repair(p *fix, frame []byte) []byte {
-	switch frame[0] {
-	case 'C':
+	switch serverMsg(frame[0]) {
+	case serverCommandComplete:
 		if len(frame) < 6 {
 			return frame
 		}
@@ -325,22 +330,22 @@ func (s *Session) repair(p *fix, frame []byte) []byte {
 			return frame
 		}
 		return out
-	case 'T':
+	case serverRowDescription:
 		if outputOf(p).NoRows {
 			// The original statement returns no rows: a Describe of it is
 			// answered NoData, and a Query sends no RowDescription.
-			if s.reply.cur != nil && s.reply.cur.kind == 'Q' {
+			if s.reply.cur != nil && s.reply.cur.kind == clientQuery {
 				return nil
 			}
 			return noData
 		}
 		return stripRowDescription(frame, outputOf(p).HiddenColumns)
-	case 'D':
+	case serverDataRow:
 		if outputOf(p).NoRows {
 			return nil
 		}
 		return stripDataRow(frame, outputOf(p).HiddenColumns)
-	case 'E':
+	case serverErrorResponse:
 		return s.repairError(p, frame)
 	}
 	return frame

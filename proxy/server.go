@@ -30,7 +30,7 @@ const (
 type Config struct {
 	// Upstream is the server's address, host:port.
 	Upstream string
-	// ClientTLS, when set, answers clients' SSLRequest with 'S'.
+	// ClientTLS, when set, answers clients' SSLRequest with Yes ('S').
 	ClientTLS *tls.Config
 	// ClientTLSRequired refuses clients that did not start TLS, with the
 	// error Postgres sends when pg_hba.conf allows only hostssl.
@@ -274,7 +274,7 @@ func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
 		return nil, fatal(CodeConnectionFailure, "server closed the connection during SSL negotiation", err)
 	}
 	switch b[0] {
-	case 'S':
+	case negotiateYes:
 		cfg := s.cfg.UpstreamTLSConfig
 		if cfg == nil {
 			cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // mode "require" does not verify, like libpq
@@ -284,7 +284,7 @@ func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
 			return nil, fatal(CodeConnectionFailure, "TLS handshake with server failed", err)
 		}
 		return tc, nil
-	case 'N':
+	case negotiateNo:
 		if s.cfg.UpstreamTLS == UpstreamTLSRequire {
 			return nil, fatal(CodeConnectionFailure, "server does not support SSL, but the proxy requires it", nil)
 		}

@@ -98,7 +98,7 @@ type Session struct {
 }
 
 // TxStatus returns the last transaction status the server reported in
-// ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' failed transaction, or
+// ReadyForQuery: TxIdle, TxInBlock, TxFailed, or
 // 0 before the first ReadyForQuery.
 func (s *Session) TxStatus() byte { return byte(s.txStatus.Load()) }
 
@@ -394,8 +394,8 @@ func (s *Session) startup(ctx context.Context) error {
 			_, encrypted := s.client.(*tls.Conn)
 			gssDone = gssDone || encrypted
 		case code == codeGSSENCRequest:
-			// We never do GSS encryption; 'N' lets libpq fall back.
-			if _, err := s.client.Write([]byte{'N'}); err != nil {
+			// We never do GSS encryption; No lets libpq fall back.
+			if _, err := s.client.Write([]byte{negotiateNo}); err != nil {
 				return errSessionDone
 			}
 			gssDone = true
@@ -467,7 +467,7 @@ func unsupportedProtocol(code uint32) error {
 }
 
 // negotiateTLS answers an SSLRequest: 'S' and a TLS handshake when a
-// certificate is configured, else 'N'.
+// certificate is configured, else No.
 func (s *Session) negotiateTLS() error {
 	if s.cr.buffered() > 0 {
 		// Bytes sent before our answer would be read as if they came over
@@ -475,13 +475,13 @@ func (s *Session) negotiateTLS() error {
 		return fatal(CodeProtocolViolation, "received unencrypted data after SSL request", nil)
 	}
 	if _, ok := s.client.(*tls.Conn); ok || s.srv.cfg.ClientTLS == nil {
-		_, err := s.client.Write([]byte{'N'})
+		_, err := s.client.Write([]byte{negotiateNo})
 		if err != nil {
 			return errSessionDone
 		}
 		return nil
 	}
-	if _, err := s.client.Write([]byte{'S'}); err != nil {
+	if _, err := s.client.Write([]byte{negotiateYes}); err != nil {
 		return errSessionDone
 	}
 	tc := tls.Server(s.client, s.srv.cfg.ClientTLS)
@@ -523,8 +523,8 @@ func (s *Session) relayAuth() error {
 		if err != nil {
 			return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
 		}
-		switch msg[0] {
-		case 'R':
+		switch serverMsg(msg[0]) {
+		case serverAuthentication:
 			if len(msg) < 9 {
 				return fatal(CodeProtocolViolation, "invalid authentication request from server", nil)
 			}
@@ -549,22 +549,22 @@ func (s *Session) relayAuth() error {
 			if err != nil {
 				return errSessionDone
 			}
-			if resp[0] != 'p' {
+			if clientMsg(resp[0]) != clientPassword {
 				return fatal(CodeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", resp[0]), nil)
 			}
 			if _, err := s.server.Write(resp); err != nil {
 				return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
 			}
-		case 'K':
+		case serverBackendKeyData:
 			s.backendKey = append([]byte(nil), msg[5:]...)
 			s.srv.registerCancel(s)
 			if _, err := s.client.Write(msg); err != nil {
 				return errSessionDone
 			}
-		case 'E':
+		case serverErrorResponse:
 			_, _ = s.client.Write(msg)
 			return errSessionDone
-		case 'Z':
+		case serverReadyForQuery:
 			if len(msg) == 6 {
 				s.txStatus.Store(uint32(msg[5]))
 			}
@@ -573,7 +573,7 @@ func (s *Session) relayAuth() error {
 			}
 			return nil
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
-			if msg[0] == 'S' {
+			if serverMsg(msg[0]) == serverParameterStatus {
 				s.lexing.reported(msg[5:])
 			}
 			if _, err := s.client.Write(msg); err != nil {

@@ -14,9 +14,50 @@ import (
 // included. It is copied on the per-message path, so it is small: what
 // only a changed statement needs is behind fix.
 type pending struct {
-	kind byte // client message type: Q P B D E C S F
-	// fix is what the answer needs beyond passing through (nil: nothing).
+	kind clientMsg // Query, Parse, Bind, Describe, Execute, Close, Sync, FunctionCall, CopyDone
+	act  action
+	// fix is how act mends or swallows the answer (nil when act is relay).
 	fix *fix
+}
+
+// action is what the server pump does with the answer to one client
+// message (PgBouncer's OutstandingRequest says the same: forward, skip,
+// fake).
+type action uint8
+
+const (
+	// relay: the answer goes to the client as it comes; nothing of it is
+	// decoded. Every message of a session that touches no rewritten
+	// statement is answered so.
+	relay action = iota
+	// mend: the answer goes to the client repaired as fix says — a
+	// rewritten statement's command tag, rows and errors put back to
+	// what its client's text would have had, a refusal's error — and
+	// fix's bookkeeping runs as the answer comes (registry undo on
+	// failure, a retry after a stale catalog).
+	mend
+	// swallow: the answer to a message the proxy sent on its own (a
+	// re-prepare's Close and Parse): the client sees it only if it is an
+	// error.
+	swallow
+)
+
+// relayed is the entry for a client message whose answer passes through.
+func relayed(kind clientMsg) pending { return pending{kind: kind} }
+
+// expect is the entry for a client message whose answer needs f: relayed
+// when f is nil, else mended.
+func expect(kind clientMsg, f *fix) pending {
+	if f == nil {
+		return relayed(kind)
+	}
+	return pending{kind: kind, act: mend, fix: f}
+}
+
+// swallowed is the entry for a message the proxy sends on its own, for
+// statement stmtName (its Parse's rewrite res, if a Parse).
+func swallowed(kind clientMsg, stmtName string, res *rewrite.Result) pending {
+	return pending{kind: kind, act: swallow, fix: &fix{stmtName: stmtName, res: res}}
 }
 
 // fix is how the answer to a client message is changed, and what the
@@ -45,23 +86,18 @@ type fix struct {
 	// server reports a stale catalog (TS001).
 	retry *retry
 	// rewritten: a Bind or Execute of a rewritten statement's portal,
-	// whose errors the rewritten text raised; stmtName is the statement.
+	// whose errors the rewritten text raised; stmtName is the statement
+	// (or the one a swallowed message re-prepares).
 	rewritten bool
 	stmtName  string
-	// hidden: a message the proxy sent on its own (reprepare), whose
-	// answer the client does not see unless it is an error.
-	hidden bool
 }
 
-// entry returns the pending entry for a client message of the given kind
-// whose answer needs f: without a fix (and without allocating) if f
-// changes nothing, else with a copy of f.
-func (f *fix) entry(kind byte) pending {
-	if f.res == nil && f.out == (rewrite.Output{}) && f.refusal == nil && !f.admin && f.execOut == nil && f.retry == nil && f.undo == nil && f.sqlUndo == nil && !f.rewritten && !f.hidden {
-		return pending{kind: kind}
+// orNew returns f, or a new fix if f is nil: the answer will need one.
+func (f *fix) orNew() *fix {
+	if f == nil {
+		return &fix{}
 	}
-	c := *f
-	return pending{kind: kind, fix: &c}
+	return f
 }
 
 // undo returns what takes back p's Parse or Close, if anything.
@@ -81,9 +117,10 @@ type retry struct {
 	savedErr []byte // the error to forward if the retry does not happen
 }
 
-// copyEnd marks where a client's CopyDone or CopyFail went: Syncs sent
-// before it, during COPY-in mode, get no answer.
-const copyEnd = 'c'
+// copyEnd is the kind of the entry that marks where a client's CopyDone or
+// CopyFail went: Syncs sent before it, during COPY-in mode, get no answer,
+// and neither does it.
+const copyEnd = clientCopyDone
 
 // tracker is the FIFO of pending answers shared by the two pumps. Each side
 // batches: the client pump collects entries locally and publishes them in
@@ -132,11 +169,11 @@ func (t *tracker) push(p pending) {
 	// functions (a set_config among them) and domain checks. Stored only
 	// when it changes: this runs for every message of a pipeline.
 	switch p.kind {
-	case 'B', 'E':
+	case clientBind, clientExecute:
 		if !t.executed.Load() {
 			t.executed.Store(true)
 		}
-	case 'S':
+	case clientSync:
 		if t.executed.Load() {
 			t.executed.Store(false)
 		}
@@ -198,7 +235,9 @@ func (t *tracker) settled() bool {
 
 // endsTransaction: the answer to a client message of this kind ends with
 // a ReadyForQuery.
-func endsTransaction(kind byte) bool { return kind == 'S' || kind == 'Q' || kind == 'F' }
+func endsTransaction(kind clientMsg) bool {
+	return kind == clientSync || kind == clientQuery || kind == clientFunctionCall
+}
 
 // idle reports whether no answer is outstanding besides the current one
 // (server pump).
@@ -214,24 +253,26 @@ func (t *tracker) idle() bool {
 // completes reports whether server message typ finishes the answer to a
 // client message of the given kind (an ErrorResponse finishes everything
 // but a Query, Sync or FunctionCall, which end with ReadyForQuery).
-func completes(p *pending, typ byte) bool {
+func completes(p *pending, typ serverMsg) bool {
 	switch p.kind {
-	case 'Q', 'S', 'F':
-		return typ == 'Z'
-	case 'P':
-		return typ == '1' || typ == 'E'
-	case 'B':
-		return typ == '2' || typ == 'E'
-	case 'D':
-		return typ == 'T' || typ == 'n' || typ == 'E'
-	case 'E':
-		return typ == 'C' || typ == 'I' || typ == 's' || typ == 'E'
-	case 'C':
-		return typ == '3' || typ == 'E'
+	case clientQuery, clientSync, clientFunctionCall:
+		return typ == serverReadyForQuery
+	case clientParse:
+		return typ == serverParseComplete || typ == serverErrorResponse
+	case clientBind:
+		return typ == serverBindComplete || typ == serverErrorResponse
+	case clientDescribe:
+		return typ == serverRowDescription || typ == serverNoData || typ == serverErrorResponse
+	case clientExecute:
+		return typ == serverCommandComplete || typ == serverEmptyQueryResponse || typ == serverPortalSuspended || typ == serverErrorResponse
+	case clientClose:
+		return typ == serverCloseComplete || typ == serverErrorResponse
 	}
 	return true
 }
 
 // async reports server messages that can arrive at any time and answer no
 // client message: NoticeResponse, NotificationResponse, ParameterStatus.
-func async(typ byte) bool { return typ == 'N' || typ == 'A' || typ == 'S' }
+func async(typ serverMsg) bool {
+	return typ == serverNoticeResponse || typ == serverNotification || typ == serverParameterStatus
+}

@@ -12,7 +12,7 @@ import (
 func popKinds(t *tracker) string {
 	var got []byte
 	for p := t.pop(); p != nil; p = t.pop() {
-		got = append(got, p.kind)
+		got = append(got, byte(p.kind))
 	}
 	return string(got)
 }
@@ -22,21 +22,21 @@ func popKinds(t *tracker) string {
 // and the pumps (published in batches) while answers were outstanding.
 func TestTrackerOrderAcrossModes(t *testing.T) {
 	var tr tracker
-	tr.push(pending{kind: 'P'}) // pumps: not visible until published
+	tr.push(pending{kind: clientParse}) // pumps: not visible until published
 	require.Nil(t, tr.pop())
 	tr.publish()
-	require.Equal(t, byte('P'), tr.pop().kind)
+	require.Equal(t, clientParse, tr.pop().kind)
 
 	tr.direct = true // the loop takes the session over
-	tr.push(pending{kind: 'B'})
-	tr.push(pending{kind: 'E'})
-	require.Equal(t, byte('B'), tr.pop().kind, "direct entries need no publish")
+	tr.push(pending{kind: clientBind})
+	tr.push(pending{kind: clientExecute})
+	require.Equal(t, clientBind, tr.pop().kind, "direct entries need no publish")
 	require.False(t, tr.idle())
 
 	tr.direct = false // handed back with E still unanswered
-	tr.push(pending{kind: 'S'})
+	tr.push(pending{kind: clientSync})
 	tr.publish()
-	tr.push(pending{kind: 'Q'})
+	tr.push(pending{kind: clientQuery})
 	tr.publish()
 	require.Equal(t, "ESQ", popKinds(&tr))
 	require.True(t, tr.idle())
@@ -49,10 +49,10 @@ func TestTrackerOrderAcrossModes(t *testing.T) {
 func TestTrackerDirectReusesItsQueue(t *testing.T) {
 	tr := tracker{direct: true}
 	for range 10_000 {
-		tr.push(pending{kind: 'B'})
-		tr.push(pending{kind: 'S'})
-		require.Equal(t, byte('B'), tr.pop().kind)
-		require.Equal(t, byte('S'), tr.pop().kind)
+		tr.push(pending{kind: clientBind})
+		tr.push(pending{kind: clientSync})
+		require.Equal(t, clientBind, tr.pop().kind)
+		require.Equal(t, clientSync, tr.pop().kind)
 	}
 	require.LessOrEqual(t, cap(tr.in), 8)
 }
@@ -63,45 +63,80 @@ func TestTrackerPopKeepsTheEntry(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		tr := tracker{direct: direct}
 		f := &fix{admin: true}
-		tr.push(pending{kind: 'Q', fix: f})
+		tr.push(pending{kind: clientQuery, fix: f})
 		tr.publish()
 		cur := tr.pop()
 		for range 100 {
-			tr.push(pending{kind: 'S'})
+			tr.push(pending{kind: clientSync})
 		}
 		tr.publish()
-		require.Equal(t, byte('Q'), cur.kind)
+		require.Equal(t, clientQuery, cur.kind)
 		require.Same(t, f, cur.fix)
 		require.Len(t, popKinds(&tr), 100)
 	}
 }
 
-// TestFixEntry: a fix that changes nothing makes a plain entry; each thing
-// that changes an answer keeps it, as its own copy.
-func TestFixEntry(t *testing.T) {
-	var none fix
-	require.Nil(t, none.entry('E').fix)
-	counted := fix{stmt: 3}
-	p := counted.entry('Q')
-	require.Nil(t, p.fix, "a statement count alone changes no answer")
+// TestExpect: an answer with nothing to change is relayed, without a fix;
+// one with a fix is mended with that fix; the proxy's own messages are
+// swallowed.
+func TestExpect(t *testing.T) {
+	p := expect(clientExecute, nil)
+	require.Equal(t, relay, p.act)
+	require.Nil(t, p.fix)
 	require.Nil(t, p.undo())
-	for name, f := range map[string]fix{
-		"res":     {res: &rewrite.Result{}},
-		"out":     {out: rewrite.Output{HiddenColumns: 1}},
-		"tag":     {out: rewrite.Output{TagFrom: "INSERT"}},
-		"execOut": {execOut: map[int]rewrite.Output{}},
-		"refusal": {refusal: &rewrite.Error{Code: "0A000"}},
-		"admin":   {admin: true},
-		"undo":    {undo: &parseUndo{name: "s"}},
-		"retry":   {retry: &retry{sql: "DELETE FROM t"}},
-		"sqlUndo": {sqlUndo: []sqlUndo{{name: "p", prepare: true}}},
-	} {
-		p := f.entry('Q')
-		require.NotNil(t, p.fix, name)
-		require.Equal(t, f, *p.fix, name)
-		p.fix.stmt++
-		require.Zero(t, f.stmt, "%s: the entry has its own copy", name)
+	f := &fix{undo: &parseUndo{name: "s"}}
+	p = expect(clientClose, f)
+	require.Equal(t, mend, p.act)
+	require.Same(t, f, p.fix)
+	require.Same(t, f.undo, p.undo())
+	p = swallowed(clientParse, "s", &rewrite.Result{})
+	require.Equal(t, swallow, p.act)
+	require.Equal(t, "s", p.fix.stmtName)
+}
+
+// TestTrackPlainStatements: the Bind, Describe, Execute and Close of
+// statements and portals the proxy did not rewrite need nothing (relayed),
+// those of a rewritten one their repair, and a Close of a known name its
+// undo.
+func TestTrackPlainStatements(t *testing.T) {
+	del := rewrite.Output{TagFrom: "SELECT", HiddenColumns: 1}
+	s := &Session{}
+	for name, out := range map[string]rewrite.Output{"plain": {}, "del": del} {
+		u, _ := s.noteParse(name)
+		s.setStatement(name, out, out != rewrite.Output{})
+		s.parseAnswered(u)
 	}
+	msg := func(parts ...string) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(append(b, p...), 0)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		kind clientMsg
+		body []byte
+	}{
+		{clientBind, msg("", "plain")},
+		{clientDescribe, msg("Splain")},
+		{clientDescribe, msg("P")},
+		{clientExecute, msg("")},
+		{clientClose, msg("Pnone")},
+	} {
+		f, hidden := s.track_(c.kind, c.body)
+		require.Nil(t, f, "%c %q", c.kind, c.body)
+		require.Zero(t, hidden)
+	}
+	f, hidden := s.track_(clientBind, msg("", "del"))
+	require.Equal(t, 1, hidden)
+	require.Equal(t, del, f.out)
+	require.True(t, f.rewritten)
+	f, _ = s.track_(clientDescribe, msg("Sdel"))
+	require.Equal(t, del, f.out)
+	f, _ = s.track_(clientExecute, msg(""))
+	require.Equal(t, "del", f.stmtName)
+	f, _ = s.track_(clientClose, msg("Splain"))
+	require.NotNil(t, f.undo, "a Close of a known statement is taken back if it fails")
 }
 
 // TestRegistryWithUnansweredParse: a Parse of a name whose own Parse is
@@ -141,8 +176,7 @@ func TestRegistryWithUnansweredParse(t *testing.T) {
 			s := &Session{}
 			u0 := parse(s, del, true)
 			s.parseAnswered(u0)
-			f := fix{}
-			s.track_('C', &f, append([]byte("Sa"), 0))
+			f, _ := s.track_(clientClose, append([]byte("Sa"), 0))
 			uc := f.undo
 			require.NotNil(t, uc)
 			require.False(t, s.prepared.names["a"], "closed")
