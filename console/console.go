@@ -153,17 +153,19 @@ type parser struct {
 	toks []token
 	i    int
 	name string
+	// trial trial-parses long predicates (rewrite.CheckNesting).
+	trial *rewrite.Trial
 }
 
 // Parse parses one console command. Errors are *Error values.
-func Parse(text string) (*Command, error) {
+func Parse(text string, trial *rewrite.Trial) (*Command, error) {
 	text = strings.TrimSpace(text)
 	text = strings.TrimSuffix(text, ";")
 	sr, err := pg.Scan(text)
 	if err != nil {
 		return nil, &Error{Code: codeSyntax, Message: "tombstone: cannot read command: " + err.Error(), Hint: usage("")}
 	}
-	p := &parser{src: text}
+	p := &parser{src: text, trial: trial}
 	for _, t := range sr.GetTokens() {
 		if t.Token == pg.Token_SQL_COMMENT || t.Token == pg.Token_C_COMMENT {
 			continue
@@ -556,7 +558,7 @@ func (p *parser) predicate(table string, stops ...string) (string, error) {
 		return "", p.errf("%s: WHERE needs a condition", p.name)
 	}
 	text := p.src[p.toks[start].start:p.toks[p.i-1].end]
-	if err := ValidatePredicate(table, text); err != nil {
+	if err := ValidatePredicate(table, text, p.trial); err != nil {
 		var deep *rewrite.Error
 		if errors.As(err, &deep) {
 			return "", &Error{Code: deep.Code, Message: deep.Message, Hint: deep.Hint}
@@ -579,14 +581,14 @@ func contains(list []string, s string) bool {
 // as the WHERE clause over table (in regclass input form).
 // A predicate nested too deeply for pg_query to parse safely is refused
 // with a *rewrite.Error (54001).
-func ValidatePredicate(table, pred string) error {
+func ValidatePredicate(table, pred string, trial *rewrite.Trial) error {
 	if strings.IndexByte(pred, 0) >= 0 || !utf8.ValidString(pred) {
 		// pg_query would read up to a NUL, and lexes bytes that are not
 		// UTF-8 as it likes; the server refuses both.
 		return fmt.Errorf("bad WHERE condition: it holds a NUL byte or bytes that are not UTF-8")
 	}
 	sql := "SELECT FROM " + table + " WHERE " + pred
-	if e := rewrite.CheckNesting(sql); e != nil {
+	if e := rewrite.CheckNesting(sql, trial); e != nil {
 		return e
 	}
 	tree, err := pg.Parse(sql)

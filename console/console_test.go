@@ -74,7 +74,7 @@ func TestParse(t *testing.T) {
 		"PAUSE REAPER":                                                                      "SELECT * FROM tombstone.set_reaper_paused(true)",
 		"SHOW TOMBSTONE STATUS":                                                             "SELECT * FROM tombstone.status()",
 	} {
-		c, err := Parse(text)
+		c, err := Parse(text, nil)
 		require.NoError(t, err, text)
 		require.Equal(t, want, c.SQL, text)
 	}
@@ -101,27 +101,27 @@ func TestParseErrors(t *testing.T) {
 		"TOMBSTONE HELP ME":                       "unexpected",
 		"UNDELETE FROM a.b.c":                     "schema.table at most",
 	} {
-		_, err := Parse(text)
+		_, err := Parse(text, nil)
 		var ce *Error
 		require.True(t, errors.As(err, &ce), text)
 		require.Equal(t, "42601", ce.Code, text)
 		require.Contains(t, ce.Message, want, text)
 		require.NotEmpty(t, ce.Hint, text)
 	}
-	_, err := Parse("UNDELETE BATCH")
+	_, err := Parse("UNDELETE BATCH", nil)
 	require.Contains(t, err.(*Error).Hint, "UNDELETE BATCH <id>", "the hint is the command's usage")
 
 	// A predicate nested too deeply for pg_query (its C code crashed the
 	// process from some 30,000 levels) is refused as Postgres refuses
 	// one too deep for its stack.
-	_, err = Parse("SHOW TOMBSTONES t WHERE id = 1" + strings.Repeat("+1", 30000))
+	_, err = Parse("SHOW TOMBSTONES t WHERE id = 1"+strings.Repeat("+1", 30000), nil)
 	var ce *Error
 	require.True(t, errors.As(err, &ce), err)
 	require.Equal(t, "54001", ce.Code)
 }
 
 func TestHelpListsEveryCommand(t *testing.T) {
-	c, err := Parse("TOMBSTONE HELP")
+	c, err := Parse("TOMBSTONE HELP", nil)
 	require.NoError(t, err)
 	for _, u := range Usage {
 		require.Contains(t, c.SQL, lit(u.Syntax))
@@ -133,7 +133,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := Parse(s)
+		c, err := Parse(s, nil)
 		if err == nil && c.SQL == "" {
 			t.Fatal("empty SQL without error")
 		}
@@ -167,7 +167,7 @@ func FuzzValidatePredicate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, pred string) {
-		if ValidatePredicate("t", pred) != nil {
+		if ValidatePredicate("t", pred, nil) != nil {
 			return
 		}
 		want, err := pg.Parse("SELECT FROM t WHERE " + pred)

@@ -47,27 +47,48 @@ func (l *lexing) reported(body []byte) {
 	}
 }
 
+// Lexing is how the server reads a statement's text when the planner is
+// asked about it: the session's lexing settings at that moment.
+type Lexing struct {
+	// Escapes: standard_conforming_strings is off.
+	Escapes bool
+	// Encoding is client_encoding when it is not UTF8 ("": UTF8).
+	Encoding string
+	// Settled: the server has answered everything the session sent
+	// before (tracker.settled), so neither setting can still change
+	// under the text.
+	Settled bool
+}
+
+// now is what l says at this moment; settled as for Lexing.Settled.
+func (l *lexing) now(settled bool) Lexing {
+	n := Lexing{Escapes: l.escapes.Load(), Settled: settled}
+	if enc := l.encoding.Load(); enc != nil {
+		n.Encoding = *enc
+	}
+	return n
+}
+
 // check refuses text the planner would read differently from the server
-// (nil: the readings agree). settled says whether the server has answered
-// everything sent before (tracker.settled): until then an earlier
+// (nil: the readings agree). Until the session is settled an earlier
 // statement may still change either setting — a SET, a set_config call
 // in any function, a ROLLBACK of one — and only text that reads the same
 // under every value is planned.
-func (l *lexing) check(sql string, settled bool) *Error {
+func (l Lexing) check(sql string) *Error {
 	if !ascii(sql) {
-		if e := l.nonASCII(settled); e != nil {
+		if e := l.nonASCII(); e != nil {
 			return e
 		}
 	}
 	if strings.IndexByte(sql, '\\') < 0 || !plainBackslash(sql) {
 		return nil // read the same whatever standard_conforming_strings says
 	}
-	if l.escapes.Load() || containsFold(sql, "standard_conforming_strings") {
+	if l.Escapes || containsFold(sql, "standard_conforming_strings") {
 		return &Error{Code: CodeFeatureNotSupported,
 			Message: "tombstone: a statement that may remove rows cannot hold backslashes in '...' strings while standard_conforming_strings is off",
 			Hint:    "SET standard_conforming_strings = on (the default) and write escapes in E'...' strings. The statement was not run: a backslash can end a string literal early, making it another statement."}
 	}
-	if !settled {
+	if !l.Settled {
 		return unsettledError("a backslash in a '...' string", "standard_conforming_strings")
 	}
 	return nil
@@ -75,13 +96,13 @@ func (l *lexing) check(sql string, settled bool) *Error {
 
 // nonASCII refuses text with non-ASCII bytes unless the server surely
 // reads it as UTF-8.
-func (l *lexing) nonASCII(settled bool) *Error {
-	if enc := l.encoding.Load(); enc != nil {
+func (l Lexing) nonASCII() *Error {
+	if l.Encoding != "" {
 		return &Error{Code: CodeFeatureNotSupported,
-			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + *enc + ")",
+			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + l.Encoding + ")",
 			Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
 	}
-	if !settled {
+	if !l.Settled {
 		return unsettledError("non-ASCII characters", "client_encoding")
 	}
 	return nil

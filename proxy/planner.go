@@ -4,15 +4,75 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/semaphore"
 	"net"
 	"runtime/debug"
 	"sync/atomic"
 	"unsafe"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/tombstone-proxy/tombstone/console"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
+
+// Planner decides what the proxy does with the statement text of a Query or
+// Parse message: pass it through, rewrite it, refuse it, or run it as a
+// console command.
+type Planner interface {
+	// Wants is a cheap pre-check on the raw text: false means the text
+	// certainly passes through untouched and Plan is not called.
+	Wants(sql []byte) bool
+	// Plan says what happens to req.SQL.
+	Plan(ctx context.Context, req Request) Plan
+}
+
+// Request is what the planner is asked: a statement text, and the little
+// of the session that sent it the plan depends on.
+type Request struct {
+	SQL      string
+	Database string
+	// ClientAddr is the client's address (host:port), recorded in the
+	// batches its deletes make.
+	ClientAddr string
+	// Lexing is how the server reads the text (Lexing.check).
+	Lexing Lexing
+}
+
+// Plan is what happens to one statement text: Pass, Rewrite, Refuse or
+// Console.
+type Plan interface{ isPlan() }
+
+// Pass: the text goes to the server as it came. Result, when not nil,
+// says what its statements prepare, deallocate and execute: the registry
+// follows the SQL-level PREPAREs and EXECUTEs of rewritten statements.
+type Pass struct{ Result *rewrite.Result }
+
+// Rewrite: Result.SQL goes in the text's place, and the answers are
+// repaired as its statements' Outputs say. One of its statements may be
+// refused (rewrite.Statement.Refusal): those before it run, as they would
+// before any failing statement.
+type Rewrite struct{ Result *rewrite.Result }
+
+// Refuse: nothing of the text runs; the client gets Err, and its
+// transaction is left as a failed statement leaves it.
+type Refuse struct{ Err *rewrite.Error }
+
+// Console: a console command; SQL is what runs in its place (its errors
+// carry no position into that SQL).
+type Console struct{ SQL string }
+
+func (Pass) isPlan()    {}
+func (Rewrite) isPlan() {}
+func (Refuse) isPlan()  {}
+func (Console) isPlan() {}
+
+// planOf is the plan of a rewrite's result: Pass when it changes nothing.
+func planOf(res *rewrite.Result) Plan {
+	if res.Changed || res.Refusal() != nil {
+		return Rewrite{res}
+	}
+	return Pass{res}
+}
 
 // Catalogs gives the protected-table catalog of a database.
 type Catalogs interface {
@@ -41,7 +101,7 @@ type StaleCatalogs interface {
 // plan is at hand: the event loop runs those itself instead of handing
 // the session to its goroutines.
 type cachedPlanner interface {
-	PlanCached(s *Session, sql string) (*Plan, bool)
+	PlanCached(req Request) (Plan, bool)
 }
 
 // Policies are the TRUNCATE and DROP TABLE policies (rewrite.Policy…) and
@@ -59,6 +119,9 @@ type Policies struct {
 	// once (limits.plan_budget_bytes; 0: DefaultPlanBudgetBytes); more
 	// waits its turn.
 	PlanBudgetBytes int
+	// Trial, when set, trial-parses long statements before the planner
+	// parses them (rewrite.CheckNesting).
+	Trial *rewrite.Trial
 }
 
 // Parsing and rewriting a statement takes about 200–600 bytes of memory
@@ -105,16 +168,16 @@ const inlinePlanBytes = 8 << 10
 // PlanCached implements cachedPlanner: a text the rewrite cache has
 // (itself or its shape), against a fresh catalog; nothing that would
 // block, parse at length or release a database.
-func (p *planner) PlanCached(s *Session, sql string) (*Plan, bool) {
+func (p *planner) PlanCached(req Request) (Plan, bool) {
 	fc, ok := p.cats.(FreshCatalogs)
-	if !ok || len(sql) > inlinePlanBytes || console.Is([]byte(sql)) || s.lexing.check(sql, s.track.settled()) != nil {
+	if !ok || len(req.SQL) > inlinePlanBytes || console.Is([]byte(req.SQL)) || req.Lexing.check(req.SQL) != nil {
 		return nil, false
 	}
-	cat, ok := fc.Fresh(s.Params["database"])
+	cat, ok := fc.Fresh(req.Database)
 	if !ok {
 		return nil, false
 	}
-	res, ok := p.cache.Cached(sql, cat, p.options(s))
+	res, ok := p.cache.Cached(req.SQL, cat, p.options(req))
 	if !ok {
 		return nil, false
 	}
@@ -123,7 +186,7 @@ func (p *planner) PlanCached(s *Session, sql string) (*Plan, bool) {
 			return nil, false
 		}
 	}
-	return &Plan{Result: res}, true
+	return planOf(res), true
 }
 
 // latestGeneration is the newest catalog generation loaded (0: not
@@ -135,27 +198,36 @@ func (p *planner) latestGeneration() uint64 {
 	return 0
 }
 
-func (p *planner) freshGeneration(s *Session) uint64 {
+func (p *planner) freshGeneration(database string) uint64 {
 	if fc, ok := p.cats.(FreshCatalogs); ok {
-		if cat, ok := fc.Fresh(s.Params["database"]); ok {
+		if cat, ok := fc.Fresh(database); ok {
 			return cat.Generation()
 		}
 	}
 	return 0
 }
 
-// options are the rewrite options of session s.
-func (p *planner) options(s *Session) rewrite.Options {
-	return rewrite.Options{ClientAddr: clientHost(s.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
-		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows}
+// options are the rewrite options of req.
+func (p *planner) options(req Request) rewrite.Options {
+	return rewrite.Options{ClientAddr: clientHost(req.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
+		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows, Trial: p.pol.Trial}
 }
 
 // Plan implements Planner.
-func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended bool) (*Plan, error) {
-	if len(sql) > p.pol.PlanBytes {
-		return p.tooLarge(s, sql)
+func (p *planner) Plan(ctx context.Context, req Request) Plan {
+	plan, err := p.plan(ctx, req)
+	if err != nil {
+		return Refuse{refusalOf(err)}
 	}
-	if e := s.lexing.check(sql, s.track.settled()); e != nil {
+	return plan
+}
+
+func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
+	sql := req.SQL
+	if len(sql) > p.pol.PlanBytes {
+		return p.tooLarge(req)
+	}
+	if e := req.Lexing.check(sql); e != nil {
 		return nil, e
 	}
 	if err := p.budget.Acquire(ctx, int64(len(sql))); err != nil {
@@ -166,14 +238,14 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 		defer returnMemory()
 	}
 	if console.Is([]byte(sql)) {
-		return consolePlan(sql)
+		return consolePlan(sql, p.pol.Trial)
 	}
-	opt := p.options(s)
-	if res, ok := p.planStale(s, sql, opt); ok {
+	opt := p.options(req)
+	if res, ok := p.planStale(req.Database, sql, opt); ok {
 		p.release(res)
-		return &Plan{Result: res}, nil
+		return planOf(res), nil
 	}
-	cat, err := p.cats.Catalog(ctx, s.Params["database"])
+	cat, err := p.cats.Catalog(ctx, req.Database)
 	if err != nil {
 		// Without a catalog nothing can be called protected or not: parse
 		// anyway, and refuse only if a statement would remove rows.
@@ -186,14 +258,14 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 			return nil, &Error{Code: "55000", Message: "tombstone: cannot capture deletes in this database: " + err.Error(),
 				Hint: "Run `tombstone init` for this database, or check the proxy's control_dsn; the statement was not run.", Err: err}
 		}
-		return &Plan{Result: res}, nil
+		return planOf(res), nil
 	}
 	res, err := p.cache.Rewrite(sql, cat, opt)
 	if err != nil {
 		return nil, err
 	}
 	p.release(res)
-	return &Plan{Result: res}, nil
+	return planOf(res), nil
 }
 
 // planStale plans sql without waiting for its database's catalog when
@@ -204,9 +276,9 @@ func (p *planner) Plan(ctx context.Context, s *Session, sql string, extended boo
 // removes no rows a catalog could call protected; a DROP TABLE goes to
 // trash_tables, which asks the database). Its result has no generation:
 // nothing about it goes out of date.
-func (p *planner) planStale(s *Session, sql string, opt rewrite.Options) (*rewrite.Result, bool) {
+func (p *planner) planStale(database, sql string, opt rewrite.Options) (*rewrite.Result, bool) {
 	sc, ok := p.cats.(StaleCatalogs)
-	if !ok || !sc.Stale(s.Params["database"]) {
+	if !ok || !sc.Stale(database) {
 		return nil, false
 	}
 	probe := &blindCatalog{}
@@ -261,15 +333,16 @@ func returnMemory() {
 // on unchanged when it holds no keyword of a statement that may remove
 // rows outside its constants, comments and quoted names (read as the
 // server will: UTF-8, standard strings), refused (54000) otherwise.
-func (p *planner) tooLarge(s *Session, sql string) (*Plan, error) {
+func (p *planner) tooLarge(req Request) (Plan, error) {
+	sql := req.SQL
 	defer returnMemory() // the frame and its text
 	if !ascii(sql) {
-		if e := s.lexing.nonASCII(s.track.settled()); e != nil {
+		if e := req.Lexing.nonASCII(); e != nil {
 			return nil, e
 		}
 	}
 	if !console.Is([]byte(sql)) && !rewrite.MayRemoveRowsOutsideLiterals(sql) {
-		return &Plan{Result: &rewrite.Result{SQL: sql}}, nil
+		return Pass{}, nil
 	}
 	return nil, &Error{Code: "54000",
 		Message: fmt.Sprintf("tombstone: a statement of %d bytes that may remove rows is too long to plan (limits.plan_bytes is %d)", len(sql), p.pol.PlanBytes),
@@ -277,8 +350,8 @@ func (p *planner) tooLarge(s *Session, sql string) (*Plan, error) {
 }
 
 // consolePlan turns a console command into the statement that runs it.
-func consolePlan(sql string) (*Plan, error) {
-	cmd, err := console.Parse(sql)
+func consolePlan(sql string, trial *rewrite.Trial) (Plan, error) {
+	cmd, err := console.Parse(sql, trial)
 	if err != nil {
 		var ce *console.Error
 		if errors.As(err, &ce) {
@@ -291,7 +364,7 @@ func consolePlan(sql string) (*Plan, error) {
 		return nil, &Error{Code: CodeFeatureNotSupported, Message: "tombstone: " + cmd.Name + " is not available in this version",
 			Hint: "Fleet-wide delete guards come with the coordination layer; TOMBSTONE HELP lists the commands."}
 	}
-	return &Plan{Admin: true, Result: &rewrite.Result{Changed: true, SQL: cmd.SQL}}, nil
+	return Console{SQL: cmd.SQL}, nil
 }
 
 // blindCatalog stands in for a catalog that could not be loaded, or is

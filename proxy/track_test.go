@@ -100,11 +100,11 @@ func TestExpect(t *testing.T) {
 // undo.
 func TestTrackPlainStatements(t *testing.T) {
 	del := rewrite.Output{TagFrom: "SELECT", HiddenColumns: 1}
-	s := &Session{}
+	st := &statements{}
 	for name, out := range map[string]rewrite.Output{"plain": {}, "del": del} {
-		u, _ := s.noteParse(name)
-		s.setStatement(name, out, out != rewrite.Output{})
-		s.parseAnswered(u)
+		u, _ := st.noteParse(name)
+		st.setStatement(name, out, out != rewrite.Output{})
+		st.parseAnswered(u)
 	}
 	msg := func(parts ...string) []byte {
 		var b []byte
@@ -123,19 +123,19 @@ func TestTrackPlainStatements(t *testing.T) {
 		{clientExecute, msg("")},
 		{clientClose, msg("Pnone")},
 	} {
-		f, hidden := s.track_(c.kind, c.body)
+		f, hidden := st.follow(c.kind, c.body, 0)
 		require.Nil(t, f, "%c %q", c.kind, c.body)
 		require.Zero(t, hidden)
 	}
-	f, hidden := s.track_(clientBind, msg("", "del"))
+	f, hidden := st.follow(clientBind, msg("", "del"), 0)
 	require.Equal(t, 1, hidden)
 	require.Equal(t, del, f.out)
 	require.True(t, f.rewritten)
-	f, _ = s.track_(clientDescribe, msg("Sdel"))
+	f, _ = st.follow(clientDescribe, msg("Sdel"), 0)
 	require.Equal(t, del, f.out)
-	f, _ = s.track_(clientExecute, msg(""))
+	f, _ = st.follow(clientExecute, msg(""), 0)
 	require.Equal(t, "del", f.stmtName)
-	f, _ = s.track_(clientClose, msg("Splain"))
+	f, _ = st.follow(clientClose, msg("Splain"), 0)
 	require.NotNil(t, f.undo, "a Close of a known statement is taken back if it fails")
 }
 
@@ -144,64 +144,64 @@ func TestTrackPlainStatements(t *testing.T) {
 // two the server fails is taken back without undoing the other.
 func TestRegistryWithUnansweredParse(t *testing.T) {
 	del := rewrite.Output{TagFrom: "SELECT", HiddenColumns: 1}
-	parse := func(s *Session, out rewrite.Output, keep bool) *parseUndo {
-		u, redefining := s.noteParse("a")
+	parse := func(st *statements, out rewrite.Output, keep bool) *parseUndo {
+		u, redefining := st.noteParse("a")
 		require.False(t, redefining, "the first Parse is unanswered: the name may not exist")
-		s.setStatement("a", out, keep)
+		st.setStatement("a", out, keep)
 		return u
 	}
 	t.Run("the first fails", func(t *testing.T) {
-		s := &Session{}
-		u1 := parse(s, rewrite.Output{}, false)
-		u2 := parse(s, del, true)
-		s.undoParse(u1) // its error: the second stands
-		s.parseAnswered(u2)
-		require.Equal(t, del, s.prepared.stmts["a"])
-		require.True(t, s.prepared.names["a"])
-		_, redefining := s.noteParse("a")
+		st := &statements{}
+		u1 := parse(st, rewrite.Output{}, false)
+		u2 := parse(st, del, true)
+		st.undoParse(u1) // its error: the second stands
+		st.parseAnswered(u2)
+		require.Equal(t, del, st.stmts["a"])
+		require.True(t, st.names["a"])
+		_, redefining := st.noteParse("a")
 		require.True(t, redefining, "both answered: the name exists")
 	})
 	t.Run("the first succeeds", func(t *testing.T) {
-		s := &Session{}
-		u1 := parse(s, rewrite.Output{}, false)
-		u2 := parse(s, del, true)
-		s.parseAnswered(u1)
-		s.undoParse(u2) // 42P05: the first stays, plain
-		_, rewritten := s.prepared.stmts["a"]
+		st := &statements{}
+		u1 := parse(st, rewrite.Output{}, false)
+		u2 := parse(st, del, true)
+		st.parseAnswered(u1)
+		st.undoParse(u2) // 42P05: the first stays, plain
+		_, rewritten := st.stmts["a"]
 		require.False(t, rewritten)
-		require.True(t, s.prepared.names["a"])
+		require.True(t, st.names["a"])
 	})
 	for _, order := range []string{"newest first", "oldest first"} {
 		t.Run("a Close and a re-Parse both fail, "+order, func(t *testing.T) {
-			s := &Session{}
-			u0 := parse(s, del, true)
-			s.parseAnswered(u0)
-			f, _ := s.track_(clientClose, append([]byte("Sa"), 0))
+			st := &statements{}
+			u0 := parse(st, del, true)
+			st.parseAnswered(u0)
+			f, _ := st.follow(clientClose, append([]byte("Sa"), 0), 0)
 			uc := f.undo
 			require.NotNil(t, uc)
-			require.False(t, s.prepared.names["a"], "closed")
-			up := parse(s, rewrite.Output{}, false)
+			require.False(t, st.names["a"], "closed")
+			up := parse(st, rewrite.Output{}, false)
 			if order == "newest first" {
-				s.undoParse(up)
-				s.undoParse(uc)
+				st.undoParse(up)
+				st.undoParse(uc)
 			} else {
-				s.undoParse(uc)
-				s.undoParse(up)
+				st.undoParse(uc)
+				st.undoParse(up)
 			}
-			require.True(t, s.prepared.names["a"])
-			require.Equal(t, del, s.prepared.stmts["a"], "as before both")
-			require.Empty(t, s.prepared.pending)
+			require.True(t, st.names["a"])
+			require.Equal(t, del, st.stmts["a"], "as before both")
+			require.Empty(t, st.pending)
 		})
 	}
 	t.Run("both fail", func(t *testing.T) {
-		s := &Session{}
-		u1 := parse(s, del, true)
-		u2 := parse(s, rewrite.Output{}, false)
-		s.undoParse(u1)
-		s.undoParse(u2)
-		require.False(t, s.prepared.names["a"])
-		require.Empty(t, s.prepared.stmts)
-		require.Empty(t, s.prepared.pending)
+		st := &statements{}
+		u1 := parse(st, del, true)
+		u2 := parse(st, rewrite.Output{}, false)
+		st.undoParse(u1)
+		st.undoParse(u2)
+		require.False(t, st.names["a"])
+		require.Empty(t, st.stmts)
+		require.Empty(t, st.pending)
 	})
 }
 

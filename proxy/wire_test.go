@@ -79,10 +79,8 @@ func TestWireScripts(t *testing.T) {
 // lookAtEverything is a Planner that plans every text and changes none.
 type lookAtEverything struct{}
 
-func (lookAtEverything) Wants([]byte) bool { return true }
-func (lookAtEverything) Plan(context.Context, *proxy.Session, string, bool) (*proxy.Plan, error) {
-	return nil, nil
-}
+func (lookAtEverything) Wants([]byte) bool                              { return true }
+func (lookAtEverything) Plan(context.Context, proxy.Request) proxy.Plan { return proxy.Pass{} }
 
 // lookAtNothing plans nothing: the proxy tracks every message but passes
 // every statement through unread.

@@ -235,6 +235,8 @@ type Options struct {
 	// MaxRows aborts a DELETE removing more rows than this unless
 	// confirmed; 0 means no limit (guards.max_rows).
 	MaxRows int64
+	// Trial, when set, trial-parses long statements (CheckNesting).
+	Trial *Trial
 
 	// recordAs replaces the statement text the batch row records (a
 	// shape template's slot, shape.go).

@@ -15,12 +15,15 @@ import (
 // below 2,000.
 const MaxNesting = 2000
 
-// TrialParse, when set, parses a long statement (TrialParseOver bytes or
-// more) somewhere a crash cannot take the process down — the proxy sets
-// it to a child process — and reports whether pg_query survived it. The
-// nesting bound is counted by hand from the grammar; this catches what it
-// might miss. Every input that crashed pg_query so far was 50 kB or more.
-var TrialParse func(sql string) error
+// Trial parses a long statement (TrialParseOver bytes or more) somewhere
+// a crash cannot take the process down — the proxy's runs a child
+// process — and reports whether pg_query survived it. The nesting bound
+// is counted by hand from the grammar; this catches what it might miss.
+// Every input that crashed pg_query so far was 50 kB or more. (A pointer
+// in Options, which the rewrite cache compares.)
+type Trial struct {
+	Parse func(sql string) error
+}
 
 // TrialParseOver is the length from which a statement is trial-parsed.
 const TrialParseOver = 32 << 10
@@ -39,10 +42,11 @@ const nestingWeight = 8
 const nestingSlack = 4
 
 // CheckNesting returns an error (SQLSTATE 54001) when sql's parse tree
-// could be deeper than MaxNesting; nil when it cannot. It works on
-// pg_query's scanner, which does not recurse, and bounds the depth from
-// above (see nestingBound), so a statement that passes is safe to parse.
-func CheckNesting(sql string) *Error {
+// could be deeper than MaxNesting, or trial (nil: none) finds it unsafe;
+// nil when it cannot be. It works on pg_query's scanner, which does not
+// recurse, and bounds the depth from above (see nestingBound), so a
+// statement that passes is safe to parse.
+func CheckNesting(sql string, trial *Trial) *Error {
 	depth, err := nestingBound(sql)
 	if err != nil {
 		// The scanner refused the text (an unterminated literal, say):
@@ -50,8 +54,8 @@ func CheckNesting(sql string) *Error {
 		return nil
 	}
 	if depth <= MaxNesting {
-		if TrialParse != nil && len(sql) >= TrialParseOver {
-			if err := TrialParse(sql); err != nil {
+		if trial != nil && len(sql) >= TrialParseOver {
+			if err := trial.Parse(sql); err != nil {
 				return &Error{
 					Code:    CodeStatementTooComplex,
 					Message: "tombstone: statement could not be inspected safely: " + err.Error(),

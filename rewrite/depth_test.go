@@ -77,3 +77,27 @@ func TestNesting(t *testing.T) {
 		assert.Equal(t, CodeSyntaxError, e.Code, sql)
 	}
 }
+
+// TestTrialOption: the trial parse the options carry runs on long texts
+// only, and what it finds unsafe is refused with 54001 before pg_query
+// parses it; without one nothing is tried.
+func TestTrialOption(t *testing.T) {
+	cat := newTestCatalog()
+	var tried []int
+	crash := &Trial{Parse: func(sql string) error {
+		tried = append(tried, len(sql))
+		return errors.New("the parser crashed on it")
+	}}
+	long := "DELETE FROM t WHERE id IN (1" + strings.Repeat(", 1", TrialParseOver/3) + ")"
+	_, err := Rewrite(long, cat, Options{Trial: crash})
+	var re *Error
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, CodeStatementTooComplex, re.Code)
+	require.Equal(t, []int{len(long)}, tried)
+
+	_, err = Rewrite("DELETE FROM t WHERE id = 1", cat, Options{Trial: crash})
+	require.NoError(t, err, "a short text is not tried")
+	require.Len(t, tried, 1)
+	_, err = Rewrite(long, cat, Options{})
+	require.NoError(t, err)
+}

@@ -145,7 +145,7 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		sql = sql[:i]
 		res.orig = sql
 	}
-	if e := CheckNesting(sql); e != nil {
+	if e := CheckNesting(sql, opt.Trial); e != nil {
 		return nil, e
 	}
 	tree, perr := pg.Parse(sql)

@@ -319,7 +319,7 @@ func (c *undeleteCmd) Run(std *stdio) error {
 		return usageErrorf("--where, --since and --until select rows of a table: add --table")
 	}
 	if c.Where != "" {
-		if err := console.ValidatePredicate(c.Table, c.Where); err != nil {
+		if err := console.ValidatePredicate(c.Table, c.Where, nil); err != nil {
 			return usageErrorf("--where: %w", err)
 		}
 	}
@@ -517,7 +517,7 @@ func (c *tombstonesCmd) Run(std *stdio) error {
 	}
 	var where *string
 	if c.Where != "" {
-		if err := console.ValidatePredicate(c.Table, c.Where); err != nil {
+		if err := console.ValidatePredicate(c.Table, c.Where, nil); err != nil {
 			return usageErrorf("--where: %w", err)
 		}
 		where = &c.Where

@@ -81,13 +81,13 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	rewrite.TrialParse = trialParse
 	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg), Logger: log}, log)
 	defer cats.Close()
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
 		RequireWhere: cfg.Guards.RequireWhere, MaxRows: cfg.Guards.MaxRows,
 		PlanBytes: cfg.Limits.PlanBytes, PlanBudgetBytes: cfg.Limits.PlanBudgetBytes,
+		Trial: &rewrite.Trial{Parse: trialParse},
 	})
 	pcfg.OnCatalogChanged = cats.Invalidate
 	pcfg.OnSession = cats.Use
