@@ -2,31 +2,16 @@ package console
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
-)
-
-// Error is a console syntax error: a SQLSTATE, a message and the usage line
-// of the command it was meant to be.
-type Error struct {
-	Code    string
-	Message string
-	Hint    string
-}
-
-// Error implements error.
-func (e *Error) Error() string { return e.Message }
-
-const (
-	codeSyntax       = "42601"
-	codeUndefinedObj = "42704"
 )
 
 // Command is one parsed console command.
@@ -157,13 +142,13 @@ type parser struct {
 	trial *rewrite.Trial
 }
 
-// Parse parses one console command. Errors are *Error values.
+// Parse parses one console command. Errors are *pgerr.Error values.
 func Parse(text string, trial *rewrite.Trial) (*Command, error) {
 	text = strings.TrimSpace(text)
 	text = strings.TrimSuffix(text, ";")
 	sr, err := pg.Scan(text)
 	if err != nil {
-		return nil, &Error{Code: codeSyntax, Message: "tombstone: cannot read command: " + err.Error(), Hint: usage("")}
+		return nil, &pgerr.Error{Code: pgerrcode.SyntaxError, Message: "tombstone: cannot read command: " + err.Error(), Hint: usage("")}
 	}
 	p := &parser{src: text, trial: trial}
 	for _, t := range sr.GetTokens() {
@@ -197,7 +182,7 @@ func (p *parser) accept(words ...string) bool {
 }
 
 func (p *parser) errf(format string, args ...any) error {
-	return &Error{Code: codeSyntax, Message: "tombstone: " + fmt.Sprintf(format, args...), Hint: usage(p.name)}
+	return &pgerr.Error{Code: pgerrcode.SyntaxError, Message: "tombstone: " + fmt.Sprintf(format, args...), Hint: usage(p.name)}
 }
 
 func (p *parser) done() bool { return p.i >= len(p.toks) }
@@ -245,7 +230,7 @@ func (p *parser) command() (*Command, error) {
 	}
 	first := p.peek(0)
 	p.name = first
-	return nil, &Error{Code: codeSyntax, Message: fmt.Sprintf("tombstone: unknown command %q", strings.TrimSpace(first+" "+p.peek(1))), Hint: usage(first)}
+	return nil, &pgerr.Error{Code: pgerrcode.SyntaxError, Message: fmt.Sprintf("tombstone: unknown command %q", strings.TrimSpace(first+" "+p.peek(1))), Hint: usage(first)}
 }
 
 func (p *parser) plain(sql string) func() (string, error) {
@@ -559,11 +544,10 @@ func (p *parser) predicate(table string, stops ...string) (string, error) {
 	}
 	text := p.src[p.toks[start].start:p.toks[p.i-1].end]
 	if err := ValidatePredicate(table, text, p.trial); err != nil {
-		var deep *rewrite.Error
-		if errors.As(err, &deep) {
-			return "", &Error{Code: deep.Code, Message: deep.Message, Hint: deep.Hint}
+		if deep, ok := pgerr.As(err); ok {
+			return "", deep
 		}
-		return "", &Error{Code: codeSyntax, Message: "tombstone: " + err.Error(), Hint: usage(p.name)}
+		return "", &pgerr.Error{Code: pgerrcode.SyntaxError, Message: "tombstone: " + err.Error(), Hint: usage(p.name)}
 	}
 	return text, nil
 }
@@ -580,7 +564,7 @@ func contains(list []string, s string) bool {
 // ValidatePredicate checks that pred is exactly one SQL expression usable
 // as the WHERE clause over table (in regclass input form).
 // A predicate nested too deeply for pg_query to parse safely is refused
-// with a *rewrite.Error (54001).
+// with a *pgerr.Error (54001).
 func ValidatePredicate(table, pred string, trial *rewrite.Trial) error {
 	if strings.IndexByte(pred, 0) >= 0 || !utf8.ValidString(pred) {
 		// pg_query would read up to a NUL, and lexes bytes that are not

@@ -2,9 +2,11 @@ package console
 
 import (
 	"errors"
-	pg "github.com/pganalyze/pg_query_go/v6"
 	"strings"
 	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 
 	"github.com/stretchr/testify/require"
 )
@@ -102,20 +104,20 @@ func TestParseErrors(t *testing.T) {
 		"UNDELETE FROM a.b.c":                     "schema.table at most",
 	} {
 		_, err := Parse(text, nil)
-		var ce *Error
+		var ce *pgerr.Error
 		require.True(t, errors.As(err, &ce), text)
 		require.Equal(t, "42601", ce.Code, text)
 		require.Contains(t, ce.Message, want, text)
 		require.NotEmpty(t, ce.Hint, text)
 	}
 	_, err := Parse("UNDELETE BATCH", nil)
-	require.Contains(t, err.(*Error).Hint, "UNDELETE BATCH <id>", "the hint is the command's usage")
+	require.Contains(t, err.(*pgerr.Error).Hint, "UNDELETE BATCH <id>", "the hint is the command's usage")
 
 	// A predicate nested too deeply for pg_query (its C code crashed the
 	// process from some 30,000 levels) is refused as Postgres refuses
 	// one too deep for its stack.
 	_, err = Parse("SHOW TOMBSTONES t WHERE id = 1"+strings.Repeat("+1", 30000), nil)
-	var ce *Error
+	var ce *pgerr.Error
 	require.True(t, errors.As(err, &ce), err)
 	require.Equal(t, "54001", ce.Code)
 }

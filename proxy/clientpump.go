@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -131,7 +132,7 @@ func (s *Session) intercept(ctx context.Context, typ clientMsg, size int, mayPla
 				// Read to its end, so that the client, done writing, reads
 				// the error.
 				_ = cr.discard(size)
-				return false, fatal("54000", fmt.Sprintf("tombstone: a message of %d bytes is longer than the proxy holds (limits.buffer_budget_bytes is %d)",
+				return false, fatal(pgerrcode.ProgramLimitExceeded, fmt.Sprintf("tombstone: a message of %d bytes is longer than the proxy holds (limits.buffer_budget_bytes is %d)",
 					size, s.srv.cfg.BufferBudgetBytes), nil)
 			}
 			if err := s.srv.buffers.Acquire(ctx, int64(size)); err != nil {
@@ -225,7 +226,7 @@ func (s *Session) writeQuery(sql string) error {
 func (s *Session) writeMsg(m pgproto3.FrontendMessage) error {
 	b, err := m.Encode(nil)
 	if err != nil {
-		return fatal(CodeProgramLimitExceeded, "rewritten statement too large", err)
+		return fatal(pgerrcode.ProgramLimitExceeded, "rewritten statement too large", err)
 	}
 	return s.sw.write(b)
 }

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // lexing follows the two settings that decide how the server reads a
@@ -74,7 +76,7 @@ func (l *lexing) now(settled bool) Lexing {
 // statement may still change either setting — a SET, a set_config call
 // in any function, a ROLLBACK of one — and only text that reads the same
 // under every value is planned.
-func (l Lexing) check(sql string) *Error {
+func (l Lexing) check(sql string) *pgerr.Error {
 	if !ascii(sql) {
 		if e := l.nonASCII(); e != nil {
 			return e
@@ -84,7 +86,7 @@ func (l Lexing) check(sql string) *Error {
 		return nil // read the same whatever standard_conforming_strings says
 	}
 	if l.Escapes || containsFold(sql, "standard_conforming_strings") {
-		return &Error{Code: CodeFeatureNotSupported,
+		return &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 			Message: "tombstone: a statement that may remove rows cannot hold backslashes in '...' strings while standard_conforming_strings is off",
 			Hint:    "SET standard_conforming_strings = on (the default) and write escapes in E'...' strings. The statement was not run: a backslash can end a string literal early, making it another statement."}
 	}
@@ -96,9 +98,9 @@ func (l Lexing) check(sql string) *Error {
 
 // nonASCII refuses text with non-ASCII bytes unless the server surely
 // reads it as UTF-8.
-func (l Lexing) nonASCII() *Error {
+func (l Lexing) nonASCII() *pgerr.Error {
 	if l.Encoding != "" {
-		return &Error{Code: CodeFeatureNotSupported,
+		return &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 			Message: "tombstone: a statement that may remove rows and holds non-ASCII characters must be sent in UTF8 (client_encoding is " + l.Encoding + ")",
 			Hint:    "SET client_encoding = 'UTF8'. The statement was not run: read as UTF-8 it could name another table."}
 	}
@@ -108,8 +110,8 @@ func (l Lexing) nonASCII() *Error {
 	return nil
 }
 
-func unsettledError(what, setting string) *Error {
-	return &Error{Code: CodeFeatureNotSupported,
+func unsettledError(what, setting string) *pgerr.Error {
+	return &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 		Message: "tombstone: a statement that may remove rows and holds " + what + " cannot be planned while earlier statements of the session are still running",
 		Hint: "Send it once their results are in (after a Sync, in a pipeline): they may change " + setting +
 			", which decides how the server reads it. The statement was not run."}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"runtime/debug"
@@ -11,7 +10,9 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/tombstone-proxy/tombstone/console"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
@@ -55,7 +56,7 @@ type Rewrite struct{ Result *rewrite.Result }
 
 // Refuse: nothing of the text runs; the client gets Err, and its
 // transaction is left as a failed statement leaves it.
-type Refuse struct{ Err *rewrite.Error }
+type Refuse struct{ Err *pgerr.Error }
 
 // Console: a console command; SQL is what runs in its place (its errors
 // carry no position into that SQL).
@@ -255,7 +256,7 @@ func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
 			return nil, rerr // refused before any table mattered (nested too deeply)
 		}
 		if rerr != nil || probe.asked {
-			return nil, &Error{Code: "55000", Message: "tombstone: cannot capture deletes in this database: " + err.Error(),
+			return nil, &pgerr.Error{Code: pgerrcode.ObjectNotInPrerequisiteState, Message: "tombstone: cannot capture deletes in this database: " + err.Error(),
 				Hint: "Run `tombstone init` for this database, or check the proxy's control_dsn; the statement was not run.", Err: err}
 		}
 		return planOf(res), nil
@@ -344,7 +345,7 @@ func (p *planner) tooLarge(req Request) (Plan, error) {
 	if !console.Is([]byte(sql)) && !rewrite.MayRemoveRowsOutsideLiterals(sql) {
 		return Pass{}, nil
 	}
-	return nil, &Error{Code: "54000",
+	return nil, &pgerr.Error{Code: pgerrcode.ProgramLimitExceeded,
 		Message: fmt.Sprintf("tombstone: a statement of %d bytes that may remove rows is too long to plan (limits.plan_bytes is %d)", len(sql), p.pol.PlanBytes),
 		Hint:    "Split it into shorter statements, or raise limits.plan_bytes (planning holds about 250 bytes of proxy memory per byte of text). The statement was not run."}
 }
@@ -353,15 +354,11 @@ func (p *planner) tooLarge(req Request) (Plan, error) {
 func consolePlan(sql string, trial *rewrite.Trial) (Plan, error) {
 	cmd, err := console.Parse(sql, trial)
 	if err != nil {
-		var ce *console.Error
-		if errors.As(err, &ce) {
-			return nil, &Error{Code: ce.Code, Message: ce.Message, Hint: ce.Hint}
-		}
 		return nil, err
 	}
 	switch cmd.Name {
 	case "FREEZE DELETES", "THAW DELETES", "RESET BREAKER":
-		return nil, &Error{Code: CodeFeatureNotSupported, Message: "tombstone: " + cmd.Name + " is not available in this version",
+		return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported, Message: "tombstone: " + cmd.Name + " is not available in this version",
 			Hint: "Fleet-wide delete guards come with the coordination layer; TOMBSTONE HELP lists the commands."}
 	}
 	return Console{SQL: cmd.SQL}, nil

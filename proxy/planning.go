@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
@@ -166,7 +167,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		return s.sw.write(frame)
 	}
 	var res *rewrite.Result
-	var refusal *rewrite.Error
+	var refusal *pgerr.Error
 	switch plan := s.plan(ctx, msg.Query).(type) {
 	case Refuse:
 		refusal = plan.Err

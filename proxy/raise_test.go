@@ -4,12 +4,13 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/proxy"
-	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
 // TestRaiseStatement: the DO block a refusal is raised with gives the
@@ -17,7 +18,7 @@ import (
 // and no empty DETAIL or HINT.
 func TestRaiseStatement(t *testing.T) {
 	c := testenv.Connect(t, testenv.PGURL(t))
-	for _, e := range []rewrite.Error{
+	for _, e := range []pgerr.Error{
 		{Code: "0A000", Message: "plain"},
 		{Code: "42P01", Message: `quotes ' and \ and $ts$ and $ts0$`, Detail: "a detail's $$", Hint: `hint \n`},
 		{Code: "XX000", Message: "hint only", Hint: "do this"},
@@ -28,7 +29,7 @@ func TestRaiseStatement(t *testing.T) {
 		require.ErrorAs(t, err, &pe, e.Message)
 		want := e.Code
 		if len(want) != 5 {
-			want = proxy.CodeInternalError
+			want = pgerrcode.InternalError
 		}
 		require.Equal(t, want, pe.Code)
 		require.Equal(t, e.Message, pe.Message)

@@ -7,6 +7,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
@@ -18,7 +20,7 @@ import (
 const refusedParse = "SELECT pg_catalog.tombstone_refused()"
 
 // refuseQuery sends, in place of a Query, a statement that raises r.
-func (s *Session) refuseQuery(r *rewrite.Error) error {
+func (s *Session) refuseQuery(r *pgerr.Error) error {
 	s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
 	s.track.push(expect(clientQuery, &fix{refusal: r}))
 	return s.writeQuery(raiseStatement(r))
@@ -29,41 +31,41 @@ func (s *Session) refuseQuery(r *rewrite.Error) error {
 // (42809): rewritten, it is a SELECT, and the new table would get the
 // hidden capture column. The whole Query is refused, as a syntax error
 // would be (nil: nothing to refuse).
-func (s *Session) createAsRewritten(res *rewrite.Result) *rewrite.Error {
+func (s *Session) createAsRewritten(res *rewrite.Result) *pgerr.Error {
 	for _, st := range res.Statements {
 		if st.CreateAsExecute == "" {
 			continue
 		}
 		if _, rewritten := s.prepared.find(st.CreateAsExecute); rewritten {
-			return &rewrite.Error{Code: "42809", Message: "prepared statement is not a SELECT"}
+			return &pgerr.Error{Code: pgerrcode.WrongObjectType, Message: "prepared statement is not a SELECT"}
 		}
 	}
 	return nil
 }
 
 // refusalOf turns a planning error into the error the client sees.
-func refusalOf(err error) *rewrite.Error {
-	var re *rewrite.Error
+func refusalOf(err error) *pgerr.Error {
+	var re *pgerr.Error
 	if errors.As(err, &re) {
 		return re
 	}
-	if pe, ok := asError(err); ok {
-		return &rewrite.Error{Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+	if pe, ok := pgerr.As(err); ok {
+		return &pgerr.Error{Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 	}
-	return &rewrite.Error{Code: CodeInternalError, Message: "tombstone: " + err.Error(),
+	return &pgerr.Error{Code: pgerrcode.InternalError, Message: "tombstone: " + err.Error(),
 		Hint: "The statement was not run because its deleted rows could not be captured safely."}
 }
 
 // raiseStatement returns a DO statement that raises e on the server. The
 // message goes in as escaped string literals inside a dollar-quoted body
 // whose tag does not occur in it.
-func raiseStatement(e *rewrite.Error) string {
+func raiseStatement(e *pgerr.Error) string {
 	lit := func(s string) string {
 		return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 	}
 	code := e.Code
 	if len(code) != 5 {
-		code = CodeInternalError
+		code = pgerrcode.InternalError
 	}
 	opts := "ERRCODE = " + lit(code) + ", MESSAGE = " + lit(e.Message)
 	if e.Detail != "" {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
@@ -46,7 +48,7 @@ func (s *Session) rewrittenError(e *pgproto3.ErrorResponse) {
 		e.Where = ""
 	}
 	e.Where = withoutOwnContext(e.Where)
-	if e.Code == CodeCatalogChanged {
+	if e.Code == pgerr.CatalogChanged {
 		s.srv.catalogChanged(s)
 	}
 }
@@ -100,7 +102,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		return frame
 	}
 	switch {
-	case e.Code == "25P02":
+	case e.Code == pgerrcode.InFailedSQLTransaction:
 		// In a failed transaction the server refuses everything first;
 		// that is what Postgres would have said, refusal or not.
 		return frame
@@ -111,7 +113,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 	case p.admin:
 		e.Position = 0
 		e.Where = ""
-	case e.Code == "08P01" && p.out.HiddenColumns > 0:
+	case e.Code == pgerrcode.ProtocolViolation && p.out.HiddenColumns > 0:
 		// A Bind given one result format per column, and the hidden
 		// columns' formats (bindHidden): Postgres counts without them.
 		var formats, columns int
@@ -139,18 +141,18 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		// Parse), and no CONTEXT of the proxy's own PL/pgSQL.
 		e.Position = 0
 		s.rewrittenError(&e)
-		if e.Code == CodeCatalogChanged || missingObject(e.Code) {
+		if e.Code == pgerr.CatalogChanged || missingObject(e.Code) {
 			// Out of date: prepared again at its next Bind, against a
 			// catalog loaded anew (a 42703, 42P01 or 42704 — a column,
 			// table or type its rewrite names is gone — says the
 			// catalog is stale too).
-			if e.Code != CodeCatalogChanged {
+			if e.Code != pgerr.CatalogChanged {
 				s.srv.catalogChanged(s)
 			}
 			s.prepared.markStale(p.stmtName)
 		}
 	default:
-		if e.Code == CodeCatalogChanged {
+		if e.Code == pgerr.CatalogChanged {
 			// Our guard, in a statement the proxy did not rewrite this
 			// time (the EXECUTE of a PREPAREd rewrite): stale all the same.
 			s.srv.catalogChanged(s)
@@ -219,10 +221,6 @@ func ownContext(line string) bool {
 	return false
 }
 
-// CodeCatalogChanged is raised by tombstone.check_catalog when the catalog a
-// rewrite was planned with no longer matches the database.
-const CodeCatalogChanged = "TS001"
-
 // stripRowDescription removes the last n fields of a RowDescription frame.
 func stripRowDescription(frame []byte, n int) []byte {
 	var rd pgproto3.RowDescription
@@ -278,7 +276,7 @@ func staleCatalog(p *fix, frame []byte) bool {
 	if e.Decode(frame[5:]) != nil {
 		return false
 	}
-	return e.Code == CodeCatalogChanged || missingObject(e.Code) && p.res.Generated(int(e.Position))
+	return e.Code == pgerr.CatalogChanged || missingObject(e.Code) && p.res.Generated(int(e.Position))
 }
 
 // missingObject reports whether SQLSTATE code says a column (42703), a
@@ -292,7 +290,7 @@ func staleCatalog(p *fix, frame []byte) bool {
 // integer key with a text column of the table's earlier self).
 func missingObject(code string) bool {
 	switch code {
-	case "42703", "42P01", "42704", "42883", "42804":
+	case pgerrcode.UndefinedColumn, pgerrcode.UndefinedTable, pgerrcode.UndefinedObject, pgerrcode.UndefinedFunction, pgerrcode.DatatypeMismatch:
 		return true
 	}
 	return false

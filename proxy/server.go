@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 )
@@ -235,7 +236,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // dialUpstream connects to the server, with TLS when configured. Errors are
-// *Error values the client can be told.
+// *pgerr.Error values the client can be told.
 func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{Timeout: s.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	network, addr := "tcp", s.cfg.Upstream
@@ -244,7 +245,7 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		e := fatal(CodeSQLClientUnableToConnect, "could not connect to upstream server", err)
+		e := fatal(pgerrcode.SQLClientUnableToEstablishSQLConnection, "could not connect to upstream server", err)
 		e.Detail = err.Error()
 		e.Hint = fmt.Sprintf("Is PostgreSQL running and accepting connections at %s?", addr)
 		return nil, e
@@ -267,11 +268,11 @@ func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
 	defer conn.SetDeadline(time.Time{})
 	req := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 8), codeSSLRequest)
 	if _, err := conn.Write(req); err != nil {
-		return nil, fatal(CodeConnectionFailure, "could not send SSL request to server", err)
+		return nil, fatal(pgerrcode.ConnectionFailure, "could not send SSL request to server", err)
 	}
 	var b [1]byte
 	if _, err := conn.Read(b[:]); err != nil {
-		return nil, fatal(CodeConnectionFailure, "server closed the connection during SSL negotiation", err)
+		return nil, fatal(pgerrcode.ConnectionFailure, "server closed the connection during SSL negotiation", err)
 	}
 	switch b[0] {
 	case negotiateYes:
@@ -281,16 +282,16 @@ func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
 		}
 		tc := tls.Client(conn, cfg)
 		if err := tc.Handshake(); err != nil {
-			return nil, fatal(CodeConnectionFailure, "TLS handshake with server failed", err)
+			return nil, fatal(pgerrcode.ConnectionFailure, "TLS handshake with server failed", err)
 		}
 		return tc, nil
 	case negotiateNo:
 		if s.cfg.UpstreamTLS == UpstreamTLSRequire {
-			return nil, fatal(CodeConnectionFailure, "server does not support SSL, but the proxy requires it", nil)
+			return nil, fatal(pgerrcode.ConnectionFailure, "server does not support SSL, but the proxy requires it", nil)
 		}
 		return conn, nil
 	default:
-		return nil, fatal(CodeProtocolViolation, fmt.Sprintf("unexpected answer %q to SSL request from server", b[0]), nil)
+		return nil, fatal(pgerrcode.ProtocolViolation, fmt.Sprintf("unexpected answer %q to SSL request from server", b[0]), nil)
 	}
 }
 

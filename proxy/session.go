@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"go.uber.org/zap"
 )
 
@@ -198,12 +200,12 @@ func (s *Session) pumps(ctx context.Context) (clientSide, serverSide error) {
 			s.close()
 		}
 	default:
-		if pe, ok := asError(err); ok && pe.Severity == "FATAL" {
+		if pe, ok := pgerr.As(err); ok && pe.Severity == "FATAL" {
 			// A refusal that ends the session: the client reads why. The
 			// server pump owns s.cw; one Write is never split by another.
 			s.log.Warn("session refused", zap.String("sqlstate", pe.Code), zap.String("message", pe.Message))
 			_ = s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			_, _ = s.client.Write(pe.encode(nil))
+			_, _ = s.client.Write(encodeError(pe, nil))
 			s.linger()
 		}
 		s.close()
@@ -280,13 +282,13 @@ func quiet(err error) error {
 
 // fail reports err to the client when it is a proxy error, and logs it.
 func (s *Session) fail(err error) {
-	if pe, ok := asError(err); ok {
+	if pe, ok := pgerr.As(err); ok {
 		s.log.Warn("session refused", zap.String("sqlstate", pe.Code), zap.String("message", pe.Message), zap.NamedError("cause", pe.Err))
 		_ = s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if s.cw != nil {
 			_ = s.cw.flush()
 		}
-		_, _ = s.client.Write(pe.encode(nil))
+		_, _ = s.client.Write(encodeError(pe, nil))
 		if pe.Severity == "FATAL" {
 			s.linger()
 		}
@@ -407,28 +409,28 @@ func (s *Session) serverGone(err error) error {
 // serverClosed tells the client why the server side went away, when it went
 // away at a message boundary (the only place an ErrorResponse can go).
 func (s *Session) serverClosed(err error) {
-	var e *Error
+	var e *pgerr.Error
 	switch {
 	case s.terminating.Load():
 		return // the client said goodbye; the server closing is expected
 	case s.killed.Load():
-		e = fatal(CodeAdminShutdown, "terminating connection due to proxy shutdown", err)
+		e = fatal(pgerrcode.AdminShutdown, "terminating connection due to proxy shutdown", err)
 	case errors.Is(err, net.ErrClosed):
 		return // we closed it ourselves: the client side ended first
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, os.ErrDeadlineExceeded):
-		e = fatal(CodeConnectionFailure, "server closed the connection unexpectedly", err)
+		e = fatal(pgerrcode.ConnectionFailure, "server closed the connection unexpectedly", err)
 	case errors.Is(err, errMessageLength):
-		e = fatal(CodeProtocolViolation, "invalid message from server", err)
+		e = fatal(pgerrcode.ProtocolViolation, "invalid message from server", err)
 	default:
 		if strings.Contains(err.Error(), "use of closed") {
 			return
 		}
-		e = fatal(CodeConnectionFailure, "lost connection to server", err)
+		e = fatal(pgerrcode.ConnectionFailure, "lost connection to server", err)
 	}
 	e.Hint = "The proxy's connection to the database server ended; reconnect."
 	s.log.Warn("server connection ended", zap.Error(err))
 	_ = s.cw.flush()
-	_, _ = s.client.Write(e.encode(nil))
+	_, _ = s.client.Write(encodeError(e, nil))
 }
 
 // lockedWriter serializes writes to the server connection: the client

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
 )
 
@@ -69,10 +70,10 @@ func (s *Session) startup(ctx context.Context) error {
 			// client like any other message.
 			params, ok := startupParams(pkt[8:])
 			if !ok {
-				return fatal(CodeProtocolViolation, "invalid startup packet layout: expected terminator as last byte", nil)
+				return fatal(pgerrcode.ProtocolViolation, "invalid startup packet layout: expected terminator as last byte", nil)
 			}
 			if params["user"] == "" {
-				return fatal("28000", "no PostgreSQL user name specified in startup packet", nil)
+				return fatal(pgerrcode.InvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet", nil)
 			}
 			s.Params = params
 			if s.Params["database"] == "" {
@@ -81,7 +82,7 @@ func (s *Session) startup(ctx context.Context) error {
 			if _, encrypted := s.client.(*tls.Conn); s.srv.cfg.ClientTLSRequired && !encrypted {
 				// The server sees only the proxy's connection, so its
 				// hostssl rules cannot; the proxy applies tls.client.
-				return fatal("28000", fmt.Sprintf(`no pg_hba.conf entry for host "%s", user "%s", database "%s", no encryption`,
+				return fatal(pgerrcode.InvalidAuthorizationSpecification, fmt.Sprintf(`no pg_hba.conf entry for host "%s", user "%s", database "%s", no encryption`,
 					clientHost(s.ClientAddr), params["user"], s.Params["database"]), nil)
 			}
 			if err := s.connectServer(ctx, pkt); err != nil {
@@ -121,7 +122,7 @@ func startupParams(b []byte) (map[string]string, bool) {
 // unsupportedProtocol is Postgres's answer to a startup packet of an
 // unknown protocol version.
 func unsupportedProtocol(code uint32) error {
-	return fatal(CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff), nil)
+	return fatal(pgerrcode.FeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.2", code>>16, code&0xffff), nil)
 }
 
 // negotiateTLS answers an SSLRequest: 'S' and a TLS handshake when a
@@ -130,7 +131,7 @@ func (s *Session) negotiateTLS() error {
 	if s.cr.buffered() > 0 {
 		// Bytes sent before our answer would be read as if they came over
 		// TLS (CVE-2021-23222); Postgres refuses this too.
-		return fatal(CodeProtocolViolation, "received unencrypted data after SSL request", nil)
+		return fatal(pgerrcode.ProtocolViolation, "received unencrypted data after SSL request", nil)
 	}
 	if _, ok := s.client.(*tls.Conn); ok || s.srv.cfg.ClientTLS == nil {
 		_, err := s.client.Write([]byte{negotiateNo})
@@ -165,7 +166,7 @@ func (s *Session) connectServer(ctx context.Context, startup []byte) error {
 	s.sw = newFrameWriter(lockedWriter{&s.wmu, conn})
 	s.sw.beforeWrite = s.track.publish
 	if _, err := conn.Write(startup); err != nil {
-		return fatal(CodeConnectionFailure, "could not send startup packet to server", err)
+		return fatal(pgerrcode.ConnectionFailure, "could not send startup packet to server", err)
 	}
 	return nil
 }
@@ -179,12 +180,12 @@ func (s *Session) relayAuth() error {
 	for {
 		msg, err := s.sr.next()
 		if err != nil {
-			return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
+			return fatal(pgerrcode.ConnectionFailure, "server closed the connection during authentication", err)
 		}
 		switch serverMsg(msg[0]) {
 		case serverAuthentication:
 			if len(msg) < 9 {
-				return fatal(CodeProtocolViolation, "invalid authentication request from server", nil)
+				return fatal(pgerrcode.ProtocolViolation, "invalid authentication request from server", nil)
 			}
 			code := binary.BigEndian.Uint32(msg[5:9])
 			if code == 10 { // AuthenticationSASL
@@ -208,10 +209,10 @@ func (s *Session) relayAuth() error {
 				return errSessionDone
 			}
 			if clientMsg(resp[0]) != clientPassword {
-				return fatal(CodeProtocolViolation, fmt.Sprintf("expected password response, got message type %q", resp[0]), nil)
+				return fatal(pgerrcode.ProtocolViolation, fmt.Sprintf("expected password response, got message type %q", resp[0]), nil)
 			}
 			if _, err := s.server.Write(resp); err != nil {
-				return fatal(CodeConnectionFailure, "server closed the connection during authentication", err)
+				return fatal(pgerrcode.ConnectionFailure, "server closed the connection during authentication", err)
 			}
 		case serverBackendKeyData:
 			s.backendKey = append([]byte(nil), msg[5:]...)

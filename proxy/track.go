@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
 )
 
@@ -74,7 +75,7 @@ type fix struct {
 	// by statement index (Results are shared and never modified).
 	execOut map[int]rewrite.Output
 	// refusal: the server's error for this message is replaced by it.
-	refusal *rewrite.Error
+	refusal *pgerr.Error
 	// admin: a console command; its errors carry no position.
 	admin bool
 	// undo takes back what a Parse registered if the server fails it.

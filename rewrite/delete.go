@@ -5,7 +5,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -299,13 +301,13 @@ func (sr *stmtRewriter) userCTEs(w *pg.WithClause, stmt *pg.Node) ([]*pg.Node, b
 			// of its name left, a reference to it would read a table of
 			// that name, or fail otherwise than Postgres fails it.
 			if loc := referencedOutside(stmt, ce); loc >= 0 {
-				return nil, false, sr.errorAt(&Error{Code: CodeFeatureNotSupported,
+				return nil, false, sr.errorAt(&pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 					Message: fmt.Sprintf("WITH query %q does not have a RETURNING clause", ce.GetCtename())}, loc)
 			}
 			continue
 		}
 		if n := len(ce.GetAliascolnames()); n > len(names) {
-			return nil, false, sr.errorAt(&Error{Code: "42P10",
+			return nil, false, sr.errorAt(&pgerr.Error{Code: pgerrcode.InvalidColumnReference,
 				Message: fmt.Sprintf("WITH query %q has %d columns available but %d columns specified", ce.GetCtename(), len(names), n)},
 				ce.GetLocation())
 		}

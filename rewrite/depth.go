@@ -3,7 +3,9 @@ package rewrite
 import (
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // MaxNesting bounds how deep a parse tree the proxy lets pg_query build.
@@ -28,10 +30,6 @@ type Trial struct {
 // TrialParseOver is the length from which a statement is trial-parsed.
 const TrialParseOver = 32 << 10
 
-// CodeStatementTooComplex is Postgres's SQLSTATE for "stack depth limit
-// exceeded" and "statement too complex".
-const CodeStatementTooComplex = "54001"
-
 // nestingWeight is what one level of brackets may add to the tree: a
 // subquery in parentheses is a SubLink, a SelectStmt, its target or WHERE
 // and the expression inside.
@@ -46,7 +44,7 @@ const nestingSlack = 4
 // nil when it cannot be. It works on pg_query's scanner, which does not
 // recurse, and bounds the depth from above (see nestingBound), so a
 // statement that passes is safe to parse.
-func CheckNesting(sql string, trial *Trial) *Error {
+func CheckNesting(sql string, trial *Trial) *pgerr.Error {
 	depth, err := nestingBound(sql)
 	if err != nil {
 		// The scanner refused the text (an unterminated literal, say):
@@ -56,8 +54,8 @@ func CheckNesting(sql string, trial *Trial) *Error {
 	if depth <= MaxNesting {
 		if trial != nil && len(sql) >= TrialParseOver {
 			if err := trial.Parse(sql); err != nil {
-				return &Error{
-					Code:    CodeStatementTooComplex,
+				return &pgerr.Error{
+					Code:    pgerrcode.StatementTooComplex,
 					Message: "tombstone: statement could not be inspected safely: " + err.Error(),
 					Hint:    "Split long chains of operators, UNIONs or JOINs, or use a list (IN, VALUES, an array) instead.",
 				}
@@ -65,8 +63,8 @@ func CheckNesting(sql string, trial *Trial) *Error {
 		}
 		return nil
 	}
-	return &Error{
-		Code:    CodeStatementTooComplex,
+	return &pgerr.Error{
+		Code:    pgerrcode.StatementTooComplex,
 		Message: fmt.Sprintf("tombstone: statement too deeply nested to inspect (more than %d levels)", MaxNesting),
 		Hint:    "Split long chains of operators, UNIONs or JOINs, or use a list (IN, VALUES, an array) instead.",
 	}

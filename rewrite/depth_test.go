@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // TestNesting: statements whose tree could be deeper than MaxNesting are
@@ -43,10 +45,10 @@ func TestNesting(t *testing.T) {
 	}
 	for name, sql := range deep {
 		res, err := Rewrite(sql, cat, Options{})
-		var e *Error
+		var e *pgerr.Error
 		require.True(t, errors.As(err, &e), "%s: %v", name, err)
 		assert.Nil(t, res, name)
-		assert.Equal(t, CodeStatementTooComplex, e.Code, name)
+		assert.Equal(t, pgerrcode.StatementTooComplex, e.Code, name)
 	}
 
 	ids := make([]string, 50000)
@@ -72,9 +74,9 @@ func TestNesting(t *testing.T) {
 	// error, not as too deep.
 	for _, sql := range []string{"DELETE FROM t WHERE id = 1) + 1", "DELETE FROM t WHERE name = 'unterminated"} {
 		_, err := Rewrite(sql, cat, Options{})
-		var e *Error
+		var e *pgerr.Error
 		require.ErrorAs(t, err, &e, sql)
-		assert.Equal(t, CodeSyntaxError, e.Code, sql)
+		assert.Equal(t, pgerrcode.SyntaxError, e.Code, sql)
 	}
 }
 
@@ -90,9 +92,9 @@ func TestTrialOption(t *testing.T) {
 	}}
 	long := "DELETE FROM t WHERE id IN (1" + strings.Repeat(", 1", TrialParseOver/3) + ")"
 	_, err := Rewrite(long, cat, Options{Trial: crash})
-	var re *Error
+	var re *pgerr.Error
 	require.ErrorAs(t, err, &re)
-	require.Equal(t, CodeStatementTooComplex, re.Code)
+	require.Equal(t, pgerrcode.StatementTooComplex, re.Code)
 	require.Equal(t, []int{len(long)}, tried)
 
 	_, err = Rewrite("DELETE FROM t WHERE id = 1", cat, Options{Trial: crash})

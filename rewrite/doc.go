@@ -45,7 +45,7 @@
 // EXPLAIN ANALYZE DELETE are rewritten the same way. MERGE … THEN DELETE,
 // DELETE … WHERE CURRENT OF and deletes inside COPY, CREATE TABLE AS or
 // DECLARE on protected tables cannot be captured and are refused with an
-// *Error carrying a SQLSTATE and a hint.
+// *pgerr.Error carrying a SQLSTATE and a hint.
 //
 // Trees are built from pg_query protobuf nodes, never by pasting user
 // text into SQL; every rewritten statement is deparsed, parsed again and

@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // cascade adds capture CTEs for the rows Postgres's referential actions
@@ -47,14 +49,14 @@ func (sr *stmtRewriter) cascade(parent *Table, parentCTE string, path []*Table, 
 				"Give the referencing and referenced columns the same type (both char(n), or both text)."), loc)
 		}
 		if child.DeleteRunsCode && fk.OnDelete == Cascade {
-			return sr.errorAt(&Error{Code: CodeInsufficientPrivilege,
+			return sr.errorAt(&pgerr.Error{Code: pgerrcode.InsufficientPrivilege,
 				Message: "tombstone: cannot capture the cascade of foreign key " + fk.Name + " into " + child.QualifiedName() +
 					": a DELETE trigger there runs code no superuser owns, which would run as you",
 				Hint: "Postgres runs it as the table's owner: let the owner of " + child.QualifiedName() +
 					" delete the dependent rows first, or make the trigger function SECURITY DEFINER."}, loc)
 		}
 		if fk.RunsCode && acts {
-			return sr.errorAt(&Error{Code: CodeInsufficientPrivilege,
+			return sr.errorAt(&pgerr.Error{Code: pgerrcode.InsufficientPrivilege,
 				Message: "tombstone: cannot capture what foreign key " + fk.Name + " of " + fk.ChildSchema + "." + fk.ChildName +
 					" does on DELETE: comparing its columns calls a function no superuser owns (an operator or a cast), which would run as you",
 				Hint: "Postgres runs it as the table's owner: let the owner of " + fk.ChildSchema + "." + fk.ChildName +

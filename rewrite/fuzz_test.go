@@ -85,7 +85,7 @@ func FuzzRewrite(f *testing.F) {
 		res, err := Rewrite(sql, cat, opt)
 		if err != nil {
 			if !IsRefusal(err) {
-				t.Fatalf("error is not an *Error: %v", err)
+				t.Fatalf("error is not an *pgerr.Error: %v", err)
 			}
 			return
 		}

@@ -37,7 +37,7 @@ func TestHostileCatalog(t *testing.T) {
 				res, err := Rewrite(sql, cat, Options{ClientAddr: n})
 				if err != nil {
 					if !IsRefusal(err) {
-						t.Errorf("%q / %q: non-*Error error %v", n, sql, err)
+						t.Errorf("%q / %q: non-*pgerr.Error error %v", n, sql, err)
 					}
 					continue
 				}

@@ -7,8 +7,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // Result is the outcome of rewriting one Query (or Parse) message text.
@@ -111,7 +113,7 @@ type Statement struct {
 	// Refusal is set when the statement would remove rows from a
 	// protected table in a way that cannot be captured. The proxy must
 	// not forward the message and sends Refusal to the client instead.
-	Refusal *Error
+	Refusal *pgerr.Error
 
 	// pairs map byte offsets relative to Span.Start in the rewritten
 	// text to absolute byte offsets in the original text, sorted by rew.
@@ -119,7 +121,7 @@ type Statement struct {
 }
 
 // Refusal returns the first refused statement's error, or nil.
-func (r *Result) Refusal() *Error {
+func (r *Result) Refusal() *pgerr.Error {
 	for i := range r.Statements {
 		if r.Statements[i].Refusal != nil {
 			return r.Statements[i].Refusal
@@ -135,7 +137,7 @@ func (r *Result) Refusal() *Error {
 // A non-nil error means the statement must not be forwarded: text
 // pg_query's parser rejects (42601, its message and position), text
 // nested too deeply to inspect (54001), a rewrite that would not be
-// faithful (0A000) or an internal failure. The error is an *Error
+// faithful (0A000) or an internal failure. The error is an *pgerr.Error
 // suitable for the client.
 func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 	res = &Result{SQL: sql, orig: sql}
@@ -164,7 +166,7 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 		// Not the server's kind of error (the Go side failed to read the
 		// tree): what the text does cannot be known, so it does not go
 		// through uncaptured.
-		return nil, &Error{Code: CodeStatementTooComplex, Message: "tombstone: statement could not be inspected: " + perr.Error()}
+		return nil, &pgerr.Error{Code: pgerrcode.StatementTooComplex, Message: "tombstone: statement could not be inspected: " + perr.Error()}
 	}
 	type piece struct {
 		span Span
@@ -212,7 +214,7 @@ func Rewrite(sql string, cat Catalog, opt Options) (res *Result, err error) {
 			rerr = sr.verifyCaptured(check)
 		}
 		if rerr != nil {
-			if e, ok := rerr.(*Error); ok && e.Code != CodeInternalError {
+			if e, ok := rerr.(*pgerr.Error); ok && e.Code != pgerrcode.InternalError {
 				st.Refusal = e
 				res.Statements = append(res.Statements, st)
 				continue
@@ -376,7 +378,7 @@ func byteToChar(s string, b int) int {
 }
 
 // errorAt sets a refusal's position from a 0-based byte location.
-func (sr *stmtRewriter) errorAt(e *Error, loc int32) *Error {
+func (sr *stmtRewriter) errorAt(e *pgerr.Error, loc int32) *pgerr.Error {
 	if loc >= 0 && int(loc) <= len(sr.full) {
 		e.Position = byteToChar(sr.full, int(loc)) + 1
 	}

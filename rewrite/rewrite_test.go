@@ -10,9 +10,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 func TestMayRemoveRows(t *testing.T) {
@@ -120,7 +122,7 @@ func TestMaxCascadeCTEs(t *testing.T) {
 	res, err := Rewrite("DELETE FROM sites", cat, Options{MaxCascadeCTEs: 3})
 	require.NoError(t, err)
 	require.NotNil(t, res.Refusal())
-	assert.Equal(t, CodeFeatureNotSupported, res.Refusal().Code)
+	assert.Equal(t, pgerrcode.FeatureNotSupported, res.Refusal().Code)
 	res, err = Rewrite("DELETE FROM sites", cat, Options{MaxCascadeCTEs: 4})
 	require.NoError(t, err)
 	assert.Nil(t, res.Refusal())
@@ -215,9 +217,9 @@ func TestSyntaxErrorRefused(t *testing.T) {
 		"SELECT 1; DELETE FROM t WHERE id = 1 WHERE": 38,
 	} {
 		_, err := Rewrite(sql, cat, Options{})
-		var e *Error
+		var e *pgerr.Error
 		require.ErrorAs(t, err, &e, sql)
-		assert.Equal(t, CodeSyntaxError, e.Code, sql)
+		assert.Equal(t, pgerrcode.SyntaxError, e.Code, sql)
 		assert.Contains(t, e.Message, "syntax error", sql)
 		assert.Equal(t, pos, e.Position, sql)
 	}
@@ -240,9 +242,9 @@ func TestUnfaithfulDeparse(t *testing.T) {
 		"WITH d AS (DELETE FROM t WHERE (a AND b) IS NOT NULL RETURNING id) SELECT * FROM d",
 	} {
 		_, err := Rewrite(sql, cat, Options{})
-		var e *Error
+		var e *pgerr.Error
 		require.ErrorAs(t, err, &e, sql)
-		assert.Equal(t, CodeFeatureNotSupported, e.Code, sql)
+		assert.Equal(t, pgerrcode.FeatureNotSupported, e.Code, sql)
 		assert.Contains(t, e.Message, "faithfully", sql)
 	}
 	for _, sql := range []string{

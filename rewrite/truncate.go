@@ -3,7 +3,9 @@ package rewrite
 import (
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // Policies for statements that remove a whole table's rows (config keys
@@ -49,7 +51,7 @@ func (sr *stmtRewriter) truncateStmt(t *pg.TruncateStmt, st *Statement) (*pg.Nod
 	// (unless ONLY) — only the database can enumerate, and any of them may
 	// be protected.
 	if protected != nil && policy == PolicyReject {
-		return nil, sr.errorAt(&Error{Code: CodeFeatureNotSupported,
+		return nil, sr.errorAt(&pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 			Message: "tombstone: TRUNCATE of protected table " + protected.QualifiedName() + " is refused (policies.truncate: reject)",
 			Hint:    "Use DELETE, whose rows can be restored, or ask an administrator to change the policy."}, loc)
 	}
@@ -112,7 +114,7 @@ func (sr *stmtRewriter) dropStmt(d *pg.DropStmt, st *Statement) (*pg.Node, error
 	// protected under a name this catalog (read on another connection)
 	// does not know; the database decides, by its own rules.
 	if protected != nil && policy == PolicyReject {
-		return nil, &Error{Code: CodeFeatureNotSupported,
+		return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 			Message: "tombstone: DROP TABLE of protected table " + protected.QualifiedName() + " is refused (policies.drop: reject)",
 			Hint:    "Ask an administrator to change the policy, or exclude the table from protection first."}
 	}
@@ -177,7 +179,7 @@ func (sr *stmtRewriter) dropSchema(n *pg.Node, st *Statement) (*pg.Node, error) 
 	d := n.GetDropStmt()
 	for _, o := range d.GetObjects() {
 		if name := o.GetString_().GetSval(); name == "tombstone" || name == "tombstone_trash" {
-			return nil, &Error{Code: CodeFeatureNotSupported,
+			return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 				Message: "tombstone: DROP SCHEMA " + name + " would drop the store: every tombstone, or every table in the trash",
 				Hint:    "Drop it on a direct connection, if that is what you mean."}
 		}
@@ -186,7 +188,7 @@ func (sr *stmtRewriter) dropSchema(n *pg.Node, st *Statement) (*pg.Node, error) 
 		for _, o := range d.GetObjects() {
 			name := o.GetString_().GetSval()
 			if name != "" && sc.HoldsProtected(name) {
-				return nil, &Error{Code: CodeFeatureNotSupported,
+				return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported,
 					Message: "tombstone: DROP SCHEMA " + name + " would drop protected tables, whose rows could not be restored",
 					Hint:    "DROP TABLE them first (they go to the trash and can be brought back with UNDROP TABLE), or ask an administrator to set policies.drop: allow."}
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 )
 
 // Querier is what the batch functions need from a connection: a
@@ -21,15 +22,11 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// CodeCatalogChanged is the SQLSTATE raised by tombstone.check_catalog when
-// the proxy rewrote a DELETE with a catalog that has changed since.
-const CodeCatalogChanged = "TS001"
-
 // IsCatalogChanged reports whether err is the check_catalog error: the
 // catalog must be reloaded and the statement may be retried.
 func IsCatalogChanged(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == CodeCatalogChanged
+	return errors.As(err, &pe) && pe.Code == pgerr.CatalogChanged
 }
 
 // The states of a batch, as show_batches reports them.

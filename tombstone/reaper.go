@@ -7,15 +7,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tombstone-proxy/tombstone/pgerr"
 	"go.uber.org/zap"
 )
-
-// CodeLeaseLost is the SQLSTATE tombstone._reaper_fence raises when a
-// reaper's fencing token is older than one the database has seen: a newer
-// reaper has taken over.
-const CodeLeaseLost = "TS010"
 
 // ReaperLockKey is the session advisory lock key reapers without Redis
 // take, one per database ("reaper" in ASCII).
@@ -108,7 +105,7 @@ func (r ReapReport) RowsPerSecond() float64 {
 // work (the database refused its fencing token).
 func IsLeaseLost(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == CodeLeaseLost
+	return errors.As(err, &pe) && pe.Code == pgerr.LeaseLost
 }
 
 // isRetryable: the chunk could not get a lock in time (55P03), was
@@ -120,7 +117,7 @@ func isRetryable(err error) bool {
 		return false
 	}
 	switch pe.Code {
-	case "55P03", "57014", "40001", "40P01":
+	case pgerrcode.LockNotAvailable, pgerrcode.QueryCanceled, pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
 		return true
 	}
 	return false

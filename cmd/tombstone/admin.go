@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -86,7 +87,7 @@ func classify(err error) error {
 		return nil
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "23503") {
+	if errors.As(err, &pe) && (pe.Code == pgerrcode.UniqueViolation || pe.Code == pgerrcode.ForeignKeyViolation) {
 		return &cliError{err: err, code: exitConflicts}
 	}
 	return err
