@@ -1,9 +1,10 @@
 -- functions_console.sql: the console's read-side functions that
--- functions.sql does not already hold — SHOW TOMBSTONES, SHOW TOMBSTONE
--- STATUS, PAUSE/RESUME REAPER. Re-applied with functions.sql whenever
--- the text changes, so every statement is re-runnable. All are admin-only
--- (tombstone._require_admin: 42501 with a GRANT hint) and SECURITY
--- INVOKER, like the rest of the admin functions.
+-- functions_batches.sql does not already hold — SHOW TOMBSTONES, SHOW
+-- TOMBSTONE STATUS, PAUSE/RESUME REAPER. Re-applied with the other
+-- functions_*.sql files whenever their text changes, so every
+-- statement is re-runnable. All are admin-only (tombstone._require_admin:
+-- 42501 with a GRANT hint) and SECURITY INVOKER, like the rest of the
+-- admin functions.
 
 -- show_tombstones lists the deleted rows of one table, newest batch
 -- first: the batch, the cause, when, and the row itself as json. One

@@ -3,7 +3,7 @@
 -- call in its own short transaction with SET LOCAL lock_timeout and
 -- statement_timeout, so a chunk never holds locks for long and a chunk
 -- that cannot get a lock fails (55P03/57014) and is retried later instead
--- of waiting behind application traffic. Re-runnable, like functions.sql;
+-- of waiting behind application traffic. Re-runnable, like every functions_*.sql;
 -- admin-only (tombstone._require_admin) and SECURITY INVOKER.
 --
 -- Safety rules every function here keeps:

@@ -21,7 +21,8 @@
 -- conflicts, or was replaced by a newer row), link (a SET NULL record),
 -- linked (a SET NULL record whose parent came back).
 --
--- Re-applied with functions.sql whenever the text changes.
+-- Re-applied with the other functions_*.sql files whenever their text
+-- changes.
 
 -- The result gained a column (skipped): a changed return type needs a
 -- DROP first.

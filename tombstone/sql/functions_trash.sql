@@ -3,7 +3,7 @@
 --   TRUNCATE …        into CALL tombstone.capture_truncate(…)
 --   DROP TABLE …      into CALL tombstone.trash_tables(…)
 --   UNDROP TABLE t    into SELECT * FROM tombstone.undrop_table('t')
--- (see rewrite/truncate.go and console/). Re-runnable, like functions.sql.
+-- (see rewrite/truncate.go and console/). Re-runnable, like every functions_*.sql.
 --
 -- Privileges. capture_truncate and trash_tables are SECURITY INVOKER: the
 -- TRUNCATE, the reads of the captured rows and the DDL run with the
