@@ -16,8 +16,9 @@
 //     per subject (types, catalog, shadow, batches, privileges, capture,
 //     console, guards, reaper, restore, trash), applied in the order of
 //     functionFiles; Install re-applies them whenever their text
-//     changes; functions_zz_harden.sql, applied last, pins every
-//     function's search_path.
+//     changes. Each function pins its own search_path in its CREATE
+//     FUNCTION; functions_check.sql, applied last, fails the install if
+//     one does not.
 //   - The Go API (Install, Sync, EnsureShadow, LoadCatalog, ShowBatches,
 //     UndeleteBatch, …) is a thin, typed layer over those functions.
 //

@@ -122,10 +122,9 @@ func migrations() []migration {
 // order Install applies them. A LANGUAGE sql function's body is checked
 // against the catalog when it is created, so a file comes after those
 // whose SQL functions it calls: types and catalog first (shadow sync,
-// capture, restore and trash call into them), functions_zz_harden.sql
-// last (it pins the search_path of every function created before it).
-// Every other file in sql/ is a numbered migration
-// (TestSQLFilesAllApplied).
+// capture, restore and trash call into them), functions_check.sql last
+// (it asserts that every function pins its search_path). Every other
+// file in sql/ is a numbered migration (TestSQLFilesAllApplied).
 var functionFiles = []string{
 	"functions_types.sql",      // how a column's type is kept in a shadow table
 	"functions_catalog.sql",    // protection rules, signatures, catalog log, DELETE guards
@@ -138,7 +137,7 @@ var functionFiles = []string{
 	"functions_reaper.sql",     // the reaper
 	"functions_restore.sql",    // UNDELETE
 	"functions_trash.sql",      // TRUNCATE, DROP TABLE, UNDROP TABLE
-	"functions_zz_harden.sql",  // pins every function's search_path
+	"functions_check.sql",      // every function pins its search_path
 }
 
 // functionTexts are the texts of functionFiles, in order.

@@ -7,6 +7,7 @@
 -- a member of tombstone_admin.
 CREATE OR REPLACE FUNCTION tombstone._require_admin() RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     IF NOT (pg_catalog.pg_has_role(current_user, 'tombstone_admin', 'MEMBER')
@@ -21,6 +22,7 @@ $$;
 -- _state is a batch's state as shown to people.
 CREATE OR REPLACE FUNCTION tombstone._state(b tombstone.batches) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN b.purged_at IS NOT NULL THEN 'purged'
                 WHEN b.restored_at IS NOT NULL THEN 'restored'
@@ -39,6 +41,7 @@ CREATE OR REPLACE FUNCTION tombstone.show_batches(
 RETURNS TABLE (batch bigint, stmt_time timestamptz, role name, application_name text, client_addr text,
                xid xid8, tables text, rows bigint, state text, purge_after timestamptz, sql text, remaining bigint)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     tname text;
@@ -69,6 +72,7 @@ $$;
 -- _stored counts the tombstones of one batch still in the store.
 CREATE OR REPLACE FUNCTION tombstone._stored(p_batch bigint) RETURNS bigint
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     s record;
@@ -91,6 +95,7 @@ RETURNS TABLE (batch bigint, table_name text, rows bigint, stored bigint, causes
                stmt_time timestamptz, role name, application_name text, client_addr text,
                xid xid8, state text, purge_after timestamptz, sql text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     b tombstone.batches;
@@ -130,6 +135,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.purge_batch(p_batch bigint)
 RETURNS TABLE (table_name text, purged bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     b tombstone.batches;
@@ -167,6 +173,7 @@ $$;
 -- released; release_batch undoes it. Both return the new held flag.
 CREATE OR REPLACE FUNCTION tombstone.hold_batch(p_batch bigint, p_hold boolean DEFAULT true) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();
@@ -180,6 +187,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION tombstone.release_batch(p_batch bigint) RETURNS boolean
 LANGUAGE sql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT tombstone.hold_batch(p_batch, false) $$;
 
 -- _batch_defaults completes a new batch row with what the database, not
@@ -192,6 +200,7 @@ AS $$ SELECT tombstone.hold_batch(p_batch, false) $$;
 CREATE OR REPLACE FUNCTION tombstone._batch_defaults() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     longest interval;

@@ -17,6 +17,7 @@ CREATE OR REPLACE FUNCTION tombstone.protected_among(p_rels oid[])
 RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
                retention interval, filter_column name)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
@@ -45,6 +46,7 @@ CREATE OR REPLACE FUNCTION tombstone.protected_tables()
 RETURNS TABLE (relid oid, schema_name name, table_name name, search_pos integer,
                retention interval, filter_column name)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT * FROM tombstone.protected_among(ARRAY(
         SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition))
@@ -58,6 +60,7 @@ $$;
 -- load) and every other DELETE in the database, until the load timed out.
 CREATE OR REPLACE FUNCTION tombstone._partition_tree(p_rel oid) RETURNS TABLE (relid oid)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     WITH RECURSIVE t(r) AS (
         SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = p_rel AND (c.relkind = 'p' OR c.relispartition)
@@ -72,6 +75,7 @@ $$;
 -- signature).
 CREATE OR REPLACE FUNCTION tombstone._root(rel oid) RETURNS oid
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN coalesce(pg_catalog.pg_partition_root(rel)::oid, rel);
@@ -95,6 +99,7 @@ $$;
 -- SET NULL / SET DEFAULT constraints reach; fks, those constraints.
 CREATE OR REPLACE FUNCTION tombstone._cascade_closure(rel regclass, OUT roots oid[], OUT rels oid[], OUT fks text[])
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     root oid := tombstone._root(rel::oid);
@@ -148,6 +153,7 @@ $$;
 -- _signature fingerprints a _cascade_closure.
 CREATE OR REPLACE FUNCTION tombstone._signature(rels oid[], fks text[]) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN (
@@ -163,6 +169,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION tombstone.catalog_signature(rel regclass) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT tombstone._signature(c.rels, c.fks) FROM tombstone._cascade_closure(rel) c $$;
 
 -- _fk_runs_code reports whether comparing the columns of foreign key
@@ -174,6 +181,7 @@ AS $$ SELECT tombstone._signature(c.rels, c.fks) FROM tombstone._cascade_closure
 -- undrop_table).
 CREATE OR REPLACE FUNCTION tombstone._fk_runs_code(p_con oid) RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT EXISTS (
         SELECT 1
@@ -200,6 +208,7 @@ $$;
 -- child's rows itself, as whoever deletes, so such a cascade is refused.
 CREATE OR REPLACE FUNCTION tombstone._delete_runs_code(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT EXISTS (
         SELECT 1
@@ -218,6 +227,7 @@ $$;
 -- re-plans a simple Query once. p_hint adds to the standard hint.
 CREATE OR REPLACE FUNCTION tombstone._catalog_changed(p_detail text, p_hint text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'TS001',
@@ -233,6 +243,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._catalog_logged() RETURNS void
 LANGUAGE sql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     INSERT INTO tombstone.catalog_log DEFAULT VALUES ON CONFLICT (xid) DO NOTHING
 $$;
@@ -243,6 +254,7 @@ REVOKE ALL ON FUNCTION tombstone._catalog_logged() FROM PUBLIC;
 -- settings, say, change no catalog.)
 CREATE OR REPLACE FUNCTION tombstone._catalog_logged_rules() RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -268,6 +280,7 @@ ALTER TABLE tombstone.settings ENABLE ALWAYS TRIGGER catalog_logged_truncate;
 CREATE OR REPLACE FUNCTION tombstone.prune_catalog_log(p_age interval DEFAULT interval '1 day') RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     top xid8;
@@ -299,6 +312,7 @@ GRANT EXECUTE ON FUNCTION tombstone.prune_catalog_log(interval) TO tombstone_adm
 -- session). p_snap NULL: the signature alone.
 CREATE OR REPLACE FUNCTION tombstone.catalog_state(rel regclass, p_snap text) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     closure record;
@@ -323,6 +337,7 @@ $$;
 -- went unlogged, and enabling or re-creating them writes new versions.
 CREATE OR REPLACE FUNCTION tombstone._event_triggers() RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 2
                 THEN pg_catalog.string_agg(e.xmin::text, ',' ORDER BY e.evtname) END
@@ -346,6 +361,7 @@ $$;
 -- the full check.
 CREATE OR REPLACE FUNCTION tombstone.check_catalog(rel regclass, sig text) RETURNS boolean
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     closure record;
@@ -426,6 +442,7 @@ $$;
 -- reader. Nothing is deleted; the first can be retried.
 CREATE OR REPLACE FUNCTION tombstone.check_captured(rel regclass, p_deleted bigint, p_found bigint) RETURNS boolean
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     IF coalesce(p_deleted, 0) = p_found THEN
@@ -462,6 +479,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.check_unprotected(rel regclass, p_only boolean DEFAULT false) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     via_rules oid[];
@@ -590,6 +608,7 @@ $$;
 -- Postgres would. A key whose trigger it cannot find counts as ORIGIN.
 CREATE OR REPLACE FUNCTION tombstone.fk_fires(p_child regclass, p_name name) RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE coalesce((SELECT t.tgenabled
                             FROM pg_catalog.pg_constraint c

@@ -25,6 +25,7 @@ CREATE OR REPLACE FUNCTION tombstone.show_tombstones(
     p_table regclass, p_where text DEFAULT NULL, p_limit integer DEFAULT 50, p_batch bigint DEFAULT NULL)
 RETURNS TABLE (batch bigint, cause text, deleted_at timestamptz, "row" json)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     root oid := tombstone._root(p_table::oid);
@@ -76,6 +77,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.status()
 RETURNS TABLE (name text, value text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     s record;
@@ -140,6 +142,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.set_reaper_paused(p_paused boolean)
 RETURNS TABLE (reaper_paused boolean)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();

@@ -8,6 +8,7 @@
 -- and made unique against the shadows of other source tables.
 CREATE OR REPLACE FUNCTION tombstone._shadow_name(p_schema name, p_table name, p_source oid) RETURNS name
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     base text := p_schema || '__' || p_table;
@@ -40,6 +41,7 @@ $$;
 -- none can be one of the store's own columns.
 CREATE OR REPLACE FUNCTION tombstone._shadow_column_name(p_name name) RETURNS name
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     cand text;
@@ -65,6 +67,7 @@ $$;
 -- source column. The registry follows.
 CREATE OR REPLACE FUNCTION tombstone._set_aside(p_source oid, p_shadow name, p_name name) RETURNS name
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
@@ -94,6 +97,7 @@ $$;
 -- with exactly these leading columns exists.
 CREATE OR REPLACE FUNCTION tombstone._ensure_index(p_shadow name, cols name[]) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     rel oid := format('tombstone.%I', p_shadow)::regclass::oid;
@@ -119,6 +123,7 @@ $$;
 -- be of a type btree cannot index, json say, for the shadow's index).
 CREATE OR REPLACE FUNCTION tombstone._key(rel oid) RETURNS int2[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN i.indnkeyatts = i.indnatts THEN i.indkey::int2[]
                 ELSE (i.indkey::int2[])[0:i.indnkeyatts - 1] END
@@ -132,6 +137,7 @@ $$;
 -- _shadow_cols maps source attnums to their shadow columns.
 CREATE OR REPLACE FUNCTION tombstone._shadow_cols(rel oid, attnums int2[]) RETURNS name[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT array_agg(sc.shadow_column ORDER BY k.ord)
       FROM unnest(attnums) WITH ORDINALITY k(attnum, ord)
@@ -141,6 +147,7 @@ $$;
 -- _source_cols maps attnums to the source's column names.
 CREATE OR REPLACE FUNCTION tombstone._source_cols(rel oid, attnums int2[]) RETURNS name[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT array_agg(a.attname ORDER BY k.ord)
       FROM unnest(attnums) WITH ORDINALITY k(attnum, ord)
@@ -166,6 +173,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.sync_shadow(rel regclass) RETURNS name
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     before text := pg_catalog.current_setting('session_replication_role');
@@ -200,6 +208,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
 SET max_parallel_workers_per_gather = 0 SET jit = off
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     src oid := tombstone._root(rel::oid);
@@ -419,6 +428,7 @@ $$;
 -- it (not a superuser's sync).
 CREATE OR REPLACE FUNCTION tombstone._shadow_merge(p_from oid, p_from_shadow name, p_to oid, p_to_shadow name) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     tocols text;
@@ -465,6 +475,7 @@ REVOKE ALL ON FUNCTION tombstone._shadow_merge(oid, name, oid, name) FROM PUBLIC
 CREATE OR REPLACE FUNCTION tombstone.sync_all() RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     r record;
@@ -506,6 +517,7 @@ CREATE OR REPLACE FUNCTION tombstone._on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET max_parallel_workers_per_gather = 0 SET jit = off
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     r record;
@@ -591,6 +603,7 @@ $$;
 -- statement fails the catalog check (TS001) or a lookup misses.
 CREATE OR REPLACE FUNCTION tombstone._may_notify() RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.current_setting('max_prepared_transactions')::int = 0
         OR pg_catalog.statement_timestamp() = pg_catalog.transaction_timestamp()
@@ -606,6 +619,7 @@ CREATE OR REPLACE FUNCTION tombstone._on_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET max_parallel_workers_per_gather = 0 SET jit = off
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     cols text;
@@ -651,6 +665,7 @@ $$;
 -- protected table, or NULL when it has none.
 CREATE OR REPLACE FUNCTION tombstone.shadow_name(rel regclass) RETURNS name
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = tombstone._root(rel::oid) $$;
 
 -- _shadow_of is the shadow table of exactly rel, which a restore reads a
@@ -660,6 +675,7 @@ AS $$ SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = tombstone._
 -- in its new root's.
 CREATE OR REPLACE FUNCTION tombstone._shadow_of(rel oid) RETURNS name
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN (SELECT s.shadow_name FROM tombstone.shadows s WHERE s.source = rel);

@@ -6,6 +6,7 @@
 -- _base_type is a type with its domains peeled off.
 CREATE OR REPLACE FUNCTION tombstone._base_type(p_type oid) RETURNS oid
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     WITH RECURSIVE d(t) AS (SELECT p_type UNION ALL
         SELECT ty.typbasetype FROM d JOIN pg_catalog.pg_type ty ON ty.oid = d.t WHERE ty.typtype = 'd')
@@ -17,7 +18,9 @@ $$;
 -- of one) its base type, so that no domain constraint runs when a shadow
 -- table changes or a restore writes the values back.
 CREATE OR REPLACE FUNCTION tombstone._value_type(p_type oid, p_typmod integer) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
 DECLARE
     t record;
     elem oid;
@@ -51,7 +54,9 @@ $$;
 -- array elements, range subtypes, composite attributes (attname set),
 -- each with its path from the top (attribute numbers), 20 levels at most.
 CREATE OR REPLACE FUNCTION tombstone._type_tree(p_type oid) RETURNS TABLE (typ oid, path int[], attname name)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     WITH RECURSIVE tree(typ, path, attname) AS (
         SELECT p_type, ARRAY[]::int[], NULL::name
         UNION ALL
@@ -70,7 +75,9 @@ $$;
 -- _no_domain reports whether reading a value of type p_type from text
 -- checks no domain: none in its attributes, elements or subtype.
 CREATE OR REPLACE FUNCTION tombstone._no_domain(p_type oid) RETURNS boolean
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT NOT EXISTS (SELECT 1 FROM tombstone._type_tree(p_type) x
                          LEFT JOIN pg_catalog.pg_type t ON t.oid = x.typ
                         WHERE t.oid IS NULL OR t.typtype IN ('d', 'p') OR pg_catalog.cardinality(x.path) >= 19)
@@ -87,7 +94,9 @@ $$;
 -- with a domain attribute, say): that would run code of the domain
 -- owner's choosing as whoever restores, so such a type stays as it is.
 CREATE OR REPLACE FUNCTION tombstone._as_text(p_type oid) RETURNS boolean
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT v::oid >= 16384 AND tombstone._no_domain(v::oid)
       FROM pg_catalog.to_regtype(tombstone._value_type(p_type, -1)) v
 $$;
@@ -97,7 +106,9 @@ $$;
 -- renamed attribute reads back as it did, a dropped and re-added one
 -- does not), or is NULL when there is none.
 CREATE OR REPLACE FUNCTION tombstone._shape(p_type oid) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT pg_catalog.string_agg(pg_catalog.format('%s %s', x.path, x.typ::regtype), ', ' ORDER BY x.path)
       FROM tombstone._type_tree(p_type) x WHERE x.attname IS NOT NULL
 $$;
@@ -109,7 +120,9 @@ $$;
 -- of shape reads as a change of type, and the column stored in the old
 -- shape is set aside rather than read back into the wrong attributes.
 CREATE OR REPLACE FUNCTION tombstone._storage_type(p_type oid, p_typmod integer) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT CASE WHEN tombstone._as_text(p_type)
                 THEN 'text' || coalesce(' /* shape ' || pg_catalog.left(pg_catalog.md5(tombstone._shape(tombstone._base_type(p_type))), 12) || ' */', '')
                 ELSE tombstone._value_type(p_type, p_typmod) END
@@ -123,7 +136,9 @@ $$;
 -- statement that reads it (tombstone._from_text), so that a cast created
 -- in between is seen by the check as by the read.
 CREATE OR REPLACE FUNCTION tombstone._text_reads(p_type oid) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
 DECLARE
     fn regprocedure;
 BEGIN
@@ -146,7 +161,9 @@ $$;
 -- _from_text is the expression that reads text p_expr back as p_typ
 -- (format_type text), behind _text_reads.
 CREATE OR REPLACE FUNCTION tombstone._from_text(p_expr text, p_typ text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT pg_catalog.format('CASE WHEN tombstone._text_reads(%L::pg_catalog.regtype) THEN (%s)::%s END', p_typ, p_expr, p_typ)
 $$;
 
@@ -156,7 +173,9 @@ $$;
 -- A value the type no longer reads (an enum label since renamed) fails
 -- the restore with the type's own error, which names it.
 CREATE OR REPLACE FUNCTION tombstone._sval(rel oid, p_attnum int2, p_alias text) RETURNS text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT CASE WHEN (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND tombstone._as_text(a.atttypid)
                 THEN tombstone._from_text(pg_catalog.format('%s.%I', p_alias, sc.shadow_column), tombstone._value_type(a.atttypid, a.atttypmod))
                 ELSE pg_catalog.format('%s.%I', p_alias, sc.shadow_column) END
@@ -168,7 +187,9 @@ $$;
 -- _builtin_casts reports whether converting between two types (as
 -- format_type spells them) uses only casts defined by Postgres itself.
 CREATE OR REPLACE FUNCTION tombstone._builtin_casts(p_from text, p_to text) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
 DECLARE
     a oid;
     b oid;
