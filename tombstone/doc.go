@@ -12,8 +12,13 @@
 //     batches, shadows, shadow_columns, settings, protected, trash). They
 //     run in order, in one transaction, under pg_advisory_xact_lock, so
 //     proxies starting together do not race and re-running is a no-op.
-//   - sql/functions.sql holds every function and the grants; Install
-//     re-applies it whenever its text changes.
+//   - sql/functions_*.sql hold the functions and their grants, one file
+//     per subject (types, catalog, shadow, batches, privileges, capture,
+//     console, guards, reaper, restore, trash), applied in the order of
+//     functionFiles; Install re-applies them whenever their text
+//     changes. Each function pins its own search_path in its CREATE
+//     FUNCTION; functions_check.sql, applied last, fails the install if
+//     one does not.
 //   - The Go API (Install, Sync, EnsureShadow, LoadCatalog, ShowBatches,
 //     UndeleteBatch, …) is a thin, typed layer over those functions.
 //

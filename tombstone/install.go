@@ -118,24 +118,50 @@ func migrations() []migration {
 	return out
 }
 
-func functionsSQL() string {
-	// functions.sql first, then functions_*.sql in name order: one file
-	// per subject (console, trash, reaper), applied as one text.
-	names, err := fs.Glob(sqlFiles, "sql/functions_*.sql")
-	if err != nil {
-		panic(err)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, n := range append([]string{"sql/functions.sql"}, names...) {
-		text, err := sqlFiles.ReadFile(n)
+// functionFiles are the store's functions, one file per subject, in the
+// order Install applies them. A LANGUAGE sql function's body is checked
+// against the catalog when it is created, so a file comes after those
+// whose SQL functions it calls: types and catalog first (shadow sync,
+// capture, restore and trash call into them), functions_check.sql last
+// (it asserts that every function pins its search_path). Every other
+// file in sql/ is a numbered migration (TestSQLFilesAllApplied).
+var functionFiles = []string{
+	"functions_types.sql",      // how a column's type is kept in a shadow table
+	"functions_catalog.sql",    // protection rules, signatures, catalog log, DELETE guards
+	"functions_shadow.sql",     // shadow tables, sync, DDL event triggers
+	"functions_batches.sql",    // SHOW BATCH(ES), PURGE, HOLD, RELEASE
+	"functions_privileges.sql", // table privileges
+	"functions_capture.sql",    // capture triggers
+	"functions_console.sql",    // SHOW TOMBSTONES, STATUS, PAUSE/RESUME REAPER
+	"functions_guards.sql",     // confirmation guards
+	"functions_reaper.sql",     // the reaper
+	"functions_restore.sql",    // UNDELETE
+	"functions_trash.sql",      // TRUNCATE, DROP TABLE, UNDROP TABLE
+	"functions_check.sql",      // every function pins its search_path
+}
+
+// functionTexts are the texts of functionFiles, in order.
+func functionTexts() []string {
+	out := make([]string, len(functionFiles))
+	for i, n := range functionFiles {
+		text, err := sqlFiles.ReadFile("sql/" + n)
 		if err != nil {
 			panic(err)
 		}
-		b.Write(text)
-		b.WriteString("\n")
+		out[i] = string(text)
 	}
-	return b.String()
+	return out
+}
+
+// functionsMD5 identifies the functions' text: Install applies the
+// files again when it differs from the one the store recorded.
+func functionsMD5(texts []string) string {
+	h := md5.New()
+	for _, t := range texts {
+		h.Write([]byte(t))
+		h.Write([]byte("\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Install creates or upgrades the tombstone schema in the database conn is
@@ -202,11 +228,12 @@ $$`); err != nil {
 		if err := checkSchemaOwner(ctx, tx, "tombstone_trash"); err != nil {
 			return err
 		}
-		fn := functionsSQL()
-		sum := md5.Sum([]byte(fn))
-		if want := hex.EncodeToString(sum[:]); want != fnMD5 {
-			if _, err := tx.Exec(ctx, fn); err != nil {
-				return fmt.Errorf("tombstone: functions.sql: %w", err)
+		texts := functionTexts()
+		if want := functionsMD5(texts); want != fnMD5 {
+			for i, text := range texts {
+				if _, err := tx.Exec(ctx, text); err != nil {
+					return fmt.Errorf("tombstone: %s: %w", functionFiles[i], err)
+				}
 			}
 			if _, err := tx.Exec(ctx, "UPDATE tombstone.schema_version SET functions_md5 = $1", want); err != nil {
 				return fmt.Errorf("tombstone: record functions: %w", err)

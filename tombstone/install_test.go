@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -87,4 +88,43 @@ func TestInstallUpgradeFromVersion3(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, rs)
 	require.Equal(t, before, dump(t, c))
+}
+
+// TestEveryFunctionPinsSearchPath: after install every function of the
+// tombstone schema runs with the fixed search_path, each from its own
+// CREATE FUNCTION: functions whose settings are gone (a store whose
+// functions were hardened afterwards, by an older version) get the same
+// ones back when Install applies the files again, and a function without
+// it fails the install (functions_check.sql).
+func TestEveryFunctionPinsSearchPath(t *testing.T) {
+	c, _ := setup(t, true)
+	ctx := context.Background()
+	settings := `SELECT string_agg(p.oid::regprocedure || ' ' || coalesce(p.proconfig::text, '-'), E'\n' ORDER BY p.oid::regprocedure::text)
+		FROM pg_proc p WHERE p.pronamespace = 'tombstone'::regnamespace`
+	require.Equal(t, "", queryString(t, c, `SELECT coalesce(string_agg(p.oid::regprocedure::text, ', '), '') FROM pg_proc p
+		WHERE p.pronamespace = 'tombstone'::regnamespace
+		  AND NOT coalesce('search_path=pg_catalog, tombstone, pg_temp' = ANY (p.proconfig), false)`), "functions without the fixed search_path")
+	require.Greater(t, queryInt(t, c, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'tombstone'::regnamespace"), int64(150))
+	want := queryString(t, c, settings)
+
+	exec(t, c, `DO $$
+DECLARE f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, p.prokind FROM pg_proc p
+              WHERE p.pronamespace = 'tombstone'::regnamespace AND p.proname NOT LIKE '\_ts\_cap\_%' LOOP
+        EXECUTE format('ALTER %s %s RESET ALL', CASE f.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, f.sig);
+    END LOOP;
+END $$;
+UPDATE tombstone.schema_version SET functions_md5 = 'old'`)
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: protection()}))
+	require.Equal(t, want, queryString(t, c, settings), "settings after the files were applied again")
+
+	exec(t, c, `CREATE FUNCTION tombstone.unpinned() RETURNS int LANGUAGE sql AS 'SELECT 1';
+UPDATE tombstone.schema_version SET functions_md5 = 'old'`)
+	err := tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: protection()})
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "42P13", pgErr.Code)
+	require.Contains(t, pgErr.Message, "tombstone.unpinned()")
+	require.Contains(t, err.Error(), "functions_check.sql")
 }

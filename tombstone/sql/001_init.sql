@@ -1,5 +1,5 @@
--- 001_init: the tombstone store's tables. Functions live in functions.sql,
--- which Install re-applies whenever its text changes.
+-- 001_init: the tombstone store's tables. Functions live in functions_*.sql,
+-- which Install re-applies whenever their text changes.
 
 CREATE TABLE tombstone.schema_version (
     singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),

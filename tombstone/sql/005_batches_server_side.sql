@@ -2,7 +2,7 @@
 -- database, never from the statement that captures. The id becomes an
 -- identity column (whose sequence needs no USAGE grant, so no role can
 -- draw or squat the next ids), the token a column default, and
--- purge_after is set by a BEFORE INSERT trigger (functions.sql) from the
+-- purge_after is set by a BEFORE INSERT trigger (functions_batches.sql) from the
 -- stored protection rules of the tables the batch lists.
 DO $$
 DECLARE

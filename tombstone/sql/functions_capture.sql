@@ -56,6 +56,7 @@
 -- the installer may not add triggers to).
 CREATE OR REPLACE FUNCTION tombstone._capture_batch(p_tables text[], OUT id bigint, OUT token uuid)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     SELECT b.id, b.token INTO id, token
@@ -80,6 +81,7 @@ REVOKE ALL ON FUNCTION tombstone._capture_batch(text[]) FROM PUBLIC;
 -- operators compare, as the cascade does.
 CREATE OR REPLACE FUNCTION tombstone._capture_gone(rel oid, p_row text, p_actions "char"[]) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     k record;
@@ -133,6 +135,7 @@ $$;
 -- DELETE CASCADE key is gone, 'delete' otherwise.
 CREATE OR REPLACE FUNCTION tombstone._capture_cause(rel oid, p_row text) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN g IS NULL THEN '''delete'''
                 ELSE pg_catalog.format('CASE WHEN %s THEN ''cascade'' ELSE ''delete'' END', g) END
@@ -144,6 +147,7 @@ $$;
 -- parent is gone, is that action's (tombstone._ts_cap_<oid>, 'UPDATE').
 CREATE OR REPLACE FUNCTION tombstone._set_null_columns(rel oid) RETURNS int2[]
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT array_agg(DISTINCT k ORDER BY k)
       FROM pg_catalog.pg_constraint con, unnest(con.conkey) k
@@ -158,6 +162,7 @@ $$;
 -- there is no such key.
 CREATE OR REPLACE FUNCTION tombstone._set_null_changed(src oid) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.format('pg_catalog.textin(pg_catalog.record_out(ROW(%s))) IS DISTINCT FROM '
                              'pg_catalog.textin(pg_catalog.record_out(ROW(%s)))',
@@ -175,6 +180,7 @@ REVOKE ALL ON FUNCTION tombstone._set_null_changed(oid) FROM PUBLIC;
 -- against at run time (name, type and typmod, in order).
 CREATE OR REPLACE FUNCTION tombstone._capture_shape(src oid) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.string_agg(pg_catalog.format('%s:%s:%s', a.attname, a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
       FROM pg_catalog.pg_attribute a
@@ -186,6 +192,7 @@ $$;
 -- INSERTs a proxy older than this schema still sends.
 CREATE OR REPLACE FUNCTION tombstone._shadow_guard() RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     IF pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.<) 2 THEN
@@ -202,6 +209,7 @@ $$;
 -- relabeling, no function) for the base type's output function.
 CREATE OR REPLACE FUNCTION tombstone._text_of(p_type oid, p_expr text) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.format('pg_catalog.textin(%I.%I((%s)::%s))', n.nspname, f.proname, p_expr,
                              pg_catalog.format_type(t.oid, NULL))
@@ -218,6 +226,7 @@ $$;
 -- superuser's for base types).
 CREATE OR REPLACE FUNCTION tombstone._stored(sc tombstone.shadow_columns, a pg_catalog.pg_attribute, p_expr text) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN (sc.type = 'text' OR sc.type LIKE 'text /* shape %') AND tombstone._as_text(a.atttypid)
                 THEN tombstone._text_of(a.atttypid, p_expr) ELSE p_expr END
@@ -229,6 +238,7 @@ $$;
 -- currency locale.
 CREATE OR REPLACE FUNCTION tombstone._capture_settings(src oid) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                               JOIN tombstone.shadow_columns sc ON sc.source = src AND sc.attnum = a.attnum
@@ -241,6 +251,7 @@ $$;
 -- _capture_function returns the text of src's trigger function.
 CREATE OR REPLACE FUNCTION tombstone._capture_function(src oid, shadow name) RETURNS text
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     tname text;
@@ -352,6 +363,7 @@ $$;
 -- (not partitioning): its rows are captured FOR EACH ROW.
 CREATE OR REPLACE FUNCTION tombstone._capture_rowwise(src oid) RETURNS boolean
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN (
@@ -369,6 +381,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._capture_trigger_ok(rel oid, p_name name, p_type int, p_fn oid, p_cols int2[] DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN (
@@ -387,6 +400,7 @@ $$;
 -- of rel's own ON DELETE SET NULL / SET DEFAULT keys (none: no trigger).
 CREATE OR REPLACE FUNCTION tombstone._sync_set_null(rel oid, p_name name, fn oid, fname text) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     setnull int2[] := tombstone._set_null_columns(rel);
@@ -422,6 +436,7 @@ $$;
 -- right (a trigger's creation locks the table against writes).
 CREATE OR REPLACE FUNCTION tombstone._sync_capture(src oid, shadow name) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     fname text := '_ts_cap_' || src::text;
@@ -525,6 +540,7 @@ REVOKE ALL ON FUNCTION tombstone._sync_capture(oid, name) FROM PUBLIC;
 -- (check_catalog).
 CREATE OR REPLACE FUNCTION tombstone._capture_missing(p_rels oid[]) RETURNS regclass
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     -- (Per row captures right whether or not the table is in an

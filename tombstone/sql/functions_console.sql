@@ -1,9 +1,10 @@
 -- functions_console.sql: the console's read-side functions that
--- functions.sql does not already hold — SHOW TOMBSTONES, SHOW TOMBSTONE
--- STATUS, PAUSE/RESUME REAPER. Re-applied with functions.sql whenever
--- the text changes, so every statement is re-runnable. All are admin-only
--- (tombstone._require_admin: 42501 with a GRANT hint) and SECURITY
--- INVOKER, like the rest of the admin functions.
+-- functions_batches.sql does not already hold — SHOW TOMBSTONES, SHOW
+-- TOMBSTONE STATUS, PAUSE/RESUME REAPER. Re-applied with the other
+-- functions_*.sql files whenever their text changes, so every
+-- statement is re-runnable. All are admin-only (tombstone._require_admin:
+-- 42501 with a GRANT hint) and SECURITY INVOKER, like the rest of the
+-- admin functions.
 
 -- show_tombstones lists the deleted rows of one table, newest batch
 -- first: the batch, the cause, when, and the row itself as json. One
@@ -24,6 +25,7 @@ CREATE OR REPLACE FUNCTION tombstone.show_tombstones(
     p_table regclass, p_where text DEFAULT NULL, p_limit integer DEFAULT 50, p_batch bigint DEFAULT NULL)
 RETURNS TABLE (batch bigint, cause text, deleted_at timestamptz, "row" json)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     root oid := tombstone._root(p_table::oid);
@@ -75,6 +77,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.status()
 RETURNS TABLE (name text, value text)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     s record;
@@ -139,6 +142,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.set_reaper_paused(p_paused boolean)
 RETURNS TABLE (reaper_paused boolean)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();

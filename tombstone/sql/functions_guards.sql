@@ -6,12 +6,16 @@
 -- tombstone.confirm (SET LOCAL tombstone.confirm = on for one transaction).
 
 CREATE OR REPLACE FUNCTION tombstone.confirmed() RETURNS boolean
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
     SELECT lower(coalesce(pg_catalog.current_setting('tombstone.confirm', true), '')) IN ('on', 'true', 'yes', '1')
 $$;
 
 CREATE OR REPLACE FUNCTION tombstone.guard_where(p_table text) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
 BEGIN
     IF tombstone.confirmed() THEN
         RETURN true;
@@ -24,7 +28,9 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION tombstone.guard_rows(p_rows bigint, p_max bigint, p_table text) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
 BEGIN
     IF p_rows <= p_max OR tombstone.confirmed() THEN
         RETURN true;

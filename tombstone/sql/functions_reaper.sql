@@ -3,7 +3,7 @@
 -- call in its own short transaction with SET LOCAL lock_timeout and
 -- statement_timeout, so a chunk never holds locks for long and a chunk
 -- that cannot get a lock fails (55P03/57014) and is retried later instead
--- of waiting behind application traffic. Re-runnable, like functions.sql;
+-- of waiting behind application traffic. Re-runnable, like every functions_*.sql;
 -- admin-only (tombstone._require_admin) and SECURITY INVOKER.
 --
 -- Safety rules every function here keeps:
@@ -33,6 +33,7 @@
 -- work) checks nothing.
 CREATE OR REPLACE FUNCTION tombstone._reaper_fence(p_token bigint) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     newest bigint;
@@ -58,12 +59,14 @@ $$;
 -- database would refuse.
 CREATE OR REPLACE FUNCTION tombstone.reaper_fence_token() RETURNS bigint
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT coalesce((SELECT (st.value #>> '{}')::bigint FROM tombstone.settings st WHERE st.key = 'reaper.fence'), 0) $$;
 
 -- reaper_paused reads the pause flag; with p_lock it is read FOR SHARE
 -- (see above).
 CREATE OR REPLACE FUNCTION tombstone._reaper_paused(p_lock boolean) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     v jsonb;
@@ -83,6 +86,7 @@ $$;
 -- lease).
 CREATE OR REPLACE FUNCTION tombstone._reaper_begin(p_token bigint) RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();
@@ -98,6 +102,7 @@ $$;
 -- the rows its statement removed per table (restores only lower it).
 CREATE OR REPLACE FUNCTION tombstone._batch_estimate(p_tables jsonb) RETURNS bigint
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.sum(CASE WHEN pg_catalog.jsonb_typeof(e.value) = 'number' THEN (e.value #>> '{}')::bigint ELSE 1 END), 0)::bigint
       FROM pg_catalog.jsonb_each(coalesce(p_tables, '{}')) e
@@ -107,6 +112,7 @@ $$;
 -- shadow of p_source to p_upto (tombstone.shadows.purged_through).
 CREATE OR REPLACE FUNCTION tombstone._purged_through(p_source oid, p_upto timestamptz) RETURNS void
 LANGUAGE sql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     UPDATE tombstone.shadows sh SET purged_through = p_upto
      WHERE sh.source = p_source AND p_upto IS NOT NULL AND (sh.purged_through IS NULL OR sh.purged_through < p_upto)
@@ -128,6 +134,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.reap_chunk(p_max_rows bigint, p_token bigint DEFAULT NULL)
 RETURNS TABLE (batches bigint, rows bigint, paused boolean, more boolean)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     ids bigint[] := '{}';
@@ -237,7 +244,9 @@ $$;
 -- held, not restored, and still the very table that was trashed, inside
 -- tombstone_trash. EXECUTE is granted to tombstone_admin only.
 CREATE OR REPLACE FUNCTION tombstone._drop_trashed(p_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
+AS $$
 DECLARE
     t tombstone.trash;
 BEGIN
@@ -267,6 +276,7 @@ GRANT EXECUTE ON FUNCTION tombstone._drop_trashed(bigint) TO tombstone_admin;
 CREATE OR REPLACE FUNCTION tombstone.reap_trash(p_token bigint DEFAULT NULL)
 RETURNS TABLE (table_name text, trash_name text, dropped boolean, paused boolean)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     t tombstone.trash;
@@ -306,6 +316,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone.reaper_due(p_limit integer DEFAULT NULL)
 RETURNS TABLE (batch bigint, table_name text, rows bigint, purge_after timestamptz)
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     ids bigint[];
@@ -340,6 +351,7 @@ $$;
 -- may purge expires (held ones excluded), NULL when none is waiting.
 CREATE OR REPLACE FUNCTION tombstone.reaper_next_expiry() RETURNS timestamptz
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.min(p) FROM (
         SELECT pg_catalog.min(x.purge_after) AS p FROM tombstone.batches x

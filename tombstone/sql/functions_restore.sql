@@ -21,7 +21,8 @@
 -- conflicts, or was replaced by a newer row), link (a SET NULL record),
 -- linked (a SET NULL record whose parent came back).
 --
--- Re-applied with functions.sql whenever the text changes.
+-- Re-applied with the other functions_*.sql files whenever their text
+-- changes.
 
 -- The result gained a column (skipped): a changed return type needs a
 -- DROP first.
@@ -43,6 +44,7 @@ DROP FUNCTION IF EXISTS tombstone._fks(oid);
 -- lowest oid; restoring it then needs DEFERRABLE constraints.
 CREATE OR REPLACE FUNCTION tombstone._topo_order(rels oid[]) RETURNS oid[]
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     remaining oid[] := rels;
@@ -68,18 +70,21 @@ $$;
 -- _cand names the temporary table holding the restore candidates of rel.
 CREATE OR REPLACE FUNCTION tombstone._cand(rel oid) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT 'pg_temp._ts_cand_' || rel::text $$;
 
 -- _marks names the scratch table into which code run as rel's owner
 -- reports the candidates it found (conflicts) or is told of (links).
 CREATE OR REPLACE FUNCTION tombstone._marks(rel oid) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT 'pg_temp._ts_marks_' || rel::text $$;
 
 -- _apply_marks moves the states reported in rel's scratch table onto its
 -- candidates that are in one of the states p_from, and empties it.
 CREATE OR REPLACE FUNCTION tombstone._apply_marks(rel oid, p_from text[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 BEGIN
     EXECUTE pg_catalog.format(
@@ -96,6 +101,7 @@ $$;
 -- (_ts_state, say) can collide with the restore's own columns.
 CREATE OR REPLACE FUNCTION tombstone._val(attnum int2) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT '_ts_v' || attnum::text $$;
 
 -- _scope is a one-row subquery over the candidate aliased p_alias whose
@@ -104,6 +110,7 @@ AS $$ SELECT '_ts_v' || attnum::text $$;
 -- expressions) are evaluated in it, where no name of ours is in reach.
 CREATE OR REPLACE FUNCTION tombstone._scope(rel oid, p_alias text) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN gen IS NULL THEN '(SELECT ' || base || ')'
                 ELSE '(SELECT _ts_b.*, ' || gen || ' FROM (SELECT ' || base || ') _ts_b)' END
@@ -120,6 +127,7 @@ $$;
 -- (ONLY), unless it is partitioned (its partitions hold its rows).
 CREATE OR REPLACE FUNCTION tombstone._target(rel oid) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END || rel::regclass::text
       FROM pg_catalog.pg_class c WHERE c.oid = rel
@@ -132,6 +140,7 @@ CREATE OR REPLACE FUNCTION tombstone._fks(rel oid)
 RETURNS TABLE (conoid oid, confrelid oid, parent oid, deltype "char", child_vals text[], parent_vals text[],
                parent_cols name[], parent_shadow_cols name[], setnums int2[])
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT c.oid, c.confrelid, tombstone._root(c.confrelid), c.confdeltype,
            ARRAY(SELECT tombstone._val(k.n) FROM unnest(c.conkey) WITH ORDINALITY k(n, i) ORDER BY k.i),
@@ -158,6 +167,7 @@ $$;
 -- aside: the security-definer function puts it back itself).
 CREATE OR REPLACE FUNCTION tombstone._session_state() RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.md5(pg_catalog.string_agg(x, ',' ORDER BY x)) FROM (
         SELECT 'c' || c.oid::text || ':' || c.relowner::text || ':' || c.relname FROM pg_catalog.pg_class c WHERE c.relnamespace = pg_catalog.pg_my_temp_schema()
@@ -184,6 +194,7 @@ $$;
 -- (tombstone._owner_path).
 CREATE OR REPLACE FUNCTION tombstone._owned(rel oid, stmt text, p_path text) RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     owner name;
@@ -243,6 +254,7 @@ $$;
 -- domain among them has constraints a write checks.
 CREATE OR REPLACE FUNCTION tombstone._types_of(rel oid) RETURNS SETOF oid
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     WITH RECURSIVE t(typ) AS (
         SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
@@ -271,6 +283,7 @@ $$;
 -- back, changing temporary objects or settings) but not all of the above.
 CREATE OR REPLACE FUNCTION tombstone._check_owner_code(rels oid[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     o oid;
@@ -301,6 +314,7 @@ $$;
 -- call.
 CREATE OR REPLACE FUNCTION tombstone._runs_code(rel oid) RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND NOT t.tgisinternal
                       -- (not the capture triggers: this schema's code)
@@ -338,6 +352,7 @@ $$;
 -- for tables and types).
 CREATE OR REPLACE FUNCTION tombstone._owner_path() RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$ SELECT s.reset_val || ', pg_temp' FROM pg_catalog.pg_settings s WHERE s.name = 'search_path' $$;
 
 
@@ -347,6 +362,7 @@ AS $$ SELECT s.reset_val || ', pg_temp' FROM pg_catalog.pg_settings s WHERE s.na
 -- default (identity: next value) for that tombstone.
 CREATE OR REPLACE FUNCTION tombstone._insert_vals(rel oid) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.string_agg(
                CASE WHEN sc.added_at IS NULL THEN '_ts_x.' || tombstone._val(a.attnum)
@@ -369,6 +385,7 @@ $$;
 -- column of rel its stored value (tombstone._val).
 CREATE OR REPLACE FUNCTION tombstone._read(rel oid, pred text) RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     vals text;
@@ -444,6 +461,7 @@ $$;
 -- predicate holds; expression keys are computed.
 CREATE OR REPLACE FUNCTION tombstone._mark_conflicts(rel oid, p_overwrite boolean) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     ix record;
@@ -605,6 +623,7 @@ $$;
 -- by ctid.
 CREATE OR REPLACE FUNCTION tombstone._cand_index(rel oid, vals text[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     name text := '_ts_cand_' || rel::text || '_' || pg_catalog.left(pg_catalog.md5(pg_catalog.array_to_string(vals, ',')), 8);
@@ -625,6 +644,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._parent_back(parent oid, parent_vals text[], child_vals text[], p_alias text, p_same text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.format('EXISTS (SELECT 1 FROM %s _ts_q WHERE _ts_q._ts_state IN (''restore'', ''overwrite'')%s AND %s)',
                tombstone._cand(parent),
@@ -648,6 +668,7 @@ $$;
 -- SET NULL records (link) whose parent comes back become linked.
 CREATE OR REPLACE FUNCTION tombstone._mark_skipped(rel oid, rels oid[], p_lock boolean) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     fk record;
@@ -782,6 +803,7 @@ $$;
 -- links re-linked (counted, not written, in a dry run).
 CREATE OR REPLACE FUNCTION tombstone._relink(rel oid, rels oid[], p_dry_run boolean) RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     fk record;
@@ -911,6 +933,7 @@ $$;
 -- of them) or rows that would lose their parent (23503).
 CREATE OR REPLACE FUNCTION tombstone._refuse(rel oid) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     cand text := tombstone._cand(rel);
@@ -994,6 +1017,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._restore(p_preds jsonb, p_dry_run boolean, p_on_conflict text)
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     rels oid[];
@@ -1232,6 +1256,7 @@ $$;
 -- back from (or left the store for: re-linked links).
 CREATE OR REPLACE FUNCTION tombstone._cand_batches(rel oid) RETURNS SETOF bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 BEGIN
     RETURN QUERY EXECUTE 'SELECT DISTINCT _ts_batch FROM ' || tombstone._cand(rel)
@@ -1246,6 +1271,7 @@ $$;
 -- into that batch nor keeps the batch from being restored.
 CREATE OR REPLACE FUNCTION tombstone._batch_preds(p_batches bigint[]) RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     s record;
@@ -1272,6 +1298,7 @@ $$;
 -- can be restored.
 CREATE OR REPLACE FUNCTION tombstone._lock_batches(p_batches bigint[], p_dry_run boolean) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     b tombstone.batches;
@@ -1301,6 +1328,7 @@ CREATE OR REPLACE FUNCTION tombstone._undelete_batches(
     p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text)
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     preds jsonb;
@@ -1323,6 +1351,7 @@ CREATE OR REPLACE FUNCTION tombstone.undelete_batch(
     p_batch bigint, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();
@@ -1337,6 +1366,7 @@ CREATE OR REPLACE FUNCTION tombstone.undelete_transaction(
     p_xid xid8, p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     ids bigint[];
@@ -1358,7 +1388,9 @@ $$;
 -- re-link one set and restore another, and DRY RUN could not say what
 -- the run does.
 CREATE OR REPLACE FUNCTION tombstone._require_stable(p_root oid, p_where text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
+AS $$
 DECLARE
     v name := 'tombstone_where_check_' || pg_catalog.pg_backend_pid();
     bad text;
@@ -1404,6 +1436,7 @@ CREATE OR REPLACE FUNCTION tombstone.undelete_rows(
     p_dry_run boolean DEFAULT false, p_on_conflict text DEFAULT 'fail')
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     root oid := tombstone._root(p_table::oid);
@@ -1552,6 +1585,7 @@ $$;
 -- in their own types (a user's type is kept as text: tombstone._sval).
 CREATE OR REPLACE FUNCTION tombstone._user_pred(rel oid, p_where text) RETURNS text
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE WHEN bool_and(sc.shadow_column = a.attname AND tombstone._sval(rel, a.attnum, 's') = pg_catalog.format('s.%I', a.attname))
                      OR count(*) = 0 THEN p_where

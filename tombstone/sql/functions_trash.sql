@@ -3,7 +3,7 @@
 --   TRUNCATE …        into CALL tombstone.capture_truncate(…)
 --   DROP TABLE …      into CALL tombstone.trash_tables(…)
 --   UNDROP TABLE t    into SELECT * FROM tombstone.undrop_table('t')
--- (see rewrite/truncate.go and console/). Re-runnable, like functions.sql.
+-- (see rewrite/truncate.go and console/). Re-runnable, like every functions_*.sql.
 --
 -- Privileges. capture_truncate and trash_tables are SECURITY INVOKER: the
 -- TRUNCATE, the reads of the captured rows and the DDL run with the
@@ -38,6 +38,7 @@ CREATE OR REPLACE FUNCTION tombstone._protected_roots(p_rels oid[])
 RETURNS TABLE (relid oid, root oid, table_name text, retention interval)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RETURN QUERY
@@ -63,6 +64,7 @@ RETURNS TABLE (relid oid, root oid, table_name text, retention interval, shadow 
                shadow_cols name[], source_cols name[])
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -98,6 +100,7 @@ $$;
 -- under p_path.
 CREATE OR REPLACE FUNCTION tombstone._resolve_as(p_names text[], p_path text, p_missing_ok boolean) RETURNS oid[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     out oid[] := '{}';
@@ -121,6 +124,7 @@ $$;
 -- objects as the caller's own statement would have.
 CREATE OR REPLACE FUNCTION tombstone._exec_as(p_sql text, p_path text) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 BEGIN
     PERFORM pg_catalog.set_config('search_path', p_path, true);
@@ -135,6 +139,7 @@ $$;
 -- the caller's own statement's would.
 CREATE OR REPLACE FUNCTION tombstone._names_as(p_rels oid[], p_path text) RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     out text;
@@ -181,6 +186,7 @@ CREATE OR REPLACE PROCEDURE tombstone.capture_truncate(
     p_tables text[], p_only boolean[], p_cascade boolean, p_restart boolean,
     p_client_addr text, p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     rels oid[] := '{}';
@@ -317,6 +323,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._protected_alone(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT (s.kind IS NOT NULL OR t.mode = 'shadow') AND coalesce(t.mode, 'shadow') = 'shadow'
       FROM pg_class c
@@ -335,6 +342,7 @@ $$;
 CREATE OR REPLACE PROCEDURE tombstone.detach_partition(
     p_parent text, p_partition text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     rels oid[] := tombstone._resolve_as(ARRAY[p_parent, p_partition], p_path, false);
@@ -358,6 +366,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._protected_rels() RETURNS oid[]
 LANGUAGE sql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     -- (Partitions from pg_inherits: pg_partition_tree would lock every
     -- protected table's partitions for the rest of the caller's
@@ -376,6 +385,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._in_trash(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = p_rel) = 'tombstone_trash'::regnamespace
        AND EXISTS (SELECT 1 FROM tombstone.trash x
@@ -395,6 +405,7 @@ $$;
 -- tombstone.
 CREATE OR REPLACE PROCEDURE tombstone.guarded_ddl(p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     before oid[] := tombstone._protected_rels();
@@ -433,6 +444,7 @@ $$;
 -- or purge meanwhile is not this statement's doing).
 CREATE OR REPLACE PROCEDURE tombstone.drop_schema(p_sql text, p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     kept jsonb := tombstone._trash_shape();
@@ -455,6 +467,7 @@ $$;
 DROP FUNCTION IF EXISTS tombstone._trash_shape();
 CREATE OR REPLACE FUNCTION tombstone._trash_shape() RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.jsonb_object_agg(c.oid::text, (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
                                                                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)),
@@ -468,6 +481,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_open(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM tombstone.trash x
                     WHERE x.source = p_rel AND x.restored_at IS NULL AND x.purged_at IS NULL)
@@ -477,6 +491,7 @@ $$;
 -- p_base || p_suffix fits an identifier's 63 bytes.
 CREATE OR REPLACE FUNCTION tombstone._trash_ident(p_base text, p_suffix text) RETURNS name
 LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     n int := pg_catalog.char_length(p_base);
@@ -492,6 +507,7 @@ $$;
 -- the given schemas has yet.
 CREATE OR REPLACE FUNCTION tombstone._trash_free_name(p_base text, p_suffix text, p_nsps oid[]) RETURNS name
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     cand name := tombstone._trash_ident(p_base, p_suffix);
@@ -513,6 +529,7 @@ $$;
 -- under its name, or an overload created since, is another object.
 CREATE OR REPLACE FUNCTION tombstone._deps(p_class regclass, p_obj oid) RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT coalesce(pg_catalog.jsonb_agg(x ORDER BY x), '[]')
       FROM (SELECT DISTINCT d.refclassid::oid::text || ':' || d.refobjid::text || ':' || d.refobjsubid::text AS x
@@ -533,6 +550,7 @@ $$;
 -- search_path, so every object they name is schema-qualified.
 CREATE OR REPLACE FUNCTION tombstone._trash_wiring(p_members oid[], p_keep oid[]) RETURNS jsonb
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_build_object(
         'parents', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -615,6 +633,7 @@ $$;
 -- no other role's trashed tables.
 CREATE OR REPLACE FUNCTION tombstone._trash_role(p_owner oid) RETURNS name
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT pg_catalog.format('tombstone_trash_%s_%s', d.oid, p_owner)::name
       FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
@@ -624,6 +643,7 @@ $$;
 -- (in any database); the installer's rights.
 CREATE OR REPLACE FUNCTION tombstone._trash_role_gone(p_role name) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 BEGIN
     IF p_role LIKE 'tombstone\_trash\_%' AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = p_role)
@@ -642,6 +662,7 @@ $$;
 -- The callers' (SECURITY DEFINER) rights.
 CREATE OR REPLACE FUNCTION tombstone._trash_give(p_renames jsonb, p_to name, p_in boolean) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     m record;
@@ -680,6 +701,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_disown(p_id bigint) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     t tombstone.trash;
@@ -745,6 +767,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_reown(p_id bigint, p_caller name) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     t tombstone.trash;
@@ -809,6 +832,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_free_type(p_type oid, p_caller name) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     types oid[];
@@ -844,6 +868,7 @@ $$;
 CREATE OR REPLACE FUNCTION tombstone._trash_free_rowtypes(p_id bigint) RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     rels oid[];
@@ -883,6 +908,7 @@ CREATE OR REPLACE FUNCTION tombstone._trash_retype(p_types oid[], p_id bigint) R
 LANGUAGE plpgsql
 -- (the text a column is converted to must read back the same: _capture_settings)
 SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET lc_monetary = 'C'
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     r record;
@@ -962,6 +988,7 @@ DROP PROCEDURE IF EXISTS tombstone.drop_types(text, text[], text);
 CREATE OR REPLACE PROCEDURE tombstone.drop_types(p_sql text, p_names text[], p_cascade boolean, p_client_addr text,
                                                  p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     nm text;
@@ -1019,6 +1046,7 @@ $$;
 CREATE OR REPLACE PROCEDURE tombstone.drop_owned(p_sql text, p_roles text[], p_cascade boolean, p_client_addr text,
                                                  p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     owners oid[];
@@ -1061,6 +1089,7 @@ $$;
 -- type goes with its table; an array with its element type.
 CREATE OR REPLACE FUNCTION tombstone._drop_owned_types(p_owners oid[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._trash_free_type(t.oid, current_user)
@@ -1080,6 +1109,7 @@ $$;
 -- own NOTICEs were sent once, by this run.
 CREATE OR REPLACE FUNCTION tombstone._dry_run(p_sql text, p_path text) RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     level text := pg_catalog.current_setting('client_min_messages');
@@ -1101,6 +1131,7 @@ $$;
 -- one NOTICE, the objects in its DETAIL when there are several.
 CREATE OR REPLACE FUNCTION tombstone._notice_cascaded(p_lines text[]) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 BEGIN
     IF pg_catalog.cardinality(p_lines) = 1 THEN
@@ -1116,6 +1147,7 @@ $$;
 -- records.
 CREATE OR REPLACE FUNCTION tombstone._trash_kind(p_kind text) RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT CASE p_kind WHEN 'table' THEN 'TABLE' WHEN 'index' THEN 'INDEX' WHEN 'statistics' THEN 'STATISTICS' ELSE 'SEQUENCE' END
 $$;
@@ -1143,6 +1175,7 @@ CREATE OR REPLACE FUNCTION tombstone._trash_register(
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     p record;
@@ -1250,6 +1283,7 @@ $$;
 -- (a walk of every path took exponential time on multiple inheritance).
 CREATE OR REPLACE FUNCTION tombstone._inheritors(p_rels oid[]) RETURNS oid[]
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     seen oid[] := p_rels;
@@ -1317,6 +1351,7 @@ CREATE OR REPLACE PROCEDURE tombstone.trash_tables(
     p_path text DEFAULT pg_catalog.current_setting('search_path'))
 LANGUAGE plpgsql
 SET jit = off -- (its catalog queries: see _sync_shadow)
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     q text;
@@ -1620,6 +1655,7 @@ $$;
 -- or what comes first).
 CREATE OR REPLACE FUNCTION tombstone._key_left_out(fk jsonb, p_why text, p_first text) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     RAISE WARNING 'tombstone: foreign key % of table % not re-created: %', fk ->> 'name', (fk ->> 'table_oid')::oid::regclass, p_why
@@ -1637,6 +1673,7 @@ $$;
 -- VALID key, not at all, with a WARNING); else it says why not.
 CREATE OR REPLACE FUNCTION tombstone._undrop_key(fk jsonb, p_other oid, p_other_name text, p_ref oid) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     msg text;
@@ -1725,6 +1762,7 @@ $$;
 -- _live reports whether table p_rel exists outside the trash.
 CREATE OR REPLACE FUNCTION tombstone._live(p_rel oid) RETURNS boolean
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                     WHERE c.oid = p_rel AND c.relnamespace <> 'tombstone_trash'::regnamespace)
@@ -1740,6 +1778,7 @@ $$;
 -- with a WARNING that says why and how to restore it by hand.
 CREATE OR REPLACE FUNCTION tombstone._undrop_wiring(p_wiring jsonb) RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     x jsonb;
@@ -1897,6 +1936,7 @@ CREATE OR REPLACE FUNCTION tombstone.undrop_table(p_name text)
 RETURNS TABLE (table_name text, restored_from text, dropped_at timestamptz)
 LANGUAGE plpgsql
 SET jit = off -- (its catalog queries: see _sync_shadow)
+SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings = on
 AS $$
 DECLARE
     parts text[];
