@@ -1,20 +1,18 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path"
-	"regexp"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole configuration file.
@@ -154,120 +152,161 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes YAML into cfg (which holds the defaults) and validates it.
-// Unknown keys are errors.
+// Unknown keys and values of the wrong kind are errors naming the key's
+// dotted path and its line, all of them at once.
 func Parse(data []byte, cfg *Config) (err error) {
 	defer func() {
-		// yaml.v3 panics on some malformed documents (a merge key over
-		// an unhashable key): an error like any other, not a crash.
+		// The YAML library has panicked on malformed documents before (a
+		// merge key over an unhashable key): an error like any other,
+		// not a crash.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cannot read the YAML: %v", r)
 		}
 	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	// An empty file decodes to io.EOF: it means "all defaults".
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nameKeys(data, err)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err // a syntax error: its line is all there is to say
+	}
+	if len(doc.Content) == 0 {
+		return cfg.Validate() // an empty file means "all defaults"
+	}
+	var errs []string
+	checkNode(doc.Content[0], reflect.TypeOf(cfg).Elem(), "", &errs)
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	if err := doc.Content[0].Decode(cfg); err != nil {
+		return err
 	}
 	return cfg.Validate()
 }
 
-// lineMessage is how yaml.v3 (and Duration) start an error: "line N: …".
-var lineMessage = regexp.MustCompile(`^line (\d+): (.*)$`)
+// unmarshaler is what a type that reads its own YAML (Duration) has.
+var unmarshaler = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
-// unknownField is yaml.v3's message for a key no field takes.
-var unknownField = regexp.MustCompile(`^field (.+) not found in type `)
-
-// nameKeys puts the dotted key path the YAML decoder's errors are about
-// in front of them: the decoder names only a line and a Go type
-// ("line 3: field retension not found in type config.Protect").
-func nameKeys(data []byte, err error) error {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil {
-		return err // a syntax error: its line is all there is to say
-	}
-	lines := map[int][]yamlPath{}
-	keyPaths(&root, "", lines)
-	msgs := []string{err.Error()}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	out := make([]string, len(msgs))
-	for i, m := range msgs {
-		out[i] = m
-		g := lineMessage.FindStringSubmatch(m)
-		if g == nil {
-			continue
+// checkNode checks n against t, the Go type it is to be decoded into:
+// every key one of t's, every value of the kind its field takes. Each
+// problem goes to errs as "line N: key.path: what".
+func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]string) {
+	fail := func(line int, format string, args ...any) {
+		key := path
+		if key == "" {
+			key = "(top level)"
 		}
-		line, _ := strconv.Atoi(g[1])
-		on := lines[line]
-		if len(on) == 0 {
-			continue
+		*errs = append(*errs, fmt.Sprintf("line %d: %s: %s", line, key, fmt.Sprintf(format, args...)))
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Tag == "!!null" {
+		return // no value: the default stays (Validate judges it)
+	}
+	if reflect.PointerTo(t).Implements(unmarshaler) {
+		if n.Kind != yaml.ScalarNode {
+			fail(n.Line, "%s where a value belongs", kindName(n))
+			return
 		}
-		// By default the innermost value on the line (a scalar that did
-		// not parse); an unknown key by its name; a list or map where
-		// something else belongs by the innermost collection (a block
-		// list starts on its first item's line).
-		key, what := on[len(on)-1].path, g[2]
-		if f := unknownField.FindStringSubmatch(what); f != nil {
-			what = "unknown key"
-			for _, p := range on {
-				if p.path == f[1] || strings.HasSuffix(p.path, "."+f[1]) {
-					key = p.path
-				}
-			}
-		} else if strings.HasPrefix(what, "cannot unmarshal !!seq") || strings.HasPrefix(what, "cannot unmarshal !!map") {
-			for j := len(on) - 1; j >= 0; j-- {
-				if on[j].collection {
-					key = on[j].path
-					break
-				}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			fail(n.Line, "%v", err)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			fail(n.Line, "%s where a map of keys belongs", kindName(n))
+			return
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name != "" && name != "-" {
+				fields[name] = f.Type
+				names = append(names, name)
 			}
 		}
-		out[i] = fmt.Sprintf("line %d: %s: %s", line, key, what)
-	}
-	return errors.New(strings.Join(out, "; "))
-}
-
-// yamlPath is a key or value of a YAML document: its dotted path (list
-// items path[i]) and whether it is a list or map.
-type yamlPath struct {
-	path       string
-	collection bool
-}
-
-// keyPaths records, for each line of n, the keys and values on it,
-// outermost first.
-func keyPaths(n *yaml.Node, prefix string, lines map[int][]yamlPath) {
-	note := func(line int, p string, collection bool) {
-		if p != "" {
-			lines[line] = append(lines[line], yamlPath{p, collection})
-		}
-	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			keyPaths(c, prefix, lines)
-		}
-	case yaml.MappingNode:
-		note(n.Line, prefix, true)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if prefix != "" {
-				p = prefix + "." + p
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				// "<<: *defaults" merges another map's keys into this one.
+				checkNode(v, t, path, errs)
+				continue
 			}
-			note(n.Content[i].Line, p, false)
-			keyPaths(n.Content[i+1], p, lines)
+			p := joinKey(path, k.Value)
+			ft, ok := fields[k.Value]
+			switch {
+			case k.Kind != yaml.ScalarNode:
+				fail(k.Line, "%s as a key", kindName(k))
+			case !ok:
+				*errs = append(*errs, fmt.Sprintf("line %d: %s: unknown key (known: %s)", k.Line, p, strings.Join(names, ", ")))
+			default:
+				checkNode(v, ft, p, errs)
+			}
 		}
-	case yaml.SequenceNode:
-		note(n.Line, prefix, true)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			fail(n.Line, "%s where a map belongs", kindName(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				fail(k.Line, "%s as a key", kindName(k))
+				continue
+			}
+			checkNode(v, t.Elem(), joinKey(path, k.Value), errs)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			fail(n.Line, "%s where a list belongs", kindName(n))
+			return
+		}
 		for i, c := range n.Content {
-			keyPaths(c, fmt.Sprintf("%s[%d]", prefix, i), lines)
+			checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
 		}
 	default:
-		note(n.Line, prefix, false)
+		if n.Kind != yaml.ScalarNode {
+			fail(n.Line, "%s where a value belongs", kindName(n))
+			return
+		}
+		if n.Decode(reflect.New(t).Interface()) != nil {
+			fail(n.Line, "`%s` is not %s", n.Value, typeName(t))
+		}
 	}
+}
+
+// joinKey is the dotted path of key under path.
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// kindName names a YAML node's kind for a message.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return "a value"
+}
+
+// typeName names what a scalar field takes, for a message.
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean (true or false)"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a " + t.Kind().String()
 }
 
 // ControlConninfo is the conninfo of the proxy's own connections:
@@ -447,7 +486,7 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return err // Parse names the key and line
 	}
 	*d = Duration(v)
 	return nil

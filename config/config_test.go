@@ -38,16 +38,16 @@ func TestDefaultsAreValid(t *testing.T) {
 }
 
 // TestRefused: unknown keys and bad values are refused with a message that
-// names the key (its dotted path, and the line when the YAML decoder
-// refused it).
+// names the key (its dotted path, and the line when the YAML itself is
+// wrong: an unknown key, a value of the wrong kind).
 func TestRefused(t *testing.T) {
 	for _, c := range []struct{ yaml, key string }{
-		{"listne: 1.2.3.4:5", "line 1: listne: unknown key"},
-		{"protect:\n  schemaz: [x]", "line 2: protect.schemaz: unknown key"},
+		{"listne: 1.2.3.4:5", "line 1: listne: unknown key (known: listen, upstream, "},
+		{"protect:\n  schemaz: [x]", "line 2: protect.schemaz: unknown key (known: schemas, exclude, retention, tables)"},
 		{"protect:\n  retention: forever", `line 2: protect.retention: bad duration "forever"`},
 		{"protect:\n  tables:\n    public.sites: {retention: 7x}", "protect.tables.public.sites.retention: bad duration"},
 		{"protect:\n  tables:\n    public.sites:\n      retension: 7d", "line 4: protect.tables.public.sites.retension: unknown key"},
-		{"protect:\n  schemas:\n    - [a]", "line 3: protect.schemas[0]: cannot unmarshal"},
+		{"protect:\n  schemas:\n    - [a]", "line 3: protect.schemas[0]: a list where a value belongs"},
 		{"protect:\n  retention: 0s", "protect.retention"},
 		{"protect:\n  schemas: []", "protect.schemas"},
 		{"protect:\n  schemas: [tombstone]", "protect.schemas"},
@@ -56,10 +56,17 @@ func TestRefused(t *testing.T) {
 		{"policies:\n  truncate: maybe", "policies.truncate"},
 		{"policies:\n  drop: yes", "policies.drop"},
 		{"guards:\n  max_rows: -1", "guards.max_rows"},
-		{"guards:\n  require_where: perhaps", "guards.require_where: cannot unmarshal !!str `perhaps`"},
-		{"guards:\n  max_rows: lots", "line 2: guards.max_rows: cannot unmarshal"},
-		{"protect:\n  tables: [a]", "line 2: protect.tables: cannot unmarshal !!seq"},
-		{"protect:\n  retention: 7d\n  schemas: {a: 1}", "line 3: protect.schemas: cannot unmarshal !!map"},
+		{"guards:\n  require_where: perhaps", "line 2: guards.require_where: `perhaps` is not a boolean (true or false)"},
+		{"guards:\n  max_rows: lots", "line 2: guards.max_rows: `lots` is not an integer"},
+		{"protect:\n  tables: [a]", "line 2: protect.tables: a list where a map belongs"},
+		{"protect:\n  tables:\n    - a", "line 3: protect.tables: a list where a map belongs"},
+		{"protect:\n  tables:\n    [a]: {}", "line 3: protect.tables: a list as a key"},
+		{"protect:\n  retention: 7d\n  schemas: {a: 1}", "line 3: protect.schemas: a map where a list belongs"},
+		{"guards:\n  max_rows: 99999999999999999999", "line 2: guards.max_rows: `99999999999999999999` is not an integer"},
+		{"protect:\n  <<: {retentoin: 1d}", "line 2: protect.retentoin: unknown key"},
+		{"listen: [a\n", "line 1: did not find expected"},
+		// Every problem at once.
+		{"listne: x\nguards: {max_rows: lots}", "line 1: listne: unknown key (known: listen, upstream, control_dsn, shutdown_timeout, event_loops, protect, policies, guards, limits, redis, metrics, log, tls); line 2: guards.max_rows: `lots` is not an integer"},
 		{"upstream: nowhere", "upstream"},
 		{"redis:\n  addr: redis", "redis.addr"},
 		{"log:\n  level: loud", "log.level"},
@@ -68,14 +75,23 @@ func TestRefused(t *testing.T) {
 		{"tls:\n  upstream: always", "tls.upstream"},
 		{"event_loops: -1", "event_loops"},
 		{"event_loops: 1000", "event_loops"},
-		{"- just\n- a list", "cannot unmarshal"},
-		{"x: &x {b: 1}\n? [a]\n: c\n<<: *x\n", "cannot read the YAML"}, // yaml.v3 panics on it
+		{"- just\n- a list", "line 1: (top level): a list where a map of keys belongs"},
+		{"x: &x {b: 1}\n? [a]\n: c\n<<: *x\n", "line 2: (top level): a list as a key"}, // yaml.v3's Decode panics on it
 	} {
 		cfg := config.Default()
 		err := config.Parse([]byte(c.yaml), &cfg)
 		require.Error(t, err, c.yaml)
 		require.Contains(t, err.Error(), c.key, c.yaml)
 	}
+}
+
+// TestMergeKeys: "<<" merges another map's keys, checked as if written
+// in place.
+func TestMergeKeys(t *testing.T) {
+	cfg := config.Default()
+	require.NoError(t, config.Parse([]byte("protect:\n  <<: {retention: 1d}\n  schemas: [app]\n"), &cfg))
+	require.Equal(t, 24*time.Hour, time.Duration(cfg.Protect.Retention))
+	require.Equal(t, []string{"app"}, cfg.Protect.Schemas)
 }
 
 func TestDurationsAndEmptyFile(t *testing.T) {

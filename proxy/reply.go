@@ -113,15 +113,38 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 	case p.admin:
 		e.Position = 0
 		e.Where = ""
-	case e.Code == pgerrcode.ProtocolViolation && p.out.HiddenColumns > 0:
+	case e.Code == pgerrcode.ProtocolViolation && p.out.HiddenColumns > 0 && e.Routine == "PortalSetResultFormat":
 		// A Bind given one result format per column, and the hidden
-		// columns' formats (bindHidden): Postgres counts without them.
-		var formats, columns int
-		if n, _ := fmt.Sscanf(e.Message, "bind message has %d result formats but query has %d columns", &formats, &columns); n != 2 {
+		// columns' formats (bindHidden): Postgres counts both without
+		// them. Its message ("bind message has %d result formats but
+		// query has %d columns", translated under lc_messages) is told
+		// from the Bind's other protocol errors by the routine raising
+		// it (src/backend/tcop/pquery.c), which is not translated, and
+		// holds the two counts and no other number in every language.
+		h := p.out.HiddenColumns
+		var msg strings.Builder
+		counts := 0
+		for i := 0; i < len(e.Message); {
+			j, n := i, 0
+			for ; j < len(e.Message) && '0' <= e.Message[j] && e.Message[j] <= '9' && j-i < 9; j++ {
+				n = n*10 + int(e.Message[j]-'0')
+			}
+			if j == i {
+				msg.WriteByte(e.Message[i])
+				i++
+				continue
+			}
+			if n < h {
+				return frame
+			}
+			msg.WriteString(fmt.Sprint(n - h))
+			counts++
+			i = j
+		}
+		if counts != 2 {
 			return frame
 		}
-		h := p.out.HiddenColumns
-		e.Message = fmt.Sprintf("bind message has %d result formats but query has %d columns", formats-h, columns-h)
+		e.Message = msg.String()
 	case p.res != nil && (p.res.Changed || p.res.Refusal() != nil):
 		// A refused statement leaves the text unchanged but for the DO
 		// block that raises the refusal.
@@ -168,19 +191,24 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 
 // withoutOwnContext cuts an error's CONTEXT where the proxy's own
 // functions (TRUNCATE and DROP TABLE run inside them) begin: the client
-// sees the lines Postgres would have sent for its statement alone.
+// sees the lines Postgres would have sent for its statement alone. The
+// lines are translated under lc_messages, so it decides by their shape
+// (see ownContext and contextFrame), not their words.
 func withoutOwnContext(where string) string {
 	lines := strings.Split(where, "\n")
 	for i, l := range lines {
 		if !ownContext(l) {
 			continue
 		}
-		// The statement our function ran, over as many lines as its
-		// text has.
-		for j := i - 1; j >= 0 && !contextFrame(lines[j]); j-- {
-			if strings.HasPrefix(lines[j], `SQL statement "`) {
-				i = j
-				break
+		// The statement our function ran ("SQL statement \"%s\"") ends
+		// on the line above with a closing quote mark, over as many
+		// lines as its text has: it goes too.
+		if i > 0 && strings.ContainsAny(lastRune(lines[i-1]), contextQuotes) {
+			for j := i - 1; j >= 0; j-- {
+				if contextFrame(lines[j]) {
+					i = j
+					break
+				}
 			}
 		}
 		return strings.Join(lines[:i], "\n")
@@ -188,10 +216,31 @@ func withoutOwnContext(where string) string {
 	return where
 }
 
-// contextFrame reports whether a CONTEXT line starts a frame of code
-// (not a line of a statement's text, which goes on over lines).
+// contextQuotes are the quote marks PostgreSQL's translations put around
+// a statement's text in CONTEXT ("SQL statement \"%s\"" is
+// "SQL-Anweisung »%s«" in German, "instruction SQL « %s »" in French).
+const contextQuotes = "\"«»“”„「」"
+
+// lastRune returns the last character of s, or "".
+func lastRune(s string) string {
+	r := []rune(s)
+	if len(r) == 0 {
+		return ""
+	}
+	return string(r[len(r)-1])
+}
+
+// contextFrame reports whether a CONTEXT line starts the frame of a
+// statement's text (not a line of that text, which goes on over lines):
+// before its first quote mark it names SQL, as every translation of
+// "SQL statement \"%s\"" and "SQL expression \"%s\"" does — and not
+// PL/pgSQL, which some languages quote a function's name after.
 func contextFrame(line string) bool {
-	return strings.HasPrefix(line, "PL/pgSQL function ") || strings.HasPrefix(line, "SQL function ")
+	q := strings.IndexAny(line, contextQuotes)
+	if q < 0 {
+		return false
+	}
+	return strings.Contains(strings.ReplaceAll(line[:q], "PL/pgSQL", ""), "SQL")
 }
 
 // ownFunctions are the store's functions that run Postgres's own
@@ -203,19 +252,41 @@ var ownFunctions = []string{"capture_truncate(", "trash_tables(", "detach_partit
 	"_on_drop(", "_on_ddl("}
 
 // ownContext reports whether a CONTEXT line is a frame of the store's
-// functions.
+// functions. Postgres names the function (format_procedure, not
+// translated) where the language puts it ("PL/pgSQL function %s line %d
+// at %s", "PL/pgSQL-Funktion %s Zeile %d bei %s", "在%3$s的第%2$d行的PL/pgSQL函数%1$s"):
+// a name of the store starting a word, in a line that is not a
+// statement's text.
 func ownContext(line string) bool {
-	const frame = "PL/pgSQL function "
-	if !strings.HasPrefix(line, frame) {
+	if contextFrame(line) {
 		return false
 	}
-	fn := strings.TrimPrefix(line[len(frame):], "tombstone.")
-	if len(fn) < len(line)-len(frame) {
-		return true
+	nameByte := func(b byte) bool {
+		return b == '_' || b == '$' || b == '.' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
 	}
-	for _, f := range ownFunctions {
-		if strings.HasPrefix(fn, f) {
-			return true
+	for _, f := range append([]string{"tombstone."}, ownFunctions...) {
+		for from := 0; ; {
+			k := strings.Index(line[from:], f)
+			if k < 0 {
+				break
+			}
+			k += from
+			from = k + 1
+			if k > 0 && nameByte(line[k-1]) {
+				continue
+			}
+			if f != "tombstone." {
+				return true
+			}
+			// tombstone.name(
+			rest := line[k+len(f):]
+			n := 0
+			for n < len(rest) && nameByte(rest[n]) && rest[n] != '.' && rest[n] != '$' {
+				n++
+			}
+			if n > 0 && n < len(rest) && rest[n] == '(' {
+				return true
+			}
 		}
 	}
 	return false

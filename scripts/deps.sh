@@ -3,7 +3,9 @@
 # `make bench` need from Debian packages:
 #   postgresql (server: pg_ctl, initdb, postgres, pgbench), postgresql-client
 #   (psql, pg_isready), redis-server (+ redis-cli), openssl, iproute2 (ss);
-#   with --bench also pgbouncer.
+#   with --bench also pgbouncer; and the OS locale de_DE.UTF-8 (package
+#   locales, /etc/locale.gen, locale-gen), which the language test sets
+#   lc_messages to (Postgres accepts only a locale the OS has).
 # apt-get update/install run only when something is missing. Silent when all
 # is present. Services installed here are not started (policy-rc.d guard).
 #
@@ -18,7 +20,7 @@ for a in "$@"; do
 	case "$a" in
 	--bench) bench=1 ;;
 	-h | --help)
-		sed -n '2,11p' "$0"
+		sed -n '2,13p' "$0"
 		exit 0
 		;;
 	*) die "unknown argument: $a" ;;
@@ -50,18 +52,27 @@ command -v make >/dev/null 2>&1 || need make
 if [ "$bench" -eq 1 ]; then
 	command -v pgbouncer >/dev/null 2>&1 || need pgbouncer
 fi
+# test/language_test.go runs the proxy's repairs under a German lc_messages.
+TEST_LOCALE=de_DE.UTF-8
+has_test_locale() { locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; }
+gen_locale=0
+if ! has_test_locale; then
+	gen_locale=1
+	command -v locale-gen >/dev/null 2>&1 || need locales
+fi
 
-if [ "${#missing[@]}" -gt 0 ] && [ "${DEPS_DRY_RUN:-0}" = 1 ]; then
-	echo "would install: ${missing[*]}"
+if [ "${DEPS_DRY_RUN:-0}" = 1 ] && { [ "${#missing[@]}" -gt 0 ] || [ "$gen_locale" -eq 1 ]; }; then
+	[ "${#missing[@]}" -eq 0 ] || echo "would install: ${missing[*]}"
+	[ "$gen_locale" -eq 0 ] || echo "would generate the locale $TEST_LOCALE"
 	exit 0
+fi
+sudo_cmd=()
+if { [ "${#missing[@]}" -gt 0 ] || [ "$gen_locale" -eq 1 ]; } && ! is_root; then
+	command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install ${missing[*]-} (and the locale $TEST_LOCALE) by hand"
+	sudo_cmd=(sudo)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing missing packages: ${missing[*]}"
-	sudo_cmd=()
-	if ! is_root; then
-		command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install ${missing[*]} by hand"
-		sudo_cmd=(sudo)
-	fi
 	command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand"
 	# Keep Debian's maintainer scripts from starting system services (a stray
 	# cluster on 5432 or a pgbouncer on 6432) while installing.
@@ -78,6 +89,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	"${sudo_cmd[@]+"${sudo_cmd[@]}"}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if [ "$gen_locale" -eq 1 ]; then
+	log "generating the locale $TEST_LOCALE"
+	# Enable it in /etc/locale.gen (commented out, or absent) and build it.
+	if grep -qx "# *$TEST_LOCALE UTF-8" /etc/locale.gen 2>/dev/null; then
+		"${sudo_cmd[@]+"${sudo_cmd[@]}"}" sed -i "s/^# *\($TEST_LOCALE UTF-8\)\$/\1/" /etc/locale.gen
+	elif ! grep -qx "$TEST_LOCALE UTF-8" /etc/locale.gen 2>/dev/null; then
+		echo "$TEST_LOCALE UTF-8" | "${sudo_cmd[@]+"${sudo_cmd[@]}"}" tee -a /etc/locale.gen >/dev/null
+	fi
+	"${sudo_cmd[@]+"${sudo_cmd[@]}"}" locale-gen >/dev/null
+fi
+
 # Verify.
 bindir="$(pg_bindir)" || die "no PostgreSQL server found under /usr/lib/postgresql/*/bin after install"
 for t in postgres pg_ctl initdb psql pg_isready pgbench; do
@@ -89,6 +111,7 @@ done
 if [ "$bench" -eq 1 ]; then
 	command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer missing after install"
 fi
+has_test_locale || die "the locale $TEST_LOCALE is missing after locale-gen"
 if is_root; then
 	id postgres >/dev/null 2>&1 || die "OS user 'postgres' does not exist (it comes with the postgresql package)"
 fi
