@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,14 +64,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add("DELETE FROM t USING t a" + strings.Repeat(" JOIN t b ON true AND t.end = 1", 700))
 	files, _ := filepath.Glob("testdata/*.txtar")
 	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		if _, rest, ok := strings.Cut(string(data), "-- input.sql --\n"); ok {
-			in, _, _ := strings.Cut(rest, "-- want --")
-			f.Add(strings.TrimSuffix(in, "\n"))
-		}
+		f.Add(strings.TrimSuffix(readGolden(f, file).input, "\n"))
 	}
 	cat := newTestCatalog()
 	f.Fuzz(func(t *testing.T, sql string) {

@@ -11,40 +11,42 @@ import (
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"golang.org/x/tools/txtar"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// A golden file is a tiny txtar: "-- input.sql --" then "-- want --".
-// Lines before the first section are comments.
+// A golden file is a txtar archive (golang.org/x/tools/txtar): its
+// comment, then the files "input.sql" and "want".
 type golden struct {
 	comment, input, want string
 }
 
-func readGolden(t *testing.T, path string) golden {
+func readGolden(t testing.TB, path string) golden {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	a, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var g golden
-	sections := map[string]*string{"input.sql": &g.input, "want": &g.want}
-	cur := &g.comment
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		if strings.HasPrefix(line, "-- ") && strings.HasSuffix(strings.TrimSpace(line), " --") {
-			name := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), "-- "), " --")
-			if p, ok := sections[name]; ok {
-				cur = p
-				continue
-			}
+	g := golden{comment: string(a.Comment)}
+	for _, f := range a.Files {
+		switch f.Name {
+		case "input.sql":
+			g.input = string(f.Data)
+		case "want":
+			g.want = string(f.Data)
+		default:
+			t.Fatalf("%s: unknown section %q", path, f.Name)
 		}
-		*cur += line
 	}
 	return g
 }
 
-func (g golden) format() string {
-	return g.comment + "-- input.sql --\n" + g.input + "-- want --\n" + g.want
+func (g golden) format() []byte {
+	return txtar.Format(&txtar.Archive{Comment: []byte(g.comment), Files: []txtar.File{
+		{Name: "input.sql", Data: []byte(g.input)},
+		{Name: "want", Data: []byte(g.want)},
+	}})
 }
 
 // describe renders a Result for review: metadata, then the rewritten SQL
@@ -128,7 +130,7 @@ func TestGolden(t *testing.T) {
 			got := describe(res, err)
 			if *update {
 				g.want = got
-				if err := os.WriteFile(f, []byte(g.format()), 0o644); err != nil {
+				if err := os.WriteFile(f, g.format(), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return

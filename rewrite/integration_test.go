@@ -1,4 +1,4 @@
-package rewrite
+package rewrite_test
 
 import (
 	"context"
@@ -15,14 +15,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/tombstone-proxy/tombstone/rewrite"
+	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
 // The integration test runs rewritten SQL against a real Postgres:
 //
 //	TOMBSTONE_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres go test ./rewrite -run Integration
 //
-// It creates a fresh database (the role needs CREATEDB), loads
-// testdata/schema.sql and drops the database at the end. Each case runs
+// It creates a fresh database (the role needs CREATEDB), loads the user
+// tables of testdata/tables.sql, installs the store there as the proxy
+// does (tombstone.Install, every table of public and app protected but
+// logs and site_notes) and rewrites with the catalog the store gives
+// (tombstone.LoadCatalog); it drops the database at the end. Each case runs
 // the original statement and the rewritten one in transactions that are
 // rolled back, and checks that the client-visible results are identical,
 // that the tables end in the same state, and that every removed or
@@ -121,19 +127,27 @@ func TestIntegration(t *testing.T) {
 		t.Fatalf("connect test db: %v", err)
 	}
 	defer conn.Close(ctx)
-	schema, err := os.ReadFile("testdata/schema.sql")
+	tables, err := os.ReadFile("testdata/tables.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, conn.PgConn(), string(schema))
+	mustExec(t, conn.PgConn(), string(tables))
 	mustExec(t, conn.PgConn(), seedSQL)
-
-	cat := newTestCatalog()
+	if err := tombstone.Install(ctx, conn, tombstone.InstallOptions{Protection: &tombstone.Protection{
+		Schemas: []string{"public", "app"},
+		Exclude: []string{"public.logs", "public.site_notes"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := tombstone.LoadCatalog(ctx, conn, tombstone.CatalogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range itCases {
 		t.Run(c.name, func(t *testing.T) { runCase(t, conn.PgConn(), cat, c) })
 	}
 	t.Run("error position", func(t *testing.T) { checkErrorPosition(t, conn.PgConn(), cat) })
-	t.Run("stale catalog guard", func(t *testing.T) { checkGuard(t, conn.PgConn()) })
+	t.Run("stale catalog guard", func(t *testing.T) { checkGuard(t, conn.PgConn(), cat) })
 }
 
 func mustExec(t *testing.T, c *pgconn.PgConn, sql string) []*pgconn.Result {
@@ -156,7 +170,7 @@ func (o outcome) String() string {
 	return fmt.Sprintf("tag=%q fields=%v rows=%v", o.tag, o.fields, o.rows)
 }
 
-func toOutcome(r *pgconn.Result, out Output) outcome {
+func toOutcome(r *pgconn.Result, out rewrite.Output) outcome {
 	fds := r.FieldDescriptions
 	rows := r.Rows
 	if n := out.HiddenColumns; n > 0 && len(fds) >= n {
@@ -203,17 +217,17 @@ func dump(t *testing.T, c *pgconn.PgConn) map[string][]string {
 
 // run executes the case's statements, rewritten or not, and returns what
 // the client would see.
-func run(t *testing.T, c *pgconn.PgConn, cat Catalog, tc itCase, rewrite bool) ([]outcome, error) {
+func run(t *testing.T, c *pgconn.PgConn, cat rewrite.Catalog, tc itCase, rewritten bool) ([]outcome, error) {
 	t.Helper()
 	ctx := context.Background()
 	var outs []outcome
-	prepared := map[string]Output{}
+	prepared := map[string]rewrite.Output{}
 	for _, sql := range tc.stmts {
 		send := sql
-		var res *Result
-		if rewrite {
+		var res *rewrite.Result
+		if rewritten {
 			var err error
-			res, err = Rewrite(sql, cat, Options{ClientAddr: "192.0.2.1"})
+			res, err = rewrite.Rewrite(sql, cat, rewrite.Options{ClientAddr: "192.0.2.1"})
 			if err != nil {
 				t.Fatalf("rewrite: %v", err)
 			}
@@ -227,15 +241,15 @@ func run(t *testing.T, c *pgconn.PgConn, cat Catalog, tc itCase, rewrite bool) (
 				}
 			}
 		}
-		outputs := func(i int) Output {
+		outputs := func(i int) rewrite.Output {
 			if res == nil || i >= len(res.Statements) {
-				return Output{}
+				return rewrite.Output{}
 			}
 			st := res.Statements[i]
 			if st.Prepares != "" && st.Rewritten {
-				return Output{}
+				return rewrite.Output{}
 			}
-			if st.Kind == KindExecute {
+			if st.Kind == rewrite.KindExecute {
 				tree, _ := pg.Parse(sql[st.Original.Start:st.Original.End])
 				return prepared[tree.GetStmts()[0].GetStmt().GetExecuteStmt().GetName()]
 			}
@@ -264,7 +278,7 @@ func run(t *testing.T, c *pgconn.PgConn, cat Catalog, tc itCase, rewrite bool) (
 	return outs, nil
 }
 
-func runCase(t *testing.T, c *pgconn.PgConn, cat *testCatalog, tc itCase) {
+func runCase(t *testing.T, c *pgconn.PgConn, cat rewrite.Catalog, tc itCase) {
 	before := dump(t, c)
 
 	mustExec(t, c, "BEGIN")
@@ -329,8 +343,8 @@ func runCase(t *testing.T, c *pgconn.PgConn, cat *testCatalog, tc itCase) {
 	if total < tc.wantRows {
 		t.Errorf("tombstoned %d rows, want at least %d (is the case testing anything?)", total, tc.wantRows)
 	}
-	res := mustExec(t, c, `SELECT tables::text, client_addr, sql, (purge_after > stmt_time)::text,
-		(SELECT count(DISTINCT _ts_batch) FROM tombstone.public_t) FROM tombstone.batches ORDER BY id`)
+	res := mustExec(t, c, `SELECT tables::text, client_addr, sql, (purge_after > stmt_time)::text
+		FROM tombstone.batches ORDER BY id`)
 	var sum = map[string]int{}
 	for _, r := range res[0].Rows {
 		var m map[string]int
@@ -384,7 +398,7 @@ func code(err error) string {
 
 // checkErrorPosition: an error inside the user's part of a rewritten
 // statement is reported at the same place as for the original.
-func checkErrorPosition(t *testing.T, c *pgconn.PgConn, cat Catalog) {
+func checkErrorPosition(t *testing.T, c *pgconn.PgConn, cat rewrite.Catalog) {
 	for _, sql := range []string{
 		"DELETE FROM t WHERE nosuch = 1",
 		"SELECT 'é'; DELETE FROM t WHERE name = 'ü' AND nosuch = 1 RETURNING id",
@@ -392,7 +406,7 @@ func checkErrorPosition(t *testing.T, c *pgconn.PgConn, cat Catalog) {
 		"WITH g AS (DELETE FROM t WHERE id = 1 RETURNING name) SELECT nosuch FROM g",
 	} {
 		_, plainErr := c.Exec(context.Background(), sql).ReadAll()
-		res, err := Rewrite(sql, cat, Options{})
+		res, err := rewrite.Rewrite(sql, cat, rewrite.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -409,11 +423,12 @@ func checkErrorPosition(t *testing.T, c *pgconn.PgConn, cat Catalog) {
 
 // checkGuard: a catalog whose signature does not match the database makes
 // the statement fail with TS001 and lose nothing.
-func checkGuard(t *testing.T, c *pgconn.PgConn) {
-	cat := newTestCatalog()
+func checkGuard(t *testing.T, c *pgconn.PgConn, cat rewrite.Catalog) {
 	tt, _ := cat.Lookup("public", "t")
-	tt.Signature = "sig:stale"
-	res, err := Rewrite("DELETE FROM t WHERE id = 1", cat, Options{})
+	sig := tt.Signature
+	tt.Signature = "stale"
+	defer func() { tt.Signature = sig }()
+	res, err := rewrite.Rewrite("DELETE FROM t WHERE id = 1", cat, rewrite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
