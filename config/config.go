@@ -229,8 +229,15 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
-				// "<<: *defaults" merges another map's keys into this one.
-				checkNode(v, t, path, errs)
+				// "<<: *defaults" merges another map's keys into this
+				// one; "<<: [*a, *b]" several maps'.
+				if v.Kind == yaml.SequenceNode {
+					for _, m := range v.Content {
+						checkNode(m, t, path, errs)
+					}
+				} else {
+					checkNode(v, t, path, errs)
+				}
 				continue
 			}
 			p := joinKey(path, k.Value)

@@ -92,6 +92,16 @@ func TestMergeKeys(t *testing.T) {
 	require.NoError(t, config.Parse([]byte("protect:\n  <<: {retention: 1d}\n  schemas: [app]\n"), &cfg))
 	require.Equal(t, 24*time.Hour, time.Duration(cfg.Protect.Retention))
 	require.Equal(t, []string{"app"}, cfg.Protect.Schemas)
+
+	// Several maps at once, by a list of aliases; a bad key in one of
+	// them is still named.
+	cfg = config.Default()
+	doc := "protect:\n  tables:\n    public.a: &r {retention: 2h}\n    public.b: &c {column: tenant}\n    public.t: {<<: [*r, *c]}\n"
+	require.NoError(t, config.Parse([]byte(doc), &cfg))
+	require.Equal(t, 2*time.Hour, time.Duration(cfg.Protect.Tables["public.t"].Retention))
+	require.Equal(t, "tenant", cfg.Protect.Tables["public.t"].Column)
+	err := config.Parse([]byte("protect:\n  tables:\n    public.a: &r {retentoin: 2h}\n    public.t: {<<: [*r]}\n"), &cfg)
+	require.ErrorContains(t, err, "retentoin: unknown key")
 }
 
 func TestDurationsAndEmptyFile(t *testing.T) {

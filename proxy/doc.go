@@ -22,7 +22,7 @@
 //	               Console), from a Request — the text and the little of the session
 //	               a plan depends on; catalogs, budgets, trial parses
 //	lexing.go      how the server reads text (encoding, standard strings) and what the
-//	               planner therefore refuses to read
+//	               planner therefore refuses to read; case-blind word search
 //	refusal.go     a refusal sent as a statement that fails the way Postgres would
 //	registry.go    the session's prepared statements and portals that were rewritten,
 //	               and taking back what a failed Parse, Close, PREPARE or DEALLOCATE
@@ -35,7 +35,8 @@
 //	               mended or swallowed; a Query re-sent after a stale catalog
 //	reply.go       the repairs: command tags, hidden columns, error positions and
 //	               contexts, refusals
-//	pgerror.go     the errors the proxy itself sends, with their SQLSTATEs
+//	pgerror.go     FATAL errors and the ErrorResponse frames of the proxy's own errors
+//	               (pgerr.Error; SQLSTATEs from pgerrcode)
 //	metrics.go     the Prometheus counters
 //
 // # A DELETE, from the socket to the shadow table
@@ -70,9 +71,11 @@
 // answers come: CommandComplete "SELECT 1" is mended to "DELETE 1" (reply.go,
 // repair), ReadyForQuery completes the entry. An error is mended too: its
 // position mapped back into the client's text, the store's own CONTEXT
-// lines dropped; a TS001 (the catalog changed under the plan) is held back
-// while the catalog reloads and the Query is planned and sent again, so
-// the client never sees it.
+// lines dropped. A TS001 (the catalog changed under the plan) reloads the
+// catalog; for a single rewritten statement sent outside a transaction
+// block it is held back and the Query planned and sent again, so the
+// client never sees it (inside a block the failed statement has aborted
+// the transaction, and the client gets the error).
 //
 // In the extended protocol the Parse is planned the same way; the registry
 // remembers the statement's Output, so that the Describe, Bind and Execute
@@ -125,7 +128,7 @@
 // # Errors
 //
 // Whatever the proxy itself reports reaches the client as an ErrorResponse
-// with a SQLSTATE (see Error): an unreachable upstream is 08001, a broken
+// with a SQLSTATE (see pgerr.Error): an unreachable upstream is 08001, a broken
 // frame 08P01, a server connection lost at a message boundary 08006, a
 // shutdown 57P01. A session's panic is contained to that session.
 package proxy

@@ -147,3 +147,26 @@ func ascii(s string) bool {
 	}
 	return true
 }
+
+// containsFold reports whether b contains the lower-case ASCII text w
+// in any letter case, without copying b (it runs on every Query of a
+// session that has prepared statements).
+func containsFold[T string | []byte](b T, w string) bool {
+	for i := 0; i+len(w) <= len(b); i++ {
+		j := 0
+		for j < len(w) && lowerASCII(b[i+j]) == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}

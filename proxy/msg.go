@@ -50,6 +50,14 @@ const (
 	serverCopyInResponse     serverMsg = 'G'
 )
 
+// The Authentication requests the proxy tells apart (the code after the
+// message's length).
+const (
+	authOK        uint32 = 0
+	authSASL      uint32 = 10
+	authSASLFinal uint32 = 12
+)
+
 // What a Describe or Close names: a prepared statement or a portal.
 const (
 	targetStatement byte = 'S'

@@ -23,7 +23,7 @@ type Planner interface {
 	// Wants is a cheap pre-check on the raw text: false means the text
 	// certainly passes through untouched and Plan is not called.
 	Wants(sql []byte) bool
-	// Plan says what happens to req.SQL.
+	// Plan says what happens to req.SQL (nil is Pass{}).
 	Plan(ctx context.Context, req Request) Plan
 }
 

@@ -47,7 +47,10 @@ func (s *Session) plan(ctx context.Context, sql string) Plan {
 			return h.plan
 		}
 	}
-	return s.srv.planner.Plan(ctx, s.request(sql))
+	if plan := s.srv.planner.Plan(ctx, s.request(sql)); plan != nil {
+		return plan
+	}
+	return Pass{} // a Planner's nil: nothing to change
 }
 
 // request is what the planner is asked about sql, sent by s now.

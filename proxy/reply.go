@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -193,19 +194,32 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 // functions (TRUNCATE and DROP TABLE run inside them) begin: the client
 // sees the lines Postgres would have sent for its statement alone. The
 // lines are translated under lc_messages, so it decides by their shape
-// (see ownContext and contextFrame), not their words.
+// (see ownContext and contextFrame), not their words. The text of a
+// statement in a frame ("SQL statement \"%s\"") may run over lines,
+// which are read as text, never as frames, up to the closing quote mark.
 func withoutOwnContext(where string) string {
 	lines := strings.Split(where, "\n")
+	inText := false
 	for i, l := range lines {
+		if inText {
+			inText = !endsQuoted(l)
+			continue
+		}
+		if textStart(l) {
+			q := strings.IndexAny(l, contextQuotes)
+			_, size := utf8.DecodeRuneInString(l[q:])
+			inText = !endsQuoted(l[q+size:])
+			continue
+		}
 		if !ownContext(l) {
 			continue
 		}
-		// The statement our function ran ("SQL statement \"%s\"") ends
-		// on the line above with a closing quote mark, over as many
-		// lines as its text has: it goes too.
-		if i > 0 && strings.ContainsAny(lastRune(lines[i-1]), contextQuotes) {
+		// The statement our function ran ends on the line above with a
+		// closing quote mark, over as many lines as its text has: it goes
+		// too.
+		if i > 0 && endsQuoted(lines[i-1]) {
 			for j := i - 1; j >= 0; j-- {
-				if contextFrame(lines[j]) {
+				if textStart(lines[j]) {
 					i = j
 					break
 				}
@@ -216,19 +230,46 @@ func withoutOwnContext(where string) string {
 	return where
 }
 
+// textStart reports whether a CONTEXT line starts a statement's text
+// ("SQL statement \"%s\"", "SQL expression \"%s\""), which may go on
+// over lines: a frame naming SQL (contextFrame) whose quote mark opens
+// more than a name.
+func textStart(line string) bool {
+	if !contextFrame(line) {
+		return false
+	}
+	q := strings.IndexAny(line, contextQuotes)
+	_, size := utf8.DecodeRuneInString(line[q:])
+	return !nameFrame(line[q+size:])
+}
+
+// nameFrame reports whether after, the rest of a frame's line after its
+// first quote mark, is a quoted name and words after it ("SQL function
+// \"%s\" statement %d", "fonction SQL « %s », instruction %d") rather
+// than the start of a statement's text: one word up to the closing quote,
+// and no quote mark after it.
+func nameFrame(after string) bool {
+	k := strings.IndexAny(after, contextQuotes)
+	if k < 0 {
+		return false
+	}
+	name := strings.TrimSpace(after[:k])
+	_, size := utf8.DecodeRuneInString(after[k:])
+	rest := after[k+size:]
+	return name != "" && !strings.ContainsAny(name, " \t") &&
+		strings.TrimSpace(rest) != "" && !strings.ContainsAny(rest, contextQuotes)
+}
+
+// endsQuoted reports whether s ends with a quote mark of contextQuotes.
+func endsQuoted(s string) bool {
+	r, _ := utf8.DecodeLastRuneInString(s)
+	return r != utf8.RuneError && strings.ContainsRune(contextQuotes, r)
+}
+
 // contextQuotes are the quote marks PostgreSQL's translations put around
 // a statement's text in CONTEXT ("SQL statement \"%s\"" is
 // "SQL-Anweisung »%s«" in German, "instruction SQL « %s »" in French).
 const contextQuotes = "\"«»“”„「」"
-
-// lastRune returns the last character of s, or "".
-func lastRune(s string) string {
-	r := []rune(s)
-	if len(r) == 0 {
-		return ""
-	}
-	return string(r[len(r)-1])
-}
 
 // contextFrame reports whether a CONTEXT line starts the frame of a
 // statement's text (not a line of that text, which goes on over lines):
@@ -251,16 +292,13 @@ func contextFrame(line string) bool {
 var ownFunctions = []string{"capture_truncate(", "trash_tables(", "detach_partition(", "guarded_ddl(", "_resolve_as(", "_exec_as(", "_names_as(",
 	"_on_drop(", "_on_ddl("}
 
-// ownContext reports whether a CONTEXT line is a frame of the store's
-// functions. Postgres names the function (format_procedure, not
-// translated) where the language puts it ("PL/pgSQL function %s line %d
-// at %s", "PL/pgSQL-Funktion %s Zeile %d bei %s", "在%3$s的第%2$d行的PL/pgSQL函数%1$s"):
-// a name of the store starting a word, in a line that is not a
-// statement's text.
+// ownContext reports whether a CONTEXT line that is not a statement's
+// text is a frame of the store's functions. Postgres names the function
+// (format_procedure, not translated) where the language puts it
+// ("PL/pgSQL function %s line %d at %s", "PL/pgSQL-Funktion %s Zeile %d
+// bei %s", "在%3$s的第%2$d行的PL/pgSQL函数%1$s"): a name of the store
+// starting a word.
 func ownContext(line string) bool {
-	if contextFrame(line) {
-		return false
-	}
 	nameByte := func(b byte) bool {
 		return b == '_' || b == '$' || b == '.' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
 	}

@@ -188,15 +188,15 @@ func (s *Session) relayAuth() error {
 				return fatal(pgerrcode.ProtocolViolation, "invalid authentication request from server", nil)
 			}
 			code := binary.BigEndian.Uint32(msg[5:9])
-			if code == 10 { // AuthenticationSASL
+			if code == authSASL {
 				msg = withoutChannelBinding(msg)
 			}
 			if _, err := s.client.Write(msg); err != nil {
 				return errSessionDone
 			}
-			// AuthenticationOk (0) and SASLFinal (12) expect no answer;
-			// every other request does.
-			if code == 0 || code == 12 {
+			// AuthenticationOk and SASLFinal expect no answer; every
+			// other request does.
+			if code == authOK || code == authSASLFinal {
 				continue
 			}
 			// Postgres reads an authentication answer of at most 64 KiB

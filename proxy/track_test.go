@@ -218,6 +218,11 @@ func TestWithoutOwnContext(t *testing.T) {
 		"PL/pgSQL function audit() line 3 at RAISE\nSQL statement \"TRUNCATE\n t\"\n" + own:      "PL/pgSQL function audit() line 3 at RAISE",
 		"SQL function \"f\" statement 1":                             "SQL function \"f\" statement 1",
 		"PL/pgSQL function public.tombstone_like() line 1 at RETURN": "PL/pgSQL function public.tombstone_like() line 1 at RETURN",
+		// A user's statement over lines that calls a function of ours
+		// is text, not a frame of ours.
+		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM":                                                                          "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
+		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM\nSQL statement \"TRUNCATE\n t\"\n" + own:                                  "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
+		"SQL-Anweisung »SELECT 1/0\n + tombstone.f(1)«\nPL/pgSQL-Funktion audit() Zeile 3 bei PERFORM\nSQL-Anweisung »TRUNCATE t«\nPL/pgSQL-Funktion tombstone.capture_truncate(text[]) Zeile 32 bei PERFORM": "SQL-Anweisung »SELECT 1/0\n + tombstone.f(1)«\nPL/pgSQL-Funktion audit() Zeile 3 bei PERFORM",
 	} {
 		require.Equal(t, want, withoutOwnContext(in), in)
 	}
@@ -237,4 +242,38 @@ func TestContainsFold(t *testing.T) {
 		require.Equal(t, want, containsFold([]byte(text), "standard_conforming_strings"), text)
 	}
 	require.True(t, containsFold([]byte("x; DEALLOCATE ALL"), "deallocate"))
+}
+
+// TestRegistrySQLPrepares: a Query's PREPAREs and DEALLOCATEs are
+// registered as sent and taken back, newest first, from the statement the
+// server failed on; those before it stay (prepared statements are not
+// transactional).
+func TestRegistrySQLPrepares(t *testing.T) {
+	del := rewrite.Output{TagFrom: "SELECT", NoRows: true}
+	st := &statements{}
+	prep := st.sqlRegister(&rewrite.Statement{Prepares: "p", Rewritten: true, Output: del}, 0)
+	require.NotNil(t, prep)
+	require.Nil(t, st.sqlRegister(&rewrite.Statement{Prepares: "p"}, 1), "a PREPARE of a name in use fails on the server")
+	out, ok := st.find("p")
+	require.True(t, ok)
+	require.Equal(t, del, out)
+
+	// PREPARE q; DEALLOCATE p; DEALLOCATE ALL in one Query, failing at
+	// the DEALLOCATE ALL (statement 2): p stays gone, q stays prepared.
+	u1 := st.sqlRegister(&rewrite.Statement{Prepares: "q"}, 0)
+	u2 := st.sqlRegister(&rewrite.Statement{Deallocates: "p"}, 1)
+	u3 := st.sqlRegister(&rewrite.Statement{DeallocateAll: true}, 2)
+	require.False(t, st.sqlNames["q"], "DEALLOCATE ALL")
+	st.undoSQL([]sqlUndo{*u1, *u2, *u3}, 2)
+	require.True(t, st.sqlNames["q"])
+	_, ok = st.find("p")
+	require.False(t, ok, "the DEALLOCATE before the failure ran")
+
+	// The same Query failing at its first statement: everything back.
+	st.undoSQL([]sqlUndo{*u1, *u2, *u3}, 0)
+	require.False(t, st.sqlNames["q"])
+	out, ok = st.find("p")
+	require.True(t, ok)
+	require.Equal(t, del, out)
+	require.True(t, st.sqlInUse.Load())
 }
