@@ -84,6 +84,12 @@ type InstallOptions struct {
 	// Protection, when non-nil, replaces the protection rules stored in
 	// the database. Nil keeps what is stored.
 	Protection *Protection
+	// KeepStored limits Protection to a database that has no rules yet
+	// (its first install): where rules are in force and Protection
+	// differs from them, they are kept and the difference is logged as a
+	// warning. The proxy installs so; `tombstone init --config` replaces
+	// the rules.
+	KeepStored bool
 	// Logger receives warnings (e.g. no event trigger without superuser).
 	// Nil means no logging.
 	Logger *zap.Logger
@@ -243,7 +249,7 @@ $$`); err != nil {
 			return err
 		}
 		if opts.Protection != nil {
-			if err := storeProtection(ctx, tx, *opts.Protection); err != nil {
+			if err := applyProtection(ctx, tx, *opts.Protection, opts.KeepStored && version > 0, log); err != nil {
 				return err
 			}
 		}
@@ -253,6 +259,32 @@ $$`); err != nil {
 		return nil
 	})
 	return err
+}
+
+// applyProtection stores p, or, when keep, keeps the rules in force and
+// logs that p differs from them (if it does).
+func applyProtection(ctx context.Context, tx pgx.Tx, p Protection, keep bool, log *zap.Logger) error {
+	if !keep {
+		_, err := storeProtection(ctx, tx, p)
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT tombstone_protection"); err != nil {
+		return fmt.Errorf("tombstone: savepoint: %w", err)
+	}
+	before, err := storeProtection(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tombstone_protection"); err != nil {
+		return fmt.Errorf("tombstone: rollback to savepoint: %w", err)
+	}
+	if before != "" {
+		var db string
+		_ = tx.QueryRow(ctx, "SELECT pg_catalog.current_database()").Scan(&db)
+		log.Warn("this configuration's protect: and policies: rules differ from those in force in the database; keeping the database's rules (run `tombstone init --config …` to change them)",
+			zap.String("database", db), zap.String("in_force", before))
+	}
+	return nil
 }
 
 func installedVersion(ctx context.Context, tx pgx.Tx) (version int, fnMD5 string, err error) {
@@ -344,23 +376,24 @@ func intervalText(d time.Duration) *string {
 
 // storeProtection replaces the stored protection rules with p and bumps
 // protect.generation (which every catalog signature includes) when they
-// changed.
-func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
+// changed; changedFrom is then the rules before, as text ("" when they
+// did not change).
+func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) (changedFrom string, err error) {
 	const snapshot = `SELECT coalesce((SELECT string_agg(x::text, ';' ORDER BY x.kind, x.schema_name, x.table_name)
 		FROM tombstone.protected x), '') || '|' ||
 		coalesce((SELECT string_agg(key || '=' || value::text, ';' ORDER BY key) FROM tombstone.settings
 			WHERE key IN ('protect.retention', 'policies.truncate', 'policies.drop')), '')`
 	var before, after string
 	if err := tx.QueryRow(ctx, snapshot).Scan(&before); err != nil {
-		return fmt.Errorf("tombstone: read protection: %w", err)
+		return "", fmt.Errorf("tombstone: read protection: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "DELETE FROM tombstone.protected"); err != nil {
-		return fmt.Errorf("tombstone: store protection: %w", err)
+		return "", fmt.Errorf("tombstone: store protection: %w", err)
 	}
 	for i, s := range p.Schemas {
 		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.protected (kind, schema_name, position) VALUES ('schema', $1, $2)
 			ON CONFLICT DO NOTHING`, s, i+1); err != nil {
-			return fmt.Errorf("tombstone: store protect.schemas: %w", err)
+			return "", fmt.Errorf("tombstone: store protect.schemas: %w", err)
 		}
 	}
 	type rule struct {
@@ -372,14 +405,14 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	for name, t := range p.Tables {
 		s, tb, err := splitTable(name)
 		if err != nil {
-			return err
+			return "", err
 		}
 		r := rule{mode: t.Mode, retention: intervalText(t.Retention)}
 		if r.mode == "" {
 			r.mode = "shadow"
 		}
 		if r.mode != "shadow" && r.mode != "off" {
-			return fmt.Errorf("tombstone: protect.tables.%s.mode: %q is not one of shadow, off", name, t.Mode)
+			return "", fmt.Errorf("tombstone: protect.tables.%s.mode: %q is not one of shadow, off", name, t.Mode)
 		}
 		if t.Column != "" {
 			c := t.Column
@@ -390,7 +423,7 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	for _, name := range p.Exclude {
 		s, tb, err := splitTable(name)
 		if err != nil {
-			return err
+			return "", err
 		}
 		r := rules[[2]string{s, tb}]
 		r.mode = "off"
@@ -399,7 +432,7 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	for k, r := range rules {
 		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.protected (kind, schema_name, table_name, mode, retention, filter_column)
 			VALUES ('table', $1, $2, $3, $4::interval, $5)`, k[0], k[1], r.mode, r.retention, r.column); err != nil {
-			return fmt.Errorf("tombstone: store protect.tables.%s.%s: %w", k[0], k[1], err)
+			return "", fmt.Errorf("tombstone: store protect.tables.%s.%s: %w", k[0], k[1], err)
 		}
 	}
 	ret := p.Retention
@@ -409,7 +442,7 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 	if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ('protect.retention', to_jsonb($1::interval::text))
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
 		WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, *intervalText(ret)); err != nil {
-		return fmt.Errorf("tombstone: store protect.retention: %w", err)
+		return "", fmt.Errorf("tombstone: store protect.retention: %w", err)
 	}
 	for _, pol := range []struct{ key, value, def string }{
 		{"policies.truncate", p.Truncate, "capture"},
@@ -420,27 +453,28 @@ func storeProtection(ctx context.Context, tx pgx.Tx, p Protection) error {
 			v = pol.def
 		}
 		if v != pol.def && v != "reject" && v != "allow" {
-			return fmt.Errorf("tombstone: %s: %q is not one of %s, reject, allow", pol.key, pol.value, pol.def)
+			return "", fmt.Errorf("tombstone: %s: %q is not one of %s, reject, allow", pol.key, pol.value, pol.def)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tombstone.settings (key, value) VALUES ($1, to_jsonb($2::text))
 			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = statement_timestamp()
 			WHERE settings.value IS DISTINCT FROM EXCLUDED.value`, pol.key, v); err != nil {
-			return fmt.Errorf("tombstone: store %s: %w", pol.key, err)
+			return "", fmt.Errorf("tombstone: store %s: %w", pol.key, err)
 		}
 	}
 	if err := tx.QueryRow(ctx, snapshot).Scan(&after); err != nil {
-		return fmt.Errorf("tombstone: read protection: %w", err)
+		return "", fmt.Errorf("tombstone: read protection: %w", err)
 	}
-	if before != after {
-		if _, err := tx.Exec(ctx, `UPDATE tombstone.settings SET value = to_jsonb(value::text::bigint + 1), updated_at = statement_timestamp()
-			WHERE key = 'protect.generation'`); err != nil {
-			return fmt.Errorf("tombstone: bump protect.generation: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'protection')", NotifyChannel); err != nil {
-			return fmt.Errorf("tombstone: notify: %w", err)
-		}
+	if before == after {
+		return "", nil
 	}
-	return nil
+	if _, err := tx.Exec(ctx, `UPDATE tombstone.settings SET value = to_jsonb(value::text::bigint + 1), updated_at = statement_timestamp()
+		WHERE key = 'protect.generation'`); err != nil {
+		return "", fmt.Errorf("tombstone: bump protect.generation: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'protection')", NotifyChannel); err != nil {
+		return "", fmt.Errorf("tombstone: notify: %w", err)
+	}
+	return before, nil
 }
 
 // Sync stores opts.Protection (when non-nil) and creates or aligns the
@@ -461,7 +495,7 @@ func Sync(ctx context.Context, conn *pgx.Conn, opts InstallOptions) error {
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1::bigint)", installLockKey); err != nil {
 				return fmt.Errorf("tombstone: install lock: %w", err)
 			}
-			if err := storeProtection(ctx, tx, *opts.Protection); err != nil {
+			if _, err := storeProtection(ctx, tx, *opts.Protection); err != nil {
 				return err
 			}
 		}

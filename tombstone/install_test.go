@@ -4,10 +4,13 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
 	"github.com/tombstone-proxy/tombstone/tombstone"
@@ -127,4 +130,42 @@ UPDATE tombstone.schema_version SET functions_md5 = 'old'`)
 	require.Equal(t, "42P13", pgErr.Code)
 	require.Contains(t, pgErr.Message, "tombstone.unpinned()")
 	require.Contains(t, err.Error(), "functions_check.sql")
+}
+
+// TestInstallKeepsRulesInForce: an install with KeepStored (the proxy's)
+// stores its rules in a database that has none yet, but does not replace
+// rules in force: a proxy started without --config once put retention
+// back from 2 s to 168 h with no log line. It warns instead; an install
+// without KeepStored (`tombstone init --config`) replaces them.
+func TestInstallKeepsRulesInForce(t *testing.T) {
+	ctx := context.Background()
+	rules := `SELECT (SELECT value::text FROM tombstone.settings WHERE key = 'protect.retention') || ' ' ||
+		(SELECT count(*) FROM tombstone.protected)::text || ' ' ||
+		(SELECT value::text FROM tombstone.settings WHERE key = 'protect.generation')`
+
+	// A first install with KeepStored stores its rules.
+	c := testenv.Connect(t, newDB(t))
+	exec(t, c, fixture)
+	short := protection()
+	short.Retention = 2 * time.Second
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: short, KeepStored: true}))
+	inForce := queryString(t, c, rules)
+	require.Contains(t, inForce, `"00:00:02"`)
+
+	// A proxy with the defaults starts: the rules stay, and it says so.
+	core, logs := observer.New(zap.WarnLevel)
+	defaults := &tombstone.Protection{Schemas: []string{"public"}}
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: defaults, KeepStored: true, Logger: zap.New(core)}))
+	require.Equal(t, inForce, queryString(t, c, rules), "rules, and their generation, unchanged")
+	require.Equal(t, 1, logs.FilterMessageSnippet("keeping the database's rules").Len())
+
+	// The same rules again: nothing to say.
+	core, logs = observer.New(zap.WarnLevel)
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: short, KeepStored: true, Logger: zap.New(core)}))
+	require.Zero(t, logs.Len())
+
+	// tombstone init --config replaces them.
+	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: defaults}))
+	require.NotEqual(t, inForce, queryString(t, c, rules))
+	require.Contains(t, queryString(t, c, rules), `"168:00:00"`)
 }

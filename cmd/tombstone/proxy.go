@@ -81,7 +81,7 @@ func (c *proxyCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg), Logger: log}, log)
+	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg), KeepStored: true, Logger: log}, log)
 	defer cats.Close()
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
