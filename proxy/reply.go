@@ -254,6 +254,9 @@ func nameFrame(after string) bool {
 		return false
 	}
 	name := strings.TrimSpace(after[:k])
+	if i := strings.IndexByte(name, '('); i >= 0 && strings.HasSuffix(name, ")") {
+		name = name[:i] // a function's argument types may hold spaces
+	}
 	_, size := utf8.DecodeRuneInString(after[k:])
 	rest := after[k+size:]
 	return name != "" && !strings.ContainsAny(name, " \t") &&
@@ -271,17 +274,18 @@ func endsQuoted(s string) bool {
 // "SQL-Anweisung »%s«" in German, "instruction SQL « %s »" in French).
 const contextQuotes = "\"«»“”„「」"
 
-// contextFrame reports whether a CONTEXT line starts the frame of a
-// statement's text (not a line of that text, which goes on over lines):
-// before its first quote mark it names SQL, as every translation of
-// "SQL statement \"%s\"" and "SQL expression \"%s\"" does — and not
-// PL/pgSQL, which some languages quote a function's name after.
+// contextFrame reports whether a CONTEXT line is a frame that quotes
+// something (not a line of a statement's text, which goes on over
+// lines): before its first quote mark it names SQL, as every translation
+// of "SQL statement \"%s\"", "SQL expression \"%s\"", "PL/pgSQL
+// assignment \"%s\"" and "SQL function \"%s\" statement %d" does (and
+// Korean's "PL/pgSQL function \"%s\"…": nameFrame tells those apart).
 func contextFrame(line string) bool {
 	q := strings.IndexAny(line, contextQuotes)
 	if q < 0 {
 		return false
 	}
-	return strings.Contains(strings.ReplaceAll(line[:q], "PL/pgSQL", ""), "SQL")
+	return strings.Contains(line[:q], "SQL")
 }
 
 // ownFunctions are the store's functions that run Postgres's own
@@ -313,18 +317,28 @@ func ownContext(line string) bool {
 			if k > 0 && nameByte(line[k-1]) {
 				continue
 			}
-			if f != "tombstone." {
-				return true
+			open := k + len(f) - 1 // ownFunctions' names end with "("
+			if f == "tombstone." {
+				n := k + len(f)
+				for n < len(line) && nameByte(line[n]) && line[n] != '.' && line[n] != '$' {
+					n++
+				}
+				if n == k+len(f) || n >= len(line) || line[n] != '(' {
+					continue
+				}
+				open = n
 			}
-			// tombstone.name(
-			rest := line[k+len(f):]
-			n := 0
-			for n < len(rest) && nameByte(rest[n]) && rest[n] != '.' && rest[n] != '$' {
-				n++
+			// The name, then its argument types in brackets (no values, no
+			// quotes), and, outside them, the frame's line number: a call
+			// in a statement's text is not a frame.
+			end := strings.IndexByte(line[open:], ')')
+			if end < 0 || strings.ContainsAny(line[open:open+end], contextQuotes+"'") {
+				continue
 			}
-			if n > 0 && n < len(rest) && rest[n] == '(' {
-				return true
+			if !strings.ContainsAny(line[:k]+line[open+end+1:], "0123456789") {
+				continue
 			}
+			return true
 		}
 	}
 	return false

@@ -399,3 +399,26 @@ func TestSyncOnceForItsOwnDDL(t *testing.T) {
 		WHERE source = 'app_t'::regclass AND attnum IS NOT NULL`), "the role's ALTER TABLE was synced")
 	require.Contains(t, queryString(t, su, `SELECT prosrc FROM pg_proc WHERE proname = '_ts_cap_' || 'app_t'::regclass::oid`), "extra")
 }
+
+// TestTableNameIsNotCode: a table's name goes into no generated code as
+// text a newline can end. The capture function once named its table in a
+// `--` comment, so a role that may create tables made the rest of the
+// name PL/pgSQL of a function the store's owner runs — code run as the
+// superuser at the table's first delete.
+func TestTableNameIsNotCode(t *testing.T) {
+	su, dsn := setup(t, false)
+	app := newRole(t, dsn, "ts_name")
+	exec(t, su, "GRANT CREATE, USAGE ON SCHEMA public TO "+app)
+	exec(t, su, "CREATE TABLE public.pwned (who name)")
+	exec(t, su, "GRANT INSERT ON public.pwned TO "+app)
+	c := testenv.Connect(t, withUser(t, dsn, app))
+	name := "\"x\nDECLARE e int := public.evil();--\""
+	exec(t, c, `CREATE FUNCTION public.evil() RETURNS int LANGUAGE sql AS $$ INSERT INTO public.pwned SELECT current_user; SELECT 1 $$`)
+	exec(t, c, "CREATE TABLE "+name+" (i int)")
+	exec(t, c, "INSERT INTO "+name+" VALUES (1)")
+	exec(t, c, "DELETE FROM "+name+" WHERE i = 1")
+	exec(t, c, "TRUNCATE "+name)
+	require.Equal(t, int64(1), queryInt(t, su, "SELECT count(*) FROM tombstone.shadows WHERE source_name = E'x\\nDECLARE e int := public.evil();--'"),
+		"the table is protected, its capture function generated")
+	require.Zero(t, queryInt(t, su, "SELECT count(*) FROM public.pwned"), "the name ran as code")
+}
