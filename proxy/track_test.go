@@ -220,12 +220,12 @@ func TestWithoutOwnContext(t *testing.T) {
 		"PL/pgSQL function public.tombstone_like() line 1 at RETURN": "PL/pgSQL function public.tombstone_like() line 1 at RETURN",
 		// A user's statement over lines that calls a function of ours
 		// is text, not a frame of ours.
-		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM":                                                                          "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
-		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM\nSQL statement \"TRUNCATE\n t\"\n" + own:                                  "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
+		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM":                                         "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
+		"SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM\nSQL statement \"TRUNCATE\n t\"\n" + own: "SQL statement \"SELECT 1/0\n + length(tombstone.shadow_name('t'::regclass))\"\nPL/pgSQL function audit() line 3 at PERFORM",
 		// A line of text ending in a quote mark, then a call of ours.
 		"SQL statement \"select 1/0 -- \"x\"\n  , tombstone.status()\"\nPL/pgSQL function trg2() line 3 at EXECUTE": "SQL statement \"select 1/0 -- \"x\"\n  , tombstone.status()\"\nPL/pgSQL function trg2() line 3 at EXECUTE",
 		// A PL/pgSQL assignment's text is a statement's text too.
-		"PL/pgSQL assignment \"x := (select 1/0\n        + (select count(*) from tombstone.show_batches()))\"\nPL/pgSQL function trg6() line 4 at assignment\n" + own: "PL/pgSQL assignment \"x := (select 1/0\n        + (select count(*) from tombstone.show_batches()))\"\nPL/pgSQL function trg6() line 4 at assignment",
+		"PL/pgSQL assignment \"x := (select 1/0\n        + (select count(*) from tombstone.show_batches()))\"\nPL/pgSQL function trg6() line 4 at assignment\n" + own:                                         "PL/pgSQL assignment \"x := (select 1/0\n        + (select count(*) from tombstone.show_batches()))\"\nPL/pgSQL function trg6() line 4 at assignment",
 		"SQL-Anweisung »SELECT 1/0\n + tombstone.f(1)«\nPL/pgSQL-Funktion audit() Zeile 3 bei PERFORM\nSQL-Anweisung »TRUNCATE t«\nPL/pgSQL-Funktion tombstone.capture_truncate(text[]) Zeile 32 bei PERFORM": "SQL-Anweisung »SELECT 1/0\n + tombstone.f(1)«\nPL/pgSQL-Funktion audit() Zeile 3 bei PERFORM",
 	} {
 		require.Equal(t, want, withoutOwnContext(in), in)
