@@ -165,8 +165,15 @@ func (g *gen) genSchema() string {
 	for i := 0; i < n; i++ {
 		tb := &gTab{inhOf: -1}
 		tb.name = fmt.Sprintf("t%d", len(g.tabs))
-		if g.rng.IntN(6) == 0 {
+		switch g.rng.IntN(8) {
+		case 0:
 			tb.name = fmt.Sprintf("T %d", len(g.tabs))
+		case 1:
+			// Code, if anything pastes the name unquoted into SQL or
+			// into a comment of generated code: a newline ends a "--"
+			// comment (the capture function's header once did, and the
+			// rest of the name ran as its owner).
+			tb.name = fmt.Sprintf("t%d\nDECLARE e int := 1/0;--'", len(g.tabs))
 		}
 		tb.ident = pgx.Identifier{tb.name}.Sanitize()
 		tb.kind = []string{"plain", "part", "inhroot"}[weighted(g.rng, 6, 3, 2)]
