@@ -194,7 +194,7 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 // functions (TRUNCATE and DROP TABLE run inside them) begin: the client
 // sees the lines Postgres would have sent for its statement alone. The
 // lines are translated under lc_messages, so it decides by their shape
-// (see ownContext and contextFrame), not their words. The text of a
+// (see ownContext and statementText), not their words. The text of a
 // statement in a frame ("SQL statement \"%s\"") may run over lines,
 // which are read as text, never as frames, up to the closing quote mark.
 func withoutOwnContext(where string) string {
@@ -205,10 +205,8 @@ func withoutOwnContext(where string) string {
 			inText = !endsQuoted(l)
 			continue
 		}
-		if textStart(l) {
-			q := strings.IndexAny(l, contextQuotes)
-			_, size := utf8.DecodeRuneInString(l[q:])
-			inText = !endsQuoted(l[q+size:])
+		if text, ok := statementText(l); ok {
+			inText = !endsQuoted(text)
 			continue
 		}
 		if !ownContext(l) {
@@ -219,7 +217,7 @@ func withoutOwnContext(where string) string {
 		// too.
 		if i > 0 && endsQuoted(lines[i-1]) {
 			for j := i - 1; j >= 0; j-- {
-				if textStart(lines[j]) {
+				if _, ok := statementText(lines[j]); ok {
 					i = j
 					break
 				}
@@ -230,17 +228,30 @@ func withoutOwnContext(where string) string {
 	return where
 }
 
-// textStart reports whether a CONTEXT line starts a statement's text
-// ("SQL statement \"%s\"", "SQL expression \"%s\""), which may go on
-// over lines: a frame naming SQL (contextFrame) whose quote mark opens
-// more than a name.
-func textStart(line string) bool {
-	if !contextFrame(line) {
-		return false
+// statementText returns what a CONTEXT line that starts a statement's
+// text ("SQL statement \"%s\"", "SQL expression \"%s\"", "PL/pgSQL
+// assignment \"%s\"") holds of that text, which may go on over lines;
+// ok is false for any other line. Before its first quote mark such a
+// line names SQL, in every translation; one that quotes a name and goes
+// on in words ("SQL function \"%s\" statement %d", Korean's "PL/pgSQL
+// function \"%s\"…") is a frame of code (nameFrame).
+func statementText(line string) (text string, ok bool) {
+	before, after, ok := cutQuote(line)
+	if !ok || !strings.Contains(before, "SQL") || nameFrame(after) {
+		return "", false
 	}
-	q := strings.IndexAny(line, contextQuotes)
-	_, size := utf8.DecodeRuneInString(line[q:])
-	return !nameFrame(line[q+size:])
+	return after, true
+}
+
+// cutQuote returns s before and after its first quote mark of
+// contextQuotes; ok is false when it has none.
+func cutQuote(s string) (before, after string, ok bool) {
+	q := strings.IndexAny(s, contextQuotes)
+	if q < 0 {
+		return s, "", false
+	}
+	_, size := utf8.DecodeRuneInString(s[q:])
+	return s[:q], s[q+size:], true
 }
 
 // nameFrame reports whether after, the rest of a frame's line after its
@@ -249,16 +260,14 @@ func textStart(line string) bool {
 // than the start of a statement's text: one word up to the closing quote,
 // and no quote mark after it.
 func nameFrame(after string) bool {
-	k := strings.IndexAny(after, contextQuotes)
-	if k < 0 {
+	name, rest, ok := cutQuote(after)
+	if !ok {
 		return false
 	}
-	name := strings.TrimSpace(after[:k])
+	name = strings.TrimSpace(name)
 	if i := strings.IndexByte(name, '('); i >= 0 && strings.HasSuffix(name, ")") {
 		name = name[:i] // a function's argument types may hold spaces
 	}
-	_, size := utf8.DecodeRuneInString(after[k:])
-	rest := after[k+size:]
 	return name != "" && !strings.ContainsAny(name, " \t") &&
 		strings.TrimSpace(rest) != "" && !strings.ContainsAny(rest, contextQuotes)
 }
@@ -273,20 +282,6 @@ func endsQuoted(s string) bool {
 // a statement's text in CONTEXT ("SQL statement \"%s\"" is
 // "SQL-Anweisung »%s«" in German, "instruction SQL « %s »" in French).
 const contextQuotes = "\"«»“”„「」"
-
-// contextFrame reports whether a CONTEXT line is a frame that quotes
-// something (not a line of a statement's text, which goes on over
-// lines): before its first quote mark it names SQL, as every translation
-// of "SQL statement \"%s\"", "SQL expression \"%s\"", "PL/pgSQL
-// assignment \"%s\"" and "SQL function \"%s\" statement %d" does (and
-// Korean's "PL/pgSQL function \"%s\"…": nameFrame tells those apart).
-func contextFrame(line string) bool {
-	q := strings.IndexAny(line, contextQuotes)
-	if q < 0 {
-		return false
-	}
-	return strings.Contains(line[:q], "SQL")
-}
 
 // ownFunctions are the store's functions that run Postgres's own
 // statements for a rewritten one (TRUNCATE, DROP TABLE), and its event
