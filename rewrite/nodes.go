@@ -23,14 +23,6 @@ func colRef(names ...string) *pg.Node {
 	return &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{Fields: strNodes(names...), Location: -1}}}
 }
 
-// starRef is "rel.*".
-func starRef(rel string) *pg.Node {
-	return &pg.Node{Node: &pg.Node_ColumnRef{ColumnRef: &pg.ColumnRef{
-		Fields:   []*pg.Node{strNode(rel), {Node: &pg.Node_AStar{AStar: &pg.A_Star{}}}},
-		Location: -1,
-	}}}
-}
-
 func constStr(s string) *pg.Node { return pg.MakeAConstStrNode(s, -1) }
 
 func typeCast(arg *pg.Node, typ ...string) *pg.Node {
@@ -98,20 +90,6 @@ func subLink(kind pg.SubLinkType, test *pg.Node, sub *pg.SelectStmt) *pg.Node {
 		Testexpr:    test,
 		Subselect:   selectNode(sub),
 		Location:    -1,
-	}}}
-}
-
-// scalarFrom is "(SELECT col FROM cte)".
-func scalarFrom(col, cte string) *pg.Node {
-	return subLink(pg.SubLinkType_EXPR_SUBLINK, nil,
-		selectStmt([]*pg.Node{resTarget("", colRef(col))}, []*pg.Node{rangeVarNode("", cte, "")}, nil))
-}
-
-// field is "(arg).name".
-func field(arg *pg.Node, name string) *pg.Node {
-	return &pg.Node{Node: &pg.Node_AIndirection{AIndirection: &pg.A_Indirection{
-		Arg:         arg,
-		Indirection: []*pg.Node{strNode(name)},
 	}}}
 }
 
