@@ -36,8 +36,9 @@ var Usage = []struct{ Syntax, Help string }{
 	{"RELEASE BATCH <id>", "let the reaper purge a held batch again"},
 	{"PAUSE REAPER", "stop every reaper until RESUME REAPER"},
 	{"RESUME REAPER", "let reapers work again"},
-	{"FREEZE DELETES", "refuse every DELETE through every proxy (not available yet)"},
-	{"THAW DELETES", "allow deletes again (not available yet)"},
+	{"FREEZE DELETES", "refuse every DELETE, TRUNCATE and DROP TABLE of a protected table, through every proxy, until THAW DELETES"},
+	{"THAW DELETES", "end a freeze"},
+	{"SHOW AUDIT [LIMIT n]", "admin actions that took effect, newest first: who, when, from where, what, with what result"},
 	{"RESET BREAKER [<role or application>]", "re-arm a tripped delete-rate breaker (not available yet)"},
 	{"SHOW TOMBSTONE STATUS", "schema version, tables, tombstones, reaper state"},
 	{"TOMBSTONE HELP", "this list"},
@@ -89,7 +90,7 @@ func Is(text []byte) bool {
 	}
 	switch u1 {
 	case "SHOW":
-		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE"
+		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE" || u2 == "AUDIT"
 	case "RELEASE":
 		// RELEASE batch alone releases a savepoint named batch.
 		return u2 == "BATCH" && len(after) > 0 && after[0] != ';' && !bytes.HasPrefix(after, []byte("--"))
@@ -213,8 +214,9 @@ func (p *parser) command() (*Command, error) {
 		{[]string{"RELEASE", "BATCH"}, p.idCall("tombstone.hold_batch(%d, false)")},
 		{[]string{"PAUSE", "REAPER"}, p.plain("SELECT * FROM tombstone.set_reaper_paused(true)")},
 		{[]string{"RESUME", "REAPER"}, p.plain("SELECT * FROM tombstone.set_reaper_paused(false)")},
-		{[]string{"FREEZE", "DELETES"}, p.plain("FREEZE DELETES")},
-		{[]string{"THAW", "DELETES"}, p.plain("THAW DELETES")},
+		{[]string{"FREEZE", "DELETES"}, p.plain("SELECT * FROM tombstone.set_deletes_frozen(true)")},
+		{[]string{"THAW", "DELETES"}, p.plain("SELECT * FROM tombstone.set_deletes_frozen(false)")},
+		{[]string{"SHOW", "AUDIT"}, p.showAudit},
 		{[]string{"RESET", "BREAKER"}, p.resetBreaker},
 		{[]string{"TOMBSTONE", "HELP"}, p.help},
 	}
@@ -352,6 +354,21 @@ func (p *parser) showBatches() (string, error) {
 		}
 	}
 	return "SELECT * FROM tombstone.show_batches(" + strings.Join(args, ", ") + ")", nil
+}
+
+func (p *parser) showAudit() (string, error) {
+	limit := ""
+	if p.accept("LIMIT") {
+		n, err := p.int64("row count")
+		if err != nil {
+			return "", err
+		}
+		limit = fmt.Sprintf("%d", n)
+	}
+	if err := p.expectEnd(); err != nil {
+		return "", err
+	}
+	return "SELECT * FROM tombstone.show_audit(" + limit + ")", nil
 }
 
 func (p *parser) showTombstones() (string, error) {

@@ -26,6 +26,10 @@ const (
 	// LeaseLost: a reaper's fencing token is older than the newest one
 	// seen; another reaper has taken over.
 	LeaseLost = "TS010"
+	// DeletesFrozen: FREEZE DELETES is in force; a statement that would
+	// remove rows of a protected table (DELETE, TRUNCATE, DROP TABLE)
+	// is refused, with nothing removed, until THAW DELETES.
+	DeletesFrozen = "TS020"
 )
 
 // Error is an error a client receives as an ErrorResponse.

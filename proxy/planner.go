@@ -239,7 +239,15 @@ func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
 		defer returnMemory()
 	}
 	if console.Is([]byte(sql)) {
-		return consolePlan(sql, p.pol.Trial)
+		plan, err := consolePlan(sql, p.pol.Trial)
+		if err == nil {
+			// The store is installed with a database's first catalog: a
+			// command that comes first (FREEZE DELETES on a database
+			// nothing was deleted in yet) needs it too. Failing, the
+			// command reports what is missing itself.
+			_, _ = p.cats.Catalog(ctx, req.Database)
+		}
+		return plan, err
 	}
 	opt := p.options(req)
 	if res, ok := p.planStale(req.Database, sql, opt); ok {
@@ -357,9 +365,9 @@ func consolePlan(sql string, trial *rewrite.Trial) (Plan, error) {
 		return nil, err
 	}
 	switch cmd.Name {
-	case "FREEZE DELETES", "THAW DELETES", "RESET BREAKER":
+	case "RESET BREAKER":
 		return nil, &pgerr.Error{Code: pgerrcode.FeatureNotSupported, Message: "tombstone: " + cmd.Name + " is not available in this version",
-			Hint: "Fleet-wide delete guards come with the coordination layer; TOMBSTONE HELP lists the commands."}
+			Hint: "The delete-rate breaker is not built yet; FREEZE DELETES stops every delete of a protected table. TOMBSTONE HELP lists the commands."}
 	}
 	return Console{SQL: cmd.SQL}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 
 	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
@@ -112,6 +113,10 @@ func (s *Session) repairError(p *fix, frame []byte) []byte {
 		e = pgproto3.ErrorResponse{Severity: e.Severity, SeverityUnlocalized: e.SeverityUnlocalized,
 			Code: r.Code, Message: r.Message, Detail: r.Detail, Hint: r.Hint, Position: int32(r.Position)}
 	case p.admin:
+		// A failed admin command leaves no row in the store's audit trail
+		// (it rolls back with the command): the log keeps the attempt.
+		s.log.Info("admin command failed", zap.String("sqlstate", e.Code), zap.String("message", e.Message),
+			zap.String("user", s.Params["user"]), zap.String("client", s.ClientAddr))
 		e.Position = 0
 		e.Where = ""
 	case e.Code == pgerrcode.ProtocolViolation && p.out.HiddenColumns > 0 && e.Routine == "PortalSetResultFormat":

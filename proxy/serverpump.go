@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -274,8 +275,14 @@ func (s *Session) resend(cur *fix) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	plan, ok := s.srv.planner.Plan(ctx, s.request(cur.retry.sql)).(Rewrite)
+	planned := s.srv.planner.Plan(ctx, s.request(cur.retry.sql))
+	plan, ok := planned.(Rewrite)
 	if !ok || !plan.Result.Changed || plan.Result.Refusal() != nil {
+		why := fmt.Sprintf("%T", planned)
+		if r, refused := planned.(Refuse); refused {
+			why = r.Err.Error()
+		}
+		s.log.Info("statement planned against a stale catalog: not re-sent, planned again it is not a rewrite to run", zap.String("plan", why))
 		return false
 	}
 	frame, err := (&pgproto3.Query{String: plan.Result.SQL}).Encode(nil)
@@ -285,6 +292,7 @@ func (s *Session) resend(cur *fix) bool {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if !s.track.idle() || s.midFrame.Load() {
+		s.log.Info("statement planned against a stale catalog: not re-sent, the client has sent more since")
 		return false
 	}
 	if _, err := s.server.Write(frame); err != nil {

@@ -150,8 +150,8 @@ func TestConsoleSession(t *testing.T) {
 	require.Equal(t, 20-2, e.count("SELECT count(*) FROM tenants"), "nothing was dropped")
 	require.Equal(t, after, e.snapshot(saasTables...))
 
-	// FREEZE DELETES is not available yet: a clear 0A000, not silence.
-	pe := pgErrOf(t, p.PgConn().Exec(ctx, "FREEZE DELETES").Close())
+	// RESET BREAKER is not available yet: a clear 0A000, not silence.
+	pe := pgErrOf(t, p.PgConn().Exec(ctx, "RESET BREAKER").Close())
 	require.Equal(t, "0A000", pe.Code)
 
 	// HOLD blocks PURGE; RELEASE lets it; PURGE removes the tombstones.

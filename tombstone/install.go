@@ -136,6 +136,7 @@ var functionFiles = []string{
 	"functions_catalog.sql",    // protection rules, signatures, catalog log, DELETE guards
 	"functions_shadow.sql",     // shadow tables, sync, DDL event triggers
 	"functions_batches.sql",    // SHOW BATCH(ES), PURGE, HOLD, RELEASE
+	"functions_audit.sql",      // the audit trail, FREEZE and THAW DELETES
 	"functions_privileges.sql", // table privileges
 	"functions_capture.sql",    // capture triggers
 	"functions_console.sql",    // SHOW TOMBSTONES, STATUS, PAUSE/RESUME REAPER

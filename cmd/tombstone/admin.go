@@ -503,6 +503,37 @@ func (c *undropCmd) Run(std *stdio) error {
 	return c.query(std, "SELECT * FROM tombstone.undrop_table($1)", c.Table)
 }
 
+// freezeCmd is FREEZE DELETES.
+type freezeCmd struct {
+	dbFlags `embed:""`
+}
+
+func (c *freezeCmd) Run(std *stdio) error {
+	return c.query(std, "SELECT * FROM tombstone.set_deletes_frozen(true)")
+}
+
+// thawCmd is THAW DELETES.
+type thawCmd struct {
+	dbFlags `embed:""`
+}
+
+func (c *thawCmd) Run(std *stdio) error {
+	return c.query(std, "SELECT * FROM tombstone.set_deletes_frozen(false)")
+}
+
+// auditCmd is SHOW AUDIT.
+type auditCmd struct {
+	dbFlags `embed:""`
+	Limit   int `help:"At most this many actions, newest first." default:"50"`
+}
+
+func (c *auditCmd) Run(std *stdio) error {
+	if c.Limit <= 0 {
+		return usageErrorf("--limit must be positive")
+	}
+	return c.query(std, "SELECT * FROM tombstone.show_audit($1)", c.Limit)
+}
+
 // tombstonesCmd shows the deleted rows of a table.
 type tombstonesCmd struct {
 	dbFlags `embed:""`

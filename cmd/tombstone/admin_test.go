@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -363,4 +364,51 @@ func TestCLIWhereUnderNonStandardStrings(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "no tombstones of public.tenants match")
 	require.Equal(t, int64(0), count(t, c, "SELECT count(*) FROM tenants WHERE id IN (2, 3)"), "nothing restored")
+}
+
+// TestCLIFreezeAudit: tombstone freeze refuses the store's captures (a
+// rewritten DELETE fails with TS020, nothing deleted), tombstone thaw ends
+// it, and tombstone audit lists both, newest first, as JSON on request.
+func TestCLIFreezeAudit(t *testing.T) {
+	dsn := cliDB(t)
+	ctx := context.Background()
+	code, _, stderr := tomb(t, "init", "--dsn", dsn)
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := tomb(t, "freeze", "--dsn", dsn, "--json")
+	require.Equal(t, 0, code, stderr)
+	var st []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	require.Equal(t, true, st[0]["deletes_frozen"])
+	require.NotEmpty(t, st[0]["frozen_by"])
+
+	c := testenv.Connect(t, dsn)
+	cat, err := tombstone.LoadCatalog(ctx, c, tombstone.CatalogOptions{})
+	require.NoError(t, err)
+	res, err := rewrite.Rewrite("DELETE FROM tenants WHERE id = 2", cat, rewrite.Options{})
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, res.SQL)
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "TS020", pe.Code)
+	var n int
+	require.NoError(t, c.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n))
+	require.Equal(t, 10, n)
+
+	code, out, stderr = tomb(t, "thaw", "--dsn", dsn)
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `(?m)^DELETES_FROZEN\s+FROZEN_BY\s+FROZEN_AT\s*$`, out)
+	require.Regexp(t, `(?m)^false\s*$`, out)
+	deleteCaptured(t, dsn, "DELETE FROM tenants WHERE id = 2")
+
+	code, out, stderr = tomb(t, "audit", "--dsn", dsn, "--json", "--limit", "5")
+	require.Equal(t, 0, code, stderr)
+	var trail []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &trail))
+	require.Len(t, trail, 2)
+	require.Equal(t, "THAW DELETES", trail[0]["command"])
+	require.Equal(t, "FREEZE DELETES", trail[1]["command"])
+	code, _, stderr = tomb(t, "audit", "--dsn", dsn, "--limit", "0")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "--limit")
 }

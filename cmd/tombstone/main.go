@@ -37,6 +37,9 @@ type cli struct {
 	Undrop     undropCmd     `cmd:"" help:"Bring back a dropped table from the trash."`
 	Tombstones tombstonesCmd `cmd:"" help:"Show the deleted rows of a table."`
 	Status     statusCmd     `cmd:"" help:"Schema version, protected tables, tombstones, batches, reaper state."`
+	Freeze     freezeCmd     `cmd:"" help:"Refuse every DELETE, TRUNCATE and DROP TABLE of a protected table, through every proxy, until thawed."`
+	Thaw       thawCmd       `cmd:"" help:"End a freeze: deletes are captured again."`
+	Audit      auditCmd      `cmd:"" help:"Admin actions that took effect, newest first: who, when, from where, what, with what result."`
 }
 
 type versionCmd struct{}

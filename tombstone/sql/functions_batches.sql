@@ -142,6 +142,7 @@ DECLARE
     s record;
     n bigint;
     upto timestamptz;
+    counts jsonb := '{}';
 BEGIN
     PERFORM tombstone._require_admin();
     SELECT * INTO b FROM tombstone.batches x WHERE x.id = p_batch FOR UPDATE;
@@ -162,10 +163,13 @@ BEGIN
         IF n > 0 THEN
             table_name := s.source_schema || '.' || s.source_name;
             purged := n;
+            counts := counts || pg_catalog.jsonb_build_object(table_name, n);
             RETURN NEXT;
         END IF;
     END LOOP;
     UPDATE tombstone.batches SET purged_at = coalesce(purged_at, now()) WHERE id = p_batch;
+    PERFORM tombstone._audit('PURGE BATCH', pg_catalog.jsonb_build_object('batch', p_batch),
+                             pg_catalog.jsonb_build_object('purged', counts));
 END
 $$;
 
@@ -181,6 +185,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = pg_catalog.format('tombstone: batch %s does not exist', p_batch);
     END IF;
+    PERFORM tombstone._audit(CASE WHEN p_hold THEN 'HOLD BATCH' ELSE 'RELEASE BATCH' END,
+                             pg_catalog.jsonb_build_object('batch', p_batch), pg_catalog.jsonb_build_object('held', p_hold));
     RETURN p_hold;
 END
 $$;
@@ -196,7 +202,9 @@ AS $$ SELECT tombstone.hold_batch(p_batch, false) $$;
 -- checking that tables maps names to row counts — a malformed one would
 -- stop the reaper and SHOW BATCHES. The id (identity) and token (default)
 -- need no trigger: application roles may insert only client_addr, sql and
--- tables. An administrator's explicit purge_after is kept.
+-- tables. An administrator's explicit purge_after is kept. While deletes
+-- are frozen (FREEZE DELETES) it refuses the batch, and with it the
+-- statement that captures into it (TS020).
 CREATE OR REPLACE FUNCTION tombstone._batch_defaults() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -204,6 +212,7 @@ SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     longest interval;
+    frozen boolean;
     bad boolean;
     total numeric;
     n bigint;
@@ -214,18 +223,23 @@ BEGIN
     -- goes through.)
     -- (Written as whole numbers: SHOW BATCHES and the reaper read them
     -- as bigint, which takes neither 1.0 nor 1e3.)
-    SELECT bool_or(CASE WHEN e.key IS NULL THEN false
+    SELECT bool_or(k.frozen),
+           bool_or(CASE WHEN e.key IS NULL THEN false
                         WHEN jsonb_typeof(e.value) = 'number'
                         THEN (e.value #>> '{}') OPERATOR(pg_catalog.!~) '^[0-9]+$'
                         ELSE true END),
            sum(CASE WHEN jsonb_typeof(e.value) = 'number' THEN e.value::numeric END),
            count(e.key),
            max(coalesce(p.retention, k.keep))
-      INTO bad, total, n, longest
+      INTO frozen, bad, total, n, longest
       FROM (SELECT coalesce((SELECT (st.value #>> '{}')::interval FROM tombstone.settings st WHERE st.key = 'protect.retention'),
-                            interval '7 days') AS keep) k
+                            interval '7 days') AS keep,
+                   EXISTS (SELECT FROM tombstone.settings st WHERE st.key = 'deletes.frozen' AND st.value <> 'null') AS frozen) k
       LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(NEW.tables) = 'object' THEN NEW.tables END) e ON true
       LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = e.key;
+    IF frozen THEN
+        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+    END IF;
     IF bad OR jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'tombstone: a batch''s tables must map table names to row counts';

@@ -104,6 +104,10 @@ BEGIN
     name := 'reaper_paused';
     value := coalesce((SELECT st.value #>> '{}' FROM tombstone.settings st WHERE st.key = 'reaper.paused'), 'false');
     RETURN NEXT;
+    name := 'deletes_frozen';
+    value := coalesce((SELECT pg_catalog.format('true (by %s at %s)', f ->> 'by', f ->> 'at')
+                         FROM tombstone._frozen() f WHERE f IS NOT NULL), 'false');
+    RETURN NEXT;
     FOR v IN SELECT unnest(ARRAY['active', 'partly restored', 'held', 'restored', 'purged']) LOOP
         name := 'batches_' || pg_catalog.replace(v, ' ', '_');
         value := (SELECT count(*)::text FROM tombstone.batches b WHERE tombstone._state(b) = v);
@@ -149,6 +153,8 @@ BEGIN
     INSERT INTO tombstone.settings AS st (key, value) VALUES ('reaper.paused', pg_catalog.to_jsonb(p_paused))
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.statement_timestamp();
     PERFORM pg_catalog.pg_notify('tombstone_reaper', CASE WHEN p_paused THEN 'paused' ELSE 'resumed' END);
+    PERFORM tombstone._audit(CASE WHEN p_paused THEN 'PAUSE REAPER' ELSE 'RESUME REAPER' END, '{}',
+                             pg_catalog.jsonb_build_object('reaper_paused', p_paused));
     reaper_paused := p_paused;
     RETURN NEXT;
 END

@@ -43,6 +43,12 @@ REVOKE ALL ON tombstone.catalog_log FROM PUBLIC;
 GRANT SELECT ON tombstone.catalog_log TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;
+-- The audit trail: administrators read it; its rows are written by the
+-- actions' own functions (tombstone._audit, as the owner) and changed or
+-- deleted by nobody but the owner.
+REVOKE ALL ON tombstone.audit FROM PUBLIC, tombstone_admin;
+GRANT SELECT ON tombstone.audit TO tombstone_admin;
+REVOKE ALL ON SEQUENCE tombstone.audit_id_seq FROM PUBLIC, tombstone_admin;
 -- Shadow tables: no role but the owner and administrators writes them
 -- (PUBLIC used to insert the rows its DELETEs'
 -- rewrite captured; the capture triggers write them now).

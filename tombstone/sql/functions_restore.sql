@@ -1321,11 +1321,39 @@ BEGIN
 END
 $$;
 
+-- _restore_audited is _restore, one row per table in table order, with
+-- the restore (or its dry run) recorded in the audit trail as command
+-- p_command with arguments p_args.
+CREATE OR REPLACE FUNCTION tombstone._restore_audited(
+    p_command text, p_args jsonb, p_preds jsonb, p_dry_run boolean, p_on_conflict text)
+RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
+DECLARE
+    r record;
+    tables jsonb := '{}';
+BEGIN
+    FOR r IN SELECT * FROM tombstone._restore(p_preds, p_dry_run, p_on_conflict) x ORDER BY 1 LOOP
+        table_name := r.table_name;
+        restored := r.restored;
+        conflicts := r.conflicts;
+        skipped := r.skipped;
+        tables := tables || pg_catalog.jsonb_build_object(r.table_name, pg_catalog.jsonb_build_object(
+                      'restored', r.restored, 'conflicts', r.conflicts, 'skipped', r.skipped));
+        RETURN NEXT;
+    END LOOP;
+    PERFORM tombstone._audit(p_command, p_args || pg_catalog.jsonb_build_object('dry_run', p_dry_run, 'on_conflict', p_on_conflict),
+                             pg_catalog.jsonb_build_object('tables', tables));
+END
+$$;
+
 -- _undelete_batches restores every row of the batches p_ids (see
 -- _restore). One row per table. p_what names the batches in the error
--- raised when nothing is left to restore.
+-- raised when nothing is left to restore; p_command and p_args name the
+-- restore in the audit trail.
 CREATE OR REPLACE FUNCTION tombstone._undelete_batches(
-    p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text)
+    p_ids bigint[], p_what text, p_hint text, p_dry_run boolean, p_on_conflict text, p_command text, p_args jsonb)
 RETURNS TABLE (table_name text, restored bigint, conflicts bigint, skipped bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, tombstone, pg_temp
@@ -1342,7 +1370,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '55000',
             MESSAGE = pg_catalog.format('tombstone: %s has no tombstones left to restore', p_what), HINT = p_hint;
     END IF;
-    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+    RETURN QUERY SELECT * FROM tombstone._restore_audited(p_command, p_args, preds, p_dry_run, p_on_conflict);
 END
 $$;
 
@@ -1356,7 +1384,8 @@ AS $$
 BEGIN
     PERFORM tombstone._require_admin();
     RETURN QUERY SELECT * FROM tombstone._undelete_batches(ARRAY[p_batch], 'batch ' || p_batch,
-        'SHOW BATCH shows its state; it may have been restored already.', p_dry_run, p_on_conflict);
+        'SHOW BATCH shows its state; it may have been restored already.', p_dry_run, p_on_conflict,
+        'UNDELETE BATCH', pg_catalog.jsonb_build_object('batch', p_batch));
 END
 $$;
 
@@ -1377,7 +1406,8 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0002',
             MESSAGE = pg_catalog.format('tombstone: transaction %s has no batches', p_xid);
     END IF;
-    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ids, 'transaction ' || p_xid, NULL, p_dry_run, p_on_conflict);
+    RETURN QUERY SELECT * FROM tombstone._undelete_batches(ids, 'transaction ' || p_xid, NULL, p_dry_run, p_on_conflict,
+        'UNDELETE TRANSACTION', pg_catalog.jsonb_build_object('transaction', p_xid::text, 'batches', ids));
 END
 $$;
 
@@ -1573,7 +1603,9 @@ BEGIN
     IF p_batch IS NULL AND NOT p_dry_run THEN
         PERFORM tombstone._lock_batches(batches, p_dry_run);
     END IF;
-    RETURN QUERY SELECT * FROM tombstone._restore(preds, p_dry_run, p_on_conflict) r ORDER BY 1;
+    RETURN QUERY SELECT * FROM tombstone._restore_audited('UNDELETE FROM', pg_catalog.jsonb_build_object(
+        'table', p_table::text, 'where', p_where, 'batch', p_batch, 'since', p_since, 'until', p_until),
+        preds, p_dry_run, p_on_conflict);
 END
 $$;
 

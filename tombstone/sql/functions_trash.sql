@@ -271,6 +271,11 @@ BEGIN
         END LOOP;
     END IF;
 
+    -- No protected table is emptied while deletes are frozen (FREEZE
+    -- DELETES), captured or not.
+    IF EXISTS (SELECT FROM tombstone._protected_roots(targets)) THEN
+        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+    END IF;
     IF policy <> 'allow' THEN
         -- First the checks and the counts, then the batch row.
         FOR t IN SELECT x.*, c.relkind FROM tombstone._capture_targets(targets) x
@@ -1424,6 +1429,10 @@ BEGIN
         END IF;
         prot := prot || r.relid;
     END LOOP;
+    -- No protected table leaves while deletes are frozen (FREEZE DELETES).
+    IF pg_catalog.cardinality(prot || parts) > 0 THEN
+        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+    END IF;
     parts := ARRAY(SELECT pt.p FROM pg_catalog.unnest(parts) pt(p)
                     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(pt.p) a
                                        WHERE a.relid <> pt.p AND a.relid = ANY (parts)));
@@ -2056,6 +2065,9 @@ BEGIN
     table_name := e.original_schema || '.' || e.original_name;
     restored_from := e.trash_schema || '.' || e.trash_name;
     dropped_at := e.dropped_at;
+    PERFORM tombstone._audit('UNDROP TABLE', pg_catalog.jsonb_build_object('table', p_name),
+                             pg_catalog.jsonb_build_object('table', table_name, 'restored_from', restored_from,
+                                                           'dropped_at', dropped_at, 'trash_id', e.id));
     RETURN NEXT;
 END
 $$;
