@@ -38,6 +38,7 @@ var Usage = []struct{ Syntax, Help string }{
 	{"RESUME REAPER", "let reapers work again"},
 	{"FREEZE DELETES", "refuse every DELETE, TRUNCATE and DROP TABLE of a protected table, through every proxy, until THAW DELETES"},
 	{"THAW DELETES", "end a freeze"},
+	{"SHOW TRASH", "tables dropped to the trash: when, by whom, until when UNDROP TABLE can bring them back"},
 	{"SHOW AUDIT [LIMIT n]", "admin actions that took effect, newest first: who, when, from where, what, with what result"},
 	{"RESET BREAKER [<role or application>]", "re-arm a tripped delete-rate breaker (not available yet)"},
 	{"SHOW TOMBSTONE STATUS", "schema version, tables, tombstones, reaper state"},
@@ -90,7 +91,7 @@ func Is(text []byte) bool {
 	}
 	switch u1 {
 	case "SHOW":
-		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE" || u2 == "AUDIT"
+		return u2 == "BATCHES" || u2 == "BATCH" || u2 == "TOMBSTONES" || u2 == "TOMBSTONE" || u2 == "AUDIT" || u2 == "TRASH"
 	case "RELEASE":
 		// RELEASE batch alone releases a savepoint named batch.
 		return u2 == "BATCH" && len(after) > 0 && after[0] != ';' && !bytes.HasPrefix(after, []byte("--"))
@@ -217,6 +218,7 @@ func (p *parser) command() (*Command, error) {
 		{[]string{"FREEZE", "DELETES"}, p.plain("SELECT * FROM tombstone.set_deletes_frozen(true)")},
 		{[]string{"THAW", "DELETES"}, p.plain("SELECT * FROM tombstone.set_deletes_frozen(false)")},
 		{[]string{"SHOW", "AUDIT"}, p.showAudit},
+		{[]string{"SHOW", "TRASH"}, p.plain("SELECT * FROM tombstone.show_trash()")},
 		{[]string{"RESET", "BREAKER"}, p.resetBreaker},
 		{[]string{"TOMBSTONE", "HELP"}, p.help},
 	}
@@ -376,7 +378,8 @@ func (p *parser) showTombstones() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := []string{lit(t) + "::regclass"}
+	// (A table in the trash is named as such: tombstone._live_or_trashed.)
+	args := []string{"tombstone._live_or_trashed(pg_catalog.to_regclass(" + lit(t) + "), " + lit(t) + ")"}
 	if p.accept("WHERE") {
 		pred, err := p.predicate(t, "BATCH", "LIMIT")
 		if err != nil {

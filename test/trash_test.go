@@ -80,10 +80,30 @@ func TestDropUndrop(t *testing.T) {
 		_, err = c.Exec(ctx, "SELECT * FROM links", mode)
 		require.Equal(t, "42P01", pgErrCode(err))
 
+		// The trash is discoverable: SHOW TRASH lists the table, and
+		// SHOW TOMBSTONES of it says where it went.
+		trash, _ := simple(t, c, "SHOW TRASH")
+		require.Len(t, trash, 1)
+		require.Equal(t, "public.links", trash[0][1])
+		require.Equal(t, "postgres", trash[0][3])
+		require.Equal(t, "DROP TABLE IF EXISTS links", trash[0][8])
+		for _, name := range []string{"links", "public.links"} {
+			pe := pgErrOf(t, c.PgConn().Exec(ctx, "SHOW TOMBSTONES "+name).Close())
+			require.Equal(t, "42P01", pe.Code)
+			require.Contains(t, pe.Message, "table public.links was dropped at ")
+			require.Contains(t, pe.Message, "is in the trash")
+			require.Equal(t, "UNDROP TABLE public.links brings it back with its rows; SHOW TRASH lists what is in the trash.", pe.Hint)
+		}
+		pe := pgErrOf(t, c.PgConn().Exec(ctx, "SHOW TOMBSTONES other.links").Close())
+		require.Equal(t, "42P01", pe.Code)
+		require.Equal(t, `relation "other.links" does not exist`, pe.Message)
+
 		rows, _ := simple(t, c, "UNDROP TABLE links")
 		require.Len(t, rows, 1)
 		require.Equal(t, "public.links", rows[0][0])
 		require.Equal(t, before, e.snapshot(shopTables...))
+		trash, _ = simple(t, c, "SHOW TRASH")
+		require.Empty(t, trash)
 	}
 
 	// The restored table is protected again: a DELETE is captured.

@@ -521,6 +521,15 @@ func (c *thawCmd) Run(std *stdio) error {
 	return c.query(std, "SELECT * FROM tombstone.set_deletes_frozen(false)")
 }
 
+// trashCmd is SHOW TRASH.
+type trashCmd struct {
+	dbFlags `embed:""`
+}
+
+func (c *trashCmd) Run(std *stdio) error {
+	return c.query(std, "SELECT * FROM tombstone.show_trash()")
+}
+
 // auditCmd is SHOW AUDIT.
 type auditCmd struct {
 	dbFlags `embed:""`
@@ -562,7 +571,7 @@ func (c *tombstonesCmd) Run(std *stdio) error {
 	defer conn.Close(ctx)
 	// The row as text keeps its columns in table order.
 	rows, err := conn.Query(ctx, `SELECT batch, cause, deleted_at, "row"::text
-		FROM tombstone.show_tombstones($1::text::regclass, $2, $3, $4)`, c.Table, where, c.Limit, batchArg(c.Batch))
+		FROM tombstone.show_tombstones(tombstone._live_or_trashed(pg_catalog.to_regclass($1), $1), $2, $3, $4)`, c.Table, where, c.Limit, batchArg(c.Batch))
 	if err != nil {
 		return err
 	}

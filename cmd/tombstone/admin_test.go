@@ -411,4 +411,21 @@ func TestCLIFreezeAudit(t *testing.T) {
 	code, _, stderr = tomb(t, "audit", "--dsn", dsn, "--limit", "0")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "--limit")
+
+	// The trash: tombstone trash lists a dropped table, and tombstone
+	// tombstones of it says where it went.
+	res, err = rewrite.Rewrite("DROP TABLE notes", cat, rewrite.Options{})
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, res.SQL)
+	require.NoError(t, err)
+	code, out, stderr = tomb(t, "trash", "--dsn", dsn, "--json")
+	require.Equal(t, 0, code, stderr)
+	var trash []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &trash))
+	require.Len(t, trash, 1)
+	require.Equal(t, "public.notes", trash[0]["table_name"])
+	code, _, stderr = tomb(t, "tombstones", "notes", "--dsn", dsn)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "table public.notes was dropped at")
+	require.Contains(t, stderr, "HINT:  UNDROP TABLE public.notes brings it back")
 }

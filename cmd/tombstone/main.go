@@ -39,6 +39,7 @@ type cli struct {
 	Status     statusCmd     `cmd:"" help:"Schema version, protected tables, tombstones, batches, reaper state."`
 	Freeze     freezeCmd     `cmd:"" help:"Refuse every DELETE, TRUNCATE and DROP TABLE of a protected table, through every proxy, until thawed."`
 	Thaw       thawCmd       `cmd:"" help:"End a freeze: deletes are captured again."`
+	Trash      trashCmd      `cmd:"" help:"Tables dropped to the trash: when, by whom, until when they can be undropped."`
 	Audit      auditCmd      `cmd:"" help:"Admin actions that took effect, newest first: who, when, from where, what, with what result."`
 }
 

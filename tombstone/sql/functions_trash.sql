@@ -2072,6 +2072,64 @@ BEGIN
 END
 $$;
 
+-- show_trash is SHOW TRASH: the tables in the trash now, newest first —
+-- what UNDROP TABLE can bring back, until when, and how big they are.
+CREATE OR REPLACE FUNCTION tombstone.show_trash()
+RETURNS TABLE (id bigint, table_name text, dropped_at timestamptz, dropped_by name, purge_after timestamptz,
+               held boolean, size text, client_addr text, sql text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
+BEGIN
+    PERFORM tombstone._require_admin();
+    RETURN QUERY
+    SELECT t.id, pg_catalog.format('%I.%I', t.original_schema, t.original_name), t.dropped_at, t.role, t.purge_after,
+           t.held, pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(c.oid)
+                                             + coalesce((SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(p.relid))
+                                                           FROM pg_catalog.pg_partition_tree(c.oid) p WHERE p.relid <> c.oid), 0)::bigint),
+           t.client_addr, t.sql
+      FROM tombstone.trash t
+      LEFT JOIN pg_catalog.pg_class c ON c.oid = t.source
+     WHERE t.restored_at IS NULL AND t.purged_at IS NULL
+     ORDER BY t.dropped_at DESC, t.id DESC;
+END
+$$;
+
+-- _live_or_trashed is p_rel, the table p_name names for the caller
+-- (pg_catalog.to_regclass, evaluated in the caller's statement), for
+-- SHOW TOMBSTONES: when no table has that name, Postgres's own 42P01 —
+-- or, when a table of that name lies in the trash, one that says so and
+-- how to bring it back.
+CREATE OR REPLACE FUNCTION tombstone._live_or_trashed(p_rel regclass, p_name text) RETURNS regclass
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
+DECLARE
+    parts text[];
+    e record;
+BEGIN
+    IF p_rel IS NOT NULL THEN
+        RETURN p_rel;
+    END IF;
+    PERFORM tombstone._require_admin();
+    parts := pg_catalog.parse_ident(p_name);
+    SELECT t.original_schema, t.original_name, t.dropped_at, t.purge_after INTO e
+      FROM tombstone.trash t
+     WHERE t.restored_at IS NULL AND t.purged_at IS NULL
+       AND t.original_name = parts[pg_catalog.cardinality(parts)]
+       AND (pg_catalog.cardinality(parts) = 1 OR t.original_schema = parts[1])
+     ORDER BY t.dropped_at DESC, t.id DESC
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42P01',
+            MESSAGE = pg_catalog.format('tombstone: table %I.%I was dropped at %s and is in the trash', e.original_schema, e.original_name, e.dropped_at),
+            DETAIL = pg_catalog.format('Its rows are kept until %s; the tombstones of its earlier deletes are in its shadow table as before.', e.purge_after),
+            HINT = pg_catalog.format('UNDROP TABLE %I.%I brings it back with its rows; SHOW TRASH lists what is in the trash.', e.original_schema, e.original_name);
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = '42P01', MESSAGE = pg_catalog.format('relation "%s" does not exist', pg_catalog.array_to_string(parts, '.'));
+END
+$$;
+
 -- Grants: the procedures and the registry helpers are for everyone
 -- (PUBLIC has EXECUTE by default; said here so that it is on purpose);
 -- undrop_table checks tombstone_admin membership itself.
