@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -154,6 +156,17 @@ type planner struct {
 	cache  *rewrite.Cache
 	pol    Policies
 	budget *semaphore.Weighted
+	// inForce holds, per database, the TRUNCATE and DROP TABLE policies
+	// of its last catalog ([2]string), for plans made without one.
+	inForce sync.Map
+}
+
+// policyCatalog is a catalog that knows the TRUNCATE and DROP TABLE
+// policies in force in its database (tombstone.Catalog): those, not the
+// proxy's own configuration, decide what its statements become, so
+// that every proxy in front of a database plans by the same rules.
+type policyCatalog interface {
+	Policies() (truncate, drop string)
 }
 
 // Wants implements Planner.
@@ -178,7 +191,7 @@ func (p *planner) PlanCached(req Request) (Plan, bool) {
 	if !ok {
 		return nil, false
 	}
-	res, ok := p.cache.Cached(req.SQL, cat, p.options(req))
+	res, ok := p.cache.Cached(req.SQL, cat, p.options(req, cat))
 	if !ok {
 		return nil, false
 	}
@@ -208,10 +221,29 @@ func (p *planner) freshGeneration(database string) uint64 {
 	return 0
 }
 
-// options are the rewrite options of req.
-func (p *planner) options(req Request) rewrite.Options {
-	return rewrite.Options{ClientAddr: clientHost(req.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
+// options are the rewrite options of req under the policies in force in
+// its database: cat's, or (cat nil) those of the last catalog the
+// planner had of it; the proxy's configured ones only where the database
+// has told it nothing yet.
+func (p *planner) options(req Request, cat rewrite.Catalog) rewrite.Options {
+	opt := rewrite.Options{ClientAddr: clientHost(req.ClientAddr), Truncate: p.pol.Truncate, Drop: p.pol.Drop,
 		RequireWhere: p.pol.RequireWhere, MaxRows: p.pol.MaxRows, Trial: p.pol.Trial}
+	var inForce [2]string
+	if pc, ok := cat.(policyCatalog); ok {
+		t, d := pc.Policies()
+		// (Nothing stored: the database's defaults, as its procedures
+		// take them.)
+		inForce = [2]string{cmp.Or(t, rewrite.PolicyCapture), cmp.Or(d, rewrite.PolicyTrash)}
+		if v, ok := p.inForce.Load(req.Database); !ok || v.([2]string) != inForce {
+			p.inForce.Store(req.Database, inForce)
+		}
+	} else if v, ok := p.inForce.Load(req.Database); ok {
+		inForce = v.([2]string)
+	} else {
+		return opt
+	}
+	opt.Truncate, opt.Drop = inForce[0], inForce[1]
+	return opt
 }
 
 // Plan implements Planner.
@@ -249,12 +281,12 @@ func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
 		}
 		return plan, err
 	}
-	opt := p.options(req)
-	if res, ok := p.planStale(req.Database, sql, opt); ok {
+	if res, ok := p.planStale(req.Database, sql, p.options(req, nil)); ok {
 		p.release(res)
 		return planOf(res), nil
 	}
 	cat, err := p.cats.Catalog(ctx, req.Database)
+	opt := p.options(req, cat)
 	if err != nil {
 		// Without a catalog nothing can be called protected or not: parse
 		// anyway, and refuse only if a statement would remove rows.

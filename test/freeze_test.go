@@ -55,10 +55,24 @@ func TestFreezeDeletes(t *testing.T) {
 	pe := pgErrOf(t, app.PgConn().Exec(ctx, "INSERT INTO tombstone.settings VALUES ('deletes.frozen', 'null')").Close())
 	require.Equal(t, "42501", pe.Code)
 
+	// A REPEATABLE READ transaction whose snapshot is older than the
+	// freeze is stopped too (a serialization failure: retried, it sees
+	// the freeze).
+	rr, err := other.Begin(ctx)
+	require.NoError(t, err)
+	_, err = rr.Exec(ctx, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+	require.NoError(t, err)
+	_, err = rr.Exec(ctx, "SELECT count(*) FROM tenants")
+	require.NoError(t, err)
+	defer func() { _ = rr.Rollback(ctx) }()
+
 	rows, _ := simple(t, admin, "FREEZE DELETES")
 	require.Equal(t, "t", rows[0][0])
 	require.Equal(t, "postgres", rows[0][1])
 	before := e.snapshot(saasTables[1:]...) // all but tenants, which gets a row and an update below
+	_, err = rr.Exec(ctx, "DELETE FROM users WHERE id = 12", pgx.QueryExecModeSimpleProtocol)
+	require.Equal(t, "40001", errCode(err))
+	require.NoError(t, rr.Rollback(ctx))
 	batches := e.count("SELECT count(*) FROM tombstone.batches")
 
 	refused := func(c *pgx.Conn, sql string) {
@@ -77,9 +91,17 @@ func TestFreezeDeletes(t *testing.T) {
 		refused(c, "WITH d AS (DELETE FROM users WHERE id = 11 RETURNING *) SELECT count(*) FROM d")
 	}
 	refused(admin, "DROP TABLE links")
+	// Deletes the rewrite never sees — in a DO block, a function, a
+	// trigger, on a direct connection — are refused by the capture
+	// triggers while frozen.
+	refused(app, "DO $$BEGIN DELETE FROM tenants WHERE id = 1; END$$")
+	direct := testenv.Connect(t, e.direct)
+	refused(direct, "DELETE FROM users WHERE id = 11")
+	refused(direct, "TRUNCATE links")
+	refused(direct, "UPDATE tenants SET plan = plan; DELETE FROM product_users WHERE product_id = 11")
 	// Extended protocol, and inside a transaction block (which the error
 	// fails, as any error would).
-	_, err := other.Exec(ctx, "DELETE FROM nodes WHERE id = $1", 100)
+	_, err = other.Exec(ctx, "DELETE FROM nodes WHERE id = $1", 100)
 	require.ErrorContains(t, err, "deletes are frozen")
 	tx, err := app.Begin(ctx)
 	require.NoError(t, err)
@@ -124,7 +146,9 @@ func TestFreezeDeletes(t *testing.T) {
 
 	// The trail: FREEZE by the admin, THAW from the other proxy's session,
 	// newest first; the refused role's attempts left nothing.
-	trail, _ := simple(t, admin, "SHOW AUDIT LIMIT 2")
+	trail, _ := simple(t, admin, "SHOW AUDIT LIMIT 3000000000")
+	require.Len(t, trail, 2)
+	trail, _ = simple(t, admin, "SHOW AUDIT LIMIT 2")
 	require.Len(t, trail, 2)
 	require.Equal(t, "THAW DELETES", trail[0][6])
 	require.Equal(t, "FREEZE DELETES", trail[1][6])
@@ -230,4 +254,36 @@ func TestAuditTrail(t *testing.T) {
 	require.Equal(t, 1, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.audit WHERE actor = '%s' AND command = 'PAUSE REAPER'", admin)))
 	require.Equal(t, n+1, e.count("SELECT count(*) FROM tombstone.audit"))
 	require.False(t, strings.Contains(fmt.Sprint(got), "tenant 3"), "the trail holds no row values")
+
+	// Nor through the trash's registry, which the SECURITY DEFINER code
+	// that hands a trashed table back reads: an administrator may not add
+	// an entry, and one changed by hand to name tombstone.audit gives
+	// nothing away.
+	_, err = d.Exec(ctx, "CREATE TABLE gone2 (id int PRIMARY KEY)")
+	require.NoError(t, err)
+	_, err = p.Exec(ctx, "DROP TABLE gone2")
+	require.NoError(t, err)
+	trashID := e.count("SELECT max(id) FROM tombstone.trash")
+	require.Equal(t, 1, e.count(fmt.Sprintf("SELECT count(*) FROM tombstone.trash WHERE id = %d AND wiring ? 'owner'", trashID)))
+	pe = pgErrOf(t, ac.PgConn().Exec(ctx, `INSERT INTO tombstone.trash (source, original_schema, original_name, trash_schema, trash_name, purge_after)
+		VALUES ('tombstone.audit'::regclass, 'x', 'x', 'tombstone', 'audit', now())`).Close())
+	require.Equal(t, "42501", pe.Code)
+	for _, forge := range []string{
+		// the audit table among the entry's tables
+		`renames = renames || jsonb_build_array(jsonb_build_object('kind', 'table', 'oid', 'tombstone.audit'::regclass::oid))`,
+		// a grant on it among the entry's grants
+		`wiring = wiring || jsonb_build_object('acl', jsonb_build_array(jsonb_build_object('rel', 'tombstone.audit'::regclass::oid,
+			'grantee', (SELECT oid FROM pg_roles WHERE rolname = current_user), 'privilege', 'UPDATE', 'grantable', false, 'kind', 'r')))`,
+	} {
+		tx, err := ac.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, fmt.Sprintf("UPDATE tombstone.trash SET %s WHERE id = %d", forge, trashID))
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, fmt.Sprintf("SELECT tombstone._trash_reown(%d, current_user)", trashID))
+		require.Equal(t, "55000", errCode(err), forge)
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	require.Equal(t, "postgres", queryText(t, e.direct, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'tombstone.audit'::regclass"))
+	require.Equal(t, "false", queryText(t, e.direct, fmt.Sprintf("SELECT has_table_privilege('%s', 'tombstone.audit', 'UPDATE')::text", admin)))
+	simple(t, p, "UNDROP TABLE gone2") // the entry as the trash made it still works
 }

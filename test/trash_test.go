@@ -3,9 +3,9 @@ package test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,6 +14,7 @@ import (
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
 	"github.com/tombstone-proxy/tombstone/proxy"
 	"github.com/tombstone-proxy/tombstone/rewrite"
+	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
 // TestTruncateUndelete: TRUNCATE … CASCADE through the proxy answers like
@@ -122,24 +123,55 @@ func pgErrCode(err error) string {
 }
 
 // TestTruncateDropRejected: under policy reject both statements are
-// refused with 0A000 and change nothing.
+// refused with 0A000 and change nothing. The policy in force is the
+// database's (stored by tombstone init --config), whatever a proxy's own
+// configuration says: a proxy configured to allow both refuses them too.
 func TestTruncateDropRejected(t *testing.T) {
 	e := newEnv(t, shopSchema)
-	before := e.snapshot(shopTables...)
-	px := testenv.StartProxy(t, func(cfg *proxy.Config) {
-		cfg.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(256), proxy.Policies{Truncate: "reject", Drop: "reject"})
-		cfg.OnCatalogChanged = e.cats.Invalidate
-	})
-	pu, _ := url.Parse(px.DSN)
-	pu.Path = "/" + dbName(t, e.direct)
-	c := testenv.Connect(t, pu.String())
 	ctx := context.Background()
+	// (The test's catalogs install their own rules at their first load:
+	// that first, then the rules of `tombstone init --config`.)
+	_, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	require.NoError(t, err)
+	require.NoError(t, tombstone.Install(ctx, testenv.Connect(t, e.direct), tombstone.InstallOptions{Protection: &tombstone.Protection{
+		Schemas: []string{"public"}, Retention: 7 * 24 * time.Hour, Truncate: "reject", Drop: "reject"}}))
+	e.cats.Invalidate(dbName(t, e.direct))
+	before := e.snapshot(shopTables...)
+	c := testenv.Connect(t, policyProxy(t, e, proxy.Policies{Truncate: "allow", Drop: "allow"}))
 	for _, sql := range []string{"TRUNCATE products CASCADE", "DROP TABLE links", "TRUNCATE product_users"} {
 		_, err := c.Exec(ctx, sql)
 		require.Equal(t, "0A000", pgErrCode(err), sql)
 	}
 	require.Equal(t, before, e.snapshot(shopTables...))
 	require.Zero(t, e.count("SELECT count(*) FROM tombstone.batches"))
+}
+
+// TestPoliciesOfTheDatabase: a proxy configured with policies.truncate and
+// policies.drop allow, in front of a database whose rules are the
+// defaults, captures a TRUNCATE and trashes a DROP TABLE as the database
+// says — it does not pass them on uncaptured.
+func TestPoliciesOfTheDatabase(t *testing.T) {
+	e := newEnv(t, shopSchema)
+	ctx := context.Background()
+	c := testenv.Connect(t, policyProxy(t, e, proxy.Policies{Truncate: "allow", Drop: "allow"}))
+	rows := e.count("SELECT count(*) FROM product_users")
+	_, err := c.Exec(ctx, "TRUNCATE product_users")
+	require.NoError(t, err)
+	require.Equal(t, rows, e.count("SELECT count(*) FROM tombstone.public__product_users"), "captured")
+	_, err = c.Exec(ctx, "DROP TABLE links")
+	require.NoError(t, err)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tombstone.trash WHERE original_name = 'links'"), "to the trash")
+}
+
+// policyProxy starts a second proxy in front of e's database with pol as
+// its configured policies, and returns its DSN for that database.
+func policyProxy(t *testing.T, e *env, pol proxy.Policies) string {
+	t.Helper()
+	px := testenv.StartProxy(t, func(cfg *proxy.Config) {
+		cfg.Planner = proxy.NewPlanner(e.cats, rewrite.NewCache(256), pol)
+		cfg.OnCatalogChanged = e.cats.Invalidate
+	})
+	return withDB(t, px.DSN, dbName(t, e.direct))
 }
 
 // TestTrashKeptFromCascade: a DROP … CASCADE of an object a table in

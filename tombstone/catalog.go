@@ -51,7 +51,15 @@ type Catalog struct {
 	// unsnapped: the fast path was withheld only because the load's sync
 	// wrote; a load that changes nothing would allow it.
 	unsnapped bool
+	// truncate and drop are the TRUNCATE and DROP TABLE policies stored
+	// in the database (policies.truncate, policies.drop): the rules in
+	// force, whatever a proxy's own configuration says.
+	truncate, drop string
 }
+
+// Policies returns the TRUNCATE and DROP TABLE policies in force in the
+// database ("" where none is stored: the defaults).
+func (c *Catalog) Policies() (truncate, drop string) { return c.truncate, c.drop }
 
 var (
 	_ rewrite.GenerationalCatalog = (*Catalog)(nil)
@@ -170,6 +178,11 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 			cat.snapshot = &snap
 		}
 		cat.unsnapped = logged && wrote
+		if err := tx.QueryRow(ctx, `SELECT
+			coalesce((SELECT value #>> '{}' FROM tombstone.settings WHERE key = 'policies.truncate'), ''),
+			coalesce((SELECT value #>> '{}' FROM tombstone.settings WHERE key = 'policies.drop'), '')`).Scan(&cat.truncate, &cat.drop); err != nil {
+			return err
+		}
 		return cat.load(ctx, tx)
 	})
 	if err != nil {

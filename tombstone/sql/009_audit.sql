@@ -22,3 +22,6 @@ CREATE TABLE IF NOT EXISTS tombstone.audit (
     result      jsonb
 );
 CREATE INDEX IF NOT EXISTS audit_at_idx ON tombstone.audit (at);
+
+-- FREEZE DELETES' row, 'null' while thawed (functions_audit.sql).
+INSERT INTO tombstone.settings (key, value) VALUES ('deletes.frozen', 'null') ON CONFLICT (key) DO NOTHING;

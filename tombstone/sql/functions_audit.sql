@@ -23,7 +23,7 @@ REVOKE ALL ON FUNCTION tombstone._audit(text, jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone._audit(text, jsonb, jsonb) TO tombstone_admin;
 
 -- show_audit is SHOW AUDIT: the newest p_limit actions first.
-CREATE OR REPLACE FUNCTION tombstone.show_audit(p_limit integer DEFAULT 50)
+CREATE OR REPLACE FUNCTION tombstone.show_audit(p_limit bigint DEFAULT 50)
 RETURNS TABLE (id bigint, at timestamptz, actor name, set_role name, client_addr inet, application text,
                command text, args jsonb, result jsonb)
 LANGUAGE plpgsql STABLE
@@ -39,12 +39,29 @@ BEGIN
 END
 $$;
 
--- _frozen is the freeze in force ({"by", "at"}), or NULL.
+-- _frozen is the freeze in force ({"by", "at"}), or NULL. Read in the
+-- statement's snapshot, which under READ COMMITTED sees every freeze
+-- committed before the statement began; a REPEATABLE READ or
+-- SERIALIZABLE transaction's snapshot may be older than a freeze, so
+-- there the row (always there: 009_audit) is also locked FOR KEY SHARE,
+-- which fails with a serialization error (40001) when a FREEZE changed
+-- it since — retried, the transaction sees it. SECURITY DEFINER: the
+-- lock needs a privilege on settings that application roles lack.
 CREATE OR REPLACE FUNCTION tombstone._frozen() RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
-    SELECT NULLIF(st.value, 'null') FROM tombstone.settings st WHERE st.key = 'deletes.frozen'
+DECLARE
+    f jsonb;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT st.value INTO f FROM tombstone.settings st WHERE st.key = 'deletes.frozen';
+    ELSE
+        SELECT st.value INTO f FROM tombstone.settings st WHERE st.key = 'deletes.frozen' FOR KEY SHARE;
+    END IF;
+    RETURN NULLIF(f, 'null');
+END
 $$;
 
 -- _refuse_frozen raises TS020 for freeze p_frozen (as _frozen returns
@@ -80,14 +97,19 @@ DECLARE
     before jsonb;
 BEGIN
     PERFORM tombstone._require_admin();
-    -- (Locked: two FREEZEs at once keep one author.)
+    -- (The row is always there, 'null' when thawed: locked, two FREEZEs
+    -- at once keep the first one's author, and an UPDATE is what a
+    -- REPEATABLE READ transaction's _frozen notices.)
+    INSERT INTO tombstone.settings (key, value) VALUES ('deletes.frozen', 'null') ON CONFLICT (key) DO NOTHING;
     SELECT NULLIF(st.value, 'null') INTO before FROM tombstone.settings st WHERE st.key = 'deletes.frozen' FOR UPDATE;
     IF p_frozen AND before IS NULL THEN
-        INSERT INTO tombstone.settings AS st (key, value)
-        VALUES ('deletes.frozen', pg_catalog.jsonb_build_object('by', session_user, 'at', pg_catalog.statement_timestamp()))
-        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.statement_timestamp();
+        UPDATE tombstone.settings st
+           SET value = pg_catalog.jsonb_build_object('by', session_user, 'at', pg_catalog.statement_timestamp()),
+               updated_at = pg_catalog.statement_timestamp()
+         WHERE st.key = 'deletes.frozen';
     ELSIF NOT p_frozen AND before IS NOT NULL THEN
-        DELETE FROM tombstone.settings st WHERE st.key = 'deletes.frozen';
+        UPDATE tombstone.settings st SET value = 'null', updated_at = pg_catalog.statement_timestamp()
+         WHERE st.key = 'deletes.frozen';
     END IF;
     SELECT p_frozen, (f ->> 'by')::name, (f ->> 'at')::timestamptz
       INTO deletes_frozen, frozen_by, frozen_at

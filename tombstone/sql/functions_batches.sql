@@ -237,7 +237,9 @@ BEGIN
                    EXISTS (SELECT FROM tombstone.settings st WHERE st.key = 'deletes.frozen' AND st.value <> 'null') AS frozen) k
       LEFT JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(NEW.tables) = 'object' THEN NEW.tables END) e ON true
       LEFT JOIN tombstone.protected p ON p.kind = 'table' AND p.schema_name || '.' || p.table_name = e.key;
-    IF frozen THEN
+    -- (Under REPEATABLE READ and SERIALIZABLE the snapshot may be older
+    -- than a freeze: _frozen looks closer.)
+    IF frozen OR pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
         PERFORM tombstone._refuse_frozen(tombstone._frozen());
     END IF;
     IF bad OR jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN

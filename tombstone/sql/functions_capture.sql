@@ -8,6 +8,11 @@
 -- deleted, in the table it deleted it from, in the batch of the statement
 -- that deleted it.
 --
+-- While deletes are frozen (FREEZE DELETES), a delete no batch covers —
+-- in a function or DO block, on a direct connection, the restore's
+-- OVERWRITE — is refused too (TS020): the freeze stops every removal of
+-- a protected table's rows the triggers see.
+--
 -- Which batch: the newest batch row of this transaction and of this
 -- client message (statement_timestamp()) that lists the table — the one
 -- the rewritten statement wrote, which names every table it deletes from.
@@ -320,14 +325,23 @@ BEGIN
         -- (Nothing deleted: the batch is not looked for.)
         SELECT b.id, b.token INTO bid, btoken FROM %10$s b WHERE b.stale IS NULL AND EXISTS (SELECT FROM _ts_old);
         IF bid IS NULL THEN
-            RETURN NULL; -- not a statement the proxy captured
+            -- Not a statement the proxy captured; while deletes are
+            -- frozen, not one that may remove rows at all.
+            IF tombstone._frozen() IS NOT NULL AND EXISTS (SELECT FROM _ts_old) THEN
+                PERFORM tombstone._refuse_frozen(tombstone._frozen());
+            END IF;
+            RETURN NULL;
         END IF;
         %3$s SELECT bid, btoken, %6$s%7$s FROM _ts_old o;
         RETURN NULL;
     END IF;
     SELECT b.id, b.token INTO bid, btoken FROM %10$s b WHERE b.stale IS NULL;
     IF bid IS NULL THEN
-        RETURN NULL; -- not a statement the proxy captured
+        -- Not a statement the proxy captured (as above).
+        IF TG_OP <> 'UPDATE' AND tombstone._frozen() IS NOT NULL THEN
+            PERFORM tombstone._refuse_frozen(tombstone._frozen());
+        END IF;
+        RETURN NULL;
     END IF;
     IF TG_OP = 'TRUNCATE' THEN
         EXECUTE pg_catalog.format(%2$L, TG_RELID::regclass) USING bid, btoken;

@@ -776,6 +776,8 @@ SET search_path = pg_catalog, tombstone, pg_temp SET standard_conforming_strings
 AS $$
 DECLARE
     t tombstone.trash;
+    holder_oid oid;
+    objs oid[];
     owner name;
     g record;
 BEGIN
@@ -787,9 +789,27 @@ BEGIN
             HINT = pg_catalog.format('GRANT tombstone_admin TO %I', p_caller);
     END IF;
     SELECT x.* INTO t FROM tombstone.trash x
-     WHERE x.id = p_id AND x.restored_at IS NULL AND x.purged_at IS NULL AND x.wiring ? 'owner';
+     WHERE x.id = p_id AND x.restored_at IS NULL AND x.purged_at IS NULL AND x.wiring ? 'owner'
+       AND x.trash_schema = 'tombstone_trash';
     IF NOT FOUND OR pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.trash_schema, t.trash_name)) IS DISTINCT FROM t.source THEN
         RETURN;
+    END IF;
+    -- The entry is a row administrators may update: believed only for
+    -- what _trash_disown made — tables and sequences in the trash, held
+    -- by the owner's trash role, which no role is a member of, so that no
+    -- entry written by hand can have another table (tombstone.audit, a
+    -- table of one's own) given away or granted.
+    holder_oid := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = t.wiring ->> 'holder');
+    objs := ARRAY(SELECT (e ->> 'oid')::oid FROM pg_catalog.jsonb_array_elements(t.renames) e
+                   WHERE e ->> 'kind' IN ('table', 'sequence'));
+    IF holder_oid IS NULL OR t.wiring ->> 'holder' IS DISTINCT FROM tombstone._trash_role((t.wiring ->> 'owner')::oid)
+       OR NOT t.source = ANY (objs)
+       OR EXISTS (SELECT 1 FROM pg_catalog.unnest(objs) o LEFT JOIN pg_catalog.pg_class c ON c.oid = o
+                   WHERE c.relnamespace IS DISTINCT FROM 'tombstone_trash'::regnamespace OR c.relowner IS DISTINCT FROM holder_oid)
+       OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(t.wiring -> 'acl') e WHERE NOT (e ->> 'rel')::oid = ANY (objs)) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: trash entry %s does not match the tables in the trash', p_id),
+            HINT = 'Its row in tombstone.trash was changed by hand; nothing was given back.';
     END IF;
     owner := pg_catalog.pg_get_userbyid((t.wiring ->> 'owner')::oid);
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = (t.wiring ->> 'owner')::oid) THEN
@@ -2152,4 +2172,8 @@ GRANT EXECUTE ON PROCEDURE tombstone.detach_partition(text, text, text) TO PUBLI
 GRANT EXECUTE ON PROCEDURE tombstone.guarded_ddl(text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_schema(text, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE tombstone.drop_owned(text, text[], boolean, text, text) TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON tombstone.trash TO tombstone_admin;
+-- Administrators read the trash and mark what they undrop; only the
+-- store's own functions add entries (_trash_register), and nobody
+-- removes one.
+GRANT SELECT, UPDATE ON tombstone.trash TO tombstone_admin;
+REVOKE INSERT, DELETE, TRUNCATE ON tombstone.trash FROM tombstone_admin;
