@@ -19,6 +19,15 @@ type Metrics struct {
 	// planned against a catalog that had changed (TS001), planned again
 	// and re-sent by the proxy, unseen by the client.
 	StaleResends prometheus.Counter
+	// Refusals counts statements refused, by SQLSTATE: by the proxy (a
+	// delete it cannot capture, a guard, a text too long to plan) and by
+	// the store inside a rewritten statement (TS002, TS003, TS020, …;
+	// TS001 is counted as a re-send, or reaches the client as such).
+	Refusals *prometheus.CounterVec
+	// DeletedRows counts the rows rewritten statements reported removed
+	// (their CommandComplete: the tables the statements name; the rows
+	// their cascades removed are in the store's batches), by database.
+	DeletedRows *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy metrics and registers them with reg (nil: not
@@ -41,9 +50,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			"Hand-backs of a session from an event loop to goroutine pumps (a planned statement, a frame larger than the buffer, the end of the session)."),
 		StaleResends: counter("stale_catalog_resends_total",
 			"Statements planned against a catalog that had changed (refused by the server with TS001, nothing done), planned again and re-sent."),
+		Refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tombstone", Subsystem: "proxy", Name: "refusals_total",
+			Help: "Statements refused, by SQLSTATE: by the proxy (a delete it cannot capture, a guard) or by the store in a rewritten statement (TS002 no WHERE, TS003 too many rows, TS020 deletes frozen)."},
+			[]string{"sqlstate"}),
+		DeletedRows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tombstone", Subsystem: "proxy", Name: "deleted_rows_total",
+			Help: "Rows that rewritten (captured) statements reported removed from the tables they name, by database; cascaded rows are counted in the store's batches."},
+			[]string{"database"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks, m.StaleResends)
+		reg.MustRegister(m.Connections, m.ActiveConnections, m.CancelRequests, m.StatementsRewritten, m.LoopSessions, m.LoopHandBacks, m.StaleResends,
+			m.Refusals, m.DeletedRows)
 	}
 	return m
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"go.uber.org/zap"
 
 	"github.com/tombstone-proxy/tombstone/pgerr"
 	"github.com/tombstone-proxy/tombstone/rewrite"
@@ -108,7 +107,7 @@ func (s *Session) query(ctx context.Context, frame []byte, planned bool) error {
 		if st.Refusal != nil {
 			// Statements before it run as usual; it raises the refusal
 			// and the server stops there, as it would on any error.
-			s.log.Info("statement refused", zap.String("sqlstate", st.Refusal.Code), zap.String("reason", st.Refusal.Message))
+			s.refused(st.Refusal)
 			out = out[:st.Span.Start] + raiseStatement(st.Refusal) + out[st.Span.End:]
 			break
 		}
@@ -205,7 +204,7 @@ func (s *Session) parse(ctx context.Context, frame []byte, planned bool) error {
 		}
 	}
 	if refusal != nil {
-		s.log.Info("statement refused", zap.String("sqlstate", refusal.Code), zap.String("reason", refusal.Message))
+		s.refused(refusal)
 		p = p.orNew()
 		p.refusal = refusal
 		s.track.push(expect(clientParse, p))

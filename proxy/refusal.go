@@ -19,9 +19,15 @@ import (
 // server answers 25P02 first, as it would have for the original.
 const refusedParse = "SELECT pg_catalog.tombstone_refused()"
 
+// refused logs and counts a refusal.
+func (s *Session) refused(r *pgerr.Error) {
+	s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
+	s.srv.cfg.Metrics.Refusals.WithLabelValues(r.Code).Inc()
+}
+
 // refuseQuery sends, in place of a Query, a statement that raises r.
 func (s *Session) refuseQuery(r *pgerr.Error) error {
-	s.log.Info("statement refused", zap.String("sqlstate", r.Code), zap.String("reason", r.Message))
+	s.refused(r)
 	s.track.push(expect(clientQuery, &fix{refusal: r}))
 	return s.writeQuery(raiseStatement(r))
 }

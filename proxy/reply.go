@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -52,6 +53,8 @@ func (s *Session) rewrittenError(e *pgproto3.ErrorResponse) {
 	e.Where = withoutOwnContext(e.Where)
 	if e.Code == pgerr.CatalogChanged {
 		s.srv.catalogChanged(s)
+	} else if strings.HasPrefix(e.Code, "TS") {
+		s.srv.cfg.Metrics.Refusals.WithLabelValues(e.Code).Inc()
 	}
 }
 
@@ -67,6 +70,12 @@ func (s *Session) repair(p *fix, frame []byte) []byte {
 		}
 		tag := string(frame[5 : len(frame)-1])
 		fixed := outputOf(p).CommandTag(tag)
+		if fixed != tag && strings.HasPrefix(fixed, "DELETE ") {
+			// (A rewritten DELETE answers as the SELECT it became.)
+			if n, err := strconv.ParseUint(fixed[len("DELETE "):], 10, 64); err == nil && n > 0 {
+				s.srv.cfg.Metrics.DeletedRows.WithLabelValues(s.Params["database"]).Add(float64(n))
+			}
+		}
 		if fixed == tag {
 			return frame
 		}

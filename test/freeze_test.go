@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tombstone-proxy/tombstone/internal/testenv"
@@ -143,6 +144,14 @@ func TestFreezeDeletes(t *testing.T) {
 	require.Equal(t, batches+1, e.count("SELECT count(*) FROM tombstone.batches"))
 	_, err = app.Exec(ctx, "TRUNCATE product_users")
 	require.NoError(t, err)
+
+	// What the first proxy counted: the admin's five refused statements
+	// and the application role's six (the DO block is not the proxy's:
+	// it passes unrewritten), and the rows a captured DELETE removed.
+	require.Equal(t, 11.0, testutil.ToFloat64(e.px.Metrics().Refusals.WithLabelValues(pgerr.DeletesFrozen)))
+	_, err = admin.Exec(ctx, "DELETE FROM users WHERE id IN (12, 21)")
+	require.NoError(t, err)
+	require.Equal(t, 2.0, testutil.ToFloat64(e.px.Metrics().DeletedRows.WithLabelValues(dbName(t, e.direct))))
 
 	// The trail: FREEZE by the admin, THAW from the other proxy's session,
 	// newest first; the refused role's attempts left nothing.

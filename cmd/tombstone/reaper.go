@@ -61,16 +61,16 @@ type reaperMetrics struct {
 
 func newReaperMetrics(reg prometheus.Registerer) *reaperMetrics {
 	m := &reaperMetrics{
-		rows:    prometheus.NewCounter(prometheus.CounterOpts{Name: "reaper_rows_purged_total", Help: "Tombstones hard-deleted by the reaper."}),
-		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "reaper_batches_purged_total", Help: "Batches the reaper marked purged."}),
-		trash:   prometheus.NewCounter(prometheus.CounterOpts{Name: "reaper_trash_tables_dropped_total", Help: "Expired trash tables the reaper dropped."}),
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reaper_runs_total",
+		rows:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tombstone", Name: "reaper_rows_purged_total", Help: "Tombstones hard-deleted by the reaper."}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tombstone", Name: "reaper_batches_purged_total", Help: "Batches the reaper marked purged."}),
+		trash:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tombstone", Name: "reaper_trash_tables_dropped_total", Help: "Expired trash tables the reaper dropped."}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tombstone", Name: "reaper_runs_total",
 			Help: "Reaper runs by result: ok, paused, standby (another reaper holds the lease), error."}, []string{"result"}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "reaper_last_success_timestamp_seconds", Help: "When the last run completed (Unix time)."}),
-		leaseHeld:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "reaper_lease_held", Help: "1 while this reaper holds the lease and works."}),
-		nextExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "reaper_next_expiry_timestamp_seconds",
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tombstone", Name: "reaper_last_success_timestamp_seconds", Help: "When the last run completed (Unix time)."}),
+		leaseHeld:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tombstone", Name: "reaper_lease_held", Help: "1 while this reaper holds the lease and works."}),
+		nextExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tombstone", Name: "reaper_next_expiry_timestamp_seconds",
 			Help: "When the next batch or trash table falls due (Unix time, database clock); 0 when none waits."}),
-		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "reaper_paused", Help: "1 when the last run found the reaper paused."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tombstone", Name: "reaper_paused", Help: "1 when the last run found the reaper paused."}),
 	}
 	reg.MustRegister(m.rows, m.batches, m.trash, m.runs, m.lastSuccess, m.leaseHeld, m.nextExpiry, m.paused)
 	return m

@@ -223,9 +223,9 @@ func TestReaperDaemonMetrics(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		body = string(b)
-		return strings.Contains(body, `reaper_runs_total{result="ok"} 1`)
+		return strings.Contains(body, `tombstone_reaper_runs_total{result="ok"} 1`)
 	}, testenv.Hang, 50*time.Millisecond)
-	for _, want := range []string{"reaper_rows_purged_total 100", "reaper_batches_purged_total 10", "reaper_lease_held 0", "reaper_last_success_timestamp_seconds "} {
+	for _, want := range []string{"tombstone_reaper_rows_purged_total 100", "tombstone_reaper_batches_purged_total 10", "tombstone_reaper_lease_held 0", "tombstone_reaper_last_success_timestamp_seconds "} {
 		require.Contains(t, body, want, fmt.Sprintf("metrics:\n%s", body))
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
