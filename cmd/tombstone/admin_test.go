@@ -412,6 +412,25 @@ func TestCLIFreezeAudit(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "--limit")
 
+	// Under --json an error is JSON on stdout too, with the exit code.
+	code, out, _ = tomb(t, "undelete", "--batch", "999999", "--dsn", dsn, "--json")
+	require.Equal(t, 1, code)
+	var je struct {
+		Error struct {
+			Message, SQLState string
+			ExitCode          int `json:"exit_code"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &je), out)
+	require.Equal(t, "P0002", je.Error.SQLState)
+	require.Equal(t, "tombstone: batch 999999 does not exist", je.Error.Message)
+	require.Equal(t, 1, je.Error.ExitCode)
+	code, out, _ = tomb(t, "audit", "--dsn", dsn, "--json", "--limit", "x")
+	require.Equal(t, 2, code)
+	require.NoError(t, json.Unmarshal([]byte(out), &je), out)
+	require.Equal(t, 2, je.Error.ExitCode)
+	require.Contains(t, je.Error.Message, "--limit")
+
 	// The trash: tombstone trash lists a dropped table, and tombstone
 	// tombstones of it says where it went.
 	res, err = rewrite.Rewrite("DROP TABLE notes", cat, rewrite.Options{})

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -85,6 +86,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}()
 	ctx, err := parser.Parse(args)
 	if err != nil {
+		if wantsJSON(args) {
+			writeJSONError(stdout, err, exitUsage)
+		}
 		fmt.Fprintln(stderr, "tombstone:", err)
 		help := "tombstone --help"
 		var pe *kong.ParseError
@@ -95,11 +99,50 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitUsage
 	}
 	if err := ctx.Run(&stdio{Out: stdout, Err: stderr}); err != nil {
+		if wantsJSON(args) {
+			writeJSONError(stdout, err, exitCode(err))
+		}
 		// The store's errors name the package already.
 		fmt.Fprintln(stderr, "tombstone: "+strings.TrimPrefix(describeError(err), "tombstone: "))
 		return exitCode(err)
 	}
 	return exitOK
+}
+
+// wantsJSON reports whether args ask for JSON output (--json), so that
+// an error is also written as JSON on stdout for the script reading it.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonError is how an error reads on stdout under --json.
+type jsonError struct {
+	Error struct {
+		Message  string `json:"message"`
+		SQLState string `json:"sqlstate,omitempty"`
+		Detail   string `json:"detail,omitempty"`
+		Hint     string `json:"hint,omitempty"`
+		ExitCode int    `json:"exit_code"`
+	} `json:"error"`
+}
+
+func writeJSONError(w io.Writer, err error, code int) {
+	var je jsonError
+	je.Error.Message = err.Error()
+	je.Error.ExitCode = code
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		je.Error.Message, je.Error.SQLState, je.Error.Detail, je.Error.Hint = pe.Message, pe.Code, pe.Detail, pe.Hint
+	}
+	_ = writeJSON(w, je)
 }
 
 // exitCoder is an error that picks the process exit code.
