@@ -83,6 +83,9 @@ type ReapReport struct {
 	Duration    time.Duration `json:"duration_ns"`
 	// Paused is true when the run found the reaper paused and stopped.
 	Paused bool `json:"paused"`
+	// Standby is true when another reaper held the lease: it does the
+	// work, and this run did nothing.
+	Standby bool `json:"standby,omitempty"`
 	// Busy is true when due batches were left because others held their
 	// locks (a restore in progress); the next run takes them.
 	Busy bool `json:"busy"`

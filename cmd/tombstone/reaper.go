@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -32,6 +35,8 @@ type reaperCmd struct {
 	Interval time.Duration `name:"interval" default:"1m" help:"Time between runs as a daemon." env:"TOMBSTONE_REAPER_INTERVAL"`
 	DryRun   bool          `name:"dry-run" help:"Print per batch and table what would be purged, and the expired trash tables; purge nothing."`
 	JSON     bool          `name:"json" help:"Print the report as JSON."`
+	All      bool          `name:"all-databases" help:"Reap every database of the server that has the store: --dsn names where to connect to list them; each run names the databases it could not reach and those without the store." env:"TOMBSTONE_REAPER_ALL_DATABASES"`
+	Like     string        `name:"databases-like" default:"%" help:"With --all-databases: only the databases whose names match this LIKE pattern." env:"TOMBSTONE_REAPER_DATABASES_LIKE"`
 
 	Chunk            int64         `name:"chunk" default:"50000" help:"Tombstones purged per transaction at most." env:"TOMBSTONE_REAPER_CHUNK"`
 	LockTimeout      time.Duration `name:"lock-timeout" default:"2s" help:"SET LOCAL lock_timeout of every chunk: a chunk never waits longer behind application locks (must be positive)."`
@@ -113,16 +118,16 @@ func (c *reaperCmd) Run(std *stdio) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	if c.Once || c.DryRun {
-		err := c.runOnce(ctx, rdb, log, m, std)
-		if err != nil {
-			return err
-		}
-		return nil
+	run := c.runOnce
+	if c.All {
+		run = c.runAll
 	}
-	log.Info("reaper started", zap.Duration("interval", c.Interval), zap.Bool("redis", rdb != nil))
+	if c.Once || c.DryRun {
+		return run(ctx, rdb, log, m, std)
+	}
+	log.Info("reaper started", zap.Duration("interval", c.Interval), zap.Bool("redis", rdb != nil), zap.Bool("all_databases", c.All))
 	for {
-		if err := c.runOnce(ctx, rdb, log, m, std); err != nil && ctx.Err() == nil {
+		if err := run(ctx, rdb, log, m, std); err != nil && ctx.Err() == nil {
 			log.Error("reaper run failed; retrying next interval", zap.Error(err))
 		}
 		select {
@@ -136,10 +141,27 @@ func (c *reaperCmd) Run(std *stdio) error {
 
 // runOnce is one run: connect, take the lease (or stand by), reap,
 // release, report.
-func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Logger, m *reaperMetrics, std *stdio) (err error) {
-	result := "error"
-	defer func() { m.runs.WithLabelValues(result).Inc() }()
+func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Logger, m *reaperMetrics, std *stdio) error {
+	cfg, err := pgx.ParseConfig(c.DSN)
+	if err != nil {
+		return fmt.Errorf("dsn: %w", err)
+	}
+	rep, err := c.reapDatabase(ctx, cfg, rdb, log, m)
+	if err != nil {
+		return err
+	}
+	return c.print(std, rep)
+}
 
+// errNoStore: a database without the reaper's functions.
+var errNoStore = errors.New("this database has no tombstone reaper functions: run `tombstone init` (with this version) first")
+
+// runAll is one run over every database of the server that has the
+// store (--all-databases), each with its own lease, one after another.
+// Databases it cannot connect to, and those without the store, are
+// named in a warning (and in the report): a database it does not reach
+// keeps its tombstones past their time. It fails when any reap failed.
+func (c *reaperCmd) runAll(ctx context.Context, rdb *redis.Client, log *zap.Logger, m *reaperMetrics, std *stdio) error {
 	cfg, err := pgx.ParseConfig(c.DSN)
 	if err != nil {
 		return fmt.Errorf("dsn: %w", err)
@@ -147,15 +169,103 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 	tombstone.StoreSession(cfg)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		m.runs.WithLabelValues("error").Inc()
 		return fmt.Errorf("connect: %w", err)
+	}
+	rows, err := conn.Query(ctx, `SELECT datname::text FROM pg_catalog.pg_database
+		WHERE datallowconn AND NOT datistemplate AND datname LIKE $1 ORDER BY 1`, c.Like)
+	var names []string
+	if err == nil {
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	conn.Close(context.Background())
+	if err != nil {
+		m.runs.WithLabelValues("error").Inc()
+		return fmt.Errorf("list databases: %w", err)
+	}
+	type dbReport struct {
+		Database string                `json:"database"`
+		Report   *tombstone.ReapReport `json:"report,omitempty"`
+		Skipped  string                `json:"skipped,omitempty"`
+		Error    string                `json:"error,omitempty"`
+	}
+	var out []dbReport
+	var failed, unreached []string
+	for _, name := range names {
+		dcfg := cfg.Copy()
+		dcfg.Database = name
+		rep, err := c.reapDatabase(ctx, dcfg, rdb, log.With(zap.String("database", name)), m)
+		var pe *pgconn.PgError
+		switch {
+		case errors.As(err, &pe) && pe.Code == pgerrcode.InvalidCatalogName:
+			continue // dropped since it was listed
+		case errors.Is(err, errNoStore):
+			out = append(out, dbReport{Database: name, Skipped: "no tombstone store"})
+		case errors.Is(err, errUnreachable):
+			unreached = append(unreached, name)
+			out = append(out, dbReport{Database: name, Error: err.Error()})
+		case err != nil:
+			failed = append(failed, name)
+			out = append(out, dbReport{Database: name, Error: err.Error()})
+		default:
+			out = append(out, dbReport{Database: name, Report: &rep})
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if len(unreached) > 0 {
+		log.Warn("reaper could not reach these databases: their tombstones and trash stay past their time", zap.Strings("databases", unreached))
+	}
+	if c.JSON {
+		if err := writeJSON(std.Out, out); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range out {
+			fmt.Fprintf(std.Out, "%s: ", r.Database)
+			switch {
+			case r.Report != nil:
+				if err := c.print(std, *r.Report); err != nil {
+					return err
+				}
+			case r.Skipped != "":
+				fmt.Fprintln(std.Out, "skipped ("+r.Skipped+")")
+			default:
+				fmt.Fprintln(std.Out, "not reaped: "+r.Error)
+			}
+		}
+	}
+	if bad := append(failed, unreached...); len(bad) > 0 {
+		return fmt.Errorf("reaper run did not complete in database(s) %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// errUnreachable wraps a failure to connect to a database.
+var errUnreachable = errors.New("cannot connect")
+
+// reapDatabase reaps the database cfg names: connect, take the lease
+// (or stand by: an empty report), reap, release.
+func (c *reaperCmd) reapDatabase(ctx context.Context, cfg *pgx.ConnConfig, rdb *redis.Client, log *zap.Logger, m *reaperMetrics) (rep tombstone.ReapReport, err error) {
+	result := "error"
+	defer func() {
+		if !errors.Is(err, errNoStore) {
+			m.runs.WithLabelValues(result).Inc()
+		}
+	}()
+	tombstone.StoreSession(cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return rep, fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	defer conn.Close(context.Background())
 	var installed bool
 	if err := conn.QueryRow(ctx, "SELECT to_regprocedure('tombstone.reap_chunk(bigint,bigint)') IS NOT NULL").Scan(&installed); err != nil {
-		return err
+		return rep, err
 	}
 	if !installed {
-		return errors.New("this database has no tombstone reaper functions: run `tombstone init` (with this version) first")
+		return rep, errNoStore
 	}
 
 	opts := tombstone.ReaperOptions{
@@ -174,17 +284,12 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 	if !c.DryRun {
 		lease, held, err := c.acquire(ctx, conn, rdb)
 		if err != nil {
-			return err
+			return rep, err
 		}
 		if !held {
 			result = "standby"
 			log.Info("another reaper holds the lease; it does the work")
-			if !c.JSON {
-				fmt.Fprintln(std.Out, "another reaper holds the lease; nothing to do here")
-			} else {
-				_ = writeJSON(std.Out, map[string]any{"standby": true})
-			}
-			return nil
+			return tombstone.ReapReport{Standby: true}, nil
 		}
 		m.leaseHeld.Set(1)
 		defer func() {
@@ -198,7 +303,7 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 		opts.Fence = lease
 	}
 
-	rep, err := tombstone.Reap(ctx, conn, opts)
+	rep, err = tombstone.Reap(ctx, conn, opts)
 	if rep.NextExpiry != nil {
 		m.nextExpiry.Set(float64(rep.NextExpiry.Unix()))
 	} else {
@@ -214,7 +319,7 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 	}
 	if err != nil {
 		log.Error("reaper run did not complete", append(fields, zap.Error(err))...)
-		return err
+		return rep, err
 	}
 	result = "ok"
 	if rep.Paused {
@@ -227,7 +332,7 @@ func (c *reaperCmd) runOnce(ctx context.Context, rdb *redis.Client, log *zap.Log
 		m.lastSuccess.SetToCurrentTime()
 		log.Info("reaper run completed", fields...)
 	}
-	return c.print(std, rep)
+	return rep, nil
 }
 
 // acquire takes the Redis lease (when --redis is set) or the advisory
@@ -256,6 +361,13 @@ func (c *reaperCmd) acquire(ctx context.Context, conn *pgx.Conn, rdb *redis.Clie
 }
 
 func (c *reaperCmd) print(std *stdio, rep tombstone.ReapReport) error {
+	if rep.Standby {
+		if c.JSON && !c.All {
+			return writeJSON(std.Out, map[string]any{"standby": true})
+		}
+		fmt.Fprintln(std.Out, "another reaper holds the lease; nothing to do here")
+		return nil
+	}
 	if c.JSON {
 		return writeJSON(std.Out, rep)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -230,4 +231,56 @@ func TestReaperDaemonMetrics(t *testing.T) {
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
+}
+
+// TestReaperAllDatabases: --all-databases reaps every database of the
+// server that has the store (here those --databases-like selects), and
+// names the ones without it.
+func TestReaperAllDatabases(t *testing.T) {
+	dsn1, c1 := reaperDB(t, 4, 10)
+	dsn2, c2 := reaperDB(t, 2, 5)
+	bare := testenv.FreshDB(t, "ts_reaper")
+	names := []string{dbOf(t, dsn1), dbOf(t, dsn2), dbOf(t, bare)}
+	// One pattern that selects exactly these three: their names differ
+	// only in the random suffix FreshDB gives them.
+	like := "ts_reaper_%"
+	for _, n := range names {
+		require.True(t, strings.HasPrefix(n, "ts_reaper_"), n)
+	}
+
+	code, out, stderr := tomb(t, "reaper", "--dsn", dsn1, "--all-databases", "--databases-like", like, "--once", "--json")
+	require.Equal(t, 0, code, stderr)
+	var reports []struct {
+		Database string
+		Report   *struct {
+			Rows int64 `json:"rows_purged"`
+		}
+		Skipped string
+		Error   string
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &reports), out)
+	got := map[string]string{}
+	for _, r := range reports {
+		switch {
+		case r.Report != nil:
+			got[r.Database] = fmt.Sprintf("purged %d", r.Report.Rows)
+		case r.Skipped != "":
+			got[r.Database] = r.Skipped
+		default:
+			got[r.Database] = "error " + r.Error
+		}
+	}
+	require.Equal(t, "purged 40", got[names[0]])
+	require.Equal(t, "purged 10", got[names[1]])
+	require.Equal(t, "no tombstone store", got[names[2]])
+	require.Equal(t, int64(0), count(t, c1, "SELECT count(*) FROM tombstone.public__items"))
+	require.Equal(t, int64(0), count(t, c2, "SELECT count(*) FROM tombstone.public__items"))
+}
+
+// dbOf returns the database a URL names.
+func dbOf(t *testing.T, dsn string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	require.NoError(t, err)
+	return cfg.Database
 }

@@ -81,25 +81,20 @@ BEGIN
 END
 $$;
 
--- set_deletes_frozen is FREEZE DELETES / THAW DELETES. The freeze lives
--- in tombstone.settings ('deletes.frozen'), in the database every proxy
--- and the CLI use, so it holds for all of them from the moment it
--- commits, and for proxies started later: the batch row every captured
--- DELETE and TRUNCATE writes (_batch_defaults) and DROP TABLE's move to
--- the trash (trash_tables) refuse while it is set. A repeated FREEZE
--- keeps the first one's author and time.
-CREATE OR REPLACE FUNCTION tombstone.set_deletes_frozen(p_frozen boolean)
-RETURNS TABLE (deletes_frozen boolean, frozen_by name, frozen_at timestamptz)
+-- _write_freeze sets or clears the freeze and returns the one before:
+-- the row is always there ('null' when thawed) and locked, so two
+-- FREEZEs at once keep the first one's author, and an UPDATE is what a
+-- REPEATABLE READ transaction's _frozen notices. SECURITY DEFINER, for
+-- tombstone_admin only: administrators do not write tombstone.settings
+-- themselves (functions_privileges.sql).
+CREATE OR REPLACE FUNCTION tombstone._write_freeze(p_frozen boolean) RETURNS jsonb
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
     before jsonb;
 BEGIN
-    PERFORM tombstone._require_admin();
-    -- (The row is always there, 'null' when thawed: locked, two FREEZEs
-    -- at once keep the first one's author, and an UPDATE is what a
-    -- REPEATABLE READ transaction's _frozen notices.)
     INSERT INTO tombstone.settings (key, value) VALUES ('deletes.frozen', 'null') ON CONFLICT (key) DO NOTHING;
     SELECT NULLIF(st.value, 'null') INTO before FROM tombstone.settings st WHERE st.key = 'deletes.frozen' FOR UPDATE;
     IF p_frozen AND before IS NULL THEN
@@ -111,6 +106,29 @@ BEGIN
         UPDATE tombstone.settings st SET value = 'null', updated_at = pg_catalog.statement_timestamp()
          WHERE st.key = 'deletes.frozen';
     END IF;
+    RETURN before;
+END
+$$;
+REVOKE ALL ON FUNCTION tombstone._write_freeze(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._write_freeze(boolean) TO tombstone_admin;
+
+-- set_deletes_frozen is FREEZE DELETES / THAW DELETES. The freeze lives
+-- in tombstone.settings ('deletes.frozen'), in the database every proxy
+-- and the CLI use, so it holds for all of them from the moment it
+-- commits, and for proxies started later: the batch row every captured
+-- DELETE and TRUNCATE writes (_batch_defaults), DROP TABLE's move to the
+-- trash (trash_tables) and the capture triggers refuse while it is set.
+-- A repeated FREEZE keeps the first one's author and time.
+CREATE OR REPLACE FUNCTION tombstone.set_deletes_frozen(p_frozen boolean)
+RETURNS TABLE (deletes_frozen boolean, frozen_by name, frozen_at timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
+DECLARE
+    before jsonb;
+BEGIN
+    PERFORM tombstone._require_admin();
+    before := tombstone._write_freeze(p_frozen);
     SELECT p_frozen, (f ->> 'by')::name, (f ->> 'at')::timestamptz
       INTO deletes_frozen, frozen_by, frozen_at
       FROM (SELECT tombstone._frozen() AS f) x;

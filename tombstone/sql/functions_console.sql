@@ -139,6 +139,20 @@ BEGIN
 END
 $$;
 
+-- _write_reaper_paused stores the flag: SECURITY DEFINER, for
+-- tombstone_admin only (administrators do not write tombstone.settings
+-- themselves: functions_privileges.sql).
+CREATE OR REPLACE FUNCTION tombstone._write_reaper_paused(p_paused boolean) RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, tombstone, pg_temp
+AS $$
+    INSERT INTO tombstone.settings AS st (key, value) VALUES ('reaper.paused', pg_catalog.to_jsonb(p_paused))
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.statement_timestamp()
+$$;
+REVOKE ALL ON FUNCTION tombstone._write_reaper_paused(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._write_reaper_paused(boolean) TO tombstone_admin;
+
 -- set_reaper_paused is PAUSE REAPER / RESUME REAPER: it persists the flag
 -- in tombstone.settings ('reaper.paused'), which every reaper reads
 -- before each chunk, and NOTIFYs tombstone_reaper so that a waiting
@@ -150,8 +164,7 @@ SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 BEGIN
     PERFORM tombstone._require_admin();
-    INSERT INTO tombstone.settings AS st (key, value) VALUES ('reaper.paused', pg_catalog.to_jsonb(p_paused))
-    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.statement_timestamp();
+    PERFORM tombstone._write_reaper_paused(p_paused);
     PERFORM pg_catalog.pg_notify('tombstone_reaper', CASE WHEN p_paused THEN 'paused' ELSE 'resumed' END);
     PERFORM tombstone._audit(CASE WHEN p_paused THEN 'PAUSE REAPER' ELSE 'RESUME REAPER' END, '{}',
                              pg_catalog.jsonb_build_object('reaper_paused', p_paused));

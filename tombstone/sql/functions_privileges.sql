@@ -43,6 +43,19 @@ REVOKE ALL ON tombstone.catalog_log FROM PUBLIC;
 GRANT SELECT ON tombstone.catalog_log TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA tombstone TO tombstone_admin;
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA tombstone TO tombstone_admin;
+-- The registry the store's own SECURITY DEFINER code acts on — which
+-- tables are protected, their shadow tables and columns, the trash's
+-- entries (what to give back to whom, the definitions UNDROP runs), the
+-- settings — is the store's to write, not administrators': a row written
+-- by hand there would have that code alter, grant or run what the row
+-- names, with the installer's rights. Administrators read it, and mark
+-- what the console's functions mark (a trash entry restored, purged or
+-- held; how far a shadow table was purged); the rest goes through
+-- functions (PAUSE REAPER, FREEZE DELETES, the reaper's fence).
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON tombstone.protected, tombstone.shadows, tombstone.shadow_columns,
+    tombstone.trash, tombstone.settings, tombstone.catalog_log, tombstone.schema_version FROM tombstone_admin;
+GRANT UPDATE (restored_at, purged_at, held) ON tombstone.trash TO tombstone_admin;
+GRANT UPDATE (purged_through) ON tombstone.shadows TO tombstone_admin;
 -- The audit trail: administrators read it; its rows are written by the
 -- actions' own functions (tombstone._audit, as the owner) and changed or
 -- deleted by nobody but the owner.

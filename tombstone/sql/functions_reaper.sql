@@ -33,6 +33,7 @@
 -- work) checks nothing.
 CREATE OR REPLACE FUNCTION tombstone._reaper_fence(p_token bigint) RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER -- (administrators do not write tombstone.settings themselves; EXECUTE: tombstone_admin)
 SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
@@ -66,6 +67,7 @@ AS $$ SELECT coalesce((SELECT (st.value #>> '{}')::bigint FROM tombstone.setting
 -- (see above).
 CREATE OR REPLACE FUNCTION tombstone._reaper_paused(p_lock boolean) RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER -- (the lock needs a privilege on settings administrators lack; EXECUTE: tombstone_admin)
 SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
 DECLARE
@@ -369,3 +371,5 @@ REVOKE ALL ON FUNCTION tombstone.reap_chunk(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.reap_chunk(bigint, bigint) TO tombstone_admin;
 REVOKE ALL ON FUNCTION tombstone.reap_trash(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tombstone.reap_trash(bigint) TO tombstone_admin;
+REVOKE ALL ON FUNCTION tombstone._reaper_paused(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tombstone._reaper_paused(boolean) TO tombstone_admin;
