@@ -281,7 +281,7 @@ func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
 		}
 		return plan, err
 	}
-	if res, ok := p.planStale(req.Database, sql, p.options(req, nil)); ok {
+	if res, ok := p.planStale(req, sql); ok {
 		p.release(res)
 		return planOf(res), nil
 	}
@@ -317,11 +317,17 @@ func (p *planner) plan(ctx context.Context, req Request) (Plan, error) {
 // removes no rows a catalog could call protected; a DROP TABLE goes to
 // trash_tables, which asks the database). Its result has no generation:
 // nothing about it goes out of date.
-func (p *planner) planStale(database, sql string, opt rewrite.Options) (*rewrite.Result, bool) {
+func (p *planner) planStale(req Request, sql string) (*rewrite.Result, bool) {
 	sc, ok := p.cats.(StaleCatalogs)
-	if !ok || !sc.Stale(database) {
+	if !ok || !sc.Stale(req.Database) {
 		return nil, false
 	}
+	if _, known := p.inForce.Load(req.Database); !known {
+		// (What a TRUNCATE or DROP TABLE becomes depends on the
+		// database's policies, which this planner has not read yet.)
+		return nil, false
+	}
+	opt := p.options(req, nil)
 	probe := &blindCatalog{}
 	res, err := rewrite.Rewrite(sql, probe, opt)
 	if err != nil || probe.asked {

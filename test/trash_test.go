@@ -130,8 +130,10 @@ func TestTruncateDropRejected(t *testing.T) {
 	e := newEnv(t, shopSchema)
 	ctx := context.Background()
 	// (The test's catalogs install their own rules at their first load:
-	// that first, then the rules of `tombstone init --config`.)
-	_, err := e.cats.Catalog(ctx, dbName(t, e.direct))
+	// that first, then the rules of `tombstone init --config`. A session
+	// kept open keeps the catalogs from letting the database go and
+	// installing again.)
+	_, err := testenv.Connect(t, e.proxy).Exec(ctx, "DELETE FROM links WHERE false")
 	require.NoError(t, err)
 	require.NoError(t, tombstone.Install(ctx, testenv.Connect(t, e.direct), tombstone.InstallOptions{Protection: &tombstone.Protection{
 		Schemas: []string{"public"}, Retention: 7 * 24 * time.Hour, Truncate: "reject", Drop: "reject"}}))
