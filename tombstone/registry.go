@@ -35,6 +35,9 @@ type Catalogs struct {
 	log        *zap.Logger
 	// MissReload bounds how often a lookup miss reloads a catalog.
 	MissReload time.Duration
+	// OnLoad, when set before first use, is told of every catalog load
+	// (err nil: loaded), for the proxy's metrics.
+	OnLoad func(database string, err error)
 
 	// lazy: a change marks a catalog stale and nothing more; the next
 	// statement's plan loads it (SetReloadOnChange).
@@ -371,6 +374,9 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 		cat, err = LoadCatalog(ctx, conn, CatalogOptions{})
 	}
 	d.putLoadConn(err != nil)
+	if c.OnLoad != nil {
+		c.OnLoad(d.name, err)
+	}
 	if err != nil {
 		d.invalidate()
 		return nil, err

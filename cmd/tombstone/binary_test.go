@@ -103,6 +103,10 @@ func TestProxyBinary(t *testing.T) {
 	require.Greater(t, len(long), rewrite.TrialParseOver)
 	require.NoError(t, conn.QueryRow(context.Background(), long).Scan(&n))
 	require.Equal(t, 10001, n)
+	// Planned, it needed the database's catalog: one load.
+	_, body = get("/metrics")
+	require.Regexp(t, `tombstone_proxy_catalog_loads_total\{result="ok"\} [1-9]`, body)
+	require.Contains(t, body, `tombstone_proxy_catalog_loads_total{result="error"} 0`)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT 1").Scan(&n), "still serving after SIGHUP")

@@ -21,6 +21,7 @@ func TestDeployMetricNames(t *testing.T) {
 	pm := proxy.NewMetrics(reg)
 	pm.Refusals.WithLabelValues("TS020")
 	pm.DeletedRows.WithLabelValues("db")
+	catalogLoads(reg)
 	rm := newReaperMetrics(reg)
 	rm.runs.WithLabelValues("ok")
 	families, err := reg.Gather()

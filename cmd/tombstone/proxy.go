@@ -83,6 +83,7 @@ func (c *proxyCmd) Run() error {
 	}
 	cats := tombstone.NewCatalogs(cfg.ControlConninfo(os.Getenv), tombstone.InstallOptions{Protection: protection(cfg), KeepStored: true, Logger: log}, log)
 	defer cats.Close()
+	cats.OnLoad = catalogLoads(reg)
 	pcfg.Planner = proxy.NewPlanner(cats, rewrite.NewCache(4096), proxy.Policies{
 		Truncate: cfg.Policies.Truncate, Drop: cfg.Policies.Drop,
 		RequireWhere: cfg.Guards.RequireWhere, MaxRows: cfg.Guards.MaxRows,
@@ -267,4 +268,21 @@ func pingUpstream(addr string) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// catalogLoads registers tombstone_proxy_catalog_loads_total with reg
+// and returns the hook that counts them (tombstone.Catalogs.OnLoad).
+func catalogLoads(reg prometheus.Registerer) func(string, error) {
+	loads := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tombstone", Subsystem: "proxy", Name: "catalog_loads_total",
+		Help: "Catalog loads (the protected tables of a database, read after DDL or a change of the rules), by result: ok or error."}, []string{"result"})
+	reg.MustRegister(loads)
+	loads.WithLabelValues("ok")
+	loads.WithLabelValues("error")
+	return func(_ string, err error) {
+		if err != nil {
+			loads.WithLabelValues("error").Inc()
+			return
+		}
+		loads.WithLabelValues("ok").Inc()
+	}
 }
