@@ -322,12 +322,14 @@ func (p *planner) planStale(req Request, sql string) (*rewrite.Result, bool) {
 	if !ok || !sc.Stale(req.Database) {
 		return nil, false
 	}
-	if _, known := p.inForce.Load(req.Database); !known {
-		// (What a TRUNCATE or DROP TABLE becomes depends on the
-		// database's policies, which this planner has not read yet.)
-		return nil, false
-	}
 	opt := p.options(req, nil)
+	if _, known := p.inForce.Load(req.Database); !known {
+		// The database's policies are not known yet: never let a
+		// TRUNCATE or DROP TABLE through uncaptured on the proxy's own
+		// say. (capture_truncate reads the stored policy itself; a DROP
+		// TABLE the database would allow goes to the trash.)
+		opt.Truncate, opt.Drop = rewrite.PolicyCapture, rewrite.PolicyTrash
+	}
 	probe := &blindCatalog{}
 	res, err := rewrite.Rewrite(sql, probe, opt)
 	if err != nil || probe.asked {

@@ -273,6 +273,15 @@ func TestAuditTrail(t *testing.T) {
 		pe := pgErrOf(t, ac.PgConn().Exec(ctx, sql).Close())
 		require.Equal(t, "42501", pe.Code, sql)
 	}
+	// Nor put the store's triggers on a table that is not protected, the
+	// store's own included (sync_shadow is an administrator's to call).
+	_, err = d.Exec(ctx, "CREATE SCHEMA priv; CREATE TABLE priv.secret (id int PRIMARY KEY); GRANT USAGE ON SCHEMA priv TO "+admin)
+	require.NoError(t, err)
+	for _, rel := range []string{"priv.secret", "tombstone.audit", "tombstone.trash"} {
+		pe := pgErrOf(t, ac.PgConn().Exec(ctx, fmt.Sprintf("SELECT tombstone.sync_shadow('%s')", rel)).Close())
+		require.Equal(t, "55000", pe.Code, rel)
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('priv.secret'::regclass, 'tombstone.audit'::regclass, 'tombstone.trash'::regclass) AND tgname LIKE '_ts_%'"))
 	// It reads the trail, and its own actions land in it under its name.
 	show, _ = simple(t, ac, "SHOW AUDIT")
 	require.Len(t, show, n)

@@ -565,8 +565,9 @@ func checkInstalled(ctx context.Context, q queryRower) error {
 
 // EnsureShadow creates the shadow table of schema.table, or aligns it with
 // the table's current columns, and returns its name inside schema
-// tombstone. The table need not be protected. It needs EXECUTE on
-// tombstone.sync_shadow (tombstone_admin members and superusers).
+// tombstone. It needs EXECUTE on tombstone.sync_shadow (tombstone_admin
+// members and superusers); the table must be protected (or have its
+// shadow already) unless the session's role is a superuser.
 func EnsureShadow(ctx context.Context, conn *pgx.Conn, schema, table string) (string, error) {
 	var name string
 	err := conn.QueryRow(ctx, "SELECT tombstone.sync_shadow(format('%I.%I', $1::text, $2::text)::regclass)", schema, table).Scan(&name)

@@ -98,8 +98,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "Run %q for usage.\n", help)
 		return exitUsage
 	}
-	if err := ctx.Run(&stdio{Out: stdout, Err: stderr}); err != nil {
-		if wantsJSON(args) {
+	out := &countingWriter{w: stdout}
+	if err := ctx.Run(&stdio{Out: out, Err: stderr}); err != nil {
+		if wantsJSON(args) && out.n == 0 {
+			// (A command that printed its result and then fails — a dry
+			// run that found conflicts — has said it in its JSON.)
 			writeJSONError(stdout, err, exitCode(err))
 		}
 		// The store's errors name the package already.
@@ -107,6 +110,18 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return exitCode(err)
 	}
 	return exitOK
+}
+
+// countingWriter counts what is written through it.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
 }
 
 // wantsJSON reports whether args ask for JSON output (--json), so that

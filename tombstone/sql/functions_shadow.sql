@@ -179,7 +179,23 @@ DECLARE
     before text := pg_catalog.current_setting('session_replication_role');
     quiet boolean := before = 'origin' AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
     out name;
+    src oid := tombstone._root(rel::oid);
 BEGIN
+    -- Only a protected table, or one that has its shadow already: an
+    -- administrator may call this, and it puts triggers the installer
+    -- owns on the table (no other table's deletes are the store's to
+    -- capture, or to refuse while frozen), nor any of the store's own.
+    -- (A superuser may give any table a shadow: tombstone.EnsureShadow.)
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+       AND (SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = src)
+           IN ('tombstone', 'tombstone_trash', 'pg_catalog', 'information_schema', 'pg_toast')
+       OR NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+       AND NOT (EXISTS (SELECT FROM tombstone.shadows sh WHERE sh.source = src)
+                OR EXISTS (SELECT FROM tombstone.protected_among(ARRAY[src]) p WHERE p.relid = src)) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = pg_catalog.format('tombstone: %s is not a protected table', rel),
+            HINT = 'The protection rules (tombstone init --config) say which tables are.';
+    END IF;
     IF quiet THEN
         PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
     END IF;
