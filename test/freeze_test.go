@@ -273,6 +273,9 @@ func TestAuditTrail(t *testing.T) {
 		pe := pgErrOf(t, ac.PgConn().Exec(ctx, sql).Close())
 		require.Equal(t, "42501", pe.Code, sql)
 	}
+	// Nor register a trash entry for a table it does not own.
+	pe = pgErrOf(t, ac.PgConn().Exec(ctx, "SELECT tombstone._trash_register('tenants'::regclass, '{}', current_user, '', '')").Close())
+	require.Equal(t, "42501", pe.Code)
 	// Nor put the store's triggers on a table that is not protected, the
 	// store's own included (sync_shadow is an administrator's to call).
 	_, err = d.Exec(ctx, "CREATE SCHEMA priv; CREATE TABLE priv.secret (id int PRIMARY KEY); GRANT USAGE ON SCHEMA priv TO "+admin)

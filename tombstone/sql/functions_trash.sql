@@ -1224,6 +1224,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = pg_catalog.format('tombstone: %s is not a protected table', p_rel::regclass);
     END IF;
+    -- Only for whoever may drop it (trash_tables has had Postgres check
+    -- that already): called directly, an entry for another role's table
+    -- would make DROP SCHEMA refuse (_trash_open).
+    IF NOT pg_catalog.pg_has_role(session_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = p_rel), 'MEMBER') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = pg_catalog.format('must be owner of table %s', p_rel::regclass);
+    END IF;
     members := ARRAY[p_rel] || ARRAY(SELECT t.relid FROM pg_partition_tree(p_rel) t WHERE t.relid <> p_rel ORDER BY t.level, t.relid);
     IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = ANY (members) AND c.relkind NOT IN ('r', 'p')) THEN
         RAISE EXCEPTION USING ERRCODE = '0A000',
