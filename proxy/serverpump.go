@@ -275,7 +275,12 @@ func (s *Session) resend(cur *fix) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	planned := s.srv.planner.Plan(ctx, s.request(cur.retry.sql))
+	// (Nothing but this statement is outstanding once it may be re-sent,
+	// and it failed before it ran: the session's settings are what they
+	// were, so text whose reading depends on them can be planned.)
+	req := s.request(cur.retry.sql)
+	req.Lexing = s.lexing.now(s.track.settledButCurrent())
+	planned := s.srv.planner.Plan(ctx, req)
 	plan, ok := planned.(Rewrite)
 	if !ok || !plan.Result.Changed || plan.Result.Refusal() != nil {
 		why := fmt.Sprintf("%T", planned)

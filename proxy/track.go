@@ -234,6 +234,13 @@ func (t *tracker) settled() bool {
 	return !t.executed.Load() && t.ends.Load() == t.answered.Load()
 }
 
+// settledButCurrent is settled with the answer being handled counted in:
+// the server pump is at the ReadyForQuery of the one message outstanding
+// (a statement refused before it ran, which changed no setting).
+func (t *tracker) settledButCurrent() bool {
+	return !t.executed.Load() && t.ends.Load() == t.answered.Load()+1
+}
+
 // endsTransaction: the answer to a client message of this kind ends with
 // a ReadyForQuery.
 func endsTransaction(kind clientMsg) bool {

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
 
@@ -273,6 +275,16 @@ func applyProtection(ctx context.Context, tx pgx.Tx, p Protection, keep bool, lo
 		return fmt.Errorf("tombstone: savepoint: %w", err)
 	}
 	before, err := storeProtection(ctx, tx, p)
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == pgerrcode.InsufficientPrivilege {
+		// A role that may not write the rules (an administrator who is
+		// not the store's owner) cannot compare them by writing either:
+		// the database's rules stay, as they would anyway.
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT tombstone_protection"); err != nil {
+			return fmt.Errorf("tombstone: rollback to savepoint: %w", err)
+		}
+		log.Info("keeping the protection rules in force in the database; this role may not write them, so this configuration's were not compared with them")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package tombstone_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -163,6 +164,19 @@ func TestInstallKeepsRulesInForce(t *testing.T) {
 	core, logs = observer.New(zap.WarnLevel)
 	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: short, KeepStored: true, Logger: zap.New(core)}))
 	require.Zero(t, logs.Len())
+
+	// A proxy whose control role is an administrator, not the store's
+	// owner, may not write the rules, so it cannot compare them by
+	// writing: it keeps them, and starts (it used to fail the install).
+	dsn := c.Config().ConnString()
+	admin := newRole(t, dsn, "ts_keep")
+	exec(t, c, "GRANT tombstone_admin TO "+admin)
+	exec(t, c, fmt.Sprintf("DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %%I TO %s', current_database()); END $$", admin))
+	ac := testenv.Connect(t, withUser(t, dsn, admin))
+	core, logs = observer.New(zap.InfoLevel)
+	require.NoError(t, tombstone.Install(ctx, ac, tombstone.InstallOptions{Protection: defaults, KeepStored: true, Logger: zap.New(core)}))
+	require.Equal(t, inForce, queryString(t, c, rules))
+	require.Equal(t, 1, logs.FilterMessageSnippet("this role may not write them").Len())
 
 	// tombstone init --config replaces them.
 	require.NoError(t, tombstone.Install(ctx, c, tombstone.InstallOptions{Protection: defaults}))

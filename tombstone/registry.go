@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,7 @@ type dbCatalog struct {
 	stale   atomic.Bool
 	changes atomic.Uint64 // invalidations so far
 	loaded  atomic.Int64  // unix nanos of the last load
+	checked atomic.Int64  // unix nanos of the last changedSince look
 	listens atomic.Bool
 	stop    atomic.Pointer[context.CancelFunc] // ends the listener
 
@@ -557,6 +559,53 @@ func (c *Catalogs) awaitChange(ctx context.Context, conn *pgx.Conn, d *dbCatalog
 	}
 }
 
+// changedEvery bounds how often a database's catalog log is looked at
+// after lookup misses (changedSince).
+const changedEvery = 10 * time.Millisecond
+
+// changedSince reports whether DDL committed since cat was loaded, as
+// the catalog log says (the event triggers log every such transaction):
+// a table created a moment ago, whose NOTIFY has not reached the proxy
+// yet, by the session now deleting from it — a transaction block could
+// not have the statement re-sent. One query on d's load connection; false
+// when cat was read without a snapshot to compare with, or the query
+// fails (the miss stands, as before).
+func (c *Catalogs) changedSince(d *dbCatalog, cat *Catalog) bool {
+	if cat.snapshot == nil {
+		return false
+	}
+	// At most one look per changedEvery and database: a DELETE of an
+	// excluded table misses every time.
+	now := time.Now().UnixNano()
+	if last := d.checked.Load(); now-last < int64(changedEvery) || !d.checked.CompareAndSwap(last, now) {
+		return false
+	}
+	snap, _, _ := strings.Cut(*cat.snapshot, ";")
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	d.load.Lock()
+	defer d.load.Unlock()
+	if cur := d.cur.Load(); cur != cat || d.stale.Load() {
+		return true // loaded again since, or known stale: Lookup reloads
+	}
+	conn, err := c.loadConn(ctx, d)
+	if err != nil {
+		return false
+	}
+	var changed bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM tombstone.catalog_log l
+		WHERE NOT l.horizon AND NOT pg_catalog.pg_visible_in_snapshot(l.xid, $1::pg_catalog.pg_snapshot)
+		  AND pg_catalog.pg_xact_status(l.xid) = 'committed')`, snap).Scan(&changed)
+	d.putLoadConn(err != nil)
+	return err == nil && changed
+}
+
+// protectsSchema reports whether a table named so (unqualified: looked
+// up through the protected schemas) would be protected by its schema.
+func (m *missAware) protectsSchema(schema string) bool {
+	return schema == "" || slices.Contains(m.Catalog.schemas, schema)
+}
+
 // missAware is a Catalog whose lookup misses can trigger a reload.
 type missAware struct {
 	*Catalog
@@ -572,7 +621,7 @@ func (m *missAware) Lookup(schema, name string) (*rewrite.Table, bool) {
 		return t, true
 	}
 	age := time.Duration(time.Now().UnixNano() - m.d.loaded.Load())
-	if age < m.c.MissReload {
+	if age < m.c.MissReload && !(m.protectsSchema(schema) && m.c.changedSince(m.d, m.Catalog)) {
 		return nil, false
 	}
 	cat, err := m.c.reload(m.c.ctx, m.d, m.Catalog)
