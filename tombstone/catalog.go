@@ -55,7 +55,14 @@ type Catalog struct {
 	// in the database (policies.truncate, policies.drop): the rules in
 	// force, whatever a proxy's own configuration says.
 	truncate, drop string
+	// frozen: FREEZE DELETES was in force when the catalog was read.
+	frozen bool
 }
+
+// Frozen reports whether deletes were frozen (FREEZE DELETES) when the
+// catalog was read; a freeze and a thaw notify the proxies, which load
+// it again. The store refuses the deletes itself: this is for metrics.
+func (c *Catalog) Frozen() bool { return c.frozen }
 
 // Policies returns the TRUNCATE and DROP TABLE policies in force in the
 // database ("" where none is stored: the defaults).
@@ -180,7 +187,8 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, opts CatalogOptions) (*Cat
 		cat.unsnapped = logged && wrote
 		if err := tx.QueryRow(ctx, `SELECT
 			coalesce((SELECT value #>> '{}' FROM tombstone.settings WHERE key = 'policies.truncate'), ''),
-			coalesce((SELECT value #>> '{}' FROM tombstone.settings WHERE key = 'policies.drop'), '')`).Scan(&cat.truncate, &cat.drop); err != nil {
+			coalesce((SELECT value #>> '{}' FROM tombstone.settings WHERE key = 'policies.drop'), ''),
+			EXISTS (SELECT FROM tombstone.settings WHERE key = 'deletes.frozen' AND value <> 'null')`).Scan(&cat.truncate, &cat.drop, &cat.frozen); err != nil {
 			return err
 		}
 		return cat.load(ctx, tx)

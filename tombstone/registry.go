@@ -37,8 +37,8 @@ type Catalogs struct {
 	// MissReload bounds how often a lookup miss reloads a catalog.
 	MissReload time.Duration
 	// OnLoad, when set before first use, is told of every catalog load
-	// (err nil: loaded), for the proxy's metrics.
-	OnLoad func(database string, err error)
+	// (err nil: cat loaded), for the proxy's metrics.
+	OnLoad func(database string, cat *Catalog, err error)
 
 	// lazy: a change marks a catalog stale and nothing more; the next
 	// statement's plan loads it (SetReloadOnChange).
@@ -377,7 +377,7 @@ func (c *Catalogs) reload(ctx context.Context, d *dbCatalog, old *Catalog) (*Cat
 	}
 	d.putLoadConn(err != nil)
 	if c.OnLoad != nil {
-		c.OnLoad(d.name, err)
+		c.OnLoad(d.name, cat, err)
 	}
 	if err != nil {
 		d.invalidate()

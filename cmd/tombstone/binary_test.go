@@ -170,3 +170,53 @@ func TestProxyBinaryControlFollowsUpstream(t *testing.T) {
 	require.Equal(t, 1, batches)
 	require.Equal(t, 1, stored)
 }
+
+// TestProxyBinaryFreezeMetric: FREEZE DELETES and THAW DELETES show in
+// tombstone_proxy_deletes_frozen of the database (the freeze notifies the
+// proxies, which load the catalog again).
+func TestProxyBinaryFreezeMetric(t *testing.T) {
+	// (The database first: cleanups run last first, so the proxy and its
+	// connections to it are gone before it is dropped.)
+	dsn := testenv.FreshDB(t, "ts_freeze")
+	db := dbOf(t, dsn)
+	upstream := testenv.PGAddr(t)
+	bin := buildBinary(t)
+	listen, metrics := freeAddr(t), freeAddr(t)
+	u, _ := url.Parse(testenv.PGURL(t))
+	startProxyBinary(t, bin,
+		append(os.Environ(), "PGUSER="+u.User.Username(), "PGHOST="+u.Hostname(), "PGPORT="+u.Port(), "PGSSLMODE=disable"),
+		"--listen", listen, "--upstream", upstream, "--metrics-listen", metrics, "--log-level", "warn")
+	testenv.WaitFor(t, testenv.Hang, "/healthz", func() bool {
+		resp, err := http.Get("http://" + metrics + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	conn := testenv.Connect(t, testenv.WithHostPort(t, dsn, listen, nil))
+	ctx := context.Background()
+	_, err := conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY); DELETE FROM t WHERE id = 1")
+	require.NoError(t, err)
+	gauge := func() string {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, `tombstone_proxy_deletes_frozen{database="`+db+`"}`) {
+				return l[strings.LastIndexByte(l, ' ')+1:]
+			}
+		}
+		return ""
+	}
+	testenv.WaitFor(t, testenv.Hang, "gauge 0", func() bool { return gauge() == "0" })
+	_, err = conn.Exec(ctx, "FREEZE DELETES", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	testenv.WaitFor(t, testenv.Hang, "gauge 1 after FREEZE", func() bool { return gauge() == "1" })
+	_, err = conn.Exec(ctx, "THAW DELETES", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	testenv.WaitFor(t, testenv.Hang, "gauge 0 after THAW", func() bool { return gauge() == "0" })
+}

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tombstone-proxy/tombstone/proxy"
+	"github.com/tombstone-proxy/tombstone/tombstone"
 )
 
 // TestDeployMetricNames: every metric the sample alert rules and the
@@ -21,7 +22,7 @@ func TestDeployMetricNames(t *testing.T) {
 	pm := proxy.NewMetrics(reg)
 	pm.Refusals.WithLabelValues("TS020")
 	pm.DeletedRows.WithLabelValues("db")
-	catalogLoads(reg)
+	catalogLoads(reg)("db", &tombstone.Catalog{}, nil)
 	rm := newReaperMetrics(reg)
 	rm.runs.WithLabelValues("ok")
 	families, err := reg.Gather()

@@ -270,19 +270,27 @@ func pingUpstream(addr string) error {
 	return conn.Close()
 }
 
-// catalogLoads registers tombstone_proxy_catalog_loads_total with reg
-// and returns the hook that counts them (tombstone.Catalogs.OnLoad).
-func catalogLoads(reg prometheus.Registerer) func(string, error) {
+// catalogLoads registers tombstone_proxy_catalog_loads_total and
+// tombstone_proxy_deletes_frozen with reg and returns the hook that keeps
+// them (tombstone.Catalogs.OnLoad).
+func catalogLoads(reg prometheus.Registerer) func(string, *tombstone.Catalog, error) {
 	loads := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tombstone", Subsystem: "proxy", Name: "catalog_loads_total",
 		Help: "Catalog loads (the protected tables of a database, read after DDL or a change of the rules), by result: ok or error."}, []string{"result"})
-	reg.MustRegister(loads)
+	frozen := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tombstone", Subsystem: "proxy", Name: "deletes_frozen",
+		Help: "1 while FREEZE DELETES is in force in the database, as its last catalog load found (a freeze and a thaw make the proxies load it)."}, []string{"database"})
+	reg.MustRegister(loads, frozen)
 	loads.WithLabelValues("ok")
 	loads.WithLabelValues("error")
-	return func(_ string, err error) {
+	return func(database string, cat *tombstone.Catalog, err error) {
 		if err != nil {
 			loads.WithLabelValues("error").Inc()
 			return
 		}
 		loads.WithLabelValues("ok").Inc()
+		v := 0.0
+		if cat.Frozen() {
+			v = 1
+		}
+		frozen.WithLabelValues(database).Set(v)
 	}
 }

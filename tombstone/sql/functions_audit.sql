@@ -106,6 +106,10 @@ BEGIN
         UPDATE tombstone.settings st SET value = 'null', updated_at = pg_catalog.statement_timestamp()
          WHERE st.key = 'deletes.frozen';
     END IF;
+    IF (before IS NULL) = p_frozen THEN
+        -- The proxies load their catalogs again: their metrics show it.
+        PERFORM pg_catalog.pg_notify('tombstone_catalog', 'freeze');
+    END IF;
     RETURN before;
 END
 $$;
