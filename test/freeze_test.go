@@ -67,6 +67,16 @@ func TestFreezeDeletes(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { _ = rr.Rollback(ctx) }()
 
+	// A FREEZE rolled back leaves no freeze, and nothing in the trail.
+	tx, err := admin.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "FREEZE DELETES", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(ctx))
+	status, _ := simple(t, admin, "SHOW TOMBSTONE STATUS")
+	require.Equal(t, "false", findRow(status, "deletes_frozen")[1])
+	require.Zero(t, e.count("SELECT count(*) FROM tombstone.audit"))
+
 	rows, _ := simple(t, admin, "FREEZE DELETES")
 	require.Equal(t, "t", rows[0][0])
 	require.Equal(t, "postgres", rows[0][1])
@@ -104,7 +114,7 @@ func TestFreezeDeletes(t *testing.T) {
 	// fails, as any error would).
 	_, err = other.Exec(ctx, "DELETE FROM nodes WHERE id = $1", 100)
 	require.ErrorContains(t, err, "deletes are frozen")
-	tx, err := app.Begin(ctx)
+	tx, err = app.Begin(ctx)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, "DELETE FROM sites WHERE tenant_id = 2")
 	require.ErrorContains(t, err, "deletes are frozen")
@@ -132,7 +142,7 @@ func TestFreezeDeletes(t *testing.T) {
 	// A proxy started after the freeze honours it.
 	late := testenv.Connect(t, secondProxy(t, e))
 	refused(late, "DELETE FROM tenants WHERE id = 3")
-	status, _ := simple(t, late, "SHOW TOMBSTONE STATUS")
+	status, _ = simple(t, late, "SHOW TOMBSTONE STATUS")
 	require.Contains(t, findRow(status, "deletes_frozen")[1], "true (by postgres")
 
 	// THAW: deletes are captured again, through every proxy.

@@ -64,18 +64,21 @@ BEGIN
 END
 $$;
 
--- _refuse_frozen raises TS020 for freeze p_frozen (as _frozen returns
--- it), when there is one: the statement that would remove rows of a
--- protected table fails, and with it everything it did.
-CREATE OR REPLACE FUNCTION tombstone._refuse_frozen(p_frozen jsonb) RETURNS void
+-- _refuse_frozen raises TS020 while deletes are frozen (_frozen): the
+-- statement that would remove rows of a protected table fails, and with
+-- it everything it did.
+DROP FUNCTION IF EXISTS tombstone._refuse_frozen(jsonb);
+CREATE OR REPLACE FUNCTION tombstone._refuse_frozen() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, tombstone, pg_temp
 AS $$
+DECLARE
+    f jsonb := tombstone._frozen();
 BEGIN
-    IF p_frozen IS NOT NULL THEN
+    IF f IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'TS020',
             MESSAGE = pg_catalog.format('tombstone: deletes are frozen (FREEZE DELETES by %s at %s)',
-                                        p_frozen ->> 'by', p_frozen ->> 'at'),
+                                        f ->> 'by', f ->> 'at'),
             HINT = 'Nothing was removed. Reads and other writes go on; an administrator ends the freeze with THAW DELETES (or tombstone thaw).';
     END IF;
 END

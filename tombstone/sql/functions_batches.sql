@@ -240,7 +240,7 @@ BEGIN
     -- (Under REPEATABLE READ and SERIALIZABLE the snapshot may be older
     -- than a freeze: _frozen looks closer.)
     IF frozen OR pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+        PERFORM tombstone._refuse_frozen();
     END IF;
     IF bad OR jsonb_typeof(NEW.tables) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -327,8 +327,8 @@ BEGIN
         IF bid IS NULL THEN
             -- Not a statement the proxy captured; while deletes are
             -- frozen, not one that may remove rows at all.
-            IF tombstone._frozen() IS NOT NULL AND EXISTS (SELECT FROM _ts_old) THEN
-                PERFORM tombstone._refuse_frozen(tombstone._frozen());
+            IF EXISTS (SELECT FROM _ts_old) THEN
+                PERFORM tombstone._refuse_frozen();
             END IF;
             RETURN NULL;
         END IF;
@@ -338,8 +338,8 @@ BEGIN
     SELECT b.id, b.token INTO bid, btoken FROM %10$s b WHERE b.stale IS NULL;
     IF bid IS NULL THEN
         -- Not a statement the proxy captured (as above).
-        IF TG_OP <> 'UPDATE' AND tombstone._frozen() IS NOT NULL THEN
-            PERFORM tombstone._refuse_frozen(tombstone._frozen());
+        IF TG_OP <> 'UPDATE' THEN
+            PERFORM tombstone._refuse_frozen();
         END IF;
         RETURN NULL;
     END IF;

@@ -274,7 +274,7 @@ BEGIN
     -- No protected table is emptied while deletes are frozen (FREEZE
     -- DELETES), captured or not.
     IF EXISTS (SELECT FROM tombstone._protected_roots(targets)) THEN
-        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+        PERFORM tombstone._refuse_frozen();
     END IF;
     IF policy <> 'allow' THEN
         -- First the checks and the counts, then the batch row.
@@ -1462,7 +1462,7 @@ BEGIN
     END LOOP;
     -- No protected table leaves while deletes are frozen (FREEZE DELETES).
     IF pg_catalog.cardinality(prot || parts) > 0 THEN
-        PERFORM tombstone._refuse_frozen(tombstone._frozen());
+        PERFORM tombstone._refuse_frozen();
     END IF;
     parts := ARRAY(SELECT pt.p FROM pg_catalog.unnest(parts) pt(p)
                     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(pt.p) a
